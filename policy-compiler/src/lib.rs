@@ -1,0 +1,1 @@
+//! Policy compiler (see issue 3).
