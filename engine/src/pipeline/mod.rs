@@ -1,0 +1,345 @@
+//! The sans-IO packet pipeline.
+//!
+//! A [`Pipeline`] takes a [`Batch`] of frames whose bytes the caller owns
+//! (UMEM frames when live, pcap buffers offline, vectors in tests) and sets
+//! one [`Action`] per frame: forward to a port, drop with a [`DropReason`], or
+//! hand to the kernel. It never reads a clock (time is passed in), never makes
+//! a syscall, never allocates or locks per packet. The same call runs under
+//! AF_XDP, under `sluice replay` and in unit tests.
+//!
+//! Stages, in order, each a loop over the batch (VPP-style), each documented
+//! with what it reads, what it sets and which actions it can produce:
+//!
+//! 1. [`stages::parse`]: Ethernet, VLAN/QinQ, IPv4/IPv6 and transport.
+//! 2. [`stages::track`]: conntrack and NAT lookup (runs before the local
+//!    decision because a reply to a masqueraded flow is addressed to the
+//!    node itself, as Linux's conntrack runs in PREROUTING).
+//! 3. [`stages::local`]: frames for the node's own addresses (and multicast,
+//!    broadcast, link-local) that match no NAT state go to the kernel;
+//!    martians are dropped.
+//! 4. [`stages::policy`]: the compiled classifier, once per new connection.
+//! 5. [`stages::route`]: FIB longest-prefix match, TTL/hop-limit check,
+//!    neighbour (next-hop MAC).
+//! 6. [`stages::rewrite`]: NAT, MACs, TTL/hop-limit decrement with
+//!    incremental checksums; conntrack entries are committed here, so a
+//!    packet dropped on the way leaves no state (Linux confirms in
+//!    POSTROUTING).
+//! 7. Counters per action, drop reason and port, accumulated in the batch
+//!    loop and owned by the pipeline (one per worker).
+
+pub mod stages;
+
+use std::sync::Arc;
+
+use arrayvec::ArrayVec;
+
+use crate::tables::Tables;
+use crate::wire::{Mac, Parsed};
+
+/// Largest batch.
+pub const MAX_BATCH: usize = 256;
+
+/// A logical port (index into the config's `ports`).
+pub type PortId = u16;
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
+        /// Why a frame was dropped. Indexes the drop counters; the names are
+        /// the keys of the replay summary's `drops` object and the metrics
+        /// label values.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$doc])* $name,)* }
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = DropReason::ALL.len();
+            /// The reason's name (`malformed`, `no_route`, ...).
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// The frame could not be parsed (truncated, inconsistent lengths, bad
+    /// IPv4 header checksum, ...).
+    Malformed = "malformed",
+    /// Source or destination address that must never be forwarded
+    /// (loopback, multicast source, 0.0.0.0/8, link-local beyond scope).
+    Martian = "martian",
+    /// Denied by policy.
+    Policy = "policy",
+    /// No route to the destination.
+    NoRoute = "no_route",
+    /// The next hop has no neighbour entry (MAC unknown).
+    NoNeighbor = "no_neighbor",
+    /// TTL or hop limit would reach zero.
+    TtlExceeded = "ttl_exceeded",
+    /// The conntrack table is full and nothing could be evicted.
+    ConntrackFull = "conntrack_full",
+    /// A TCP packet that cannot start a connection (not a SYN) and matches
+    /// none, with `conntrack.tcp_loose: false`.
+    ConntrackInvalid = "conntrack_invalid",
+    /// Masquerade found no free source port.
+    NatExhausted = "nat_exhausted",
+    /// A service with no backends.
+    NoBackend = "no_backend",
+}
+
+/// What happens to a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send out of this port.
+    Forward(PortId),
+    /// Drop, counted under the reason.
+    Drop(DropReason),
+    /// Hand to the kernel's stack (XDP_PASS live).
+    Kernel,
+}
+
+impl Action {
+    /// Index in [`Counters::actions`]: forward 0, drop 1, kernel 2.
+    pub fn index(self) -> usize {
+        match self {
+            Action::Forward(_) => 0,
+            Action::Drop(_) => 1,
+            Action::Kernel => 2,
+        }
+    }
+}
+
+/// One frame of a batch and, after processing, its fate.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    /// The frame's bytes (rewritten in place when forwarded).
+    pub frame: &'a mut [u8],
+    /// Port the frame arrived on.
+    pub ingress: PortId,
+    /// Set by [`Pipeline::process`].
+    pub action: Action,
+    /// End offset of the bytes the pipeline wrote (0: untouched), so a
+    /// caller replaying the same buffers can restore exactly that much.
+    pub written: u32,
+}
+
+/// Up to [`MAX_BATCH`] frames. Building one does not allocate.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    slots: ArrayVec<Slot<'a>, MAX_BATCH>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch {
+            slots: ArrayVec::new(),
+        }
+    }
+
+    /// Adds a frame; gives it back when the batch is full.
+    #[inline]
+    pub fn push(&mut self, frame: &'a mut [u8], ingress: PortId) -> Result<(), &'a mut [u8]> {
+        self.slots
+            .try_push(Slot {
+                frame,
+                ingress,
+                action: Action::Kernel,
+                written: 0,
+            })
+            .map_err(|e| e.element().frame)
+    }
+
+    /// Number of frames.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// No frames.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The frames and their actions.
+    #[inline]
+    pub fn slots(&self) -> &[Slot<'a>] {
+        &self.slots
+    }
+
+    /// Mutable access (for the pipeline and tests).
+    #[inline]
+    pub fn slots_mut(&mut self) -> &mut [Slot<'a>] {
+        &mut self.slots
+    }
+
+    /// Removes every frame.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
+/// Per-pipeline counters: plain integers owned by one worker, summed by
+/// whoever reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// forward, drop, kernel.
+    pub actions: [u64; 3],
+    pub drops: [u64; DropReason::COUNT],
+    /// Frames received per port.
+    pub port_rx: Vec<u64>,
+    /// Frames forwarded out of each port.
+    pub port_tx: Vec<u64>,
+    /// Connections that were policy-checked, allowed and denied.
+    pub policy_allowed: u64,
+    pub policy_denied: u64,
+}
+
+impl Counters {
+    /// Zeroed counters for `ports` ports.
+    pub fn new(ports: usize) -> Self {
+        Counters {
+            port_rx: vec![0; ports],
+            port_tx: vec![0; ports],
+            ..Counters::default()
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        for (a, b) in self.actions.iter_mut().zip(other.actions) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        if self.port_rx.len() < other.port_rx.len() {
+            self.port_rx.resize(other.port_rx.len(), 0);
+            self.port_tx.resize(other.port_tx.len(), 0);
+        }
+        for (a, b) in self.port_rx.iter_mut().zip(&other.port_rx) {
+            *a += b;
+        }
+        for (a, b) in self.port_tx.iter_mut().zip(&other.port_tx) {
+            *a += b;
+        }
+        self.policy_allowed += other.policy_allowed;
+        self.policy_denied += other.policy_denied;
+    }
+
+    /// Count of drops for `reason`.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}
+
+/// Per-frame scratch the stages pass along.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Meta {
+    /// The action is decided; later stages skip the frame.
+    pub done: bool,
+    pub parsed: Parsed,
+    /// Route stage: egress port and next-hop MAC.
+    pub out_port: PortId,
+    pub next_mac: Mac,
+}
+
+/// The pipeline of one worker: shared read-mostly tables plus its own
+/// scratch and counters.
+pub struct Pipeline {
+    tables: Arc<Tables>,
+    meta: Vec<Meta>,
+    counters: Counters,
+    policy: stages::policy::PolicyScratch,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over `tables`.
+    pub fn new(tables: Arc<Tables>) -> Pipeline {
+        let ports = tables.ports.len();
+        let policy = stages::policy::PolicyScratch::new(&tables);
+        Pipeline {
+            tables,
+            meta: vec![Meta::default(); MAX_BATCH],
+            counters: Counters::new(ports),
+            policy,
+        }
+    }
+
+    /// Replaces the tables (between batches).
+    pub fn set_tables(&mut self, tables: Arc<Tables>) {
+        if tables.ports.len() > self.counters.port_rx.len() {
+            self.counters.port_rx.resize(tables.ports.len(), 0);
+            self.counters.port_tx.resize(tables.ports.len(), 0);
+        }
+        self.policy = stages::policy::PolicyScratch::new(&tables);
+        self.tables = tables;
+    }
+
+    /// The tables in use.
+    pub fn tables(&self) -> &Arc<Tables> {
+        &self.tables
+    }
+
+    /// Counters since creation.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Processes a batch: sets every slot's action (and rewrites forwarded
+    /// frames in place). `now` is nanoseconds on a monotonic clock of the
+    /// caller's choosing (capture time in replay).
+    pub fn process(&mut self, now: u64, batch: &mut Batch<'_>) {
+        let _ = now;
+        let slots = batch.slots_mut();
+        let n = slots.len();
+        let Some(meta) = self.meta.get_mut(..n) else {
+            return;
+        };
+        let t = &*self.tables;
+        stages::parse::run(slots, meta);
+        stages::local::run(t, slots, meta);
+        stages::policy::run(t, &mut self.policy, slots, meta, &mut self.counters);
+        stages::route::run(t, slots, meta);
+        stages::rewrite::run(t, slots, meta);
+        count(&mut self.counters, slots);
+    }
+}
+
+fn count(c: &mut Counters, slots: &[Slot<'_>]) {
+    for s in slots {
+        c.packets += 1;
+        c.bytes += s.frame.len() as u64;
+        if let Some(rx) = c.port_rx.get_mut(usize::from(s.ingress)) {
+            *rx += 1;
+        }
+        match s.action {
+            Action::Forward(p) => {
+                c.actions[0] += 1;
+                if let Some(tx) = c.port_tx.get_mut(usize::from(p)) {
+                    *tx += 1;
+                }
+            }
+            Action::Drop(r) => {
+                c.actions[1] += 1;
+                c.drops[r as usize] += 1;
+            }
+            Action::Kernel => c.actions[2] += 1,
+        }
+    }
+}

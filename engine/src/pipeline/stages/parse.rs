@@ -1,0 +1,21 @@
+//! Parse stage.
+//!
+//! Reads: the frame bytes. Sets: `meta.parsed`, `meta.done = false` for IP
+//! frames. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
+//! PPPoE, three or more VLAN tags).
+
+use super::super::{Action, DropReason, Meta, Slot};
+use super::decide;
+use crate::wire::{self, Unparsed};
+
+/// Runs the stage.
+pub(crate) fn run(slots: &mut [Slot<'_>], meta: &mut [Meta]) {
+    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+        m.done = false;
+        match wire::parse(s.frame) {
+            Ok(p) => m.parsed = p,
+            Err(Unparsed::NotIp) => decide(s, m, Action::Kernel),
+            Err(Unparsed::Malformed) => decide(s, m, Action::Drop(DropReason::Malformed)),
+        }
+    }
+}

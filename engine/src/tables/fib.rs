@@ -1,0 +1,522 @@
+//! Forwarding table: longest-prefix match for IPv4 and IPv6.
+//!
+//! IPv4 is DIR-24-8 (Gupta, Lin, McKeown 1998; DPDK's `rte_lpm`): a table of
+//! 2^24 16-bit entries indexed by the top 24 bits, each either a next-hop id
+//! or the index of a 256-entry second-level group for prefixes longer than
+//! /24. A lookup is one load, or two. The default route is kept aside rather
+//! than written into all 16M entries, so a table with a handful of routes
+//! touches only the pages its prefixes cover.
+//!
+//! IPv6 is a multibit trie with strides 16, 8, 8, ... (like DPDK's
+//! `rte_fib6` trie): a 65536-entry root and 256-entry children, leaf-pushed,
+//! so a lookup walks at most 15 levels and typical /48../64 routes take 3-7.
+//!
+//! Tables are built aside from a route list (sorted by prefix length so a
+//! longer prefix always overwrites the shorter ones it covers) and published
+//! whole; the data plane swaps an `Arc` between batches. Lookups never
+//! allocate and never panic.
+
+use thiserror::Error;
+
+/// Index into [`Fib::next_hops`].
+pub type NextHopId = u16;
+
+/// Where a route sends packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    /// Egress port.
+    pub port: u16,
+    /// Gateway address, or `None` for a directly connected prefix (the
+    /// packet's destination is the neighbour).
+    pub via: Option<u128>,
+}
+
+/// A route: prefix, length and next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: u128,
+    pub len: u8,
+    pub next_hop: NextHop,
+}
+
+/// Errors building a table.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FibError {
+    #[error("prefix length {len} is longer than {max}")]
+    BadLength { len: u8, max: u8 },
+    #[error("route {index}: the same prefix appears twice")]
+    Duplicate { index: usize },
+    #[error("too many distinct next hops ({0}); at most 32767")]
+    TooManyNextHops(usize),
+    #[error("too many /25../32 groups ({0}); at most 32767")]
+    TooManyGroups(usize),
+}
+
+const GROUP_FLAG: u16 = 0x8000;
+
+/// IPv4 DIR-24-8 table.
+#[derive(Clone)]
+pub struct Lpm4 {
+    tbl24: Vec<u16>,
+    tbl8: Vec<u16>,
+    default: u16,
+}
+
+impl std::fmt::Debug for Lpm4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lpm4")
+            .field("groups", &(self.tbl8.len() / 256))
+            .finish()
+    }
+}
+
+impl Lpm4 {
+    /// Builds from `(prefix, len, value)` with values in 1..=0x7fff
+    /// (0 means "no route").
+    fn build(routes: &mut [(u32, u8, u16)]) -> Result<Lpm4, FibError> {
+        routes.sort_by_key(|r| r.1);
+        let mut t = Lpm4 {
+            tbl24: vec![0; 1 << 24],
+            tbl8: Vec::new(),
+            default: 0,
+        };
+        for &(prefix, len, v) in routes.iter() {
+            if len == 0 {
+                t.default = v;
+            } else if len <= 24 {
+                let start = (prefix >> 8) as usize;
+                let n = 1usize << (24 - len);
+                for e in t.tbl24.iter_mut().skip(start).take(n) {
+                    *e = v;
+                }
+            } else {
+                let i = (prefix >> 8) as usize;
+                let cur = t.tbl24.get(i).copied().unwrap_or(0);
+                let group = if cur & GROUP_FLAG != 0 {
+                    usize::from(cur & !GROUP_FLAG)
+                } else {
+                    let g = t.tbl8.len() / 256;
+                    if g >= 0x7fff {
+                        return Err(FibError::TooManyGroups(g + 1));
+                    }
+                    t.tbl8.extend(std::iter::repeat_n(cur, 256));
+                    if let Some(e) = t.tbl24.get_mut(i) {
+                        *e = GROUP_FLAG | g as u16;
+                    }
+                    g
+                };
+                let start = group * 256 + (prefix & 0xff) as usize;
+                let n = 1usize << (32 - len);
+                for e in t.tbl8.iter_mut().skip(start).take(n) {
+                    *e = v;
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// Looks up `addr`; 0 when nothing matches.
+    #[inline]
+    pub fn lookup(&self, addr: u32) -> u16 {
+        let e = self.tbl24.get((addr >> 8) as usize).copied().unwrap_or(0);
+        let v = if e & GROUP_FLAG != 0 {
+            let i = usize::from(e & !GROUP_FLAG) * 256 + (addr & 0xff) as usize;
+            self.tbl8.get(i).copied().unwrap_or(0)
+        } else {
+            e
+        };
+        if v == 0 {
+            self.default
+        } else {
+            v
+        }
+    }
+
+    /// Bytes held.
+    pub fn memory(&self) -> usize {
+        (self.tbl24.len() + self.tbl8.len()) * 2
+    }
+}
+
+const CHILD_FLAG: u32 = 0x8000_0000;
+
+/// IPv6 multibit trie (strides 16, then 8).
+#[derive(Clone, Debug)]
+pub struct Lpm6 {
+    root: Vec<u32>,
+    nodes: Vec<u32>,
+    default: u32,
+}
+
+impl Lpm6 {
+    fn build(routes: &mut [(u128, u8, u16)]) -> Lpm6 {
+        routes.sort_by_key(|r| r.1);
+        let mut t = Lpm6 {
+            root: vec![0; 1 << 16],
+            nodes: Vec::new(),
+            default: 0,
+        };
+        for &(prefix, len, v) in routes.iter() {
+            let v = u32::from(v);
+            if len == 0 {
+                t.default = v;
+                continue;
+            }
+            // Level 0: bits 0..16 in the root.
+            if len <= 16 {
+                let start = (prefix >> 112) as usize;
+                let n = 1usize << (16 - len);
+                for e in t.root.iter_mut().skip(start).take(n) {
+                    *e = v;
+                }
+                continue;
+            }
+            let idx = (prefix >> 112) as usize;
+            let mut node = t.child_of_root(idx);
+            let mut depth = 16u32; // bits consumed so far
+            loop {
+                let byte = ((prefix >> (120 - depth)) & 0xff) as usize;
+                if u32::from(len) <= depth + 8 {
+                    let n = 1usize << (depth + 8 - u32::from(len));
+                    let start = node * 256 + byte;
+                    for e in t.nodes.iter_mut().skip(start).take(n) {
+                        *e = v;
+                    }
+                    break;
+                }
+                node = t.child_of_node(node * 256 + byte);
+                depth += 8;
+            }
+        }
+        t
+    }
+
+    fn new_node(&mut self, fill: u32) -> usize {
+        let n = self.nodes.len() / 256;
+        self.nodes.extend(std::iter::repeat_n(fill, 256));
+        n
+    }
+
+    fn child_of_root(&mut self, idx: usize) -> usize {
+        let cur = self.root.get(idx).copied().unwrap_or(0);
+        if cur & CHILD_FLAG != 0 {
+            return (cur & !CHILD_FLAG) as usize;
+        }
+        let n = self.new_node(cur);
+        if let Some(e) = self.root.get_mut(idx) {
+            *e = CHILD_FLAG | n as u32;
+        }
+        n
+    }
+
+    fn child_of_node(&mut self, slot: usize) -> usize {
+        let cur = self.nodes.get(slot).copied().unwrap_or(0);
+        if cur & CHILD_FLAG != 0 {
+            return (cur & !CHILD_FLAG) as usize;
+        }
+        let n = self.new_node(cur);
+        if let Some(e) = self.nodes.get_mut(slot) {
+            *e = CHILD_FLAG | n as u32;
+        }
+        n
+    }
+
+    /// Looks up `addr`; 0 when nothing matches.
+    #[inline]
+    pub fn lookup(&self, addr: u128) -> u16 {
+        let mut e = self.root.get((addr >> 112) as usize).copied().unwrap_or(0);
+        let mut depth = 16u32;
+        while e & CHILD_FLAG != 0 && depth < 128 {
+            let byte = ((addr >> (120 - depth)) & 0xff) as usize;
+            e = self
+                .nodes
+                .get((e & !CHILD_FLAG) as usize * 256 + byte)
+                .copied()
+                .unwrap_or(0);
+            depth += 8;
+        }
+        let v = if e & CHILD_FLAG != 0 { 0 } else { e as u16 };
+        if v == 0 {
+            self.default as u16
+        } else {
+            v
+        }
+    }
+
+    /// Bytes held.
+    pub fn memory(&self) -> usize {
+        (self.root.len() + self.nodes.len()) * 4
+    }
+}
+
+/// The forwarding table for both families.
+#[derive(Clone, Debug)]
+pub struct Fib {
+    v4: Lpm4,
+    v6: Lpm6,
+    next_hops: Vec<NextHop>,
+    routes: usize,
+}
+
+impl Fib {
+    /// Builds a table from IPv4 and IPv6 route lists (prefixes are masked to
+    /// their length).
+    pub fn build(v4: &[Route], v6: &[Route]) -> Result<Fib, FibError> {
+        let mut next_hops: Vec<NextHop> = Vec::new();
+        let mut nh_index = std::collections::HashMap::new();
+        let mut intern = |v6: bool, nh: NextHop| -> Result<u16, FibError> {
+            if let Some(&i) = nh_index.get(&(v6, nh.port, nh.via)) {
+                return Ok(i);
+            }
+            if next_hops.len() >= 0x7fff {
+                return Err(FibError::TooManyNextHops(next_hops.len() + 1));
+            }
+            next_hops.push(nh);
+            let i = next_hops.len() as u16; // 1-based
+            nh_index.insert((v6, nh.port, nh.via), i);
+            Ok(i)
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut r4 = Vec::with_capacity(v4.len());
+        for (index, r) in v4.iter().enumerate() {
+            if r.len > 32 {
+                return Err(FibError::BadLength {
+                    len: r.len,
+                    max: 32,
+                });
+            }
+            let p = mask4(r.prefix as u32, r.len);
+            if !seen.insert((4u8, u128::from(p), r.len)) {
+                return Err(FibError::Duplicate { index });
+            }
+            r4.push((p, r.len, intern(false, r.next_hop)?));
+        }
+        let mut r6 = Vec::with_capacity(v6.len());
+        for (index, r) in v6.iter().enumerate() {
+            if r.len > 128 {
+                return Err(FibError::BadLength {
+                    len: r.len,
+                    max: 128,
+                });
+            }
+            let p = mask6(r.prefix, r.len);
+            if !seen.insert((6u8, p, r.len)) {
+                return Err(FibError::Duplicate {
+                    index: v4.len() + index,
+                });
+            }
+            r6.push((p, r.len, intern(true, r.next_hop)?));
+        }
+        Ok(Fib {
+            v4: Lpm4::build(&mut r4)?,
+            v6: Lpm6::build(&mut r6),
+            next_hops,
+            routes: v4.len() + v6.len(),
+        })
+    }
+
+    /// An empty table: every lookup misses.
+    pub fn empty() -> Fib {
+        Fib {
+            v4: Lpm4 {
+                tbl24: Vec::new(),
+                tbl8: Vec::new(),
+                default: 0,
+            },
+            v6: Lpm6 {
+                root: Vec::new(),
+                nodes: Vec::new(),
+                default: 0,
+            },
+            next_hops: Vec::new(),
+            routes: 0,
+        }
+    }
+
+    /// IPv4 lookup: the next hop, if any route matches.
+    #[inline]
+    pub fn lookup_v4(&self, addr: u32) -> Option<&NextHop> {
+        let v = self.v4.lookup(addr);
+        self.next_hops.get(usize::from(v).wrapping_sub(1))
+    }
+
+    /// IPv6 lookup.
+    #[inline]
+    pub fn lookup_v6(&self, addr: u128) -> Option<&NextHop> {
+        let v = self.v6.lookup(addr);
+        self.next_hops.get(usize::from(v).wrapping_sub(1))
+    }
+
+    /// Raw IPv4 lookup (1-based next-hop id, 0 = none), for benchmarks.
+    #[inline]
+    pub fn lookup_v4_id(&self, addr: u32) -> u16 {
+        self.v4.lookup(addr)
+    }
+
+    /// The next hops, indexed by `id - 1`.
+    pub fn next_hops(&self) -> &[NextHop] {
+        &self.next_hops
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes
+    }
+
+    /// No routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes == 0
+    }
+
+    /// Bytes held by the lookup structures.
+    pub fn memory(&self) -> usize {
+        self.v4.memory() + self.v6.memory()
+    }
+}
+
+/// Masks an IPv4 address to `len` bits.
+pub fn mask4(a: u32, len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        a & (u32::MAX << (32 - u32::from(len.min(32))))
+    }
+}
+
+/// Masks an IPv6 address to `len` bits.
+pub fn mask6(a: u128, len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        a & (u128::MAX << (128 - u32::from(len.min(128))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn nh(port: u16) -> NextHop {
+        NextHop { port, via: None }
+    }
+
+    /// The plain reference: scan every route, keep the longest match.
+    fn reference(routes: &[Route], addr: u128, bits: u32) -> Option<NextHop> {
+        routes
+            .iter()
+            .filter(|r| r.len == 0 || (addr ^ r.prefix) >> (bits - u32::from(r.len)) == 0)
+            .max_by_key(|r| r.len)
+            .map(|r| r.next_hop)
+    }
+
+    #[test]
+    fn basics_v4() {
+        let routes = [
+            Route {
+                prefix: 0,
+                len: 0,
+                next_hop: nh(9),
+            },
+            Route {
+                prefix: 0x0a01_0000,
+                len: 16,
+                next_hop: nh(1),
+            },
+            Route {
+                prefix: 0x0a01_0280,
+                len: 25,
+                next_hop: nh(2),
+            },
+            Route {
+                prefix: 0x0a01_0281,
+                len: 32,
+                next_hop: nh(3),
+            },
+        ];
+        let fib = Fib::build(&routes, &[]).unwrap();
+        assert_eq!(fib.lookup_v4(0x0a01_0001).unwrap().port, 1);
+        assert_eq!(fib.lookup_v4(0x0a01_0280).unwrap().port, 2);
+        assert_eq!(fib.lookup_v4(0x0a01_0281).unwrap().port, 3);
+        assert_eq!(fib.lookup_v4(0x0a01_027f).unwrap().port, 1);
+        assert_eq!(fib.lookup_v4(0x0b00_0000).unwrap().port, 9);
+        let no_default = Fib::build(&routes[1..], &[]).unwrap();
+        assert!(no_default.lookup_v4(0x0b00_0000).is_none());
+    }
+
+    #[test]
+    fn duplicate_is_an_error() {
+        let r = Route {
+            prefix: 0x0a00_0000,
+            len: 8,
+            next_hop: nh(1),
+        };
+        assert_eq!(
+            Fib::build(&[r, r], &[]).unwrap_err(),
+            FibError::Duplicate { index: 1 }
+        );
+    }
+
+    fn arb_routes(bits: u32, n: usize) -> impl Strategy<Value = Vec<Route>> {
+        // Prefixes clustered in a few top-level blocks so they overlap.
+        proptest::collection::vec((0u8..4, any::<u128>(), 0..=bits as u8, 0u16..6), 1..n).prop_map(
+            move |v| {
+                let mut seen = std::collections::HashSet::new();
+                v.into_iter()
+                    .filter_map(|(blk, a, len, port)| {
+                        let a = if bits == 32 {
+                            let a = (a as u32 & 0x00ff_ffff) | (u32::from(blk) << 24);
+                            u128::from(mask4(a, len))
+                        } else {
+                            mask6((a >> 8) | (u128::from(blk) << 120), len)
+                        };
+                        seen.insert((a, len)).then_some(Route {
+                            prefix: a,
+                            len,
+                            next_hop: nh(port),
+                        })
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn v4_matches_reference(routes in arb_routes(32, 60),
+                                probes in proptest::collection::vec((0u8..5, any::<u32>()), 200)) {
+            let fib = Fib::build(&routes, &[]).unwrap();
+            for (blk, a) in probes {
+                let a = (a & 0x00ff_ffff) | (u32::from(blk) << 24);
+                let want = reference(&routes, u128::from(a), 32);
+                prop_assert_eq!(fib.lookup_v4(a).copied(), want, "addr {:08x}", a);
+            }
+            // Every prefix's own first and last address.
+            for r in &routes {
+                let lo = r.prefix as u32;
+                let hi = lo | (u32::MAX.checked_shr(u32::from(r.len)).unwrap_or(0));
+                for a in [lo, hi] {
+                    prop_assert_eq!(fib.lookup_v4(a).copied(), reference(&routes, u128::from(a), 32));
+                }
+            }
+        }
+
+        #[test]
+        fn v6_matches_reference(routes in arb_routes(128, 60),
+                                probes in proptest::collection::vec((0u8..5, any::<u128>()), 200)) {
+            let fib = Fib::build(&[], &routes).unwrap();
+            for (blk, a) in probes {
+                let a = (a >> 8) | (u128::from(blk) << 120);
+                prop_assert_eq!(fib.lookup_v6(a).copied(), reference(&routes, a, 128));
+            }
+            for r in &routes {
+                let lo = r.prefix;
+                let hi = lo | u128::MAX.checked_shr(u32::from(r.len)).unwrap_or(0);
+                for a in [lo, hi] {
+                    prop_assert_eq!(fib.lookup_v6(a).copied(), reference(&routes, a, 128));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! In-place rewrites of a parsed frame: MACs, TTL / hop limit, and (for NAT)
+//! addresses and ports with incremental checksum updates in the kernel's
+//! exact order of operations.
+//!
+//! Every function takes the frame and the [`Parsed`] the parser produced for
+//! it and uses `get_mut`, so a mismatched pair is a no-op, never a panic.
+//! Each returns the end offset of the bytes it wrote, so a caller that must
+//! restore frames (pcap replay loops) knows how much to copy back.
+
+use super::checksum;
+use super::parse::{Family, L4Kind, Parsed};
+use super::Mac;
+
+/// Writes destination and source MACs. Returns bytes written (12).
+#[inline]
+pub fn set_macs(frame: &mut [u8], dst: &Mac, src: &Mac) -> u32 {
+    if let Some(h) = frame.get_mut(0..12) {
+        h[0..6].copy_from_slice(dst);
+        h[6..12].copy_from_slice(src);
+        12
+    } else {
+        0
+    }
+}
+
+/// Decrements the TTL (IPv4, with the kernel's `ip_decrease_ttl` checksum
+/// fix-up) or the hop limit (IPv6). Returns the end of the bytes written.
+#[inline]
+pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) -> u32 {
+    let l3 = p.l3 as usize;
+    match p.family {
+        Family::V4 => {
+            if let Some(h) = frame.get_mut(l3..l3 + 12) {
+                let c = checksum::ttl_decrement([h[10], h[11]]);
+                h[8] = h[8].wrapping_sub(1);
+                h[10] = c[0];
+                h[11] = c[1];
+                (l3 + 12) as u32
+            } else {
+                0
+            }
+        }
+        Family::V6 => {
+            if let Some(h) = frame.get_mut(l3 + 7) {
+                *h = h.wrapping_sub(1);
+                (l3 + 8) as u32
+            } else {
+                0
+            }
+        }
+    }
+}
+
+/// Which side of the tuple a NAT rewrite changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Src,
+    Dst,
+}
+
+/// Offset of the transport checksum field, and whether it covers the
+/// pseudo-header (so it changes with the addresses).
+fn l4_checksum_field(p: &Parsed) -> Option<(usize, bool)> {
+    let l4 = p.l4 as usize;
+    match p.l4kind {
+        L4Kind::Tcp => Some((l4 + 16, true)),
+        L4Kind::Udp | L4Kind::UdpLite => Some((l4 + 6, true)),
+        L4Kind::IcmpQuery | L4Kind::IcmpError | L4Kind::IcmpOther => {
+            Some((l4 + 2, p.family == Family::V6))
+        }
+        _ => None,
+    }
+}
+
+/// Rewrites the address (and, when the transport has them, the port or ICMP
+/// identifier) on one side of the packet, updating the IPv4 header checksum
+/// and the transport checksum incrementally, in the order the kernel's
+/// `nf_nat_ipv{4,6}_manip_pkt` does: transport first (pseudo-header, then
+/// port), then the IP header. A UDP checksum of zero stays zero (IPv4: "no
+/// checksum"); a computed zero is sent as 0xffff. Returns the end of the
+/// bytes written.
+pub fn nat_rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, port: u16) -> u32 {
+    let l3 = p.l3 as usize;
+    let (addr_off, alen) = match (p.family, side) {
+        (Family::V4, Side::Src) => (l3 + 12, 4),
+        (Family::V4, Side::Dst) => (l3 + 16, 4),
+        (Family::V6, Side::Src) => (l3 + 8, 16),
+        (Family::V6, Side::Dst) => (l3 + 24, 16),
+    };
+    let mut old_addr = [0u8; 16];
+    let mut new_addr = [0u8; 16];
+    match frame.get(addr_off..addr_off + alen) {
+        Some(a) => old_addr[..alen].copy_from_slice(a),
+        None => return 0,
+    }
+    if alen == 4 {
+        new_addr[..4].copy_from_slice(&(addr as u32).to_be_bytes());
+    } else {
+        new_addr = addr.to_be_bytes();
+    }
+    let mut written = addr_off + alen;
+
+    // Transport: pseudo-header change, then the port / identifier.
+    let has_l4 = !matches!(p.l4kind, L4Kind::None | L4Kind::Other | L4Kind::Sctp);
+    if has_l4 {
+        if let Some((ck, pseudo)) = l4_checksum_field(p) {
+            let l4 = p.l4 as usize;
+            let port_off = match (p.l4kind, side) {
+                (L4Kind::IcmpQuery, _) => Some(l4 + 4),
+                (L4Kind::IcmpError | L4Kind::IcmpOther, _) => None,
+                (_, Side::Src) => Some(l4),
+                (_, Side::Dst) => Some(l4 + 2),
+            };
+            let is_udp = matches!(p.l4kind, L4Kind::Udp);
+            if let Some(c) = frame.get(ck..ck + 2) {
+                let mut c = [c[0], c[1]];
+                // An IPv4 UDP datagram without checksum keeps none.
+                let do_csum = !(is_udp && c == [0, 0] && p.family == Family::V4);
+                if do_csum {
+                    if pseudo {
+                        c = if alen == 4 {
+                            checksum::replace4(
+                                c,
+                                [old_addr[0], old_addr[1], old_addr[2], old_addr[3]],
+                                [new_addr[0], new_addr[1], new_addr[2], new_addr[3]],
+                            )
+                        } else {
+                            checksum::replace16(c, &old_addr, &new_addr)
+                        };
+                    }
+                    if let Some(po) = port_off {
+                        if let Some(old) = frame.get(po..po + 2) {
+                            let old = [old[0], old[1]];
+                            // Like the kernel, always through replace2, even
+                            // when the value does not change.
+                            c = checksum::replace2(c, old, port.to_be_bytes());
+                        }
+                    }
+                    if is_udp || p.l4kind == L4Kind::UdpLite {
+                        c = checksum::udp_mangled(c);
+                    }
+                    if let Some(f) = frame.get_mut(ck..ck + 2) {
+                        f.copy_from_slice(&c);
+                        written = written.max(ck + 2);
+                    }
+                }
+            }
+            if let Some(po) = port_off {
+                if let Some(f) = frame.get_mut(po..po + 2) {
+                    f.copy_from_slice(&port.to_be_bytes());
+                    written = written.max(po + 2);
+                }
+            }
+        }
+    } else if p.l4kind == L4Kind::Sctp {
+        // SCTP's CRC32c covers no pseudo-header; the kernel's
+        // `sctp_manip_pkt` recomputes it on every NAT rewrite.
+        let l4 = p.l4 as usize;
+        let po = if side == Side::Src { l4 } else { l4 + 2 };
+        if let Some(f) = frame.get_mut(po..po + 2) {
+            f.copy_from_slice(&port.to_be_bytes());
+            written = written.max(sctp_recrc(frame, p));
+        }
+    }
+
+    // IP header last.
+    if let Some(a) = frame.get_mut(addr_off..addr_off + alen) {
+        a.copy_from_slice(&new_addr[..alen]);
+    }
+    if p.family == Family::V4 {
+        if let Some(h) = frame.get_mut(l3..l3 + 12) {
+            let c = checksum::replace4(
+                [h[10], h[11]],
+                [old_addr[0], old_addr[1], old_addr[2], old_addr[3]],
+                [new_addr[0], new_addr[1], new_addr[2], new_addr[3]],
+            );
+            h[10] = c[0];
+            h[11] = c[1];
+        }
+    }
+    written as u32
+}
+
+/// Recomputes an SCTP packet's CRC32c. Returns the end of the bytes written.
+fn sctp_recrc(frame: &mut [u8], p: &Parsed) -> usize {
+    let l4 = p.l4 as usize;
+    let end = p.end as usize;
+    let Some(seg) = frame.get_mut(l4..end) else {
+        return 0;
+    };
+    if seg.len() < 12 {
+        return 0;
+    }
+    seg[8..12].copy_from_slice(&[0; 4]);
+    let crc = crc32c(seg);
+    seg[8..12].copy_from_slice(&crc.to_le_bytes());
+    end
+}
+
+/// CRC32c (Castagnoli), bitwise; used only when an SCTP port is rewritten.
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0x82f6_3b78 & mask);
+        }
+    }
+    !crc
+}
