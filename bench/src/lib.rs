@@ -1,1 +1,6 @@
-//! Workloads and benchmarks.
+//! sluice's workloads and benchmarks: a packet builder, the deterministic
+//! fixtures of `pcap-fixtures/`, synthetic workload generators, and (in
+//! `src/bin/`) the fixture generator and benchmark drivers.
+
+pub mod fixtures;
+pub mod packet;

@@ -542,8 +542,8 @@ fn run_worker(
             let mut batch = Batch::new();
             let mut rest: &mut [u8] = working.get_mut(lo..hi).unwrap_or(&mut []);
             for f in &frames[start..end] {
-                let (a, b) =
-                    std::mem::take(&mut rest).split_at_mut((f.len as usize).min(rest.len()));
+                let n = (f.len as usize).min(rest.len());
+                let (a, b) = std::mem::take(&mut rest).split_at_mut(n);
                 let _ = batch.push(a, f.port);
                 rest = b;
             }
