@@ -68,7 +68,10 @@ const T0: u64 = 1_700_000_000_000_000_000;
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { frames: Vec::new(), ts: T0 }
+        Fixture {
+            frames: Vec::new(),
+            ts: T0,
+        }
     }
     fn add(&mut self, gap_us: u64, frame: Vec<u8>, e: Expect) {
         self.ts += gap_us * 1000;
@@ -107,24 +110,68 @@ fn v4(ip: Ip) -> [u8; 4] {
 /// request, response, FIN from both sides.
 fn tcp_session(fx: &mut Fixture, client: Ip, pod: u8, sport: u16) {
     let srv = if client.is_v6() { pod6(pod) } else { pod4(pod) };
-    let c = |seq, ack, fl, data: &[u8]| pk::ip(client, srv, 6, 64, &pk::tcp(client, srv, sport, 80, seq, ack, fl, data));
-    let s = |seq, ack, fl, data: &[u8]| pk::ip(srv, client, 6, 64, &pk::tcp(srv, client, 80, sport, seq, ack, fl, data));
+    let c = |seq, ack, fl, data: &[u8]| {
+        pk::ip(
+            client,
+            srv,
+            6,
+            64,
+            &pk::tcp(client, srv, sport, 80, seq, ack, fl, data),
+        )
+    };
+    let s = |seq, ack, fl, data: &[u8]| {
+        pk::ip(
+            srv,
+            client,
+            6,
+            64,
+            &pk::tcp(srv, client, 80, sport, seq, ack, fl, data),
+        )
+    };
     let req = b"GET / HTTP/1.1\r\nHost: pod\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
     let (ci, si) = (1000u32, 5000u32);
     let up = Expect::Forward("pods");
     let down = Expect::Forward("uplink");
     fx.add(100, from_uplink(&c(ci, 0, flags::SYN, &[])), up.clone());
-    fx.add(50, from_pod(pod, &s(si, ci + 1, flags::SYN | flags::ACK, &[])), down.clone());
-    fx.add(50, from_uplink(&c(ci + 1, si + 1, flags::ACK, &[])), up.clone());
-    fx.add(10, from_uplink(&c(ci + 1, si + 1, flags::ACK | flags::PSH, req)), up.clone());
+    fx.add(
+        50,
+        from_pod(pod, &s(si, ci + 1, flags::SYN | flags::ACK, &[])),
+        down.clone(),
+    );
+    fx.add(
+        50,
+        from_uplink(&c(ci + 1, si + 1, flags::ACK, &[])),
+        up.clone(),
+    );
+    fx.add(
+        10,
+        from_uplink(&c(ci + 1, si + 1, flags::ACK | flags::PSH, req)),
+        up.clone(),
+    );
     let ci2 = ci + 1 + req.len() as u32;
-    fx.add(50, from_pod(pod, &s(si + 1, ci2, flags::ACK, &[])), down.clone());
-    fx.add(10, from_pod(pod, &s(si + 1, ci2, flags::ACK | flags::PSH, resp)), down.clone());
+    fx.add(
+        50,
+        from_pod(pod, &s(si + 1, ci2, flags::ACK, &[])),
+        down.clone(),
+    );
+    fx.add(
+        10,
+        from_pod(pod, &s(si + 1, ci2, flags::ACK | flags::PSH, resp)),
+        down.clone(),
+    );
     let si2 = si + 1 + resp.len() as u32;
     fx.add(50, from_uplink(&c(ci2, si2, flags::ACK, &[])), up.clone());
-    fx.add(10, from_uplink(&c(ci2, si2, flags::FIN | flags::ACK, &[])), up.clone());
-    fx.add(50, from_pod(pod, &s(si2, ci2 + 1, flags::FIN | flags::ACK, &[])), down);
+    fx.add(
+        10,
+        from_uplink(&c(ci2, si2, flags::FIN | flags::ACK, &[])),
+        up.clone(),
+    );
+    fx.add(
+        50,
+        from_pod(pod, &s(si2, ci2 + 1, flags::FIN | flags::ACK, &[])),
+        down,
+    );
     fx.add(50, from_uplink(&c(ci2 + 1, si2 + 1, flags::ACK, &[])), up);
 }
 
@@ -141,7 +188,8 @@ pub fn tcp_sessions() -> (Fixture, Fixture) {
 /// DNS-like UDP request/response, IPv4 (with and without checksum) and IPv6.
 pub fn udp() -> Fixture {
     let mut fx = Fixture::new();
-    let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01";
+    let q =
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01";
     for (client, pod, zero) in [
         (Ip::p("198.51.100.20"), pod4(7), false),
         (Ip::p("198.51.100.21"), pod4(8), true),
@@ -151,18 +199,54 @@ pub fn udp() -> Fixture {
             Ip::V4(a) => a[3],
             Ip::V6(a) => a[15],
         };
-        fx.add(100, from_uplink(&pk::ip(client, pod, 17, 64, &pk::udp(client, pod, 53000, 53, q, zero))), Expect::Forward("pods"));
+        fx.add(
+            100,
+            from_uplink(&pk::ip(
+                client,
+                pod,
+                17,
+                64,
+                &pk::udp(client, pod, 53000, 53, q, zero),
+            )),
+            Expect::Forward("pods"),
+        );
         let mut r = q.to_vec();
         r[2] = 0x81;
         r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 93, 184, 216, 34]);
-        fx.add(80, from_pod(n, &pk::ip(pod, client, 17, 64, &pk::udp(pod, client, 53, 53000, &r, zero))), Expect::Forward("uplink"));
+        fx.add(
+            80,
+            from_pod(
+                n,
+                &pk::ip(
+                    pod,
+                    client,
+                    17,
+                    64,
+                    &pk::udp(pod, client, 53, 53000, &r, zero),
+                ),
+            ),
+            Expect::Forward("uplink"),
+        );
     }
     // UDP-Lite and SCTP pass through too.
     let c = Ip::p("198.51.100.22");
-    let mut lite = pk::udp(c, pod4(9), 4000, 4001, b"lite", false);
-    lite[4..6].copy_from_slice(&0u16.to_be_bytes()); // coverage 0 = whole datagram
-    fx.add(100, from_uplink(&pk::ip(c, pod4(9), 136, 64, &lite)), Expect::Forward("pods"));
-    fx.add(100, from_uplink(&pk::ip(c, pod4(9), 132, 64, &pk::sctp(3868, 3868, 0xdead_beef, &[0; 16]))), Expect::Forward("pods"));
+    let lite = pk::udplite(c, pod4(9), 4000, 4001, b"lite");
+    fx.add(
+        100,
+        from_uplink(&pk::ip(c, pod4(9), 136, 64, &lite)),
+        Expect::Forward("pods"),
+    );
+    fx.add(
+        100,
+        from_uplink(&pk::ip(
+            c,
+            pod4(9),
+            132,
+            64,
+            &pk::sctp(3868, 3868, 0xdead_beef, &[0; 16]),
+        )),
+        Expect::Forward("pods"),
+    );
     fx
 }
 
@@ -174,23 +258,94 @@ pub fn icmp() -> Fixture {
     let body = [0x55u8; 56];
     for seq in 1..=2u16 {
         let rest = [0x12, 0x34, (seq >> 8) as u8, seq as u8];
-        fx.add(1000, from_uplink(&pk::ip(c4, p4, 1, 64, &pk::icmp4(8, 0, rest, &body))), Expect::Forward("pods"));
-        fx.add(100, from_pod(10, &pk::ip(p4, c4, 1, 64, &pk::icmp4(0, 0, rest, &body))), Expect::Forward("uplink"));
+        fx.add(
+            1000,
+            from_uplink(&pk::ip(c4, p4, 1, 64, &pk::icmp4(8, 0, rest, &body))),
+            Expect::Forward("pods"),
+        );
+        fx.add(
+            100,
+            from_pod(10, &pk::ip(p4, c4, 1, 64, &pk::icmp4(0, 0, rest, &body))),
+            Expect::Forward("uplink"),
+        );
     }
     let c6 = Ip::p("2001:db8:100::30");
     let p6 = pod6(10);
     let rest = [0x00, 0x07, 0x00, 0x01];
-    fx.add(1000, from_uplink(&pk::ip(c6, p6, 58, 64, &pk::icmp6(c6, p6, 128, 0, rest, &body))), Expect::Forward("pods"));
-    fx.add(100, from_pod(10, &pk::ip(p6, c6, 58, 64, &pk::icmp6(p6, c6, 129, 0, rest, &body))), Expect::Forward("uplink"));
+    fx.add(
+        1000,
+        from_uplink(&pk::ip(
+            c6,
+            p6,
+            58,
+            64,
+            &pk::icmp6(c6, p6, 128, 0, rest, &body),
+        )),
+        Expect::Forward("pods"),
+    );
+    fx.add(
+        100,
+        from_pod(
+            10,
+            &pk::ip(p6, c6, 58, 64, &pk::icmp6(p6, c6, 129, 0, rest, &body)),
+        ),
+        Expect::Forward("uplink"),
+    );
     // Port unreachable from a pod, quoting a UDP datagram the client sent.
     let quoted = pk::ip(c4, p4, 17, 63, &pk::udp(c4, p4, 5353, 9999, b"x", false));
-    fx.add(100, from_pod(10, &pk::ip(p4, c4, 1, 64, &pk::icmp4(3, 3, [0; 4], &quoted[..28]))), Expect::Forward("uplink"));
+    fx.add(
+        100,
+        from_pod(
+            10,
+            &pk::ip(p4, c4, 1, 64, &pk::icmp4(3, 3, [0; 4], &quoted)),
+        ),
+        Expect::Forward("uplink"),
+    );
     // Time exceeded from the outside router about a pod's packet.
-    let quoted = pk::ip(p4, Ip::p("203.0.113.99"), 17, 1, &pk::udp(p4, Ip::p("203.0.113.99"), 33434, 33434, &[0; 8], false));
-    fx.add(100, from_uplink(&pk::ip(Ip::p("198.51.100.1"), p4, 1, 250, &pk::icmp4(11, 0, [0; 4], &quoted[..28]))), Expect::Forward("pods"));
+    let quoted = pk::ip(
+        p4,
+        Ip::p("203.0.113.99"),
+        17,
+        1,
+        &pk::udp(p4, Ip::p("203.0.113.99"), 33434, 33434, &[0; 8], false),
+    );
+    fx.add(
+        100,
+        from_uplink(&pk::ip(
+            Ip::p("198.51.100.1"),
+            p4,
+            1,
+            250,
+            &pk::icmp4(11, 0, [0; 4], &quoted),
+        )),
+        Expect::Forward("pods"),
+    );
     // IPv6 packet too big towards a pod.
-    let q6 = pk::ip(p6, c6, 17, 63, &pk::udp(p6, c6, 4444, 5555, &[0; 1200], false));
-    fx.add(100, from_uplink(&pk::ip(Ip::p("2001:db8:100::1"), p6, 58, 64, &pk::icmp6(Ip::p("2001:db8:100::1"), p6, 2, 0, 1280u32.to_be_bytes(), &q6[..1232]))), Expect::Forward("pods"));
+    let q6 = pk::ip(
+        p6,
+        c6,
+        17,
+        63,
+        &pk::udp(p6, c6, 4444, 5555, &[0; 1200], false),
+    );
+    fx.add(
+        100,
+        from_uplink(&pk::ip(
+            Ip::p("2001:db8:100::1"),
+            p6,
+            58,
+            64,
+            &pk::icmp6(
+                Ip::p("2001:db8:100::1"),
+                p6,
+                2,
+                0,
+                1280u32.to_be_bytes(),
+                &q6[..1232],
+            ),
+        )),
+        Expect::Forward("pods"),
+    );
     fx
 }
 
@@ -198,15 +353,73 @@ pub fn icmp() -> Fixture {
 pub fn vlan() -> Fixture {
     let mut fx = Fixture::new();
     let c = Ip::p("198.51.100.40");
-    let ip = pk::ip(c, pod4(11), 17, 64, &pk::udp(c, pod4(11), 1000, 2000, b"vlan", false));
-    fx.add(100, pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x8100, 100)], 0x0800, &ip), Expect::Forward("pods"));
-    fx.add(100, pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x88a8, 10), (0x8100, 100)], 0x0800, &ip), Expect::Forward("pods"));
-    fx.add(100, pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x8100, 10), (0x8100, 100)], 0x0800, &ip), Expect::Forward("pods"));
-    let ip6 = pk::ip(Ip::p("2001:db8:100::40"), pod6(11), 6, 64,
-        &pk::tcp(Ip::p("2001:db8:100::40"), pod6(11), 1000, 80, 1, 0, flags::SYN, &[]));
-    fx.add(100, pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x8100, 0x2064)], 0x86dd, &ip6), Expect::Forward("pods"));
+    let ip = pk::ip(
+        c,
+        pod4(11),
+        17,
+        64,
+        &pk::udp(c, pod4(11), 1000, 2000, b"vlan", false),
+    );
+    fx.add(
+        100,
+        pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x8100, 100)], 0x0800, &ip),
+        Expect::Forward("pods"),
+    );
+    fx.add(
+        100,
+        pk::eth(
+            UPLINK_MAC,
+            ROUTER_MAC,
+            &[(0x88a8, 10), (0x8100, 100)],
+            0x0800,
+            &ip,
+        ),
+        Expect::Forward("pods"),
+    );
+    fx.add(
+        100,
+        pk::eth(
+            UPLINK_MAC,
+            ROUTER_MAC,
+            &[(0x8100, 10), (0x8100, 100)],
+            0x0800,
+            &ip,
+        ),
+        Expect::Forward("pods"),
+    );
+    let ip6 = pk::ip(
+        Ip::p("2001:db8:100::40"),
+        pod6(11),
+        6,
+        64,
+        &pk::tcp(
+            Ip::p("2001:db8:100::40"),
+            pod6(11),
+            1000,
+            80,
+            1,
+            0,
+            flags::SYN,
+            &[],
+        ),
+    );
+    fx.add(
+        100,
+        pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x8100, 0x2064)], 0x86dd, &ip6),
+        Expect::Forward("pods"),
+    );
     // Three tags: deeper than sluice looks, so the kernel decides.
-    fx.add(100, pk::eth(UPLINK_MAC, ROUTER_MAC, &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)], 0x0800, &ip), Expect::Kernel);
+    fx.add(
+        100,
+        pk::eth(
+            UPLINK_MAC,
+            ROUTER_MAC,
+            &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
+            0x0800,
+            &ip,
+        ),
+        Expect::Kernel,
+    );
     // ARP inside a VLAN.
     let mut arp = pk::arp_request(ROUTER_MAC, [192, 0, 2, 254], [192, 0, 2, 1]);
     arp.splice(12..12, [0x81, 0x00, 0x00, 0x64]);
@@ -224,14 +437,24 @@ pub fn fragments() -> Fixture {
     while off < dgram.len() {
         let end = (off + 1480).min(dgram.len());
         let more = end < dgram.len();
-        let o = V4Opts { frag: ((off / 8) as u16) | if more { 0x2000 } else { 0 }, id: 0x4242, ..V4Opts::default() };
-        fx.add(10, from_uplink(&pk::ipv4(v4(c), v4(p), 17, &o, &dgram[off..end])), Expect::Forward("pods"));
+        let o = V4Opts {
+            frag: ((off / 8) as u16) | if more { 0x2000 } else { 0 },
+            id: 0x4242,
+            ..V4Opts::default()
+        };
+        fx.add(
+            10,
+            from_uplink(&pk::ipv4(v4(c), v4(p), 17, &o, &dgram[off..end])),
+            Expect::Forward("pods"),
+        );
         off = end;
     }
     // IPv6: fragment header (44) in front of UDP.
     let c6 = Ip::p("2001:db8:100::50");
     let p6 = pod6(12);
-    let (Ip::V6(s6), Ip::V6(d6)) = (c6, p6) else { unreachable!() };
+    let (Ip::V6(s6), Ip::V6(d6)) = (c6, p6) else {
+        unreachable!()
+    };
     let d = pk::udp(c6, p6, 7000, 7001, &[0xcd; 2000], false);
     let mut off = 0usize;
     while off < d.len() {
@@ -240,7 +463,11 @@ pub fn fragments() -> Fixture {
         let mut fh = vec![17, 0];
         fh.extend_from_slice(&(((off / 8) as u16) << 3 | u16::from(more)).to_be_bytes());
         fh.extend_from_slice(&0x0001_0203u32.to_be_bytes());
-        fx.add(10, from_uplink(&pk::ipv6(s6, d6, 64, 44, &fh, &d[off..end])), Expect::Forward("pods"));
+        fx.add(
+            10,
+            from_uplink(&pk::ipv6(s6, d6, 64, 44, &fh, &d[off..end])),
+            Expect::Forward("pods"),
+        );
         off = end;
     }
     fx
@@ -251,42 +478,166 @@ pub fn fragments() -> Fixture {
 pub fn edge() -> Fixture {
     let mut fx = Fixture::new();
     let c = Ip::p("198.51.100.60");
-    let udp = |src: Ip, dst: Ip, ttl: u8| pk::ip(src, dst, 17, ttl, &pk::udp(src, dst, 1, 2, b"e", false));
-    fx.add(10, from_uplink(&udp(c, pod4(13), 1)), Expect::Drop("ttl_exceeded"));
-    fx.add(10, from_uplink(&udp(c, pod4(13), 0)), Expect::Drop("ttl_exceeded"));
-    fx.add(10, from_uplink(&udp(c, pod4(13), 2)), Expect::Forward("pods"));
-    fx.add(10, from_uplink(&udp(Ip::p("2001:db8:100::60"), pod6(13), 1)), Expect::Drop("ttl_exceeded"));
-    fx.add(10, from_uplink(&udp(c, Ip::p("192.0.2.1"), 64)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(c, Ip::p("192.0.2.255"), 64)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(c, Ip::p("255.255.255.255"), 64)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(c, Ip::p("224.0.0.251"), 255)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(Ip::p("2001:db8:100::60"), Ip::p("2001:db8::1"), 64)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(Ip::p("fe80::1"), Ip::p("ff02::fb"), 255)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(Ip::p("fe80::1"), Ip::p("fe80::2"), 255)), Expect::Kernel);
-    fx.add(10, from_uplink(&udp(Ip::p("127.0.0.1"), pod4(13), 64)), Expect::Drop("martian"));
-    fx.add(10, from_uplink(&udp(Ip::p("224.0.0.1"), pod4(13), 64)), Expect::Drop("martian"));
-    fx.add(10, from_uplink(&udp(c, Ip::p("127.0.0.1"), 64)), Expect::Drop("martian"));
-    fx.add(10, from_uplink(&udp(Ip::p("fe80::1"), pod6(13), 64)), Expect::Drop("martian"));
+    let udp = |src: Ip, dst: Ip, ttl: u8| {
+        pk::ip(src, dst, 17, ttl, &pk::udp(src, dst, 1, 2, b"e", false))
+    };
+    fx.add(
+        10,
+        from_uplink(&udp(c, pod4(13), 1)),
+        Expect::Drop("ttl_exceeded"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, pod4(13), 0)),
+        Expect::Drop("ttl_exceeded"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, pod4(13), 2)),
+        Expect::Forward("pods"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("2001:db8:100::60"), pod6(13), 1)),
+        Expect::Drop("ttl_exceeded"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, Ip::p("192.0.2.1"), 64)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, Ip::p("192.0.2.255"), 64)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, Ip::p("255.255.255.255"), 64)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, Ip::p("224.0.0.251"), 255)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("2001:db8:100::60"), Ip::p("2001:db8::1"), 64)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("fe80::1"), Ip::p("ff02::fb"), 255)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("fe80::1"), Ip::p("fe80::2"), 255)),
+        Expect::Kernel,
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("127.0.0.1"), pod4(13), 64)),
+        Expect::Drop("martian"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("224.0.0.1"), pod4(13), 64)),
+        Expect::Drop("martian"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(c, Ip::p("127.0.0.1"), 64)),
+        Expect::Drop("martian"),
+    );
+    fx.add(
+        10,
+        from_uplink(&udp(Ip::p("fe80::1"), pod6(13), 64)),
+        Expect::Drop("martian"),
+    );
     // 10.1.0.200 is on the pods subnet but has no neighbour entry.
-    fx.add(10, from_uplink(&udp(c, pod4(200), 64)), Expect::Drop("no_neighbor"));
+    fx.add(
+        10,
+        from_uplink(&udp(c, pod4(200), 64)),
+        Expect::Drop("no_neighbor"),
+    );
     // No route for this ULA range (no IPv6 default route to it? there is
     // one: it goes to the uplink gateway).
-    fx.add(10, from_pod(13, &udp(pod4(13), Ip::p("203.0.113.5"), 64)), Expect::Forward("uplink"));
-    fx.add(10, from_pod(13, &udp(pod6(13), Ip::p("2001:db8:100::5"), 64)), Expect::Forward("uplink"));
-    fx.add(10, pk::arp_request(ROUTER_MAC, [192, 0, 2, 254], [192, 0, 2, 1]), Expect::Kernel);
+    fx.add(
+        10,
+        from_pod(13, &udp(pod4(13), Ip::p("203.0.113.5"), 64)),
+        Expect::Forward("uplink"),
+    );
+    fx.add(
+        10,
+        from_pod(13, &udp(pod6(13), Ip::p("2001:db8:100::5"), 64)),
+        Expect::Forward("uplink"),
+    );
+    fx.add(
+        10,
+        pk::arp_request(ROUTER_MAC, [192, 0, 2, 254], [192, 0, 2, 1]),
+        Expect::Kernel,
+    );
     // IPv6 neighbour solicitation to the node's global address.
     let ns_src = Ip::p("2001:db8::fe");
     let node = Ip::p("2001:db8::1");
-    let mut target = match node { Ip::V6(a) => a.to_vec(), Ip::V4(_) => Vec::new() };
+    let mut target = match node {
+        Ip::V6(a) => a.to_vec(),
+        Ip::V4(_) => Vec::new(),
+    };
     target.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 0xfe]);
-    fx.add(10, from_uplink(&pk::ip(ns_src, node, 58, 255, &pk::icmp6(ns_src, node, 135, 0, [0; 4], &target))), Expect::Kernel);
+    fx.add(
+        10,
+        from_uplink(&pk::ip(
+            ns_src,
+            node,
+            58,
+            255,
+            &pk::icmp6(ns_src, node, 135, 0, [0; 4], &target),
+        )),
+        Expect::Kernel,
+    );
     // LLDP.
-    fx.add(10, pk::eth([0x01, 0x80, 0xc2, 0, 0, 0x0e], ROUTER_MAC, &[], 0x88cc, &[0; 40]), Expect::Kernel);
+    fx.add(
+        10,
+        pk::eth(
+            [0x01, 0x80, 0xc2, 0, 0, 0x0e],
+            ROUTER_MAC,
+            &[],
+            0x88cc,
+            &[0; 40],
+        ),
+        Expect::Kernel,
+    );
     // IPv4 with options (router alert) is forwarded with options intact.
-    let o = V4Opts { options: vec![0x94, 0x04, 0x00, 0x00], ..V4Opts::default() };
-    fx.add(10, from_uplink(&pk::ipv4(v4(c), v4(pod4(13)), 17, &o, &pk::udp(c, pod4(13), 1, 2, b"opt", false))), Expect::Forward("pods"));
+    let o = V4Opts {
+        options: vec![0x94, 0x04, 0x00, 0x00],
+        ..V4Opts::default()
+    };
+    fx.add(
+        10,
+        from_uplink(&pk::ipv4(
+            v4(c),
+            v4(pod4(13)),
+            17,
+            &o,
+            &pk::udp(c, pod4(13), 1, 2, b"opt", false),
+        )),
+        Expect::Forward("pods"),
+    );
     // GRE (no ports) is forwarded.
-    fx.add(10, from_uplink(&pk::ip(c, pod4(13), 47, 64, &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20])), Expect::Forward("pods"));
+    fx.add(
+        10,
+        from_uplink(&pk::ip(
+            c,
+            pod4(13),
+            47,
+            64,
+            &[0, 0, 0x08, 0x00, 0x45, 0, 0, 20],
+        )),
+        Expect::Forward("pods"),
+    );
     fx
 }
 
@@ -295,7 +646,13 @@ pub fn malformed() -> Fixture {
     let mut fx = Fixture::new();
     let c = Ip::p("198.51.100.70");
     let p = pod4(14);
-    let good = from_uplink(&pk::ip(c, p, 6, 64, &pk::tcp(c, p, 1, 80, 1, 0, flags::SYN, &[])));
+    let good = from_uplink(&pk::ip(
+        c,
+        p,
+        6,
+        64,
+        &pk::tcp(c, p, 1, 80, 1, 0, flags::SYN, &[]),
+    ));
     let m = Expect::Drop("malformed");
     // Truncated Ethernet header.
     fx.add(10, good[..10].to_vec(), m.clone());
@@ -348,7 +705,13 @@ pub fn malformed() -> Fixture {
     // IPv6: payload length past the frame.
     let c6 = Ip::p("2001:db8:100::70");
     let p6 = pod6(14);
-    let g6 = from_uplink(&pk::ip(c6, p6, 17, 64, &pk::udp(c6, p6, 1, 2, b"v6", false)));
+    let g6 = from_uplink(&pk::ip(
+        c6,
+        p6,
+        17,
+        64,
+        &pk::udp(c6, p6, 1, 2, b"v6", false),
+    ));
     let mut f = g6.clone();
     f[18..20].copy_from_slice(&500u16.to_be_bytes());
     fx.add(10, f, m.clone());
@@ -359,14 +722,30 @@ pub fn malformed() -> Fixture {
     f[14] = 0x40;
     fx.add(10, f, m.clone());
     // Truncated hop-by-hop header (claims 16 bytes, 8 present).
-    let (Ip::V6(s6), Ip::V6(d6)) = (c6, p6) else { unreachable!() };
+    let (Ip::V6(s6), Ip::V6(d6)) = (c6, p6) else {
+        unreachable!()
+    };
     let f = from_uplink(&pk::ipv6(s6, d6, 64, 0, &[17, 1, 0, 0, 0, 0, 0, 0], &[]));
     fx.add(10, f, m.clone());
     // Hop-by-hop not first.
-    let f = from_uplink(&pk::ipv6(s6, d6, 64, 60, &[0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0], &pk::udp(c6, p6, 1, 2, b"", false)));
+    let f = from_uplink(&pk::ipv6(
+        s6,
+        d6,
+        64,
+        60,
+        &[0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0],
+        &pk::udp(c6, p6, 1, 2, b"", false),
+    ));
     fx.add(10, f, m.clone());
     // Payload length 0 with hop-by-hop but no jumbo option.
-    let mut f = from_uplink(&pk::ipv6(s6, d6, 64, 0, &[17, 0, 1, 4, 0, 0, 0, 0], &pk::udp(c6, p6, 1, 2, b"", false)));
+    let mut f = from_uplink(&pk::ipv6(
+        s6,
+        d6,
+        64,
+        0,
+        &[17, 0, 1, 4, 0, 0, 0, 0],
+        &pk::udp(c6, p6, 1, 2, b"", false),
+    ));
     f[18..20].copy_from_slice(&[0, 0]);
     fx.add(10, f, m);
     fx
@@ -446,7 +825,13 @@ pub fn workload(w: &Workload) -> Fixture {
                 Ip::V4([198, 18 + (h >> 63) as u8, (h >> 8) as u8, (h as u8).max(1)])
             };
             let r = rng.below(100);
-            let proto = if r < w.icmp_pct { 1 } else if r < w.icmp_pct + w.tcp_pct { 6 } else { 17 };
+            let proto = if r < w.icmp_pct {
+                1
+            } else if r < w.icmp_pct + w.tcp_pct {
+                6
+            } else {
+                17
+            };
             Flow {
                 outside,
                 pod: 2 + rng.below(u64::from(PODS)) as u8,
@@ -470,8 +855,16 @@ pub fn workload(w: &Workload) -> Fixture {
             }
             pick -= u64::from(wt);
         }
-        let pod = if f.outside.is_v6() { pod6(f.pod) } else { pod4(f.pod) };
-        let (src, dst) = if f.outbound { (pod, f.outside) } else { (f.outside, pod) };
+        let pod = if f.outside.is_v6() {
+            pod6(f.pod)
+        } else {
+            pod4(f.pod)
+        };
+        let (src, dst) = if f.outbound {
+            (pod, f.outside)
+        } else {
+            (f.outside, pod)
+        };
         let v6 = f.outside.is_v6();
         let l3 = if v6 { 40 } else { 20 };
         let l4h = match f.proto {
@@ -521,7 +914,11 @@ pub fn config_yaml(extra_routes: usize, policy: Option<&str>) -> String {
             - {prefix: \"0.0.0.0/0\", port: uplink, via: \"192.0.2.254\"}\n  \
             - {prefix: \"::/0\", port: uplink, via: \"2001:db8::fe\"}\n";
     for i in 0..extra_routes {
-        s += &format!("  - {{prefix: \"172.{}.{}.0/24\", port: uplink, via: \"192.0.2.254\"}}\n", 16 + (i >> 8) % 16, i & 0xff);
+        s += &format!(
+            "  - {{prefix: \"172.{}.{}.0/24\", port: uplink, via: \"192.0.2.254\"}}\n",
+            16 + (i >> 8) % 16,
+            i & 0xff
+        );
     }
     s += "neighbors:\n  \
             - {ip: \"192.0.2.254\", mac: \"02:00:00:00:00:fe\", port: uplink}\n  \

@@ -53,7 +53,16 @@ fn l4_checksum(src: Ip, dst: Ip, proto: u8, seg: &[u8]) -> u16 {
 
 /// A TCP segment with a valid checksum.
 #[allow(clippy::too_many_arguments)]
-pub fn tcp(src: Ip, dst: Ip, sport: u16, dport: u16, seq: u32, ack: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: Ip,
+    dst: Ip,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    fl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut s = Vec::with_capacity(20 + payload.len());
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());
@@ -77,13 +86,28 @@ pub fn udp(src: Ip, dst: Ip, sport: u16, dport: u16, payload: &[u8], zero_csum: 
     s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     s.extend_from_slice(&[0, 0]);
     s.extend_from_slice(payload);
-    if !(zero_csum && !src.is_v6()) {
+    if !zero_csum || src.is_v6() {
         let mut c = l4_checksum(src, dst, 17, &s);
         if c == 0 {
             c = 0xffff;
         }
         s[6..8].copy_from_slice(&c.to_be_bytes());
     }
+    s
+}
+
+/// A UDP-Lite datagram with checksum coverage 0 (the whole datagram).
+pub fn udplite(src: Ip, dst: Ip, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut s = Vec::with_capacity(8 + payload.len());
+    s.extend_from_slice(&sport.to_be_bytes());
+    s.extend_from_slice(&dport.to_be_bytes());
+    s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(payload);
+    let mut c = l4_checksum(src, dst, 136, &s);
+    if c == 0 {
+        c = 0xffff;
+    }
+    s[6..8].copy_from_slice(&c.to_be_bytes());
     s
 }
 
@@ -168,7 +192,14 @@ pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, o: &V4Opts, payload: &[u8]) -
 
 /// An IPv6 packet; `ext` is the raw extension-header chain whose first
 /// header type is `first`, ending with `proto` as the last next-header.
-pub fn ipv6(src: [u8; 16], dst: [u8; 16], hop: u8, first: u8, ext: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn ipv6(
+    src: [u8; 16],
+    dst: [u8; 16],
+    hop: u8,
+    first: u8,
+    ext: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut h = Vec::with_capacity(40 + ext.len() + payload.len());
     h.extend_from_slice(&[0x60, 0, 0, 0]);
     h.extend_from_slice(&((ext.len() + payload.len()) as u16).to_be_bytes());
@@ -184,7 +215,16 @@ pub fn ipv6(src: [u8; 16], dst: [u8; 16], hop: u8, first: u8, ext: &[u8], payloa
 /// An IP packet of either family carrying `proto` with default options.
 pub fn ip(src: Ip, dst: Ip, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
     match (src, dst) {
-        (Ip::V4(s), Ip::V4(d)) => ipv4(s, d, proto, &V4Opts { ttl, ..V4Opts::default() }, payload),
+        (Ip::V4(s), Ip::V4(d)) => ipv4(
+            s,
+            d,
+            proto,
+            &V4Opts {
+                ttl,
+                ..V4Opts::default()
+            },
+            payload,
+        ),
         (Ip::V6(s), Ip::V6(d)) => ipv6(s, d, ttl, proto, &[], payload),
         _ => panic!("mixed families"),
     }
@@ -210,7 +250,11 @@ pub fn eth(dst: Mac, src: Mac, tags: &[(u16, u16)], ethertype: u16, payload: &[u
 
 /// Ethernet frame around an IP packet of either family.
 pub fn eth_ip(dst: Mac, src: Mac, ip: &[u8]) -> Vec<u8> {
-    let et = if ip.first().map(|b| b >> 4) == Some(6) { 0x86dd } else { 0x0800 };
+    let et = if ip.first().map(|b| b >> 4) == Some(6) {
+        0x86dd
+    } else {
+        0x0800
+    };
     eth(dst, src, &[], et, ip)
 }
 

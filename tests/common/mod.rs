@@ -1,0 +1,84 @@
+//! Helpers shared by the end-to-end tests (included with `mod common;`).
+#![allow(dead_code)]
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `pcap-fixtures/`.
+pub fn fixtures() -> PathBuf {
+    repo().join("pcap-fixtures")
+}
+
+/// The shared third-party inputs (`../shared` next to the repository, or
+/// `$SLUICE_SHARED`).
+pub fn shared() -> PathBuf {
+    std::env::var_os("SLUICE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared"))
+}
+
+/// The `sluice` binary built for this test run.
+pub fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "sluice-test-{tag}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command, returning (status code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("command runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Reads every frame of a pcap written by sluice.
+pub fn frames(path: &Path) -> Vec<Vec<u8>> {
+    let cap = engine::io::pcap::read_file(path, &[0; 6]).expect("readable pcap");
+    (0..cap.frames.len())
+        .map(|i| cap.frame(i).to_vec())
+        .collect()
+}
+
+/// Requires a tool on PATH; the test command installs it.
+pub fn require_tool(tool: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} is required (scripts/run-tests installs it)");
+}
