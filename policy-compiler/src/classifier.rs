@@ -1,0 +1,447 @@
+//! The compiled classifier: immutable, `Send + Sync`, shared by worker
+//! threads through an `Arc` (and swapped whole by the engine); each worker
+//! owns a [`Scratch`]. A lookup allocates nothing.
+
+use std::net::IpAddr;
+
+use crate::compile::lpm::{Lpm, NONE};
+use crate::compile::tree::CutTree;
+use crate::compile::{Addr, EKey};
+use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
+
+/// A segment's `miss` that goes on to the next segment.
+pub(crate) const CONTINUE: u32 = u32::MAX;
+
+/// Layer-4 part of a flow key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum L4 {
+    /// TCP, UDP, SCTP, UDPLite.
+    Ports {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// ICMP / ICMPv6.
+    Icmp {
+        /// Type.
+        ty: u8,
+        /// Code.
+        code: u8,
+    },
+    /// Neither (other protocols, or not parsed).
+    None,
+}
+
+/// What the classifier looks at: addresses, protocol and L4. IPv4 and
+/// IPv6; 48 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    src: u128,
+    dst: u128,
+    v6: bool,
+    proto: u8,
+    l4: L4,
+}
+
+impl FlowKey {
+    /// A key. `src` and `dst` should be of the same family; if they are
+    /// not, an IPv4 address is taken as its IPv4-mapped IPv6 form.
+    pub fn new(src: IpAddr, dst: IpAddr, proto: u8, l4: L4) -> FlowKey {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => FlowKey::v4(u32::from(s), u32::from(d), proto, l4),
+            _ => {
+                let six = |a: IpAddr| match a {
+                    IpAddr::V4(x) => u128::from(x.to_ipv6_mapped()),
+                    IpAddr::V6(x) => u128::from(x),
+                };
+                FlowKey::v6(six(src), six(dst), proto, l4)
+            }
+        }
+    }
+
+    /// An IPv4 key from host-order addresses.
+    #[inline]
+    pub fn v4(src: u32, dst: u32, proto: u8, l4: L4) -> FlowKey {
+        FlowKey {
+            src: src as u128,
+            dst: dst as u128,
+            v6: false,
+            proto,
+            l4,
+        }
+    }
+
+    /// An IPv6 key.
+    #[inline]
+    pub fn v6(src: u128, dst: u128, proto: u8, l4: L4) -> FlowKey {
+        FlowKey {
+            src,
+            dst,
+            v6: true,
+            proto,
+            l4,
+        }
+    }
+
+    /// Source address.
+    pub fn src(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(self.src.into())
+        } else {
+            IpAddr::V4((self.src as u32).into())
+        }
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(self.dst.into())
+        } else {
+            IpAddr::V4((self.dst as u32).into())
+        }
+    }
+
+    /// Protocol.
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    /// L4.
+    pub fn l4(&self) -> L4 {
+        self.l4
+    }
+
+    /// True for IPv6.
+    pub fn is_v6(&self) -> bool {
+        self.v6
+    }
+
+    /// The port fields as the engines encode them (see [`crate::ir`]).
+    #[inline]
+    pub(crate) fn port_fields(&self) -> (u32, u32) {
+        match self.l4 {
+            L4::Ports { sport, dport } => (sport as u32, dport as u32),
+            L4::Icmp { ty, code } => (
+                (ICMP_BASE as u32) + ty as u32,
+                (ICMP_BASE as u32) + code as u32,
+            ),
+            L4::None => (NO_L4 as u32, NO_L4 as u32),
+        }
+    }
+}
+
+/// An endpoint's index (see [`Classifier::endpoint_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u32);
+
+/// The verdict of one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DirVerdict {
+    /// Allowed (true when there is no endpoint).
+    pub allow: bool,
+    /// The endpoint evaluated (source for egress, destination for
+    /// ingress), if an endpoint owns the address.
+    pub endpoint: Option<EndpointId>,
+    /// What decided ([`Decision::NONE`] without an endpoint).
+    pub decided_by: Decision,
+}
+
+impl DirVerdict {
+    const NO_ENDPOINT: DirVerdict = DirVerdict {
+        allow: true,
+        endpoint: None,
+        decided_by: Decision::NONE,
+    };
+}
+
+/// The verdict for a packet: egress of the source endpoint AND ingress of
+/// the destination endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    /// `egress.allow && ingress.allow`.
+    pub allow: bool,
+    /// Egress of the source's endpoint.
+    pub egress: DirVerdict,
+    /// Ingress of the destination's endpoint.
+    pub ingress: DirVerdict,
+}
+
+impl Default for Verdict {
+    fn default() -> Verdict {
+        Verdict {
+            allow: true,
+            egress: DirVerdict::NO_ENDPOINT,
+            ingress: DirVerdict::NO_ENDPOINT,
+        }
+    }
+}
+
+/// Per-worker mutable state for lookups. Lookups need none today; the type
+/// keeps the call shape stable for engines that will.
+#[derive(Clone, Debug, Default)]
+pub struct Scratch {
+    _private: (),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CSeg {
+    pub(crate) miss: u32,
+    pub(crate) decision: Vec<u32>,
+    pub(crate) allow: Vec<bool>,
+    pub(crate) pass: Vec<bool>,
+    pub(crate) t4: CutTree<u32>,
+    pub(crate) t6: CutTree<u128>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CDir {
+    pub(crate) endpoint_class: Vec<u32>,
+    pub(crate) class_segs: Vec<(u32, u32)>,
+    pub(crate) seg_list: Vec<u32>,
+    pub(crate) segs: Vec<CSeg>,
+}
+
+/// Facts about a compiled classifier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClassifierStats {
+    /// Endpoints.
+    pub endpoints: usize,
+    /// Endpoint classes (egress, ingress).
+    pub classes: [usize; 2],
+    /// Segments (egress, ingress).
+    pub segments: [usize; 2],
+    /// Compiled rules (all segments, both directions; `Log` not counted).
+    pub rules: usize,
+    /// Rule entries stored in engine leaves, replication included (IPv4,
+    /// IPv6).
+    pub leaf_entries: [usize; 2],
+    /// Bytes of the compiled structure.
+    pub memory_bytes: usize,
+}
+
+/// The compiled classifier.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    endpoints: Vec<String>,
+    lpm4: Lpm<u32>,
+    lpm6: Lpm<u128>,
+    dirs: [CDir; 2],
+    decisions: Vec<DecisionInfo>,
+}
+
+impl Classifier {
+    pub(crate) fn assemble(
+        endpoints: Vec<String>,
+        lpm4: Lpm<u32>,
+        lpm6: Lpm<u128>,
+        dirs: [CDir; 2],
+        decisions: Vec<DecisionInfo>,
+    ) -> Classifier {
+        Classifier {
+            endpoints,
+            lpm4,
+            lpm6,
+            dirs,
+            decisions,
+        }
+    }
+
+    /// Allows everything: the classifier of a configuration without policy
+    /// (no endpoints, so nothing is evaluated).
+    pub fn allow_all() -> Classifier {
+        Classifier {
+            endpoints: Vec::new(),
+            lpm4: Lpm::default(),
+            lpm6: Lpm::default(),
+            dirs: Default::default(),
+            decisions: vec![
+                DecisionInfo::NoEndpoint,
+                DecisionInfo::NoMatch { dir: Dir::Egress },
+                DecisionInfo::NoMatch { dir: Dir::Ingress },
+            ],
+        }
+    }
+
+    /// Scratch for one worker.
+    pub fn new_scratch(&self) -> Scratch {
+        Scratch::default()
+    }
+
+    /// Classify one packet as a new connection.
+    #[inline]
+    pub fn classify(&self, key: &FlowKey, _scratch: &mut Scratch) -> Verdict {
+        let (sp, dp) = key.port_fields();
+        let small = [0, key.proto as u32, sp, dp];
+        if key.v6 {
+            let k = EKey {
+                src: key.src,
+                dst: key.dst,
+                small,
+            };
+            self.classify_fam(&k, &self.lpm6, |s| &s.t6)
+        } else {
+            let k = EKey {
+                src: key.src as u32,
+                dst: key.dst as u32,
+                small,
+            };
+            self.classify_fam(&k, &self.lpm4, |s| &s.t4)
+        }
+    }
+
+    /// Classify a batch: `out[i]` is the verdict of `keys[i]` (the shorter
+    /// of the two lengths is used).
+    pub fn classify_batch(&self, keys: &[FlowKey], out: &mut [Verdict], scratch: &mut Scratch) {
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.classify(k, scratch);
+        }
+    }
+
+    #[inline]
+    fn classify_fam<A: Addr>(
+        &self,
+        k: &EKey<A>,
+        lpm: &Lpm<A>,
+        tree: impl Fn(&CSeg) -> &CutTree<A> + Copy,
+    ) -> Verdict {
+        let se = lpm.lookup(k.src);
+        let de = lpm.lookup(k.dst);
+        let egress = if se == NONE {
+            DirVerdict::NO_ENDPOINT
+        } else {
+            self.eval_dir(&self.dirs[0], se, k, tree, Decision::NO_MATCH_EGRESS)
+        };
+        let ingress = if de == NONE {
+            DirVerdict::NO_ENDPOINT
+        } else {
+            self.eval_dir(&self.dirs[1], de, k, tree, Decision::NO_MATCH_INGRESS)
+        };
+        Verdict {
+            allow: egress.allow & ingress.allow,
+            egress,
+            ingress,
+        }
+    }
+
+    #[inline]
+    fn eval_dir<A: Addr>(
+        &self,
+        d: &CDir,
+        ep: u32,
+        k: &EKey<A>,
+        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        no_match: Decision,
+    ) -> DirVerdict {
+        let endpoint = Some(EndpointId(ep));
+        let class = d.endpoint_class[ep as usize];
+        let (start, len) = d.class_segs[class as usize];
+        let mut key = *k;
+        key.small[0] = class;
+        for &s in &d.seg_list[start as usize..(start + len) as usize] {
+            let seg = &d.segs[s as usize];
+            match tree(seg).first_match(&key) {
+                Some(r) => {
+                    let r = r as usize;
+                    if seg.pass[r] {
+                        continue;
+                    }
+                    return DirVerdict {
+                        allow: seg.allow[r],
+                        endpoint,
+                        decided_by: Decision(seg.decision[r]),
+                    };
+                }
+                None => {
+                    if seg.miss != CONTINUE {
+                        return DirVerdict {
+                            allow: false,
+                            endpoint,
+                            decided_by: Decision(seg.miss),
+                        };
+                    }
+                }
+            }
+        }
+        DirVerdict {
+            allow: false,
+            endpoint,
+            decided_by: no_match,
+        }
+    }
+
+    /// What a decision stands for.
+    pub fn decision_info(&self, d: Decision) -> &DecisionInfo {
+        self.decisions
+            .get(d.0 as usize)
+            .unwrap_or(&DecisionInfo::NoEndpoint)
+    }
+
+    /// Every decision, indexed by `Decision.0` (for per-rule counters).
+    pub fn decisions(&self) -> &[DecisionInfo] {
+        &self.decisions
+    }
+
+    /// `namespace/name` of an endpoint.
+    pub fn endpoint_name(&self, e: EndpointId) -> &str {
+        self.endpoints.get(e.0 as usize).map_or("", String::as_str)
+    }
+
+    /// Number of endpoints.
+    pub fn num_endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// The `policy eval` output object of cli.md for a verdict.
+    pub fn verdict_json(&self, v: &Verdict) -> serde_json::Value {
+        let dir = |d: &DirVerdict| {
+            serde_json::json!({
+                "verdict": if d.allow { "allow" } else { "deny" },
+                "endpoint": d.endpoint.map(|e| self.endpoint_name(e).to_string()),
+                "decided_by": self.decision_info(d.decided_by).json(),
+            })
+        };
+        serde_json::json!({
+            "verdict": if v.allow { "allow" } else { "deny" },
+            "egress": dir(&v.egress),
+            "ingress": dir(&v.ingress),
+        })
+    }
+
+    /// Bytes of the compiled structure (tables and engines).
+    pub fn memory(&self) -> usize {
+        let mut m = self.lpm4.memory()
+            + self.lpm6.memory()
+            + self.endpoints.iter().map(|s| s.len() + 24).sum::<usize>();
+        for d in &self.dirs {
+            m += d.endpoint_class.len() * 4 + d.class_segs.len() * 8 + d.seg_list.len() * 4;
+            for s in &d.segs {
+                m += s.decision.len() * 4
+                    + s.allow.len()
+                    + s.pass.len()
+                    + s.t4.memory()
+                    + s.t6.memory();
+            }
+        }
+        m
+    }
+
+    /// Facts for `policy check`.
+    pub fn stats(&self) -> ClassifierStats {
+        let mut st = ClassifierStats {
+            endpoints: self.endpoints.len(),
+            memory_bytes: self.memory(),
+            ..Default::default()
+        };
+        for (i, d) in self.dirs.iter().enumerate() {
+            st.classes[i] = d.class_segs.len();
+            st.segments[i] = d.segs.len();
+            for s in &d.segs {
+                st.rules += s.decision.len();
+                st.leaf_entries[0] += s.t4.stats().leaf_rules;
+                st.leaf_entries[1] += s.t6.stats().leaf_rules;
+            }
+        }
+        st
+    }
+}

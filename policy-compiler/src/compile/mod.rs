@@ -1,0 +1,296 @@
+//! IR → engines. Each segment of each direction (see [`crate::ir`]) is
+//! compiled, per address family, into a first-match engine over its terms;
+//! endpoints into a longest-prefix-match table. The engine is chosen once,
+//! here, by [`Config`]; nothing is chosen per packet.
+
+pub mod lpm;
+pub mod tree;
+
+use crate::classifier::{CDir, CSeg, Classifier, CONTINUE};
+use crate::ir::{self, Ir, IrError, RuleAction, Term};
+use crate::model::PolicySet;
+use crate::ranges::RangeSet;
+
+/// Number of match fields: class, source, destination, protocol, source
+/// port field, destination port field.
+pub const NFIELDS: usize = 6;
+
+/// An address type of the engines: `u32` (IPv4) or `u128` (IPv6).
+pub trait Addr:
+    Copy + Ord + Eq + Default + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static
+{
+    /// Width in bits.
+    const BITS: u32;
+    /// From a value known to fit.
+    fn from_u128(v: u128) -> Self;
+    /// To `u128`.
+    fn to_u128(self) -> u128;
+    /// `(self >> shift)` truncated to 32 bits.
+    fn shr_u32(self, shift: u8) -> u32;
+}
+
+impl Addr for u32 {
+    const BITS: u32 = 32;
+    #[inline(always)]
+    fn from_u128(v: u128) -> Self {
+        v as u32
+    }
+    #[inline(always)]
+    fn to_u128(self) -> u128 {
+        self as u128
+    }
+    #[inline(always)]
+    fn shr_u32(self, shift: u8) -> u32 {
+        self >> (shift & 31)
+    }
+}
+
+impl Addr for u128 {
+    const BITS: u32 = 128;
+    #[inline(always)]
+    fn from_u128(v: u128) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_u128(self) -> u128 {
+        self
+    }
+    #[inline(always)]
+    fn shr_u32(self, shift: u8) -> u32 {
+        (self >> (shift & 127)) as u32
+    }
+}
+
+/// A packet as the engines see it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EKey<A> {
+    /// Source address.
+    pub src: A,
+    /// Destination address.
+    pub dst: A,
+    /// Endpoint class, protocol, source port field, destination port field.
+    pub small: [u32; 4],
+}
+
+/// One term of one rule, as the engines take it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ERule {
+    /// Priority: lower wins (the rule's index in its segment).
+    pub prio: u32,
+    /// Value set per field: class, src, dst, proto, sport, dport.
+    pub fields: [RangeSet; NFIELDS],
+}
+
+/// Which engine to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// Partitioned cut trees (the default; see the crate docs for why).
+    CutTree,
+    /// One linear list per segment: the baseline, and a second engine for
+    /// the differential tests.
+    Linear,
+}
+
+/// Compiler configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Engine.
+    pub engine: EngineKind,
+    /// Leaf size: a node with at most this many rules is not cut.
+    pub binth: usize,
+    /// Space factor: a cut may replicate rules up to `spfac × n` entries.
+    pub spfac: f64,
+    /// Most bits cut at one node (`2^bits` children).
+    pub max_cut_bits: u8,
+    /// Partition rules by address-field size into separate trees.
+    pub partition: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            engine: EngineKind::CutTree,
+            binth: 8,
+            spfac: 4.0,
+            max_cut_bits: 8,
+            partition: true,
+        }
+    }
+}
+
+impl Config {
+    /// The linear engine.
+    pub fn linear() -> Config {
+        Config {
+            engine: EngineKind::Linear,
+            binth: usize::MAX,
+            partition: false,
+            ..Config::default()
+        }
+    }
+
+    /// Effective tree parameters (the linear engine is a tree that is one
+    /// leaf).
+    fn effective(&self) -> Config {
+        match self.engine {
+            EngineKind::CutTree => self.clone(),
+            EngineKind::Linear => Config {
+                binth: usize::MAX,
+                partition: false,
+                ..self.clone()
+            },
+        }
+    }
+}
+
+/// A compile failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The IR could not be built.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+/// Builder for a [`Classifier`].
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    cfg: Config,
+}
+
+impl Builder {
+    /// Default configuration.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// With a configuration.
+    pub fn with_config(cfg: Config) -> Builder {
+        Builder { cfg }
+    }
+
+    /// Choose the engine.
+    pub fn engine(mut self, e: EngineKind) -> Builder {
+        self.cfg.engine = e;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Compile a loaded policy set.
+    pub fn compile(&self, set: &PolicySet) -> Result<Classifier, CompileError> {
+        let ir = ir::build(set)?;
+        Ok(self.compile_ir(&ir))
+    }
+
+    /// Compile an IR.
+    pub fn compile_ir(&self, ir: &Ir) -> Classifier {
+        let cfg = self.cfg.effective();
+        let mut dirs: Vec<CDir> = Vec::with_capacity(2);
+        for d in &ir.dirs {
+            let nclasses = d.num_classes().max(1);
+            let class_bits = (usize::BITS - (nclasses - 1).leading_zeros()) as u8;
+            let mut segs = Vec::with_capacity(d.segments.len());
+            for s in &d.segments {
+                let (r4, r6) = engine_rules(&s.rules);
+                segs.push(CSeg {
+                    miss: s.miss.map_or(CONTINUE, |x| x.0),
+                    decision: s.rules.iter().map(|r| r.decision.0).collect(),
+                    allow: s
+                        .rules
+                        .iter()
+                        .map(|r| r.action == RuleAction::Allow)
+                        .collect(),
+                    pass: s
+                        .rules
+                        .iter()
+                        .map(|r| r.action == RuleAction::Pass)
+                        .collect(),
+                    t4: tree::CutTree::build(&r4, class_bits, &cfg),
+                    t6: tree::CutTree::build(&r6, class_bits, &cfg),
+                });
+            }
+            let mut class_segs = Vec::with_capacity(d.class_segments.len());
+            let mut seg_list = Vec::new();
+            for cs in &d.class_segments {
+                class_segs.push((seg_list.len() as u32, cs.len() as u32));
+                seg_list.extend_from_slice(cs);
+            }
+            dirs.push(CDir {
+                endpoint_class: d.endpoint_class.clone(),
+                class_segs,
+                seg_list,
+                segs,
+            });
+        }
+        let ingress = dirs.pop().unwrap_or_default();
+        let egress = dirs.pop().unwrap_or_default();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (i, e) in ir.endpoints.iter().enumerate() {
+            for c in &e.nets {
+                let (lo, hi) = crate::ranges::cidr_range(c);
+                if c.is_v4() {
+                    v4.push((lo, hi, c.len, i as u32));
+                } else {
+                    v6.push((lo, hi, c.len, i as u32));
+                }
+            }
+        }
+        Classifier::assemble(
+            ir.endpoints.iter().map(|e| e.name.clone()).collect(),
+            lpm::Lpm::build(&v4),
+            lpm::Lpm::build(&v6),
+            [egress, ingress],
+            ir.decisions.clone(),
+        )
+    }
+}
+
+/// Compile with the default configuration.
+pub fn compile(set: &PolicySet) -> Result<Classifier, CompileError> {
+    Builder::new().compile(set)
+}
+
+/// Engine rules (one per term) for each family.
+fn engine_rules(rules: &[ir::IrRule]) -> (Vec<ERule>, Vec<ERule>) {
+    let mut r4 = Vec::new();
+    let mut r6 = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        for t in &r.terms {
+            push_term(&mut r4, &mut r6, i as u32, &r.classes, t);
+        }
+    }
+    (r4, r6)
+}
+
+fn push_term(r4: &mut Vec<ERule>, r6: &mut Vec<ERule>, prio: u32, classes: &RangeSet, t: &Term) {
+    if !t.src.v4.is_empty() && !t.dst.v4.is_empty() {
+        r4.push(ERule {
+            prio,
+            fields: [
+                classes.clone(),
+                t.src.v4.clone(),
+                t.dst.v4.clone(),
+                t.proto.clone(),
+                t.sport.clone(),
+                t.dport.clone(),
+            ],
+        });
+    }
+    if !t.src.v6.is_empty() && !t.dst.v6.is_empty() {
+        r6.push(ERule {
+            prio,
+            fields: [
+                classes.clone(),
+                t.src.v6.clone(),
+                t.dst.v6.clone(),
+                t.proto.clone(),
+                t.sport.clone(),
+                t.dport.clone(),
+            ],
+        });
+    }
+}

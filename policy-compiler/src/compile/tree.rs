@@ -1,0 +1,506 @@
+//! The cut-tree engine: first match over a priority-ordered list of boxes
+//! (one value set per field), HiCuts-style equal-size cuts on one field per
+//! node, EffiCuts-style partitioning of the rules by which address fields
+//! are small, leaves scanned linearly in priority order.
+//!
+//! Build (per partition):
+//! - A node owns an aligned power-of-two region per field and the rules that
+//!   intersect it, in priority order. Rules after the first one that covers
+//!   the whole region can never be the first match there and are dropped.
+//! - A node with at most `binth` rules is a leaf. Otherwise, for each field
+//!   and cut count `2^b` (b ≤ `max_cut_bits`), the children's rule counts are
+//!   computed; the largest `b` whose total stays within `spfac × n + 2^b` is
+//!   that field's candidate, and the candidate with the smallest largest
+//!   child wins (ties: smallest total). No progress → leaf.
+//! - Leaves are deduplicated by content. A leaf stores each rule's field
+//!   ranges inline (one cache line per rule for IPv4); a field whose value
+//!   set is not one range inside the leaf's region is checked against the
+//!   clipped range list (`ext`), which is rare.
+//!
+//! Lookup: for each partition in order of its best priority (stopping as
+//! soon as no partition can beat the best match so far), walk from the root:
+//! `child = nodes[base + ((key[field] >> shift) & mask)]`, one dependent load
+//! per level, then scan the leaf.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use super::{Addr, Config, EKey, ERule, NFIELDS};
+use crate::ranges::RangeSet;
+
+const LEAF: u8 = u8::MAX;
+const NO_EXT: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct Node {
+    /// Field cut at this node, or `LEAF`.
+    field: u8,
+    /// Right shift applied to the field value.
+    shift: u8,
+    /// Leaf: number of rules.
+    len: u32,
+    /// Mask applied after the shift (2^b − 1).
+    mask: u32,
+    /// Internal: index of the first child in `nodes`. Leaf: index of the
+    /// first rule in `leaf_rules`.
+    base: u32,
+}
+
+/// A rule as stored in a leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LeafRule<A> {
+    src_lo: A,
+    src_hi: A,
+    dst_lo: A,
+    dst_hi: A,
+    /// class, proto, sport, dport.
+    lo: [u32; 4],
+    hi: [u32; 4],
+    prio: u32,
+    /// Index into `ext_heads`, or `NO_EXT`.
+    ext: u32,
+}
+
+impl<A: Addr> LeafRule<A> {
+    #[inline(always)]
+    fn matches(&self, k: &EKey<A>) -> bool {
+        // Address fields first: they are the most selective.
+        (self.src_lo <= k.src)
+            & (k.src <= self.src_hi)
+            & (self.dst_lo <= k.dst)
+            & (k.dst <= self.dst_hi)
+            & (self.lo[0] <= k.small[0])
+            & (k.small[0] <= self.hi[0])
+            & (self.lo[1] <= k.small[1])
+            & (k.small[1] <= self.hi[1])
+            & (self.lo[2] <= k.small[2])
+            & (k.small[2] <= self.hi[2])
+            & (self.lo[3] <= k.small[3])
+            & (k.small[3] <= self.hi[3])
+    }
+}
+
+/// One partition's tree.
+#[derive(Clone, Debug)]
+struct Tree {
+    root: Node,
+    /// Lowest priority (best) of any rule in the tree.
+    min_prio: u32,
+}
+
+/// The compiled engine for one rule list and one address family.
+#[derive(Clone, Debug)]
+pub struct CutTree<A> {
+    trees: Vec<Tree>,
+    nodes: Vec<Node>,
+    leaf_rules: Vec<LeafRule<A>>,
+    /// (start, len) into `ext_items`.
+    ext_heads: Vec<(u32, u32)>,
+    /// (field, start, len) into `ext_ranges`.
+    ext_items: Vec<(u8, u32, u32)>,
+    ext_ranges: Vec<(u128, u128)>,
+    stats: TreeStats,
+}
+
+/// Build statistics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Partitions (trees).
+    pub trees: usize,
+    /// Nodes (internal and leaf slots).
+    pub nodes: usize,
+    /// Rules stored in leaves (with replication).
+    pub leaf_rules: usize,
+    /// Deepest leaf.
+    pub max_depth: usize,
+    /// Largest leaf.
+    pub max_leaf: usize,
+}
+
+impl<A: Addr> CutTree<A> {
+    /// Build from terms (sorted or not; priority is `ERule::prio`).
+    pub fn build(rules: &[ERule], class_bits: u8, cfg: &Config) -> CutTree<A> {
+        let widths: [u8; NFIELDS] = [class_bits, A::BITS as u8, A::BITS as u8, 8, 17, 17];
+        let mut b = Builder::<A> {
+            rules,
+            cfg,
+            nodes: Vec::new(),
+            leaf_rules: Vec::new(),
+            ext_heads: Vec::new(),
+            ext_items: Vec::new(),
+            ext_ranges: Vec::new(),
+            leaf_dedup: HashMap::new(),
+            stats: TreeStats::default(),
+        };
+        let mut order: Vec<u32> = (0..rules.len() as u32).collect();
+        order.sort_by_key(|&i| (rules[i as usize].prio, i));
+        let groups = if cfg.partition && rules.len() > cfg.binth {
+            partition(rules, &order, &widths)
+        } else {
+            vec![order]
+        };
+        let mut trees = Vec::new();
+        for g in groups {
+            if g.is_empty() {
+                continue;
+            }
+            let min_prio = rules[g[0] as usize].prio;
+            let mut region = [(0u128, 0u8); NFIELDS];
+            for (f, w) in widths.iter().enumerate() {
+                region[f] = (0, *w);
+            }
+            let root = b.node(g, region, 0);
+            trees.push(Tree { root, min_prio });
+        }
+        trees.sort_by_key(|t| t.min_prio);
+        b.stats.trees = trees.len();
+        b.stats.nodes = b.nodes.len();
+        b.stats.leaf_rules = b.leaf_rules.len();
+        CutTree {
+            trees,
+            nodes: b.nodes,
+            leaf_rules: b.leaf_rules,
+            ext_heads: b.ext_heads,
+            ext_items: b.ext_items,
+            ext_ranges: b.ext_ranges,
+            stats: b.stats,
+        }
+    }
+
+    /// Bytes of the compiled structure.
+    pub fn memory(&self) -> usize {
+        self.trees.len() * std::mem::size_of::<Tree>()
+            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.leaf_rules.len() * std::mem::size_of::<LeafRule<A>>()
+            + self.ext_heads.len() * 8
+            + self.ext_items.len() * 12
+            + self.ext_ranges.len() * 32
+    }
+
+    /// Build statistics.
+    pub fn stats(&self) -> &TreeStats {
+        &self.stats
+    }
+
+    #[inline]
+    fn field(k: &EKey<A>, f: u8, shift: u8) -> u32 {
+        match f {
+            1 => k.src.shr_u32(shift),
+            2 => k.dst.shr_u32(shift),
+            0 => k.small[0] >> shift,
+            3 => k.small[1] >> shift,
+            4 => k.small[2] >> shift,
+            _ => k.small[3] >> shift,
+        }
+    }
+
+    #[inline]
+    fn leaf_of(&self, root: Node, k: &EKey<A>) -> Node {
+        let mut n = root;
+        while n.field != LEAF {
+            let idx = Self::field(k, n.field, n.shift) & n.mask;
+            n = self.nodes[(n.base + idx) as usize];
+        }
+        n
+    }
+
+    fn ext_ok(&self, ext: u32, k: &EKey<A>) -> bool {
+        let (s, l) = self.ext_heads[ext as usize];
+        for &(f, rs, rl) in &self.ext_items[s as usize..(s + l) as usize] {
+            let v = match f {
+                1 => k.src.to_u128(),
+                2 => k.dst.to_u128(),
+                0 => k.small[0] as u128,
+                3 => k.small[1] as u128,
+                4 => k.small[2] as u128,
+                _ => k.small[3] as u128,
+            };
+            let r = &self.ext_ranges[rs as usize..(rs + rl) as usize];
+            let i = r.partition_point(|&(_, hi)| hi < v);
+            if i >= r.len() || r[i].0 > v {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Priority of the first matching rule, if any.
+    #[inline]
+    pub fn first_match(&self, k: &EKey<A>) -> Option<u32> {
+        let mut best = u32::MAX;
+        for t in &self.trees {
+            if t.min_prio >= best {
+                break;
+            }
+            let leaf = self.leaf_of(t.root, k);
+            let rules =
+                &self.leaf_rules[leaf.base as usize..leaf.base as usize + leaf.len as usize];
+            for r in rules {
+                if r.prio >= best {
+                    break;
+                }
+                if r.matches(k) && (r.ext == NO_EXT || self.ext_ok(r.ext, k)) {
+                    best = r.prio;
+                    break;
+                }
+            }
+        }
+        (best != u32::MAX).then_some(best)
+    }
+}
+
+/// Split rules into groups by whether their source and destination sets
+/// are small (EffiCuts): cutting on an address field replicates every rule
+/// that is wide in it, so wide and narrow rules live in different trees.
+fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS]) -> Vec<Vec<u32>> {
+    let small = |s: &RangeSet, w: u8| -> bool {
+        let total: u128 = s
+            .ranges()
+            .iter()
+            .map(|(a, b)| b.saturating_sub(*a).saturating_add(1))
+            .fold(0u128, |x, y| x.saturating_add(y));
+        // Small: at most 2^(w/2) values (a /16 or longer for IPv4).
+        let lim = 1u128 << (w / 2);
+        total <= lim
+    };
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
+    for &i in order {
+        let r = &rules[i as usize];
+        let g = (small(&r.fields[1], widths[1]) as usize)
+            | ((small(&r.fields[2], widths[2]) as usize) << 1);
+        groups[g].push(i);
+    }
+    groups
+}
+
+struct Builder<'a, A> {
+    rules: &'a [ERule],
+    cfg: &'a Config,
+    nodes: Vec<Node>,
+    leaf_rules: Vec<LeafRule<A>>,
+    ext_heads: Vec<(u32, u32)>,
+    ext_items: Vec<(u8, u32, u32)>,
+    ext_ranges: Vec<(u128, u128)>,
+    leaf_dedup: HashMap<Vec<LeafRule<A>>, Node>,
+    stats: TreeStats,
+}
+
+type Region = [(u128, u8); NFIELDS];
+
+fn region_hi(r: (u128, u8)) -> u128 {
+    if r.1 >= 128 {
+        u128::MAX
+    } else {
+        r.0 + ((1u128 << r.1) - 1)
+    }
+}
+
+impl<A: Addr> Builder<'_, A> {
+    fn covers(&self, id: u32, region: &Region) -> bool {
+        let r = &self.rules[id as usize];
+        (0..NFIELDS).all(|f| r.fields[f].covers(region[f].0, region_hi(region[f])))
+    }
+
+    fn node(&mut self, mut ids: Vec<u32>, region: Region, depth: usize) -> Node {
+        // Drop rules shadowed by a rule covering the whole region.
+        if let Some(pos) = ids.iter().position(|&i| self.covers(i, &region)) {
+            ids.truncate(pos + 1);
+        }
+        self.stats.max_depth = self.stats.max_depth.max(depth);
+        if ids.len() <= self.cfg.binth || depth >= 48 {
+            return self.leaf(&ids, &region);
+        }
+        let n = ids.len();
+        // Choose the cut.
+        let mut best: Option<(usize, u8, usize, usize)> = None; // (field, bits, max, sum)
+        for f in 0..NFIELDS {
+            let w = region[f].1;
+            if w == 0 {
+                continue;
+            }
+            let mut cand: Option<(u8, usize, usize)> = None;
+            for b in 1..=w.min(self.cfg.max_cut_bits) {
+                let (max, sum) = self.count(&ids, &region, f, b);
+                let limit = (self.cfg.spfac * n as f64) as usize + (1usize << b);
+                if b > 1 && sum > limit {
+                    break;
+                }
+                cand = Some((b, max, sum));
+                if max <= 1 {
+                    break;
+                }
+            }
+            if let Some((b, max, sum)) = cand {
+                let better = match best {
+                    None => true,
+                    Some((_, bb, bm, bs)) => (max, sum, b) < (bm, bs, bb),
+                };
+                if better {
+                    best = Some((f, b, max, sum));
+                }
+            }
+        }
+        let Some((f, b, max, _)) = best else {
+            return self.leaf(&ids, &region);
+        };
+        if max >= n {
+            return self.leaf(&ids, &region);
+        }
+        let nchild = 1usize << b;
+        let child_w = region[f].1 - b;
+        let mut child_ids: Vec<Vec<u32>> = vec![Vec::new(); nchild];
+        for &id in &ids {
+            self.for_children(id, &region, f, b, |c| child_ids[c].push(id));
+        }
+        let base = self.nodes.len();
+        self.nodes.resize(base + nchild, Node::default());
+        for (c, cids) in child_ids.into_iter().enumerate() {
+            let mut cr = region;
+            cr[f] = (region[f].0 + ((c as u128) << child_w), child_w);
+            let node = self.node(cids, cr, depth + 1);
+            self.nodes[base + c] = node;
+        }
+        Node {
+            field: f as u8,
+            shift: child_w,
+            len: 0,
+            mask: (nchild - 1) as u32,
+            base: base as u32,
+        }
+    }
+
+    /// Call `each` once for every child (of a cut of field `f` into `2^b`)
+    /// that rule `id` intersects.
+    fn for_children(&self, id: u32, region: &Region, f: usize, b: u8, mut each: impl FnMut(usize)) {
+        let (lo, w) = region[f];
+        let hi = region_hi(region[f]);
+        let cw = w - b;
+        let mut last: Option<usize> = None;
+        for (a, z) in self.rules[id as usize].fields[f].clip(lo, hi) {
+            let mut c0 = ((a - lo) >> cw) as usize;
+            let c1 = ((z - lo) >> cw) as usize;
+            if let Some(l) = last {
+                if c0 <= l {
+                    c0 = l + 1;
+                }
+            }
+            for c in c0..=c1 {
+                each(c);
+            }
+            if c1 >= c0 {
+                last = Some(c1);
+            }
+        }
+    }
+
+    fn count(&self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize) {
+        let nchild = 1usize << b;
+        let mut diff = vec![0i64; nchild + 1];
+        let (lo, w) = region[f];
+        let hi = region_hi(region[f]);
+        let cw = w - b;
+        for &id in ids {
+            let mut last: Option<usize> = None;
+            for (a, z) in self.rules[id as usize].fields[f].clip(lo, hi) {
+                let mut c0 = ((a - lo) >> cw) as usize;
+                let c1 = ((z - lo) >> cw) as usize;
+                if let Some(l) = last {
+                    if c0 <= l {
+                        c0 = l + 1;
+                    }
+                }
+                if c1 >= c0 {
+                    diff[c0] += 1;
+                    diff[c1 + 1] -= 1;
+                    last = Some(c1);
+                }
+            }
+        }
+        let (mut cur, mut max, mut sum) = (0i64, 0usize, 0usize);
+        for d in diff.iter().take(nchild) {
+            cur += d;
+            max = max.max(cur as usize);
+            sum += cur as usize;
+        }
+        (max, sum)
+    }
+
+    fn leaf(&mut self, ids: &[u32], region: &Region) -> Node {
+        self.stats.max_leaf = self.stats.max_leaf.max(ids.len());
+        let mut out = Vec::with_capacity(ids.len());
+        let mut exts: Vec<(usize, Vec<(u8, Vec<(u128, u128)>)>)> = Vec::new();
+        for (pos, &id) in ids.iter().enumerate() {
+            let r = &self.rules[id as usize];
+            let mut lo = [0u128; NFIELDS];
+            let mut hi = [0u128; NFIELDS];
+            let mut ext = Vec::new();
+            for f in 0..NFIELDS {
+                let s = &r.fields[f];
+                if s.ranges().len() == 1 {
+                    (lo[f], hi[f]) = s.ranges()[0];
+                } else {
+                    let c: Vec<(u128, u128)> = s.clip(region[f].0, region_hi(region[f])).collect();
+                    match c.len() {
+                        0 => {
+                            lo[f] = 1;
+                            hi[f] = 0;
+                        }
+                        1 => (lo[f], hi[f]) = c[0],
+                        _ => {
+                            lo[f] = c[0].0;
+                            hi[f] = c[c.len() - 1].1;
+                            ext.push((f as u8, c));
+                        }
+                    }
+                }
+            }
+            // Keep empty fields representable: lo > hi never matches.
+            let lr = LeafRule {
+                src_lo: A::from_u128(lo[1]),
+                src_hi: A::from_u128(hi[1]),
+                dst_lo: A::from_u128(lo[2]),
+                dst_hi: A::from_u128(hi[2]),
+                lo: [lo[0], lo[3], lo[4], lo[5]].map(sat32),
+                hi: [hi[0], hi[3], hi[4], hi[5]].map(sat32),
+                prio: r.prio,
+                ext: NO_EXT,
+            };
+            if !ext.is_empty() {
+                exts.push((pos, ext));
+            }
+            out.push(lr);
+        }
+        if exts.is_empty() {
+            if let Some(n) = self.leaf_dedup.get(&out) {
+                return *n;
+            }
+        }
+        for (pos, ext) in exts.iter() {
+            let head = self.ext_heads.len() as u32;
+            let start = self.ext_items.len() as u32;
+            for (f, c) in ext {
+                let rs = self.ext_ranges.len() as u32;
+                self.ext_ranges.extend_from_slice(c);
+                self.ext_items.push((*f, rs, c.len() as u32));
+            }
+            self.ext_heads.push((start, ext.len() as u32));
+            out[*pos].ext = head;
+        }
+        let node = Node {
+            field: LEAF,
+            shift: 0,
+            len: out.len() as u32,
+            mask: 0,
+            base: self.leaf_rules.len() as u32,
+        };
+        self.leaf_rules.extend_from_slice(&out);
+        if exts.is_empty() {
+            self.leaf_dedup.insert(out, node);
+        }
+        node
+    }
+}
+
+fn sat32(v: u128) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
