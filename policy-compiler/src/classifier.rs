@@ -445,3 +445,16 @@ impl Classifier {
         st
     }
 }
+
+impl Classifier {
+    /// Engine statistics, for debugging and the crate docs' figures.
+    pub fn debug_engine_stats(&self) -> String {
+        let mut s = String::new();
+        for (i, d) in self.dirs.iter().enumerate() {
+            for (j, seg) in d.segs.iter().enumerate() {
+                s.push_str(&format!("dir {i} seg {j}: v4 {:?}\n", seg.t4.stats()));
+            }
+        }
+        s
+    }
+}

@@ -115,6 +115,8 @@ pub struct TreeStats {
     pub max_depth: usize,
     /// Largest leaf.
     pub max_leaf: usize,
+    /// Per partition: (rules, nodes, leaf entries).
+    pub per_tree: Vec<(usize, usize, usize)>,
 }
 
 impl<A: Addr> CutTree<A> {
@@ -149,7 +151,9 @@ impl<A: Addr> CutTree<A> {
             for (f, w) in widths.iter().enumerate() {
                 region[f] = (0, *w);
             }
+            let (n0, l0, nrules) = (b.nodes.len(), b.leaf_rules.len(), g.len());
             let root = b.node(g, region, 0);
+            b.stats.per_tree.push((nrules, b.nodes.len() - n0, b.leaf_rules.len() - l0));
             trees.push(Tree { root, min_prio });
         }
         trees.sort_by_key(|t| t.min_prio);
@@ -259,8 +263,8 @@ fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS]) -> Vec<Vec<
             .iter()
             .map(|(a, b)| b.saturating_sub(*a).saturating_add(1))
             .fold(0u128, |x, y| x.saturating_add(y));
-        // Small: at most 2^(w/2) values (a /16 or longer for IPv4).
-        let lim = 1u128 << (w / 2);
+        // Small: at most 2^(w - w/4) values (a /8 or longer for IPv4).
+        let lim = 1u128 << (w - w / 4);
         total <= lim
     };
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
@@ -301,7 +305,41 @@ impl<A: Addr> Builder<'_, A> {
         (0..NFIELDS).all(|f| r.fields[f].covers(region[f].0, region_hi(region[f])))
     }
 
-    fn node(&mut self, mut ids: Vec<u32>, region: Region, depth: usize) -> Node {
+    /// Shrink each field of the region to the smallest aligned block that
+    /// holds every rule's values inside it. Keys outside that block match
+    /// none of the node's rules (nor, by induction, any rule below), so
+    /// sending them anywhere is correct: the leaf check rejects them.
+    fn compact(&self, ids: &[u32], region: &mut Region) {
+        for (f, reg) in region.iter_mut().enumerate() {
+            if reg.1 == 0 {
+                continue;
+            }
+            let (lo, hi) = (reg.0, region_hi(*reg));
+            let mut min = u128::MAX;
+            let mut max = 0u128;
+            for &id in ids {
+                let s = &self.rules[id as usize].fields[f];
+                if let Some((a, _)) = s.clip(lo, hi).next() {
+                    min = min.min(a);
+                }
+                if let Some(z) = s.clip(lo, hi).last().map(|(_, z)| z) {
+                    max = max.max(z);
+                }
+                if min == lo && max == hi {
+                    break;
+                }
+            }
+            if min > max {
+                continue;
+            }
+            let w = (128 - (min ^ max).leading_zeros()) as u8;
+            let blo = if w >= 128 { 0 } else { min & !((1u128 << w) - 1) };
+            *reg = (blo, w);
+        }
+    }
+
+    fn node(&mut self, mut ids: Vec<u32>, mut region: Region, depth: usize) -> Node {
+        self.compact(&ids, &mut region);
         // Drop rules shadowed by a rule covering the whole region.
         if let Some(pos) = ids.iter().position(|&i| self.covers(i, &region)) {
             ids.truncate(pos + 1);
