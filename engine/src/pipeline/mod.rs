@@ -11,19 +11,18 @@
 //! with what it reads, what it sets and which actions it can produce:
 //!
 //! 1. [`stages::parse`]: Ethernet, VLAN/QinQ, IPv4/IPv6 and transport.
-//! 2. [`stages::track`]: conntrack and NAT lookup (runs before the local
-//!    decision because a reply to a masqueraded flow is addressed to the
-//!    node itself, as Linux's conntrack runs in PREROUTING).
-//! 3. [`stages::local`]: frames for the node's own addresses (and multicast,
-//!    broadcast, link-local) that match no NAT state go to the kernel;
-//!    martians are dropped.
+//! 2. Conntrack and NAT lookup (runs before the local decision because a
+//!    reply to a masqueraded flow is addressed to the node itself, as
+//!    Linux's conntrack runs in PREROUTING).
+//! 3. [`stages::route`]: one FIB lookup on the (translated) destination:
+//!    the node's own addresses, broadcast, multicast and link-local are
+//!    local routes and go to the kernel; martians, no route and TTL expiry
+//!    are dropped. The lookup precedes policy as Linux's routing decision
+//!    precedes its FORWARD hook.
 //! 4. [`stages::policy`]: the compiled classifier, once per new connection.
-//! 5. [`stages::route`]: FIB longest-prefix match, TTL/hop-limit check,
-//!    neighbour (next-hop MAC).
+//! 5. [`stages::neigh`]: the next hop's MAC.
 //! 6. [`stages::rewrite`]: NAT, MACs, TTL/hop-limit decrement with
-//!    incremental checksums; conntrack entries are committed here, so a
-//!    packet dropped on the way leaves no state (Linux confirms in
-//!    POSTROUTING).
+//!    incremental checksums.
 //! 7. Counters per action, drop reason and port, accumulated in the batch
 //!    loop and owned by the pipeline (one per worker).
 
@@ -246,8 +245,10 @@ pub(crate) struct Meta {
     /// The action is decided; later stages skip the frame.
     pub done: bool,
     pub parsed: Parsed,
-    /// Route stage: egress port and next-hop MAC.
+    /// Route stage: next hop (1-based id) and egress port.
+    pub nh: u16,
     pub out_port: PortId,
+    /// Neighbour stage: next-hop MAC.
     pub next_mac: Mac,
 }
 
@@ -313,9 +314,9 @@ impl Pipeline {
         };
         let t = &*self.tables;
         stages::parse::run(slots, meta);
-        stages::local::run(t, slots, meta);
-        stages::policy::run(t, &mut self.policy, slots, meta, &mut self.counters);
         stages::route::run(t, slots, meta);
+        stages::policy::run(t, &mut self.policy, slots, meta, &mut self.counters);
+        stages::neigh::run(t, slots, meta);
         stages::rewrite::run(t, slots, meta);
         count(&mut self.counters, slots);
     }

@@ -21,6 +21,19 @@ use thiserror::Error;
 /// Index into [`Fib::next_hops`].
 pub type NextHopId = u16;
 
+/// What a route does with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum RouteKind {
+    /// Forward out of `port`.
+    #[default]
+    Forward,
+    /// Deliver to the node's own stack (the node's addresses, broadcast,
+    /// multicast, link-local): Linux's `local` table.
+    Local,
+    /// Never forwarded (loopback, 0/8, 240/4, ...): Linux's martians.
+    Martian,
+}
+
 /// Where a route sends packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextHop {
@@ -29,6 +42,8 @@ pub struct NextHop {
     /// Gateway address, or `None` for a directly connected prefix (the
     /// packet's destination is the neighbour).
     pub via: Option<u128>,
+    /// Forward, local delivery or martian.
+    pub kind: RouteKind,
 }
 
 /// A route: prefix, length and next hop.
@@ -140,23 +155,86 @@ impl Lpm4 {
 
 const CHILD_FLAG: u32 = 0x8000_0000;
 
-/// IPv6 multibit trie (strides 16, then 8).
+/// Exact-match table for /128 routes (open addressing, 0 = empty), so a
+/// host route (a node address, a neighbour) does not deepen the trie path
+/// of every address around it to 15 levels.
+#[derive(Clone, Debug, Default)]
+struct Hosts {
+    keys: Vec<u128>,
+    vals: Vec<u16>,
+    mask: usize,
+}
+
+impl Hosts {
+    fn build(entries: &[(u128, u16)]) -> Hosts {
+        if entries.is_empty() {
+            return Hosts::default();
+        }
+        let cap = (entries.len() * 2).next_power_of_two().max(8);
+        let mut h = Hosts {
+            keys: vec![0; cap],
+            vals: vec![0; cap],
+            mask: cap - 1,
+        };
+        for &(k, v) in entries {
+            let mut i = Hosts::slot(k) & h.mask;
+            while h.vals.get(i).copied().unwrap_or(0) != 0 && h.keys.get(i) != Some(&k) {
+                i = (i + 1) & h.mask;
+            }
+            if let (Some(key), Some(val)) = (h.keys.get_mut(i), h.vals.get_mut(i)) {
+                *key = k;
+                *val = v;
+            }
+        }
+        h
+    }
+
+    #[inline]
+    fn slot(k: u128) -> usize {
+        let x = (k as u64) ^ ((k >> 64) as u64).rotate_left(31);
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
+    }
+
+    #[inline]
+    fn get(&self, k: u128) -> u16 {
+        if self.vals.is_empty() {
+            return 0;
+        }
+        let mut i = Hosts::slot(k) & self.mask;
+        loop {
+            match self.vals.get(i) {
+                Some(0) | None => return 0,
+                Some(&v) if self.keys.get(i) == Some(&k) => return v,
+                _ => i = (i + 1) & self.mask,
+            }
+        }
+    }
+}
+
+/// IPv6 multibit trie (strides 16, then 8), with /128 routes aside.
 #[derive(Clone, Debug)]
 pub struct Lpm6 {
     root: Vec<u32>,
     nodes: Vec<u32>,
     default: u32,
+    hosts: Hosts,
 }
 
 impl Lpm6 {
     fn build(routes: &mut [(u128, u8, u16)]) -> Lpm6 {
         routes.sort_by_key(|r| r.1);
+        let hosts: Vec<(u128, u16)> = routes
+            .iter()
+            .filter(|r| r.1 == 128)
+            .map(|r| (r.0, r.2))
+            .collect();
         let mut t = Lpm6 {
             root: vec![0; 1 << 16],
             nodes: Vec::new(),
             default: 0,
+            hosts: Hosts::build(&hosts),
         };
-        for &(prefix, len, v) in routes.iter() {
+        for &(prefix, len, v) in routes.iter().filter(|r| r.1 < 128) {
             let v = u32::from(v);
             if len == 0 {
                 t.default = v;
@@ -224,6 +302,10 @@ impl Lpm6 {
     /// Looks up `addr`; 0 when nothing matches.
     #[inline]
     pub fn lookup(&self, addr: u128) -> u16 {
+        let h = self.hosts.get(addr);
+        if h != 0 {
+            return h;
+        }
         let mut e = self.root.get((addr >> 112) as usize).copied().unwrap_or(0);
         let mut depth = 16u32;
         while e & CHILD_FLAG != 0 && depth < 128 {
@@ -245,7 +327,7 @@ impl Lpm6 {
 
     /// Bytes held.
     pub fn memory(&self) -> usize {
-        (self.root.len() + self.nodes.len()) * 4
+        (self.root.len() + self.nodes.len()) * 4 + self.hosts.keys.len() * 18
     }
 }
 
@@ -255,6 +337,8 @@ pub struct Fib {
     v4: Lpm4,
     v6: Lpm6,
     next_hops: Vec<NextHop>,
+    /// Family of each next hop (IPv6?), parallel to `next_hops`.
+    next_hop_v6: Vec<bool>,
     routes: usize,
 }
 
@@ -263,17 +347,19 @@ impl Fib {
     /// their length).
     pub fn build(v4: &[Route], v6: &[Route]) -> Result<Fib, FibError> {
         let mut next_hops: Vec<NextHop> = Vec::new();
+        let mut next_hop_v6: Vec<bool> = Vec::new();
         let mut nh_index = std::collections::HashMap::new();
         let mut intern = |v6: bool, nh: NextHop| -> Result<u16, FibError> {
-            if let Some(&i) = nh_index.get(&(v6, nh.port, nh.via)) {
+            if let Some(&i) = nh_index.get(&(v6, nh.port, nh.via, nh.kind)) {
                 return Ok(i);
             }
             if next_hops.len() >= 0x7fff {
                 return Err(FibError::TooManyNextHops(next_hops.len() + 1));
             }
             next_hops.push(nh);
+            next_hop_v6.push(v6);
             let i = next_hops.len() as u16; // 1-based
-            nh_index.insert((v6, nh.port, nh.via), i);
+            nh_index.insert((v6, nh.port, nh.via, nh.kind), i);
             Ok(i)
         };
         let mut seen = std::collections::HashSet::new();
@@ -311,6 +397,7 @@ impl Fib {
             v4: Lpm4::build(&mut r4)?,
             v6: Lpm6::build(&mut r6),
             next_hops,
+            next_hop_v6,
             routes: v4.len() + v6.len(),
         })
     }
@@ -327,8 +414,10 @@ impl Fib {
                 root: Vec::new(),
                 nodes: Vec::new(),
                 default: 0,
+                hosts: Hosts::default(),
             },
             next_hops: Vec::new(),
+            next_hop_v6: Vec::new(),
             routes: 0,
         }
     }
@@ -347,10 +436,30 @@ impl Fib {
         self.next_hops.get(usize::from(v).wrapping_sub(1))
     }
 
-    /// Raw IPv4 lookup (1-based next-hop id, 0 = none), for benchmarks.
+    /// Raw IPv4 lookup: 1-based next-hop id, 0 = no route.
     #[inline]
     pub fn lookup_v4_id(&self, addr: u32) -> u16 {
         self.v4.lookup(addr)
+    }
+
+    /// Raw IPv6 lookup: 1-based next-hop id, 0 = no route.
+    #[inline]
+    pub fn lookup_v6_id(&self, addr: u128) -> u16 {
+        self.v6.lookup(addr)
+    }
+
+    /// The next hop with 1-based id `id`.
+    #[inline]
+    pub fn next_hop(&self, id: u16) -> Option<&NextHop> {
+        self.next_hops.get(usize::from(id).wrapping_sub(1))
+    }
+
+    /// Whether next hop `id` (1-based) belongs to the IPv6 table.
+    pub fn next_hop_is_v6(&self, id: u16) -> bool {
+        self.next_hop_v6
+            .get(usize::from(id).wrapping_sub(1))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The next hops, indexed by `id - 1`.
@@ -398,7 +507,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn nh(port: u16) -> NextHop {
-        NextHop { port, via: None }
+        NextHop {
+            port,
+            via: None,
+            kind: RouteKind::Forward,
+        }
     }
 
     /// The plain reference: scan every route, keep the longest match.

@@ -7,7 +7,7 @@ pub mod neigh;
 
 use thiserror::Error;
 
-pub use fib::{Fib, NextHop, Route};
+pub use fib::{Fib, NextHop, Route, RouteKind};
 pub use neigh::{Neighbor, Neighbors};
 
 use crate::control::config::Config;
@@ -20,31 +20,113 @@ pub struct PortInfo {
     pub mac: Mac,
 }
 
-/// The node's own addresses, and the IPv4 directed broadcasts of its subnets.
-#[derive(Clone, Debug, Default)]
-pub struct LocalAddrs {
-    v4: Vec<u32>,
-    v6: Vec<u128>,
-}
+/// Routes every node has, like Linux's `local` table and its martian
+/// checks: `(family, prefix, len, kind)`.
+const SPECIAL_ROUTES: &[(Family, u128, u8, RouteKind)] = &[
+    (Family::V4, 0x0000_0000, 8, RouteKind::Martian),
+    (Family::V4, 0x7f00_0000, 8, RouteKind::Martian),
+    (Family::V4, 0xe000_0000, 4, RouteKind::Local),
+    (Family::V4, 0xf000_0000, 4, RouteKind::Martian),
+    (Family::V4, 0xffff_ffff, 32, RouteKind::Local),
+    (Family::V6, 0, 128, RouteKind::Martian),
+    (Family::V6, 1, 128, RouteKind::Martian),
+    (Family::V6, 0xff00 << 112, 8, RouteKind::Local),
+    (Family::V6, 0xfe80 << 112, 10, RouteKind::Local),
+];
 
-impl LocalAddrs {
-    /// Whether `a` is one of the node's IPv4 addresses or subnet broadcasts.
-    #[inline]
-    pub fn is_v4(&self, a: u32) -> bool {
-        self.v4.contains(&a)
+/// Builds the FIB from user routes plus the local and martian routes; on
+/// the same prefix, the node's own route wins (Linux consults `local`
+/// before `main`).
+pub fn build_fib(
+    user: impl Iterator<Item = (Family, Route)>,
+    local: &[(Family, u128, u8)],
+) -> Result<Fib, fib::FibError> {
+    let mut special: Vec<(Family, Route)> = SPECIAL_ROUTES
+        .iter()
+        .map(|&(f, prefix, len, kind)| {
+            (
+                f,
+                Route {
+                    prefix,
+                    len,
+                    next_hop: NextHop {
+                        port: 0,
+                        via: None,
+                        kind,
+                    },
+                },
+            )
+        })
+        .collect();
+    for &(f, a, len) in local {
+        special.push((
+            f,
+            Route {
+                prefix: a,
+                len,
+                next_hop: NextHop {
+                    port: 0,
+                    via: None,
+                    kind: RouteKind::Local,
+                },
+            },
+        ));
     }
-    /// Whether `a` is one of the node's IPv6 addresses.
-    #[inline]
-    pub fn is_v6(&self, a: u128) -> bool {
-        self.v6.contains(&a)
-    }
-    /// Whether `a` of `family` is the node's.
-    pub fn contains(&self, family: Family, a: u128) -> bool {
-        match family {
-            Family::V4 => self.is_v4(a as u32),
-            Family::V6 => self.is_v6(a),
+    special.sort_by_key(|(f, r)| (*f == Family::V6, r.prefix, r.len));
+    special.dedup_by_key(|(f, r)| (*f == Family::V6, r.prefix, r.len));
+    let taken: std::collections::HashSet<(bool, u128, u8)> = special
+        .iter()
+        .map(|(f, r)| (*f == Family::V6, r.prefix, r.len))
+        .collect();
+    let (mut r4, mut r6) = (Vec::new(), Vec::new());
+    for (f, r) in special
+        .into_iter()
+        .chain(user.filter(|(f, r)| !taken.contains(&(*f == Family::V6, r.prefix, r.len))))
+    {
+        match f {
+            Family::V4 => r4.push(r),
+            Family::V6 => r6.push(r),
         }
     }
+    Fib::build(&r4, &r6)
+}
+
+/// Host routes for the static neighbours on directly connected prefixes,
+/// each "via" the neighbour itself, so the next hop carries the MAC and the
+/// data plane needs no per-packet neighbour lookup (DPDK l3fwd's shape).
+/// Added only where the neighbour's longest user route is connected on the
+/// neighbour's port and no user route names that exact host, so lookups
+/// answer exactly what "route, then neighbour" would.
+fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec<(Family, Route)> {
+    let mut out = Vec::new();
+    for n in neighbors {
+        let bits = if n.family == Family::V4 { 32u8 } else { 128 };
+        let best = user
+            .iter()
+            .filter(|(f, r)| {
+                *f == n.family
+                    && (r.len == 0
+                        || (n.ip ^ r.prefix) >> (u32::from(bits) - u32::from(r.len)) == 0)
+            })
+            .max_by_key(|(_, r)| r.len);
+        if let Some((_, r)) = best {
+            if r.len < bits && r.next_hop.via.is_none() && r.next_hop.port == n.port {
+                out.push((
+                    n.family,
+                    Route {
+                        prefix: n.ip,
+                        len: bits,
+                        next_hop: NextHop {
+                            port: n.port,
+                            via: Some(n.ip),
+                            kind: RouteKind::Forward,
+                        },
+                    },
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Errors turning a config into tables.
@@ -60,7 +142,9 @@ pub enum TablesError {
 #[derive(Debug)]
 pub struct Tables {
     pub ports: Vec<PortInfo>,
-    pub local: LocalAddrs,
+    /// The forwarding table, including the node's local routes (its
+    /// addresses, subnet broadcasts, multicast, link-local) and the martian
+    /// ranges, as Linux keeps them in its `local` table.
     pub fib: Fib,
     pub neigh: Neighbors,
     /// MAC of each IPv4 gateway next hop, by 1-based next-hop id.
@@ -80,59 +164,53 @@ impl Tables {
                 mac: *m,
             })
             .collect();
-        let mut local = LocalAddrs::default();
+        let mut local = Vec::new();
         for p in &cfg.ports {
             for a in &p.addresses {
-                match a.family {
-                    Family::V4 => {
-                        local.v4.push(a.addr as u32);
-                        if let Some(b) = a.broadcast_v4() {
-                            local.v4.push(b);
-                        }
-                    }
-                    Family::V6 => local.v6.push(a.addr),
+                local.push((a.family, a.addr, a.bits()));
+                if let Some(b) = a.broadcast_v4() {
+                    local.push((Family::V4, u128::from(b), 32));
                 }
             }
         }
-        local.v4.sort_unstable();
-        local.v4.dedup();
-        local.v6.sort_unstable();
-        local.v6.dedup();
-
-        let (mut r4, mut r6) = (Vec::new(), Vec::new());
-        for r in &cfg.routes {
-            let route = Route {
-                prefix: r.prefix.network(),
-                len: r.prefix.len,
-                next_hop: NextHop {
-                    port: cfg.port_index(&r.port).unwrap_or(0),
-                    via: r.via.map(|v| wire::from_ip(v).1),
-                },
-            };
-            match r.prefix.family {
-                Family::V4 => r4.push(route),
-                Family::V6 => r6.push(route),
+        let user: Vec<(Family, Route)> = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                let route = Route {
+                    prefix: r.prefix.network(),
+                    len: r.prefix.len,
+                    next_hop: NextHop {
+                        port: cfg.port_index(&r.port).unwrap_or(0),
+                        via: r.via.map(|v| wire::from_ip(v).1),
+                        kind: RouteKind::Forward,
+                    },
+                };
+                (r.prefix.family, route)
+            })
+            .collect();
+        let neighbors: Vec<Neighbor> = cfg
+            .neighbors
+            .iter()
+            .map(|n| {
+                let (family, ip) = wire::from_ip(n.ip);
+                Neighbor {
+                    family,
+                    ip,
+                    mac: n.mac.0,
+                    port: cfg.port_index(&n.port).unwrap_or(0),
+                }
+            })
+            .collect();
+        let hosts = neighbor_host_routes(&user, &neighbors);
+        let fib = build_fib(user.into_iter().chain(hosts), &local).map_err(|source| {
+            TablesError::Fib {
+                file: cfg.source.clone(),
+                source,
             }
-        }
-        let fib = Fib::build(&r4, &r6).map_err(|source| TablesError::Fib {
-            file: cfg.source.clone(),
-            source,
         })?;
-        let neigh = Neighbors::build(
-            &cfg.neighbors
-                .iter()
-                .map(|n| {
-                    let (family, ip) = wire::from_ip(n.ip);
-                    Neighbor {
-                        family,
-                        ip,
-                        mac: n.mac.0,
-                        port: cfg.port_index(&n.port).unwrap_or(0),
-                    }
-                })
-                .collect::<Vec<_>>(),
-        );
-        Ok(Tables::assemble(ports, local, fib, neigh))
+        let neigh = Neighbors::build(&neighbors);
+        Ok(Tables::assemble(ports, fib, neigh))
     }
 
     /// Builds tables for replay, where every port must carry its MAC.
@@ -153,26 +231,27 @@ impl Tables {
     }
 
     /// Assembles tables from parts (tests and benchmarks).
-    pub fn assemble(ports: Vec<PortInfo>, local: LocalAddrs, fib: Fib, neigh: Neighbors) -> Tables {
+    pub fn assemble(ports: Vec<PortInfo>, fib: Fib, neigh: Neighbors) -> Tables {
         let gateway_macs = std::iter::once(None)
-            .chain(fib.next_hops().iter().map(|nh| {
-                nh.via.and_then(|via| {
-                    // Next-hop ids are shared by both families; a v4 lookup
-                    // only ever yields v4 gateways.
-                    neigh.lookup(Family::V4, via).map(|(mac, _)| mac)
-                })
+            .chain(fib.next_hops().iter().enumerate().map(|(i, nh)| {
+                let family = if fib.next_hop_is_v6(i as u16 + 1) {
+                    Family::V6
+                } else {
+                    Family::V4
+                };
+                nh.via
+                    .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac))
             }))
             .collect();
         Tables {
             ports,
-            local,
             fib,
             neigh,
             gateway_macs,
         }
     }
 
-    /// MAC of the IPv4 gateway of next hop `id` (1-based), if resolved.
+    /// MAC of the gateway of next hop `id` (1-based), if resolved.
     #[inline]
     pub fn gateway_mac(&self, id: u16) -> Option<Mac> {
         self.gateway_macs.get(usize::from(id)).copied().flatten()
@@ -185,10 +264,5 @@ impl Tables {
             .get(usize::from(p))
             .map(|p| p.mac)
             .unwrap_or([0; 6])
-    }
-
-    /// Local addresses, for tests and tools.
-    pub fn local_addrs(v4: Vec<u32>, v6: Vec<u128>) -> LocalAddrs {
-        LocalAddrs { v4, v6 }
     }
 }

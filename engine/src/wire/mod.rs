@@ -8,7 +8,7 @@ pub mod checksum;
 pub mod parse;
 pub mod rewrite;
 
-pub use parse::{parse, Family, Frag, L4Kind, Parsed, Unparsed};
+pub use parse::{parse, parse_into, Family, Frag, L4Kind, Parsed, Unparsed};
 
 /// A MAC address.
 pub type Mac = [u8; 6];

@@ -173,6 +173,15 @@ fn arr<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
 /// Parses an Ethernet frame.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, Unparsed> {
+    let mut p = Parsed::default();
+    parse_into(frame, &mut p).map(|()| p)
+}
+
+/// Parses an Ethernet frame into `p` (the pipeline's per-frame scratch), so
+/// the result is written once in place rather than copied around.
+#[inline]
+pub fn parse_into(frame: &[u8], p: &mut Parsed) -> Result<(), Unparsed> {
+    *p = Parsed::default();
     let eth = arr::<ETH_LEN>(frame, 0).ok_or(Unparsed::Malformed)?;
     let mut ty = u16::from_be_bytes([eth[12], eth[13]]);
     let mut off = ETH_LEN;
@@ -185,17 +194,32 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Unparsed> {
         off += 4;
         vlans += 1;
     }
-    let mut p = match ty {
-        ethertype::IPV4 => parse_ipv4(frame, off)?,
-        ethertype::IPV6 => parse_ipv6(frame, off)?,
-        _ => return Err(Unparsed::NotIp),
-    };
     p.vlans = vlans;
-    Ok(p)
+    match ty {
+        ethertype::IPV4 => parse_ipv4(frame, off, p),
+        ethertype::IPV6 => parse_ipv6(frame, off, p),
+        _ => Err(Unparsed::NotIp),
+    }
+}
+
+/// Whether a 20..60-byte IPv4 header's checksum verifies.
+#[inline]
+fn ipv4_header_ok(h: &[u8]) -> bool {
+    let mut sum = 0u64;
+    let mut words = h.chunks_exact(4);
+    for w in &mut words {
+        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    // IHL is in 4-byte units, so there is no remainder.
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
 }
 
 /// Parses an IPv4 header at `off` and what follows it.
-pub fn parse_ipv4(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
+pub fn parse_ipv4(frame: &[u8], off: usize, p: &mut Parsed) -> Result<(), Unparsed> {
     use Unparsed::Malformed;
     let h = arr::<20>(frame, off).ok_or(Malformed)?;
     if h[0] >> 4 != 4 {
@@ -207,7 +231,7 @@ pub fn parse_ipv4(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
         return Err(Malformed);
     }
     let header = frame.get(off..off + ihl).ok_or(Malformed)?;
-    if super::checksum::fold(super::checksum::sum_be_words(header, 0)) != 0xffff {
+    if !ipv4_header_ok(header) {
         return Err(Malformed);
     }
     let frag_field = u16::from_be_bytes([h[6], h[7]]);
@@ -218,26 +242,23 @@ pub fn parse_ipv4(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
     } else {
         Frag::Whole
     };
-    let mut p = Parsed {
-        l3: off as u32,
-        l4: (off + ihl) as u32,
-        end: (off + total) as u32,
-        src: u128::from(u32::from_be_bytes([h[12], h[13], h[14], h[15]])),
-        dst: u128::from(u32::from_be_bytes([h[16], h[17], h[18], h[19]])),
-        family: Family::V4,
-        proto: h[9],
-        frag,
-        ttl: h[8],
-        ..Parsed::default()
-    };
+    p.l3 = off as u32;
+    p.l4 = (off + ihl) as u32;
+    p.end = (off + total) as u32;
+    p.src = u128::from(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
+    p.dst = u128::from(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
+    p.family = Family::V4;
+    p.proto = h[9];
+    p.frag = frag;
+    p.ttl = h[8];
     if frag != Frag::Later {
-        parse_l4(frame, &mut p)?;
+        parse_l4(frame, p)?;
     }
-    Ok(p)
+    Ok(())
 }
 
 /// Parses an IPv6 header at `off`, its extension headers and the transport.
-pub fn parse_ipv6(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
+pub fn parse_ipv6(frame: &[u8], off: usize, p: &mut Parsed) -> Result<(), Unparsed> {
     use Unparsed::Malformed;
     let h = arr::<40>(frame, off).ok_or(Malformed)?;
     if h[0] >> 4 != 6 {
@@ -258,15 +279,12 @@ pub fn parse_ipv6(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
     let mut dst = [0u8; 16];
     src.copy_from_slice(&h[8..24]);
     dst.copy_from_slice(&h[24..40]);
-    let mut p = Parsed {
-        l3: off as u32,
-        end: end as u32,
-        src: u128::from_be_bytes(src),
-        dst: u128::from_be_bytes(dst),
-        family: Family::V6,
-        ttl: h[7],
-        ..Parsed::default()
-    };
+    p.l3 = off as u32;
+    p.end = end as u32;
+    p.src = u128::from_be_bytes(src);
+    p.dst = u128::from_be_bytes(dst);
+    p.family = Family::V6;
+    p.ttl = h[7];
     let mut at = start;
     let mut count = 0u8;
     loop {
@@ -297,7 +315,7 @@ pub fn parse_ipv6(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
                     p.frag = Frag::Later;
                     p.proto = e[0];
                     p.l4 = (at + 8) as u32;
-                    return Ok(p);
+                    return Ok(());
                 }
                 if more {
                     p.frag = Frag::First;
@@ -318,8 +336,7 @@ pub fn parse_ipv6(frame: &[u8], off: usize) -> Result<Parsed, Unparsed> {
     }
     p.proto = nh;
     p.l4 = at as u32;
-    parse_l4(frame, &mut p)?;
-    Ok(p)
+    parse_l4(frame, p)
 }
 
 /// The payload length of a jumbogram: the Jumbo Payload option of the
@@ -484,7 +501,15 @@ mod tests {
         Icmp4Echo(u16),
     }
 
-    fn build(v6: bool, vlans: u8, ttl: u8, src: [u8; 16], dst: [u8; 16], l4: &L4, payload: &[u8]) -> Vec<u8> {
+    fn build(
+        v6: bool,
+        vlans: u8,
+        ttl: u8,
+        src: [u8; 16],
+        dst: [u8; 16],
+        l4: &L4,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
         let mut out = Vec::new();
         macro_rules! finish {
@@ -492,14 +517,26 @@ mod tests {
                 match l4 {
                     L4::Tcp(s, d, f) => {
                         let mut t = $ip.tcp(*s, *d, 1, 4096);
-                        if f & 1 != 0 { t = t.fin(); }
-                        if f & 2 != 0 { t = t.syn(); }
-                        if f & 4 != 0 { t = t.rst(); }
+                        if f & 1 != 0 {
+                            t = t.fin();
+                        }
+                        if f & 2 != 0 {
+                            t = t.syn();
+                        }
+                        if f & 4 != 0 {
+                            t = t.rst();
+                        }
                         t.write(&mut out, payload).unwrap()
                     }
                     L4::Udp(s, d) => $ip.udp(*s, *d).write(&mut out, payload).unwrap(),
-                    L4::Icmp4Echo(id) if !v6 => $ip.icmpv4_echo_request(*id, 1).write(&mut out, payload).unwrap(),
-                    L4::Icmp4Echo(id) => $ip.icmpv6_echo_request(*id, 1).write(&mut out, payload).unwrap(),
+                    L4::Icmp4Echo(id) if !v6 => $ip
+                        .icmpv4_echo_request(*id, 1)
+                        .write(&mut out, payload)
+                        .unwrap(),
+                    L4::Icmp4Echo(id) => $ip
+                        .icmpv6_echo_request(*id, 1)
+                        .write(&mut out, payload)
+                        .unwrap(),
                 }
             }};
         }
@@ -511,9 +548,15 @@ mod tests {
             (0, false) => finish!(b.ipv4(s4, d4, ttl)),
             (0, true) => finish!(b.ipv6(src, dst, ttl)),
             (1, false) => finish!(b.single_vlan(VlanId::try_new(7).unwrap()).ipv4(s4, d4, ttl)),
-            (1, true) => finish!(b.single_vlan(VlanId::try_new(7).unwrap()).ipv6(src, dst, ttl)),
-            (_, false) => finish!(b.double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap()).ipv4(s4, d4, ttl)),
-            (_, true) => finish!(b.double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap()).ipv6(src, dst, ttl)),
+            (1, true) => finish!(b
+                .single_vlan(VlanId::try_new(7).unwrap())
+                .ipv6(src, dst, ttl)),
+            (_, false) => finish!(b
+                .double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap())
+                .ipv4(s4, d4, ttl)),
+            (_, true) => finish!(b
+                .double_vlan(VlanId::try_new(1).unwrap(), VlanId::try_new(2).unwrap())
+                .ipv6(src, dst, ttl)),
         }
         out
     }

@@ -136,6 +136,9 @@ pub struct ReplaySummary {
     pub packets: u64,
     pub frames_read: u64,
     pub seconds: f64,
+    /// Time spent inside the pipeline, summed over workers (excludes
+    /// batching, frame restore and recording).
+    pub busy_seconds: f64,
     pub workers: usize,
     pub counters: Counters,
     pub latency: Latency,
@@ -159,6 +162,16 @@ impl ReplaySummary {
     pub fn ns_per_packet(&self) -> f64 {
         if self.packets > 0 {
             self.seconds * 1e9 / self.packets as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// Pipeline nanoseconds per packet per worker: time inside
+    /// `Pipeline::process` over packets processed.
+    pub fn pipeline_ns_per_packet(&self) -> f64 {
+        if self.packets > 0 {
+            self.busy_seconds * 1e9 / self.packets as f64
         } else {
             0.0
         }
@@ -196,6 +209,7 @@ impl ReplaySummary {
             "latency_ns": {"p50": self.latency.p50, "p99": self.latency.p99,
                            "p999": self.latency.p999, "max": self.latency.max},
             "frames_read": self.frames_read,
+            "pipeline_ns_per_packet": self.pipeline_ns_per_packet(),
             "ports": ports,
             "policy": {"allowed": c.policy_allowed, "denied": c.policy_denied},
         })
@@ -205,12 +219,13 @@ impl ReplaySummary {
     pub fn to_text(&self) -> String {
         let c = &self.counters;
         let mut s = format!(
-            "{} packets in {:.3} s on {} worker(s): {:.2} Mpps, {:.1} ns/packet\n",
+            "{} packets in {:.3} s on {} worker(s): {:.2} Mpps, {:.1} ns/packet ({:.1} ns/packet inside the pipeline)\n",
             self.packets,
             self.seconds,
             self.workers,
             self.mpps(),
-            self.ns_per_packet()
+            self.ns_per_packet(),
+            self.pipeline_ns_per_packet()
         );
         s += &format!(
             "actions: forward {}, drop {}, kernel {}\n",
@@ -258,6 +273,8 @@ struct Share {
 /// What a worker brings back.
 struct WorkerOut {
     counters: Counters,
+    /// Nanoseconds spent inside `Pipeline::process`.
+    busy_ns: u64,
     hist: Histogram<u64>,
     /// (input index, action, offset and length of the output bytes in `out`).
     records: Vec<(u32, Action, usize, u32)>,
@@ -434,8 +451,10 @@ pub fn run(
         Vec::new()
     };
     let mut outs = Vec::with_capacity(nw);
+    let mut busy_ns = 0u64;
     for r in results {
         let out = r.map_err(ReplayError::Worker)?;
+        busy_ns += out.busy_ns;
         counters.add(&out.counters);
         hist.add(&out.hist)
             .map_err(|e| ReplayError::Worker(e.to_string()))?;
@@ -459,6 +478,7 @@ pub fn run(
         packets: counters.packets,
         frames_read: total as u64,
         seconds,
+        busy_seconds: busy_ns as f64 / 1e9,
         workers: nw,
         latency: Latency {
             p50: q(0.5),
@@ -517,6 +537,7 @@ fn run_worker(
     let mut records = Vec::new();
     let mut out = Vec::new();
     let mut last_now = 0u64;
+    let mut busy_ns = 0u64;
     for lp in 0..opts.loops {
         if lp > 0 && opts.fresh_state {
             counters.add(pipeline.counters());
@@ -550,6 +571,7 @@ fn run_worker(
             let t = Instant::now();
             pipeline.process(now, &mut batch);
             let dt = t.elapsed().as_nanos() as u64;
+            busy_ns += dt;
             let n = batch.len() as u64;
             let _ = hist.record_n((dt / n.max(1)).max(1), n);
             for (slot, f) in batch.slots_mut().iter_mut().zip(&frames[start..end]) {
@@ -579,6 +601,7 @@ fn run_worker(
     counters.add(pipeline.counters());
     WorkerOut {
         counters,
+        busy_ns,
         hist,
         records,
         out,

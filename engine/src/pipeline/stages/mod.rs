@@ -2,7 +2,7 @@
 //! Each takes the batch's slots and the per-frame scratch, skips frames whose
 //! action is already decided, and documents its contract.
 
-pub mod local;
+pub mod neigh;
 pub mod parse;
 pub mod policy;
 pub mod rewrite;

@@ -12,8 +12,8 @@ use crate::wire::{self, Unparsed};
 pub(crate) fn run(slots: &mut [Slot<'_>], meta: &mut [Meta]) {
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.done = false;
-        match wire::parse(s.frame) {
-            Ok(p) => m.parsed = p,
+        match wire::parse_into(s.frame, &mut m.parsed) {
+            Ok(()) => {}
             Err(Unparsed::NotIp) => decide(s, m, Action::Kernel),
             Err(Unparsed::Malformed) => decide(s, m, Action::Drop(DropReason::Malformed)),
         }

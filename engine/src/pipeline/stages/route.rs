@@ -1,13 +1,36 @@
-//! Route stage: FIB, TTL, neighbour.
+//! Route stage: one FIB lookup decides local delivery, martians, no route
+//! and the TTL, as Linux's `ip_route_input` + `ip_forward` do, before policy.
 //!
-//! Reads: `meta.parsed` (family, destination, TTL). Sets: `meta.out_port`,
-//! `meta.next_mac`. Actions: `Drop(NoRoute)`, `Drop(TtlExceeded)` (after the
-//! route lookup, as in the kernel's `ip_forward`), `Drop(NoNeighbor)`.
+//! Reads: `meta.parsed` (family, addresses, TTL, ICMPv6 type). Sets:
+//! `meta.nh` (1-based next-hop id) and `meta.out_port`. Actions:
+//! - `Kernel`: a local route (the node's addresses, subnet and limited
+//!   broadcast, multicast, IPv6 link-local) or IPv6 neighbour discovery;
+//! - `Drop(Martian)`: a martian destination route (0/8, 127/8, 240/4, ::,
+//!   ::1), or, for a packet to be forwarded, a martian source (0/8, 127/8,
+//!   multicast or class E; ::, ::1, multicast, link-local beyond its link);
+//! - `Drop(NoRoute)`: no route;
+//! - `Drop(TtlExceeded)`: TTL or hop limit 1 or 0 on a packet to forward.
+//!
+//! Doing the lookup here rather than after policy follows Linux, where the
+//! routing decision precedes the FORWARD hook: an unroutable or expiring
+//! packet never reaches the classifier or creates conntrack state.
 
 use super::super::{Action, DropReason, Meta, Slot};
 use super::decide;
-use crate::tables::Tables;
-use crate::wire::Family;
+use crate::tables::{RouteKind, Tables};
+use crate::wire::{Family, L4Kind};
+
+#[inline]
+fn martian_source(family: Family, src: u128) -> bool {
+    match family {
+        Family::V4 => {
+            let s = src as u32;
+            let s8 = s >> 24;
+            s8 == 0 || s8 == 127 || s >> 28 >= 0xe
+        }
+        Family::V6 => src <= 1 || src >> 120 == 0xff || src >> 118 == 0xfe80 >> 6,
+    }
+}
 
 /// Runs the stage.
 pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
@@ -16,32 +39,31 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
             continue;
         }
         let p = &m.parsed;
-        let (nh, id) = match p.family {
-            Family::V4 => {
-                let id = t.fib.lookup_v4_id(p.dst as u32);
-                (t.fib.next_hops().get(usize::from(id).wrapping_sub(1)), id)
+        let id = match p.family {
+            Family::V4 => t.fib.lookup_v4_id(p.dst as u32),
+            Family::V6 => {
+                if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
+                    decide(s, m, Action::Kernel);
+                    continue;
+                }
+                t.fib.lookup_v6_id(p.dst)
             }
-            Family::V6 => (t.fib.lookup_v6(p.dst), 0),
         };
-        let Some(nh) = nh else {
+        let Some(nh) = t.fib.next_hop(id) else {
             decide(s, m, Action::Drop(DropReason::NoRoute));
             continue;
         };
-        if p.ttl <= 1 {
-            decide(s, m, Action::Drop(DropReason::TtlExceeded));
-            continue;
+        match nh.kind {
+            RouteKind::Local => decide(s, m, Action::Kernel),
+            RouteKind::Martian => decide(s, m, Action::Drop(DropReason::Martian)),
+            RouteKind::Forward if martian_source(p.family, p.src) => {
+                decide(s, m, Action::Drop(DropReason::Martian))
+            }
+            RouteKind::Forward if p.ttl <= 1 => decide(s, m, Action::Drop(DropReason::TtlExceeded)),
+            RouteKind::Forward => {
+                m.nh = id;
+                m.out_port = nh.port;
+            }
         }
-        let mac = match nh.via {
-            // Gateway MACs are resolved when the tables are built.
-            Some(_) if p.family == Family::V4 => t.gateway_mac(id),
-            Some(via) => t.neigh.lookup(p.family, via).map(|(mac, _)| mac),
-            None => t.neigh.lookup(p.family, p.dst).map(|(mac, _)| mac),
-        };
-        let Some(mac) = mac else {
-            decide(s, m, Action::Drop(DropReason::NoNeighbor));
-            continue;
-        };
-        m.out_port = nh.port;
-        m.next_mac = mac;
     }
 }

@@ -1,0 +1,34 @@
+//! Neighbour stage: the next hop's MAC.
+//!
+//! Reads: `meta.nh`, `meta.parsed.dst`. Sets: `meta.next_mac`. Actions:
+//! `Drop(NoNeighbor)` when the gateway (or, for a directly connected
+//! prefix, the destination) has no neighbour entry.
+
+use super::super::{Action, DropReason, Meta, Slot};
+use super::decide;
+use crate::tables::Tables;
+
+/// Runs the stage.
+pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
+    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+        if m.done {
+            continue;
+        }
+        // Gateway MACs are resolved when the tables are built; a connected
+        // destination is looked up per packet.
+        let mac = match t.gateway_mac(m.nh) {
+            Some(mac) => Some(mac),
+            None => match t.fib.next_hop(m.nh) {
+                Some(nh) if nh.via.is_none() => t
+                    .neigh
+                    .lookup(m.parsed.family, m.parsed.dst)
+                    .map(|(mac, _)| mac),
+                _ => None,
+            },
+        };
+        match mac {
+            Some(mac) => m.next_mac = mac,
+            None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
+        }
+    }
+}
