@@ -31,7 +31,10 @@ fn setup(routes: usize) -> Setup {
 #[divan::bench(args = [0, 1000, 10000])]
 fn imix_batch64(bencher: divan::Bencher<'_, '_>, routes: usize) {
     let s = setup(routes);
-    let mut pipeline = Pipeline::new(s.tables.clone());
+    let mut pipeline = Pipeline::new(
+        s.tables.clone(),
+        Arc::new(engine::tables::conntrack::Conntrack::new(1 << 16, 1)),
+    );
     let mut work = s.pristine.clone();
     bencher
         .counter(divan::counter::ItemsCount::new(work.len()))

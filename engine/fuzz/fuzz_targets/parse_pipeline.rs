@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &body[n..];
     }
     let before: Vec<_> = frames.iter().map(|(f, _)| engine::wire::parse(f)).collect();
-    let mut pipeline = Pipeline::new(tables());
+    let mut pipeline = Pipeline::new(tables(), Arc::new(engine::tables::conntrack::Conntrack::new(4096, 1)));
     let mut batch = Batch::new();
     for (f, port) in frames.iter_mut() {
         let _ = batch.push(f.as_mut_slice(), *port);

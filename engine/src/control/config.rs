@@ -221,6 +221,9 @@ pub struct PortConfig {
     /// The node's own addresses on this port (address/prefix).
     #[serde(default)]
     pub addresses: Vec<Cidr>,
+    /// Conntrack zone of traffic entering here (default 0: one zone).
+    #[serde(default)]
+    pub zone: u16,
 }
 
 /// Worker threads.
@@ -359,6 +362,34 @@ fn default_proto() -> ServiceProto {
     ServiceProto::Tcp
 }
 
+/// An inclusive port range `"1024-65535"` (or a single port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u16),
+            S(String),
+        }
+        let bad = |s: &str| D::Error::custom(format!("{s:?} is not a port range (\"1024-65535\")"));
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(PortRange(n, n)),
+            Raw::S(s) => {
+                let (a, b) = s.split_once('-').unwrap_or((&s, &s));
+                let lo: u16 = a.trim().parse().map_err(|_| bad(&s))?;
+                let hi: u16 = b.trim().parse().map_err(|_| bad(&s))?;
+                if lo > hi {
+                    return Err(bad(&s));
+                }
+                Ok(PortRange(lo, hi))
+            }
+        }
+    }
+}
+
 /// Masquerade (SNAT) for traffic from `from` leaving through `port`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +399,10 @@ pub struct MasqueradeConfig {
     /// Source address to use; default: the port's first address of the family.
     #[serde(default)]
     pub address: Option<IpAddr>,
+    /// Source ports to use (like nftables `masquerade to :lo-hi`); default:
+    /// Linux's choice (keep the port's class 1-511, 600-1023, 1024-65535).
+    #[serde(default)]
+    pub ports: Option<PortRange>,
 }
 
 /// Conntrack timeouts.

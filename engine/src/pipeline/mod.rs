@@ -32,11 +32,15 @@ use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
+use crate::tables::conntrack::{self, Conntrack};
 use crate::tables::Tables;
 use crate::wire::{Mac, Parsed};
 
 /// Largest batch.
 pub const MAX_BATCH: usize = 256;
+
+/// Conntrack entries each pipeline checks for expiry per batch.
+pub const SWEEP_PER_BATCH: usize = 64;
 
 /// A logical port (index into the config's `ports`).
 pub type PortId = u16;
@@ -122,6 +126,10 @@ pub struct Slot<'a> {
     /// End offset of the bytes the pipeline wrote (0: untouched), so a
     /// caller replaying the same buffers can restore exactly that much.
     pub written: u32,
+    /// The frame's own time (ns), or 0 to use the batch's `now`. Replay
+    /// sets it from the capture so results do not depend on how frames
+    /// were batched.
+    pub ts: u64,
 }
 
 /// Up to [`MAX_BATCH`] frames. Building one does not allocate.
@@ -141,12 +149,24 @@ impl<'a> Batch<'a> {
     /// Adds a frame; gives it back when the batch is full.
     #[inline]
     pub fn push(&mut self, frame: &'a mut [u8], ingress: PortId) -> Result<(), &'a mut [u8]> {
+        self.push_at(frame, ingress, 0)
+    }
+
+    /// Adds a frame with its own timestamp (ns, non-zero).
+    #[inline]
+    pub fn push_at(
+        &mut self,
+        frame: &'a mut [u8],
+        ingress: PortId,
+        ts: u64,
+    ) -> Result<(), &'a mut [u8]> {
         self.slots
             .try_push(Slot {
                 frame,
                 ingress,
                 action: Action::Kernel,
                 written: 0,
+                ts,
             })
             .map_err(|e| e.element().frame)
     }
@@ -239,12 +259,51 @@ impl Counters {
     }
 }
 
+/// Where a frame stands with conntrack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Track {
+    /// Not tracked (non-tracked ICMP, ICMP errors about unknown flows).
+    #[default]
+    Untracked,
+    /// Key computed, lookup pending.
+    Lookup,
+    /// An ICMP error whose quoted packet is being looked up.
+    RelatedCandidate,
+    /// Cannot start a connection (TCP without SYN and no pickup, ICMP reply).
+    Invalid,
+    /// A new connection in this state, not yet committed.
+    New(conntrack::State),
+    /// A packet of a known connection.
+    Known {
+        id: conntrack::EntryId,
+        dir: conntrack::Dir,
+    },
+    /// An ICMP error about a known connection.
+    Related {
+        id: conntrack::EntryId,
+        dir: conntrack::Dir,
+    },
+}
+
 /// Per-frame scratch the stages pass along.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Meta {
     /// The action is decided; later stages skip the frame.
     pub done: bool,
     pub parsed: Parsed,
+    /// Track stage: conntrack key (for a related ICMP error, the quoted
+    /// packet's reversed), its hash, the state, the translation to apply,
+    /// the quoted packet, and the service a new connection is DNATed to
+    /// (index + 1, 0 = none).
+    pub track: Track,
+    pub tuple: conntrack::Tuple,
+    pub hash: u64,
+    pub new_dst: Option<(u128, u16)>,
+    pub new_src: Option<(u128, u16)>,
+    pub inner: Parsed,
+    pub service: u16,
+    /// Policy stage: the classifier's decision id for a new connection.
+    pub decision: u32,
     /// Route stage: next hop (1-based id) and egress port.
     pub nh: u16,
     pub out_port: PortId,
@@ -256,9 +315,19 @@ pub(crate) struct Meta {
 /// scratch and counters.
 pub struct Pipeline {
     tables: Arc<Tables>,
+    ct: Arc<Conntrack>,
     meta: Vec<Meta>,
     counters: Counters,
     policy: stages::policy::PolicyScratch,
+    /// The slice of conntrack entries this pipeline sweeps, and where.
+    sweep: std::ops::Range<usize>,
+    sweep_cursor: usize,
+    /// This pipeline's worker number (recorded in the entries it creates)
+    /// and whether it sweeps only those (replay: each flow's entries then
+    /// expire on its own worker's clock, so results do not depend on how
+    /// fast the other workers run).
+    owner: u8,
+    sweep_owned_only: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -270,16 +339,44 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline over `tables`.
-    pub fn new(tables: Arc<Tables>) -> Pipeline {
+    /// A pipeline over `tables` sharing the connection table `ct` with the
+    /// other workers. It sweeps all of `ct` for expired entries until told
+    /// its slice with [`Pipeline::set_sweep_slice`].
+    pub fn new(tables: Arc<Tables>, ct: Arc<Conntrack>) -> Pipeline {
         let ports = tables.ports.len();
         let policy = stages::policy::PolicyScratch::new(&tables);
+        let sweep = 0..ct.capacity();
         Pipeline {
             tables,
+            ct,
             meta: vec![Meta::default(); MAX_BATCH],
             counters: Counters::new(ports),
             policy,
+            sweep,
+            sweep_cursor: 0,
+            owner: 0,
+            sweep_owned_only: false,
         }
+    }
+
+    /// Sets the worker number recorded in new entries; with `owned_only`,
+    /// expiry sweeps touch only this worker's entries.
+    pub fn set_owner(&mut self, owner: u8, owned_only: bool) {
+        self.owner = owner;
+        self.sweep_owned_only = owned_only;
+    }
+
+    /// Makes this pipeline sweep slice `w` of `n` of the connection table.
+    pub fn set_sweep_slice(&mut self, w: usize, n: usize) {
+        let cap = self.ct.capacity();
+        let n = n.max(1);
+        self.sweep = cap * w / n..cap * (w + 1) / n;
+        self.sweep_cursor = self.sweep.start;
+    }
+
+    /// The shared connection table.
+    pub fn conntrack(&self) -> &Arc<Conntrack> {
+        &self.ct
     }
 
     /// Replaces the tables (between batches).
@@ -306,19 +403,46 @@ impl Pipeline {
     /// frames in place). `now` is nanoseconds on a monotonic clock of the
     /// caller's choosing (capture time in replay).
     pub fn process(&mut self, now: u64, batch: &mut Batch<'_>) {
-        let _ = now;
         let slots = batch.slots_mut();
         let n = slots.len();
         let Some(meta) = self.meta.get_mut(..n) else {
             return;
         };
         let t = &*self.tables;
+        let ct = &*self.ct;
         stages::parse::run(slots, meta);
-        stages::route::run(t, slots, meta);
-        stages::policy::run(t, &mut self.policy, slots, meta, &mut self.counters);
-        stages::neigh::run(t, slots, meta);
-        stages::rewrite::run(t, slots, meta);
+        // Usually one round; more when a frame must wait for a connection an
+        // earlier frame of the batch opens (see `stages::track::run`).
+        let mut start = 0;
+        while start < n {
+            let (Some(sl), Some(me)) = (slots.get_mut(start..), meta.get_mut(start..)) else {
+                break;
+            };
+            let k = stages::track::run(t, ct, now, sl, me).max(1);
+            let (Some(sl), Some(me)) = (sl.get_mut(..k), me.get_mut(..k)) else {
+                break;
+            };
+            stages::route::run(t, sl, me);
+            stages::policy::run(t, &mut self.policy, sl, me, &mut self.counters);
+            stages::neigh::run(t, sl, me);
+            stages::commit::run(t, ct, now, self.owner, sl, me);
+            stages::rewrite::run(t, sl, me);
+            start += k;
+        }
         count(&mut self.counters, slots);
+        // Incremental expiry: a few entries per batch, no global pause.
+        let last = slots
+            .last()
+            .map_or(now, |s| if s.ts != 0 { s.ts } else { now });
+        let owner = self.sweep_owned_only.then_some(self.owner);
+        ct.sweep_owned(
+            self.sweep.clone(),
+            &mut self.sweep_cursor,
+            SWEEP_PER_BATCH,
+            last,
+            &t.timeouts,
+            owner,
+        );
     }
 }
 

@@ -2,7 +2,9 @@
 //! neighbour table, the ports and the node's own addresses. Built aside from
 //! a config and published whole (an `Arc` swapped between batches).
 
+pub mod conntrack;
 pub mod fib;
+pub mod nat;
 pub mod neigh;
 
 use thiserror::Error;
@@ -142,6 +144,13 @@ pub enum TablesError {
 #[derive(Debug)]
 pub struct Tables {
     pub ports: Vec<PortInfo>,
+    /// Conntrack zone of each port.
+    pub zones: Vec<u16>,
+    /// Services and masquerade.
+    pub nat: nat::Nat,
+    /// Conntrack timeouts and pickup rule.
+    pub timeouts: conntrack::Timeouts,
+    pub tcp_loose: bool,
     /// The forwarding table, including the node's local routes (its
     /// addresses, subnet broadcasts, multicast, link-local) and the martian
     /// ranges, as Linux keeps them in its `local` table.
@@ -210,7 +219,21 @@ impl Tables {
             }
         })?;
         let neigh = Neighbors::build(&neighbors);
-        Ok(Tables::assemble(ports, fib, neigh))
+        let mut t = Tables::assemble(ports, fib, neigh);
+        t.zones = cfg.ports.iter().map(|p| p.zone).collect();
+        t.nat = nat::Nat::from_config(cfg);
+        let ns =
+            |d: &crate::control::config::Dur| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX);
+        let c = &cfg.conntrack;
+        t.timeouts = conntrack::Timeouts {
+            tcp_syn: ns(&c.timeouts.tcp_syn),
+            tcp_established: ns(&c.timeouts.tcp_established),
+            tcp_closing: ns(&c.timeouts.tcp_closing),
+            udp: ns(&c.timeouts.udp),
+            icmp: ns(&c.timeouts.icmp),
+        };
+        t.tcp_loose = c.tcp_loose;
+        Ok(t)
     }
 
     /// Builds tables for replay, where every port must carry its MAC.
@@ -244,7 +267,11 @@ impl Tables {
             }))
             .collect();
         Tables {
+            zones: vec![0; ports.len()],
             ports,
+            nat: nat::Nat::default(),
+            timeouts: conntrack::Timeouts::default(),
+            tcp_loose: true,
             fib,
             neigh,
             gateway_macs,
@@ -255,6 +282,24 @@ impl Tables {
     #[inline]
     pub fn gateway_mac(&self, id: u16) -> Option<Mac> {
         self.gateway_macs.get(usize::from(id)).copied().flatten()
+    }
+
+    /// Conntrack zone of port `p`.
+    #[inline]
+    pub fn zone(&self, p: u16) -> u16 {
+        self.zones.get(usize::from(p)).copied().unwrap_or(0)
+    }
+
+    /// Whether `dst` is one of the node's own (local-route) addresses.
+    #[inline]
+    pub fn is_local(&self, family: Family, dst: u128) -> bool {
+        let id = match family {
+            Family::V4 => self.fib.lookup_v4_id(dst as u32),
+            Family::V6 => self.fib.lookup_v6_id(dst),
+        };
+        self.fib
+            .next_hop(id)
+            .is_some_and(|nh| nh.kind == RouteKind::Local)
     }
 
     /// MAC of port `p`.

@@ -463,6 +463,109 @@ fn parse_l4(frame: &[u8], p: &mut Parsed) -> Result<(), Unparsed> {
     Ok(())
 }
 
+/// Parses the packet quoted in an ICMP error (at `p.inner`): its IP header
+/// must be complete, but the datagram may be cut short (RFC 792 quotes the
+/// header and 8 bytes; RFC 1812 as much as fits), so its length is not
+/// checked against the frame and its checksum is not verified. The
+/// transport needs its first 8 bytes (ports, or an ICMP query's
+/// identifier). `end` of the result is the end of what is quoted.
+pub fn parse_quoted(frame: &[u8], outer: &Parsed) -> Option<Parsed> {
+    let off = outer.inner as usize;
+    let limit = outer.end as usize;
+    let frame = frame.get(..limit)?;
+    let mut p = Parsed::default();
+    match outer.family {
+        Family::V4 => {
+            let h = arr::<20>(frame, off)?;
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            if h[0] >> 4 != 4 || ihl < 20 || off + ihl > frame.len() {
+                return None;
+            }
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            p.l3 = off as u32;
+            p.l4 = (off + ihl) as u32;
+            p.end = (off + total.max(ihl)).min(frame.len()) as u32;
+            p.src = u128::from(u32::from_be_bytes([h[12], h[13], h[14], h[15]]));
+            p.dst = u128::from(u32::from_be_bytes([h[16], h[17], h[18], h[19]]));
+            p.family = Family::V4;
+            p.proto = h[9];
+            p.ttl = h[8];
+            if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+                p.frag = Frag::Later;
+                return Some(p);
+            }
+        }
+        Family::V6 => {
+            let h = arr::<40>(frame, off)?;
+            if h[0] >> 4 != 6 {
+                return None;
+            }
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            p.l3 = off as u32;
+            p.src = u128::from_be_bytes(src);
+            p.dst = u128::from_be_bytes(dst);
+            p.family = Family::V6;
+            p.ttl = h[7];
+            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            p.end = (off + 40 + plen).min(frame.len()) as u32;
+            // Walk extension headers as far as they are quoted.
+            let mut nh = h[6];
+            let mut at = off + 40;
+            for _ in 0..MAX_EXT_HEADERS {
+                let len = match nh {
+                    0 | 43 | 60 | 135 | 139 | 140 => (usize::from(*frame.get(at + 1)?) + 1) * 8,
+                    51 => (usize::from(*frame.get(at + 1)?) + 2) * 4,
+                    44 => {
+                        let e = arr::<8>(frame, at)?;
+                        if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                            p.frag = Frag::Later;
+                            p.proto = e[0];
+                            return Some(p);
+                        }
+                        8
+                    }
+                    _ => break,
+                };
+                nh = *frame.get(at)?;
+                at += len;
+            }
+            p.proto = nh;
+            p.l4 = at as u32;
+        }
+    }
+    let l4 = p.l4 as usize;
+    let seg = frame.get(l4..l4 + 8)?;
+    match (p.proto, p.family) {
+        (proto::TCP | proto::UDP | proto::UDPLITE | proto::SCTP, _) => {
+            p.sport = u16::from_be_bytes([seg[0], seg[1]]);
+            p.dport = u16::from_be_bytes([seg[2], seg[3]]);
+            p.l4kind = match p.proto {
+                proto::TCP => L4Kind::Tcp,
+                proto::UDP => L4Kind::Udp,
+                proto::UDPLITE => L4Kind::UdpLite,
+                _ => L4Kind::Sctp,
+            };
+        }
+        (proto::ICMP, Family::V4) | (proto::ICMPV6, Family::V6) => {
+            p.icmp_type = seg[0];
+            p.icmp_code = seg[1];
+            if icmp_reply_type(p.family, seg[0]).is_some() {
+                let id = u16::from_be_bytes([seg[4], seg[5]]);
+                p.sport = id;
+                p.dport = id;
+                p.l4kind = L4Kind::IcmpQuery;
+            } else {
+                p.l4kind = L4Kind::IcmpOther;
+            }
+        }
+        _ => p.l4kind = L4Kind::Other,
+    }
+    Some(p)
+}
+
 /// ICMP query types and their replies (conntrack's `invmap`).
 pub fn icmp_reply_type(family: Family, ty: u8) -> Option<u8> {
     match (family, ty) {

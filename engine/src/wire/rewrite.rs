@@ -63,6 +63,9 @@ pub enum Side {
 fn l4_checksum_field(p: &Parsed) -> Option<(usize, bool)> {
     let l4 = p.l4 as usize;
     match p.l4kind {
+        // A TCP header quoted in an ICMP error may be cut after 8 bytes; the
+        // kernel then rewrites the ports but not the checksum.
+        L4Kind::Tcp if l4 + 20 > p.end as usize => None,
         L4Kind::Tcp => Some((l4 + 16, true)),
         L4Kind::Udp | L4Kind::UdpLite => Some((l4 + 6, true)),
         L4Kind::IcmpQuery | L4Kind::IcmpError | L4Kind::IcmpOther => {
@@ -103,14 +106,14 @@ pub fn nat_rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, port: u
     // Transport: pseudo-header change, then the port / identifier.
     let has_l4 = !matches!(p.l4kind, L4Kind::None | L4Kind::Other | L4Kind::Sctp);
     if has_l4 {
+        let l4 = p.l4 as usize;
+        let port_off = match (p.l4kind, side) {
+            (L4Kind::IcmpQuery, _) => Some(l4 + 4),
+            (L4Kind::IcmpError | L4Kind::IcmpOther, _) => None,
+            (_, Side::Src) => Some(l4),
+            (_, Side::Dst) => Some(l4 + 2),
+        };
         if let Some((ck, pseudo)) = l4_checksum_field(p) {
-            let l4 = p.l4 as usize;
-            let port_off = match (p.l4kind, side) {
-                (L4Kind::IcmpQuery, _) => Some(l4 + 4),
-                (L4Kind::IcmpError | L4Kind::IcmpOther, _) => None,
-                (_, Side::Src) => Some(l4),
-                (_, Side::Dst) => Some(l4 + 2),
-            };
             let is_udp = matches!(p.l4kind, L4Kind::Udp);
             if let Some(c) = frame.get(ck..ck + 2) {
                 let mut c = [c[0], c[1]];
@@ -145,11 +148,11 @@ pub fn nat_rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, port: u
                     }
                 }
             }
-            if let Some(po) = port_off {
-                if let Some(f) = frame.get_mut(po..po + 2) {
-                    f.copy_from_slice(&port.to_be_bytes());
-                    written = written.max(po + 2);
-                }
+        }
+        if let Some(po) = port_off {
+            if let Some(f) = frame.get_mut(po..po + 2) {
+                f.copy_from_slice(&port.to_be_bytes());
+                written = written.max(po + 2);
             }
         }
     } else if p.l4kind == L4Kind::Sctp {
@@ -179,6 +182,56 @@ pub fn nat_rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, port: u
         }
     }
     written as u32
+}
+
+/// Rewrites an ICMP error related to a NATed connection, as the kernel's
+/// `nf_nat_icmp_reply_translation` does in one NAT hook: the quoted packet
+/// gets the mirror of the translation (`inner_side` := `inner_addr`:
+/// `inner_port`), the ICMP checksum is recomputed over the whole message,
+/// then the outer header's `side` becomes `outer_addr`. Returns the end of
+/// the bytes written.
+pub fn icmp_related(
+    frame: &mut [u8],
+    outer: &Parsed,
+    inner: &Parsed,
+    side: Side,
+    outer_addr: u128,
+    inner_addr: u128,
+    inner_port: u16,
+) -> u32 {
+    let inner_side = if side == Side::Src {
+        Side::Dst
+    } else {
+        Side::Src
+    };
+    let w1 = nat_rewrite(frame, inner, inner_side, inner_addr, inner_port);
+    let w2 = recompute_icmp(frame, outer);
+    let w3 = nat_rewrite(frame, outer, side, outer_addr, 0);
+    w1.max(w2).max(w3)
+}
+
+/// Recomputes an ICMP / ICMPv6 message's checksum from scratch.
+pub fn recompute_icmp(frame: &mut [u8], p: &Parsed) -> u32 {
+    let (l3, l4, end) = (p.l3 as usize, p.l4 as usize, p.end as usize);
+    if frame.get(l4..end).is_none_or(|m| m.len() < 4) {
+        return 0;
+    }
+    if let Some(c) = frame.get_mut(l4 + 2..l4 + 4) {
+        c.copy_from_slice(&[0, 0]);
+    }
+    let mut sum = frame
+        .get(l4..end)
+        .map_or(0, |m| checksum::sum_be_words(m, 0));
+    if p.family == Family::V6 {
+        if let Some(h) = frame.get(l3 + 8..l3 + 40) {
+            sum += checksum::pseudo_header_sum(&h[0..16], &h[16..32], 58, (end - l4) as u32);
+        }
+    }
+    let c = !checksum::fold(sum);
+    if let Some(f) = frame.get_mut(l4 + 2..l4 + 4) {
+        f.copy_from_slice(&c.to_be_bytes());
+    }
+    (l4 + 4) as u32
 }
 
 /// Recomputes an SCTP packet's CRC32c. Returns the end of the bytes written.

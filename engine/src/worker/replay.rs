@@ -27,6 +27,7 @@ use thiserror::Error;
 use crate::control::config::{Config, ConfigError};
 use crate::io::pcap::{self, PcapError, PcapWriter};
 use crate::pipeline::{Action, Batch, Counters, DropReason, Pipeline, PortId};
+use crate::tables::conntrack::Conntrack;
 use crate::tables::{Tables, TablesError};
 use crate::worker::steer;
 
@@ -281,6 +282,32 @@ struct WorkerOut {
     out: Vec<u8>,
 }
 
+/// Merges the captures: each file in its own order, the next frame taken
+/// from the file whose next frame is earliest (ties: the earlier file).
+/// Returns `(time, file, frame)` with time made non-decreasing (a capture
+/// whose clock steps back keeps its order; time does not run backwards).
+fn merge(caps: &[(PortId, pcap::Capture)]) -> Vec<(u64, usize, usize)> {
+    let total: usize = caps.iter().map(|c| c.1.frames.len()).sum();
+    let mut next = vec![0usize; caps.len()];
+    let mut out = Vec::with_capacity(total);
+    let mut clock = 0u64;
+    while out.len() < total {
+        let mut best: Option<(u64, usize)> = None;
+        for (fi, (_, c)) in caps.iter().enumerate() {
+            if let Some(f) = c.frames.get(next[fi]) {
+                if best.is_none_or(|(t, _)| f.ts_ns < t) {
+                    best = Some((f.ts_ns, fi));
+                }
+            }
+        }
+        let Some((ts, fi)) = best else { break };
+        clock = clock.max(ts);
+        out.push((clock, fi, next[fi]));
+        next[fi] += 1;
+    }
+    out
+}
+
 /// Largest gap of capture time inside one batch.
 const BATCH_SPAN_NS: u64 = 1_000_000;
 
@@ -333,18 +360,7 @@ pub fn run(
         warnings.extend(cap.warnings.iter().cloned());
         caps.push((port, cap));
     }
-    // Merge by timestamp, ties in file order (stable sort).
-    let mut order: Vec<(u64, usize, usize)> = caps
-        .iter()
-        .enumerate()
-        .flat_map(|(fi, (_, c))| {
-            c.frames
-                .iter()
-                .enumerate()
-                .map(move |(i, f)| (f.ts_ns, fi, i))
-        })
-        .collect();
-    order.sort_by_key(|&(ts, fi, _)| (ts, fi));
+    let order = merge(&caps);
     let total = order.len();
     if total > u32::MAX as usize {
         return Err(ReplayError::BadArgs("replay: more than 2^32 frames".into()));
@@ -352,6 +368,7 @@ pub fn run(
 
     // Split over workers.
     let nw = opts.workers;
+    let steering = steer::Steering::new(&tables);
     let mut shares: Vec<Share> = (0..nw)
         .map(|_| Share {
             frames: Vec::new(),
@@ -366,7 +383,7 @@ pub fn run(
         let w = if nw == 1 {
             0
         } else {
-            (steer::frame_hash(bytes) % nw as u64) as usize
+            (steering.hash(bytes) % nw as u64) as usize
         };
         let sh = &mut shares[w];
         sh.frames.push(WFrame {
@@ -380,6 +397,15 @@ pub fn run(
     }
     drop(caps);
 
+    // The connection table, shared by the workers. Sized to the config's
+    // max_entries, but never larger than the number of input frames: no
+    // replay can hold more connections than it has frames, so this changes
+    // no outcome and spares small replays a large allocation.
+    let ct = Arc::new(Conntrack::new(
+        cfg.conntrack.max_entries.min(total.max(1)),
+        REPLAY_SEED,
+    ));
+    let barrier = std::sync::Barrier::new(nw);
     let record = opts.verdicts.is_some() || opts.out_dir.is_some();
     let keep_bytes = opts.out_dir.is_some();
     let span = last_ts.saturating_sub(first_ts) + 1_000_000_000;
@@ -395,6 +421,8 @@ pub fn run(
             .map(|(w, share)| {
                 let tables = tables.clone();
                 let progress = progress.clone();
+                let ct = ct.clone();
+                let barrier = &barrier;
                 let core = if nw == cfg_cores.len() {
                     cfg_cores[w]
                 } else {
@@ -410,8 +438,13 @@ pub fn run(
                         if let Some(c) = core_id {
                             core_affinity::set_for_current(c);
                         }
+                        let ctx = WorkerCtx {
+                            index: w,
+                            ct,
+                            barrier,
+                        };
                         run_worker(
-                            share, tables, opts, batch, span, record, keep_bytes, &progress,
+                            share, tables, &ctx, opts, batch, span, record, keep_bytes, &progress,
                         )
                     })
             })
@@ -519,10 +552,21 @@ fn progress_bar(enabled: bool, total: u64) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
+/// Fixed conntrack hash seed, so replays repeat exactly.
+const REPLAY_SEED: u64 = 0x51u64 << 56 | 0x1ce;
+
+/// What a replay worker shares with the others.
+struct WorkerCtx<'a> {
+    index: usize,
+    ct: Arc<Conntrack>,
+    barrier: &'a std::sync::Barrier,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_worker(
     share: &Share,
     tables: Arc<Tables>,
+    ctx: &WorkerCtx<'_>,
     opts: &ReplayOptions,
     batch_size: usize,
     span: u64,
@@ -530,7 +574,8 @@ fn run_worker(
     keep_bytes: bool,
     progress: &AtomicU64,
 ) -> WorkerOut {
-    let mut pipeline = Pipeline::new(tables.clone());
+    let mut pipeline = Pipeline::new(tables.clone(), ctx.ct.clone());
+    pipeline.set_owner(ctx.index as u8, true);
     let mut counters = Counters::new(tables.ports.len());
     let mut hist = new_hist();
     let mut working = share.data.clone();
@@ -540,8 +585,14 @@ fn run_worker(
     let mut busy_ns = 0u64;
     for lp in 0..opts.loops {
         if lp > 0 && opts.fresh_state {
+            // Every worker finishes the loop, one empties the table, all go on.
+            if ctx.barrier.wait().is_leader() {
+                ctx.ct.clear();
+            }
+            ctx.barrier.wait();
             counters.add(pipeline.counters());
-            pipeline = Pipeline::new(tables.clone());
+            pipeline = Pipeline::new(tables.clone(), ctx.ct.clone());
+            pipeline.set_owner(ctx.index as u8, true);
         }
         let shift = lp.saturating_mul(span);
         let mut start = 0;
@@ -565,7 +616,7 @@ fn run_worker(
             for f in &frames[start..end] {
                 let n = (f.len as usize).min(rest.len());
                 let (a, b) = std::mem::take(&mut rest).split_at_mut(n);
-                let _ = batch.push(a, f.port);
+                let _ = batch.push_at(a, f.port, f.ts.saturating_add(shift).max(1));
                 rest = b;
             }
             let t = Instant::now();

@@ -41,6 +41,82 @@ pub fn frame_hash(frame: &[u8]) -> u64 {
     }
 }
 
+/// NAT-aware steering for replay: both directions of a connection, and
+/// ICMP errors about it, go to the same worker even when NAT gives the
+/// reply a different tuple. It keys each frame on the side of the
+/// connection NAT does not change:
+/// 1. to a service VIP or node port: the client (source) side;
+/// 2. from a service backend: the client (destination) side;
+/// 3. to a masquerade address: the remote (source) side;
+/// 4. exactly one end inside a masquerade `from` prefix: the other end;
+/// 5. otherwise the symmetric hash of both ends.
+///
+/// It depends only on the config, never on state, so a run is repeatable
+/// and `--workers N` gives the results of one worker. (A connection that is
+/// both DNATed to a node port and masqueraded on the way to its backend
+/// changes both ends; its directions may then land on different workers,
+/// which the shared conntrack table still handles, but the order between
+/// them is no longer that of the capture.)
+#[derive(Debug)]
+pub struct Steering<'a> {
+    tables: &'a crate::tables::Tables,
+}
+
+impl<'a> Steering<'a> {
+    /// Steering for `tables`.
+    pub fn new(tables: &'a crate::tables::Tables) -> Self {
+        Steering { tables }
+    }
+
+    /// The steering hash of a frame.
+    pub fn hash(&self, frame: &[u8]) -> u64 {
+        let Ok(p) = wire::parse(frame) else { return 0 };
+        let p = if p.l4kind == wire::L4Kind::IcmpError {
+            match wire::parse::parse_quoted(frame, &p) {
+                // The quoted packet went the other way.
+                Some(q) => Parsed {
+                    src: q.dst,
+                    dst: q.src,
+                    sport: q.dport,
+                    dport: q.sport,
+                    proto: q.proto,
+                    ..q
+                },
+                None => p,
+            }
+        } else {
+            p
+        };
+        let nat = &self.tables.nat;
+        if nat.is_empty() {
+            return symmetric_hash(&p);
+        }
+        let one = |a: u128, port: u16| mix(endpoint(a, port) ^ u64::from(p.proto));
+        let f = p.family;
+        let is_node = self.tables.is_local(f, p.dst);
+        if nat
+            .service_index(p.proto, f, p.dst, p.dport, is_node)
+            .is_some()
+        {
+            return one(p.src, p.sport);
+        }
+        if nat.is_backend(f, p.src, p.sport) {
+            return one(p.dst, p.dport);
+        }
+        if nat.is_masquerade_addr(f, p.dst) {
+            return one(p.src, p.sport);
+        }
+        match (
+            nat.in_masquerade_from(f, p.src),
+            nat.in_masquerade_from(f, p.dst),
+        ) {
+            (true, false) => one(p.dst, p.dport),
+            (false, true) => one(p.src, p.sport),
+            _ => symmetric_hash(&p),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

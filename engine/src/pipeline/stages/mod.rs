@@ -2,11 +2,13 @@
 //! Each takes the batch's slots and the per-frame scratch, skips frames whose
 //! action is already decided, and documents its contract.
 
+pub mod commit;
 pub mod neigh;
 pub mod parse;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
+pub mod track;
 
 use super::{Action, Meta, Slot};
 

@@ -1,6 +1,9 @@
 //! Policy stage: the compiled classifier, once per new connection.
 //!
-//! Reads: `meta.parsed` flow fields. Actions: `Drop(Policy)`.
+//! Reads: `meta.parsed` flow fields, `meta.track` (only new connections and
+//! untracked packets are classified; packets of known connections, in
+//! either direction, and related ICMP errors skip the classifier). Sets
+//! `meta.decision`. Actions: `Drop(Policy)`.
 //! (Allow-all until the policy compiler is wired in.)
 
 use super::super::{Counters, Meta, Slot};

@@ -1,15 +1,18 @@
 //! Rewrite stage: the frame as it leaves.
 //!
-//! Reads: `meta.parsed`, `meta.out_port`, `meta.next_mac`. Writes the frame:
-//! destination MAC = next hop, source MAC = egress port, TTL / hop limit − 1
-//! with the IPv4 header checksum fixed up incrementally (VLAN tags, IP ID and
-//! options untouched). Sets `slot.written`. Actions: `Forward(port)` for
+//! Reads: `meta.parsed`, `meta.out_port`, `meta.next_mac`, the NAT
+//! translation. Writes the frame: destination NAT, TTL / hop limit − 1,
+//! source NAT (each with incremental checksum updates in the kernel's order
+//! and arithmetic; a related ICMP error also gets its quoted packet
+//! translated and its checksum recomputed, as the kernel does), destination
+//! MAC = next hop, source MAC = egress port (VLAN tags, IP ID and options
+//! untouched). Sets `slot.written`. Actions: `Forward(port)` for
 //! every frame still undecided.
 
-use super::super::{Action, Meta, Slot};
+use super::super::{Action, Meta, Slot, Track};
 use super::decide;
 use crate::tables::Tables;
-use crate::wire::rewrite;
+use crate::wire::rewrite::{self, Side};
 
 /// Runs the stage.
 pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
@@ -18,9 +21,44 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
             continue;
         }
         let src_mac = t.port_mac(m.out_port);
-        let w1 = rewrite::set_macs(s.frame, &m.next_mac, &src_mac);
-        let w2 = rewrite::decrement_ttl(s.frame, &m.parsed);
-        s.written = s.written.max(w1).max(w2);
+        let p = &m.parsed;
+        let mut w = rewrite::set_macs(s.frame, &m.next_mac, &src_mac);
+        // The kernel's order: destination NAT (PREROUTING), TTL (forward),
+        // source NAT (POSTROUTING); checksum updates follow the same order.
+        if let Track::Related { .. } = m.track {
+            if let Some((a, port)) = m.new_dst {
+                w = w.max(rewrite::icmp_related(
+                    s.frame,
+                    p,
+                    &m.inner,
+                    Side::Dst,
+                    a,
+                    a,
+                    port,
+                ));
+            }
+            w = w.max(rewrite::decrement_ttl(s.frame, p));
+            if let Some((a, port)) = m.new_src {
+                w = w.max(rewrite::icmp_related(
+                    s.frame,
+                    p,
+                    &m.inner,
+                    Side::Src,
+                    a,
+                    a,
+                    port,
+                ));
+            }
+        } else {
+            if let Some((a, port)) = m.new_dst {
+                w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Dst, a, port));
+            }
+            w = w.max(rewrite::decrement_ttl(s.frame, p));
+            if let Some((a, port)) = m.new_src {
+                w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Src, a, port));
+            }
+        }
+        s.written = s.written.max(w);
         decide(s, m, Action::Forward(m.out_port));
     }
 }

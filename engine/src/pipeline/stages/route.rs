@@ -1,7 +1,9 @@
 //! Route stage: one FIB lookup decides local delivery, martians, no route
 //! and the TTL, as Linux's `ip_route_input` + `ip_forward` do, before policy.
 //!
-//! Reads: `meta.parsed` (family, addresses, TTL, ICMPv6 type). Sets:
+//! Reads: `meta.parsed` (family, addresses, TTL, ICMPv6 type), the
+//! destination after DNAT / de-SNAT, and whether conntrack found the packet
+//! invalid. Sets:
 //! `meta.nh` (1-based next-hop id) and `meta.out_port`. Actions:
 //! - `Kernel`: a local route (the node's addresses, subnet and limited
 //!   broadcast, multicast, IPv6 link-local) or IPv6 neighbour discovery;
@@ -9,13 +11,15 @@
 //!   ::1), or, for a packet to be forwarded, a martian source (0/8, 127/8,
 //!   multicast or class E; ::, ::1, multicast, link-local beyond its link);
 //! - `Drop(NoRoute)`: no route;
-//! - `Drop(TtlExceeded)`: TTL or hop limit 1 or 0 on a packet to forward.
+//! - `Drop(TtlExceeded)`: TTL or hop limit 1 or 0 on a packet to forward;
+//! - `Drop(ConntrackInvalid)`: a packet to forward that cannot start a
+//!   connection and belongs to none.
 //!
 //! Doing the lookup here rather than after policy follows Linux, where the
 //! routing decision precedes the FORWARD hook: an unroutable or expiring
 //! packet never reaches the classifier or creates conntrack state.
 
-use super::super::{Action, DropReason, Meta, Slot};
+use super::super::{Action, DropReason, Meta, Slot, Track};
 use super::decide;
 use crate::tables::{RouteKind, Tables};
 use crate::wire::{Family, L4Kind};
@@ -39,14 +43,15 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
             continue;
         }
         let p = &m.parsed;
+        let dst = super::track::effective_dst(m);
         let id = match p.family {
-            Family::V4 => t.fib.lookup_v4_id(p.dst as u32),
+            Family::V4 => t.fib.lookup_v4_id(dst as u32),
             Family::V6 => {
                 if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
                     decide(s, m, Action::Kernel);
                     continue;
                 }
-                t.fib.lookup_v6_id(p.dst)
+                t.fib.lookup_v6_id(dst)
             }
         };
         let Some(nh) = t.fib.next_hop(id) else {
@@ -60,6 +65,9 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
                 decide(s, m, Action::Drop(DropReason::Martian))
             }
             RouteKind::Forward if p.ttl <= 1 => decide(s, m, Action::Drop(DropReason::TtlExceeded)),
+            RouteKind::Forward if m.track == Track::Invalid => {
+                decide(s, m, Action::Drop(DropReason::ConntrackInvalid))
+            }
             RouteKind::Forward => {
                 m.nh = id;
                 m.out_port = nh.port;

@@ -1,0 +1,114 @@
+//! Commit stage: new connections enter the conntrack table, with source
+//! NAT chosen here (Linux's POSTROUTING masquerade + conntrack confirm).
+//!
+//! Reads: `meta.track`, `meta.tuple`, the translation so far, the egress
+//! port, the masquerade rules. Sets: `meta.new_src` for masqueraded
+//! connections, `meta.track = Known`. A connection is only committed when
+//! its first packet is about to be forwarded, so a dropped packet leaves no
+//! state. Masquerade keeps the original source port when the resulting
+//! tuple is free (as Linux does), else tries others of the same range.
+//! Actions: `Drop(ConntrackFull)`, `Drop(NatExhausted)`,
+//! `Drop(ConntrackInvalid)` (the reply tuple belongs to another
+//! connection).
+
+use super::super::{Action, DropReason, Meta, Slot, Track};
+use super::decide;
+use crate::tables::conntrack::{flags, Conntrack, InsertError, Tuple};
+use crate::tables::nat::snat_candidates;
+use crate::tables::Tables;
+use crate::wire::L4Kind;
+
+/// Runs the stage.
+pub(crate) fn run(
+    t: &Tables,
+    ct: &Conntrack,
+    now: u64,
+    owner: u8,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+) {
+    let to = &t.timeouts;
+    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+        let Track::New(state) = m.track else { continue };
+        if m.done {
+            continue;
+        }
+        let p = &m.parsed;
+        let orig = m.tuple;
+        let (dst, dport) = m.new_dst.unwrap_or((orig.dst, orig.dport));
+        let mut reply = Tuple {
+            src: dst,
+            dst: orig.src,
+            sport: dport,
+            dport: orig.sport,
+            ..orig
+        };
+        let mut fl = if m.new_dst.is_some() { flags::DNAT } else { 0 };
+        let now = if s.ts != 0 { s.ts } else { now };
+        let aux = crate::tables::conntrack::aux_pack(m.service, owner, m.decision);
+        let masq = t.nat.masquerade_for(p.family, p.src, m.out_port);
+        let result = match masq {
+            None => ct
+                .insert(&orig, &reply, state, fl, aux, now, to)
+                .map(|id| (id, None)),
+            Some(mq) => {
+                fl |= flags::SNAT;
+                let ported = p.l4kind.has_ports() || p.l4kind == L4Kind::IcmpQuery;
+                let mut out = Err(InsertError::ReplyExists);
+                let candidates =
+                    snat_candidates(orig.sport, mq.ports, p.l4kind == L4Kind::IcmpQuery, m.hash);
+                for port in candidates.take(if ported { 256 } else { 1 }) {
+                    let port = if ported { port } else { 0 };
+                    reply.dst = mq.addr;
+                    reply.dport = port;
+                    match ct.insert(&orig, &reply, state, fl, aux, now, to) {
+                        Ok(id) => {
+                            out = Ok((id, Some((mq.addr, port))));
+                            break;
+                        }
+                        Err(InsertError::ReplyExists) => continue,
+                        Err(e) => {
+                            out = Err(e);
+                            break;
+                        }
+                    }
+                }
+                match out {
+                    Err(InsertError::ReplyExists) => {
+                        decide(s, m, Action::Drop(DropReason::NatExhausted));
+                        continue;
+                    }
+                    other => other,
+                }
+            }
+        };
+        match result {
+            Ok((id, snat)) => {
+                m.new_src = snat;
+                m.track = Track::Known {
+                    id,
+                    dir: crate::tables::conntrack::Dir::Original,
+                };
+            }
+            Err(InsertError::Full) => decide(s, m, Action::Drop(DropReason::ConntrackFull)),
+            Err(InsertError::OrigExists) => {
+                // Another worker committed this connection first: use it.
+                match ct.lookup(&orig, m.hash, now, to) {
+                    Some(h) => {
+                        let (d, sn) = super::track::translation(&h.snap, h.dir);
+                        m.new_dst = d;
+                        m.new_src = sn;
+                        m.track = Track::Known {
+                            id: h.id,
+                            dir: h.dir,
+                        };
+                    }
+                    None => decide(s, m, Action::Drop(DropReason::ConntrackInvalid)),
+                }
+            }
+            Err(InsertError::ReplyExists) => {
+                decide(s, m, Action::Drop(DropReason::ConntrackInvalid))
+            }
+        }
+    }
+}

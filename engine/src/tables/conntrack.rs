@@ -1,0 +1,1162 @@
+//! Connection tracking: one entry per connection, found from either
+//! direction, shared by all workers.
+//!
+//! # Why a shared table
+//!
+//! With AF_XDP the NIC's RSS decides which queue (and so which worker) sees a
+//! packet, and both directions of a NATed connection carry different tuples
+//! (the reply comes from the backend, or to the masquerade address), so no
+//! hash of the frame's own tuple can bring them to one worker. The choices
+//! are a table every worker can read (lock-free lookups, cheap inserts) or
+//! per-worker shards with hand-off (VPP's NAT44-ED). Hand-off needs a second
+//! queue hop for every reply packet and, to route replies, SNAT ports that
+//! encode their owner, which breaks "keep the source port when it is free"
+//! (what Linux does, and what the kernel comparison test checks). So sluice
+//! shares one table:
+//!
+//! - Entries live in a fixed array of 128-byte records made of atomics.
+//!   Fields fixed at creation (the two tuples, the NAT kind) are published
+//!   under a per-entry sequence lock; readers retry if it moved. The state
+//!   word (TCP state, flags) changes by compare-and-swap, the last-seen time
+//!   by a plain store.
+//! - The index is a bucketised two-choice hash table: every key may live in
+//!   one of two 64-byte buckets of 8 slots; a slot is a `u64` holding a 32-bit
+//!   tag of the key's hash, the direction and the entry number. Lookups read
+//!   at most two cache lines of index and one entry, with no lock. Removal
+//!   clears a slot (no tombstones), so churn never slows lookups down.
+//! - Inserting a connection (a new flow, not a packet) takes one of 4096
+//!   striped spin locks chosen by each key's hash, so two workers cannot
+//!   insert the same key twice (the SNAT port uniqueness check depends on
+//!   it); unrelated inserts do not contend. The free list of entries is a
+//!   Treiber stack with an ABA counter.
+//! - Expiry needs no global pause: a lookup treats an entry older than its
+//!   timeout as absent (and removes it), and every worker sweeps a few
+//!   entries of its own slice of the array per batch.
+//!
+//! Each connection costs one 128-byte entry plus two index slots (16 bytes,
+//! at most 50% load: 32 bytes of index).
+//!
+//! `benches/` compares this table with a plain single-worker `HashMap`.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+
+use crate::wire::Family;
+
+/// A flow as seen on the wire in one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Tuple {
+    pub src: u128,
+    pub dst: u128,
+    /// Ports, or the ICMP query identifier in both.
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: Family,
+    /// Conntrack zone (`ports[].zone`, default 0).
+    pub zone: u16,
+}
+
+impl Tuple {
+    /// The same flow seen from the other end.
+    #[inline]
+    pub fn reverse(&self) -> Tuple {
+        Tuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
+    }
+
+    #[inline]
+    fn meta_word(&self) -> u64 {
+        u64::from(self.sport)
+            | u64::from(self.dport) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self.family == Family::V6) << 40
+            | u64::from(self.zone) << 48
+    }
+
+    #[inline]
+    fn from_words(src: u128, dst: u128, meta: u64) -> Tuple {
+        Tuple {
+            src,
+            dst,
+            sport: meta as u16,
+            dport: (meta >> 16) as u16,
+            proto: (meta >> 32) as u8,
+            family: if (meta >> 40) & 1 == 1 {
+                Family::V6
+            } else {
+                Family::V4
+            },
+            zone: (meta >> 48) as u16,
+        }
+    }
+
+    /// A keyed hash of the tuple (not direction-symmetric).
+    #[inline]
+    pub fn hash(&self, seed: u64) -> u64 {
+        let m = |x: u64| {
+            let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x ^ (x >> 29)
+        };
+        let a = m(self.src as u64 ^ seed) ^ m((self.src >> 64) as u64).rotate_left(13);
+        let b =
+            m(self.dst as u64 ^ seed.rotate_left(7)) ^ m((self.dst >> 64) as u64).rotate_left(29);
+        let c = m(self.meta_word() ^ seed.rotate_left(17));
+        let h = a ^ b.rotate_left(21) ^ c.rotate_left(42);
+        // splitmix64 finaliser.
+        let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+}
+
+/// Which way a packet goes relative to the connection's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    Original,
+    Reply,
+}
+
+/// Connection state. TCP without window tracking; UDP, ICMP queries and
+/// other protocols as pseudo-connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// TCP: SYN seen.
+    SynSent = 1,
+    /// TCP: SYN/ACK seen from the other side.
+    SynRecv = 2,
+    /// TCP: handshake done (or picked up mid-stream).
+    Established = 3,
+    /// TCP: one side sent FIN.
+    FinWait = 4,
+    /// TCP: both sides sent FIN.
+    TimeWait = 5,
+    /// TCP: reset.
+    Close = 6,
+    /// UDP / UDP-Lite / SCTP / other protocols.
+    Datagram = 7,
+    /// ICMP / ICMPv6 query.
+    Icmp = 8,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::SynSent,
+            2 => State::SynRecv,
+            3 => State::Established,
+            4 => State::FinWait,
+            5 => State::TimeWait,
+            6 => State::Close,
+            8 => State::Icmp,
+            _ => State::Datagram,
+        }
+    }
+    /// Name for `ctl conntrack`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::SynSent => "SYN_SENT",
+            State::SynRecv => "SYN_RECV",
+            State::Established => "ESTABLISHED",
+            State::FinWait => "FIN_WAIT",
+            State::TimeWait => "TIME_WAIT",
+            State::Close => "CLOSE",
+            State::Datagram => "UDP",
+            State::Icmp => "ICMP",
+        }
+    }
+}
+
+/// Timeouts in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn: u64,
+    pub tcp_established: u64,
+    pub tcp_closing: u64,
+    pub udp: u64,
+    pub icmp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        const S: u64 = 1_000_000_000;
+        Timeouts {
+            tcp_syn: 30 * S,
+            tcp_established: 3600 * S,
+            tcp_closing: 30 * S,
+            udp: 60 * S,
+            icmp: 30 * S,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Timeout of an entry in `state`. A reset connection lingers 10 s (or
+    /// `tcp_closing` if shorter), as Linux's CLOSE state does.
+    #[inline]
+    pub fn of(&self, state: State) -> u64 {
+        match state {
+            State::SynSent | State::SynRecv => self.tcp_syn,
+            State::Established => self.tcp_established,
+            State::FinWait | State::TimeWait => self.tcp_closing,
+            State::Close => self.tcp_closing.min(10_000_000_000),
+            State::Datagram => self.udp,
+            State::Icmp => self.icmp,
+        }
+    }
+}
+
+/// Flags of an entry (state word bits 8..16).
+pub mod flags {
+    /// Destination NAT in the original direction (service).
+    pub const DNAT: u8 = 0x01;
+    /// Source NAT in the original direction (masquerade).
+    pub const SNAT: u8 = 0x02;
+    /// A packet was seen in the reply direction.
+    pub const SEEN_REPLY: u8 = 0x04;
+    /// FIN seen from the original side.
+    pub const FIN_ORIG: u8 = 0x08;
+    /// FIN seen from the reply side.
+    pub const FIN_REPLY: u8 = 0x10;
+}
+
+/// Index of an entry.
+pub type EntryId = u32;
+
+/// Packs the data the pipeline attaches to an entry: the service a
+/// connection was DNATed to (index + 1, 0 = none), the worker that created
+/// it, and the policy decision id.
+#[inline]
+pub fn aux_pack(service: u16, owner: u8, decision: u32) -> u64 {
+    u64::from(service) | u64::from(owner) << 16 | u64::from(decision) << 32
+}
+
+/// The service of an entry's aux (index + 1, 0 = none).
+#[inline]
+pub fn aux_service(aux: u64) -> u16 {
+    aux as u16
+}
+
+/// The worker that created the entry.
+#[inline]
+pub fn aux_owner(aux: u64) -> u8 {
+    (aux >> 16) as u8
+}
+
+/// The policy decision id.
+#[inline]
+pub fn aux_decision(aux: u64) -> u32 {
+    (aux >> 32) as u32
+}
+
+// Entry words.
+const W_SEQ: usize = 0;
+const W_STATE: usize = 1; // live(1) | gen(23) | state(8) | flags(8) | service(16) ... see below
+const W_SEEN: usize = 2;
+const W_CREATED: usize = 3;
+const W_ORIG: usize = 4; // 4..9: src lo, src hi, dst lo, dst hi, meta
+const W_REPLY: usize = 9; // 9..14
+const W_AUX: usize = 14; // policy decision (u32) | service id (u16) | backend (u16)
+const W_PACKETS: usize = 15; // original packets (32) | reply packets (32)
+const WORDS: usize = 16;
+
+// State word layout.
+const LIVE: u64 = 1 << 63;
+#[inline]
+fn st_state(w: u64) -> State {
+    State::from_u8(w as u8)
+}
+#[inline]
+fn st_flags(w: u64) -> u8 {
+    (w >> 8) as u8
+}
+#[inline]
+fn st_make(state: State, flags: u8) -> u64 {
+    LIVE | u64::from(state as u8) | u64::from(flags) << 8
+}
+
+#[derive(Debug)]
+struct Entry {
+    w: [AtomicU64; WORDS],
+}
+
+impl Default for Entry {
+    fn default() -> Self {
+        Entry {
+            w: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A consistent copy of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: EntryId,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub state: State,
+    pub flags: u8,
+    pub last_seen: u64,
+    pub created: u64,
+    /// Opaque data the pipeline attached at creation (policy decision,
+    /// service, backend).
+    pub aux: u64,
+    pub packets_orig: u32,
+    pub packets_reply: u32,
+}
+
+/// What a lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub id: EntryId,
+    pub dir: Dir,
+    pub snap: Snapshot,
+}
+
+/// Why an insert failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// `max_entries` connections are live and none had expired.
+    Full,
+    /// The original key exists already (another worker won the race).
+    OrigExists,
+    /// The reply key exists already (for SNAT: pick another port).
+    ReplyExists,
+}
+
+const SLOTS: usize = 8;
+const STRIPES: usize = 4096;
+
+/// The shared connection table.
+#[derive(Debug)]
+pub struct Conntrack {
+    entries: Box<[Entry]>,
+    index: Box<[AtomicU64]>,
+    bucket_mask: usize,
+    free_head: AtomicU64,
+    next_free: Box<[AtomicU64]>,
+    /// Entries below this were handed out at least once; above, never.
+    bump: AtomicUsize,
+    live: AtomicUsize,
+    max: usize,
+    seed: u64,
+    stripes: Box<[AtomicBool]>,
+}
+
+#[inline]
+fn slot_tag(h: u64) -> u64 {
+    // Never zero, so a used slot is never 0.
+    (h >> 32) | 1
+}
+
+#[inline]
+fn slot_make(tag: u64, dir: Dir, id: EntryId) -> u64 {
+    tag << 32 | u64::from(dir == Dir::Reply) << 31 | u64::from(id)
+}
+
+impl Conntrack {
+    /// A table for `max_entries` connections. `seed` keys the hash (use a
+    /// random one live; replay uses a fixed one so runs repeat).
+    pub fn new(max_entries: usize, seed: u64) -> Conntrack {
+        let max = max_entries.clamp(1, (1 << 31) - 1);
+        // Two keys per connection at no more than 50% slot load.
+        let buckets = (max * 4).div_ceil(SLOTS).next_power_of_two().max(2);
+        let next_free: Box<[AtomicU64]> = (0..max).map(|_| AtomicU64::new(0)).collect();
+        Conntrack {
+            entries: (0..max).map(|_| Entry::default()).collect(),
+            index: (0..buckets * SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            bucket_mask: buckets - 1,
+            // head: (aba counter << 32) | index; u32::MAX = empty.
+            free_head: AtomicU64::new(u64::from(u32::MAX)),
+            next_free,
+            bump: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            max,
+            seed,
+            stripes: (0..STRIPES).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Capacity.
+    pub fn capacity(&self) -> usize {
+        self.max
+    }
+
+    /// Live connections (including expired ones not yet removed).
+    pub fn len(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    /// No live connections.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held by entries and index.
+    pub fn memory(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<Entry>()
+            + self.index.len() * 8
+            + self.next_free.len() * 8
+    }
+
+    /// Hash of a tuple under this table's seed.
+    #[inline]
+    pub fn hash(&self, t: &Tuple) -> u64 {
+        t.hash(self.seed)
+    }
+
+    #[inline]
+    fn buckets(&self, h: u64) -> (usize, usize) {
+        let b1 = (h as usize) & self.bucket_mask;
+        let mut b2 =
+            ((h >> 17) as usize ^ (h >> 47) as usize).wrapping_mul(0x9e37_79b9) & self.bucket_mask;
+        if b2 == b1 {
+            b2 = (b1 + 1) & self.bucket_mask;
+        }
+        (b1, b2)
+    }
+
+    /// The index cache lines a key may live in (for prefetching).
+    #[inline]
+    pub fn bucket_addrs(&self, h: u64) -> [*const u8; 2] {
+        let (b1, b2) = self.buckets(h);
+        let p = |b: usize| {
+            self.index
+                .get(b * SLOTS)
+                .map_or(std::ptr::null(), |s| (s as *const AtomicU64).cast())
+        };
+        [p(b1), p(b2)]
+    }
+
+    fn read(&self, id: EntryId) -> Option<Snapshot> {
+        let e = self.entries.get(id as usize)?;
+        loop {
+            let s1 = e.w[W_SEQ].load(Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let st = e.w[W_STATE].load(Relaxed);
+            let words: [u64; 10] = std::array::from_fn(|i| e.w[W_ORIG + i].load(Relaxed));
+            let aux = e.w[W_AUX].load(Relaxed);
+            let created = e.w[W_CREATED].load(Relaxed);
+            fence(Acquire);
+            if e.w[W_SEQ].load(Relaxed) != s1 {
+                continue;
+            }
+            if st & LIVE == 0 {
+                return None;
+            }
+            let w = |i: usize| words[i];
+            let orig = Tuple::from_words(
+                u128::from(w(0)) | u128::from(w(1)) << 64,
+                u128::from(w(2)) | u128::from(w(3)) << 64,
+                w(4),
+            );
+            let reply = Tuple::from_words(
+                u128::from(w(5)) | u128::from(w(6)) << 64,
+                u128::from(w(7)) | u128::from(w(8)) << 64,
+                w(9),
+            );
+            let pk = e.w[W_PACKETS].load(Relaxed);
+            return Some(Snapshot {
+                id,
+                orig,
+                reply,
+                state: st_state(st),
+                flags: st_flags(st),
+                last_seen: e.w[W_SEEN].load(Relaxed),
+                created,
+                aux,
+                packets_orig: pk as u32,
+                packets_reply: (pk >> 32) as u32,
+            });
+        }
+    }
+
+    /// Finds the connection `t` belongs to, in either direction. An entry
+    /// past its timeout at `now` is removed and not returned.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple, h: u64, now: u64, to: &Timeouts) -> Option<Hit> {
+        let tag = slot_tag(h);
+        let (b1, b2) = self.buckets(h);
+        for b in [b1, b2] {
+            for i in 0..SLOTS {
+                let Some(slot) = self.index.get(b * SLOTS + i) else {
+                    continue;
+                };
+                let v = slot.load(Acquire);
+                if v == 0 || v >> 32 != tag {
+                    continue;
+                }
+                let id = (v & 0x7fff_ffff) as EntryId;
+                let dir = if v & (1 << 31) != 0 {
+                    Dir::Reply
+                } else {
+                    Dir::Original
+                };
+                let Some(snap) = self.read(id) else { continue };
+                let key = if dir == Dir::Original {
+                    snap.orig
+                } else {
+                    snap.reply
+                };
+                if key != *t {
+                    continue;
+                }
+                if now.saturating_sub(snap.last_seen) > to.of(snap.state) {
+                    self.remove(&snap);
+                    return None;
+                }
+                return Some(Hit { id, dir, snap });
+            }
+        }
+        None
+    }
+
+    /// Whether a key is present (expired entries count as absent).
+    pub fn contains(&self, t: &Tuple, now: u64, to: &Timeouts) -> bool {
+        self.lookup(t, self.hash(t), now, to).is_some()
+    }
+
+    #[inline]
+    fn stripe(h: u64) -> usize {
+        (h as usize >> 7) % STRIPES
+    }
+
+    fn lock(&self, i: usize) {
+        if let Some(l) = self.stripes.get(i) {
+            while l
+                .compare_exchange_weak(false, true, Acquire, Relaxed)
+                .is_err()
+            {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    fn unlock(&self, i: usize) {
+        if let Some(l) = self.stripes.get(i) {
+            l.store(false, Release);
+        }
+    }
+
+    fn alloc(&self) -> Option<EntryId> {
+        let mut head = self.free_head.load(Acquire);
+        loop {
+            let idx = head as u32;
+            if idx == u32::MAX || idx as usize >= self.max {
+                // Free list empty: take a never-used entry.
+                let i = self.bump.fetch_add(1, AcqRel);
+                if i < self.max {
+                    return Some(i as EntryId);
+                }
+                self.bump.fetch_sub(1, AcqRel);
+                return None;
+            }
+            let next = self.next_free.get(idx as usize)?.load(Relaxed);
+            let new = ((head >> 32).wrapping_add(1) << 32) | (next & 0xffff_ffff);
+            match self
+                .free_head
+                .compare_exchange_weak(head, new, AcqRel, Acquire)
+            {
+                Ok(_) => return Some(idx),
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    fn free(&self, id: EntryId) {
+        let mut head = self.free_head.load(Acquire);
+        loop {
+            if let Some(n) = self.next_free.get(id as usize) {
+                n.store(head & 0xffff_ffff, Relaxed);
+            }
+            let new = ((head >> 32).wrapping_add(1) << 32) | u64::from(id);
+            match self
+                .free_head
+                .compare_exchange_weak(head, new, AcqRel, Acquire)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    fn put_slot(&self, h: u64, value: u64) -> bool {
+        let (b1, b2) = self.buckets(h);
+        for b in [b1, b2] {
+            for i in 0..SLOTS {
+                if let Some(s) = self.index.get(b * SLOTS + i) {
+                    if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn clear_slot(&self, t: &Tuple, id: EntryId, dir: Dir) {
+        let h = self.hash(t);
+        let want = slot_make(slot_tag(h), dir, id);
+        let (b1, b2) = self.buckets(h);
+        for b in [b1, b2] {
+            for i in 0..SLOTS {
+                if let Some(s) = self.index.get(b * SLOTS + i) {
+                    if s.compare_exchange(want, 0, AcqRel, Relaxed).is_ok() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inserts a connection with its original and reply tuples. On success
+    /// the entry is live with `state`, `flags`, `aux` and last-seen `now`.
+    /// Evicts expired entries first when the table is full.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &self,
+        orig: &Tuple,
+        reply: &Tuple,
+        state: State,
+        flags: u8,
+        aux: u64,
+        now: u64,
+        to: &Timeouts,
+    ) -> Result<EntryId, InsertError> {
+        let ho = self.hash(orig);
+        let hr = self.hash(reply);
+        // Take both keys' stripes in index order (one if they coincide), so
+        // no other insert of either key can interleave.
+        let (a, b) = (Self::stripe(ho), Self::stripe(hr));
+        let (lo, hi) = (a.min(b), a.max(b));
+        self.lock(lo);
+        if hi != lo {
+            self.lock(hi);
+        }
+        let r = self.insert_locked(orig, reply, ho, hr, state, flags, aux, now, to);
+        if hi != lo {
+            self.unlock(hi);
+        }
+        self.unlock(lo);
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_locked(
+        &self,
+        orig: &Tuple,
+        reply: &Tuple,
+        ho: u64,
+        hr: u64,
+        state: State,
+        flags: u8,
+        aux: u64,
+        now: u64,
+        to: &Timeouts,
+    ) -> Result<EntryId, InsertError> {
+        if self.lookup(orig, ho, now, to).is_some() {
+            return Err(InsertError::OrigExists);
+        }
+        if self.lookup(reply, hr, now, to).is_some() {
+            return Err(InsertError::ReplyExists);
+        }
+        if self.live.load(Relaxed) >= self.max {
+            self.evict_some(now, to, 256);
+        }
+        if self.live.fetch_add(1, AcqRel) >= self.max {
+            self.live.fetch_sub(1, AcqRel);
+            return Err(InsertError::Full);
+        }
+        let Some(id) = self.alloc() else {
+            self.live.fetch_sub(1, AcqRel);
+            return Err(InsertError::Full);
+        };
+        let Some(e) = self.entries.get(id as usize) else {
+            self.live.fetch_sub(1, AcqRel);
+            return Err(InsertError::Full);
+        };
+        // Publish under the sequence lock.
+        let s = e.w[W_SEQ].load(Relaxed);
+        e.w[W_SEQ].store(s.wrapping_add(1) | 1, Relaxed);
+        fence(Release);
+        let put = |base: usize, t: &Tuple| {
+            e.w[base].store(t.src as u64, Relaxed);
+            e.w[base + 1].store((t.src >> 64) as u64, Relaxed);
+            e.w[base + 2].store(t.dst as u64, Relaxed);
+            e.w[base + 3].store((t.dst >> 64) as u64, Relaxed);
+            e.w[base + 4].store(t.meta_word(), Relaxed);
+        };
+        put(W_ORIG, orig);
+        put(W_REPLY, reply);
+        e.w[W_AUX].store(aux, Relaxed);
+        e.w[W_CREATED].store(now, Relaxed);
+        e.w[W_SEEN].store(now, Relaxed);
+        e.w[W_PACKETS].store(0, Relaxed);
+        e.w[W_STATE].store(st_make(state, flags), Relaxed);
+        e.w[W_SEQ].store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
+        let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
+        let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
+        if !ok2 {
+            // Both buckets of a key full: treat as a full table.
+            if ok1 {
+                self.clear_slot(orig, id, Dir::Original);
+            }
+            self.kill(id);
+            return Err(InsertError::Full);
+        }
+        Ok(id)
+    }
+
+    /// Marks an entry dead and returns it to the free list (slots already
+    /// cleared). Only the caller that flipped LIVE off frees it.
+    fn kill(&self, id: EntryId) -> bool {
+        let Some(e) = self.entries.get(id as usize) else {
+            return false;
+        };
+        let mut st = e.w[W_STATE].load(Acquire);
+        loop {
+            if st & LIVE == 0 {
+                return false;
+            }
+            match e.w[W_STATE].compare_exchange_weak(st, st & !LIVE, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(x) => st = x,
+            }
+        }
+        // Bump the sequence so readers holding old copies retry and see it dead.
+        let s = e.w[W_SEQ].load(Relaxed);
+        e.w[W_SEQ].store(s.wrapping_add(2) & !1, Release);
+        self.live.fetch_sub(1, AcqRel);
+        self.free(id);
+        true
+    }
+
+    /// Removes a connection (both keys).
+    pub fn remove(&self, snap: &Snapshot) {
+        self.clear_slot(&snap.orig, snap.id, Dir::Original);
+        self.clear_slot(&snap.reply, snap.id, Dir::Reply);
+        self.kill(snap.id);
+    }
+
+    /// Records a packet on a connection: last-seen time, per-direction
+    /// packet count and, for TCP, the state machine. Returns the new state.
+    #[inline]
+    pub fn touch(&self, hit: &Hit, tcp_flags: Option<u8>, now: u64) -> State {
+        let Some(e) = self.entries.get(hit.id as usize) else {
+            return hit.snap.state;
+        };
+        e.w[W_SEEN].store(now, Relaxed);
+        let inc = if hit.dir == Dir::Original { 1 } else { 1 << 32 };
+        e.w[W_PACKETS].fetch_add(inc, Relaxed);
+        let mut st = e.w[W_STATE].load(Acquire);
+        loop {
+            if st & LIVE == 0 {
+                return st_state(st);
+            }
+            let (state, mut fl) = (st_state(st), st_flags(st));
+            if hit.dir == Dir::Reply {
+                fl |= flags::SEEN_REPLY;
+            }
+            let next = match tcp_flags {
+                Some(f) => tcp_next(state, &mut fl, hit.dir, f),
+                None => state,
+            };
+            let new = (st & !0xffff) | u64::from(next as u8) | u64::from(fl) << 8;
+            if new == st {
+                return next;
+            }
+            match e.w[W_STATE].compare_exchange_weak(st, new, AcqRel, Acquire) {
+                Ok(_) => return next,
+                Err(x) => st = x,
+            }
+        }
+    }
+
+    /// Empties the table. Only while no other thread uses it (replay
+    /// `--fresh-state` calls it between loops, at a barrier).
+    pub fn clear(&self) {
+        for e in self.entries.iter().take(self.bump.load(Acquire)) {
+            for w in &e.w {
+                w.store(0, Relaxed);
+            }
+        }
+        for s in self.index.iter() {
+            s.store(0, Relaxed);
+        }
+        self.free_head.store(u64::from(u32::MAX), Relaxed);
+        self.bump.store(0, Relaxed);
+        self.live.store(0, Release);
+    }
+
+    /// Sweeps `count` entries starting at `*cursor` (wrapping inside
+    /// `range`), removing expired ones; with `owner`, only entries whose
+    /// [`aux_owner`] is that. Returns how many it removed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sweep_owned(
+        &self,
+        range: std::ops::Range<usize>,
+        cursor: &mut usize,
+        count: usize,
+        now: u64,
+        to: &Timeouts,
+        owner: Option<u8>,
+    ) -> usize {
+        let used = self.bump.load(Relaxed);
+        let (lo, hi) = (range.start.min(used), range.end.min(used));
+        if lo >= hi {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..count.min(hi - lo) {
+            if *cursor < lo || *cursor >= hi {
+                *cursor = lo;
+            }
+            let id = *cursor as EntryId;
+            *cursor += 1;
+            if let Some(s) = self.read(id) {
+                if owner.is_some_and(|o| aux_owner(s.aux) != o) {
+                    continue;
+                }
+                if now.saturating_sub(s.last_seen) > to.of(s.state) {
+                    self.remove(&s);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Sweeps `count` entries starting at `*cursor` (wrapping inside
+    /// `range`), removing expired ones. Returns how many it removed.
+    pub fn sweep(
+        &self,
+        range: std::ops::Range<usize>,
+        cursor: &mut usize,
+        count: usize,
+        now: u64,
+        to: &Timeouts,
+    ) -> usize {
+        let used = self.bump.load(Relaxed);
+        let (lo, hi) = (range.start.min(used), range.end.min(used));
+        if lo >= hi {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..count.min(hi - lo) {
+            if *cursor < lo || *cursor >= hi {
+                *cursor = lo;
+            }
+            let id = *cursor as EntryId;
+            *cursor += 1;
+            if let Some(s) = self.read(id) {
+                if now.saturating_sub(s.last_seen) > to.of(s.state) {
+                    self.remove(&s);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    fn evict_some(&self, now: u64, to: &Timeouts, budget: usize) {
+        // Start where the hash of `now` points, so concurrent evictors spread.
+        let used = self.bump.load(Relaxed).max(1);
+        let mut cursor = (now as usize).wrapping_mul(0x9e37_79b9) % used;
+        self.sweep(0..self.max, &mut cursor, budget, now, to);
+    }
+
+    /// Every live entry (for `ctl conntrack` and tests; not for the fast path).
+    pub fn snapshot_all(&self) -> Vec<Snapshot> {
+        (0..self.bump.load(Acquire).min(self.max) as u32)
+            .filter_map(|i| self.read(i))
+            .collect()
+    }
+}
+
+/// The TCP state machine without window tracking, after Linux's
+/// `tcp_conntracks` table reduced to the states sluice keeps.
+#[inline]
+pub fn tcp_next(state: State, fl: &mut u8, dir: Dir, f: u8) -> State {
+    use crate::wire::parse::tcp_flags::{ACK, FIN, RST, SYN};
+    if f & RST != 0 {
+        return State::Close;
+    }
+    match state {
+        State::SynSent if dir == Dir::Reply && f & SYN != 0 && f & ACK != 0 => State::SynRecv,
+        State::SynSent | State::SynRecv if dir == Dir::Original && f & SYN != 0 => state,
+        State::SynRecv if dir == Dir::Original && f & ACK != 0 && f & FIN == 0 => {
+            State::Established
+        }
+        _ if f & FIN != 0 => {
+            *fl |= if dir == Dir::Original {
+                flags::FIN_ORIG
+            } else {
+                flags::FIN_REPLY
+            };
+            if *fl & flags::FIN_ORIG != 0 && *fl & flags::FIN_REPLY != 0 {
+                State::TimeWait
+            } else {
+                State::FinWait
+            }
+        }
+        s => s,
+    }
+}
+
+/// How a packet without a conntrack entry may start a connection (Linux's
+/// `tcp_new`): a SYN opens one; a plain ACK is picked up as established
+/// when loose pickup is on; SYN/ACK, FIN and RST never open one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpNew {
+    Syn,
+    Pickup,
+    Invalid,
+}
+
+/// Classifies a TCP packet that matched no entry.
+#[inline]
+pub fn tcp_new(f: u8, loose: bool) -> TcpNew {
+    use crate::wire::parse::tcp_flags::{ACK, FIN, RST, SYN};
+    if f & RST != 0 {
+        TcpNew::Invalid
+    } else if f & SYN != 0 {
+        if f & ACK != 0 {
+            TcpNew::Invalid
+        } else {
+            TcpNew::Syn
+        }
+    } else if f & FIN != 0 {
+        TcpNew::Invalid
+    } else if f & ACK != 0 && loose {
+        TcpNew::Pickup
+    } else {
+        TcpNew::Invalid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn t(a: u128, b: u128, sp: u16, dp: u16) -> Tuple {
+        Tuple {
+            src: a,
+            dst: b,
+            sport: sp,
+            dport: dp,
+            proto: 6,
+            family: Family::V4,
+            zone: 0,
+        }
+    }
+
+    #[test]
+    fn both_directions_find_the_entry() {
+        let ct = Conntrack::new(16, 1);
+        let to = Timeouts::default();
+        let o = t(1, 2, 1000, 80);
+        let id = ct
+            .insert(&o, &o.reverse(), State::SynSent, 0, 42, 0, &to)
+            .unwrap();
+        let h = ct.lookup(&o, ct.hash(&o), 1, &to).unwrap();
+        assert_eq!((h.id, h.dir, h.snap.aux), (id, Dir::Original, 42));
+        let r = o.reverse();
+        let h = ct.lookup(&r, ct.hash(&r), 1, &to).unwrap();
+        assert_eq!((h.id, h.dir), (id, Dir::Reply));
+        assert_eq!(
+            ct.insert(&o, &o.reverse(), State::SynSent, 0, 0, 0, &to),
+            Err(InsertError::OrigExists)
+        );
+        assert_eq!(ct.len(), 1);
+    }
+
+    #[test]
+    fn nat_reply_key_differs() {
+        let ct = Conntrack::new(16, 1);
+        let to = Timeouts::default();
+        let o = t(10, 99, 1000, 80); // client -> vip
+        let r = t(20, 10, 8080, 1000); // backend -> client
+        ct.insert(&o, &r, State::SynSent, flags::DNAT, 0, 0, &to)
+            .unwrap();
+        assert_eq!(ct.lookup(&r, ct.hash(&r), 0, &to).unwrap().dir, Dir::Reply);
+        assert!(ct
+            .lookup(&o.reverse(), ct.hash(&o.reverse()), 0, &to)
+            .is_none());
+        // Another connection may not claim the same reply tuple.
+        let o2 = t(11, 99, 1000, 80);
+        assert_eq!(
+            ct.insert(&o2, &r, State::SynSent, 0, 0, 0, &to),
+            Err(InsertError::ReplyExists)
+        );
+    }
+
+    #[test]
+    fn expiry_on_lookup_and_full_table_evicts_expired() {
+        let ct = Conntrack::new(2, 1);
+        let to = Timeouts {
+            udp: 10,
+            ..Timeouts::default()
+        };
+        let a = Tuple {
+            proto: 17,
+            ..t(1, 2, 1, 1)
+        };
+        let b = Tuple {
+            proto: 17,
+            ..t(1, 2, 2, 2)
+        };
+        let c = Tuple {
+            proto: 17,
+            ..t(1, 2, 3, 3)
+        };
+        ct.insert(&a, &a.reverse(), State::Datagram, 0, 0, 0, &to)
+            .unwrap();
+        ct.insert(&b, &b.reverse(), State::Datagram, 0, 0, 5, &to)
+            .unwrap();
+        assert_eq!(
+            ct.insert(&c, &c.reverse(), State::Datagram, 0, 0, 6, &to),
+            Err(InsertError::Full)
+        );
+        // At 12, `a` (seen at 0) has expired; `b` (seen at 5) has not.
+        ct.insert(&c, &c.reverse(), State::Datagram, 0, 0, 12, &to)
+            .unwrap();
+        assert!(ct.lookup(&a, ct.hash(&a), 12, &to).is_none());
+        assert!(ct.lookup(&b, ct.hash(&b), 12, &to).is_some());
+        assert!(
+            ct.lookup(&b, ct.hash(&b), 16, &to).is_none(),
+            "expired at lookup"
+        );
+        assert_eq!(ct.len(), 1);
+    }
+
+    #[test]
+    fn tcp_states() {
+        use crate::wire::parse::tcp_flags::*;
+        let ct = Conntrack::new(4, 1);
+        let to = Timeouts::default();
+        let o = t(1, 2, 1000, 80);
+        ct.insert(&o, &o.reverse(), State::SynSent, 0, 0, 0, &to)
+            .unwrap();
+        let step = |tup: Tuple, f: u8| {
+            let h = ct.lookup(&tup, ct.hash(&tup), 1, &to).unwrap();
+            ct.touch(&h, Some(f), 1)
+        };
+        assert_eq!(step(o.reverse(), SYN | ACK), State::SynRecv);
+        assert_eq!(step(o, ACK), State::Established);
+        assert_eq!(step(o, ACK | FIN), State::FinWait);
+        assert_eq!(step(o.reverse(), ACK | FIN), State::TimeWait);
+        assert_eq!(step(o, RST), State::Close);
+        assert_eq!(tcp_new(ACK, true), TcpNew::Pickup);
+        assert_eq!(tcp_new(ACK, false), TcpNew::Invalid);
+        assert_eq!(tcp_new(SYN | ACK, true), TcpNew::Invalid);
+        assert_eq!(tcp_new(FIN | ACK, true), TcpNew::Invalid);
+        assert_eq!(tcp_new(RST, true), TcpNew::Invalid);
+        assert_eq!(tcp_new(SYN, false), TcpNew::Syn);
+    }
+
+    #[test]
+    fn concurrent_inserts_of_one_key_have_one_winner() {
+        let ct = std::sync::Arc::new(Conntrack::new(1 << 12, 7));
+        let to = Timeouts::default();
+        let wins: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|w| {
+                    let ct = ct.clone();
+                    s.spawn(move || {
+                        let mut won = 0;
+                        for i in 0..2000u16 {
+                            // Every worker tries the same 2000 keys, with
+                            // distinct originals but one shared reply each.
+                            let o = t(100 + w, 2, i, 80);
+                            let r = t(2, 9, 80, i);
+                            if ct.insert(&o, &r, State::SynSent, 0, 0, 0, &to).is_ok() {
+                                won += 1;
+                            }
+                        }
+                        won
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 2000);
+        assert_eq!(ct.len(), 2000);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u8, u16),
+        Remove(u8, u8, u16),
+        Advance(u8),
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The table behaves like a plain HashMap model under random
+        /// inserts, removals, lookups and time passing.
+        #[test]
+        fn matches_a_hashmap_model(ops in proptest::collection::vec(prop_oneof![
+            (0u8..8, 0u8..8, 0u16..4).prop_map(|(a, b, p)| Op::Insert(a, b, p)),
+            (0u8..8, 0u8..8, 0u16..4).prop_map(|(a, b, p)| Op::Remove(a, b, p)),
+            (0u8..20).prop_map(Op::Advance),
+        ], 1..200)) {
+            let to = Timeouts { udp: 30, ..Timeouts::default() };
+            let ct = Conntrack::new(24, 3);
+            let mut model: HashMap<Tuple, (Tuple, u64)> = HashMap::new(); // orig -> (reply, seen)
+            let mut now = 0u64;
+            let mk = |a: u8, b: u8, p: u16| Tuple { proto: 17, ..t(u128::from(a), u128::from(b) + 100, p, 53) };
+            for op in ops {
+                match op {
+                    Op::Advance(d) => {
+                        now += u64::from(d);
+                        model.retain(|_, (_, seen)| now.saturating_sub(*seen) <= to.udp);
+                    }
+                    Op::Insert(a, b, p) => {
+                        let o = mk(a, b, p);
+                        let r = o.reverse();
+                        let exists = model.contains_key(&o) || model.values().any(|(rr, _)| *rr == r)
+                            || model.contains_key(&r) || model.values().any(|(rr, _)| *rr == o);
+                        let res = ct.insert(&o, &r, State::Datagram, 0, 0, now, &to);
+                        if exists {
+                            prop_assert!(res.is_err());
+                        } else if model.len() < 24 {
+                            prop_assert!(res.is_ok(), "{:?}", res);
+                            model.insert(o, (r, now));
+                        } else {
+                            prop_assert_eq!(res, Err(InsertError::Full));
+                        }
+                    }
+                    Op::Remove(a, b, p) => {
+                        let o = mk(a, b, p);
+                        if let Some(h) = ct.lookup(&o, ct.hash(&o), now, &to) {
+                            prop_assert_eq!(h.dir, Dir::Original);
+                            ct.remove(&h.snap);
+                            prop_assert!(model.remove(&o).is_some());
+                        } else {
+                            prop_assert!(!model.contains_key(&o));
+                        }
+                    }
+                }
+                for (o, (r, _)) in &model {
+                    prop_assert_eq!(ct.lookup(o, ct.hash(o), now, &to).map(|h| h.dir), Some(Dir::Original));
+                    prop_assert_eq!(ct.lookup(r, ct.hash(r), now, &to).map(|h| h.dir), Some(Dir::Reply));
+                }
+                // Expired entries linger until a lookup or a sweep finds them.
+                prop_assert!(ct.len() >= model.len());
+                let mut cursor = 0;
+                ct.sweep(0..24, &mut cursor, 24, now, &to);
+                prop_assert_eq!(ct.len(), model.len());
+            }
+        }
+    }
+}
