@@ -33,7 +33,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use policy_compiler::ir::{
-    Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrRule, RuleAction, Segment, SegmentKind, Term,
+    Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrRule, RuleAction, Segment, SegmentKind,
+    Term,
 };
 use policy_compiler::model::{Action, Cidr};
 use policy_compiler::ranges::{AddrSet, RangeSet};
@@ -192,7 +193,11 @@ pub fn write_filters(path: &Path, fs: &[Filter]) -> Result<()> {
 pub fn write_trace(path: &Path, hs: &[Header], gen: &[usize]) -> Result<()> {
     let mut s = String::with_capacity(hs.len() * 45);
     for (h, g) in hs.iter().zip(gen) {
-        let _ = writeln!(s, "{}\t{}\t{}\t{}\t{}\t0\t{}", h.src, h.dst, h.sport, h.dport, h.proto, g);
+        let _ = writeln!(
+            s,
+            "{}\t{}\t{}\t{}\t{}\t0\t{}",
+            h.src, h.dst, h.sport, h.dport, h.proto, g
+        );
     }
     std::fs::write(path, s).with_context(|| format!("write {}", path.display()))
 }
@@ -320,7 +325,11 @@ pub fn trace_for(fs: &[Filter], n: usize, seed: u64) -> (Vec<Header>, Vec<usize>
         let i = r.below(fs.len() as u64) as usize;
         let f = fs[i];
         let corner = |r: &mut Rng, (a, l): (u32, u8)| -> u32 {
-            let host = if l == 0 { u32::MAX } else { (1u64 << (32 - l)) as u32 - 1 };
+            let host = if l == 0 {
+                u32::MAX
+            } else {
+                (1u64 << (32 - l)) as u32 - 1
+            };
             if r.below(2) == 0 {
                 a
             } else {
@@ -342,7 +351,9 @@ pub fn trace_for(fs: &[Filter], n: usize, seed: u64) -> (Vec<Header>, Vec<usize>
 
 /// First match by brute force (the check for generated traces).
 pub fn brute_first_match(fs: &[Filter], h: &Header) -> i64 {
-    fs.iter().position(|f| f.matches(h)).map_or(-1, |i| i as i64)
+    fs.iter()
+        .position(|f| f.matches(h))
+        .map_or(-1, |i| i as i64)
 }
 
 /// One `dpdk-test-acl` run.
@@ -370,7 +381,8 @@ pub fn dpdk_run(rules: &Path, trace: &Path, alg: &str, iter: u32) -> Result<Dpdk
         .arg("--verbose=1")
         .output()
         .context("running dpdk-test-acl (is DPDK installed and are hugepages set up?)")?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let mut run = DpdkRun {
         alg: alg.to_string(),
         ..Default::default()
@@ -405,7 +417,13 @@ pub fn dpdk_results(rules: &Path, trace: &Path) -> Result<Vec<i64>> {
         .args(["-l", "1", "--no-pci", "--log-level=1", "--"])
         .arg(format!("--rulesf={}", rules.display()))
         .arg(format!("--tracef={}", trace.display()))
-        .args(["--rulenum=400000", "--tracenum=4000000", "--iter=1", "--alg=scalar", "--verbose=2"])
+        .args([
+            "--rulenum=400000",
+            "--tracenum=4000000",
+            "--iter=1",
+            "--alg=scalar",
+            "--verbose=2",
+        ])
         .output()
         .context("running dpdk-test-acl")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -521,7 +539,9 @@ pub mod calico {
         let mut r = super::Rng(seed);
         (0..n)
             .map(|_| {
-                let ep = |r: &mut super::Rng| 0x0a40_0000u32 + (r.below(200) as u32) * 8 + r.below(5) as u32;
+                let ep = |r: &mut super::Rng| {
+                    0x0a40_0000u32 + (r.below(200) as u32) * 8 + r.below(5) as u32
+                };
                 let src = if r.below(10) == 0 {
                     0x6440_0000u32 | (r.next_u64() as u32 & 0x003f_ffff)
                 } else {
@@ -529,7 +549,11 @@ pub mod calico {
                 };
                 let dst = ep(&mut r);
                 let proto = if r.below(4) == 0 { 17 } else { 6 };
-                let dport = if r.below(2) == 0 { 8000 + r.below(5) as u16 } else { 1000 + r.below(60000) as u16 };
+                let dport = if r.below(2) == 0 {
+                    8000 + r.below(5) as u16
+                } else {
+                    1000 + r.below(60000) as u16
+                };
                 policy_compiler::FlowKey::v4(
                     src,
                     dst,

@@ -6,11 +6,19 @@ use std::net::IpAddr;
 
 use crate::compile::lpm::{Lpm, NONE};
 use crate::compile::tree::CutTree;
-use crate::compile::{Addr, EKey};
+use crate::compile::{Addr, EKey, BATCH};
 use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
 
 /// A segment's `miss` that goes on to the next segment.
 pub(crate) const CONTINUE: u32 = u32::MAX;
+
+fn set_dir(v: &mut Verdict, d: usize, x: DirVerdict) {
+    if d == 0 {
+        v.egress = x;
+    } else {
+        v.ingress = x;
+    }
+}
 
 /// Layer-4 part of a flow key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,11 +185,28 @@ impl Default for Verdict {
     }
 }
 
-/// Per-worker mutable state for lookups. Lookups need none today; the type
-/// keeps the call shape stable for engines that will.
-#[derive(Clone, Debug, Default)]
+/// Per-worker mutable state for lookups: the buffers of
+/// [`Classifier::classify_batch`], sized to one engine batch when made, so
+/// lookups never allocate.
+#[derive(Clone, Debug)]
 pub struct Scratch {
-    _private: (),
+    keys: Vec<EKey<u32>>,
+    best: Vec<u32>,
+    idx: Vec<u16>,
+    ep: Vec<[u32; 2]>,
+    pend: Vec<(u32, u16)>,
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            keys: Vec::with_capacity(BATCH),
+            best: Vec::with_capacity(BATCH),
+            idx: Vec::with_capacity(BATCH),
+            ep: Vec::with_capacity(BATCH),
+            pend: Vec::with_capacity(BATCH),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -272,29 +297,122 @@ impl Classifier {
     #[inline]
     pub fn classify(&self, key: &FlowKey, _scratch: &mut Scratch) -> Verdict {
         let (sp, dp) = key.port_fields();
-        let small = [0, key.proto as u32, sp, dp];
         if key.v6 {
-            let k = EKey {
-                src: key.src,
-                dst: key.dst,
-                small,
-            };
+            let k = EKey::new(0, key.src, key.dst, key.proto as u32, sp, dp);
             self.classify_fam(&k, &self.lpm6, |s| &s.t6)
         } else {
-            let k = EKey {
-                src: key.src as u32,
-                dst: key.dst as u32,
-                small,
-            };
+            let k = EKey::new(0, key.src as u32, key.dst as u32, key.proto as u32, sp, dp);
             self.classify_fam(&k, &self.lpm4, |s| &s.t4)
         }
     }
 
     /// Classify a batch: `out[i]` is the verdict of `keys[i]` (the shorter
-    /// of the two lengths is used).
+    /// of the two lengths is used). This is the fast path: IPv4 keys are
+    /// looked up [`BATCH`] at a time, each engine walked level by level
+    /// across the keys (see `CutTree::first_match_many`); the answers are
+    /// those of [`Classifier::classify`].
     pub fn classify_batch(&self, keys: &[FlowKey], out: &mut [Verdict], scratch: &mut Scratch) {
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.classify(k, scratch);
+        for (kc, oc) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            if kc.iter().all(|k| !k.v6) {
+                self.batch4(kc, oc, scratch);
+            } else {
+                for (k, o) in kc.iter().zip(oc.iter_mut()) {
+                    *o = self.classify(k, scratch);
+                }
+            }
+        }
+    }
+
+    fn batch4(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
+        let n = kc.len().min(oc.len()).min(BATCH);
+        s.ep.clear();
+        for k in &kc[..n] {
+            s.ep.push([
+                self.lpm4.lookup(k.src as u32),
+                self.lpm4.lookup(k.dst as u32),
+            ]);
+        }
+        for d in 0..2 {
+            let dir = &self.dirs[d];
+            let no_match = if d == 0 {
+                Decision::NO_MATCH_EGRESS
+            } else {
+                Decision::NO_MATCH_INGRESS
+            };
+            s.pend.clear();
+            for i in 0..n {
+                let e = s.ep[i][d];
+                let v = if e == NONE {
+                    DirVerdict::NO_ENDPOINT
+                } else {
+                    let class = dir.endpoint_class[e as usize];
+                    let (start, len) = dir.class_segs[class as usize];
+                    if len == 0 {
+                        DirVerdict {
+                            allow: false,
+                            endpoint: Some(EndpointId(e)),
+                            decided_by: no_match,
+                        }
+                    } else {
+                        s.pend.push((dir.seg_list[start as usize], i as u16));
+                        continue;
+                    }
+                };
+                set_dir(&mut oc[i], d, v);
+            }
+            s.pend.sort_unstable();
+            let mut j = 0;
+            while j < s.pend.len() {
+                let seg_id = s.pend[j].0;
+                let mut end = j;
+                s.keys.clear();
+                s.idx.clear();
+                s.best.clear();
+                while end < s.pend.len() && s.pend[end].0 == seg_id {
+                    let i = s.pend[end].1 as usize;
+                    let k = &kc[i];
+                    let (sp, dp) = k.port_fields();
+                    let class = dir.endpoint_class[s.ep[i][d] as usize];
+                    s.keys.push(EKey::new(
+                        class,
+                        k.src as u32,
+                        k.dst as u32,
+                        k.proto as u32,
+                        sp,
+                        dp,
+                    ));
+                    s.idx.push(i as u16);
+                    s.best.push(u32::MAX);
+                    end += 1;
+                }
+                let seg = &dir.segs[seg_id as usize];
+                seg.t4.first_match_many(&s.keys, &mut s.best);
+                for (m, &i) in s.idx.iter().enumerate() {
+                    let i = i as usize;
+                    let e = s.ep[i][d];
+                    let r = s.best[m];
+                    let v = if r != u32::MAX && !seg.pass[r as usize] {
+                        DirVerdict {
+                            allow: seg.allow[r as usize],
+                            endpoint: Some(EndpointId(e)),
+                            decided_by: Decision(seg.decision[r as usize]),
+                        }
+                    } else if r == u32::MAX && seg.miss != CONTINUE {
+                        DirVerdict {
+                            allow: false,
+                            endpoint: Some(EndpointId(e)),
+                            decided_by: Decision(seg.miss),
+                        }
+                    } else {
+                        self.eval_dir_from(dir, e, &s.keys[m], |x| &x.t4, no_match, 1)
+                    };
+                    set_dir(&mut oc[i], d, v);
+                }
+                j = end;
+            }
+        }
+        for o in oc[..n].iter_mut() {
+            o.allow = o.egress.allow & o.ingress.allow;
         }
     }
 
@@ -305,8 +423,8 @@ impl Classifier {
         lpm: &Lpm<A>,
         tree: impl Fn(&CSeg) -> &CutTree<A> + Copy,
     ) -> Verdict {
-        let se = lpm.lookup(k.src);
-        let de = lpm.lookup(k.dst);
+        let se = lpm.lookup(k.src());
+        let de = lpm.lookup(k.dst());
         let egress = if se == NONE {
             DirVerdict::NO_ENDPOINT
         } else {
@@ -333,12 +451,27 @@ impl Classifier {
         tree: impl Fn(&CSeg) -> &CutTree<A>,
         no_match: Decision,
     ) -> DirVerdict {
+        self.eval_dir_from(d, ep, k, tree, no_match, 0)
+    }
+
+    /// Walk the endpoint's class segments from position `from`.
+    #[inline]
+    fn eval_dir_from<A: Addr>(
+        &self,
+        d: &CDir,
+        ep: u32,
+        k: &EKey<A>,
+        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        no_match: Decision,
+        from: u32,
+    ) -> DirVerdict {
         let endpoint = Some(EndpointId(ep));
         let class = d.endpoint_class[ep as usize];
         let (start, len) = d.class_segs[class as usize];
         let mut key = *k;
-        key.small[0] = class;
-        for &s in &d.seg_list[start as usize..(start + len) as usize] {
+        key.set_class(class);
+        let from = from.min(len);
+        for &s in &d.seg_list[(start + from) as usize..(start + len) as usize] {
             let seg = &d.segs[s as usize];
             match tree(seg).first_match(&key) {
                 Some(r) => {

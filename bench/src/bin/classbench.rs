@@ -18,7 +18,9 @@ use policy_compiler::compile::{Builder, Config, EngineKind};
 use policy_compiler::{Classifier, DecisionInfo, FlowKey, Verdict, L4};
 
 #[derive(Parser, Debug)]
-#[command(about = "ClassBench and Calico-style scale benchmark of the policy compiler, with dpdk-test-acl as the peer")]
+#[command(
+    about = "ClassBench and Calico-style scale benchmark of the policy compiler, with dpdk-test-acl as the peer"
+)]
 struct Args {
     /// ClassBench folder (rules/, traces/, firstmatch/).
     #[arg(long, default_value = "../shared/classbench")]
@@ -50,9 +52,21 @@ struct Args {
     /// Leaf size of the cut trees.
     #[arg(long)]
     binth: Option<usize>,
+    /// Most bits cut per node.
+    #[arg(long)]
+    cut_bits: Option<u8>,
+    /// Space factor.
+    #[arg(long)]
+    spfac: Option<f64>,
+    /// Do not partition rules by address size.
+    #[arg(long)]
+    no_partition: bool,
     /// Where generated files go.
     #[arg(long, default_value = "bench/results/classbench")]
     out_dir: PathBuf,
+    /// Time `classify` one key at a time instead of `classify_batch`.
+    #[arg(long)]
+    single: bool,
     /// Also write a JSON summary here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -82,6 +96,15 @@ fn config(a: &Args) -> Config {
     };
     if let Some(b) = a.binth {
         c.binth = b;
+    }
+    if let Some(b) = a.cut_bits {
+        c.max_cut_bits = b;
+    }
+    if let Some(b) = a.spfac {
+        c.spfac = b;
+    }
+    if a.no_partition {
+        c.partition = false;
     }
     if c.engine == EngineKind::Linear {
         c.binth = usize::MAX;
@@ -116,9 +139,19 @@ fn rule_map(c: &Classifier) -> Vec<i64> {
         .collect()
 }
 
-fn time_lookups(c: &Classifier, ks: &[FlowKey], iters: u32) -> (f64, Vec<Verdict>) {
+fn time_lookups(c: &Classifier, ks: &[FlowKey], iters: u32, single: bool) -> (f64, Vec<Verdict>) {
     let mut scratch = c.new_scratch();
     let mut out = vec![Verdict::default(); ks.len()];
+    if single {
+        let t = Instant::now();
+        for _ in 0..iters {
+            for (k, o) in ks.iter().zip(out.iter_mut()) {
+                *o = c.classify(k, &mut scratch);
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        return ((ks.len() as f64 * iters as f64) / secs, out);
+    }
     // Warm up.
     for (k, o) in ks.chunks(64).zip(out.chunks_mut(64)) {
         c.classify_batch(k, o, &mut scratch);
@@ -147,9 +180,12 @@ fn run_filters(
     let c = Builder::with_config(config(a)).compile_ir(&ir);
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let ks = keys(hs);
-    let (pps, out) = time_lookups(&c, &ks, a.iters);
+    let (pps, out) = time_lookups(&c, &ks, a.iters, a.single);
     let map = rule_map(&c);
-    let got: Vec<i64> = out.iter().map(|v| map[v.egress.decided_by.0 as usize]).collect();
+    let got: Vec<i64> = out
+        .iter()
+        .map(|v| map[v.egress.decided_by.0 as usize])
+        .collect();
     let mut row = Row {
         set: name.to_string(),
         rules: fs.len(),
@@ -198,7 +234,11 @@ fn run_filters(
 }
 
 fn print_row(r: &Row) {
-    let dpdk: Vec<String> = r.dpdk.iter().map(|d| format!("{} {:.2}", d.alg, d.pps / 1e6)).collect();
+    let dpdk: Vec<String> = r
+        .dpdk
+        .iter()
+        .map(|d| format!("{} {:.2}", d.alg, d.pps / 1e6))
+        .collect();
     println!(
         "{:<14} rules {:>6} headers {:>7} | compile {:>8.1} ms | memory {:>6.2} MB | sluice {:>6.2} Mpps ({:>6.1} ns) | mismatches {}/{} | dpdk [{}] best {:.2} Mpps, dpdk vs sluice mismatches {} | ratio sluice/dpdk {:.2}",
         r.set,
@@ -234,7 +274,8 @@ fn run_calico(a: &Args, rules: usize) -> Result<CalicoRow> {
     let members = rules.clamp(100, 100_000);
     let yaml = cb::calico::yaml(rules, members, a.seed);
     let t = Instant::now();
-    let (set, _) = policy_compiler::loader::load_str("calico.yaml", &yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (set, _) = policy_compiler::loader::load_str("calico.yaml", &yaml)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     // Compile twice; report the second (a recompile of a loaded set).
     let b = Builder::with_config(config(a));
@@ -243,7 +284,7 @@ fn run_calico(a: &Args, rules: usize) -> Result<CalicoRow> {
     let c = b.compile(&set)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let ks = cb::calico::packets(1_000_000, a.seed);
-    let (pps, out) = time_lookups(&c, &ks, 3);
+    let (pps, out) = time_lookups(&c, &ks, 3, a.single);
     // Check a sample against the reference evaluator.
     let reference = policy_compiler::reference::Reference::new(&set);
     let mut mism = 0;
@@ -301,7 +342,11 @@ fn main() -> Result<()> {
         let mut v: Vec<String> = std::fs::read_dir(root.join("traces"))
             .with_context(|| format!("{}/traces", root.display()))?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().map(|s| s.trim_end_matches("_trace").to_string()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .map(|s| s.trim_end_matches("_trace").to_string())
+            })
             .collect();
         v.sort();
         sets = v;
@@ -315,7 +360,9 @@ fn main() -> Result<()> {
     for s in &sets {
         let rp = root.join("rules").join(s);
         let tp = root.join("traces").join(format!("{s}_trace"));
-        let fp = root.join("firstmatch").join(format!("{s}_trace.firstmatch"));
+        let fp = root
+            .join("firstmatch")
+            .join(format!("{s}_trace.firstmatch"));
         let fs = cb::read_filters(&rp)?;
         let hs = cb::read_trace(&tp)?;
         let fm = cb::read_firstmatch(&fp)?;
@@ -338,7 +385,10 @@ fn main() -> Result<()> {
         crow.push(run_calico(&a, n)?);
     }
     if let Some(j) = &a.json {
-        std::fs::write(j, serde_json::to_string_pretty(&serde_json::json!({"classbench": rows, "calico": crow}))?)?;
+        std::fs::write(
+            j,
+            serde_json::to_string_pretty(&serde_json::json!({"classbench": rows, "calico": crow}))?,
+        )?;
     }
     Ok(())
 }

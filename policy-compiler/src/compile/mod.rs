@@ -15,6 +15,9 @@ use crate::ranges::RangeSet;
 /// port field, destination port field.
 pub const NFIELDS: usize = 6;
 
+/// Most keys an engine looks up together (`classify_batch` chunks).
+pub const BATCH: usize = 64;
+
 /// An address type of the engines: `u32` (IPv4) or `u128` (IPv6).
 pub trait Addr:
     Copy + Ord + Eq + Default + std::hash::Hash + std::fmt::Debug + Send + Sync + 'static
@@ -23,6 +26,8 @@ pub trait Addr:
     const BITS: u32;
     /// From a value known to fit.
     fn from_u128(v: u128) -> Self;
+    /// From a value, saturating at the maximum.
+    fn from_u128_sat(v: u128) -> Self;
     /// To `u128`.
     fn to_u128(self) -> u128;
     /// `(self >> shift)` truncated to 32 bits.
@@ -34,6 +39,10 @@ impl Addr for u32 {
     #[inline(always)]
     fn from_u128(v: u128) -> Self {
         v as u32
+    }
+    #[inline(always)]
+    fn from_u128_sat(v: u128) -> Self {
+        u32::try_from(v).unwrap_or(u32::MAX)
     }
     #[inline(always)]
     fn to_u128(self) -> u128 {
@@ -52,6 +61,10 @@ impl Addr for u128 {
         v
     }
     #[inline(always)]
+    fn from_u128_sat(v: u128) -> Self {
+        v
+    }
+    #[inline(always)]
     fn to_u128(self) -> u128 {
         self
     }
@@ -61,15 +74,46 @@ impl Addr for u128 {
     }
 }
 
-/// A packet as the engines see it.
+/// A packet as the engines see it: one value per field, in field order
+/// (class, source, destination, protocol, source port field, destination
+/// port field), each as the family's address type so that a node's field
+/// is an index, not a branch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EKey<A> {
+    /// The field values.
+    pub f: [A; NFIELDS],
+}
+
+impl<A: Addr> EKey<A> {
+    /// A key.
+    #[inline(always)]
+    pub fn new(class: u32, src: A, dst: A, proto: u32, sport: u32, dport: u32) -> EKey<A> {
+        EKey {
+            f: [
+                A::from_u128(class as u128),
+                src,
+                dst,
+                A::from_u128(proto as u128),
+                A::from_u128(sport as u128),
+                A::from_u128(dport as u128),
+            ],
+        }
+    }
     /// Source address.
-    pub src: A,
+    #[inline(always)]
+    pub fn src(&self) -> A {
+        self.f[1]
+    }
     /// Destination address.
-    pub dst: A,
-    /// Endpoint class, protocol, source port field, destination port field.
-    pub small: [u32; 4],
+    #[inline(always)]
+    pub fn dst(&self) -> A {
+        self.f[2]
+    }
+    /// Set the class.
+    #[inline(always)]
+    pub fn set_class(&mut self, c: u32) {
+        self.f[0] = A::from_u128(c as u128);
+    }
 }
 
 /// One term of one rule, as the engines take it.

@@ -25,37 +25,52 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use super::{Addr, Config, EKey, ERule, NFIELDS};
+use super::{Addr, Config, EKey, ERule, BATCH, NFIELDS};
 use crate::ranges::RangeSet;
 
-const LEAF: u8 = u8::MAX;
 const NO_EXT: u32 = u32::MAX;
+const LEAF_FIELD: u64 = 7;
 
+/// A node packed in 8 bytes: `base` (bits 0..32), field (32..35, 7 =
+/// leaf), shift (35..42), and the cut's bit count or the leaf's rule count
+/// (42..64).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-struct Node {
-    /// Field cut at this node, or `LEAF`.
-    field: u8,
-    /// Right shift applied to the field value.
-    shift: u8,
-    /// Leaf: number of rules.
-    len: u32,
-    /// Mask applied after the shift (2^b − 1).
-    mask: u32,
-    /// Internal: index of the first child in `nodes`. Leaf: index of the
-    /// first rule in `leaf_rules`.
-    base: u32,
+struct Node(u64);
+
+impl Node {
+    fn internal(field: u8, shift: u8, bits: u8, base: u32) -> Node {
+        Node(base as u64 | (field as u64) << 32 | (shift as u64) << 35 | (bits as u64) << 42)
+    }
+    fn leaf(base: u32, len: u32) -> Node {
+        Node(base as u64 | LEAF_FIELD << 32 | (len as u64) << 42)
+    }
+    #[inline(always)]
+    fn is_leaf(self) -> bool {
+        (self.0 >> 32) & 7 == LEAF_FIELD
+    }
+    #[inline(always)]
+    fn field(self) -> u8 {
+        ((self.0 >> 32) & 7) as u8
+    }
+    #[inline(always)]
+    fn shift(self) -> u8 {
+        ((self.0 >> 35) & 127) as u8
+    }
+    #[inline(always)]
+    fn upper(self) -> u32 {
+        (self.0 >> 42) as u32
+    }
+    #[inline(always)]
+    fn base(self) -> u32 {
+        self.0 as u32
+    }
 }
 
-/// A rule as stored in a leaf.
+/// A rule as stored in a leaf: inclusive bounds per field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct LeafRule<A> {
-    src_lo: A,
-    src_hi: A,
-    dst_lo: A,
-    dst_hi: A,
-    /// class, proto, sport, dport.
-    lo: [u32; 4],
-    hi: [u32; 4],
+    lo: [A; NFIELDS],
+    hi: [A; NFIELDS],
     prio: u32,
     /// Index into `ext_heads`, or `NO_EXT`.
     ext: u32,
@@ -64,19 +79,22 @@ struct LeafRule<A> {
 impl<A: Addr> LeafRule<A> {
     #[inline(always)]
     fn matches(&self, k: &EKey<A>) -> bool {
-        // Address fields first: they are the most selective.
-        (self.src_lo <= k.src)
-            & (k.src <= self.src_hi)
-            & (self.dst_lo <= k.dst)
-            & (k.dst <= self.dst_hi)
-            & (self.lo[0] <= k.small[0])
-            & (k.small[0] <= self.hi[0])
-            & (self.lo[1] <= k.small[1])
-            & (k.small[1] <= self.hi[1])
-            & (self.lo[2] <= k.small[2])
-            & (k.small[2] <= self.hi[2])
-            & (self.lo[3] <= k.small[3])
-            & (k.small[3] <= self.hi[3])
+        // Addresses first (the most selective), then the rest, branch-free.
+        if !((self.lo[1] <= k.f[1])
+            & (k.f[1] <= self.hi[1])
+            & (self.lo[2] <= k.f[2])
+            & (k.f[2] <= self.hi[2]))
+        {
+            return false;
+        }
+        (self.lo[0] <= k.f[0])
+            & (k.f[0] <= self.hi[0])
+            & (self.lo[3] <= k.f[3])
+            & (k.f[3] <= self.hi[3])
+            & (self.lo[4] <= k.f[4])
+            & (k.f[4] <= self.hi[4])
+            & (self.lo[5] <= k.f[5])
+            & (k.f[5] <= self.hi[5])
     }
 }
 
@@ -133,6 +151,7 @@ impl<A: Addr> CutTree<A> {
             ext_ranges: Vec::new(),
             leaf_dedup: HashMap::new(),
             stats: TreeStats::default(),
+            budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
         let mut order: Vec<u32> = (0..rules.len() as u32).collect();
         order.sort_by_key(|&i| (rules[i as usize].prio, i));
@@ -153,7 +172,9 @@ impl<A: Addr> CutTree<A> {
             }
             let (n0, l0, nrules) = (b.nodes.len(), b.leaf_rules.len(), g.len());
             let root = b.node(g, region, 0);
-            b.stats.per_tree.push((nrules, b.nodes.len() - n0, b.leaf_rules.len() - l0));
+            b.stats
+                .per_tree
+                .push((nrules, b.nodes.len() - n0, b.leaf_rules.len() - l0));
             trees.push(Tree { root, min_prio });
         }
         trees.sort_by_key(|t| t.min_prio);
@@ -186,39 +207,79 @@ impl<A: Addr> CutTree<A> {
         &self.stats
     }
 
-    #[inline]
-    fn field(k: &EKey<A>, f: u8, shift: u8) -> u32 {
-        match f {
-            1 => k.src.shr_u32(shift),
-            2 => k.dst.shr_u32(shift),
-            0 => k.small[0] >> shift,
-            3 => k.small[1] >> shift,
-            4 => k.small[2] >> shift,
-            _ => k.small[3] >> shift,
-        }
+    #[inline(always)]
+    fn child(&self, n: Node, k: &EKey<A>) -> Node {
+        let mask = (1u32 << n.upper()) - 1;
+        let idx = k.f[n.field() as usize % NFIELDS].shr_u32(n.shift()) & mask;
+        self.nodes[(n.base() + idx) as usize]
     }
 
     #[inline]
     fn leaf_of(&self, root: Node, k: &EKey<A>) -> Node {
         let mut n = root;
-        while n.field != LEAF {
-            let idx = Self::field(k, n.field, n.shift) & n.mask;
-            n = self.nodes[(n.base + idx) as usize];
+        while !n.is_leaf() {
+            n = self.child(n, k);
         }
         n
+    }
+
+    #[inline(always)]
+    fn scan(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
+        let start = leaf.base() as usize;
+        let rules = &self.leaf_rules[start..start + leaf.upper() as usize];
+        for r in rules {
+            if r.prio >= best {
+                break;
+            }
+            if r.matches(k) && (r.ext == NO_EXT || self.ext_ok(r.ext, k)) {
+                return r.prio;
+            }
+        }
+        best
+    }
+
+    /// First match for up to [`BATCH`] keys at once: the trees are walked
+    /// level by level across the keys, so the independent node loads of
+    /// different keys overlap in the memory system instead of waiting one
+    /// after another. `best[i]` must start at `u32::MAX` (or a bound);
+    /// it ends as the priority of the first match (`u32::MAX`: none).
+    pub fn first_match_many(&self, keys: &[EKey<A>], best: &mut [u32]) {
+        let n = keys.len().min(best.len()).min(BATCH);
+        let mut cur = [Node::default(); BATCH];
+        for t in &self.trees {
+            let mut any = false;
+            for i in 0..n {
+                cur[i] = t.root;
+                any |= best[i] > t.min_prio;
+            }
+            if !any {
+                continue;
+            }
+            loop {
+                let mut active = false;
+                for i in 0..n {
+                    let c = cur[i];
+                    if !c.is_leaf() {
+                        cur[i] = self.child(c, &keys[i]);
+                        active = true;
+                    }
+                }
+                if !active {
+                    break;
+                }
+            }
+            for i in 0..n {
+                if best[i] > t.min_prio {
+                    best[i] = self.scan(cur[i], &keys[i], best[i]);
+                }
+            }
+        }
     }
 
     fn ext_ok(&self, ext: u32, k: &EKey<A>) -> bool {
         let (s, l) = self.ext_heads[ext as usize];
         for &(f, rs, rl) in &self.ext_items[s as usize..(s + l) as usize] {
-            let v = match f {
-                1 => k.src.to_u128(),
-                2 => k.dst.to_u128(),
-                0 => k.small[0] as u128,
-                3 => k.small[1] as u128,
-                4 => k.small[2] as u128,
-                _ => k.small[3] as u128,
-            };
+            let v = k.f[f as usize % NFIELDS].to_u128();
             let r = &self.ext_ranges[rs as usize..(rs + rl) as usize];
             let i = r.partition_point(|&(_, hi)| hi < v);
             if i >= r.len() || r[i].0 > v {
@@ -237,17 +298,7 @@ impl<A: Addr> CutTree<A> {
                 break;
             }
             let leaf = self.leaf_of(t.root, k);
-            let rules =
-                &self.leaf_rules[leaf.base as usize..leaf.base as usize + leaf.len as usize];
-            for r in rules {
-                if r.prio >= best {
-                    break;
-                }
-                if r.matches(k) && (r.ext == NO_EXT || self.ext_ok(r.ext, k)) {
-                    best = r.prio;
-                    break;
-                }
-            }
+            best = self.scan(leaf, k, best);
         }
         (best != u32::MAX).then_some(best)
     }
@@ -287,6 +338,7 @@ struct Builder<'a, A> {
     ext_ranges: Vec<(u128, u128)>,
     leaf_dedup: HashMap<Vec<LeafRule<A>>, Node>,
     stats: TreeStats,
+    budget: usize,
 }
 
 type Region = [(u128, u8); NFIELDS];
@@ -333,7 +385,11 @@ impl<A: Addr> Builder<'_, A> {
                 continue;
             }
             let w = (128 - (min ^ max).leading_zeros()) as u8;
-            let blo = if w >= 128 { 0 } else { min & !((1u128 << w) - 1) };
+            let blo = if w >= 128 {
+                0
+            } else {
+                min & !((1u128 << w) - 1)
+            };
             *reg = (blo, w);
         }
     }
@@ -345,7 +401,10 @@ impl<A: Addr> Builder<'_, A> {
             ids.truncate(pos + 1);
         }
         self.stats.max_depth = self.stats.max_depth.max(depth);
-        if ids.len() <= self.cfg.binth || depth >= 48 {
+        // A hard budget on entries and slots keeps any configuration within
+        // bounded memory: past it, nodes become (fat) leaves.
+        let over_budget = self.leaf_rules.len() + self.nodes.len() / 4 > self.budget;
+        if ids.len() <= self.cfg.binth || depth >= 48 || over_budget {
             return self.leaf(&ids, &region);
         }
         let n = ids.len();
@@ -359,8 +418,9 @@ impl<A: Addr> Builder<'_, A> {
             let mut cand: Option<(u8, usize, usize)> = None;
             for b in 1..=w.min(self.cfg.max_cut_bits) {
                 let (max, sum) = self.count(&ids, &region, f, b);
-                let limit = (self.cfg.spfac * n as f64) as usize + (1usize << b);
-                if b > 1 && sum > limit {
+                // HiCuts' space measure: entries plus child slots.
+                let limit = (self.cfg.spfac * n as f64) as usize;
+                if b > 1 && sum + (1usize << b) > limit {
                     break;
                 }
                 cand = Some((b, max, sum));
@@ -398,13 +458,7 @@ impl<A: Addr> Builder<'_, A> {
             let node = self.node(cids, cr, depth + 1);
             self.nodes[base + c] = node;
         }
-        Node {
-            field: f as u8,
-            shift: child_w,
-            len: 0,
-            mask: (nchild - 1) as u32,
-            base: base as u32,
-        }
+        Node::internal(f as u8, child_w, b, base as u32)
     }
 
     /// Call `each` once for every child (of a cut of field `f` into `2^b`)
@@ -494,12 +548,8 @@ impl<A: Addr> Builder<'_, A> {
             }
             // Keep empty fields representable: lo > hi never matches.
             let lr = LeafRule {
-                src_lo: A::from_u128(lo[1]),
-                src_hi: A::from_u128(hi[1]),
-                dst_lo: A::from_u128(lo[2]),
-                dst_hi: A::from_u128(hi[2]),
-                lo: [lo[0], lo[3], lo[4], lo[5]].map(sat32),
-                hi: [hi[0], hi[3], hi[4], hi[5]].map(sat32),
+                lo: lo.map(A::from_u128_sat),
+                hi: hi.map(A::from_u128_sat),
                 prio: r.prio,
                 ext: NO_EXT,
             };
@@ -524,21 +574,11 @@ impl<A: Addr> Builder<'_, A> {
             self.ext_heads.push((start, ext.len() as u32));
             out[*pos].ext = head;
         }
-        let node = Node {
-            field: LEAF,
-            shift: 0,
-            len: out.len() as u32,
-            mask: 0,
-            base: self.leaf_rules.len() as u32,
-        };
+        let node = Node::leaf(self.leaf_rules.len() as u32, out.len() as u32);
         self.leaf_rules.extend_from_slice(&out);
         if exts.is_empty() {
             self.leaf_dedup.insert(out, node);
         }
         node
     }
-}
-
-fn sat32(v: u128) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
 }
