@@ -951,7 +951,7 @@ mod tests {
         );
         let e = err("- apiVersion: v1\n  kind: Namespace\n  metadata: {name: a}\n  spex: 1\n");
         assert!(
-            e.starts_with("t.yaml doc 0: [0]: unknown field `spex`"),
+            e.starts_with("t.yaml doc 0: [0].spex: unknown field `spex`"),
             "{e}"
         );
     }
