@@ -1,0 +1,939 @@
+//! The XDP redirector (`engine/bpf/redirect.bpf.c`): loading it with aya,
+//! filling its maps from the config, attaching and detaching it, reading its
+//! counters, and the masquerade-port bitmap userspace writes without a
+//! syscall.
+//!
+//! ## Maps (`engine/bpf/shared.h`)
+//! - `sl_xsks` (XSKMAP): AF_XDP socket per `port * SLUICE_MAX_QUEUES + queue`.
+//! - `sl_ports` (hash): ifindex → port id.
+//! - `sl_addrs` (hash): the node's addresses (`ports[].addresses`) and their
+//!   directed broadcasts → flags and the address's masquerade slot.
+//! - `sl_nodeports`, `sl_failsafe` (hash): (protocol, port) of service node
+//!   ports and of `xdp.failsafe`.
+//! - `sl_nat` (array, `BPF_F_MMAPABLE`): one bit per (masquerade slot,
+//!   protocol, port) in use, written through an mmap by [`NatPorts`].
+//! - `sl_config` (array): the no-socket action (`xdp.fail_mode`).
+//! - `sl_counters` (per-CPU array): indexed by [`XdpCounter`].
+//!
+//! ## Attachment and the fail mode
+//! Attachment uses a BPF link (kernel ≥ 5.9). With `xdp.fail_mode: open` the
+//! link is held only by sluice's file descriptor: when sluice exits, however
+//! it exits (SIGKILL included), the kernel detaches the program and the
+//! interfaces carry traffic through the kernel again. With `closed` the
+//! link is also pinned in bpffs (`/sys/fs/bpf/sluice/<netns>-<ifname>`):
+//! after a SIGKILL the program stays attached with no socket bound and drops
+//! everything sluice would have forwarded, while frames for the node
+//! (ARP/ND, its addresses, the failsafe ports) still reach the kernel. The
+//! next `sluice run` replaces the program in the pinned link atomically; a
+//! clean exit, SIGINT/SIGTERM or a panic unpins and detaches. To release a
+//! stale pin by hand: `rm /sys/fs/bpf/sluice/<netns>-<ifname>`.
+#![allow(unsafe_code)]
+
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use thiserror::Error;
+
+use super::sys::{self, Mmap, SysError};
+use crate::control::config::{AttachMode, Config, FailMode};
+use crate::wire::{self, Family};
+
+#[repr(C, align(32))]
+struct Aligned<B: ?Sized>(B);
+
+static OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/redirect.bpf.o")));
+
+/// The compiled XDP object (ELF), 32-byte aligned for the ELF parser.
+pub fn object() -> &'static [u8] {
+    &OBJECT.0
+}
+
+/// Name of the XDP program in the object.
+pub const PROGRAM: &str = "sluice_redirect";
+
+// Mirrors of engine/bpf/shared.h (checked by `tests::layouts_match_c`).
+pub const MAX_PORTS: u32 = 256;
+pub const MAX_QUEUES: u32 = 64;
+pub const XSK_ENTRIES: u32 = MAX_PORTS * MAX_QUEUES;
+pub const MAX_ADDRS: u32 = 1024;
+pub const MAX_L4PORTS: u32 = 1024;
+pub const NAT_SLOTS: u32 = 16;
+pub const NAT_PROTOS: u32 = 4;
+pub const NAT_WORDS_PER_PROTO: u32 = 65536 / 32;
+pub const NAT_WORDS: u32 = NAT_SLOTS * NAT_PROTOS * NAT_WORDS_PER_PROTO;
+pub const NO_NAT_SLOT: u32 = u32::MAX;
+pub const AF_INET: u32 = 4;
+pub const AF_INET6: u32 = 6;
+pub const ADDR_LOCAL: u32 = 1;
+pub const ADDR_BROADCAST: u32 = 2;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+
+/// `struct sluice_addr_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub family: u32,
+    pub addr: [u8; 16],
+}
+
+impl AddrKey {
+    /// The key of an address (IPv4 in the first four bytes).
+    pub fn new(family: Family, addr: u128) -> AddrKey {
+        let mut a = [0u8; 16];
+        match family {
+            Family::V4 => {
+                a[..4].copy_from_slice(&(addr as u32).to_be_bytes());
+                AddrKey {
+                    family: AF_INET,
+                    addr: a,
+                }
+            }
+            Family::V6 => AddrKey {
+                family: AF_INET6,
+                addr: addr.to_be_bytes(),
+            },
+        }
+    }
+}
+
+/// `struct sluice_addr_val`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrVal {
+    pub flags: u32,
+    pub nat_slot: u32,
+}
+
+/// `struct sluice_l4_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct L4Key {
+    pub proto: u8,
+    pub pad: u8,
+    pub port: u16,
+}
+
+/// `struct sluice_xdp_config`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XdpConfigVal {
+    pub no_socket_action: u32,
+    pub flags: u32,
+}
+
+// SAFETY: repr(C), integers and byte arrays only, no padding (20 bytes =
+// 4 + 16); every bit pattern is valid.
+unsafe impl aya::Pod for AddrKey {}
+// SAFETY: repr(C), two u32, no padding.
+unsafe impl aya::Pod for AddrVal {}
+// SAFETY: repr(C), u8 + u8 + u16, no padding.
+unsafe impl aya::Pod for L4Key {}
+// SAFETY: repr(C), two u32, no padding.
+unsafe impl aya::Pod for XdpConfigVal {}
+
+macro_rules! xdp_counters {
+    ($($name:ident = $text:literal,)*) => {
+        /// The XDP program's counters (`enum sluice_xdp_counter`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum XdpCounter { $($name,)* }
+        impl XdpCounter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [XdpCounter] = &[$(XdpCounter::$name,)*];
+            /// Number of counters.
+            pub const COUNT: usize = XdpCounter::ALL.len();
+            /// Metric label / JSON key.
+            pub fn name(self) -> &'static str {
+                match self { $(XdpCounter::$name => $text,)* }
+            }
+        }
+    };
+}
+
+xdp_counters! {
+    Rx = "rx",
+    PassNotIp = "pass_not_ip",
+    PassNd = "pass_nd",
+    PassLocal = "pass_local",
+    PassBroadcast = "pass_broadcast",
+    PassMulticast = "pass_multicast",
+    PassLinkLocal = "pass_link_local",
+    PassFailsafe = "pass_failsafe",
+    Redirect = "redirect",
+    RedirectNodePort = "redirect_node_port",
+    RedirectNat = "redirect_nat",
+    NoSocketPass = "no_socket_pass",
+    NoSocketDrop = "no_socket_drop",
+    PassUnknownPort = "pass_unknown_port",
+}
+
+/// Errors of the loader.
+#[derive(Debug, Error)]
+pub enum BpfError {
+    #[error("loading the XDP object: {0}")]
+    Load(Box<aya::EbpfError>),
+    #[error("XDP program: {0}")]
+    Program(Box<aya::programs::ProgramError>),
+    #[error("XDP map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("the XDP object has no {0}")]
+    Missing(&'static str),
+    #[error("attaching XDP to {ifname} ({mode}): {source}{hint}")]
+    Attach {
+        ifname: String,
+        mode: &'static str,
+        source: Box<aya::programs::ProgramError>,
+        hint: &'static str,
+    },
+    #[error("pinning the XDP link of {ifname} at {path}: {msg}")]
+    Pin {
+        ifname: String,
+        path: PathBuf,
+        msg: String,
+    },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("{0}")]
+    Limit(String),
+}
+
+impl From<aya::EbpfError> for BpfError {
+    fn from(e: aya::EbpfError) -> Self {
+        BpfError::Load(Box::new(e))
+    }
+}
+
+impl From<aya::programs::ProgramError> for BpfError {
+    fn from(e: aya::programs::ProgramError) -> Self {
+        BpfError::Program(Box::new(e))
+    }
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
+    move |source| BpfError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+/// Masquerade protocol index in the bitmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum NatProto {
+    Tcp = 0,
+    Udp = 1,
+    Sctp = 2,
+    /// ICMP and ICMPv6 echo identifiers.
+    Icmp = 3,
+}
+
+impl NatProto {
+    /// From an IP protocol number.
+    pub fn from_ip(proto: u8) -> Option<NatProto> {
+        match proto {
+            6 => Some(NatProto::Tcp),
+            17 => Some(NatProto::Udp),
+            132 => Some(NatProto::Sctp),
+            1 | 58 => Some(NatProto::Icmp),
+            _ => None,
+        }
+    }
+}
+
+/// The distinct masquerade addresses of `cfg`, in config order: slot `i`
+/// is the `i`th. NAT code passes these slot numbers to
+/// [`NatPorts::set`].
+pub fn masquerade_slots(cfg: &Config) -> Vec<(Family, u128)> {
+    let mut out: Vec<(Family, u128)> = Vec::new();
+    for i in 0..cfg.masquerade.len() {
+        if let Some(a) = cfg.masquerade_address(i) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// The masquerade-ports-in-use bitmap, shared with the XDP program through
+/// an mmap: setting a bit is one atomic instruction, no syscall. Cheap to
+/// clone (`Arc`) and `Send + Sync`: workers may call it from the NAT path.
+#[derive(Debug, Clone)]
+pub struct NatPorts {
+    mem: Arc<Mmap>,
+}
+
+impl NatPorts {
+    #[inline]
+    fn word(slot: u8, proto: NatProto, port: u16) -> (usize, u32) {
+        let idx = ((u32::from(slot) * NAT_PROTOS + proto as u32) << 11) | (u32::from(port) >> 5);
+        (idx as usize, 1u32 << (port & 31))
+    }
+
+    /// Marks `port` of `proto` on masquerade slot `slot` in use (replies
+    /// to it are redirected to sluice) or free (they go to the kernel).
+    /// Slots beyond [`NAT_SLOTS`] are ignored.
+    #[inline]
+    pub fn set(&self, slot: u8, proto: NatProto, port: u16, in_use: bool) {
+        if u32::from(slot) >= NAT_SLOTS {
+            return;
+        }
+        let (i, bit) = Self::word(slot, proto, port);
+        if let Some(w) = self.mem.as_atomic_u32s().get(i) {
+            if in_use {
+                w.fetch_or(bit, Ordering::Release);
+            } else {
+                w.fetch_and(!bit, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether the bit is set.
+    pub fn get(&self, slot: u8, proto: NatProto, port: u16) -> bool {
+        if u32::from(slot) >= NAT_SLOTS {
+            return false;
+        }
+        let (i, bit) = Self::word(slot, proto, port);
+        self.mem
+            .as_atomic_u32s()
+            .get(i)
+            .is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
+    }
+
+    /// Clears every bit.
+    pub fn clear(&self) {
+        for w in self.mem.as_atomic_u32s() {
+            w.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Typed handles on the program's maps.
+pub struct XdpMaps {
+    xsks: XskMap<MapData>,
+    ports: HashMap<MapData, u32, u32>,
+    addrs: HashMap<MapData, AddrKey, AddrVal>,
+    nodeports: HashMap<MapData, L4Key, u32>,
+    failsafe: HashMap<MapData, L4Key, u32>,
+    config: Array<MapData, XdpConfigVal>,
+    counters: PerCpuArray<MapData, u64>,
+    nat: NatPorts,
+    /// Keeps the NAT map's descriptor open as long as its mapping lives.
+    _nat_map: MapData,
+}
+
+impl std::fmt::Debug for XdpMaps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpMaps").finish_non_exhaustive()
+    }
+}
+
+impl XdpMaps {
+    /// Fills the address, node-port, failsafe and fail-mode maps from
+    /// `cfg` (adding what is new, then removing what is gone, so a reload
+    /// never leaves a node address unlisted).
+    pub fn sync_config(&mut self, cfg: &Config) -> Result<(), BpfError> {
+        let slots = masquerade_slots(cfg);
+        if slots.len() > NAT_SLOTS as usize {
+            return Err(BpfError::Limit(format!(
+                "{}: masquerade: {} distinct addresses, the XDP program tracks {NAT_SLOTS}",
+                cfg.source,
+                slots.len()
+            )));
+        }
+        let mut addrs: Vec<(AddrKey, AddrVal)> = Vec::new();
+        for p in &cfg.ports {
+            for a in &p.addresses {
+                let slot = slots
+                    .iter()
+                    .position(|s| *s == (a.family, a.addr))
+                    .map_or(NO_NAT_SLOT, |i| i as u32);
+                addrs.push((
+                    AddrKey::new(a.family, a.addr),
+                    AddrVal {
+                        flags: ADDR_LOCAL,
+                        nat_slot: slot,
+                    },
+                ));
+            }
+        }
+        for p in &cfg.ports {
+            for a in &p.addresses {
+                if let Some(b) = a.broadcast_v4() {
+                    let k = AddrKey::new(Family::V4, u128::from(b));
+                    if !addrs.iter().any(|(x, _)| *x == k) {
+                        addrs.push((
+                            k,
+                            AddrVal {
+                                flags: ADDR_BROADCAST,
+                                nat_slot: NO_NAT_SLOT,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        if addrs.len() > MAX_ADDRS as usize {
+            return Err(BpfError::Limit(format!(
+                "{}: ports[].addresses: {} addresses and broadcasts, the XDP program holds {MAX_ADDRS}",
+                cfg.source,
+                addrs.len()
+            )));
+        }
+        for (k, v) in &addrs {
+            self.addrs.insert(k, v, 0).map_err(map_err("sl_addrs"))?;
+        }
+        let stale: Vec<AddrKey> = self
+            .addrs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !addrs.iter().any(|(x, _)| x == k))
+            .collect();
+        for k in stale {
+            self.addrs.remove(&k).map_err(map_err("sl_addrs"))?;
+        }
+
+        let nodeports: Vec<L4Key> = cfg
+            .services
+            .iter()
+            .filter_map(|s| {
+                s.node_port.map(|p| L4Key {
+                    proto: s.protocol.number(),
+                    pad: 0,
+                    port: p,
+                })
+            })
+            .collect();
+        sync_l4(&mut self.nodeports, &nodeports, "sl_nodeports")?;
+        let failsafe: Vec<L4Key> = cfg
+            .xdp
+            .failsafe
+            .iter()
+            .map(|f| L4Key {
+                proto: f.protocol.number(),
+                pad: 0,
+                port: f.port,
+            })
+            .collect();
+        sync_l4(&mut self.failsafe, &failsafe, "sl_failsafe")?;
+
+        let action = match cfg.xdp.fail_mode {
+            FailMode::Open => XDP_PASS,
+            FailMode::Closed => XDP_DROP,
+        };
+        self.config
+            .set(
+                0,
+                XdpConfigVal {
+                    no_socket_action: action,
+                    flags: 0,
+                },
+                0,
+            )
+            .map_err(map_err("sl_config"))?;
+        Ok(())
+    }
+
+    /// Declares interface `ifindex` to be port `port`.
+    pub fn set_port(&mut self, ifindex: u32, port: u16) -> Result<(), BpfError> {
+        if u32::from(port) >= MAX_PORTS {
+            return Err(BpfError::Limit(format!(
+                "port {port}: the XDP program handles {MAX_PORTS} ports"
+            )));
+        }
+        self.ports
+            .insert(ifindex, u32::from(port), 0)
+            .map_err(map_err("sl_ports"))
+    }
+
+    fn xsk_key(port: u16, queue: u32) -> Result<u32, BpfError> {
+        if u32::from(port) >= MAX_PORTS || queue >= MAX_QUEUES {
+            return Err(BpfError::Limit(format!(
+                "port {port} queue {queue}: the XDP program handles {MAX_PORTS} ports of {MAX_QUEUES} queues"
+            )));
+        }
+        Ok(u32::from(port) * MAX_QUEUES + queue)
+    }
+
+    /// Steers frames of (`port`, `queue`) to the socket `fd`.
+    pub fn set_socket(
+        &mut self,
+        port: u16,
+        queue: u32,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), BpfError> {
+        let key = Self::xsk_key(port, queue)?;
+        self.xsks
+            .set(key, fd.as_raw_fd(), 0)
+            .map_err(map_err("sl_xsks"))
+    }
+
+    /// Removes the socket of (`port`, `queue`).
+    pub fn clear_socket(&mut self, port: u16, queue: u32) -> Result<(), BpfError> {
+        let key = Self::xsk_key(port, queue)?;
+        self.xsks.unset(key).map_err(map_err("sl_xsks"))
+    }
+
+    /// The counters, summed over CPUs, in [`XdpCounter`] order.
+    pub fn counters(&self) -> Result<[u64; XdpCounter::COUNT], BpfError> {
+        let mut out = [0u64; XdpCounter::COUNT];
+        for (i, o) in out.iter_mut().enumerate() {
+            let v = self
+                .counters
+                .get(&(i as u32), 0)
+                .map_err(map_err("sl_counters"))?;
+            *o = v.iter().sum();
+        }
+        Ok(out)
+    }
+
+    /// The masquerade-port bitmap (clone it into whoever allocates ports).
+    pub fn nat_ports(&self) -> &NatPorts {
+        &self.nat
+    }
+
+    /// Shorthand for [`NatPorts::set`].
+    pub fn nat_port(&self, slot: u8, proto: NatProto, port: u16, in_use: bool) {
+        self.nat.set(slot, proto, port, in_use)
+    }
+}
+
+fn sync_l4(
+    map: &mut HashMap<MapData, L4Key, u32>,
+    want: &[L4Key],
+    name: &'static str,
+) -> Result<(), BpfError> {
+    if want.len() > MAX_L4PORTS as usize {
+        return Err(BpfError::Limit(format!(
+            "{name}: {} entries, the XDP program holds {MAX_L4PORTS}",
+            want.len()
+        )));
+    }
+    for k in want {
+        map.insert(k, 1, 0).map_err(map_err(name))?;
+    }
+    let stale: Vec<L4Key> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !want.contains(k))
+        .collect();
+    for k in stale {
+        map.remove(&k).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
+/// How the program ended up attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    Native,
+    Generic,
+}
+
+impl Attached {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attached::Native => "native",
+            Attached::Generic => "generic",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Link {
+    ifname: String,
+    link: FdLink,
+    pin: Option<PathBuf>,
+}
+
+/// The loaded program and its attachments. Dropping it detaches (and
+/// unpins) everything.
+#[derive(Debug)]
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    links: Vec<Link>,
+}
+
+/// Loads the program and takes typed handles on its maps.
+pub fn load() -> Result<(XdpProgram, XdpMaps), BpfError> {
+    let mut ebpf = Ebpf::load(object())?;
+    {
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(BpfError::Missing("program sluice_redirect"))?
+            .try_into()?;
+        prog.load()?;
+    }
+    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(BpfError::Missing(name));
+    let xsks = XskMap::try_from(take("sl_xsks")?).map_err(map_err("sl_xsks"))?;
+    let ports = HashMap::try_from(take("sl_ports")?).map_err(map_err("sl_ports"))?;
+    let addrs = HashMap::try_from(take("sl_addrs")?).map_err(map_err("sl_addrs"))?;
+    let nodeports = HashMap::try_from(take("sl_nodeports")?).map_err(map_err("sl_nodeports"))?;
+    let failsafe = HashMap::try_from(take("sl_failsafe")?).map_err(map_err("sl_failsafe"))?;
+    let config = Array::try_from(take("sl_config")?).map_err(map_err("sl_config"))?;
+    let counters = PerCpuArray::try_from(take("sl_counters")?).map_err(map_err("sl_counters"))?;
+    let nat_map = match take("sl_nat")? {
+        aya::maps::Map::Array(d) => d,
+        _ => return Err(BpfError::Missing("array map sl_nat")),
+    };
+    let len = (NAT_WORDS as usize * 4).div_ceil(sys::page_size()) * sys::page_size();
+    let mem = Mmap::shared(nat_map.fd().as_fd(), len, 0, "mmap(sl_nat)")?;
+    let maps = XdpMaps {
+        xsks,
+        ports,
+        addrs,
+        nodeports,
+        failsafe,
+        config,
+        counters,
+        nat: NatPorts { mem: Arc::new(mem) },
+        _nat_map: nat_map,
+    };
+    Ok((
+        XdpProgram {
+            ebpf,
+            links: Vec::new(),
+        },
+        maps,
+    ))
+}
+
+/// The pin path of `ifname`'s link under `dir`, unique per network
+/// namespace.
+pub fn pin_path(dir: &Path, ifname: &str) -> PathBuf {
+    let ns = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    dir.join(format!("{ns}-{ifname}"))
+}
+
+/// Makes sure `dir` is on a bpffs (mounting one at `/sys/fs/bpf` if that is
+/// where `dir` points and nothing is mounted there) and exists. Returns a
+/// warning when pins there will not outlive this process (a private mount
+/// namespace, as under `ip netns exec`).
+pub fn prepare_pin_dir(dir: &Path) -> Result<Option<String>, BpfError> {
+    let bpffs = Path::new("/sys/fs/bpf");
+    let on_bpffs = |p: &Path| sys::fs_magic(p).is_ok_and(|m| m == sys::BPF_FS_MAGIC);
+    if dir.starts_with(bpffs) && !on_bpffs(bpffs) {
+        sys::mount_bpffs(bpffs)?;
+    }
+    std::fs::create_dir_all(dir).map_err(|source| {
+        BpfError::Sys(SysError {
+            call: "mkdir(pin dir)",
+            source,
+        })
+    })?;
+    if !on_bpffs(dir) {
+        return Err(BpfError::Sys(SysError {
+            call: "statfs(pin dir)",
+            source: std::io::Error::other(format!("{} is not on a bpffs", dir.display())),
+        }));
+    }
+    let mine = std::fs::metadata("/proc/self/ns/mnt").map(|m| m.ino()).ok();
+    let init = std::fs::metadata("/proc/1/ns/mnt").map(|m| m.ino()).ok();
+    Ok((mine.is_some() && init.is_some() && mine != init).then(|| {
+        "xdp.fail_mode closed: sluice runs in a private mount namespace (ip netns exec?); \
+         its bpffs pins die with it, so after a crash the program is detached (fail open). \
+         Use `sluice run --netns NAME` instead to keep the pins in the host's bpffs"
+            .to_string()
+    }))
+}
+
+impl XdpProgram {
+    fn prog(&mut self) -> Result<&mut Xdp, BpfError> {
+        Ok(self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(BpfError::Missing("program sluice_redirect"))?
+            .try_into()?)
+    }
+
+    /// Attaches to `ifname` (`ifindex`) in `mode`; with `pin`, also pins
+    /// the link there (fail closed), replacing a program a previous run left
+    /// pinned at that path.
+    pub fn attach(
+        &mut self,
+        ifname: &str,
+        ifindex: u32,
+        mode: AttachMode,
+        pin: Option<&Path>,
+    ) -> Result<Attached, BpfError> {
+        // A link a previous (killed) run left pinned: take it over.
+        let stale = pin
+            .filter(|p| p.exists())
+            .and_then(|p| PinnedLink::from_pin(p).ok());
+        let prog = self.prog()?;
+        let (id, attached) = if let Some(old) = stale {
+            let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(old)).map_err(|e| {
+                BpfError::Pin {
+                    ifname: ifname.to_string(),
+                    path: pin.map(Path::to_path_buf).unwrap_or_default(),
+                    msg: format!("not an XDP link: {e}"),
+                }
+            })?;
+            let id = prog.attach_to_link(link)?;
+            // The mode is the old link's; sluice always wrote it.
+            (id, Attached::Native)
+        } else {
+            let try_mode = |prog: &mut Xdp, m: XdpMode| prog.attach_to_if_index(ifindex, m);
+            let hint = " (is another XDP program attached? `ip link show` tells)";
+            match mode {
+                AttachMode::Native => (
+                    try_mode(prog, XdpMode::Driver).map_err(|source| BpfError::Attach {
+                        ifname: ifname.to_string(),
+                        mode: "native",
+                        source: Box::new(source),
+                        hint,
+                    })?,
+                    Attached::Native,
+                ),
+                AttachMode::Generic => (
+                    try_mode(prog, XdpMode::Skb).map_err(|source| BpfError::Attach {
+                        ifname: ifname.to_string(),
+                        mode: "generic",
+                        source: Box::new(source),
+                        hint,
+                    })?,
+                    Attached::Generic,
+                ),
+                AttachMode::Auto => match try_mode(prog, XdpMode::Driver) {
+                    Ok(id) => (id, Attached::Native),
+                    Err(_) => (
+                        try_mode(prog, XdpMode::Skb).map_err(|source| BpfError::Attach {
+                            ifname: ifname.to_string(),
+                            mode: "auto: native failed, then generic",
+                            source: Box::new(source),
+                            hint,
+                        })?,
+                        Attached::Generic,
+                    ),
+                },
+            }
+        };
+        let link = prog.take_link(id)?;
+        let fd = FdLink::try_from(link).map_err(|e| BpfError::Pin {
+            ifname: ifname.to_string(),
+            path: PathBuf::new(),
+            msg: format!("the kernel attached without a BPF link ({e}); sluice needs Linux >= 5.9"),
+        })?;
+        let mut held = Link {
+            ifname: ifname.to_string(),
+            link: fd,
+            pin: None,
+        };
+        if let Some(p) = pin {
+            if !p.exists() {
+                let pinned = held.link.pin(p).map_err(|e| BpfError::Pin {
+                    ifname: ifname.to_string(),
+                    path: p.to_path_buf(),
+                    msg: e.to_string(),
+                })?;
+                held = Link {
+                    ifname: ifname.to_string(),
+                    link: FdLink::from(pinned),
+                    pin: Some(p.to_path_buf()),
+                };
+            } else {
+                held.pin = Some(p.to_path_buf());
+            }
+        }
+        self.links.push(held);
+        Ok(attached)
+    }
+
+    /// Interfaces attached so far.
+    pub fn attached(&self) -> Vec<String> {
+        self.links.iter().map(|l| l.ifname.clone()).collect()
+    }
+
+    /// Pin files of the attached links (for the panic hook).
+    pub fn pins(&self) -> Vec<PathBuf> {
+        self.links.iter().filter_map(|l| l.pin.clone()).collect()
+    }
+
+    /// Detaches from every interface (unpinning first).
+    pub fn detach_all(&mut self) {
+        for l in self.links.drain(..) {
+            if let Some(p) = &l.pin {
+                let _ = std::fs::remove_file(p);
+            }
+            drop(l.link);
+        }
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// Converts an address into the map key form (for tests and tools).
+pub fn addr_key(ip: IpAddr) -> AddrKey {
+    let (f, a) = wire::from_ip(ip);
+    AddrKey::new(f, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod c {
+        include!(concat!(env!("OUT_DIR"), "/c_layouts.rs"));
+    }
+    fn size(n: &str) -> usize {
+        c::C_SIZES.iter().find(|(x, _)| *x == n).unwrap().1
+    }
+    fn off(n: &str) -> usize {
+        c::C_OFFSETS.iter().find(|(x, _)| *x == n).unwrap().1
+    }
+    fn cst(n: &str) -> u64 {
+        c::C_CONSTS
+            .iter()
+            .find(|(x, _)| *x == n)
+            .unwrap_or_else(|| panic!("{n}"))
+            .1
+    }
+
+    #[test]
+    fn layouts_match_c() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<AddrKey>(), size("sluice_addr_key"));
+        assert_eq!(offset_of!(AddrKey, family), off("sluice_addr_key.family"));
+        assert_eq!(offset_of!(AddrKey, addr), off("sluice_addr_key.addr"));
+        assert_eq!(size_of::<AddrVal>(), size("sluice_addr_val"));
+        assert_eq!(offset_of!(AddrVal, flags), off("sluice_addr_val.flags"));
+        assert_eq!(
+            offset_of!(AddrVal, nat_slot),
+            off("sluice_addr_val.nat_slot")
+        );
+        assert_eq!(size_of::<L4Key>(), size("sluice_l4_key"));
+        assert_eq!(offset_of!(L4Key, proto), off("sluice_l4_key.proto"));
+        assert_eq!(offset_of!(L4Key, pad), off("sluice_l4_key.pad"));
+        assert_eq!(offset_of!(L4Key, port), off("sluice_l4_key.port"));
+        assert_eq!(size_of::<XdpConfigVal>(), size("sluice_xdp_config"));
+        assert_eq!(
+            offset_of!(XdpConfigVal, no_socket_action),
+            off("sluice_xdp_config.no_socket_action")
+        );
+        assert_eq!(
+            offset_of!(XdpConfigVal, flags),
+            off("sluice_xdp_config.flags")
+        );
+    }
+
+    #[test]
+    fn constants_and_counters_match_c() {
+        let consts: &[(&str, u64)] = &[
+            ("SLUICE_MAX_PORTS", u64::from(MAX_PORTS)),
+            ("SLUICE_MAX_QUEUES", u64::from(MAX_QUEUES)),
+            ("SLUICE_XSK_ENTRIES", u64::from(XSK_ENTRIES)),
+            ("SLUICE_MAX_ADDRS", u64::from(MAX_ADDRS)),
+            ("SLUICE_MAX_L4PORTS", u64::from(MAX_L4PORTS)),
+            ("SLUICE_NAT_SLOTS", u64::from(NAT_SLOTS)),
+            ("SLUICE_NAT_PROTOS", u64::from(NAT_PROTOS)),
+            ("SLUICE_NAT_PROTO_TCP", NatProto::Tcp as u64),
+            ("SLUICE_NAT_PROTO_UDP", NatProto::Udp as u64),
+            ("SLUICE_NAT_PROTO_SCTP", NatProto::Sctp as u64),
+            ("SLUICE_NAT_PROTO_ICMP", NatProto::Icmp as u64),
+            ("SLUICE_NAT_WORDS_PER_PROTO", u64::from(NAT_WORDS_PER_PROTO)),
+            ("SLUICE_NAT_WORDS", u64::from(NAT_WORDS)),
+            ("SLUICE_NO_NAT_SLOT", u64::from(NO_NAT_SLOT)),
+            ("SLUICE_AF_INET", u64::from(AF_INET)),
+            ("SLUICE_AF_INET6", u64::from(AF_INET6)),
+            ("SLUICE_ADDR_LOCAL", u64::from(ADDR_LOCAL)),
+            ("SLUICE_ADDR_BROADCAST", u64::from(ADDR_BROADCAST)),
+            ("XDP_PASS", u64::from(XDP_PASS)),
+            ("XDP_DROP", u64::from(XDP_DROP)),
+        ];
+        for (n, v) in consts {
+            assert_eq!(cst(n), *v, "{n}");
+        }
+        // The counter enum: same order, same count.
+        let c_names = [
+            "SLUICE_XDP_RX",
+            "SLUICE_XDP_PASS_NOT_IP",
+            "SLUICE_XDP_PASS_ND",
+            "SLUICE_XDP_PASS_LOCAL",
+            "SLUICE_XDP_PASS_BROADCAST",
+            "SLUICE_XDP_PASS_MULTICAST",
+            "SLUICE_XDP_PASS_LINK_LOCAL",
+            "SLUICE_XDP_PASS_FAILSAFE",
+            "SLUICE_XDP_REDIRECT",
+            "SLUICE_XDP_REDIRECT_NODE_PORT",
+            "SLUICE_XDP_REDIRECT_NAT",
+            "SLUICE_XDP_NO_SOCKET_PASS",
+            "SLUICE_XDP_NO_SOCKET_DROP",
+            "SLUICE_XDP_PASS_UNKNOWN_PORT",
+        ];
+        assert_eq!(cst("SLUICE_XDP_COUNTERS") as usize, XdpCounter::COUNT);
+        assert_eq!(c_names.len(), XdpCounter::COUNT);
+        for (c, r) in c_names.iter().zip(XdpCounter::ALL) {
+            assert_eq!(cst(c), *r as u64, "{c}");
+            // The Rust name is the C name, lower-cased, without the prefix.
+            assert_eq!(
+                c.trim_start_matches("SLUICE_XDP_").to_ascii_lowercase(),
+                r.name()
+            );
+        }
+    }
+
+    #[test]
+    fn addr_keys() {
+        let k = addr_key("192.0.2.1".parse().unwrap());
+        assert_eq!(k.family, AF_INET);
+        assert_eq!(&k.addr[..4], &[192, 0, 2, 1]);
+        assert!(k.addr[4..].iter().all(|&b| b == 0));
+        let k = addr_key("2001:db8::1".parse().unwrap());
+        assert_eq!(k.family, AF_INET6);
+        assert_eq!(k.addr[0], 0x20);
+        assert_eq!(k.addr[15], 1);
+    }
+
+    #[test]
+    fn nat_word_layout_matches_c_formula() {
+        // ((slot * PROTOS + proto) << 11) | (port >> 5), bit port & 31.
+        assert_eq!(NatPorts::word(0, NatProto::Tcp, 0), (0, 1));
+        assert_eq!(NatPorts::word(0, NatProto::Tcp, 33), (1, 2));
+        assert_eq!(
+            NatPorts::word(1, NatProto::Udp, 65535),
+            (((4 + 1) << 11) | 2047, 1 << 31)
+        );
+        let (i, _) = NatPorts::word(15, NatProto::Icmp, 65535);
+        assert_eq!(i, NAT_WORDS as usize - 1);
+    }
+
+    #[test]
+    fn object_has_the_program_and_maps() {
+        let o = object();
+        assert_eq!(&o[..4], b"\x7fELF");
+        assert_eq!(o.as_ptr() as usize % 32, 0);
+        let has = |s: &[u8]| o.windows(s.len()).any(|w| w == s);
+        for name in [
+            "sluice_redirect",
+            "sl_xsks",
+            "sl_ports",
+            "sl_addrs",
+            "sl_nodeports",
+            "sl_failsafe",
+            "sl_nat",
+            "sl_config",
+            "sl_counters",
+        ] {
+            assert!(has(name.as_bytes()), "{name}");
+        }
+    }
+}
