@@ -13,6 +13,8 @@ use crate::control::config::Config;
 use crate::tables::Tables;
 use crate::worker::replay::{self, Input, ReplayOptions};
 
+pub mod run;
+
 /// sluice: a userspace packet-processing engine.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about, long_about = None)]
@@ -24,6 +26,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the live data plane on real interfaces (AF_XDP) until SIGINT/SIGTERM.
+    Run(run::RunArgs),
     /// Run the pipeline offline over capture files.
     Replay(ReplayArgs),
     /// Load, check and evaluate policy.
@@ -90,6 +94,7 @@ pub enum PolicyCommand {
 /// Runs a parsed command line; returns the exit status.
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
+        Command::Run(a) => run::run(a),
         Command::Replay(a) => replay_cmd(a),
         Command::Policy(p) => policy_cmd(p),
     }

@@ -1,0 +1,278 @@
+//! `sluice run --config FILE`: the live data plane until SIGINT or SIGTERM.
+//!
+//! Loads the config, reads each port's MAC from its interface, builds the
+//! tables, loads and attaches the XDP redirector, opens the AF_XDP sockets,
+//! starts the pinned workers ([`crate::worker::live`]), and on SIGINT or
+//! SIGTERM (or a worker failure) detaches XDP, drains the workers and prints
+//! the final counters. Exit status: 0 after a signal, 1 on a runtime failure,
+//! 2 for a bad config or arguments.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::control::config::Config;
+use crate::io::sys;
+use crate::pipeline::{DropReason, Pipeline};
+use crate::tables::conntrack::Conntrack;
+use crate::tables::Tables;
+use crate::worker::live::{self, LiveEngine, LiveOptions, LiveReport};
+
+/// `sluice run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (YAML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run in the network namespace /run/netns/NAME (only the network
+    /// namespace changes, so fail-closed pins stay in the host's bpffs).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a line of counters every N seconds (0: only at exit).
+    #[arg(long, default_value_t = 0)]
+    pub stats_interval: u64,
+    /// Create this file once the data plane is up (for scripts and tests).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Entries in each AF_XDP ring (fill, completion, RX, TX).
+    #[arg(long, default_value_t = 2048)]
+    pub ring_size: u32,
+    /// UMEM frame size (2048 or 4096).
+    #[arg(long, default_value_t = 2048)]
+    pub frame_size: u32,
+    /// Back UMEMs with 2 MiB huge pages when available.
+    #[arg(long)]
+    pub hugepages: bool,
+    /// bpffs directory for fail-closed XDP links.
+    #[arg(long, default_value = "/sys/fs/bpf/sluice")]
+    pub pin_dir: PathBuf,
+}
+
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("sluice: {msg}");
+    code
+}
+
+/// Runs `sluice run`; returns the exit status.
+pub fn run(a: RunArgs) -> i32 {
+    if let Some(ns) = &a.netns {
+        let path = PathBuf::from("/run/netns").join(ns);
+        if let Err(e) = sys::enter_netns(&path) {
+            return fail(2, format!("--netns {ns}: {}: {e}", path.display()));
+        }
+    }
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    let ports = match live::plan_ports(&cfg) {
+        Ok(p) => p,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    let macs: Vec<_> = ports.iter().map(|p| p.mac).collect();
+    let tables = match Tables::build(&cfg, &macs) {
+        Ok(t) => Arc::new(t),
+        Err(e) => return fail(2, e),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            return fail(1, format!("installing the signal handler: {e}"));
+        }
+    }
+    live::install_panic_hook(stop.clone());
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ u64::from(std::process::id()) << 32;
+    let ct = Arc::new(Conntrack::new(cfg.conntrack.max_entries, seed));
+    let pipelines = |w: usize, n: usize| {
+        let mut p = Pipeline::new(tables.clone(), ct.clone());
+        p.set_sweep_slice(w, n);
+        p
+    };
+    let opts = LiveOptions {
+        ring_size: a.ring_size,
+        frame_size: a.frame_size,
+        hugepages: a.hugepages,
+        pin_dir: a.pin_dir.clone(),
+        ..LiveOptions::default()
+    };
+    let engine = match LiveEngine::start(&cfg, ports, pipelines, &opts, stop.clone()) {
+        Ok(e) => e,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    let desc: Vec<String> = engine
+        .ports()
+        .iter()
+        .zip(engine.attached())
+        .map(|(p, (_, at))| {
+            format!(
+                "{}={} ({} XDP, {} queue(s))",
+                p.name,
+                p.ifname,
+                at.name(),
+                p.queues.len()
+            )
+        })
+        .collect();
+    eprintln!(
+        "sluice: running on {} with {} worker(s), AF_XDP {} mode; Ctrl-C stops",
+        desc.join(", "),
+        cfg.workers.cores.len(),
+        if engine.zerocopy() {
+            "zero-copy"
+        } else {
+            "copy"
+        }
+    );
+    if let Some(f) = &a.ready_file {
+        if let Err(e) = std::fs::write(f, b"ready\n") {
+            eprintln!("sluice: warning: --ready-file {}: {e}", f.display());
+        }
+    }
+
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) && !engine.any_worker_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+        if a.stats_interval > 0 && last.elapsed() >= Duration::from_secs(a.stats_interval) {
+            last = Instant::now();
+            let mut t = live::StatsSnapshot::default();
+            for s in engine.worker_stats() {
+                t.add(&s);
+            }
+            eprintln!(
+                "sluice: rx {} tx {} forward {} drop {} kernel {} tx_ring_full {}",
+                t.rx,
+                t.tx,
+                t.counters.actions[0],
+                t.counters.actions[1],
+                t.counters.actions[2],
+                t.tx_ring_full
+            );
+        }
+    }
+    let worker_died = !stop.load(Ordering::Relaxed);
+    match engine.shutdown() {
+        Ok(report) => {
+            let mut out = std::io::stdout().lock();
+            let r = if a.json {
+                writeln!(out, "{}", report_json(&report))
+            } else {
+                write!(out, "{}", report_text(&report))
+            };
+            if let Err(e) = r {
+                return fail(1, e);
+            }
+            if worker_died {
+                return fail(1, "a worker stopped unexpectedly");
+            }
+            0
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+/// The final report as JSON.
+pub fn report_json(r: &LiveReport) -> serde_json::Value {
+    let c = &r.total.counters;
+    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+        .iter()
+        .map(|d| (d.name().to_string(), c.drop_count(*d).into()))
+        .collect();
+    let xdp: serde_json::Map<String, serde_json::Value> = r
+        .xdp
+        .iter()
+        .map(|(k, v)| (k.name().to_string(), (*v).into()))
+        .collect();
+    let workers: Vec<serde_json::Value> = r
+        .workers
+        .iter()
+        .map(|w| {
+            let a = &w.accounting;
+            serde_json::json!({
+                "id": w.id,
+                "core": w.core,
+                "rx": w.stats.rx,
+                "tx": w.stats.tx,
+                "batches": w.stats.batches,
+                "zerocopy": w.zerocopy,
+                "umem": {"total": a.total, "free": a.free, "held": a.held, "fill": a.fill,
+                         "rx": a.rx, "tx": a.tx, "completion": a.completion,
+                         "in_kernel": a.in_kernel()},
+                "sockets": w.sockets.iter().map(|(s, st)| serde_json::json!({
+                    "interface": s.ifname, "queue": s.queue,
+                    "rx_dropped": st.rx_dropped, "rx_ring_full": st.rx_ring_full,
+                    "rx_fill_ring_empty": st.rx_fill_ring_empty_descs,
+                    "rx_invalid": st.rx_invalid_descs, "tx_invalid": st.tx_invalid_descs,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "packets": c.packets,
+        "rx": r.total.rx,
+        "tx": r.total.tx,
+        "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
+        "drops": drops,
+        "kernel_unreachable": r.total.kernel_unreachable,
+        "tx_ring_full": r.total.tx_ring_full,
+        "tx_wakeups": r.total.tx_wakeups,
+        "table_swaps": r.total.table_swaps,
+        "xdp": xdp,
+        "attached": r.attached.iter().map(|(i, a)| serde_json::json!({"interface": i, "mode": a.name()})).collect::<Vec<_>>(),
+        "workers": workers,
+    })
+}
+
+/// The final report for a person.
+pub fn report_text(r: &LiveReport) -> String {
+    let c = &r.total.counters;
+    let mut s = format!(
+        "rx {} tx {} packets {}: forward {}, drop {}, kernel {} (unreachable: {})\n",
+        r.total.rx,
+        r.total.tx,
+        c.packets,
+        c.actions[0],
+        c.actions[1],
+        c.actions[2],
+        r.total.kernel_unreachable
+    );
+    let drops: Vec<String> = DropReason::ALL
+        .iter()
+        .filter(|d| c.drop_count(**d) > 0)
+        .map(|d| format!("{} {}", d.name(), c.drop_count(*d)))
+        .collect();
+    if !drops.is_empty() {
+        s += &format!("drops: {}\n", drops.join(", "));
+    }
+    if r.total.tx_ring_full > 0 {
+        s += &format!("tx ring full: {}\n", r.total.tx_ring_full);
+    }
+    let xdp: Vec<String> = r
+        .xdp
+        .iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| format!("{} {v}", k.name()))
+        .collect();
+    s += &format!("xdp: {}\n", xdp.join(", "));
+    for w in &r.workers {
+        let a = &w.accounting;
+        s += &format!(
+            "worker {} (core {}): rx {} tx {}; umem {} frames: free {} fill {} rx {} tx {} completion {} held {} in-kernel {}\n",
+            w.id, w.core, w.stats.rx, w.stats.tx, a.total, a.free, a.fill, a.rx, a.tx,
+            a.completion, a.held, a.in_kernel()
+        );
+    }
+    s
+}
