@@ -340,7 +340,7 @@ impl Classifier {
                 Decision::NO_MATCH_INGRESS
             };
             s.pend.clear();
-            for i in 0..n {
+            for (i, o) in oc[..n].iter_mut().enumerate() {
                 let e = s.ep[i][d];
                 let v = if e == NONE {
                     DirVerdict::NO_ENDPOINT
@@ -358,7 +358,7 @@ impl Classifier {
                         continue;
                     }
                 };
-                set_dir(&mut oc[i], d, v);
+                set_dir(o, d, v);
             }
             s.pend.sort_unstable();
             let mut j = 0;

@@ -499,15 +499,22 @@ enum ScopeKey {
     NsSel(Selector),
 }
 
+/// Addresses of selected objects and the endpoints among them.
+type Selected = (AddrSet, Vec<usize>);
+/// (protocol, port) → addresses of the endpoints declaring it.
+type NamedPorts = BTreeMap<(u8, u16), AddrSet>;
+/// Per tier and policy index: the policies that apply; the profiles.
+type Signature = (Vec<(usize, usize)>, Vec<usize>);
+
 struct Resolver<'a> {
     objs: Vec<SelObj>,
     ns_labels: HashMap<String, Labels>,
     weps: Vec<&'a WorkloadEndpoint>,
     /// (scope, selector) → (address set, admitted endpoint indices)
-    cache: HashMap<(ScopeKey, Option<Selector>, bool), (AddrSet, Vec<usize>)>,
+    cache: HashMap<(ScopeKey, Option<Selector>, bool), Selected>,
     not_cache: HashMap<Selector, AddrSet>,
-    k8s_cache: HashMap<(String, Option<Selector>, Option<Selector>), (AddrSet, Vec<usize>)>,
-    named_cache: HashMap<(Vec<usize>, String), BTreeMap<(u8, u16), AddrSet>>,
+    k8s_cache: HashMap<(String, Option<Selector>, Option<Selector>), Selected>,
+    named_cache: HashMap<(Vec<usize>, String), NamedPorts>,
 }
 
 impl Resolver<'_> {
@@ -531,7 +538,7 @@ impl Resolver<'_> {
 
     /// Objects in `scope` matching `sel`: their addresses and the endpoints
     /// among them.
-    fn select(&mut self, scope: ScopeKey, sel: Option<&Selector>) -> (AddrSet, Vec<usize>) {
+    fn select(&mut self, scope: ScopeKey, sel: Option<&Selector>) -> Selected {
         let key = (scope, sel.cloned(), false);
         if let Some(v) = self.cache.get(&key) {
             return v.clone();
@@ -572,7 +579,7 @@ impl Resolver<'_> {
         ns: &str,
         pod: Option<&Selector>,
         nssel: Option<&Selector>,
-    ) -> (AddrSet, Vec<usize>) {
+    ) -> Selected {
         let key = (ns.to_string(), pod.cloned(), nssel.cloned());
         if let Some(v) = self.k8s_cache.get(&key) {
             return v.clone();
@@ -845,7 +852,7 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn k8s_peer(&mut self, ns: &str, peer: &K8sPeer) -> Result<(AddrSet, Vec<usize>), String> {
+    fn k8s_peer(&mut self, ns: &str, peer: &K8sPeer) -> Result<Selected, String> {
         if let Some(b) = &peer.ip_block {
             let mut a = AddrSet::from_cidrs([&b.cidr]);
             if let Some(ex) = &b.except {
@@ -1036,7 +1043,7 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
     for dir in [Dir::Egress, Dir::Ingress] {
         let d = dir.idx();
         // Applicability: endpoint → per tier, the applicable policies.
-        let mut sigs: Vec<(Vec<(usize, usize)>, Vec<usize>)> = Vec::with_capacity(weps.len());
+        let mut sigs: Vec<Signature> = Vec::with_capacity(weps.len());
         let profile_names: Vec<&str> = {
             let mut v: Vec<&str> = profiles.keys().copied().collect();
             v.sort_unstable();
@@ -1068,10 +1075,10 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
         }
         // Classes: distinct signatures, sorted so that a policy's classes
         // tend to be contiguous.
-        let mut uniq: Vec<(Vec<(usize, usize)>, Vec<usize>)> = sigs.clone();
+        let mut uniq: Vec<Signature> = sigs.clone();
         uniq.sort();
         uniq.dedup();
-        let class_of: HashMap<&(Vec<(usize, usize)>, Vec<usize>), u32> = uniq
+        let class_of: HashMap<&Signature, u32> = uniq
             .iter()
             .enumerate()
             .map(|(i, s)| (s, i as u32))

@@ -2,6 +2,10 @@
 //! compiles, `unsupported/` and `invalid/` are rejected whole with an error
 //! naming the file, the document and the feature or problem.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test
+// failure (clippy.toml allows it only inside #[test]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use policy_compiler::compile::{Builder, Config};

@@ -7,6 +7,10 @@
 //! packet list biased toward the addresses, ports and ICMP types the set
 //! mentions. A failure prints the seed and the YAML.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test
+// failure (clippy.toml allows it only inside #[test]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use policy_compiler::compile::{Builder, Config, EngineKind};

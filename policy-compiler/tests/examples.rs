@@ -1,5 +1,9 @@
 //! The examples of spec/cli.md and spec/policy.md, through `cli::eval`.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test
+// failure (clippy.toml allows it only inside #[test]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -102,7 +106,12 @@ spec:
       ports: [80, "80-90"]
 "#,
     );
-    let e = cli::eval(&[p.clone()], &mut "".as_bytes(), &mut Vec::new()).unwrap_err();
+    let e = cli::eval(
+        std::slice::from_ref(&p),
+        &mut "".as_bytes(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
     assert_eq!(e.exit_code(), 2);
     assert_eq!(
         e.to_string(),

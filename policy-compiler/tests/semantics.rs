@@ -2,6 +2,10 @@
 //! the reference evaluator), through the compiled classifier. Every case is
 //! also checked against the reference evaluator and the linear engine.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test
+// failure (clippy.toml allows it only inside #[test]).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use policy_compiler::compile::{Builder, Config};
 use policy_compiler::loader::load_str;
 use policy_compiler::reference::{Packet, Reference};

@@ -520,7 +520,9 @@ impl<A: Addr> Builder<'_, A> {
     fn leaf(&mut self, ids: &[u32], region: &Region) -> Node {
         self.stats.max_leaf = self.stats.max_leaf.max(ids.len());
         let mut out = Vec::with_capacity(ids.len());
-        let mut exts: Vec<(usize, Vec<(u8, Vec<(u128, u128)>)>)> = Vec::new();
+        // (position in the leaf, [(field, clipped ranges)])
+        type Exts = Vec<(usize, Vec<(u8, Vec<(u128, u128)>)>)>;
+        let mut exts: Exts = Vec::new();
         for (pos, &id) in ids.iter().enumerate() {
             let r = &self.rules[id as usize];
             let mut lo = [0u128; NFIELDS];
