@@ -585,7 +585,12 @@ impl Classifier {
         let mut s = String::new();
         for (i, d) in self.dirs.iter().enumerate() {
             for (j, seg) in d.segs.iter().enumerate() {
-                s.push_str(&format!("dir {i} seg {j}: v4 {:?}\n", seg.t4.stats()));
+                s.push_str(&format!(
+                    "dir {i} seg {j}: rules {} v4 memory {} {:?}\n",
+                    seg.decision.len(),
+                    seg.t4.memory(),
+                    seg.t4.stats()
+                ));
             }
         }
         s

@@ -1056,10 +1056,11 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
             .collect();
         for (ei, w) in weps.iter().enumerate() {
             let ns = w.name.namespace.as_deref().unwrap_or("default");
+            let nsl = ctx.res.ns_labels(ns);
             let mut pol = Vec::new();
             for (ti, ps) in by_tier.iter().enumerate() {
                 for (pi, p) in ps.iter().enumerate() {
-                    if applies(p, dir, ns, &wep_labels[ei], &ctx.res.ns_labels(ns)) {
+                    if applies(p, dir, ns, &wep_labels[ei], &nsl) {
                         pol.push((ti, pi));
                     }
                 }

@@ -67,6 +67,9 @@ struct Args {
     /// Time `classify` one key at a time instead of `classify_batch`.
     #[arg(long)]
     single: bool,
+    /// Print engine statistics.
+    #[arg(long)]
+    stats: bool,
     /// Also write a JSON summary here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -283,6 +286,19 @@ fn run_calico(a: &Args, rules: usize) -> Result<CalicoRow> {
     let t = Instant::now();
     let c = b.compile(&set)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    if a.stats {
+        print!("{}", c.debug_engine_stats());
+        let t = Instant::now();
+        let ir = policy_compiler::ir::build(&set)?;
+        let t_ir = t.elapsed().as_secs_f64() * 1e3;
+        let _ = b.compile_ir(&ir);
+        println!(
+            "IR build {:.1} ms, engines {:.1} ms, classifier memory {} bytes",
+            t_ir,
+            t.elapsed().as_secs_f64() * 1e3 - t_ir,
+            c.memory()
+        );
+    }
     let ks = cb::calico::packets(1_000_000, a.seed);
     let (pps, out) = time_lookups(&c, &ks, 3, a.single);
     // Check a sample against the reference evaluator.

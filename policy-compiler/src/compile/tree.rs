@@ -116,7 +116,7 @@ pub struct CutTree<A> {
     ext_heads: Vec<(u32, u32)>,
     /// (field, start, len) into `ext_ranges`.
     ext_items: Vec<(u8, u32, u32)>,
-    ext_ranges: Vec<(u128, u128)>,
+    ext_ranges: Vec<(A, A)>,
     stats: TreeStats,
 }
 
@@ -149,7 +149,9 @@ impl<A: Addr> CutTree<A> {
             ext_heads: Vec::new(),
             ext_items: Vec::new(),
             ext_ranges: Vec::new(),
+            ext_dedup: HashMap::new(),
             leaf_dedup: HashMap::new(),
+            term_ext: HashMap::new(),
             stats: TreeStats::default(),
             budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
@@ -199,7 +201,7 @@ impl<A: Addr> CutTree<A> {
             + self.leaf_rules.len() * std::mem::size_of::<LeafRule<A>>()
             + self.ext_heads.len() * 8
             + self.ext_items.len() * 12
-            + self.ext_ranges.len() * 32
+            + self.ext_ranges.len() * 2 * std::mem::size_of::<A>()
     }
 
     /// Build statistics.
@@ -279,7 +281,7 @@ impl<A: Addr> CutTree<A> {
     fn ext_ok(&self, ext: u32, k: &EKey<A>) -> bool {
         let (s, l) = self.ext_heads[ext as usize];
         for &(f, rs, rl) in &self.ext_items[s as usize..(s + l) as usize] {
-            let v = k.f[f as usize % NFIELDS].to_u128();
+            let v = k.f[f as usize % NFIELDS];
             let r = &self.ext_ranges[rs as usize..(rs + rl) as usize];
             let i = r.partition_point(|&(_, hi)| hi < v);
             if i >= r.len() || r[i].0 > v {
@@ -335,8 +337,12 @@ struct Builder<'a, A> {
     leaf_rules: Vec<LeafRule<A>>,
     ext_heads: Vec<(u32, u32)>,
     ext_items: Vec<(u8, u32, u32)>,
-    ext_ranges: Vec<(u128, u128)>,
+    ext_ranges: Vec<(A, A)>,
+    /// Range lists already stored, so equal sets (one selector used by many
+    /// rules) are stored once.
+    ext_dedup: HashMap<(u8, u32), Vec<(u32, u32)>>,
     leaf_dedup: HashMap<Vec<LeafRule<A>>, Node>,
+    term_ext: HashMap<u32, u32>,
     stats: TreeStats,
     budget: usize,
 }
@@ -517,70 +523,97 @@ impl<A: Addr> Builder<'_, A> {
         (max, sum)
     }
 
+    /// Store a range list (once per distinct list); its start.
+    fn store_ranges(&mut self, f: u8, rs: &[(u128, u128)]) -> u32 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(rs, &mut h);
+        let key = (f, std::hash::Hasher::finish(&h) as u32);
+        let conv: Vec<(A, A)> = rs
+            .iter()
+            .map(|&(a, b)| (A::from_u128_sat(a), A::from_u128_sat(b)))
+            .collect();
+        if let Some(cands) = self.ext_dedup.get(&key) {
+            for &(at, len) in cands {
+                if self.ext_ranges[at as usize..(at + len) as usize] == conv[..] {
+                    return at;
+                }
+            }
+        }
+        let at = self.ext_ranges.len() as u32;
+        self.ext_ranges.extend_from_slice(&conv);
+        self.ext_dedup
+            .entry(key)
+            .or_default()
+            .push((at, conv.len() as u32));
+        at
+    }
+
+    /// The ext head of a term: its multi-range fields, full sets, stored
+    /// once however many leaves hold the term.
+    fn term_ext(&mut self, id: u32) -> u32 {
+        if let Some(&h) = self.term_ext.get(&id) {
+            return h;
+        }
+        let head = self.ext_heads.len() as u32;
+        let start = self.ext_items.len() as u32;
+        let r = &self.rules[id as usize];
+        let mut n = 0;
+        for f in 0..NFIELDS {
+            let rs = r.fields[f].ranges();
+            if rs.len() > 1 {
+                let at = self.store_ranges(f as u8, rs);
+                self.ext_items.push((f as u8, at, rs.len() as u32));
+                n += 1;
+            }
+        }
+        self.ext_heads.push((start, n));
+        self.term_ext.insert(id, head);
+        head
+    }
+
     fn leaf(&mut self, ids: &[u32], region: &Region) -> Node {
         self.stats.max_leaf = self.stats.max_leaf.max(ids.len());
         let mut out = Vec::with_capacity(ids.len());
-        // (position in the leaf, [(field, clipped ranges)])
-        type Exts = Vec<(usize, Vec<(u8, Vec<(u128, u128)>)>)>;
-        let mut exts: Exts = Vec::new();
-        for (pos, &id) in ids.iter().enumerate() {
-            let r = &self.rules[id as usize];
+        for &id in ids {
             let mut lo = [0u128; NFIELDS];
             let mut hi = [0u128; NFIELDS];
-            let mut ext = Vec::new();
+            let mut needs_ext = false;
             for f in 0..NFIELDS {
-                let s = &r.fields[f];
+                let s = &self.rules[id as usize].fields[f];
                 if s.ranges().len() == 1 {
                     (lo[f], hi[f]) = s.ranges()[0];
-                } else {
-                    let c: Vec<(u128, u128)> = s.clip(region[f].0, region_hi(region[f])).collect();
-                    match c.len() {
-                        0 => {
-                            lo[f] = 1;
-                            hi[f] = 0;
-                        }
-                        1 => (lo[f], hi[f]) = c[0],
-                        _ => {
-                            lo[f] = c[0].0;
-                            hi[f] = c[c.len() - 1].1;
-                            ext.push((f as u8, c));
-                        }
+                    continue;
+                }
+                // Within the region: one range (exact there), or several
+                // (the hull here, the full set checked through `ext`).
+                let mut it = s.clip(region[f].0, region_hi(region[f]));
+                match (it.next(), it.last()) {
+                    (None, _) => {
+                        // Empty: lo > hi never matches.
+                        lo[f] = 1;
+                        hi[f] = 0;
+                    }
+                    (Some(a), None) => (lo[f], hi[f]) = a,
+                    (Some(a), Some(z)) => {
+                        (lo[f], hi[f]) = (a.0, z.1);
+                        needs_ext = true;
                     }
                 }
             }
-            // Keep empty fields representable: lo > hi never matches.
-            let lr = LeafRule {
+            let ext = if needs_ext { self.term_ext(id) } else { NO_EXT };
+            out.push(LeafRule {
                 lo: lo.map(A::from_u128_sat),
                 hi: hi.map(A::from_u128_sat),
-                prio: r.prio,
-                ext: NO_EXT,
-            };
-            if !ext.is_empty() {
-                exts.push((pos, ext));
-            }
-            out.push(lr);
+                prio: self.rules[id as usize].prio,
+                ext,
+            });
         }
-        if exts.is_empty() {
-            if let Some(n) = self.leaf_dedup.get(&out) {
-                return *n;
-            }
-        }
-        for (pos, ext) in exts.iter() {
-            let head = self.ext_heads.len() as u32;
-            let start = self.ext_items.len() as u32;
-            for (f, c) in ext {
-                let rs = self.ext_ranges.len() as u32;
-                self.ext_ranges.extend_from_slice(c);
-                self.ext_items.push((*f, rs, c.len() as u32));
-            }
-            self.ext_heads.push((start, ext.len() as u32));
-            out[*pos].ext = head;
+        if let Some(n) = self.leaf_dedup.get(&out) {
+            return *n;
         }
         let node = Node::leaf(self.leaf_rules.len() as u32, out.len() as u32);
         self.leaf_rules.extend_from_slice(&out);
-        if exts.is_empty() {
-            self.leaf_dedup.insert(out, node);
-        }
+        self.leaf_dedup.insert(out, node);
         node
     }
 }
