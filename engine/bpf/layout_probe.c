@@ -13,6 +13,7 @@
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include "shared.h"
 
 #define SIZE(t) printf("    (\"%s\", %zu),\n", #t, sizeof(struct t))
@@ -36,6 +37,7 @@ int main(void)
 	SIZE(xdp_options);
 	SIZE(xdp_desc);
 	SIZE(ifreq);
+	SIZE(xdp_md);
 	SIZE(ethtool_channels);
 	printf("];\n");
 	printf("/// `offsetof` of the C struct fields.\n");
@@ -80,6 +82,27 @@ int main(void)
 	OFF(ifreq, ifr_name);
 	OFF(ifreq, ifr_hwaddr);
 	OFF(ifreq, ifr_data);
+	printf("    (\"bpf_attr.test.prog_fd\", %zu),\n", offsetof(union bpf_attr, test.prog_fd));
+	printf("    (\"bpf_attr.test.retval\", %zu),\n", offsetof(union bpf_attr, test.retval));
+	printf("    (\"bpf_attr.test.data_size_in\", %zu),\n", offsetof(union bpf_attr, test.data_size_in));
+	printf("    (\"bpf_attr.test.data_size_out\", %zu),\n", offsetof(union bpf_attr, test.data_size_out));
+	printf("    (\"bpf_attr.test.data_in\", %zu),\n", offsetof(union bpf_attr, test.data_in));
+	printf("    (\"bpf_attr.test.data_out\", %zu),\n", offsetof(union bpf_attr, test.data_out));
+	printf("    (\"bpf_attr.test.repeat\", %zu),\n", offsetof(union bpf_attr, test.repeat));
+	printf("    (\"bpf_attr.test.duration\", %zu),\n", offsetof(union bpf_attr, test.duration));
+	printf("    (\"bpf_attr.test.ctx_size_in\", %zu),\n", offsetof(union bpf_attr, test.ctx_size_in));
+	printf("    (\"bpf_attr.test.ctx_size_out\", %zu),\n", offsetof(union bpf_attr, test.ctx_size_out));
+	printf("    (\"bpf_attr.test.ctx_in\", %zu),\n", offsetof(union bpf_attr, test.ctx_in));
+	printf("    (\"bpf_attr.test.ctx_out\", %zu),\n", offsetof(union bpf_attr, test.ctx_out));
+	printf("    (\"bpf_attr.test.flags\", %zu),\n", offsetof(union bpf_attr, test.flags));
+	printf("    (\"bpf_attr.test.cpu\", %zu),\n", offsetof(union bpf_attr, test.cpu));
+	printf("    (\"bpf_attr.test.batch_size\", %zu),\n", offsetof(union bpf_attr, test.batch_size));
+	OFF(xdp_md, data);
+	OFF(xdp_md, data_end);
+	OFF(xdp_md, data_meta);
+	OFF(xdp_md, ingress_ifindex);
+	OFF(xdp_md, rx_queue_index);
+	OFF(xdp_md, egress_ifindex);
 	OFF(ethtool_channels, cmd);
 	OFF(ethtool_channels, max_rx);
 	OFF(ethtool_channels, max_tx);
@@ -153,6 +176,8 @@ int main(void)
 	CONST(SO_PREFER_BUSY_POLL);
 	CONST(SO_BUSY_POLL_BUDGET);
 	CONST(BPF_FS_MAGIC);
+	CONST(BPF_PROG_TEST_RUN);
+	CONST(SYS_bpf);
 	printf("];\n");
 	return 0;
 }

@@ -84,7 +84,7 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, SLUICE_NAT_WORDS);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 } sl_nat SEC(".maps");
 
 struct {
@@ -150,9 +150,9 @@ static __always_inline int nat_in_use(__u32 slot, int proto, __u16 port)
 {
 	if (slot >= SLUICE_NAT_SLOTS || proto < 0)
 		return 0;
-	__u32 idx = ((slot * SLUICE_NAT_PROTOS + (__u32)proto) << 11) | (port >> 5);
-	__u32 *w = bpf_map_lookup_elem(&sl_nat, &idx);
-	return w && (*w >> (port & 31)) & 1;
+	__u32 idx = ((slot * SLUICE_NAT_PROTOS + (__u32)proto) << 10) | (port >> 6);
+	__u64 *w = bpf_map_lookup_elem(&sl_nat, &idx);
+	return w && (*w >> (port & 63)) & 1;
 }
 
 static __always_inline int has_ports(__u8 proto)

@@ -23,10 +23,11 @@
 
 /*
  * Masquerade ports in use: one bit per (slot, protocol, port), in an
- * mmapable array of 32-bit words that userspace writes without a syscall.
- * A slot is a distinct masquerade address (config order); the protocol
- * index is below. Word index: ((slot * PROTOS + proto) << 11) | (port >> 5);
- * bit: port & 31.
+ * mmapable array of 64-bit words that userspace writes without a syscall
+ * (64-bit because array elements are 8-byte aligned: a 32-bit value would
+ * leave holes in the mmap). A slot is a distinct masquerade address (config
+ * order); the protocol index is below. Word index:
+ * ((slot * PROTOS + proto) << 10) | (port >> 6); bit: port & 63.
  */
 #define SLUICE_NAT_SLOTS 16
 #define SLUICE_NAT_PROTOS 4
@@ -34,7 +35,7 @@
 #define SLUICE_NAT_PROTO_UDP 1
 #define SLUICE_NAT_PROTO_SCTP 2
 #define SLUICE_NAT_PROTO_ICMP 3 /* echo identifier (ICMP and ICMPv6) */
-#define SLUICE_NAT_WORDS_PER_PROTO (65536 / 32)
+#define SLUICE_NAT_WORDS_PER_PROTO (65536 / 64)
 #define SLUICE_NAT_WORDS (SLUICE_NAT_SLOTS * SLUICE_NAT_PROTOS * SLUICE_NAT_WORDS_PER_PROTO)
 
 #define SLUICE_NO_NAT_SLOT 0xffffffffu

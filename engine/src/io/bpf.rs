@@ -68,7 +68,7 @@ pub const MAX_ADDRS: u32 = 1024;
 pub const MAX_L4PORTS: u32 = 1024;
 pub const NAT_SLOTS: u32 = 16;
 pub const NAT_PROTOS: u32 = 4;
-pub const NAT_WORDS_PER_PROTO: u32 = 65536 / 32;
+pub const NAT_WORDS_PER_PROTO: u32 = 65536 / 64;
 pub const NAT_WORDS: u32 = NAT_SLOTS * NAT_PROTOS * NAT_WORDS_PER_PROTO;
 pub const NO_NAT_SLOT: u32 = u32::MAX;
 pub const AF_INET: u32 = 4;
@@ -278,9 +278,9 @@ pub struct NatPorts {
 
 impl NatPorts {
     #[inline]
-    fn word(slot: u8, proto: NatProto, port: u16) -> (usize, u32) {
-        let idx = ((u32::from(slot) * NAT_PROTOS + proto as u32) << 11) | (u32::from(port) >> 5);
-        (idx as usize, 1u32 << (port & 31))
+    fn word(slot: u8, proto: NatProto, port: u16) -> (usize, u64) {
+        let idx = ((u32::from(slot) * NAT_PROTOS + proto as u32) << 10) | (u32::from(port) >> 6);
+        (idx as usize, 1u64 << (port & 63))
     }
 
     /// Marks `port` of `proto` on masquerade slot `slot` in use (replies
@@ -292,7 +292,7 @@ impl NatPorts {
             return;
         }
         let (i, bit) = Self::word(slot, proto, port);
-        if let Some(w) = self.mem.as_atomic_u32s().get(i) {
+        if let Some(w) = self.mem.as_atomic_u64s().get(i) {
             if in_use {
                 w.fetch_or(bit, Ordering::Release);
             } else {
@@ -308,14 +308,14 @@ impl NatPorts {
         }
         let (i, bit) = Self::word(slot, proto, port);
         self.mem
-            .as_atomic_u32s()
+            .as_atomic_u64s()
             .get(i)
             .is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
     }
 
     /// Clears every bit.
     pub fn clear(&self) {
-        for w in self.mem.as_atomic_u32s() {
+        for w in self.mem.as_atomic_u64s() {
             w.store(0, Ordering::Release);
         }
     }
@@ -589,7 +589,7 @@ pub fn load() -> Result<(XdpProgram, XdpMaps), BpfError> {
         aya::maps::Map::Array(d) => d,
         _ => return Err(BpfError::Missing("array map sl_nat")),
     };
-    let len = (NAT_WORDS as usize * 4).div_ceil(sys::page_size()) * sys::page_size();
+    let len = (NAT_WORDS as usize * 8).div_ceil(sys::page_size()) * sys::page_size();
     let mem = Mmap::shared(nat_map.fd().as_fd(), len, 0, "mmap(sl_nat)")?;
     let maps = XdpMaps {
         xsks,
@@ -754,6 +754,25 @@ impl XdpProgram {
         Ok(attached)
     }
 
+    /// Runs the program once over `frame` (`BPF_PROG_TEST_RUN`) as if it
+    /// arrived on `ifindex` (default: loopback) queue `queue`; returns the
+    /// XDP action (1 drop, 2 pass, 4 redirect). For tests and `explain`.
+    pub fn test_run(
+        &mut self,
+        frame: &[u8],
+        ifindex: Option<u32>,
+        queue: u32,
+    ) -> Result<u32, BpfError> {
+        let prog = self.prog()?;
+        let fd = prog.fd()?;
+        let ctx = ifindex.map(|i| sys::XdpMd {
+            ingress_ifindex: i,
+            rx_queue_index: queue,
+            ..Default::default()
+        });
+        Ok(sys::bpf_xdp_test_run(fd.as_fd(), frame, ctx.as_ref())?)
+    }
+
     /// Interfaces attached so far.
     pub fn attached(&self) -> Vec<String> {
         self.links.iter().map(|l| l.ifname.clone()).collect()
@@ -905,12 +924,12 @@ mod tests {
 
     #[test]
     fn nat_word_layout_matches_c_formula() {
-        // ((slot * PROTOS + proto) << 11) | (port >> 5), bit port & 31.
+        // ((slot * PROTOS + proto) << 10) | (port >> 6), bit port & 63.
         assert_eq!(NatPorts::word(0, NatProto::Tcp, 0), (0, 1));
-        assert_eq!(NatPorts::word(0, NatProto::Tcp, 33), (1, 2));
+        assert_eq!(NatPorts::word(0, NatProto::Tcp, 65), (1, 2));
         assert_eq!(
             NatPorts::word(1, NatProto::Udp, 65535),
-            (((4 + 1) << 11) | 2047, 1 << 31)
+            (((4 + 1) << 10) | 1023, 1 << 63)
         );
         let (i, _) = NatPorts::word(15, NatProto::Icmp, 65535);
         assert_eq!(i, NAT_WORDS as usize - 1);

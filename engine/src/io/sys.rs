@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use thiserror::Error;
 
@@ -83,6 +83,7 @@ pub const SIOCGIFHWADDR: u64 = 0x8927;
 pub const SIOCETHTOOL: u64 = 0x8946;
 pub const ETHTOOL_GCHANNELS: u32 = 0x3c;
 pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+pub const BPF_PROG_TEST_RUN: i32 = 10;
 
 /// `struct sockaddr_xdp`.
 #[repr(C)]
@@ -186,6 +187,40 @@ struct EthtoolChannels {
     tx_count: u32,
     other_count: u32,
     combined_count: u32,
+}
+
+/// The `test` member of `union bpf_attr` (`BPF_PROG_TEST_RUN`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct BpfAttrTestRun {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+/// `struct xdp_md`: the XDP context, as passed to a test run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpMd {
+    pub data: u32,
+    pub data_end: u32,
+    pub data_meta: u32,
+    pub ingress_ifindex: u32,
+    pub rx_queue_index: u32,
+    pub egress_ifindex: u32,
 }
 
 /// Plain kernel structs that may be passed to and filled by the kernel.
@@ -399,6 +434,59 @@ impl PollSet {
     }
 }
 
+/// Runs the XDP program `prog` once over a copy of `frame`
+/// (`BPF_PROG_TEST_RUN`); returns the XDP action. `ctx` sets the ingress
+/// interface and rx queue (default: loopback, queue 0).
+pub fn bpf_xdp_test_run(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ctx: Option<&XdpMd>,
+) -> Result<u32, SysError> {
+    let mut attr = BpfAttrTestRun {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    if let Some(c) = ctx {
+        let c = XdpMd {
+            data: 0,
+            data_end: frame.len() as u32,
+            ..*c
+        };
+        attr.ctx_in = (&c as *const XdpMd) as u64;
+        attr.ctx_size_in = std::mem::size_of::<XdpMd>() as u32;
+        // SAFETY: `attr` points at `frame` and `c`, both alive for the call;
+        // the kernel only reads them (data_out and ctx_out are null).
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_TEST_RUN,
+                &mut attr as *mut BpfAttrTestRun,
+                std::mem::size_of::<BpfAttrTestRun>(),
+            )
+        };
+        if r < 0 {
+            return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
+        }
+        return Ok(attr.retval);
+    }
+    // SAFETY: as above, without a context.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut BpfAttrTestRun,
+            std::mem::size_of::<BpfAttrTestRun>(),
+        )
+    };
+    if r < 0 {
+        return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
+    }
+    Ok(attr.retval)
+}
+
 // ---------------------------------------------------------------------------
 // Memory maps.
 
@@ -504,12 +592,19 @@ impl Mmap {
         Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() })
     }
 
-    /// The mapping as atomic 32-bit words (for bitmaps shared with BPF).
+    /// The mapping as atomic 32-bit words.
     pub fn as_atomic_u32s(&self) -> &[AtomicU32] {
         // SAFETY: the mapping is page-aligned, `len / 4` words lie inside it,
         // it lives as long as `&self`, and every access to it (ours and the
-        // BPF program's) is a 32-bit atomic or aligned load.
+        // kernel's) is an aligned atomic load or store of the word.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU32>(), self.len / 4) }
+    }
+
+    /// The mapping as atomic 64-bit words (for bitmaps shared with BPF).
+    pub fn as_atomic_u64s(&self) -> &[AtomicU64] {
+        // SAFETY: as for `as_atomic_u32s`, with 8-byte words (the mapping is
+        // page-aligned, so every word is 8-aligned).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.len / 8) }
     }
 }
 
@@ -772,6 +867,52 @@ mod tests {
                 combined_count
             ]
         );
+        check_struct!(
+            XdpMd,
+            "xdp_md",
+            [
+                data,
+                data_end,
+                data_meta,
+                ingress_ifindex,
+                rx_queue_index,
+                egress_ifindex
+            ]
+        );
+        for (f, o) in [
+            ("prog_fd", std::mem::offset_of!(BpfAttrTestRun, prog_fd)),
+            ("retval", std::mem::offset_of!(BpfAttrTestRun, retval)),
+            (
+                "data_size_in",
+                std::mem::offset_of!(BpfAttrTestRun, data_size_in),
+            ),
+            (
+                "data_size_out",
+                std::mem::offset_of!(BpfAttrTestRun, data_size_out),
+            ),
+            ("data_in", std::mem::offset_of!(BpfAttrTestRun, data_in)),
+            ("data_out", std::mem::offset_of!(BpfAttrTestRun, data_out)),
+            ("repeat", std::mem::offset_of!(BpfAttrTestRun, repeat)),
+            ("duration", std::mem::offset_of!(BpfAttrTestRun, duration)),
+            (
+                "ctx_size_in",
+                std::mem::offset_of!(BpfAttrTestRun, ctx_size_in),
+            ),
+            (
+                "ctx_size_out",
+                std::mem::offset_of!(BpfAttrTestRun, ctx_size_out),
+            ),
+            ("ctx_in", std::mem::offset_of!(BpfAttrTestRun, ctx_in)),
+            ("ctx_out", std::mem::offset_of!(BpfAttrTestRun, ctx_out)),
+            ("flags", std::mem::offset_of!(BpfAttrTestRun, flags)),
+            ("cpu", std::mem::offset_of!(BpfAttrTestRun, cpu)),
+            (
+                "batch_size",
+                std::mem::offset_of!(BpfAttrTestRun, batch_size),
+            ),
+        ] {
+            assert_eq!(o, c_off(&format!("bpf_attr.test.{f}")), "bpf_attr.test.{f}");
+        }
         assert_eq!(std::mem::size_of::<IfReq>(), c_size("ifreq"));
         assert_eq!(std::mem::offset_of!(IfReq, name), c_off("ifreq.ifr_name"));
         assert_eq!(std::mem::offset_of!(IfReq, ifru), c_off("ifreq.ifr_hwaddr"));
@@ -810,6 +951,8 @@ mod tests {
             ("SO_PREFER_BUSY_POLL", SO_PREFER_BUSY_POLL as u64),
             ("SO_BUSY_POLL_BUDGET", SO_BUSY_POLL_BUDGET as u64),
             ("BPF_FS_MAGIC", BPF_FS_MAGIC),
+            ("BPF_PROG_TEST_RUN", BPF_PROG_TEST_RUN as u64),
+            ("SYS_bpf", libc::SYS_bpf as u64),
         ];
         for (name, v) in pairs {
             assert_eq!(c_const(name), *v, "{name}");

@@ -970,7 +970,7 @@ mod tests {
     #[test]
     fn ring_matches_model() {
         let size = 8u32;
-        let (mut p, mut c) = heap_ring(size);
+        let (p, c) = heap_ring(size);
         // Start near the u32 wrap to exercise it.
         let start = u32::MAX - 20;
         p.raw.producer().store(start, Ordering::Relaxed);
@@ -1089,7 +1089,7 @@ mod tests {
         let (f, off) = umem.reclaim(a.addr() + 300).unwrap();
         assert_eq!(f.addr(), a.addr());
         assert_eq!(off, 300);
-        std::mem::forget(f); // a duplicate made by the test, not a real token
+        // `f` is a duplicate made by the test; it goes out of scope unused.
         assert!(umem.reclaim(4 * 2048).is_none());
         pool.push(a);
         pool.push(b);
