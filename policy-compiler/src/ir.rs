@@ -414,15 +414,6 @@ impl PolicyRef<'_> {
     }
 }
 
-/// Order policies within a tier: by order, missing last, ties by key.
-pub(crate) fn policy_cmp(a: &PolicyRef<'_>, b: &PolicyRef<'_>) -> std::cmp::Ordering {
-    let ka = (a.order().is_none(), a.order().unwrap_or(0.0));
-    let kb = (b.order().is_none(), b.order().unwrap_or(0.0));
-    ka.0.cmp(&kb.0)
-        .then(ka.1.total_cmp(&kb.1))
-        .then_with(|| a.key().cmp(&b.key()))
-}
-
 /// Tiers of a set in evaluation order (with the implicit `default`).
 pub(crate) fn ordered_tiers(set: &PolicySet) -> Vec<Tier> {
     let mut tiers: Vec<Tier> = set
@@ -1031,7 +1022,17 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
         by_tier[ti].push(p);
     }
     for v in &mut by_tier {
-        v.sort_by(policy_cmp);
+        // Policies within a tier: by order, missing last, ties by key (the
+        // keys are built once, not per comparison).
+        let mut keyed: Vec<(String, PolicyRef<'_>)> = v.drain(..).map(|p| (p.key(), p)).collect();
+        keyed.sort_by(|(ka, a), (kb, b)| {
+            let oa = (a.order().is_none(), a.order().unwrap_or(0.0));
+            let ob = (b.order().is_none(), b.order().unwrap_or(0.0));
+            oa.0.cmp(&ob.0)
+                .then(oa.1.total_cmp(&ob.1))
+                .then_with(|| ka.cmp(kb))
+        });
+        v.extend(keyed.into_iter().map(|(_, p)| p));
     }
     let mut decisions = vec![
         DecisionInfo::NoEndpoint,

@@ -98,6 +98,16 @@ impl RangeSet {
             .map(move |&(a, b)| (a.max(lo), b.min(hi)))
     }
 
+    /// The smallest and largest values of the set inside `[lo, hi]`.
+    pub fn bounds_within(&self, lo: u128, hi: u128) -> Option<(u128, u128)> {
+        let i = self.r.partition_point(|&(_, h)| h < lo);
+        if i >= self.r.len() || self.r[i].0 > hi {
+            return None;
+        }
+        let j = self.r.partition_point(|&(a, _)| a <= hi) - 1;
+        Some((self.r[i].0.max(lo), self.r[j].1.min(hi)))
+    }
+
     /// Union.
     pub fn union(&self, o: &RangeSet) -> RangeSet {
         let mut v = self.r.clone();

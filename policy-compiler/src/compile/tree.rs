@@ -22,7 +22,7 @@
 //! `child = nodes[base + ((key[field] >> shift) & mask)]`, one dependent load
 //! per level, then scan the leaf.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::hash::Hash;
 
 use super::{Addr, Config, EKey, ERule, BATCH, NFIELDS};
@@ -149,9 +149,10 @@ impl<A: Addr> CutTree<A> {
             ext_heads: Vec::new(),
             ext_items: Vec::new(),
             ext_ranges: Vec::new(),
-            ext_dedup: HashMap::new(),
-            leaf_dedup: HashMap::new(),
-            term_ext: HashMap::new(),
+            ext_dedup: HashMap::default(),
+            leaf_dedup: HashMap::default(),
+            term_ext: HashMap::default(),
+            diff: Vec::new(),
             stats: TreeStats::default(),
             budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
@@ -345,6 +346,8 @@ struct Builder<'a, A> {
     term_ext: HashMap<u32, u32>,
     stats: TreeStats,
     budget: usize,
+    /// Scratch of `count`.
+    diff: Vec<i64>,
 }
 
 type Region = [(u128, u8); NFIELDS];
@@ -376,11 +379,8 @@ impl<A: Addr> Builder<'_, A> {
             let mut min = u128::MAX;
             let mut max = 0u128;
             for &id in ids {
-                let s = &self.rules[id as usize].fields[f];
-                if let Some((a, _)) = s.clip(lo, hi).next() {
+                if let Some((a, z)) = self.rules[id as usize].fields[f].bounds_within(lo, hi) {
                     min = min.min(a);
-                }
-                if let Some(z) = s.clip(lo, hi).last().map(|(_, z)| z) {
                     max = max.max(z);
                 }
                 if min == lo && max == hi {
@@ -491,9 +491,11 @@ impl<A: Addr> Builder<'_, A> {
         }
     }
 
-    fn count(&self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize) {
+    fn count(&mut self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize) {
         let nchild = 1usize << b;
-        let mut diff = vec![0i64; nchild + 1];
+        let mut diff = std::mem::take(&mut self.diff);
+        diff.clear();
+        diff.resize(nchild + 1, 0);
         let (lo, w) = region[f];
         let hi = region_hi(region[f]);
         let cw = w - b;
@@ -520,6 +522,7 @@ impl<A: Addr> Builder<'_, A> {
             max = max.max(cur as usize);
             sum += cur as usize;
         }
+        self.diff = diff;
         (max, sum)
     }
 
@@ -586,17 +589,17 @@ impl<A: Addr> Builder<'_, A> {
                 }
                 // Within the region: one range (exact there), or several
                 // (the hull here, the full set checked through `ext`).
-                let mut it = s.clip(region[f].0, region_hi(region[f]));
-                match (it.next(), it.last()) {
-                    (None, _) => {
+                let (rlo, rhi) = (region[f].0, region_hi(region[f]));
+                match s.bounds_within(rlo, rhi) {
+                    None => {
                         // Empty: lo > hi never matches.
                         lo[f] = 1;
                         hi[f] = 0;
                     }
-                    (Some(a), None) => (lo[f], hi[f]) = a,
-                    (Some(a), Some(z)) => {
-                        (lo[f], hi[f]) = (a.0, z.1);
-                        needs_ext = true;
+                    Some((a, z)) => {
+                        (lo[f], hi[f]) = (a, z);
+                        // One range inside the region is exact there.
+                        needs_ext |= !s.covers(a, z);
                     }
                 }
             }
