@@ -1,0 +1,371 @@
+//! Network-namespace topologies for the live tests, removed on drop (also
+//! when the test fails): client ns — veth — router ns (sluice runs here,
+//! holding both ends `p0`/`p1`) — veth — server ns.
+//!
+//! ```text
+//!  client            router (sluice --netns)            server
+//!  c0 10.77.1.2 ── p0 10.77.1.1 | p1 10.77.2.1 ── s0 10.77.2.2
+//! ```
+//! Names carry the test process id and a per-topology tag, so parallel
+//! tests never collide. The client and server veths have checksum offload
+//! off: a veth hands partial checksums to XDP, which sluice would forward
+//! as they are (a real NIC computes them on the wire).
+#![allow(dead_code)]
+// Test helpers: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CLIENT_IP: &str = "10.77.1.2";
+pub const SERVER_IP: &str = "10.77.2.2";
+pub const NODE_A: &str = "10.77.1.1";
+pub const NODE_B: &str = "10.77.2.1";
+const CLIENT_MAC: &str = "02:00:00:77:01:02";
+const SERVER_MAC: &str = "02:00:00:77:02:02";
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn must(args: &[&str]) {
+    let o = sh(args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The three namespaces and their links.
+pub struct Topo {
+    pub client: String,
+    pub router: String,
+    pub server: String,
+    /// Helper processes to kill on drop (besides every process left in the
+    /// namespaces).
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Topo {
+    /// Builds the topology; `queues` rx/tx queues on the router's veths.
+    pub fn new(tag: &str, queues: u32) -> Topo {
+        let base = format!("sl{}{tag}", std::process::id() % 100_000);
+        let dir = std::env::temp_dir().join(format!("{base}-live"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Topo {
+            client: format!("{base}c"),
+            router: format!("{base}r"),
+            server: format!("{base}s"),
+            children: Vec::new(),
+            dir,
+        };
+        // The guard exists before anything is created: a failure below
+        // still removes whatever was made.
+        for ns in [&t.client, &t.router, &t.server] {
+            must(&["ip", "netns", "add", ns]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let q = queues.to_string();
+        for (peer, ifn, mac, rif, rmac) in [
+            (&t.client, "c0", CLIENT_MAC, "p0", "02:00:00:77:01:01"),
+            (&t.server, "s0", SERVER_MAC, "p1", "02:00:00:77:02:01"),
+        ] {
+            must(&[
+                "ip",
+                "link",
+                "add",
+                ifn,
+                "netns",
+                peer,
+                "address",
+                mac,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                rif,
+                "netns",
+                &t.router,
+                "address",
+                rmac,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+            ]);
+            must(&[
+                "ip", "netns", "exec", peer, "ethtool", "-K", ifn, "tx", "off",
+            ]);
+        }
+        must(&[
+            "ip",
+            "-n",
+            &t.client,
+            "addr",
+            "add",
+            "10.77.1.2/24",
+            "dev",
+            "c0",
+        ]);
+        must(&["ip", "-n", &t.client, "link", "set", "c0", "up"]);
+        must(&[
+            "ip", "-n", &t.client, "route", "add", "default", "via", NODE_A,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &t.server,
+            "addr",
+            "add",
+            "10.77.2.2/24",
+            "dev",
+            "s0",
+        ]);
+        must(&["ip", "-n", &t.server, "link", "set", "s0", "up"]);
+        must(&[
+            "ip", "-n", &t.server, "route", "add", "default", "via", NODE_B,
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &t.router,
+            "addr",
+            "add",
+            "10.77.1.1/24",
+            "dev",
+            "p0",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &t.router,
+            "addr",
+            "add",
+            "10.77.2.1/24",
+            "dev",
+            "p1",
+        ]);
+        must(&["ip", "-n", &t.router, "link", "set", "p0", "up"]);
+        must(&["ip", "-n", &t.router, "link", "set", "p1", "up"]);
+        // The kernel forwards when sluice is not there (fail open).
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &t.router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        t
+    }
+
+    /// A scratch directory removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// `/run/netns/NAME`.
+    pub fn ns_path(ns: &str) -> PathBuf {
+        Path::new("/run/netns").join(ns)
+    }
+
+    /// The sluice config for this topology (`extra` is appended YAML).
+    pub fn config(&self, cores: &[usize], extra: &str) -> PathBuf {
+        let y = format!(
+            r#"ports:
+  - {{name: a, interface: p0, addresses: ["10.77.1.1/24"]}}
+  - {{name: b, interface: p1, addresses: ["10.77.2.1/24"]}}
+workers: {{cores: {cores:?}, batch: 64}}
+routes:
+  - {{prefix: "10.77.1.0/24", port: a}}
+  - {{prefix: "10.77.2.0/24", port: b}}
+neighbors:
+  - {{ip: "{CLIENT_IP}", mac: "{CLIENT_MAC}", port: a}}
+  - {{ip: "{SERVER_IP}", mac: "{SERVER_MAC}", port: b}}
+metrics: {{listen: null}}
+{extra}"#
+        );
+        let p = self.dir.join("sluice.yaml");
+        std::fs::write(&p, y).unwrap();
+        p
+    }
+
+    /// Pings `dst` from `ns`; true if at least one reply came back.
+    pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            dst,
+        ])
+        .status
+        .success()
+    }
+
+    /// Whether XDP is attached to the router's `ifname`.
+    pub fn xdp_attached(&self, ifname: &str) -> bool {
+        let o = sh(&["ip", "-n", &self.router, "link", "show", ifname]);
+        String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
+    }
+
+    /// Starts `sluice run` in the router namespace and waits until it is up.
+    pub fn start_sluice(&mut self, config: &Path, extra: &[&str]) -> Sluice {
+        let ready = self.dir.join("ready");
+        let _ = std::fs::remove_file(&ready);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--netns")
+            .arg(&self.router)
+            .arg("--ready-file")
+            .arg(&ready)
+            .arg("--json")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while !ready.exists() {
+            if let Some(st) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("sluice exited early ({st}): {err}");
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "sluice not ready after 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Sluice { child: Some(child) }
+    }
+
+    /// Keeps `child` to kill on drop.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+}
+
+impl Drop for Topo {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Fail-closed pins of this router namespace.
+        if let Ok(m) = std::fs::metadata(Self::ns_path(&self.router)) {
+            use std::os::unix::fs::MetadataExt;
+            for ifn in ["p0", "p1"] {
+                let _ = std::fs::remove_file(format!("/sys/fs/bpf/sluice/{}-{ifn}", m.ino()));
+            }
+        }
+        for ns in [&self.client, &self.router, &self.server] {
+            if let Ok(o) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).output();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `sluice run`, killed on drop if still running.
+pub struct Sluice {
+    child: Option<Child>,
+}
+
+impl Sluice {
+    fn pid(&self) -> String {
+        self.child.as_ref().unwrap().id().to_string()
+    }
+
+    /// SIGINT, then the JSON report (and the exit status).
+    pub fn stop(mut self) -> (i32, serde_json::Value, String) {
+        must(&["kill", "-INT", &self.pid()]);
+        let child = self.child.take().unwrap();
+        let out = wait_timeout(child, Duration::from_secs(20));
+        let code = out.status.code().unwrap_or(-1);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let v = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("report: {e}: {stdout:?}; stderr {stderr}"));
+        (code, v, stderr)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(mut self) {
+        let mut c = self.child.take().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_timeout(mut child: Child, limit: Duration) -> std::process::Output {
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "sluice did not exit within {limit:?} after SIGINT: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns` (sockets it creates
+/// live there).
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = Topo::ns_path(ns);
+    std::thread::spawn(move || {
+        engine::io::sys::enter_netns(&path).unwrap();
+        f()
+    })
+}
