@@ -35,13 +35,13 @@
 //!   ranges and named ports resolved to numbers; Kubernetes policies
 //!   translated per section 4. `Log` rules never decide and are left out
 //!   (indices keep counting them).
-//! - [`compile`]: IR → engines ([`compile::Config`], [`compile::Builder`]):
+//! - [`compile`](mod@compile): IR → engines ([`compile::Config`], [`compile::Builder`]):
 //!   per segment and address family a first-match engine; endpoints into a
 //!   longest-prefix table ([`compile::lpm`]).
 //! - [`classifier`]: the [`Classifier`] (immutable, `Send + Sync`, shared
 //!   through an `Arc` and swapped whole), [`FlowKey`], [`Verdict`],
 //!   [`Scratch`]. Lookups allocate nothing.
-//! - [`reference`]: policy.md read literally, one packet at a time, over the
+//! - [`reference`](mod@reference): policy.md read literally, one packet at a time, over the
 //!   model — the oracle of the differential tests.
 //! - [`cli`]: `sluice policy check` and `sluice policy eval` (cli.md), the
 //!   crate's edge (the only code that reads a clock: compile time).
