@@ -330,6 +330,8 @@ pub enum InsertError {
 }
 
 const SLOTS: usize = 8;
+/// Entries examined for an expired one when inserting into a full table.
+const EVICT_SCAN: usize = 32;
 const STRIPES: usize = 4096;
 
 /// The shared connection table.
@@ -588,9 +590,26 @@ impl Conntrack {
         }
     }
 
+    /// Puts a key into the less loaded of its two buckets ("power of two
+    /// choices": with 8-slot buckets at no more than 50% load, both buckets
+    /// full is vanishingly rare; a full pair is reported as a full table).
     fn put_slot(&self, h: u64, value: u64) -> bool {
         let (b1, b2) = self.buckets(h);
-        for b in [b1, b2] {
+        let load = |b: usize| {
+            (0..SLOTS)
+                .filter(|i| {
+                    self.index
+                        .get(b * SLOTS + i)
+                        .is_some_and(|s| s.load(Relaxed) != 0)
+                })
+                .count()
+        };
+        let (first, second) = if load(b2) < load(b1) {
+            (b2, b1)
+        } else {
+            (b1, b2)
+        };
+        for b in [first, second] {
             for i in 0..SLOTS {
                 if let Some(s) = self.index.get(b * SLOTS + i) {
                     if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
@@ -669,7 +688,9 @@ impl Conntrack {
             return Err(InsertError::ReplyExists);
         }
         if self.live.load(Relaxed) >= self.max {
-            self.evict_some(now, to, 256);
+            // Expired entries go first; a bounded look, so a flood against a
+            // full table costs each refused flow little.
+            self.evict_some(now, to, EVICT_SCAN);
         }
         if self.live.fetch_add(1, AcqRel) >= self.max {
             self.live.fetch_sub(1, AcqRel);
@@ -821,6 +842,16 @@ impl Conntrack {
             }
             let id = *cursor as EntryId;
             *cursor += 1;
+            // Cheap check first: state and last-seen words only.
+            let Some(e) = self.entries.get(id as usize) else {
+                continue;
+            };
+            let st = e.w[W_STATE].load(Relaxed);
+            if st & LIVE == 0
+                || now.saturating_sub(e.w[W_SEEN].load(Relaxed)) <= to.of(st_state(st))
+            {
+                continue;
+            }
             if let Some(s) = self.read(id) {
                 if owner.is_some_and(|o| aux_owner(s.aux) != o) {
                     continue;
@@ -844,26 +875,7 @@ impl Conntrack {
         now: u64,
         to: &Timeouts,
     ) -> usize {
-        let used = self.bump.load(Relaxed);
-        let (lo, hi) = (range.start.min(used), range.end.min(used));
-        if lo >= hi {
-            return 0;
-        }
-        let mut removed = 0;
-        for _ in 0..count.min(hi - lo) {
-            if *cursor < lo || *cursor >= hi {
-                *cursor = lo;
-            }
-            let id = *cursor as EntryId;
-            *cursor += 1;
-            if let Some(s) = self.read(id) {
-                if now.saturating_sub(s.last_seen) > to.of(s.state) {
-                    self.remove(&s);
-                    removed += 1;
-                }
-            }
-        }
-        removed
+        self.sweep_owned(range, cursor, count, now, to, None)
     }
 
     fn evict_some(&self, now: u64, to: &Timeouts, budget: usize) {
