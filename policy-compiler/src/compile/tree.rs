@@ -76,26 +76,23 @@ struct LeafRule<A> {
     ext: u32,
 }
 
-impl<A: Addr> LeafRule<A> {
-    #[inline(always)]
-    fn matches(&self, k: &EKey<A>) -> bool {
-        // Addresses first (the most selective), then the rest, branch-free.
-        if !((self.lo[1] <= k.f[1])
-            & (k.f[1] <= self.hi[1])
-            & (self.lo[2] <= k.f[2])
-            & (k.f[2] <= self.hi[2]))
-        {
-            return false;
-        }
-        (self.lo[0] <= k.f[0])
-            & (k.f[0] <= self.hi[0])
-            & (self.lo[3] <= k.f[3])
-            & (k.f[3] <= self.hi[3])
-            & (self.lo[4] <= k.f[4])
-            & (k.f[4] <= self.hi[4])
-            & (self.lo[5] <= k.f[5])
-            & (k.f[5] <= self.hi[5])
-    }
+/// The part of a leaf rule read for every rule scanned: addresses (which
+/// reject most rules) and priority. 20 bytes for IPv4, so a leaf of eight
+/// rules spans three cache lines instead of seven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hot<A> {
+    src: [A; 2],
+    dst: [A; 2],
+    prio: u32,
+}
+
+/// The rest, read only when the addresses match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Cold<A> {
+    /// class, proto, sport, dport.
+    lo: [A; 4],
+    hi: [A; 4],
+    ext: u32,
 }
 
 /// One partition's tree.
@@ -111,7 +108,8 @@ struct Tree {
 pub struct CutTree<A> {
     trees: Vec<Tree>,
     nodes: Vec<Node>,
-    leaf_rules: Vec<LeafRule<A>>,
+    hot: Vec<Hot<A>>,
+    cold: Vec<Cold<A>>,
     /// (start, len) into `ext_items`.
     ext_heads: Vec<(u32, u32)>,
     /// (field, start, len) into `ext_ranges`.
@@ -187,7 +185,24 @@ impl<A: Addr> CutTree<A> {
         CutTree {
             trees,
             nodes: b.nodes,
-            leaf_rules: b.leaf_rules,
+            hot: b
+                .leaf_rules
+                .iter()
+                .map(|r| Hot {
+                    src: [r.lo[1], r.hi[1]],
+                    dst: [r.lo[2], r.hi[2]],
+                    prio: r.prio,
+                })
+                .collect(),
+            cold: b
+                .leaf_rules
+                .iter()
+                .map(|r| Cold {
+                    lo: [r.lo[0], r.lo[3], r.lo[4], r.lo[5]],
+                    hi: [r.hi[0], r.hi[3], r.hi[4], r.hi[5]],
+                    ext: r.ext,
+                })
+                .collect(),
             ext_heads: b.ext_heads,
             ext_items: b.ext_items,
             ext_ranges: b.ext_ranges,
@@ -199,7 +214,8 @@ impl<A: Addr> CutTree<A> {
     pub fn memory(&self) -> usize {
         self.trees.len() * std::mem::size_of::<Tree>()
             + self.nodes.len() * std::mem::size_of::<Node>()
-            + self.leaf_rules.len() * std::mem::size_of::<LeafRule<A>>()
+            + self.hot.len() * std::mem::size_of::<Hot<A>>()
+            + self.cold.len() * std::mem::size_of::<Cold<A>>()
             + self.ext_heads.len() * 8
             + self.ext_items.len() * 12
             + self.ext_ranges.len() * 2 * std::mem::size_of::<A>()
@@ -229,13 +245,25 @@ impl<A: Addr> CutTree<A> {
     #[inline(always)]
     fn scan(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
         let start = leaf.base() as usize;
-        let rules = &self.leaf_rules[start..start + leaf.upper() as usize];
-        for r in rules {
-            if r.prio >= best {
+        let end = start + leaf.upper() as usize;
+        let (src, dst) = (k.f[1], k.f[2]);
+        for (i, h) in self.hot[start..end].iter().enumerate() {
+            if h.prio >= best {
                 break;
             }
-            if r.matches(k) && (r.ext == NO_EXT || self.ext_ok(r.ext, k)) {
-                return r.prio;
+            if (h.src[0] <= src) & (src <= h.src[1]) & (h.dst[0] <= dst) & (dst <= h.dst[1]) {
+                let c = &self.cold[start + i];
+                let ok = (c.lo[0] <= k.f[0])
+                    & (k.f[0] <= c.hi[0])
+                    & (c.lo[1] <= k.f[3])
+                    & (k.f[3] <= c.hi[1])
+                    & (c.lo[2] <= k.f[4])
+                    & (k.f[4] <= c.hi[2])
+                    & (c.lo[3] <= k.f[5])
+                    & (k.f[5] <= c.hi[3]);
+                if ok && (c.ext == NO_EXT || self.ext_ok(c.ext, k)) {
+                    return h.prio;
+                }
             }
         }
         best
