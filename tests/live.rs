@@ -281,3 +281,27 @@ fn two_workers_on_two_queues() {
     assert_eq!(n(&r["kernel_unreachable"]), 0, "{r}");
     assert_no_leak(&r);
 }
+
+/// Generic (skb) XDP attachment and busy polling work too.
+#[test]
+fn generic_xdp_and_busy_polling() {
+    let mut t = Topo::new("g", 1);
+    let cfg = t.config(&[worker_core()], "xdp: {attach: generic}\n");
+    // busy_poll is a workers key: rewrite the workers line.
+    let y = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("batch: 64}", "batch: 64, busy_poll: true}");
+    std::fs::write(&cfg, y).unwrap();
+    let s = t.start_sluice(&cfg, &[]);
+    assert!(t.ping(&t.client, SERVER_IP, 2));
+    assert!(t.ping(&t.client, NODE_A, 1));
+    tcp_exchange(&t, 7200, 500_000, 500_000);
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    for a in r["attached"].as_array().unwrap() {
+        assert_eq!(a["mode"], "generic", "{r}");
+    }
+    assert!(n(&r["actions"]["forward"]) > 300, "{r}");
+    assert_eq!(n(&r["kernel_unreachable"]), 0, "{r}");
+    assert_no_leak(&r);
+}

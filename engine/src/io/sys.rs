@@ -434,45 +434,44 @@ impl PollSet {
     }
 }
 
-/// Runs the XDP program `prog` once over a copy of `frame`
-/// (`BPF_PROG_TEST_RUN`); returns the XDP action. `ctx` sets the ingress
-/// interface and rx queue (default: loopback, queue 0).
-pub fn bpf_xdp_test_run(
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: a test run whose frames really go out
+/// (XDP_TX / redirect), for traffic generation.
+pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
+
+/// Runs the XDP program `prog` over copies of `frame`
+/// (`BPF_PROG_TEST_RUN`) `repeat` times; returns the last XDP action. `ctx`
+/// sets the ingress interface and rx queue (default: loopback, queue 0).
+/// With [`BPF_F_TEST_XDP_LIVE_FRAMES`] in `flags` the frames are real:
+/// redirected or transmitted ones leave through the target device.
+pub fn bpf_xdp_test_run_with(
     prog: BorrowedFd<'_>,
     frame: &[u8],
     ctx: Option<&XdpMd>,
+    repeat: u32,
+    flags: u32,
+    batch_size: u32,
 ) -> Result<u32, SysError> {
+    let c = ctx.map(|c| XdpMd {
+        data: 0,
+        data_end: frame.len() as u32,
+        data_meta: 0,
+        ..*c
+    });
     let mut attr = BpfAttrTestRun {
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
         data_in: frame.as_ptr() as u64,
-        repeat: 1,
+        repeat,
+        flags,
+        batch_size,
         ..Default::default()
     };
-    if let Some(c) = ctx {
-        let c = XdpMd {
-            data: 0,
-            data_end: frame.len() as u32,
-            ..*c
-        };
-        attr.ctx_in = (&c as *const XdpMd) as u64;
+    if let Some(c) = &c {
+        attr.ctx_in = (c as *const XdpMd) as u64;
         attr.ctx_size_in = std::mem::size_of::<XdpMd>() as u32;
-        // SAFETY: `attr` points at `frame` and `c`, both alive for the call;
-        // the kernel only reads them (data_out and ctx_out are null).
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut BpfAttrTestRun,
-                std::mem::size_of::<BpfAttrTestRun>(),
-            )
-        };
-        if r < 0 {
-            return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
-        }
-        return Ok(attr.retval);
     }
-    // SAFETY: as above, without a context.
+    // SAFETY: `attr` points at `frame` and (optionally) `c`, both alive for
+    // the call; the kernel only reads them (data_out and ctx_out are null).
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -485,6 +484,16 @@ pub fn bpf_xdp_test_run(
         return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
     }
     Ok(attr.retval)
+}
+
+/// Runs the XDP program `prog` once over a copy of `frame`; returns the
+/// XDP action.
+pub fn bpf_xdp_test_run(
+    prog: BorrowedFd<'_>,
+    frame: &[u8],
+    ctx: Option<&XdpMd>,
+) -> Result<u32, SysError> {
+    bpf_xdp_test_run_with(prog, frame, ctx, 1, 0, 0)
 }
 
 // ---------------------------------------------------------------------------

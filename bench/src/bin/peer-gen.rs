@@ -1,0 +1,268 @@
+//! Traffic generator and sink for the peer comparison (`bench/peers/`).
+//!
+//! - `peer-gen tx`: transmits 64-byte (or `--size`) UDP frames into an
+//!   interface as fast as it can (the same generator for every peer),
+//!   spread over `--flows` source ports. `--engine xdp` (default) runs a
+//!   small XDP program in live-frames mode (`BPF_PROG_TEST_RUN`), the
+//!   kernel's fastest software generator (what `xdp-trafficgen` does; that
+//!   tool needs tracepoint BTF this kernel lacks); `--engine afxdp` sends
+//!   from an AF_XDP socket in copy mode (frames written once into the UMEM
+//!   and re-sent).
+//! - `peer-gen sink`: attaches sluice's XDP program to an interface with
+//!   no socket and `fail_mode: closed`, so every frame is dropped at the
+//!   driver and counted per CPU; after `--warmup` seconds it samples the
+//!   counter for `--seconds` and prints the delivered rate. Dropping at XDP
+//!   keeps the sink's own cost (which runs on the sender's CPU with veth)
+//!   minimal and equal for every peer.
+//!
+//! Both print one JSON object. Pin them with `taskset -c`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use bench::packet::{self as pk, Ip};
+use engine::control::config::{AttachMode, Config};
+use engine::io::bpf::{self, XdpCounter};
+use engine::io::sys;
+use engine::io::xsk::{BindMode, FramePool, RingSizes, SocketSpec, Umem, UmemConfig, XskSocket};
+
+#[derive(Parser, Debug)]
+#[command(about = "generator and sink for the peer comparison")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Transmit UDP frames as fast as possible.
+    Tx {
+        /// Network namespace (/run/netns/NAME) to run in.
+        #[arg(long)]
+        netns: Option<String>,
+        #[arg(long)]
+        interface: String,
+        /// Destination MAC (the device under test's ingress port).
+        #[arg(long)]
+        dst_mac: String,
+        #[arg(long)]
+        src_ip: String,
+        #[arg(long)]
+        dst_ip: String,
+        /// Distinct flows (source ports).
+        #[arg(long, default_value_t = 256)]
+        flows: u16,
+        /// Frame size without FCS (64 minimum).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 0)]
+        queue: u32,
+        /// `xdp` (live frames) or `afxdp` (AF_XDP copy-mode socket).
+        #[arg(long, default_value = "xdp")]
+        engine: String,
+    },
+    /// Count frames arriving on an interface (dropped by XDP).
+    Sink {
+        #[arg(long)]
+        netns: Option<String>,
+        #[arg(long)]
+        interface: String,
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+}
+
+fn enter(netns: &Option<String>) -> Result<()> {
+    if let Some(ns) = netns {
+        sys::enter_netns(&std::path::Path::new("/run/netns").join(ns))
+            .with_context(|| format!("entering netns {ns}"))?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Tx {
+            netns,
+            interface,
+            dst_mac,
+            src_ip,
+            dst_ip,
+            flows,
+            size,
+            seconds,
+            queue,
+            engine,
+        } => {
+            enter(&netns)?;
+            match engine.as_str() {
+                "xdp" => tx_xdp(&interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds),
+                "afxdp" => tx(
+                    &interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds, queue,
+                ),
+                e => bail!("--engine {e}: xdp or afxdp"),
+            }
+        }
+        Cmd::Sink {
+            netns,
+            interface,
+            warmup,
+            seconds,
+        } => {
+            enter(&netns)?;
+            sink(&interface, warmup, seconds)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tx(
+    ifname: &str,
+    dst_mac: &str,
+    src_ip: &str,
+    dst_ip: &str,
+    flows: u16,
+    size: usize,
+    seconds: f64,
+    queue: u32,
+) -> Result<()> {
+    let dst = engine::wire::parse_mac(dst_mac).context("--dst-mac")?;
+    let src = sys::interface_mac(ifname)?;
+    let ifindex = sys::if_nametoindex(ifname)?;
+    if !(64..=1500).contains(&size) {
+        bail!("--size must be 64..=1500");
+    }
+    let ring = 2048u32;
+    let (umem, tokens) = Umem::new(UmemConfig {
+        frames: ring * 2,
+        frame_size: 2048,
+        hugepages: false,
+    })?;
+    let spec = SocketSpec {
+        ifname: ifname.to_string(),
+        ifindex,
+        queue,
+    };
+    let rings = RingSizes {
+        fill: 64,
+        completion: ring,
+        rx: 64,
+        tx: ring,
+    };
+    let mut sock = XskSocket::create(&umem, &spec, rings, BindMode::Copy, None, None)?;
+    // Write one frame per UMEM chunk once: flow = chunk index % flows.
+    let payload_len = size - 14 - 20 - 8;
+    let (s, d) = (Ip::p(src_ip), Ip::p(dst_ip));
+    let mut tokens = tokens;
+    let mut len = 0u32;
+    for (i, f) in tokens.iter_mut().enumerate() {
+        let sport = 1024 + (i as u16 % flows.max(1));
+        let seg = pk::udp(s, d, sport, 9, &vec![0x5a; payload_len], false);
+        let frame = pk::eth_ip(dst, src, &pk::ip(s, d, 17, 64, &seg));
+        len = frame.len() as u32;
+        umem.bytes_mut(f, 0, len).copy_from_slice(&frame);
+    }
+    let mut pool = FramePool::new(tokens);
+    let t0 = Instant::now();
+    let limit = Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    let mut kicks = 0u64;
+    while t0.elapsed() < limit {
+        sent += u64::from(sock.complete(&mut pool));
+        let free = sock.tx_free(256).min(pool.len()).min(256);
+        for _ in 0..free {
+            if let Some(f) = pool.pop() {
+                if let Err(f) = sock.tx_push(f, 0, len) {
+                    pool.push(f);
+                    break;
+                }
+            }
+        }
+        sock.tx_submit();
+        kicks += 1;
+        let _ = sock.kick_tx();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": sent, "seconds": secs, "mpps": sent as f64 / secs / 1e6,
+                           "kicks": kicks, "frame_bytes": len})
+    );
+    Ok(())
+}
+
+fn template(
+    ifname: &str,
+    dst_mac: &str,
+    src_ip: &str,
+    dst_ip: &str,
+    size: usize,
+) -> Result<Vec<u8>> {
+    let dst = engine::wire::parse_mac(dst_mac).context("--dst-mac")?;
+    let src = sys::interface_mac(ifname)?;
+    if !(64..=1500).contains(&size) {
+        bail!("--size must be 64..=1500");
+    }
+    let (s, d) = (Ip::p(src_ip), Ip::p(dst_ip));
+    let seg = pk::udp(s, d, 1024, 9, &vec![0x5a; size - 14 - 20 - 8], true);
+    Ok(pk::eth_ip(dst, src, &pk::ip(s, d, 17, 64, &seg)))
+}
+
+fn tx_xdp(
+    ifname: &str,
+    dst_mac: &str,
+    src_ip: &str,
+    dst_ip: &str,
+    flows: u16,
+    size: usize,
+    seconds: f64,
+) -> Result<()> {
+    let frame = template(ifname, dst_mac, src_ip, dst_ip, size)?;
+    let ifindex = sys::if_nametoindex(ifname)?;
+    let mut gen = bpf::TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
+    let t0 = Instant::now();
+    let limit = Duration::from_secs_f64(seconds);
+    while t0.elapsed() < limit {
+        gen.run(&frame, ifindex, 100_000)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let sent = gen.built()?;
+    println!(
+        "{}",
+        serde_json::json!({"engine": "xdp", "sent": sent, "seconds": secs,
+                           "mpps": sent as f64 / secs / 1e6, "frame_bytes": frame.len()})
+    );
+    Ok(())
+}
+
+fn sink(ifname: &str, warmup: f64, seconds: f64) -> Result<()> {
+    let y = format!(
+        "ports:\n  - {{name: sink, interface: {ifname}}}\nxdp: {{fail_mode: closed, failsafe: []}}\n"
+    );
+    let cfg = Config::from_yaml(&y, "peer-gen sink", std::path::Path::new("."))?;
+    let ifindex = sys::if_nametoindex(ifname)?;
+    let (mut prog, mut maps) = bpf::load()?;
+    maps.sync_config(&cfg)?;
+    maps.set_port(ifindex, 0)?;
+    prog.attach(ifname, ifindex, AttachMode::Native, None)?;
+    let count = |m: &bpf::XdpMaps| -> Result<u64> { Ok(m.counters()?[XdpCounter::Rx as usize]) };
+    std::thread::sleep(Duration::from_secs_f64(warmup));
+    let c0 = count(&maps)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let c1 = count(&maps)?;
+    let secs = t0.elapsed().as_secs_f64();
+    prog.detach_all();
+    let n = c1 - c0;
+    println!(
+        "{}",
+        serde_json::json!({"delivered": n, "seconds": secs, "mpps": n as f64 / secs / 1e6})
+    );
+    Ok(())
+}
