@@ -23,13 +23,17 @@ fn kernel_dir() -> std::path::PathBuf {
 }
 
 /// Replays `dir/{uplink,pods}-in.pcap` through sluice and returns the
-/// output directory.
+/// verdicts.
 fn replay(dir: &Path, out: &Path, workers: usize, extra: &[&str]) -> String {
+    replay_with(dir, out, workers, "sluice.yaml", extra)
+}
+
+fn replay_with(dir: &Path, out: &Path, workers: usize, config: &str, extra: &[&str]) -> String {
     std::fs::create_dir_all(out).unwrap();
     let v = out.join("verdicts.jsonl");
     let (code, _, err) = run(sluice()
         .args(["replay", "--config"])
-        .arg(kernel_dir().join("sluice.yaml"))
+        .arg(kernel_dir().join(config))
         .arg(format!(
             "--pcap=uplink={}",
             dir.join("uplink-in.pcap").display()
@@ -157,6 +161,44 @@ fn sessions_show_nat_both_ways_with_valid_checksums() {
             l.ends_with("\t\t"),
             "only ICMP replies show the pod's address: {l}"
         );
+    }
+}
+
+/// With a policy that denies all unsolicited ingress to the backend pod
+/// except its service ports, everything the kernel forwarded still leaves
+/// sluice identically (service connections are allowed; the pod's own
+/// masqueraded connections get their replies through conntrack) except the
+/// client's unsolicited pings to the pod, which policy drops (and whose
+/// echo replies then belong to no connection).
+#[test]
+fn replies_pass_under_a_deny_unsolicited_ingress_policy() {
+    let tmp = TempDir::new("kref-policy");
+    let verdicts = replay_with(&kernel_dir(), tmp.path(), 1, "sluice-policy.yaml", &[]);
+    let policy_drops = verdicts
+        .lines()
+        .filter(|l| l.contains("\"policy\""))
+        .count();
+    assert!(
+        policy_drops >= 1,
+        "the unsolicited pings are denied: {verdicts}"
+    );
+    let client = u128::from(u32::from_be_bytes([192, 0, 2, 100]));
+    let pod = u128::from(u32::from_be_bytes([10, 1, 0, 5]));
+    let unsolicited_ping = |f: &[u8]| {
+        engine::wire::parse(f).is_ok_and(|p| {
+            p.proto == 1
+                && ((p.src, p.dst, p.icmp_type) == (client, pod, 8)
+                    || (p.src, p.dst, p.icmp_type) == (pod, client, 0))
+        })
+    };
+    for port in ["uplink", "pods"] {
+        let kernel: Vec<Vec<u8>> = frames(&kernel_dir().join(format!("{port}-out.pcap")))
+            .into_iter()
+            .filter(|f| !unsolicited_ping(f))
+            .collect();
+        let ours = frames(&tmp.path().join(format!("{port}.pcap")));
+        assert_eq!(ours.len(), kernel.len(), "{port}");
+        assert!(ours == kernel, "{port}: frames differ from the kernel's");
     }
 }
 

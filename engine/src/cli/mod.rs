@@ -147,8 +147,28 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
 }
 
 fn policy_cmd(p: PolicyCommand) -> i32 {
-    let _ = p;
-    fail(1, "policy: not built yet")
+    let mut out = std::io::stdout().lock();
+    let r = match p {
+        PolicyCommand::Check { paths } => policy_compiler::cli::check(&paths, &mut out),
+        PolicyCommand::Eval { policy, packets } => {
+            if packets.as_os_str() == "-" {
+                policy_compiler::cli::eval(&policy, &mut std::io::stdin().lock(), &mut out)
+            } else {
+                match std::fs::File::open(&packets) {
+                    Ok(f) => policy_compiler::cli::eval(
+                        &policy,
+                        &mut std::io::BufReader::new(f),
+                        &mut out,
+                    ),
+                    Err(e) => return fail(2, format!("{}: cannot read: {e}", packets.display())),
+                }
+            }
+        }
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => fail(e.exit_code(), e),
+    }
 }
 
 /// Convenience for tests: builds tables for replay from a config.

@@ -217,6 +217,9 @@ pub struct Counters {
     /// Connections that were policy-checked, allowed and denied.
     pub policy_allowed: u64,
     pub policy_denied: u64,
+    /// Hits per policy decision (index: the classifier's decision id; the
+    /// names are `Classifier::decision_info`).
+    pub policy_hits: Vec<u64>,
 }
 
 impl Counters {
@@ -251,6 +254,12 @@ impl Counters {
         }
         self.policy_allowed += other.policy_allowed;
         self.policy_denied += other.policy_denied;
+        if self.policy_hits.len() < other.policy_hits.len() {
+            self.policy_hits.resize(other.policy_hits.len(), 0);
+        }
+        for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
+            *a += b;
+        }
     }
 
     /// Count of drops for `reason`.
@@ -346,11 +355,13 @@ impl Pipeline {
         let ports = tables.ports.len();
         let policy = stages::policy::PolicyScratch::new(&tables);
         let sweep = 0..ct.capacity();
+        let mut counters = Counters::new(ports);
+        counters.policy_hits = vec![0; tables.policy.decisions().len()];
         Pipeline {
             tables,
             ct,
             meta: vec![Meta::default(); MAX_BATCH],
-            counters: Counters::new(ports),
+            counters,
             policy,
             sweep,
             sweep_cursor: 0,
@@ -386,6 +397,8 @@ impl Pipeline {
             self.counters.port_tx.resize(tables.ports.len(), 0);
         }
         self.policy = stages::policy::PolicyScratch::new(&tables);
+        // Decision ids belong to a classifier: a new one starts its hits over.
+        self.counters.policy_hits = vec![0; tables.policy.decisions().len()];
         self.tables = tables;
     }
 

@@ -93,6 +93,20 @@ pub fn build_fib(
     Fib::build(&r4, &r6)
 }
 
+/// Loads and compiles the config's policy paths (allow-all without any).
+pub fn load_policy(cfg: &Config) -> Result<policy_compiler::Classifier, TablesError> {
+    let paths = cfg.policy_paths();
+    if paths.is_empty() {
+        return Ok(policy_compiler::Classifier::allow_all());
+    }
+    let err = |msg: String| TablesError::Policy {
+        file: cfg.source.clone(),
+        msg,
+    };
+    let (set, _warnings) = policy_compiler::load(&paths).map_err(|e| err(e.to_string()))?;
+    policy_compiler::compile(&set).map_err(|e| err(e.to_string()))
+}
+
 /// Host routes for the static neighbours on directly connected prefixes,
 /// each "via" the neighbour itself, so the next hop carries the MAC and the
 /// data plane needs no per-packet neighbour lookup (DPDK l3fwd's shape).
@@ -138,6 +152,8 @@ pub enum TablesError {
     Fib { file: String, source: fib::FibError },
     #[error("{file}: ports[{index}].mac: required for replay (run reads it from the interface)")]
     MissingMac { file: String, index: usize },
+    #[error("{file}: policy: {msg}")]
+    Policy { file: String, msg: String },
 }
 
 /// Everything read-only the pipeline needs.
@@ -151,6 +167,8 @@ pub struct Tables {
     /// Conntrack timeouts and pickup rule.
     pub timeouts: conntrack::Timeouts,
     pub tcp_loose: bool,
+    /// The compiled policy (allow-all without policy paths).
+    pub policy: std::sync::Arc<policy_compiler::Classifier>,
     /// The forwarding table, including the node's local routes (its
     /// addresses, subnet broadcasts, multicast, link-local) and the martian
     /// ranges, as Linux keeps them in its `local` table.
@@ -233,6 +251,7 @@ impl Tables {
             icmp: ns(&c.timeouts.icmp),
         };
         t.tcp_loose = c.tcp_loose;
+        t.policy = std::sync::Arc::new(load_policy(cfg)?);
         Ok(t)
     }
 
@@ -272,6 +291,7 @@ impl Tables {
             nat: nat::Nat::default(),
             timeouts: conntrack::Timeouts::default(),
             tcp_loose: true,
+            policy: std::sync::Arc::new(policy_compiler::Classifier::allow_all()),
             fib,
             neigh,
             gateway_macs,
