@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Delivered packets/second for 64-byte UDP through three forwarders, with the
+# same generator in the same run:
+#   sluice   sluice run (AF_XDP, full pipeline, the policy in $SLUICE_POLICY)
+#   testpmd  dpdk-testpmd --vdev net_af_xdp (io forward mode)
+#   kernel   Linux forwarding with an nftables ruleset equivalent to the policy
+# and prints Mpps for each and the ratios. Topology: bench/peers/topo.sh.
+#
+# Usage (root): bench/peers/run.sh [sluice] [testpmd] [kernel]   (default: all)
+# Environment:
+#   SECONDS_RUN  measurement window per peer in seconds (default 10), after
+#                WARMUP seconds (default 2)
+#   FLOWS        UDP flows (source ports) from the generator (default 256)
+#   RULES        rules in the generated policy / ruleset (default 1000)
+#   SLUICE_POLICY  policy path for sluice (default: generated, see gen-rules.py)
+#   NFT_CT       per-connection (default: verdict cached in the conntrack mark,
+#                as sluice classifies once per connection) | per-packet
+#   NFT_MATCH    linear (default: one rule per entry) | set (one set lookup)
+#   GEN_CORE, DUT_CORE  cores for the generator and the device under test
+#                (default 0 and the last core)
+#   SLUICE_ARGS  extra `sluice run` arguments
+# Everything runs under `flock /tmp/sluice-cpu.lock`; the topology is removed
+# on exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "${SLUICE_PEERS_LOCKED:-}" != 1 ]; then
+  export SLUICE_PEERS_LOCKED=1
+  exec flock /tmp/sluice-cpu.lock "$0" "$@"
+fi
+
+PEERS=("$@"); [ ${#PEERS[@]} -gt 0 ] || PEERS=(sluice testpmd kernel)
+SECONDS_RUN=${SECONDS_RUN:-10}
+WARMUP=${WARMUP:-2}
+FLOWS=${FLOWS:-256}
+RULES=${RULES:-1000}
+NFT_CT=${NFT_CT:-per-connection}
+NFT_MATCH=${NFT_MATCH:-linear}
+LAST_CORE=$(( $(nproc) - 1 ))
+GEN_CORE=${GEN_CORE:-0}
+DUT_CORE=${DUT_CORE:-$LAST_CORE}
+P=${PEER_PREFIX:-pr}
+GEN=${P}gen DUT=${P}dut SINK=${P}sink
+P0_MAC=02:00:00:70:01:01
+OUT=$(mktemp -d /tmp/sluice-peers.XXXXXX)
+R=target/release
+
+cleanup() {
+  for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+  bench/peers/topo.sh down || true
+  rm -rf "$OUT"
+}
+trap cleanup EXIT
+
+echo "==> building (release)" >&2
+cargo build --release -q -p engine --bin sluice -p bench --bin peer-gen
+
+echo "==> topology" >&2
+bench/peers/topo.sh up
+# veth receives into NAPI when GRO is on (needed for the kernel peer to take
+# the generator's XDP frames) and threaded NAPI lets us put p0's receive
+# work on the DUT's core: each forwarder gets exactly one core for all of
+# its work (kernel and user space), the generator the other.
+ip netns exec $DUT ethtool -K p0 gro on >/dev/null
+ip netns exec $DUT sh -c 'echo 1 > /sys/class/net/p0/threaded'
+for pid in $(pgrep -f "napi/p0-"); do taskset -pc "$DUT_CORE" "$pid" >/dev/null; done
+
+# The policy and its nftables twin, from one rule list.
+python3 bench/peers/gen-rules.py --rules "$RULES" --out "$OUT" --nft-ct "$NFT_CT" --nft-match "$NFT_MATCH"
+POLICY=${SLUICE_POLICY:-$OUT/policy}
+
+measure() { # name, then the DUT is already running
+  local name=$1
+  taskset -c "$GEN_CORE" $R/peer-gen sink --netns $SINK --interface k0 \
+    --warmup "$WARMUP" --seconds "$SECONDS_RUN" > "$OUT/$name.sink.json" &
+  local sink=$!
+  sleep 0.3
+  taskset -c "$GEN_CORE" $R/peer-gen tx --netns $GEN --interface g0 --dst-mac $P0_MAC \
+    --src-ip 10.70.1.2 --dst-ip 10.70.2.2 --flows "$FLOWS" \
+    --seconds "$((WARMUP + SECONDS_RUN + 1))" > "$OUT/$name.gen.json"
+  wait $sink
+  python3 - "$OUT/$name.sink.json" "$OUT/$name.gen.json" "$name" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1])); g = json.load(open(sys.argv[2]))
+print(f"{sys.argv[3]:8s} delivered {s['mpps']:.3f} Mpps   (generator offered {g['mpps']:.3f} Mpps)")
+EOF
+}
+
+run_sluice() {
+  cat > "$OUT/sluice.yaml" <<EOF
+ports:
+  - {name: gen, interface: p0, addresses: ["10.70.1.1/24"]}
+  - {name: sink, interface: p1, addresses: ["10.70.2.1/24"]}
+workers: {cores: [$DUT_CORE], batch: 64}
+policy: {paths: ["$POLICY"]}
+routes:
+  - {prefix: "10.70.1.0/24", port: gen}
+  - {prefix: "10.70.2.0/24", port: sink}
+neighbors:
+  - {ip: "10.70.1.2", mac: "02:00:00:70:01:02", port: gen}
+  - {ip: "10.70.2.2", mac: "02:00:00:70:02:02", port: sink}
+metrics: {listen: null}
+control: {socket: "$OUT/control.sock"}
+EOF
+  $R/sluice run --config "$OUT/sluice.yaml" --netns $DUT --ready-file "$OUT/ready" --json \
+    ${SLUICE_ARGS:-} > "$OUT/sluice.report.json" 2> "$OUT/sluice.err" &
+  local pid=$!
+  for _ in $(seq 200); do [ -f "$OUT/ready" ] && break; sleep 0.05; done
+  [ -f "$OUT/ready" ] || { cat "$OUT/sluice.err" >&2; return 1; }
+  measure sluice
+  kill -INT $pid; wait $pid || true
+  python3 - "$OUT/sluice.report.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = {k: v for k, v in r["drops"].items() if v}
+print(f"         sluice: rx {r['rx']} tx {r['tx']} tx_ring_full {r['tx_ring_full']} drops {d}")
+EOF
+}
+
+run_testpmd() {
+  mkdir -p /dev/hugepages
+  mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+  [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 256 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+  # nsenter keeps the host's mount namespace (bpffs for libxdp).
+  nsenter --net=/run/netns/$DUT dpdk-testpmd -l "$GEN_CORE,$DUT_CORE" --main-lcore "$GEN_CORE" \
+    --no-pci --file-prefix sluicepeers -m 512 \
+    --vdev net_af_xdp0,iface=p0,start_queue=0,queue_count=1 \
+    --vdev net_af_xdp1,iface=p1,start_queue=0,queue_count=1 \
+    -- --forward-mode=io --nb-cores=1 --auto-start --stats-period=3600 \
+    > "$OUT/testpmd.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 200); do grep -q "Start automatic packet forwarding\|io packet forwarding" "$OUT/testpmd.log" 2>/dev/null && break; sleep 0.05; done
+  if ! kill -0 $pid 2>/dev/null; then cat "$OUT/testpmd.log" >&2; return 1; fi
+  sleep 1
+  measure testpmd
+  kill -INT $pid; wait $pid || true
+}
+
+run_kernel() {
+  ip netns exec $DUT nft -f "$OUT/ruleset.nft"
+  measure kernel
+  ip netns exec $DUT nft delete table inet sluice_bench
+}
+
+declare -A MPPS
+for p in "${PEERS[@]}"; do
+  echo "==> $p" >&2
+  "run_$p"
+  MPPS[$p]=$(python3 -c "import json;print(json.load(open('$OUT/$p.sink.json'))['mpps'])")
+done
+
+echo
+printf "64-byte UDP, %s flows, %s rules, %ss per peer (generator core %s, DUT core %s)\n" \
+  "$FLOWS" "$RULES" "$SECONDS_RUN" "$GEN_CORE" "$DUT_CORE"
+for p in "${PEERS[@]}"; do printf "  %-8s %.3f Mpps\n" "$p" "${MPPS[$p]}"; done
+if [ -n "${MPPS[sluice]:-}" ]; then
+  for p in testpmd kernel; do
+    [ -n "${MPPS[$p]:-}" ] && python3 -c "print(f'  sluice / $p = {${MPPS[sluice]} / ${MPPS[$p]}:.2f}x')"
+  done
+fi
