@@ -67,6 +67,10 @@ pub const XDP_UMEM_COMPLETION_RING: i32 = 6;
 pub const XDP_STATISTICS: i32 = 7;
 pub const XDP_OPTIONS: i32 = 8;
 pub const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+/// `XDP_MAX_TX_SKB_BUDGET` (Linux 6.17): frames one copy-mode `sendto`
+/// may transmit (default 32). Newer than the build machine's headers, so
+/// not checked by the layout probe; setting it is best effort.
+pub const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
 pub const XDP_SHARED_UMEM: u16 = 1;
 pub const XDP_COPY: u16 = 1 << 1;
 pub const XDP_ZEROCOPY: u16 = 1 << 2;

@@ -601,6 +601,16 @@ impl XskSocket {
             &rings.tx,
             "setsockopt(XDP_TX_RING)",
         )?;
+        // Copy mode transmits at most this many frames per wakeup (default
+        // 32): let one wakeup drain a whole batch. Older kernels lack the
+        // option; then a batch takes a few wakeups.
+        let _ = sys::setsockopt(
+            b,
+            sys::SOL_XDP,
+            sys::XDP_MAX_TX_SKB_BUDGET,
+            &rings.tx.min(1024),
+            "setsockopt(XDP_MAX_TX_SKB_BUDGET)",
+        );
         let off: sys::XdpMmapOffsets = sys::getsockopt(
             b,
             sys::SOL_XDP,
