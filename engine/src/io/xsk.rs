@@ -5,8 +5,10 @@
 //! accessors are `unsafe` with a "no other descriptor aliases this frame"
 //! contract left to the caller, while here a UMEM frame is a move-only
 //! [`Frame`] token, so the compiler enforces one owner per frame; the rings
-//! are ~150 lines tested against a model (`tests::ring_matches_model`, also
-//! under Miri), and there is no C library (libxdp) to build.
+//! are ~150 lines tested against a model (`tests::ring_matches_model` and a
+//! two-thread test, both clean under Miri: `cd engine && cargo +nightly miri
+//! test --lib io::xsk::tests::ring`), and there is no C library (libxdp) to
+//! build.
 //!
 //! ## Ownership of frames
 //! Every frame (a `frame_size` chunk of the UMEM) is, at any time, in
@@ -60,7 +62,7 @@ pub enum XskError {
 enum RingMem {
     Mmap(#[allow(dead_code)] Mmap),
     #[cfg(test)]
-    Heap(#[allow(dead_code)] Box<[u64]>),
+    Heap(#[allow(dead_code)] tests::HeapRing),
 }
 
 /// Where one ring's producer and consumer indices, flags and descriptors
@@ -949,26 +951,48 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
 
-    /// A ring on the heap with both sides, laid out like the kernel's.
+    /// Ring memory from the allocator (raw, so both sides' pointers keep
+    /// their provenance; freed on drop).
+    #[derive(Debug)]
+    pub(super) struct HeapRing {
+        ptr: *mut u8,
+        layout: std::alloc::Layout,
+    }
+
+    // SAFETY: plain memory owned by this value; accessed through the ring
+    // protocol (atomics for indices).
+    unsafe impl Send for HeapRing {}
+    // SAFETY: as above.
+    unsafe impl Sync for HeapRing {}
+
+    impl Drop for HeapRing {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `heap_ring` with this layout, freed once.
+            unsafe { std::alloc::dealloc(self.ptr, self.layout) }
+        }
+    }
+
+    /// A ring on the heap with both sides, laid out like the kernel's:
+    /// producer, consumer and flags words on their own cache lines, then
+    /// the descriptors.
     fn heap_ring(size: u32) -> (Producer<u64>, Consumer<u64>) {
-        // Words: [producer, consumer, flags, pad] as u32 pairs, then descs.
-        let words = 2 + size as usize;
-        let mut mem = vec![0u64; words].into_boxed_slice();
-        let base = mem.as_mut_ptr().cast::<u8>();
         let off = sys::XdpRingOffset {
             producer: 0,
-            consumer: 4,
-            flags: 8,
-            desc: 16,
+            consumer: 64,
+            flags: 128,
+            desc: 192,
         };
-        let mem = Arc::new(RingMem::Heap(mem));
-        // SAFETY: `mem` holds 16 bytes of aligned index words then `size`
-        // u64 descriptors; the Box's heap memory does not move when the Box
-        // is moved into the Arc.
+        let layout = std::alloc::Layout::from_size_align(192 + 8 * size as usize, 64).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        let mem = Arc::new(RingMem::Heap(HeapRing { ptr, layout }));
+        // SAFETY: the allocation holds aligned index words at 0, 64 and 128
+        // and `size` u64 descriptors at 192, and lives as long as `mem`.
         let (a, b) = unsafe {
             (
-                RingRaw::new(mem.clone(), base, &off, size),
-                RingRaw::new(mem, base, &off, size),
+                RingRaw::new(mem.clone(), ptr, &off, size),
+                RingRaw::new(mem, ptr, &off, size),
             )
         };
         (Producer::new(a), Consumer::new(b))
