@@ -305,3 +305,67 @@ fn generic_xdp_and_busy_polling() {
     assert_eq!(n(&r["kernel_unreachable"]), 0, "{r}");
     assert_no_leak(&r);
 }
+
+/// New tables reach running workers between batches: removing the route to
+/// the server stops forwarding (no_route), putting it back restores it.
+/// Runs the engine in-process (the thread enters the router namespace; the
+/// workers it spawns inherit it).
+#[test]
+fn tables_swap_while_running() {
+    use engine::control::config::Config;
+    use engine::pipeline::Pipeline;
+    use engine::tables::conntrack::Conntrack;
+    use engine::tables::Tables;
+    use engine::worker::live::{self, LiveEngine, LiveOptions};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let t = Topo::new("h", 1);
+    let cfg_path = t.config(&[worker_core()], "");
+    let (client, router) = (t.client.clone(), t.router.clone());
+    let ping = move |dst: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns", "exec", &client, "ping", "-c", "2", "-i", "0.2", "-W", "1", dst,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let body = in_netns(&router, move || {
+        let cfg = Config::load(&cfg_path).unwrap();
+        let ports = live::plan_ports(&cfg).unwrap();
+        let macs: Vec<_> = ports.iter().map(|p| p.mac).collect();
+        let tables = Arc::new(Tables::build(&cfg, &macs).unwrap());
+        let ct = Arc::new(Conntrack::new(4096, 7));
+        let pipelines = |_w: usize, _n: usize| Pipeline::new(tables.clone(), ct.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let opts = LiveOptions {
+            ring_size: 256,
+            ..LiveOptions::default()
+        };
+        let engine = LiveEngine::start(&cfg, ports, pipelines, &opts, stop).unwrap();
+        assert!(ping(SERVER_IP), "forwarding with the first tables");
+        // The same config without the route to the server.
+        let mut no_route = cfg.clone();
+        no_route.routes.retain(|r| r.port != "b");
+        no_route.neighbors.retain(|n| n.port != "b");
+        engine.set_tables(Arc::new(Tables::build(&no_route, &macs).unwrap()));
+        assert!(!ping(SERVER_IP), "no route after the swap");
+        engine.set_tables(tables.clone());
+        assert!(ping(SERVER_IP), "forwarding again after swapping back");
+        let r = engine.shutdown().unwrap();
+        assert_eq!(r.total.table_swaps, 2);
+        assert!(
+            r.total
+                .counters
+                .drop_count(engine::pipeline::DropReason::NoRoute)
+                >= 2
+        );
+        for w in &r.workers {
+            assert_eq!(w.accounting.in_kernel(), 0, "{:?}", w.accounting);
+        }
+    });
+    body.join().expect("in-process engine");
+}
