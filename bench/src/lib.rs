@@ -2,6 +2,7 @@
 //! fixtures of `pcap-fixtures/`, synthetic workload generators, and (in
 //! `src/bin/`) the fixture generator and benchmark drivers.
 
+pub mod classbench;
 pub mod fixtures;
 pub mod packet;
-pub mod classbench;
+pub mod stateful;

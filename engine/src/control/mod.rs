@@ -1,6 +1,7 @@
 //! Configuration, and (live) the control socket, metrics and table swaps.
 
 pub mod config;
+pub mod explain;
 
 use crate::tables::{Tables, TablesError};
 

@@ -329,6 +329,61 @@ pub enum InsertError {
     ReplyExists,
 }
 
+/// Told when a masquerade port becomes used or unused (the live data plane
+/// marks it in the XDP program's bitmap, so replies to it are redirected to
+/// sluice instead of the kernel). Called on connection setup and teardown,
+/// never per packet.
+pub trait NatPortSink: Send + Sync + std::fmt::Debug {
+    /// `slot` is the masquerade address's index, `proto` the IP protocol.
+    fn set(&self, slot: u8, proto: u8, port: u16, in_use: bool);
+}
+
+/// Reference counts of masquerade ports: several connections may share one
+/// (masquerade address, protocol, port) towards different destinations; the
+/// port is free only when the last of them goes.
+#[derive(Debug)]
+struct NatRefs {
+    slots: Vec<(Family, u128)>,
+    counts: Box<[std::sync::atomic::AtomicU32]>,
+    sink: std::sync::Arc<dyn NatPortSink>,
+}
+
+impl NatRefs {
+    fn index(&self, t: &Tuple) -> Option<(u8, usize)> {
+        let slot = self
+            .slots
+            .iter()
+            .position(|&(f, a)| f == t.family && a == t.dst)?;
+        let p = match t.proto {
+            6 => 0,
+            17 => 1,
+            1 | 58 => 2,
+            _ => return None,
+        };
+        Some((slot as u8, (slot * 3 + p) * 65536 + usize::from(t.dport)))
+    }
+
+    fn claim(&self, reply: &Tuple) {
+        if let Some((slot, i)) = self.index(reply) {
+            if let Some(c) = self.counts.get(i) {
+                if c.fetch_add(1, AcqRel) == 0 {
+                    self.sink.set(slot, reply.proto, reply.dport, true);
+                }
+            }
+        }
+    }
+
+    fn release(&self, reply: &Tuple) {
+        if let Some((slot, i)) = self.index(reply) {
+            if let Some(c) = self.counts.get(i) {
+                if c.fetch_sub(1, AcqRel) == 1 {
+                    self.sink.set(slot, reply.proto, reply.dport, false);
+                }
+            }
+        }
+    }
+}
+
 const SLOTS: usize = 8;
 /// Entries examined for an expired one when inserting into a full table.
 const EVICT_SCAN: usize = 32;
@@ -348,6 +403,7 @@ pub struct Conntrack {
     max: usize,
     seed: u64,
     stripes: Box<[AtomicBool]>,
+    nat_refs: Option<NatRefs>,
 }
 
 #[inline]
@@ -381,7 +437,26 @@ impl Conntrack {
             max,
             seed,
             stripes: (0..STRIPES).map(|_| AtomicBool::new(false)).collect(),
+            nat_refs: None,
         }
+    }
+
+    /// Reports masquerade ports in use to `sink`: `slots` are the
+    /// masquerade addresses in slot order. Set before traffic flows.
+    pub fn with_nat_sink(
+        mut self,
+        slots: Vec<(Family, u128)>,
+        sink: std::sync::Arc<dyn NatPortSink>,
+    ) -> Self {
+        let n = slots.len() * 3 * 65536;
+        self.nat_refs = Some(NatRefs {
+            slots,
+            counts: (0..n)
+                .map(|_| std::sync::atomic::AtomicU32::new(0))
+                .collect(),
+            sink,
+        });
+        self
     }
 
     /// Capacity.
@@ -733,6 +808,11 @@ impl Conntrack {
             self.kill(id);
             return Err(InsertError::Full);
         }
+        if flags & flags::SNAT != 0 {
+            if let Some(n) = &self.nat_refs {
+                n.claim(reply);
+            }
+        }
         Ok(id)
     }
 
@@ -764,7 +844,11 @@ impl Conntrack {
     pub fn remove(&self, snap: &Snapshot) {
         self.clear_slot(&snap.orig, snap.id, Dir::Original);
         self.clear_slot(&snap.reply, snap.id, Dir::Reply);
-        self.kill(snap.id);
+        if self.kill(snap.id) && snap.flags & flags::SNAT != 0 {
+            if let Some(n) = &self.nat_refs {
+                n.release(&snap.reply);
+            }
+        }
     }
 
     /// Records a packet on a connection: last-seen time, per-direction
@@ -804,6 +888,13 @@ impl Conntrack {
     /// Empties the table. Only while no other thread uses it (replay
     /// `--fresh-state` calls it between loops, at a barrier).
     pub fn clear(&self) {
+        if let Some(n) = &self.nat_refs {
+            for s in self.snapshot_all() {
+                if s.flags & flags::SNAT != 0 {
+                    n.release(&s.reply);
+                }
+            }
+        }
         for e in self.entries.iter().take(self.bump.load(Acquire)) {
             for w in &e.w {
                 w.store(0, Relaxed);
@@ -1103,6 +1194,45 @@ mod tests {
         });
         assert_eq!(wins, 2000);
         assert_eq!(ct.len(), 2000);
+    }
+
+    #[derive(Debug, Default)]
+    struct Bits(std::sync::Mutex<std::collections::HashSet<(u8, u8, u16)>>);
+    impl NatPortSink for Bits {
+        fn set(&self, slot: u8, proto: u8, port: u16, in_use: bool) {
+            let mut b = self.0.lock().unwrap();
+            if in_use {
+                assert!(b.insert((slot, proto, port)), "set twice");
+            } else {
+                assert!(b.remove(&(slot, proto, port)), "cleared while clear");
+            }
+        }
+    }
+
+    #[test]
+    fn masquerade_ports_are_reference_counted() {
+        let bits = std::sync::Arc::new(Bits::default());
+        let masq = 0xc000_0201u128;
+        let ct = Conntrack::new(8, 1).with_nat_sink(vec![(Family::V4, masq)], bits.clone());
+        let to = Timeouts {
+            tcp_established: 10,
+            ..Timeouts::default()
+        };
+        // Two connections share masquerade port 40000 towards different servers.
+        let o1 = t(10, 50, 40000, 443);
+        let r1 = t(50, masq, 443, 40000);
+        let o2 = t(11, 51, 40000, 443);
+        let r2 = t(51, masq, 443, 40000);
+        ct.insert(&o1, &r1, State::Established, flags::SNAT, 0, 0, &to)
+            .unwrap();
+        ct.insert(&o2, &r2, State::Established, flags::SNAT, 0, 5, &to)
+            .unwrap();
+        assert!(bits.0.lock().unwrap().contains(&(0, 6, 40000)));
+        // The first expires; the port stays in use for the second.
+        assert!(ct.lookup(&o1, ct.hash(&o1), 12, &to).is_none());
+        assert!(bits.0.lock().unwrap().contains(&(0, 6, 40000)));
+        assert!(ct.lookup(&o2, ct.hash(&o2), 20, &to).is_none());
+        assert!(bits.0.lock().unwrap().is_empty());
     }
 
     #[derive(Debug, Clone)]
