@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod explain;
+pub mod metrics;
+pub mod socket;
 
 use crate::tables::{Tables, TablesError};
 
