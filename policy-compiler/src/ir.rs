@@ -1055,15 +1055,34 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
             .enumerate()
             .map(|(i, n)| (*n, i))
             .collect();
+        // Candidates per endpoint: the cluster-wide policies and those of
+        // its namespace (a namespaced policy applies only there), in
+        // (tier, policy) order.
+        let mut global_pols: Vec<(usize, usize)> = Vec::new();
+        let mut ns_pols: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (ti, ps) in by_tier.iter().enumerate() {
+            for (pi, p) in ps.iter().enumerate() {
+                let pns = match p {
+                    PolicyRef::Calico(cp) => cp.name.namespace.as_deref(),
+                    PolicyRef::K8s(kp) => kp.name.namespace.as_deref(),
+                };
+                match pns {
+                    Some(n) => ns_pols.entry(n).or_default().push((ti, pi)),
+                    None => global_pols.push((ti, pi)),
+                }
+            }
+        }
+        let no_pols: Vec<(usize, usize)> = Vec::new();
         for (ei, w) in weps.iter().enumerate() {
             let ns = w.name.namespace.as_deref().unwrap_or("default");
             let nsl = ctx.res.ns_labels(ns);
+            let mut cands: Vec<(usize, usize)> = global_pols.clone();
+            cands.extend_from_slice(ns_pols.get(ns).unwrap_or(&no_pols));
+            cands.sort_unstable();
             let mut pol = Vec::new();
-            for (ti, ps) in by_tier.iter().enumerate() {
-                for (pi, p) in ps.iter().enumerate() {
-                    if applies(p, dir, ns, &wep_labels[ei], &nsl) {
-                        pol.push((ti, pi));
-                    }
+            for (ti, pi) in cands {
+                if applies(&by_tier[ti][pi], dir, ns, &wep_labels[ei], &nsl) {
+                    pol.push((ti, pi));
                 }
             }
             let profs: Vec<usize> = w

@@ -574,7 +574,7 @@ fn configs() -> Vec<(&'static str, Config)> {
                 binth: 1,
                 spfac: 8.0,
                 max_cut_bits: 2,
-                partition: true,
+                partitions: 4,
             },
         ),
     ]
@@ -598,6 +598,8 @@ fn check_seed(seed: u64) -> Result<(), String> {
         .collect();
     let v4: Vec<FlowKey> = keys.iter().filter(|k| !k.is_v6()).copied().collect();
     for (name, c) in &classifiers {
+        let mut c = c.clone();
+        c.set_lockstep(true);
         let mut s = c.new_scratch();
         for ks in [&keys, &v4] {
             let mut out = vec![policy_compiler::Verdict::default(); ks.len()];

@@ -58,9 +58,9 @@ struct Args {
     /// Space factor.
     #[arg(long)]
     spfac: Option<f64>,
-    /// Do not partition rules by address size.
+    /// Trees per rule list (1..4, see `Config::partitions`).
     #[arg(long)]
-    no_partition: bool,
+    partitions: Option<u8>,
     /// Where generated files go.
     #[arg(long, default_value = "bench/results/classbench")]
     out_dir: PathBuf,
@@ -106,8 +106,8 @@ fn config(a: &Args) -> Config {
     if let Some(b) = a.spfac {
         c.spfac = b;
     }
-    if a.no_partition {
-        c.partition = false;
+    if let Some(p) = a.partitions {
+        c.partitions = p;
     }
     if c.engine == EngineKind::Linear {
         c.binth = usize::MAX;
@@ -185,6 +185,9 @@ fn run_filters(
     let ir = cb::filters_to_ir(fs);
     let c = Builder::with_config(config(a)).compile_ir(&ir);
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    if c.lockstep() {
+        println!("{name}: lockstep batch lookups");
+    }
     if a.stats {
         print!("{}", c.debug_engine_stats());
     }

@@ -146,8 +146,10 @@ pub struct Config {
     pub spfac: f64,
     /// Most bits cut at one node (`2^bits` children).
     pub max_cut_bits: u8,
-    /// Partition rules by address-field size into separate trees.
-    pub partition: bool,
+    /// Partition rules by address-field size into this many trees: 1 (no
+    /// partitioning), 2 (small source | rest), 3 (small source | small
+    /// destination | rest), 4 (by small source × small destination).
+    pub partitions: u8,
 }
 
 impl Default for Config {
@@ -157,7 +159,7 @@ impl Default for Config {
             binth: 8,
             spfac: 4.0,
             max_cut_bits: 8,
-            partition: true,
+            partitions: 4,
         }
     }
 }
@@ -168,7 +170,7 @@ impl Config {
         Config {
             engine: EngineKind::Linear,
             binth: usize::MAX,
-            partition: false,
+            partitions: 1,
             ..Config::default()
         }
     }
@@ -180,7 +182,7 @@ impl Config {
             EngineKind::CutTree => self.clone(),
             EngineKind::Linear => Config {
                 binth: usize::MAX,
-                partition: false,
+                partitions: 1,
                 ..self.clone()
             },
         }

@@ -108,6 +108,9 @@ struct Tree {
 pub struct CutTree<A> {
     trees: Vec<Tree>,
     nodes: Vec<Node>,
+    /// Best (lowest) priority in the subtree of each node slot: a walk stops
+    /// as soon as it cannot beat the match it already has.
+    mins: Vec<u32>,
     hot: Vec<Hot<A>>,
     cold: Vec<Cold<A>>,
     /// (start, len) into `ext_items`.
@@ -143,6 +146,7 @@ impl<A: Addr> CutTree<A> {
             rules,
             cfg,
             nodes: Vec::new(),
+            mins: Vec::new(),
             leaf_rules: Vec::new(),
             ext_heads: Vec::new(),
             ext_items: Vec::new(),
@@ -156,8 +160,8 @@ impl<A: Addr> CutTree<A> {
         };
         let mut order: Vec<u32> = (0..rules.len() as u32).collect();
         order.sort_by_key(|&i| (rules[i as usize].prio, i));
-        let groups = if cfg.partition && rules.len() > cfg.binth {
-            partition(rules, &order, &widths)
+        let groups = if cfg.partitions > 1 && rules.len() > cfg.binth {
+            partition(rules, &order, &widths, cfg.partitions)
         } else {
             vec![order]
         };
@@ -185,6 +189,7 @@ impl<A: Addr> CutTree<A> {
         CutTree {
             trees,
             nodes: b.nodes,
+            mins: b.mins,
             hot: b
                 .leaf_rules
                 .iter()
@@ -213,7 +218,7 @@ impl<A: Addr> CutTree<A> {
     /// Bytes of the compiled structure.
     pub fn memory(&self) -> usize {
         self.trees.len() * std::mem::size_of::<Tree>()
-            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.nodes.len() * (std::mem::size_of::<Node>() + 4)
             + self.hot.len() * std::mem::size_of::<Hot<A>>()
             + self.cold.len() * std::mem::size_of::<Cold<A>>()
             + self.ext_heads.len() * 8
@@ -226,18 +231,24 @@ impl<A: Addr> CutTree<A> {
         &self.stats
     }
 
+    /// Index of the child slot of internal node `n` for key `k`.
     #[inline(always)]
-    fn child(&self, n: Node, k: &EKey<A>) -> Node {
+    fn slot(n: Node, k: &EKey<A>) -> usize {
         let mask = (1u32 << n.upper()) - 1;
-        let idx = k.f[n.field() as usize % NFIELDS].shr_u32(n.shift()) & mask;
-        self.nodes[(n.base() + idx) as usize]
+        (n.base() + (k.f[n.field() as usize % NFIELDS].shr_u32(n.shift()) & mask)) as usize
     }
 
+    /// The leaf for `k`, or an empty leaf when the subtree cannot beat
+    /// `best`.
     #[inline]
-    fn leaf_of(&self, root: Node, k: &EKey<A>) -> Node {
+    fn leaf_of(&self, root: Node, k: &EKey<A>, best: u32) -> Node {
         let mut n = root;
         while !n.is_leaf() {
-            n = self.child(n, k);
+            let i = Self::slot(n, k);
+            if self.mins[i] >= best {
+                return Node::leaf(0, 0);
+            }
+            n = self.nodes[i];
         }
         n
     }
@@ -291,7 +302,12 @@ impl<A: Addr> CutTree<A> {
                 for i in 0..n {
                     let c = cur[i];
                     if !c.is_leaf() {
-                        cur[i] = self.child(c, &keys[i]);
+                        let s = Self::slot(c, &keys[i]);
+                        cur[i] = if self.mins[s] >= best[i] {
+                            Node::leaf(0, 0)
+                        } else {
+                            self.nodes[s]
+                        };
                         active = true;
                     }
                 }
@@ -328,7 +344,7 @@ impl<A: Addr> CutTree<A> {
             if t.min_prio >= best {
                 break;
             }
-            let leaf = self.leaf_of(t.root, k);
+            let leaf = self.leaf_of(t.root, k, best);
             best = self.scan(leaf, k, best);
         }
         (best != u32::MAX).then_some(best)
@@ -338,7 +354,7 @@ impl<A: Addr> CutTree<A> {
 /// Split rules into groups by whether their source and destination sets
 /// are small (EffiCuts): cutting on an address field replicates every rule
 /// that is wide in it, so wide and narrow rules live in different trees.
-fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS]) -> Vec<Vec<u32>> {
+fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS], n: u8) -> Vec<Vec<u32>> {
     let small = |s: &RangeSet, w: u8| -> bool {
         let total: u128 = s
             .ranges()
@@ -352,8 +368,21 @@ fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS]) -> Vec<Vec<
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
     for &i in order {
         let r = &rules[i as usize];
-        let g = (small(&r.fields[1], widths[1]) as usize)
-            | ((small(&r.fields[2], widths[2]) as usize) << 1);
+        let (s, d) = (
+            small(&r.fields[1], widths[1]),
+            small(&r.fields[2], widths[2]),
+        );
+        let g = match n {
+            // Small source | the rest.
+            2 => usize::from(!s),
+            // Small source | small destination | wide in both.
+            3 => match (s, d) {
+                (true, _) => 0,
+                (false, true) => 1,
+                (false, false) => 2,
+            },
+            _ => usize::from(s) | (usize::from(d) << 1),
+        };
         groups[g].push(i);
     }
     groups
@@ -363,6 +392,7 @@ struct Builder<'a, A> {
     rules: &'a [ERule],
     cfg: &'a Config,
     nodes: Vec<Node>,
+    mins: Vec<u32>,
     leaf_rules: Vec<LeafRule<A>>,
     ext_heads: Vec<(u32, u32)>,
     ext_items: Vec<(u8, u32, u32)>,
@@ -486,9 +516,13 @@ impl<A: Addr> Builder<'_, A> {
         }
         let base = self.nodes.len();
         self.nodes.resize(base + nchild, Node::default());
+        self.mins.resize(base + nchild, u32::MAX);
         for (c, cids) in child_ids.into_iter().enumerate() {
             let mut cr = region;
             cr[f] = (region[f].0 + ((c as u128) << child_w), child_w);
+            self.mins[base + c] = cids
+                .first()
+                .map_or(u32::MAX, |&i| self.rules[i as usize].prio);
             let node = self.node(cids, cr, depth + 1);
             self.nodes[base + c] = node;
         }
