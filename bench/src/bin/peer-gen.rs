@@ -64,6 +64,9 @@ enum Cmd {
         /// `xdp` (live frames) or `afxdp` (AF_XDP copy-mode socket).
         #[arg(long, default_value = "xdp")]
         engine: String,
+        /// Offered rate in packets/second (0: as fast as possible; xdp only).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
     },
     /// Count frames arriving on an interface (dropped by XDP).
     Sink {
@@ -99,10 +102,13 @@ fn main() -> Result<()> {
             seconds,
             queue,
             engine,
+            rate,
         } => {
             enter(&netns)?;
             match engine.as_str() {
-                "xdp" => tx_xdp(&interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds),
+                "xdp" => tx_xdp(
+                    &interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds, rate,
+                ),
                 "afxdp" => tx(
                     &interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds, queue,
                 ),
@@ -214,6 +220,7 @@ fn template(
     Ok(pk::eth_ip(dst, src, &pk::ip(s, d, 17, 64, &seg)))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn tx_xdp(
     ifname: &str,
     dst_mac: &str,
@@ -222,14 +229,36 @@ fn tx_xdp(
     flows: u16,
     size: usize,
     seconds: f64,
+    rate: u64,
 ) -> Result<()> {
     let frame = template(ifname, dst_mac, src_ip, dst_ip, size)?;
     let ifindex = sys::if_nametoindex(ifname)?;
     let mut gen = bpf::TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
     let t0 = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
-    while t0.elapsed() < limit {
-        gen.run(&frame, ifindex, 100_000)?;
+    if rate == 0 {
+        while t0.elapsed() < limit {
+            gen.run(&frame, ifindex, 100_000)?;
+        }
+    } else {
+        // Paced: catch up with rate * elapsed in chunks of at most 1 ms of
+        // traffic, sleeping when ahead.
+        let chunk_max = (rate / 1000).max(1);
+        let mut sent = 0u64;
+        loop {
+            let el = t0.elapsed();
+            if el >= limit {
+                break;
+            }
+            let due = (rate as f64 * el.as_secs_f64()) as u64;
+            if due > sent {
+                let n = (due - sent).min(chunk_max);
+                gen.run(&frame, ifindex, n as u32)?;
+                sent += n;
+            } else {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
     }
     let secs = t0.elapsed().as_secs_f64();
     let sent = gen.built()?;

@@ -652,6 +652,7 @@ impl Worker {
                     WorkerCommand::SetTables(t) => {
                         self.pipeline.set_tables(t);
                         local.table_swaps += 1;
+                        publish(&self.stats, &local, self.pipeline.counters());
                     }
                     WorkerCommand::Stop => stopping = true,
                 }
