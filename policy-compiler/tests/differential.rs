@@ -575,6 +575,18 @@ fn configs() -> Vec<(&'static str, Config)> {
                 spfac: 8.0,
                 max_cut_bits: 2,
                 partitions: 4,
+                push: true,
+            },
+        ),
+        (
+            "cut-tree-deep-nopush",
+            Config {
+                engine: EngineKind::CutTree,
+                binth: 2,
+                spfac: 8.0,
+                max_cut_bits: 3,
+                partitions: 2,
+                push: false,
             },
         ),
     ]

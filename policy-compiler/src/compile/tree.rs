@@ -32,14 +32,24 @@ const NO_EXT: u32 = u32::MAX;
 const LEAF_FIELD: u64 = 7;
 
 /// A node packed in 8 bytes: `base` (bits 0..32), field (32..35, 7 =
-/// leaf), shift (35..42), and the cut's bit count or the leaf's rule count
-/// (42..64).
+/// leaf), shift (35..42), the cut's bit count or the leaf's rule count
+/// (42..63), and (bit 63) whether an internal node has pushed rules.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 struct Node(u64);
 
 impl Node {
-    fn internal(field: u8, shift: u8, bits: u8, base: u32) -> Node {
-        Node(base as u64 | (field as u64) << 32 | (shift as u64) << 35 | (bits as u64) << 42)
+    fn internal(field: u8, shift: u8, bits: u8, base: u32, pushed: bool) -> Node {
+        Node(
+            base as u64
+                | (field as u64) << 32
+                | (shift as u64) << 35
+                | (bits as u64) << 42
+                | (pushed as u64) << 63,
+        )
+    }
+    #[inline(always)]
+    fn has_push(self) -> bool {
+        self.0 >> 63 != 0
     }
     fn leaf(base: u32, len: u32) -> Node {
         Node(base as u64 | LEAF_FIELD << 32 | (len as u64) << 42)
@@ -58,7 +68,7 @@ impl Node {
     }
     #[inline(always)]
     fn upper(self) -> u32 {
-        (self.0 >> 42) as u32
+        ((self.0 >> 42) & 0x1f_ffff) as u32
     }
     #[inline(always)]
     fn base(self) -> u32 {
@@ -99,6 +109,8 @@ struct Cold<A> {
 #[derive(Clone, Debug)]
 struct Tree {
     root: Node,
+    /// Rules pushed up to the root (see `Builder::node`).
+    root_push: Node,
     /// Lowest priority (best) of any rule in the tree.
     min_prio: u32,
 }
@@ -111,6 +123,10 @@ pub struct CutTree<A> {
     /// Best (lowest) priority in the subtree of each node slot: a walk stops
     /// as soon as it cannot beat the match it already has.
     mins: Vec<u32>,
+    /// For a node slot whose internal node has pushed rules: the leaf-like
+    /// list of them (rules that every child would hold), scanned on the way
+    /// down instead of being copied into every child.
+    push: Vec<Node>,
     hot: Vec<Hot<A>>,
     cold: Vec<Cold<A>>,
     /// (start, len) into `ext_items`.
@@ -147,6 +163,8 @@ impl<A: Addr> CutTree<A> {
             cfg,
             nodes: Vec::new(),
             mins: Vec::new(),
+            push: Vec::new(),
+            last_push: Node::leaf(0, 0),
             leaf_rules: Vec::new(),
             ext_heads: Vec::new(),
             ext_items: Vec::new(),
@@ -177,10 +195,15 @@ impl<A: Addr> CutTree<A> {
             }
             let (n0, l0, nrules) = (b.nodes.len(), b.leaf_rules.len(), g.len());
             let root = b.node(g, region, 0);
+            let root_push = b.last_push;
             b.stats
                 .per_tree
                 .push((nrules, b.nodes.len() - n0, b.leaf_rules.len() - l0));
-            trees.push(Tree { root, min_prio });
+            trees.push(Tree {
+                root,
+                root_push,
+                min_prio,
+            });
         }
         trees.sort_by_key(|t| t.min_prio);
         b.stats.trees = trees.len();
@@ -190,6 +213,7 @@ impl<A: Addr> CutTree<A> {
             trees,
             nodes: b.nodes,
             mins: b.mins,
+            push: b.push,
             hot: b
                 .leaf_rules
                 .iter()
@@ -218,7 +242,7 @@ impl<A: Addr> CutTree<A> {
     /// Bytes of the compiled structure.
     pub fn memory(&self) -> usize {
         self.trees.len() * std::mem::size_of::<Tree>()
-            + self.nodes.len() * (std::mem::size_of::<Node>() + 4)
+            + self.nodes.len() * (2 * std::mem::size_of::<Node>() + 4)
             + self.hot.len() * std::mem::size_of::<Hot<A>>()
             + self.cold.len() * std::mem::size_of::<Cold<A>>()
             + self.ext_heads.len() * 8
@@ -238,19 +262,25 @@ impl<A: Addr> CutTree<A> {
         (n.base() + (k.f[n.field() as usize % NFIELDS].shr_u32(n.shift()) & mask)) as usize
     }
 
-    /// The leaf for `k`, or an empty leaf when the subtree cannot beat
-    /// `best`.
+    /// Walk tree `t` for `k`, scanning pushed rules on the way; returns
+    /// the best priority (at most `best`).
     #[inline]
-    fn leaf_of(&self, root: Node, k: &EKey<A>, best: u32) -> Node {
-        let mut n = root;
+    fn walk(&self, t: &Tree, k: &EKey<A>, mut best: u32) -> u32 {
+        let mut n = t.root;
+        if n.has_push() {
+            best = self.scan(t.root_push, k, best);
+        }
         while !n.is_leaf() {
             let i = Self::slot(n, k);
             if self.mins[i] >= best {
-                return Node::leaf(0, 0);
+                return best;
             }
             n = self.nodes[i];
+            if n.has_push() {
+                best = self.scan(self.push[i], k, best);
+            }
         }
-        n
+        self.scan(n, k, best)
     }
 
     #[inline(always)]
@@ -297,6 +327,11 @@ impl<A: Addr> CutTree<A> {
             if !any {
                 continue;
             }
+            if t.root.has_push() {
+                for i in 0..n {
+                    best[i] = self.scan(t.root_push, &keys[i], best[i]);
+                }
+            }
             loop {
                 let mut active = false;
                 for i in 0..n {
@@ -306,7 +341,11 @@ impl<A: Addr> CutTree<A> {
                         cur[i] = if self.mins[s] >= best[i] {
                             Node::leaf(0, 0)
                         } else {
-                            self.nodes[s]
+                            let x = self.nodes[s];
+                            if x.has_push() {
+                                best[i] = self.scan(self.push[s], &keys[i], best[i]);
+                            }
+                            x
                         };
                         active = true;
                     }
@@ -344,8 +383,7 @@ impl<A: Addr> CutTree<A> {
             if t.min_prio >= best {
                 break;
             }
-            let leaf = self.leaf_of(t.root, k, best);
-            best = self.scan(leaf, k, best);
+            best = self.walk(t, k, best);
         }
         (best != u32::MAX).then_some(best)
     }
@@ -393,6 +431,10 @@ struct Builder<'a, A> {
     cfg: &'a Config,
     nodes: Vec<Node>,
     mins: Vec<u32>,
+    push: Vec<Node>,
+    /// Pushed rules of the node being returned to the caller, which stores
+    /// them in its slot (or the tree's root).
+    last_push: Node,
     leaf_rules: Vec<LeafRule<A>>,
     ext_heads: Vec<(u32, u32)>,
     ext_items: Vec<(u8, u32, u32)>,
@@ -458,7 +500,16 @@ impl<A: Addr> Builder<'_, A> {
         }
     }
 
-    fn node(&mut self, mut ids: Vec<u32>, mut region: Region, depth: usize) -> Node {
+    fn node(&mut self, ids: Vec<u32>, region: Region, depth: usize) -> Node {
+        self.last_push = Node::leaf(0, 0);
+        let n = self.node_inner(ids, region, depth);
+        if n.is_leaf() {
+            self.last_push = Node::leaf(0, 0);
+        }
+        n
+    }
+
+    fn node_inner(&mut self, mut ids: Vec<u32>, mut region: Region, depth: usize) -> Node {
         self.compact(&ids, &mut region);
         // Drop rules shadowed by a rule covering the whole region.
         if let Some(pos) = ids.iter().position(|&i| self.covers(i, &region)) {
@@ -511,12 +562,25 @@ impl<A: Addr> Builder<'_, A> {
         let nchild = 1usize << b;
         let child_w = region[f].1 - b;
         let mut child_ids: Vec<Vec<u32>> = vec![Vec::new(); nchild];
+        // Rules that every child would hold are pushed up: kept once, at
+        // this node, and scanned on the way down (HyperCuts).
+        let mut common = Vec::new();
         for &id in &ids {
-            self.for_children(id, &region, f, b, |c| child_ids[c].push(id));
+            let mut touched = 0usize;
+            self.for_children(id, &region, f, b, |_| touched += 1);
+            if touched == nchild && self.cfg.push && nchild > 1 {
+                common.push(id);
+            } else {
+                self.for_children(id, &region, f, b, |c| child_ids[c].push(id));
+            }
+        }
+        if common.len() == ids.len() {
+            return self.leaf(&ids, &region);
         }
         let base = self.nodes.len();
         self.nodes.resize(base + nchild, Node::default());
         self.mins.resize(base + nchild, u32::MAX);
+        self.push.resize(base + nchild, Node::leaf(0, 0));
         for (c, cids) in child_ids.into_iter().enumerate() {
             let mut cr = region;
             cr[f] = (region[f].0 + ((c as u128) << child_w), child_w);
@@ -525,8 +589,15 @@ impl<A: Addr> Builder<'_, A> {
                 .map_or(u32::MAX, |&i| self.rules[i as usize].prio);
             let node = self.node(cids, cr, depth + 1);
             self.nodes[base + c] = node;
+            self.push[base + c] = self.last_push;
         }
-        Node::internal(f as u8, child_w, b, base as u32)
+        let pushed = !common.is_empty();
+        self.last_push = if pushed {
+            self.leaf(&common, &region)
+        } else {
+            Node::leaf(0, 0)
+        };
+        Node::internal(f as u8, child_w, b, base as u32, pushed)
     }
 
     /// Call `each` once for every child (of a cut of field `f` into `2^b`)
@@ -553,6 +624,8 @@ impl<A: Addr> Builder<'_, A> {
         }
     }
 
+    /// For a cut of field `f` into `2^b`: (largest child, total entries),
+    /// not counting rules that touch every child when those are pushed up.
     fn count(&mut self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize) {
         let nchild = 1usize << b;
         let mut diff = std::mem::take(&mut self.diff);
@@ -561,8 +634,12 @@ impl<A: Addr> Builder<'_, A> {
         let (lo, w) = region[f];
         let hi = region_hi(region[f]);
         let cw = w - b;
+        let push = self.cfg.push && nchild > 1;
+        let mut spans: Vec<(usize, usize)> = Vec::new();
         for &id in ids {
+            spans.clear();
             let mut last: Option<usize> = None;
+            let mut touched = 0usize;
             for (a, z) in self.rules[id as usize].fields[f].clip(lo, hi) {
                 let mut c0 = ((a - lo) >> cw) as usize;
                 let c1 = ((z - lo) >> cw) as usize;
@@ -572,10 +649,17 @@ impl<A: Addr> Builder<'_, A> {
                     }
                 }
                 if c1 >= c0 {
-                    diff[c0] += 1;
-                    diff[c1 + 1] -= 1;
+                    spans.push((c0, c1));
+                    touched += c1 - c0 + 1;
                     last = Some(c1);
                 }
+            }
+            if push && touched == nchild {
+                continue;
+            }
+            for &(c0, c1) in &spans {
+                diff[c0] += 1;
+                diff[c1 + 1] -= 1;
             }
         }
         let (mut cur, mut max, mut sum) = (0i64, 0usize, 0usize);
