@@ -7,7 +7,7 @@
 //! - policy: 50 NetworkPolicies (one per app), each with 20 ingress rules
 //!   allowing TCP/UDP to port 8000+j from the outside (1,000 ingress rules)
 //!   and one egress rule allowing everything; end of tier denies the rest;
-//! - outside hosts live behind `routes` extra /24 routes (172.16.0.0/12,
+//! - outside hosts live behind `routes` extra /24 routes (100.64.0.0/10,
 //!   via the uplink gateway), so replies walk a big FIB;
 //! - flows: 80% outside → pod on an allowed port (5% of those on a denied
 //!   port), 10% outside → a service VIP (DNAT to a pod), 10% pod → outside
@@ -35,6 +35,11 @@ const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 const PODS: u32 = 1000;
 const SERVICES: u32 = 10;
 
+/// The `i`th outside /24 (in 100.64.0.0/10: up to 16,384 routes).
+fn outside_net(i: usize) -> u32 {
+    0x6440_0000 + ((i as u32 & 0x3fff) << 8)
+}
+
 fn pod_ip(i: u32) -> [u8; 4] {
     [10, 64, (i / 250) as u8, (i % 250 + 1) as u8]
 }
@@ -55,9 +60,8 @@ pub fn config(routes: usize) -> String {
     for i in 0..routes {
         let _ = writeln!(
             s,
-            "  - {{prefix: \"172.{}.{}.0/24\", port: uplink, via: \"192.0.2.254\"}}",
-            16 + (i >> 8) % 16,
-            i & 0xff
+            "  - {{prefix: \"{}/24\", port: uplink, via: \"192.0.2.254\"}}",
+            std::net::Ipv4Addr::from(outside_net(i))
         );
     }
     s += "neighbors:\n  - {ip: \"192.0.2.254\", mac: \"02:00:00:00:00:fe\", port: uplink}\n";
@@ -110,7 +114,7 @@ pub fn policy() -> String {
         );
         for j in 0..20 {
             let proto = if j % 3 == 2 { "UDP" } else { "TCP" };
-            let _ = writeln!(s, "  - action: Allow\n    protocol: {proto}\n    source: {{nets: [\"172.16.0.0/12\"]}}\n    destination: {{ports: [{}]}}", 8000 + j);
+            let _ = writeln!(s, "  - action: Allow\n    protocol: {proto}\n    source: {{nets: [\"100.64.0.0/10\"]}}\n    destination: {{ports: [{}]}}", 8000 + j);
         }
         let _ = writeln!(s, "  egress:\n  - action: Allow\n---");
     }
@@ -141,12 +145,7 @@ pub fn generate(w: &Stateful) -> Fixture {
     let flows: Vec<Flow> = (0..w.flows)
         .map(|_| {
             let i = r.below(routes) as usize;
-            let outside = [
-                172,
-                (16 + (i >> 8) % 16) as u8,
-                (i & 0xff) as u8,
-                1 + r.below(250) as u8,
-            ];
+            let outside = (outside_net(i) | (1 + r.below(250) as u32)).to_be_bytes();
             let pod = r.below(u64::from(PODS)) as u32;
             let k = r.below(100);
             let tcp = r.below(10) < 7;

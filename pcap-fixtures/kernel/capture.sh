@@ -140,7 +140,15 @@ cx ping -c 2 -i 0.2 -W 1 10.1.0.5 >/dev/null
 # 7. A refused connection: service whose backend port has no listener.
 cx curl -s -o /dev/null --max-time 5 http://10.96.0.11/ || true
 
-sleep 0.5
+# Let tcpdump catch up (it may lag behind on a busy machine): wait until
+# the capture files stop growing.
+prev=""
+for i in $(seq 50); do
+  sleep 0.2
+  cur=$(stat -c %s "$out"/*.pcap | tr '\n' ' ')
+  [ "$cur" = "$prev" ] && break
+  prev=$cur
+done
 # tcpdump flushes its file on SIGTERM (background jobs of a script ignore
 # SIGINT, so TERM everything).
 for p in "${caps[@]}" "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

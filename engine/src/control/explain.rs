@@ -122,7 +122,6 @@ pub fn entry_json(t: &Tables, s: &Snapshot, now: u64) -> Value {
         "age_s": now.saturating_sub(s.created) as f64 / 1e9,
         "idle_s": now.saturating_sub(s.last_seen) as f64 / 1e9,
         "expires_in_s": (t.timeouts.of(s.state) as f64 - now.saturating_sub(s.last_seen) as f64) / 1e9,
-        "packets": {"original": s.packets_orig, "reply": s.packets_reply},
         "policy": t.policy.decision_info(policy_compiler::Decision(aux_decision(s.aux))).json(),
     })
 }
@@ -141,8 +140,9 @@ pub fn explain(t: &Tables, ct: &Conntrack, now: u64, q: &Query) -> Value {
     };
     let (new_dst, new_src, known) = match &hit {
         Some(h) => {
-            let (d, s) = translation(&h.snap, h.dir);
-            let mut e = entry_json(t, &h.snap, now);
+            let (d, s) = translation(&h.orig, &h.reply, h.dir);
+            let full = ct.read_entry(h.id).unwrap_or_else(|| h.snapshot());
+            let mut e = entry_json(t, &full, now);
             if let Some(m) = e.as_object_mut() {
                 m.insert(
                     "direction".into(),

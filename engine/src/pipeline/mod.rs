@@ -39,6 +39,9 @@ use crate::wire::{Mac, Parsed};
 /// Largest batch.
 pub const MAX_BATCH: usize = 256;
 
+/// Slots of each worker's flow cache (about 100 bytes each).
+pub const FLOW_CACHE_SLOTS: usize = 4096;
+
 /// Conntrack entries each pipeline checks for expiry per batch.
 pub const SWEEP_PER_BATCH: usize = 64;
 
@@ -337,6 +340,8 @@ pub struct Pipeline {
     /// fast the other workers run).
     owner: u8,
     sweep_owned_only: bool,
+    /// Recent conntrack lookups of this worker.
+    flow_cache: conntrack::FlowCache,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -367,6 +372,7 @@ impl Pipeline {
             sweep_cursor: 0,
             owner: 0,
             sweep_owned_only: false,
+            flow_cache: conntrack::FlowCache::new(FLOW_CACHE_SLOTS),
         }
     }
 
@@ -431,7 +437,7 @@ impl Pipeline {
             let (Some(sl), Some(me)) = (slots.get_mut(start..), meta.get_mut(start..)) else {
                 break;
             };
-            let k = stages::track::run(t, ct, now, sl, me).max(1);
+            let k = stages::track::run(t, ct, &mut self.flow_cache, now, sl, me).max(1);
             let (Some(sl), Some(me)) = (sl.get_mut(..k), me.get_mut(..k)) else {
                 break;
             };

@@ -69,6 +69,18 @@ impl Tuple {
         }
     }
 
+    /// The tuple as the five words entries store.
+    #[inline]
+    pub fn words(&self) -> [u64; 5] {
+        [
+            self.src as u64,
+            (self.src >> 64) as u64,
+            self.dst as u64,
+            (self.dst >> 64) as u64,
+            self.meta_word(),
+        ]
+    }
+
     #[inline]
     fn meta_word(&self) -> u64 {
         u64::from(self.sport)
@@ -95,22 +107,31 @@ impl Tuple {
         }
     }
 
-    /// A keyed hash of the tuple (not direction-symmetric).
+    /// A keyed hash of the tuple (not direction-symmetric): each word
+    /// multiplied by its own odd constant, summed, then one finalising mix.
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
-        let m = |x: u64| {
-            let x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            x ^ (x >> 29)
-        };
-        let a = m(self.src as u64 ^ seed) ^ m((self.src >> 64) as u64).rotate_left(13);
-        let b =
-            m(self.dst as u64 ^ seed.rotate_left(7)) ^ m((self.dst >> 64) as u64).rotate_left(29);
-        let c = m(self.meta_word() ^ seed.rotate_left(17));
-        let h = a ^ b.rotate_left(21) ^ c.rotate_left(42);
-        // splitmix64 finaliser.
-        let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        let h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        h ^ (h >> 31)
+        let w = [
+            self.src as u64,
+            (self.src >> 64) as u64,
+            self.dst as u64,
+            (self.dst >> 64) as u64,
+            self.meta_word(),
+        ];
+        let k = [
+            0x9e37_79b9_7f4a_7c15u64,
+            0xc2b2_ae3d_27d4_eb4f,
+            0x1656_67b1_9e37_79f9,
+            0x27d4_eb2f_1656_67c5,
+            0x94d0_49bb_1331_11eb,
+        ];
+        let mut h = seed;
+        for i in 0..5 {
+            h = h.wrapping_add((w[i] ^ seed.rotate_left(i as u32 * 11)).wrapping_mul(k[i]));
+        }
+        h ^= h >> 32;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^ (h >> 29)
     }
 }
 
@@ -261,9 +282,8 @@ const W_SEEN: usize = 2;
 const W_CREATED: usize = 3;
 const W_ORIG: usize = 4; // 4..9: src lo, src hi, dst lo, dst hi, meta
 const W_REPLY: usize = 9; // 9..14
-const W_AUX: usize = 14; // policy decision (u32) | service id (u16) | backend (u16)
-const W_PACKETS: usize = 15; // original packets (32) | reply packets (32)
-const WORDS: usize = 16;
+const W_AUX: usize = 14; // service (u16) | owner (u8) | policy decision (u32)
+const WORDS: usize = 16; // word 15 spare
 
 // State word layout.
 const LIVE: u64 = 1 << 63;
@@ -306,16 +326,40 @@ pub struct Snapshot {
     /// Opaque data the pipeline attached at creation (policy decision,
     /// service, backend).
     pub aux: u64,
-    pub packets_orig: u32,
-    pub packets_reply: u32,
 }
 
-/// What a lookup found.
+/// What a lookup found: the connection's tuples and state, read in one
+/// consistent pass (no packet counts or creation time: those are for
+/// [`Conntrack::read_entry`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hit {
     pub id: EntryId,
     pub dir: Dir,
-    pub snap: Snapshot,
+    /// The entry's sequence number when read (changes when the entry is
+    /// removed or reused), for [`FlowCache`] revalidation.
+    pub seq: u64,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub state: State,
+    pub flags: u8,
+    pub last_seen: u64,
+    pub aux: u64,
+}
+
+impl Hit {
+    /// The same facts as a [`Snapshot`] (counts and creation time zero).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            id: self.id,
+            orig: self.orig,
+            reply: self.reply,
+            state: self.state,
+            flags: self.flags,
+            last_seen: self.last_seen,
+            created: 0,
+            aux: self.aux,
+        }
+    }
 }
 
 /// Why an insert failed.
@@ -379,6 +423,98 @@ impl NatRefs {
                 if c.fetch_sub(1, AcqRel) == 1 {
                     self.sink.set(slot, reply.proto, reply.dport, false);
                 }
+            }
+        }
+    }
+}
+
+/// A worker's cache of recent conntrack lookups (direct-mapped on the key
+/// hash, like Open vSwitch's exact-match cache): a packet of a cached
+/// connection skips the index and the entry's tuples, and pays two loads to
+/// check the entry is still the same live, unexpired connection
+/// ([`Conntrack::revalidate`]). Owned by one worker, no synchronisation.
+#[derive(Debug)]
+pub struct FlowCache {
+    slots: Box<[CacheSlot]>,
+    mask: usize,
+}
+
+/// What the cache remembers about a connection, for one direction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheSlot {
+    key: [u64; 5],
+    pub id: EntryId,
+    pub reply_dir: bool,
+    pub seq: u64,
+    /// The translation this direction gets (see `track::translation`).
+    pub new_dst: Option<(u128, u16)>,
+    pub new_src: Option<(u128, u16)>,
+    used: bool,
+}
+
+impl CacheSlot {
+    /// The direction.
+    pub fn dir(&self) -> Dir {
+        if self.reply_dir {
+            Dir::Reply
+        } else {
+            Dir::Original
+        }
+    }
+}
+
+impl FlowCache {
+    /// A cache of `slots` entries (rounded up to a power of two).
+    pub fn new(slots: usize) -> FlowCache {
+        let n = slots.next_power_of_two().max(16);
+        FlowCache {
+            slots: vec![CacheSlot::default(); n].into_boxed_slice(),
+            mask: n - 1,
+        }
+    }
+
+    /// The cached facts for key `t` (hash `h`), if any.
+    #[inline]
+    pub fn get(&self, t: &Tuple, h: u64) -> Option<&CacheSlot> {
+        let s = self.slots.get((h as usize) & self.mask)?;
+        let w = t.words();
+        let diff = (s.key[0] ^ w[0])
+            | (s.key[1] ^ w[1])
+            | (s.key[2] ^ w[2])
+            | (s.key[3] ^ w[3])
+            | (s.key[4] ^ w[4]);
+        (s.used && diff == 0).then_some(s)
+    }
+
+    /// Remembers a lookup result.
+    #[inline]
+    pub fn put(
+        &mut self,
+        t: &Tuple,
+        h: u64,
+        hit: &Hit,
+        new_dst: Option<(u128, u16)>,
+        new_src: Option<(u128, u16)>,
+    ) {
+        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
+            *s = CacheSlot {
+                key: t.words(),
+                id: hit.id,
+                reply_dir: hit.dir == Dir::Reply,
+                seq: hit.seq,
+                new_dst,
+                new_src,
+                used: true,
+            };
+        }
+    }
+
+    /// Forgets key `t`.
+    #[inline]
+    pub fn forget(&mut self, t: &Tuple, h: u64) {
+        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
+            if s.key == t.words() {
+                s.used = false;
             }
         }
     }
@@ -540,7 +676,6 @@ impl Conntrack {
                 u128::from(w(7)) | u128::from(w(8)) << 64,
                 w(9),
             );
-            let pk = e.w[W_PACKETS].load(Relaxed);
             return Some(Snapshot {
                 id,
                 orig,
@@ -550,8 +685,6 @@ impl Conntrack {
                 last_seen: e.w[W_SEEN].load(Relaxed),
                 created,
                 aux,
-                packets_orig: pk as u32,
-                packets_reply: (pk >> 32) as u32,
             });
         }
     }
@@ -562,13 +695,17 @@ impl Conntrack {
     pub fn lookup(&self, t: &Tuple, h: u64, now: u64, to: &Timeouts) -> Option<Hit> {
         let tag = slot_tag(h);
         let (b1, b2) = self.buckets(h);
+        let key = t.words();
         for b in [b1, b2] {
-            for i in 0..SLOTS {
-                let Some(slot) = self.index.get(b * SLOTS + i) else {
-                    continue;
-                };
+            let Some(bucket) = self.index.get(b * SLOTS..b * SLOTS + SLOTS) else {
+                continue;
+            };
+            let Ok(bucket): Result<&[AtomicU64; SLOTS], _> = bucket.try_into() else {
+                continue;
+            };
+            for slot in bucket {
                 let v = slot.load(Acquire);
-                if v == 0 || v >> 32 != tag {
+                if v >> 32 != tag {
                     continue;
                 }
                 let id = (v & 0x7fff_ffff) as EntryId;
@@ -577,23 +714,118 @@ impl Conntrack {
                 } else {
                     Dir::Original
                 };
-                let Some(snap) = self.read(id) else { continue };
-                let key = if dir == Dir::Original {
-                    snap.orig
-                } else {
-                    snap.reply
-                };
-                if key != *t {
+                let Some(hit) = self.read_keyed(id, dir, &key) else {
                     continue;
-                }
-                if now.saturating_sub(snap.last_seen) > to.of(snap.state) {
-                    self.remove(&snap);
+                };
+                if now.saturating_sub(hit.last_seen) > to.of(hit.state) {
+                    self.remove(&hit.snapshot());
                     return None;
                 }
-                return Some(Hit { id, dir, snap });
+                return Some(hit);
             }
         }
         None
+    }
+
+    /// Reads entry `id` if its `dir` key equals `key` (as entry words):
+    /// compares while reading, under the sequence lock.
+    #[inline]
+    fn read_keyed(&self, id: EntryId, dir: Dir, key: &[u64; 5]) -> Option<Hit> {
+        let e = self.entries.get(id as usize)?;
+        // Constant offsets per direction, so no index is checked at run time.
+        let (orig_w, reply_w): (&[AtomicU64; 5], &[AtomicU64; 5]) = (
+            e.w[W_ORIG..W_ORIG + 5].try_into().ok()?,
+            e.w[W_REPLY..W_REPLY + 5].try_into().ok()?,
+        );
+        let (mine, other) = if dir == Dir::Original {
+            (orig_w, reply_w)
+        } else {
+            (reply_w, orig_w)
+        };
+        loop {
+            let s1 = e.w[W_SEQ].load(Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let same = (mine[0].load(Relaxed) ^ key[0])
+                | (mine[1].load(Relaxed) ^ key[1])
+                | (mine[2].load(Relaxed) ^ key[2])
+                | (mine[3].load(Relaxed) ^ key[3])
+                | (mine[4].load(Relaxed) ^ key[4])
+                == 0;
+            if !same {
+                // A torn read can only mismatch; confirm it was not one.
+                fence(Acquire);
+                if e.w[W_SEQ].load(Relaxed) != s1 {
+                    continue;
+                }
+                return None;
+            }
+            let o = [
+                other[0].load(Relaxed),
+                other[1].load(Relaxed),
+                other[2].load(Relaxed),
+                other[3].load(Relaxed),
+                other[4].load(Relaxed),
+            ];
+            let st = e.w[W_STATE].load(Relaxed);
+            let aux = e.w[W_AUX].load(Relaxed);
+            let seen = e.w[W_SEEN].load(Relaxed);
+            fence(Acquire);
+            if e.w[W_SEQ].load(Relaxed) != s1 {
+                continue;
+            }
+            if st & LIVE == 0 {
+                return None;
+            }
+            let k = Tuple::from_words(
+                u128::from(key[0]) | u128::from(key[1]) << 64,
+                u128::from(key[2]) | u128::from(key[3]) << 64,
+                key[4],
+            );
+            let ot = Tuple::from_words(
+                u128::from(o[0]) | u128::from(o[1]) << 64,
+                u128::from(o[2]) | u128::from(o[3]) << 64,
+                o[4],
+            );
+            let (orig, reply) = if dir == Dir::Original {
+                (k, ot)
+            } else {
+                (ot, k)
+            };
+            return Some(Hit {
+                id,
+                dir,
+                seq: s1,
+                orig,
+                reply,
+                state: st_state(st),
+                flags: st_flags(st),
+                last_seen: seen,
+                aux,
+            });
+        }
+    }
+
+    /// Whether entry `id` is still the connection read at sequence `seq`,
+    /// live and unexpired at `now`; its current state if so. Two loads: the
+    /// flow cache's fast path.
+    #[inline]
+    pub fn revalidate(&self, id: EntryId, seq: u64, now: u64, to: &Timeouts) -> Option<State> {
+        let e = self.entries.get(id as usize)?;
+        let st = e.w[W_STATE].load(Acquire);
+        let seen = e.w[W_SEEN].load(Relaxed);
+        if e.w[W_SEQ].load(Acquire) != seq || st & LIVE == 0 {
+            return None;
+        }
+        let state = st_state(st);
+        (now.saturating_sub(seen) <= to.of(state)).then_some(state)
+    }
+
+    /// A consistent copy of entry `id`, if live (for `ctl conntrack`).
+    pub fn read_entry(&self, id: EntryId) -> Option<Snapshot> {
+        self.read(id)
     }
 
     /// Whether a key is present (expired entries count as absent).
@@ -795,7 +1027,6 @@ impl Conntrack {
         e.w[W_AUX].store(aux, Relaxed);
         e.w[W_CREATED].store(now, Relaxed);
         e.w[W_SEEN].store(now, Relaxed);
-        e.w[W_PACKETS].store(0, Relaxed);
         e.w[W_STATE].store(st_make(state, flags), Relaxed);
         e.w[W_SEQ].store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
         let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
@@ -855,23 +1086,67 @@ impl Conntrack {
     /// packet count and, for TCP, the state machine. Returns the new state.
     #[inline]
     pub fn touch(&self, hit: &Hit, tcp_flags: Option<u8>, now: u64) -> State {
-        let Some(e) = self.entries.get(hit.id as usize) else {
-            return hit.snap.state;
-        };
-        e.w[W_SEEN].store(now, Relaxed);
-        let inc = if hit.dir == Dir::Original { 1 } else { 1 << 32 };
-        e.w[W_PACKETS].fetch_add(inc, Relaxed);
-        let mut st = e.w[W_STATE].load(Acquire);
+        self.touch_id(hit.id, hit.dir, tcp_flags, now)
+            .unwrap_or(hit.state)
+    }
+
+    /// [`Conntrack::touch`] by entry number.
+    #[inline]
+    pub fn touch_id(
+        &self,
+        id: EntryId,
+        dir: Dir,
+        tcp_flags: Option<u8>,
+        now: u64,
+    ) -> Option<State> {
+        let e = self.entries.get(id as usize)?;
+        let st = e.w[W_STATE].load(Acquire);
+        Some(Self::step(e, st, dir, tcp_flags, now))
+    }
+
+    /// The flow cache's fast path in one pass: if entry `id` is still the
+    /// connection read at sequence `seq`, live and unexpired at `now`,
+    /// records the packet (last seen, TCP state) and returns the state.
+    #[inline]
+    pub fn refresh(
+        &self,
+        id: EntryId,
+        seq: u64,
+        dir: Dir,
+        tcp_flags: Option<u8>,
+        now: u64,
+        to: &Timeouts,
+    ) -> Option<State> {
+        let e = self.entries.get(id as usize)?;
+        let st = e.w[W_STATE].load(Acquire);
+        let seen = e.w[W_SEEN].load(Relaxed);
+        if e.w[W_SEQ].load(Acquire) != seq
+            || st & LIVE == 0
+            || now.saturating_sub(seen) > to.of(st_state(st))
+        {
+            return None;
+        }
+        Some(Self::step(e, st, dir, tcp_flags, now))
+    }
+
+    /// Last seen, reply seen, TCP state: the per-packet update. The state
+    /// word changes (by compare-and-swap) only when something does, so an
+    /// established flow writes one word per packet.
+    #[inline]
+    fn step(e: &Entry, mut st: u64, dir: Dir, tcp_flags: Option<u8>, now: u64) -> State {
+        if e.w[W_SEEN].load(Relaxed) != now {
+            e.w[W_SEEN].store(now, Relaxed);
+        }
         loop {
             if st & LIVE == 0 {
                 return st_state(st);
             }
             let (state, mut fl) = (st_state(st), st_flags(st));
-            if hit.dir == Dir::Reply {
+            if dir == Dir::Reply {
                 fl |= flags::SEEN_REPLY;
             }
             let next = match tcp_flags {
-                Some(f) => tcp_next(state, &mut fl, hit.dir, f),
+                Some(f) => tcp_next(state, &mut fl, dir, f),
                 None => state,
             };
             let new = (st & !0xffff) | u64::from(next as u8) | u64::from(fl) << 8;
@@ -896,9 +1171,13 @@ impl Conntrack {
             }
         }
         for e in self.entries.iter().take(self.bump.load(Acquire)) {
+            // Sequence numbers only grow, so flow caches never mistake a
+            // reused entry for the one they remember.
+            let seq = e.w[W_SEQ].load(Relaxed);
             for w in &e.w {
                 w.store(0, Relaxed);
             }
+            e.w[W_SEQ].store((seq | 1).wrapping_add(1), Relaxed);
         }
         for s in self.index.iter() {
             s.store(0, Relaxed);
@@ -1072,7 +1351,7 @@ mod tests {
             .insert(&o, &o.reverse(), State::SynSent, 0, 42, 0, &to)
             .unwrap();
         let h = ct.lookup(&o, ct.hash(&o), 1, &to).unwrap();
-        assert_eq!((h.id, h.dir, h.snap.aux), (id, Dir::Original, 42));
+        assert_eq!((h.id, h.dir, h.aux), (id, Dir::Original, 42));
         let r = o.reverse();
         let h = ct.lookup(&r, ct.hash(&r), 1, &to).unwrap();
         assert_eq!((h.id, h.dir), (id, Dir::Reply));
@@ -1282,7 +1561,7 @@ mod tests {
                         let o = mk(a, b, p);
                         if let Some(h) = ct.lookup(&o, ct.hash(&o), now, &to) {
                             prop_assert_eq!(h.dir, Dir::Original);
-                            ct.remove(&h.snap);
+                            ct.remove(&h.snapshot());
                             prop_assert!(model.remove(&o).is_some());
                         } else {
                             prop_assert!(!model.contains_key(&o));

@@ -95,7 +95,7 @@ pub(crate) fn run(
                 // Another worker committed this connection first: use it.
                 match ct.lookup(&orig, m.hash, now, to) {
                     Some(h) => {
-                        let (d, sn) = super::track::translation(&h.snap, h.dir);
+                        let (d, sn) = super::track::translation(&h.orig, &h.reply, h.dir);
                         m.new_dst = d;
                         m.new_src = sn;
                         m.track = Track::Known {

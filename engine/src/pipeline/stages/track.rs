@@ -13,7 +13,7 @@
 
 use super::super::{Action, DropReason, Meta, Slot, Track};
 use super::decide;
-use crate::tables::conntrack::{self, Conntrack, Dir, Snapshot, State, TcpNew, Tuple};
+use crate::tables::conntrack::{self, Conntrack, Dir, State, TcpNew, Tuple};
 use crate::tables::Tables;
 use crate::wire::{parse, Family, L4Kind, Parsed};
 
@@ -43,8 +43,7 @@ pub type Endpoint = (u128, u16);
 /// The translation a packet travelling in `dir` of a connection gets:
 /// `(new destination, new source)`, each `None` when unchanged.
 #[inline]
-pub fn translation(s: &Snapshot, dir: Dir) -> (Option<Endpoint>, Option<Endpoint>) {
-    let (o, r) = (&s.orig, &s.reply);
+pub fn translation(o: &Tuple, r: &Tuple, dir: Dir) -> (Option<Endpoint>, Option<Endpoint>) {
     match dir {
         Dir::Original => (
             ((r.src, r.sport) != (o.dst, o.dport)).then_some((r.src, r.sport)),
@@ -79,6 +78,7 @@ fn may_depend(i: &Meta, jt: &Tuple) -> bool {
 pub(crate) fn run(
     t: &Tables,
     ct: &Conntrack,
+    cache: &mut conntrack::FlowCache,
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
@@ -121,6 +121,31 @@ pub(crate) fn run(
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
+        // Fast path: a connection this worker saw recently.
+        if let Track::Lookup = m.track {
+            if let Some(c) = cache.get(&m.tuple, m.hash) {
+                let (id, dir, seq, nd, ns) = (c.id, c.dir(), c.seq, c.new_dst, c.new_src);
+                let tcp = (m.parsed.l4kind == L4Kind::Tcp).then_some(m.parsed.tcp_flags);
+                use crate::wire::parse::tcp_flags::{ACK, SYN};
+                let reopen =
+                    dir == Dir::Original && tcp.is_some_and(|f| f & SYN != 0 && f & ACK == 0);
+                // A SYN that may reopen a closed connection takes the slow path.
+                let fast = if reopen {
+                    None
+                } else {
+                    ct.refresh(id, seq, dir, tcp, now, to)
+                };
+                if fast.is_some() {
+                    let Some(m) = meta.get_mut(j) else { break };
+                    m.new_dst = nd;
+                    m.new_src = ns;
+                    m.track = Track::Known { id, dir };
+                    continue;
+                }
+                cache.forget(&m.tuple, m.hash);
+            }
+        }
+        let Some(m) = meta.get(j) else { break };
         let hit = ct.lookup(&m.tuple, m.hash, now, to);
         if hit.is_none() && opened > 0 {
             let jt = m.tuple;
@@ -136,7 +161,7 @@ pub(crate) fn run(
         if let Track::RelatedCandidate = m.track {
             m.track = match hit {
                 Some(h) => {
-                    let (d, sn) = translation(&h.snap, h.dir);
+                    let (d, sn) = translation(&h.orig, &h.reply, h.dir);
                     m.new_dst = d;
                     m.new_src = sn;
                     Track::Related {
@@ -158,21 +183,22 @@ pub(crate) fn run(
             if h.dir == Dir::Original
                 && f & SYN != 0
                 && f & ACK == 0
-                && matches!(h.snap.state, State::TimeWait | State::Close)
+                && matches!(h.state, State::TimeWait | State::Close)
             {
-                ct.remove(&h.snap);
+                ct.remove(&h.snapshot());
                 hit = None;
             }
         }
         if let Some(h) = hit {
             ct.touch(&h, tcp, now);
-            let (d, sn) = translation(&h.snap, h.dir);
+            let (d, sn) = translation(&h.orig, &h.reply, h.dir);
             m.new_dst = d;
             m.new_src = sn;
             m.track = Track::Known {
                 id: h.id,
                 dir: h.dir,
             };
+            cache.put(&m.tuple, m.hash, &h, d, sn);
             continue;
         }
         // A new connection, if this packet may start one.
