@@ -29,12 +29,21 @@ struct Args {
     loops: u64,
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Write the workloads under DIR (`DIR/<flows>/`) and keep them; with
+    /// `--generate-only`, do not run them.
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
+    #[arg(long)]
+    generate_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     for &flows in &a.flows {
-        let dir = std::env::temp_dir().join(format!("sluice-stateful-{flows}"));
+        let dir = match &a.keep {
+            Some(k) => k.join(flows.to_string()),
+            None => std::env::temp_dir().join(format!("sluice-stateful-{flows}")),
+        };
         let w = bench::stateful::Stateful {
             flows,
             packets: a.packets.max(flows * 2),
@@ -42,6 +51,10 @@ fn main() -> anyhow::Result<()> {
             seed: 7,
         };
         bench::stateful::write(&w, &dir).context("writing workload")?;
+        if a.generate_only {
+            println!("{flows} flows: written to {}", dir.display());
+            continue;
+        }
         let cfg = Config::load(&dir.join("sluice.yaml"))?;
         let t0 = std::time::Instant::now();
         let tables = Arc::new(Tables::for_replay(&cfg)?);
@@ -79,7 +92,9 @@ fn main() -> anyhow::Result<()> {
             c.drop_count(engine::pipeline::DropReason::ConntrackInvalid),
             c.actions[2]
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        if a.keep.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
     Ok(())
 }
