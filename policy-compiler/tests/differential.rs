@@ -575,7 +575,7 @@ fn configs() -> Vec<(&'static str, Config)> {
                 spfac: 8.0,
                 max_cut_bits: 2,
                 partitions: 4,
-                push: true,
+                push: 4,
             },
         ),
         (
@@ -586,7 +586,7 @@ fn configs() -> Vec<(&'static str, Config)> {
                 spfac: 8.0,
                 max_cut_bits: 3,
                 partitions: 2,
-                push: false,
+                push: 0,
             },
         ),
     ]

@@ -58,6 +58,9 @@ struct Args {
     /// Space factor.
     #[arg(long)]
     spfac: Option<f64>,
+    /// Most rules pushed up per node (see `Config::push`).
+    #[arg(long)]
+    push: Option<usize>,
     /// Trees per rule list (1..4, see `Config::partitions`).
     #[arg(long)]
     partitions: Option<u8>,
@@ -108,6 +111,9 @@ fn config(a: &Args) -> Config {
     }
     if let Some(p) = a.partitions {
         c.partitions = p;
+    }
+    if let Some(p) = a.push {
+        c.push = p;
     }
     if c.engine == EngineKind::Linear {
         c.binth = usize::MAX;

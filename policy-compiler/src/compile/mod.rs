@@ -150,9 +150,10 @@ pub struct Config {
     /// partitioning), 2 (small source | rest), 3 (small source | small
     /// destination | rest), 4 (by small source × small destination).
     pub partitions: u8,
-    /// Keep rules that every child of a cut would hold at the cut's node
-    /// (scanned on the way down) instead of copying them into each child.
-    pub push: bool,
+    /// Keep up to this many rules that every child of a cut would hold at
+    /// the cut's node (scanned on the way down) instead of copying them into
+    /// each child; 0 never pushes.
+    pub push: usize,
 }
 
 impl Default for Config {
@@ -163,7 +164,7 @@ impl Default for Config {
             spfac: 4.0,
             max_cut_bits: 8,
             partitions: 4,
-            push: true,
+            push: 8,
         }
     }
 }

@@ -532,7 +532,10 @@ impl<A: Addr> Builder<'_, A> {
             }
             let mut cand: Option<(u8, usize, usize)> = None;
             for b in 1..=w.min(self.cfg.max_cut_bits) {
-                let (max, sum) = self.count(&ids, &region, f, b);
+                // Pushed rules are scanned at this node by every lookup:
+                // they count toward the largest child.
+                let (max, sum, common) = self.count(&ids, &region, f, b);
+                let max = max + common;
                 // HiCuts' space measure: entries plus child slots.
                 let limit = (self.cfg.spfac * n as f64) as usize;
                 if b > 1 && sum + (1usize << b) > limit {
@@ -568,11 +571,20 @@ impl<A: Addr> Builder<'_, A> {
         for &id in &ids {
             let mut touched = 0usize;
             self.for_children(id, &region, f, b, |_| touched += 1);
-            if touched == nchild && self.cfg.push && nchild > 1 {
+            if touched == nchild && self.cfg.push > 0 && nchild > 1 {
                 common.push(id);
             } else {
                 self.for_children(id, &region, f, b, |c| child_ids[c].push(id));
             }
+        }
+        if common.len() > self.cfg.push {
+            // Too many to scan at this node: copy them into the children,
+            // keeping each child's list in priority order.
+            for c in child_ids.iter_mut() {
+                c.extend_from_slice(&common);
+                c.sort_unstable_by_key(|&i| (self.rules[i as usize].prio, i));
+            }
+            common.clear();
         }
         if common.len() == ids.len() {
             return self.leaf(&ids, &region);
@@ -624,9 +636,10 @@ impl<A: Addr> Builder<'_, A> {
         }
     }
 
-    /// For a cut of field `f` into `2^b`: (largest child, total entries),
-    /// not counting rules that touch every child when those are pushed up.
-    fn count(&mut self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize) {
+    /// For a cut of field `f` into `2^b`: (largest child, total entries,
+    /// rules touching every child), the first two without the third when
+    /// those are pushed up.
+    fn count(&mut self, ids: &[u32], region: &Region, f: usize, b: u8) -> (usize, usize, usize) {
         let nchild = 1usize << b;
         let mut diff = std::mem::take(&mut self.diff);
         diff.clear();
@@ -634,8 +647,9 @@ impl<A: Addr> Builder<'_, A> {
         let (lo, w) = region[f];
         let hi = region_hi(region[f]);
         let cw = w - b;
-        let push = self.cfg.push && nchild > 1;
+        let push = self.cfg.push > 0 && nchild > 1;
         let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut common = 0usize;
         for &id in ids {
             spans.clear();
             let mut last: Option<usize> = None;
@@ -655,12 +669,19 @@ impl<A: Addr> Builder<'_, A> {
                 }
             }
             if push && touched == nchild {
+                common += 1;
                 continue;
             }
             for &(c0, c1) in &spans {
                 diff[c0] += 1;
                 diff[c1 + 1] -= 1;
             }
+        }
+        // Too many to push: they are copied into every child after all.
+        if common > self.cfg.push {
+            diff[0] += common as i64;
+            diff[nchild] -= common as i64;
+            common = 0;
         }
         let (mut cur, mut max, mut sum) = (0i64, 0usize, 0usize);
         for d in diff.iter().take(nchild) {
@@ -669,7 +690,7 @@ impl<A: Addr> Builder<'_, A> {
             sum += cur as usize;
         }
         self.diff = diff;
-        (max, sum)
+        (max, sum, common)
     }
 
     /// Store a range list (once per distinct list); its start.
