@@ -77,8 +77,8 @@
 //! | linear scan (`EngineKind::Linear`) | 1.4 Mpps | 0.14 Mpps | 0.6 MB | O(rules) per packet |
 //! | bit vector (per-field ranges → rule bitsets, AND) | — | — | ≈ 12 MB per field at 10k, ≈ 1.2 GB per field at 100k | not built: O(N²) bits breaks the 64 MB budget at 100k without aggregation/compression, and every lookup ANDs ~N/64 words per field |
 //! | one cut tree, no partitioning | — | — | — | acl3/fw4 10k: 19–20 MB, 0.9–3 Mpps: wide rules replicate into every cut |
-//! | **partitioned cut trees** (chosen) | 11–14 Mpps | 9–11 Mpps | 0.9–1.8 MB | below |
-//! | `dpdk-test-acl` (rte_acl, best of scalar/sse/avx2) | 24–34 Mpps | 7.8 Mpps | — | the peer |
+//! | **partitioned cut trees** (chosen) | 8–14 Mpps | 7–11 Mpps | 0.9–1.8 MB | below |
+//! | `dpdk-test-acl` (rte_acl, best of scalar/sse/avx2) | 21–34 Mpps | 6.6–8.2 Mpps | — | the peer |
 //!
 //! The chosen engine ([`compile::tree`]) is HiCuts-style: a node cuts one
 //! field into `2^b` equal parts (`child = nodes[base + (key[f] >> shift &
@@ -86,16 +86,46 @@
 //! minimise the largest child under HiCuts' space measure; regions are
 //! compacted to the rules' aligned bounding block (so sparse /32 rules cut
 //! on their differing bits), rules after a rule covering the whole region
-//! are dropped, identical leaves are shared. Rules are partitioned
-//! EffiCuts-style by whether their source and destination sets are small
-//! (prefix /8 or longer), each partition its own tree, searched in order of
-//! best priority with early exit. A hard budget (32 entries per rule) bounds
-//! memory for any input. Tree search is data-independent of the semantics:
-//! the tiers/`Pass`/end-of-tier/profile logic lives in the segment walk, so
-//! one engine serves ClassBench and Calico alike. `classify_batch` walks the
-//! trees level by level across 64 keys so independent cache misses overlap
-//! (measured: +25% on 100k sets where the tree is not cache resident; a
-//! small loss on 10k sets that are).
+//! are dropped, identical leaves are shared, up to 8 rules that every child
+//! would hold stay at the node (HyperCuts' pushing), and each slot records
+//! the best priority below it so a walk stops as soon as it cannot beat the
+//! match it has. Rules are partitioned EffiCuts-style by whether their
+//! source and destination sets are small (prefix /8 or longer), each
+//! partition its own tree, searched in order of best priority. Leaves keep
+//! addresses and priority apart from the other fields (20 bytes per IPv4
+//! rule scanned). A hard budget (32 entries per rule) bounds memory for any
+//! input. The tiers/`Pass`/end-of-tier/profile logic lives in the segment
+//! walk, so one engine serves ClassBench and Calico alike.
+//! `classify_batch` walks the trees level by level across 64 keys when the
+//! engines outgrow the caches (chosen at compile time, > 4 MB).
+//!
+//! Last full run (`classbench --all`, same run for both, best of 5 × 4
+//! passes for sluice and best of 3 for each `dpdk-test-acl --alg`; every
+//! answer equal to `firstmatch/` and to rte_acl's):
+//!
+//! | set | rules | compile | memory | sluice | rte_acl best | ratio |
+//! |---|---|---|---|---|---|---|
+//! | acl2_10k | 9366 | 48 ms | 1.2 MB | 7.2 Mpps | 6.6 (sse) | 1.09 |
+//! | acl3_10k | 9146 | 80 ms | 2.2 MB | 5.4 Mpps | 6.1 (sse) | 0.89 |
+//! | acl4_10k | 9020 | 70 ms | 3.2 MB | 6.6 Mpps | 4.5 (sse) | 1.48 |
+//! | acl5_10k | 4834 | 21 ms | 1.0 MB | 9.9 Mpps | 19.7 (sse) | 0.50 |
+//! | fw1_10k | 9416 | 31 ms | 1.8 MB | 10.9 Mpps | 3.1 (avx2) | 3.57 |
+//! | fw2_10k | 9645 | 18 ms | 1.0 MB | 13.7 Mpps | 8.7 (sse) | 1.58 |
+//! | fw3_10k | 9020 | 102 ms | 4.1 MB | 8.6 Mpps | 3.5 (avx2) | 2.44 |
+//! | fw4_10k | 8847 | 159 ms | 7.3 MB | 6.7 Mpps | 3.4 (avx2) | 2.00 |
+//! | ipc1_10k | 8739 | 39 ms | 1.5 MB | 7.0 Mpps | 9.1 (avx2) | 0.77 |
+//! | acl1_100k (generated) | 100000 | 805 ms | 7.0 MB | 3.2 Mpps | 14.9 (avx2) | 0.21 |
+//! | fw1_100k (generated) | 100000 | 773 ms | 9.8 MB | 2.7 Mpps | 2.2 (avx2) | 1.19 |
+//! | ipc1_100k (generated) | 100000 | 1104 ms | 9.1 MB | 2.7 Mpps | 2.1 (avx2) | 1.27 |
+//! | 1k sets (all 12) | 655–991 | 1.5–8 ms | < 0.2 MB | 6.4–15.8 Mpps | 9–25 Mpps | 0.31–1.72 |
+//!
+//! What limits it: sets whose rules are mostly narrow in both addresses
+//! with dense, overlapping port ranges (acl5, ipc1, the generated acl1
+//! 100k) keep four trees of depth 3–6 plus a leaf scan per lookup — about
+//! twice rte_acl's memory touches, whose byte-trie walks one node per key
+//! byte with no leaf scan; sets with wide address fields (all fw) are where
+//! rte_acl's tries grow and the partitioned trees win. The machine is a
+//! shared 2-core VM: the same binary varies by ±30% between runs.
 //!
 //! A byte-trie DFA like rte_acl was not built: rte_acl's own figures here
 //! (7.8 Mpps on acl2 10k, 4.5 Mpps on fw1 10k) are what the trees are
