@@ -4,12 +4,22 @@
 #   sluice   sluice run (AF_XDP, full pipeline, the policy in $SLUICE_POLICY)
 #   testpmd  dpdk-testpmd --vdev net_af_xdp (io forward mode)
 #   kernel   Linux forwarding with an nftables ruleset equivalent to the policy
-# and prints Mpps for each and the ratios. Topology: bench/peers/topo.sh.
+# and prints, for each, the delivered rate at saturation (the generator
+# offering all it can: `peer-gen tx`, an XDP live-frames generator, ~2 Mpps
+# of 64-byte frames on this VM) in Mpps, and the ratios. Optionally
+# (SEARCH_STEPS > 0) also the highest loss-free rate by binary search on the
+# offered rate; the live-frames generator cannot pace (each kernel call costs
+# ~20 ms here), so trials use the paced AF_XDP copy-mode generator, whose
+# ceiling (0.1-0.3 Mpps on this VM) bounds the search. Topology:
+# bench/peers/topo.sh.
 #
 # Usage (root): bench/peers/run.sh [sluice] [testpmd] [kernel]   (default: all)
 # Environment:
-#   SECONDS_RUN  measurement window per peer in seconds (default 10), after
+#   SECONDS_RUN  saturation window per peer in seconds (default 10), after
 #                WARMUP seconds (default 2)
+#   SEARCH_STEPS binary-search trials for the loss-free rate (default 0: skip)
+#                between 0 and max(1.5 x saturation, SEARCH_MAX pps (1000000))
+#   TRIAL        seconds per trial (default 2); LOSS  tolerated loss (0.001)
 #   FLOWS        UDP flows (source ports) from the generator (default 256)
 #   RULES        rules in the generated policy / ruleset (default 1000)
 #   SLUICE_POLICY  policy path for sluice (default: generated, see gen-rules.py)
@@ -19,6 +29,7 @@
 #   GEN_CORE, DUT_CORE  cores for the generator and the device under test
 #                (default 0 and the last core)
 #   SLUICE_ARGS  extra `sluice run` arguments
+#   KEEP=1       keep the logs and reports (printed path)
 # Everything runs under `flock /tmp/sluice-cpu.lock`; the topology is removed
 # on exit.
 set -euo pipefail
@@ -32,6 +43,9 @@ PEERS=("$@"); [ ${#PEERS[@]} -gt 0 ] || PEERS=(sluice testpmd kernel)
 SECONDS_RUN=${SECONDS_RUN:-10}
 WARMUP=${WARMUP:-2}
 FLOWS=${FLOWS:-256}
+SEARCH_STEPS=${SEARCH_STEPS:-0}
+TRIAL=${TRIAL:-2}
+LOSS=${LOSS:-0.001}
 RULES=${RULES:-1000}
 NFT_CT=${NFT_CT:-per-connection}
 NFT_MATCH=${NFT_MATCH:-linear}
@@ -47,7 +61,7 @@ R=target/release
 cleanup() {
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
   bench/peers/topo.sh down || true
-  rm -rf "$OUT"
+  if [ -n "${KEEP:-}" ]; then echo "logs kept in $OUT" >&2; else rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
 
@@ -68,22 +82,59 @@ for pid in $(pgrep -f "napi/p0-"); do taskset -pc "$DUT_CORE" "$pid" >/dev/null;
 python3 bench/peers/gen-rules.py --rules "$RULES" --out "$OUT" --nft-ct "$NFT_CT" --nft-match "$NFT_MATCH"
 POLICY=${SLUICE_POLICY:-$OUT/policy}
 
-measure() { # name, then the DUT is already running
+gen() { # output file, extra args
+  local out=$1; shift
+  taskset -c "$GEN_CORE" $R/peer-gen tx --netns $GEN --interface g0 --dst-mac $P0_MAC \
+    --src-ip 10.70.1.2 --dst-ip 10.70.2.2 --flows "$FLOWS" "$@" > "$out"
+}
+
+jget() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+saturate() { # name: the DUT is running
   local name=$1
   taskset -c "$GEN_CORE" $R/peer-gen sink --netns $SINK --interface k0 \
     --warmup "$WARMUP" --seconds "$SECONDS_RUN" > "$OUT/$name.sink.json" &
   local sink=$!
   sleep 0.3
-  taskset -c "$GEN_CORE" $R/peer-gen tx --netns $GEN --interface g0 --dst-mac $P0_MAC \
-    --src-ip 10.70.1.2 --dst-ip 10.70.2.2 --flows "$FLOWS" \
-    --seconds "$((WARMUP + SECONDS_RUN + 1))" > "$OUT/$name.gen.json"
+  gen "$OUT/$name.gen.json" --seconds "$((WARMUP + SECONDS_RUN + 1))" --call 100000 --burst 64
   wait $sink
-  python3 - "$OUT/$name.sink.json" "$OUT/$name.gen.json" "$name" <<'EOF'
-import json, sys
-s = json.load(open(sys.argv[1])); g = json.load(open(sys.argv[2]))
-print(f"{sys.argv[3]:8s} delivered {s['mpps']:.3f} Mpps   (generator offered {g['mpps']:.3f} Mpps)")
-EOF
+  printf "%-8s saturation: delivered %.3f Mpps (generator offered %.3f Mpps)\n" "$name" \
+    "$(jget "$OUT/$name.sink.json" mpps)" "$(jget "$OUT/$name.gen.json" mpps)"
 }
+
+trial() { # name rate_pps -> prints the loss ratio
+  local name=$1 rate=$2
+  taskset -c "$GEN_CORE" $R/peer-gen sink --netns $SINK --interface k0 \
+    --warmup 0 --seconds "$(python3 -c "print($TRIAL + 1.0)")" > "$OUT/$name.trial.sink.json" &
+  local sink=$!
+  sleep 0.3
+  gen "$OUT/$name.trial.gen.json" --seconds "$TRIAL" --rate "$rate" --engine afxdp
+  wait $sink
+  python3 -c "import json
+s=json.load(open('$OUT/$name.trial.sink.json'))['delivered']
+g=json.load(open('$OUT/$name.trial.gen.json'))['sent']
+print(max(0.0, 1 - s / g) if g else 1.0)"
+}
+
+search() { # name: binary search for the highest rate with loss <= LOSS
+  local name=$1
+  local lo=0
+  local hi
+  # A forwarder can lose more at saturation than at its loss-free rate
+  # (receive livelock), so search up to at least SEARCH_MAX.
+  hi=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-1000000})))")
+  for _ in $(seq "$SEARCH_STEPS"); do
+    local mid=$(( (lo + hi) / 2 ))
+    local loss
+    loss=$(trial "$name" "$mid")
+    if python3 -c "import sys; sys.exit(0 if $loss <= $LOSS else 1)"; then lo=$mid; else hi=$mid; fi
+    printf "         trial %8d pps: loss %.4f\n" "$mid" "$loss" >&2
+  done
+  echo "$lo" > "$OUT/$name.lossfree"
+  printf "%-8s loss-free (<= %s): %.3f Mpps\n" "$name" "$LOSS" "$(python3 -c "print($lo / 1e6)")"
+}
+
+measure() { saturate "$1"; [ "$SEARCH_STEPS" -gt 0 ] && search "$1" || true; }
 
 run_sluice() {
   cat > "$OUT/sluice.yaml" <<EOF
@@ -133,6 +184,7 @@ run_testpmd() {
   sleep 1
   measure testpmd
   kill -INT $pid; wait $pid || true
+  grep -E "RX-packets|TX-packets|RX-dropped|TX-dropped" "$OUT/testpmd.log" | tail -4 | sed 's/^/         testpmd: /'
 }
 
 run_kernel() {
@@ -141,19 +193,26 @@ run_kernel() {
   ip netns exec $DUT nft delete table inet sluice_bench
 }
 
-declare -A MPPS
+declare -A MPPS LOSSFREE
 for p in "${PEERS[@]}"; do
   echo "==> $p" >&2
   "run_$p"
-  MPPS[$p]=$(python3 -c "import json;print(json.load(open('$OUT/$p.sink.json'))['mpps'])")
+  MPPS[$p]=$(jget "$OUT/$p.sink.json" mpps)
+  LOSSFREE[$p]=$( [ -f "$OUT/$p.lossfree" ] && python3 -c "print($(cat "$OUT/$p.lossfree") / 1e6)" || echo 0)
 done
 
 echo
-printf "64-byte UDP, %s flows, %s rules, %ss per peer (generator core %s, DUT core %s)\n" \
-  "$FLOWS" "$RULES" "$SECONDS_RUN" "$GEN_CORE" "$DUT_CORE"
-for p in "${PEERS[@]}"; do printf "  %-8s %.3f Mpps\n" "$p" "${MPPS[$p]}"; done
+printf "64-byte UDP, %s flows, %s rules; saturation over %ss, loss-free search %s x %ss (loss <= %s); generator core %s, DUT core %s\n" \
+  "$FLOWS" "$RULES" "$SECONDS_RUN" "$SEARCH_STEPS" "$TRIAL" "$LOSS" "$GEN_CORE" "$DUT_CORE"
+printf "  %-8s %12s %12s\n" peer "saturation" "loss-free"
+for p in "${PEERS[@]}"; do printf "  %-8s %8.3f Mpps %8.3f Mpps\n" "$p" "${MPPS[$p]}" "${LOSSFREE[$p]}"; done
 if [ -n "${MPPS[sluice]:-}" ]; then
   for p in testpmd kernel; do
-    [ -n "${MPPS[$p]:-}" ] && python3 -c "print(f'  sluice / $p = {${MPPS[sluice]} / ${MPPS[$p]}:.2f}x')"
+    [ -n "${MPPS[$p]:-}" ] || continue
+    python3 -c "
+a, b = ${MPPS[sluice]}, ${MPPS[$p]}
+c, d = ${LOSSFREE[sluice]}, ${LOSSFREE[$p]}
+r = lambda x, y: f'{x / y:.2f}x' if y else 'n/a'
+print(f'  sluice / $p: saturation {r(a, b)}, loss-free {r(c, d)}')"
   done
 fi

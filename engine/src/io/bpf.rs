@@ -869,8 +869,15 @@ impl TrafficGen {
     }
 
     /// Sends `count` copies of `frame` (which must be an Ethernet + IPv4 +
-    /// UDP frame) as if received on `ingress_ifindex` queue 0.
-    pub fn run(&mut self, frame: &[u8], ingress_ifindex: u32, count: u32) -> Result<(), BpfError> {
+    /// UDP frame) as if received on `ingress_ifindex` queue 0, flushed to
+    /// the device every `batch` frames (1..=256).
+    pub fn run(
+        &mut self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        count: u32,
+        batch: u32,
+    ) -> Result<(), BpfError> {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut("sluice_trafficgen")
@@ -887,7 +894,7 @@ impl TrafficGen {
             Some(&ctx),
             count,
             sys::BPF_F_TEST_XDP_LIVE_FRAMES,
-            256,
+            batch.clamp(1, 256),
         )?;
         Ok(())
     }
