@@ -140,15 +140,18 @@ cx ping -c 2 -i 0.2 -W 1 10.1.0.5 >/dev/null
 # 7. A refused connection: service whose backend port has no listener.
 cx curl -s -o /dev/null --max-time 5 http://10.96.0.11/ || true
 
-# Let tcpdump catch up (it may lag behind on a busy machine): wait until
-# the capture files stop growing.
-prev=""
-for i in $(seq 50); do
-  sleep 0.2
-  cur=$(stat -c %s "$out"/*.pcap | tr '\n' ' ')
-  [ "$cur" = "$prev" ] && break
-  prev=$cur
+# Let tcpdump catch up (on a busy machine it lags behind): a last UDP
+# exchange with a unique marker crosses the router both ways; wait until
+# all four captures hold it.
+marker="sluice-capture-end-$tag"
+udp "$C" 10.1.0.5 5353 "$marker" >/dev/null
+for i in $(seq 100); do
+  n=0
+  for f in "$out"/*.pcap; do grep -aq "$marker" "$f" && n=$((n + 1)); done
+  [ "$n" -eq 4 ] && break
+  sleep 0.1
 done
+[ "$n" -eq 4 ] || { echo "capture.sh: tcpdump did not record the end marker on all interfaces" >&2; exit 1; }
 # tcpdump flushes its file on SIGTERM (background jobs of a script ignore
 # SIGINT, so TERM everything).
 for p in "${caps[@]}" "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -114,18 +114,28 @@ pub fn load_policy(cfg: &Config) -> Result<policy_compiler::Classifier, TablesEr
 /// neighbour's port and no user route names that exact host, so lookups
 /// answer exactly what "route, then neighbour" would.
 fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec<(Family, Route)> {
+    // User routes by (family, length, prefix), and the lengths present per
+    // family, longest first: a neighbour's longest match is the first hit.
+    let mut by_len: std::collections::HashMap<(bool, u8, u128), &Route> = std::collections::HashMap::new();
+    let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    for (f, r) in user {
+        let v6 = *f == Family::V6;
+        by_len.insert((v6, r.len, r.prefix), r);
+        lens[usize::from(v6)].push(r.len);
+    }
+    for l in &mut lens {
+        l.sort_unstable_by(|a, b| b.cmp(a));
+        l.dedup();
+    }
     let mut out = Vec::new();
     for n in neighbors {
-        let bits = if n.family == Family::V4 { 32u8 } else { 128 };
-        let best = user
-            .iter()
-            .filter(|(f, r)| {
-                *f == n.family
-                    && (r.len == 0
-                        || (n.ip ^ r.prefix) >> (u32::from(bits) - u32::from(r.len)) == 0)
-            })
-            .max_by_key(|(_, r)| r.len);
-        if let Some((_, r)) = best {
+        let v6 = n.family == Family::V6;
+        let bits = if v6 { 128u8 } else { 32 };
+        let best = lens[usize::from(v6)].iter().find_map(|&len| {
+            let p = if v6 { fib::mask6(n.ip, len) } else { u128::from(fib::mask4(n.ip as u32, len)) };
+            by_len.get(&(v6, len, p)).copied()
+        });
+        if let Some(r) = best {
             if r.len < bits && r.next_hop.via.is_none() && r.next_hop.port == n.port {
                 out.push((
                     n.family,
