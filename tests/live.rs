@@ -111,7 +111,7 @@ fn tcp_ping_and_node_traffic() {
     // A real TCP connection, a few MB each way.
     tcp_exchange(&t, 7001, 3 << 20, 2 << 20);
     tcp_exchange(&t, 7002, 1000, 1 << 20);
-    let (code, r, err) = s.stop();
+    let (code, r, err) = s.stop_with("-TERM");
     assert_eq!(code, 0, "{err}");
     // 5 MB at ~1448 bytes a segment, plus acks: thousands of frames, all
     // forwarded, none refused.

@@ -310,8 +310,14 @@ impl Sluice {
     }
 
     /// SIGINT, then the JSON report (and the exit status).
-    pub fn stop(mut self) -> (i32, serde_json::Value, String) {
-        must(&["kill", "-INT", &self.pid()]);
+    pub fn stop(self) -> (i32, serde_json::Value, String) {
+        self.stop_with("-INT")
+    }
+
+    /// `kill SIGNAL` (`-INT`, `-TERM`), then the JSON report and the exit
+    /// status.
+    pub fn stop_with(mut self, signal: &str) -> (i32, serde_json::Value, String) {
+        must(&["kill", signal, &self.pid()]);
         let child = self.child.take().unwrap();
         let out = wait_timeout(child, Duration::from_secs(20));
         let code = out.status.code().unwrap_or(-1);
