@@ -73,6 +73,9 @@ pub fn deciding(v: &Verdict) -> Decision {
 }
 
 /// Runs the stage.
+// Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
+// breakdown); the call is once per batch.
+#[inline(never)]
 pub(crate) fn run(
     t: &Tables,
     ps: &mut PolicyScratch,

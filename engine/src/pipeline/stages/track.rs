@@ -75,6 +75,9 @@ fn may_depend(i: &Meta, jt: &Tuple) -> bool {
 /// batch is about to open (a SYN and its SYN/ACK arriving together) must
 /// wait until that connection is committed. Batches of established traffic
 /// and of unrelated new flows go through whole.
+// Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
+// breakdown); the call is once per batch.
+#[inline(never)]
 pub(crate) fn run(
     t: &Tables,
     ct: &Conntrack,
