@@ -1078,6 +1078,25 @@ mod tests {
         );
     }
 
+    /// A panic anywhere removes the fail-closed pins (so the links die with
+    /// the process) and asks the main loop to stop (which detaches).
+    #[test]
+    fn panic_hook_unpins_and_stops() {
+        let dir = std::env::temp_dir().join(format!("sluice-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pin = dir.join("pin");
+        std::fs::write(&pin, b"").unwrap();
+        register_pins(vec![pin.clone()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        install_panic_hook(stop.clone());
+        let r = std::thread::spawn(|| panic!("worker bug (expected by this test)")).join();
+        assert!(r.is_err());
+        assert!(stop.load(Ordering::Relaxed));
+        assert!(!pin.exists());
+        register_pins(Vec::new());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn snapshot_sums() {
         let s = WorkerStats::new(0, 2);
