@@ -116,7 +116,8 @@ pub fn load_policy(cfg: &Config) -> Result<policy_compiler::Classifier, TablesEr
 fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec<(Family, Route)> {
     // User routes by (family, length, prefix), and the lengths present per
     // family, longest first: a neighbour's longest match is the first hit.
-    let mut by_len: std::collections::HashMap<(bool, u8, u128), &Route> = std::collections::HashMap::new();
+    let mut by_len: std::collections::HashMap<(bool, u8, u128), &Route> =
+        std::collections::HashMap::new();
     let mut lens: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     for (f, r) in user {
         let v6 = *f == Family::V6;
@@ -132,7 +133,11 @@ fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec
         let v6 = n.family == Family::V6;
         let bits = if v6 { 128u8 } else { 32 };
         let best = lens[usize::from(v6)].iter().find_map(|&len| {
-            let p = if v6 { fib::mask6(n.ip, len) } else { u128::from(fib::mask4(n.ip as u32, len)) };
+            let p = if v6 {
+                fib::mask6(n.ip, len)
+            } else {
+                u128::from(fib::mask4(n.ip as u32, len))
+            };
             by_len.get(&(v6, len, p)).copied()
         });
         if let Some(r) = best {
