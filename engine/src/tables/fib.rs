@@ -436,6 +436,15 @@ impl Fib {
         self.next_hops.get(usize::from(v).wrapping_sub(1))
     }
 
+    /// Starts loading the first-level entry of `addr` (see
+    /// [`crate::io::sys::prefetch`]).
+    #[inline]
+    pub fn prefetch_v4(&self, addr: u32) {
+        if let Some(e) = self.v4.tbl24.get((addr >> 8) as usize) {
+            crate::io::sys::prefetch(e);
+        }
+    }
+
     /// Raw IPv4 lookup: 1-based next-hop id, 0 = no route.
     #[inline]
     pub fn lookup_v4_id(&self, addr: u32) -> u16 {

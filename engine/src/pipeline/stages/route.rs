@@ -41,6 +41,12 @@ fn martian_source(family: Family, src: u128) -> bool {
 // breakdown); the call is once per batch.
 #[inline(never)]
 pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
+    // Start every frame's first-level FIB load before any is needed.
+    for m in meta.iter() {
+        if !m.done && m.parsed.family == Family::V4 {
+            t.fib.prefetch_v4(super::track::effective_dst(m) as u32);
+        }
+    }
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         if m.done {
             continue;
