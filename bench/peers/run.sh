@@ -28,7 +28,7 @@
 #   NFT_MATCH    linear (default: one rule per entry) | set (one set lookup)
 #   GEN_CORE, DUT_CORE  cores for the generator and the device under test
 #                (default 0 and the last core)
-#   SLUICE_ARGS  extra `sluice run` arguments
+#   SLUICE_ARGS  extra `sluice run` arguments; BATCH  sluice's workers.batch (64)
 #   KEEP=1       keep the logs and reports (printed path)
 # Everything runs under `flock /tmp/sluice-cpu.lock`; the topology is removed
 # on exit.
@@ -141,7 +141,7 @@ run_sluice() {
 ports:
   - {name: gen, interface: p0, addresses: ["10.70.1.1/24"]}
   - {name: sink, interface: p1, addresses: ["10.70.2.1/24"]}
-workers: {cores: [$DUT_CORE], batch: 64}
+workers: {cores: [$DUT_CORE], batch: ${BATCH:-64}}
 policy: {paths: ["$POLICY"]}
 routes:
   - {prefix: "10.70.1.0/24", port: gen}

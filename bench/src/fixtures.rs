@@ -61,7 +61,7 @@ impl Expect {
 #[derive(Debug, Default)]
 pub struct Fixture {
     pub frames: Vec<(u64, Vec<u8>, Expect)>,
-    ts: u64,
+    pub(crate) ts: u64,
 }
 
 const T0: u64 = 1_700_000_000_000_000_000;
