@@ -184,6 +184,12 @@ impl Topo {
 
     /// The sluice config for this topology (`extra` is appended YAML).
     pub fn config(&self, cores: &[usize], extra: &str) -> PathBuf {
+        // Metrics off unless the test asks for them.
+        let metrics = if extra.contains("metrics:") {
+            ""
+        } else {
+            "metrics: {listen: null}\n"
+        };
         let y = format!(
             r#"ports:
   - {{name: a, interface: p0, addresses: ["10.77.1.1/24"]}}
@@ -195,12 +201,44 @@ routes:
 neighbors:
   - {{ip: "{CLIENT_IP}", mac: "{CLIENT_MAC}", port: a}}
   - {{ip: "{SERVER_IP}", mac: "{SERVER_MAC}", port: b}}
-metrics: {{listen: null}}
-{extra}"#
+{metrics}control: {{socket: "{sock}"}}
+{extra}"#,
+            sock = self.control_socket().display()
         );
         let p = self.dir.join("sluice.yaml");
         std::fs::write(&p, y).unwrap();
         p
+    }
+
+    /// The control socket the topology's configs use.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    /// `sluice ctl ARGS` against this topology's engine: exit status and
+    /// the JSON answer (Null when there is none), plus stderr.
+    pub fn ctl(&self, args: &[&str]) -> (i32, serde_json::Value, String) {
+        let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(self.control_socket())
+            .args(args)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+        (
+            o.status.code().unwrap_or(-1),
+            v,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `args` inside `ns`, asserting success.
+    pub fn exec(&self, ns: &str, args: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec", ns];
+        v.extend_from_slice(args);
+        must(&v);
     }
 
     /// Pings `dst` from `ns`; true if at least one reply came back.
@@ -305,7 +343,7 @@ pub struct Sluice {
 }
 
 impl Sluice {
-    fn pid(&self) -> String {
+    pub fn pid(&self) -> String {
         self.child.as_ref().unwrap().id().to_string()
     }
 

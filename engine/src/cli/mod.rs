@@ -13,6 +13,7 @@ use crate::control::config::Config;
 use crate::tables::Tables;
 use crate::worker::replay::{self, Input, ReplayOptions};
 
+pub mod ctl;
 pub mod run;
 
 /// sluice: a userspace packet-processing engine.
@@ -33,6 +34,8 @@ pub enum Command {
     /// Load, check and evaluate policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Talk to a running `sluice run` over its control socket.
+    Ctl(ctl::CtlArgs),
 }
 
 /// `sluice replay`.
@@ -97,6 +100,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Run(a) => run::run(a),
         Command::Replay(a) => replay_cmd(a),
         Command::Policy(p) => policy_cmd(p),
+        Command::Ctl(a) => ctl::ctl(a),
     }
 }
 

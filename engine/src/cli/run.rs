@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
+use crossbeam::channel::{self, Sender};
+
 use crate::control::config::Config;
+use crate::control::runtime::Runtime;
+use crate::control::socket;
+use crate::io::bpf::{masquerade_slots, NatPorts};
 use crate::io::sys;
 use crate::pipeline::{DropReason, Pipeline};
 use crate::tables::conntrack::Conntrack;
@@ -60,18 +65,66 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
     code
 }
 
+/// A request from the control or metrics thread to the main thread, which
+/// owns the engine.
+enum Request {
+    Control(serde_json::Value, Sender<serde_json::Value>),
+    Metrics(Sender<String>),
+}
+
+/// Starts the control socket and the metrics listener (if configured);
+/// they forward each request to the main thread through `tx`.
+fn start_servers(
+    cfg: &Config,
+    tx: &Sender<Request>,
+) -> Result<Vec<socket::Server>, socket::ControlError> {
+    let mut servers = Vec::new();
+    if !cfg.control.socket.as_os_str().is_empty() {
+        let tx = tx.clone();
+        servers.push(socket::serve_control(&cfg.control.socket, move |v| {
+            let (rtx, rrx) = channel::bounded(1);
+            if tx.send(Request::Control(v.clone(), rtx)).is_err() {
+                return serde_json::json!({"ok": false, "error": "sluice is stopping"});
+            }
+            rrx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(
+                |_| serde_json::json!({"ok": false, "error": "no answer from the engine"}),
+            )
+        })?);
+    }
+    if let Some(addr) = cfg.metrics.listen {
+        let tx = tx.clone();
+        servers.push(socket::serve_metrics(addr, move || {
+            let (rtx, rrx) = channel::bounded(1);
+            if tx.send(Request::Metrics(rtx)).is_err() {
+                return String::new();
+            }
+            rrx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_default()
+        })?);
+    }
+    Ok(servers)
+}
+
 /// Runs `sluice run`; returns the exit status.
 pub fn run(a: RunArgs) -> i32 {
+    let cfg = match Config::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    // The listeners bind in the caller's namespace (so `--netns` keeps
+    // /metrics reachable from the host), before anything is attached.
+    let (req_tx, req_rx) = channel::unbounded::<Request>();
+    let servers = match start_servers(&cfg, &req_tx) {
+        Ok(s) => s,
+        Err(e) => return fail(1, e),
+    };
+    drop(req_tx);
     if let Some(ns) = &a.netns {
         let path = PathBuf::from("/run/netns").join(ns);
         if let Err(e) = sys::enter_netns(&path) {
             return fail(2, format!("--netns {ns}: {}: {e}", path.display()));
         }
     }
-    let cfg = match Config::load(&a.config) {
-        Ok(c) => c,
-        Err(e) => return fail(2, e),
-    };
     let ports = match live::plan_ports(&cfg) {
         Ok(p) => p,
         Err(e) => return fail(e.exit_code(), e),
@@ -83,8 +136,13 @@ pub fn run(a: RunArgs) -> i32 {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+    let hup = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &hup),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
             return fail(1, format!("installing the signal handler: {e}"));
         }
     }
@@ -95,9 +153,20 @@ pub fn run(a: RunArgs) -> i32 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         ^ u64::from(std::process::id()) << 32;
-    let ct = Arc::new(Conntrack::new(cfg.conntrack.max_entries, seed));
-    let pipelines = |w: usize, n: usize| {
-        let mut p = Pipeline::new(tables.clone(), ct.clone());
+    // Conntrack is shared by all workers; its masquerade-port reference
+    // counts drive the XDP program's bitmap, so replies to masqueraded
+    // connections are redirected to sluice rather than passed to the kernel.
+    let mut ct: Option<Arc<Conntrack>> = None;
+    let pipelines = |w: usize, n: usize, nat: &NatPorts| {
+        let ct = ct
+            .get_or_insert_with(|| {
+                Arc::new(
+                    Conntrack::new(cfg.conntrack.max_entries, seed)
+                        .with_nat_sink(masquerade_slots(&cfg), Arc::new(nat.clone())),
+                )
+            })
+            .clone();
+        let mut p = Pipeline::new(tables.clone(), ct);
         p.set_sweep_slice(w, n);
         p
     };
@@ -111,6 +180,9 @@ pub fn run(a: RunArgs) -> i32 {
     let engine = match LiveEngine::start(&cfg, ports, pipelines, &opts, stop.clone()) {
         Ok(e) => e,
         Err(e) => return fail(e.exit_code(), e),
+    };
+    let Some(ct) = ct else {
+        return fail(1, "no worker was started");
     };
     let desc: Vec<String> = engine
         .ports()
@@ -127,7 +199,7 @@ pub fn run(a: RunArgs) -> i32 {
         })
         .collect();
     eprintln!(
-        "sluice: running on {} with {} worker(s), AF_XDP {} mode; Ctrl-C stops",
+        "sluice: running on {} with {} worker(s), AF_XDP {} mode; Ctrl-C stops, SIGHUP reloads",
         desc.join(", "),
         cfg.workers.cores.len(),
         if engine.zerocopy() {
@@ -136,6 +208,15 @@ pub fn run(a: RunArgs) -> i32 {
             "copy"
         }
     );
+    let mut rt = Runtime {
+        config_path: a.config.clone(),
+        cfg: cfg.clone(),
+        macs,
+        tables,
+        ct,
+        reloads: (0, 0),
+        started: Instant::now(),
+    };
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {
             eprintln!("sluice: warning: --ready-file {}: {e}", f.display());
@@ -144,7 +225,23 @@ pub fn run(a: RunArgs) -> i32 {
 
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) && !engine.any_worker_finished() {
-        std::thread::sleep(Duration::from_millis(20));
+        match req_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Request::Control(v, reply)) => {
+                let _ = reply.send(rt.handle(&engine, &v));
+            }
+            Ok(Request::Metrics(reply)) => {
+                let _ = reply.send(rt.metrics(&engine));
+            }
+            Err(_) => {}
+        }
+        if hup.swap(false, Ordering::Relaxed) {
+            match rt.reload(&engine, None) {
+                Ok(v) => eprintln!("sluice: SIGHUP: reloaded {}", v["config"]),
+                Err(e) => eprintln!(
+                    "sluice: SIGHUP: reload rejected, still running the previous config: {e}"
+                ),
+            }
+        }
         if a.stats_interval > 0 && last.elapsed() >= Duration::from_secs(a.stats_interval) {
             last = Instant::now();
             let mut t = live::StatsSnapshot::default();
@@ -162,6 +259,7 @@ pub fn run(a: RunArgs) -> i32 {
             );
         }
     }
+    drop(servers);
     let worker_died = !stop.load(Ordering::Relaxed);
     match engine.shutdown() {
         Ok(report) => {

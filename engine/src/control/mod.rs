@@ -3,6 +3,7 @@
 pub mod config;
 pub mod explain;
 pub mod metrics;
+pub mod runtime;
 pub mod socket;
 
 use crate::tables::{Tables, TablesError};

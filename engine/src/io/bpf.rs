@@ -245,6 +245,18 @@ pub enum NatProto {
     Icmp = 3,
 }
 
+/// Conntrack's masquerade-port reference counts drive the bitmap: a port
+/// is marked when its first connection is created and cleared when its last
+/// one expires, so the XDP program redirects exactly the replies sluice can
+/// translate back.
+impl crate::tables::conntrack::NatPortSink for NatPorts {
+    fn set(&self, slot: u8, proto: u8, port: u16, in_use: bool) {
+        if let Some(p) = NatProto::from_ip(proto) {
+            NatPorts::set(self, slot, p, port, in_use);
+        }
+    }
+}
+
 impl NatProto {
     /// From an IP protocol number.
     pub fn from_ip(proto: u8) -> Option<NatProto> {

@@ -269,7 +269,14 @@ pub struct WorkerStats {
     pub bytes: AtomicU64,
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
+    /// Hits per policy decision of the tables they belong to, copied by the
+    /// worker every [`HITS_EVERY`] batches and when idle, with `try_lock`
+    /// (a worker never waits for a reader).
+    pub policy_hits: Mutex<(Option<Arc<Tables>>, Vec<u64>)>,
 }
+
+/// How often (in batches) a busy worker copies its policy hit counters.
+const HITS_EVERY: u64 = 64;
 
 /// A plain copy of [`WorkerStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -324,6 +331,7 @@ impl WorkerStats {
             bytes: AtomicU64::new(0),
             policy_allowed: AtomicU64::new(0),
             policy_denied: AtomicU64::new(0),
+            policy_hits: Mutex::new((None, Vec::new())),
         }
     }
 
@@ -399,6 +407,18 @@ fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.bytes, c.bytes);
     st(&s.policy_allowed, c.policy_allowed);
     st(&s.policy_denied, c.policy_denied);
+}
+
+/// Copies the pipeline's policy hits for readers, unless one holds them.
+fn publish_hits(s: &WorkerStats, p: &Pipeline) {
+    if let Ok(mut g) = s.policy_hits.try_lock() {
+        let (t, hits) = &mut *g;
+        if !t.as_ref().is_some_and(|t| Arc::ptr_eq(t, p.tables())) {
+            *t = Some(p.tables().clone());
+        }
+        hits.clear();
+        hits.extend_from_slice(&p.counters().policy_hits);
+    }
 }
 
 /// What a worker reports when it stops.
@@ -645,6 +665,7 @@ impl Worker {
         let mut poll = sys::PollSet::new(&fds);
         drop(fds);
         let mut stopping = false;
+        let mut hits_dirty = true;
         loop {
             // Control, between batches.
             while let Ok(cmd) = self.commands.try_recv() {
@@ -653,6 +674,7 @@ impl Worker {
                         self.pipeline.set_tables(t);
                         local.table_swaps += 1;
                         publish(&self.stats, &local, self.pipeline.counters());
+                        publish_hits(&self.stats, &self.pipeline);
                     }
                     WorkerCommand::Stop => stopping = true,
                 }
@@ -667,7 +689,17 @@ impl Worker {
             self.flush_tx(&mut local, &mut tx_dirty);
             if got > 0 {
                 publish(&self.stats, &local, self.pipeline.counters());
+                if local.batches % HITS_EVERY == 0 {
+                    publish_hits(&self.stats, &self.pipeline);
+                    hits_dirty = false;
+                } else {
+                    hits_dirty = true;
+                }
                 continue;
+            }
+            if hits_dirty {
+                publish_hits(&self.stats, &self.pipeline);
+                hits_dirty = false;
             }
             if stopping {
                 break;
@@ -698,6 +730,7 @@ impl Worker {
             std::thread::sleep(Duration::from_millis(1));
         }
         publish(&self.stats, &local, self.pipeline.counters());
+        publish_hits(&self.stats, &self.pipeline);
         let accounting = Accounting::of(&self.io.pool, held.len() as u32, &self.io.sockets);
         let sockets = self
             .io
@@ -742,6 +775,7 @@ pub struct LiveEngine {
     ports: Vec<PortPlan>,
     attached: Vec<(String, Attached)>,
     zerocopy: bool,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for LiveEngine {
@@ -782,7 +816,7 @@ impl LiveEngine {
     pub fn start(
         cfg: &Config,
         ports: Vec<PortPlan>,
-        mut pipelines: impl FnMut(usize, usize) -> Pipeline,
+        mut pipelines: impl FnMut(usize, usize, &NatPorts) -> Pipeline,
         opts: &LiveOptions,
         stop: Arc<AtomicBool>,
     ) -> Result<LiveEngine, LiveError> {
@@ -843,7 +877,7 @@ impl LiveEngine {
                 id: w,
                 core: Some(core),
                 core_num: core.id,
-                pipeline: pipelines(w, nw),
+                pipeline: pipelines(w, nw, &nat),
                 io,
                 commands: rx,
                 stats: stats.clone(),
@@ -872,7 +906,33 @@ impl LiveEngine {
             ports,
             attached,
             zerocopy,
+            epoch,
         })
+    }
+
+    /// The workers' clock: conntrack timestamps are nanoseconds since this.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Each worker's policy hits per decision of `tables` (a worker still
+    /// on other tables shows none).
+    pub fn policy_hits(&self, tables: &Arc<Tables>) -> Vec<Vec<u64>> {
+        let n = tables.policy.decisions().len();
+        self.workers
+            .iter()
+            .map(|w| {
+                let mut out = vec![0u64; n];
+                if let Ok(g) = w.stats.policy_hits.lock() {
+                    if g.0.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
+                        for (o, h) in out.iter_mut().zip(&g.1) {
+                            *o = *h;
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
     }
 
     /// Sends new tables to every worker (applied between batches).

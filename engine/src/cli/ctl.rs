@@ -1,0 +1,175 @@
+//! `sluice ctl`: one request to a running `sluice run` over its control
+//! socket (JSON lines, see [`crate::control::socket`]); the answer is
+//! printed as JSON. Exit status: 0 when the engine answered `ok`, 2 when it
+//! rejected the request (a bad reload, a malformed flow), 1 when it could
+//! not be reached.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::control::config::Config;
+use crate::control::socket;
+
+/// `sluice ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Control socket (default: the config's `control.socket`, else
+    /// /run/sluice/control.sock).
+    #[arg(long, global = true)]
+    pub socket: Option<PathBuf>,
+    /// Read `control.socket` from this config file.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What to ask.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Counters: per action, drop reason, port, worker; conntrack; XDP.
+    Stats,
+    /// Conntrack entries (state, tuples, translation, policy decision).
+    Conntrack {
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Services, backends and the connections tracked on each.
+    Services,
+    /// Routes, neighbours and the node's own addresses.
+    Routes,
+    /// Reload the config and policy (the running one stays if it is bad).
+    Reload {
+        /// Config file (default: the one `run` was started with).
+        file: Option<PathBuf>,
+    },
+    /// What the running classifier, conntrack and NAT do with a flow, and
+    /// which tier/policy/rule decided.
+    Explain(ExplainArgs),
+}
+
+/// A flow for `explain`: flags, `--json`, or a conntrack entry.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// tcp, udp, sctp, udplite, icmp, icmpv6 or a number.
+    #[arg(long)]
+    pub proto: Option<String>,
+    #[arg(long)]
+    pub src: Option<String>,
+    #[arg(long)]
+    pub sport: Option<u16>,
+    #[arg(long)]
+    pub dst: Option<String>,
+    #[arg(long)]
+    pub dport: Option<u16>,
+    #[arg(long)]
+    pub icmp_type: Option<u8>,
+    #[arg(long)]
+    pub icmp_code: Option<u8>,
+    /// Port the packet arrives on (default: the first).
+    #[arg(long)]
+    pub ingress: Option<String>,
+    /// The packet as `policy eval` JSON.
+    #[arg(long, conflicts_with_all = ["proto", "src", "dst", "entry"])]
+    pub json: Option<String>,
+    /// Explain a conntrack entry by id (from `ctl conntrack`).
+    #[arg(long, conflicts_with_all = ["proto", "src", "dst"])]
+    pub entry: Option<u64>,
+}
+
+impl ExplainArgs {
+    fn request(&self) -> Result<Value, String> {
+        if let Some(id) = self.entry {
+            return Ok(json!({"cmd": "explain", "entry": id}));
+        }
+        let mut pkt = match &self.json {
+            Some(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("--json: {e}"))?,
+            None => {
+                let need = |v: &Option<String>, n: &str| {
+                    v.clone()
+                        .ok_or_else(|| format!("explain needs --{n} (or --json, or --entry)"))
+                };
+                let mut p = json!({"proto": need(&self.proto, "proto")?,
+                                   "src": need(&self.src, "src")?, "dst": need(&self.dst, "dst")?});
+                for (k, v) in [
+                    ("sport", self.sport.map(u64::from)),
+                    ("dport", self.dport.map(u64::from)),
+                    ("icmp_type", self.icmp_type.map(u64::from)),
+                    ("icmp_code", self.icmp_code.map(u64::from)),
+                ] {
+                    if let Some(v) = v {
+                        p[k] = v.into();
+                    }
+                }
+                p
+            }
+        };
+        if let Some(i) = &self.ingress {
+            pkt["ingress"] = i.clone().into();
+        }
+        Ok(json!({"cmd": "explain", "packet": pkt}))
+    }
+}
+
+/// Runs `sluice ctl`; returns the exit status.
+pub fn ctl(a: CtlArgs) -> i32 {
+    let path = match (&a.socket, &a.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => match Config::load(c) {
+            Ok(cfg) => cfg.control.socket,
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                return 2;
+            }
+        },
+        (None, None) => crate::control::config::ControlConfig::default().socket,
+    };
+    let req = match &a.command {
+        CtlCommand::Stats => json!({"cmd": "stats"}),
+        CtlCommand::Conntrack { limit } => json!({"cmd": "conntrack", "limit": limit}),
+        CtlCommand::Services => json!({"cmd": "services"}),
+        CtlCommand::Routes => json!({"cmd": "routes"}),
+        CtlCommand::Reload { file } => match file {
+            // Relative to where ctl runs, not where sluice runs.
+            Some(f) => match std::fs::canonicalize(f) {
+                Ok(f) => json!({"cmd": "reload", "config": f.display().to_string()}),
+                Err(e) => {
+                    eprintln!("sluice: {}: {e}", f.display());
+                    return 2;
+                }
+            },
+            None => json!({"cmd": "reload"}),
+        },
+        CtlCommand::Explain(e) => match e.request() {
+            Ok(r) => r,
+            Err(m) => {
+                eprintln!("sluice: {m}");
+                return 2;
+            }
+        },
+    };
+    match socket::request(&path, &req) {
+        Ok(reply) => {
+            if reply["ok"] == Value::Bool(true) {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reply).unwrap_or_default()
+                );
+                0
+            } else {
+                eprintln!(
+                    "sluice: {}",
+                    reply["error"].as_str().unwrap_or("request failed")
+                );
+                2
+            }
+        }
+        Err(e) => {
+            eprintln!("sluice: {e} (is `sluice run` running?)");
+            1
+        }
+    }
+}
