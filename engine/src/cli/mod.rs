@@ -14,6 +14,7 @@ use crate::tables::Tables;
 use crate::worker::replay::{self, Input, ReplayOptions};
 
 pub mod ctl;
+pub mod demo;
 pub mod run;
 
 /// sluice: a userspace packet-processing engine.
@@ -29,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the live data plane on real interfaces (AF_XDP) until SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// The embedded default: a throwaway namespace topology, the live data
+    /// plane between its namespaces, real traffic, a summary; then cleanup.
+    Demo(demo::DemoArgs),
     /// Run the pipeline offline over capture files.
     Replay(ReplayArgs),
     /// Load, check and evaluate policy.
@@ -101,6 +105,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Replay(a) => replay_cmd(a),
         Command::Policy(p) => policy_cmd(p),
         Command::Ctl(a) => ctl::ctl(a),
+        Command::Demo(a) => demo::demo(a),
     }
 }
 
