@@ -29,6 +29,8 @@
 #   GEN_CORE, DUT_CORE  cores for the generator and the device under test
 #                (default 0 and the last core)
 #   SLUICE_ARGS  extra `sluice run` arguments; BATCH  sluice's workers.batch (64)
+#   IPERF_SECONDS  iperf3 TCP gen -> sink through sluice and the kernel
+#                (default 5; 0 skips), client and server on GEN_CORE
 #   KEEP=1       keep the logs and reports (printed path)
 # Everything runs under `flock /tmp/sluice-cpu.lock`; the topology is removed
 # on exit.
@@ -136,6 +138,20 @@ search() { # name: binary search for the highest rate with loss <= LOSS
 
 measure() { saturate "$1"; [ "$SEARCH_STEPS" -gt 0 ] && search "$1" || true; }
 
+iperf_tcp() { # name: TCP throughput gen -> sink through the running DUT
+  [ "${IPERF_SECONDS:-5}" -gt 0 ] || return 0
+  ip -n $GEN route replace 10.70.2.0/24 via 10.70.1.1
+  ip -n $SINK route replace 10.70.1.0/24 via 10.70.2.1
+  ip netns exec $SINK taskset -c "$GEN_CORE" iperf3 -s -1 -p 5201 > /dev/null 2>&1 &
+  local srv=$!
+  sleep 0.5
+  ip netns exec $GEN taskset -c "$GEN_CORE" iperf3 -c 10.70.2.2 -p 5201 -t "${IPERF_SECONDS:-5}" -J \
+    > "$OUT/$1.iperf.json" 2>&1 || true
+  wait $srv || true
+  GBPS[$1]=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['end']['sum_received']['bits_per_second']/1e9)" "$OUT/$1.iperf.json" 2>/dev/null || echo 0)
+  printf "%-8s iperf3 TCP: %.2f Gbit/s\n" "$1" "${GBPS[$1]}"
+}
+
 run_sluice() {
   cat > "$OUT/sluice.yaml" <<EOF
 ports:
@@ -158,6 +174,7 @@ EOF
   for _ in $(seq 200); do [ -f "$OUT/ready" ] && break; sleep 0.05; done
   [ -f "$OUT/ready" ] || { cat "$OUT/sluice.err" >&2; return 1; }
   measure sluice
+  iperf_tcp sluice
   kill -INT $pid; wait $pid || true
   python3 - "$OUT/sluice.report.json" <<'EOF'
 import json, sys
@@ -190,10 +207,11 @@ run_testpmd() {
 run_kernel() {
   ip netns exec $DUT nft -f "$OUT/ruleset.nft"
   measure kernel
+  iperf_tcp kernel
   ip netns exec $DUT nft delete table inet sluice_bench
 }
 
-declare -A MPPS LOSSFREE
+declare -A MPPS LOSSFREE GBPS
 for p in "${PEERS[@]}"; do
   echo "==> $p" >&2
   "run_$p"
@@ -215,4 +233,9 @@ c, d = ${LOSSFREE[sluice]}, ${LOSSFREE[$p]}
 r = lambda x, y: f'{x / y:.2f}x' if y else 'n/a'
 print(f'  sluice / $p: saturation {r(a, b)}, loss-free {r(c, d)}')"
   done
+fi
+if [ -n "${GBPS[sluice]:-}" ] && [ -n "${GBPS[kernel]:-}" ]; then
+  python3 -c "
+a, b = ${GBPS[sluice]}, ${GBPS[kernel]}
+print(f'  iperf3 TCP: sluice {a:.2f} Gbit/s, kernel {b:.2f} Gbit/s: ' + (f'{a / b:.2f}x' if b else 'n/a'))"
 fi
