@@ -17,7 +17,14 @@ use engine::worker::replay::{self, Input, ReplayOptions};
 
 fn all_captures() -> Vec<PathBuf> {
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(d).unwrap() {
+        let entries = std::fs::read_dir(d).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the shared capture corpus is expected in ../shared/pcaps, \
+                 next to the repository)",
+                d.display()
+            )
+        });
+        for e in entries {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(&p, out);
