@@ -6,3 +6,4 @@ pub mod classbench;
 pub mod fixtures;
 pub mod packet;
 pub mod stateful;
+pub mod suite;

@@ -143,6 +143,9 @@ pub struct ReplaySummary {
     pub workers: usize,
     pub counters: Counters,
     pub latency: Latency,
+    /// The latency distribution as (quantile, ns per packet) points: every
+    /// percentile, then the tail (99.5, 99.9, 99.99, 100), for CDF plots.
+    pub latency_cdf: Vec<(f64, u64)>,
     /// Per-frame actions of the first loop, in input order.
     pub actions: Vec<Action>,
     pub warnings: Vec<String>,
@@ -451,13 +454,14 @@ pub fn run(
             .collect();
         let bar = progress_bar(opts.progress, total as u64 * opts.loops);
         let handles: Vec<_> = handles.into_iter().collect();
-        loop {
+        // Without a bar, just join: no polling, so the main thread's work
+        // does not depend on how long the workers take (callgrind counts
+        // stay deterministic).
+        while let Some(b) = &bar {
             let done = handles
                 .iter()
                 .all(|h| h.as_ref().map(|h| h.is_finished()).unwrap_or(true));
-            if let Some(b) = &bar {
-                b.set_position(progress.load(Ordering::Relaxed));
-            }
+            b.set_position(progress.load(Ordering::Relaxed));
             if done {
                 break;
             }
@@ -519,6 +523,11 @@ pub fn run(
             p999: q(0.999),
             max: hist.max(),
         },
+        latency_cdf: (0..100)
+            .map(|p| f64::from(p) / 100.0)
+            .chain([0.995, 0.999, 0.9999, 1.0])
+            .map(|p| (p, q(p)))
+            .collect(),
         counters,
         actions,
         warnings,
