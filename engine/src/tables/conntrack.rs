@@ -606,9 +606,16 @@ impl Conntrack {
         // Two keys per connection at no more than 50% slot load.
         let buckets = (max * 4).div_ceil(SLOTS).next_power_of_two().max(2);
         let next_free: Box<[AtomicU64]> = (0..max).map(|_| AtomicU64::new(0)).collect();
+        let entries: Box<[Entry]> = (0..max).map(|_| Entry::default()).collect();
+        let index: Box<[AtomicU64]> = (0..buckets * SLOTS).map(|_| AtomicU64::new(0)).collect();
+        // Lookups land on random entries and buckets: huge pages keep a
+        // million-connection table within the TLB's reach. Advice only: if
+        // THP is off the table works the same, slower.
+        let _ = crate::io::sys::advise_hugepages(&entries);
+        let _ = crate::io::sys::advise_hugepages(&index);
         Conntrack {
-            entries: (0..max).map(|_| Entry::default()).collect(),
-            index: (0..buckets * SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            entries,
+            index,
             bucket_mask: buckets - 1,
             // head: (aba counter << 32) | index; u32::MAX = empty.
             free_head: AtomicU64::new(u64::from(u32::MAX)),

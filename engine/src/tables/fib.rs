@@ -95,6 +95,9 @@ impl Lpm4 {
             tbl8: Vec::new(),
             default: 0,
         };
+        // 32 MiB looked up at random: huge pages (advice; see
+        // `io::sys::advise_hugepages`), before the first write faults it in.
+        let _ = crate::io::sys::advise_hugepages(&t.tbl24);
         for &(prefix, len, v) in routes.iter() {
             if len == 0 {
                 t.default = v;
