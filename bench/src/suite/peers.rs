@@ -2,7 +2,9 @@
 //! ratio (sluice / peer, higher is better for sluice):
 //!
 //! - classifier vs `dpdk-test-acl` on ClassBench sets (the `classbench`
-//!   binary: best of DPDK's scalar/sse/avx2);
+//!   binary: best of DPDK's scalar/sse/avx2); without `traces/` in the
+//!   ClassBench folder, 100k-rule sets generated from the sets' 10k
+//!   templates;
 //! - FIB vs `dpdk-test-fib`, IPv4 DIR-24-8 and IPv6 trie (`fib-bench`);
 //! - live veth forwarding vs `dpdk-testpmd` (net_af_xdp, io mode) and vs
 //!   kernel forwarding + an equivalent nftables ruleset, at each rule count
@@ -78,10 +80,19 @@ fn exe(dir: &Path, name: &str) -> Result<PathBuf> {
 /// Classifier vs dpdk-test-acl: parses `classbench`'s rows.
 pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
     let mut c = locked(&exe(&o.bin_dir, "classbench")?);
-    c.arg("--classbench")
-        .arg(&o.classbench_dir)
-        .arg("--sets")
-        .arg(o.classbench_sets.join(","));
+    c.arg("--classbench").arg(&o.classbench_dir);
+    if o.classbench_dir.join("traces").is_dir() {
+        c.arg("--sets").arg(o.classbench_sets.join(","));
+    } else {
+        // No traces shipped: classbench generates 100k-rule sets from the
+        // 10k templates, with traces.
+        let fams: Vec<&str> = o
+            .classbench_sets
+            .iter()
+            .map(|s| s.split('_').next().unwrap_or(s))
+            .collect();
+        c.arg("--gen100k").arg(fams.join(","));
+    }
     let text = output(c, "classbench")?;
     let mut v = Vec::new();
     for line in text.lines() {
