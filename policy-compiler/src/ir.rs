@@ -491,7 +491,10 @@ enum ScopeKey {
 }
 
 /// Addresses of selected objects and the endpoints among them.
-type Selected = (AddrSet, Vec<usize>);
+/// A selector's addresses and the endpoints among them; shared, because the
+/// same selector (a big network set, say) is used by many rules and copying
+/// its ranges for each would dominate compile time.
+type Selected = std::sync::Arc<(AddrSet, Vec<usize>)>;
 /// (protocol, port) → addresses of the endpoints declaring it.
 type NamedPorts = BTreeMap<(u8, u16), AddrSet>;
 /// Per tier and policy index: the policies that apply; the profiles.
@@ -549,7 +552,7 @@ impl Resolver<'_> {
         }
         set.v4 = RangeSet::from_ranges(ranges4);
         set.v6 = RangeSet::from_ranges(ranges6);
-        let v = (set, weps);
+        let v = std::sync::Arc::new((set, weps));
         self.cache.insert(key, v.clone());
         v
     }
@@ -558,8 +561,7 @@ impl Resolver<'_> {
         if let Some(v) = self.not_cache.get(sel) {
             return v.clone();
         }
-        let (set, _) = self.select(ScopeKey::None, Some(sel));
-        let c = set.complement();
+        let c = self.select(ScopeKey::None, Some(sel)).0.complement();
         self.not_cache.insert(sel.clone(), c.clone());
         c
     }
@@ -591,13 +593,13 @@ impl Resolver<'_> {
                 weps.push(w);
             }
         }
-        let v = (
+        let v = std::sync::Arc::new((
             AddrSet {
                 v4: RangeSet::from_ranges(r4),
                 v6: RangeSet::from_ranges(r6),
             },
             weps,
-        );
+        ));
         self.k8s_cache.insert(key, v.clone());
         v
     }
@@ -694,8 +696,7 @@ impl Ctx<'_, '_> {
         };
         if scoped || e.selector.is_some() {
             let s = if scoped { scope } else { ScopeKey::None };
-            let (set, _) = self.res.select(s, e.selector.as_ref());
-            addr = addr.intersect(&set);
+            addr = addr.intersect(&self.res.select(s, e.selector.as_ref()).0);
         }
         if let Some(ns_) = &e.not_selector {
             addr = addr.intersect(&self.res.not_select(ns_));
@@ -708,7 +709,10 @@ impl Ctx<'_, '_> {
             .flatten()
             .any(|p| matches!(p, PortSpec::Named(_)));
         let admitted = if needs_named {
-            self.res.select(admitted_scope, e.selector.as_ref()).1
+            self.res
+                .select(admitted_scope, e.selector.as_ref())
+                .1
+                .clone()
         } else {
             Vec::new()
         };
@@ -850,7 +854,7 @@ impl Ctx<'_, '_> {
                 a = a.intersect(&AddrSet::from_cidrs(ex).complement());
             }
             let all = (0..self.res.weps.len()).collect();
-            return Ok((a, all));
+            return Ok(std::sync::Arc::new((a, all)));
         }
         let pod = peer
             .pod_selector
@@ -873,8 +877,8 @@ impl Ctx<'_, '_> {
         if let Some(peers) = &r.from {
             let mut alts = Vec::new();
             for peer in peers {
-                let (a, _) = self.k8s_peer(ns, peer)?;
-                alts.push(with_addr(Side::Src, a));
+                let sel = self.k8s_peer(ns, peer)?;
+                alts.push(with_addr(Side::Src, sel.0.clone()));
             }
             terms = and_terms(terms, &alts);
         }
@@ -891,20 +895,24 @@ impl Ctx<'_, '_> {
 
     fn k8s_egress(&mut self, p: &K8sPolicy, r: &K8sEgressRule) -> Result<Vec<Term>, String> {
         let ns = p.name.namespace.as_deref().unwrap_or("default");
-        let peers: Vec<(AddrSet, Vec<usize>)> = match &r.to {
+        let peers: Vec<Selected> = match &r.to {
             Some(peers) => peers
                 .iter()
                 .map(|peer| self.k8s_peer(ns, peer))
                 .collect::<Result<_, _>>()?,
-            None => vec![(AddrSet::full(), (0..self.res.weps.len()).collect())],
+            None => vec![std::sync::Arc::new((
+                AddrSet::full(),
+                (0..self.res.weps.len()).collect(),
+            ))],
         };
         let mut out = Vec::new();
-        for (a, weps) in peers {
-            let mut terms = vec![with_addr(Side::Dst, a)];
+        for sel in peers {
+            let (a, weps) = &*sel;
+            let mut terms = vec![with_addr(Side::Dst, a.clone())];
             if let Some(ports) = &r.ports {
                 let mut alts = Vec::new();
                 for port in ports {
-                    alts.extend(self.k8s_port(port, &weps));
+                    alts.extend(self.k8s_port(port, weps));
                 }
                 terms = and_terms(terms, &alts);
             }
