@@ -2,8 +2,8 @@
 //! ratio (sluice / peer, higher is better for sluice):
 //!
 //! - classifier vs `dpdk-test-acl` on ClassBench sets (the `classbench`
-//!   binary: best of DPDK's scalar/sse/avx2); without `traces/` in the
-//!   ClassBench folder, 100k-rule sets generated from the sets' 10k
+//!   binary: best of DPDK's scalar/sse/avx2); without their traces in the
+//!   ClassBench folder's `traces/`, 100k-rule sets generated from the sets' 10k
 //!   templates;
 //! - FIB vs `dpdk-test-fib`, IPv4 DIR-24-8 and IPv6 trie (`fib-bench`);
 //! - live veth forwarding vs `dpdk-testpmd` (net_af_xdp, io mode) and vs
@@ -81,7 +81,13 @@ fn exe(dir: &Path, name: &str) -> Result<PathBuf> {
 pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
     let mut c = locked(&exe(&o.bin_dir, "classbench")?);
     c.arg("--classbench").arg(&o.classbench_dir);
-    if o.classbench_dir.join("traces").is_dir() {
+    let traced = o.classbench_sets.iter().all(|s| {
+        o.classbench_dir
+            .join("traces")
+            .join(format!("{s}_trace"))
+            .is_file()
+    });
+    if traced {
         c.arg("--sets").arg(o.classbench_sets.join(","));
     } else {
         // No traces shipped: classbench generates 100k-rule sets from the
