@@ -28,7 +28,9 @@
 #   NFT_MATCH    linear (default: one rule per entry) | set (one set lookup)
 #   GEN_CORE, DUT_CORE  cores for the generator and the device under test
 #                (default 0 and the last core)
-#   SLUICE_ARGS  extra `sluice run` arguments; BATCH  sluice's workers.batch (64)
+#   SLUICE_ARGS  extra `sluice run` arguments; BATCH  sluice's workers.batch (64);
+#                BUSY_POLL=true  sluice's workers.busy_poll
+#   TESTPMD_ARGS extra testpmd application arguments (e.g. "--rxd 8192 --txd 8192")
 #   IPERF_SECONDS  iperf3 TCP gen -> sink through sluice and the kernel
 #                (default 5; 0 skips), client and server on GEN_CORE
 #   KEEP=1       keep the logs and reports (printed path)
@@ -157,7 +159,7 @@ run_sluice() {
 ports:
   - {name: gen, interface: p0, addresses: ["10.70.1.1/24"]}
   - {name: sink, interface: p1, addresses: ["10.70.2.1/24"]}
-workers: {cores: [$DUT_CORE], batch: ${BATCH:-64}}
+workers: {cores: [$DUT_CORE], batch: ${BATCH:-64}, busy_poll: ${BUSY_POLL:-false}}
 policy: {paths: ["$POLICY"]}
 routes:
   - {prefix: "10.70.1.0/24", port: gen}
@@ -193,7 +195,7 @@ run_testpmd() {
     --no-pci --file-prefix sluicepeers -m 512 \
     --vdev net_af_xdp0,iface=p0,start_queue=0,queue_count=1 \
     --vdev net_af_xdp1,iface=p1,start_queue=0,queue_count=1 \
-    -- --forward-mode=io --nb-cores=1 --auto-start --stats-period=3600 \
+    -- --forward-mode=io --nb-cores=1 --auto-start --stats-period=3600 ${TESTPMD_ARGS:-} \
     > "$OUT/testpmd.log" 2>&1 &
   local pid=$!
   for _ in $(seq 200); do grep -q "Start automatic packet forwarding\|io packet forwarding" "$OUT/testpmd.log" 2>/dev/null && break; sleep 0.05; done

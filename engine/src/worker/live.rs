@@ -113,7 +113,7 @@ pub struct LiveOptions {
 impl Default for LiveOptions {
     fn default() -> Self {
         LiveOptions {
-            ring_size: 2048,
+            ring_size: 8192,
             frame_size: 2048,
             hugepages: false,
             pin_dir: PathBuf::from("/sys/fs/bpf/sluice"),
