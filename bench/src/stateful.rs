@@ -74,23 +74,30 @@ pub fn config(routes: usize) -> String {
             engine::wire::mac_to_string(&m)
         );
     }
-    s += "services:\n";
-    for v in 0..SERVICES {
-        let _ = write!(
+    s += &services_and_masquerade(SERVICES, PODS, |p| pod_ip(p).into());
+    s
+}
+
+/// The `services:` (`services` VIPs 10.96.0.1.., four backends each on
+/// port 8000 among `pods` pods, picked by a fixed stride) and `masquerade:`
+/// sections shared by the stateful bench and the suite's synthetic
+/// workloads; `pod_ip` gives pod `i`'s IPv4 address.
+pub fn services_and_masquerade(
+    services: u32,
+    pods: u32,
+    pod_ip: impl Fn(u32) -> std::net::Ipv4Addr,
+) -> String {
+    let mut s = String::from("services:\n");
+    for v in 0..services {
+        let backends: Vec<String> = (0..4)
+            .map(|b| format!("\"{}:8000\"", pod_ip((v * 97 + b * 13) % pods)))
+            .collect();
+        let _ = writeln!(
             s,
-            "  - {{name: svc{v}, vip: \"10.96.0.{}\", port: 80, protocol: TCP, backends: [",
-            v + 1
+            "  - {{name: svc{v}, vip: \"10.96.0.{}\", port: 80, protocol: TCP, backends: [{}]}}",
+            v + 1,
+            backends.join(", ")
         );
-        for b in 0..4 {
-            let p = (v * 97 + b * 13) % PODS;
-            let _ = write!(
-                s,
-                "{}\"{}:8000\"",
-                if b > 0 { ", " } else { "" },
-                std::net::Ipv4Addr::from(pod_ip(p))
-            );
-        }
-        s += "]}\n";
     }
     s += "masquerade:\n  - {from: \"10.64.0.0/16\", port: uplink}\n";
     s

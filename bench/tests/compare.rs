@@ -52,10 +52,9 @@ fn compare_exit(base: &Path, new: &Path) -> (i32, String) {
 
 #[test]
 fn compare_catches_injected_slowdown() {
-    if !have_valgrind() {
-        eprintln!("skipped: valgrind is not installed");
-        return;
-    }
+    // valgrind is a dependency (scripts/ensure-deps.sh installs it): its
+    // absence is a failure, not a skip.
+    assert!(have_valgrind(), "valgrind is not installed");
     let dir = std::env::temp_dir().join(format!("sluice-bench-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let base = measure(&dir, "base", None);
@@ -65,19 +64,20 @@ fn compare_catches_injected_slowdown() {
     let (code, text) = compare_exit(&base, &again);
     assert_eq!(code, 0, "unmodified run flagged:\n{text}");
 
-    // Burn ~10% more instructions per packet (each burn iteration is at
-    // least three instructions): past the +3% threshold.
+    // Burn ~30% more instructions per packet outside the pipeline (each
+    // burn iteration is at least three instructions): past the loop's +10%
+    // threshold (the pipeline's own count stays put).
     let b = Results::load(&base).unwrap();
     let per = b.workloads[0].instr.as_ref().unwrap().loop_per_packet;
     assert!(per > 100.0, "implausible instructions per packet: {per}");
-    let burn = (per * 0.10 / 3.0).ceil() as u64;
+    let burn = (per * 0.30 / 3.0).ceil() as u64;
     let slow = measure(&dir, "slow", Some(burn));
     let (code, text) = compare_exit(&base, &slow);
     assert_eq!(code, 1, "injected slowdown not caught:\n{text}");
     assert!(text.contains("REGRESSION"), "{text}");
     let s = Results::load(&slow).unwrap();
     let grown = s.workloads[0].instr.as_ref().unwrap().loop_per_packet / per - 1.0;
-    assert!(grown > 0.03, "burn added only {:.1}%", grown * 100.0);
+    assert!(grown > 0.10, "burn added only {:.1}%", grown * 100.0);
 
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -144,6 +144,7 @@ fn thresholds() {
     // Looser thresholds let both through.
     let loose = Thresholds {
         max_instr_regress: 5.0,
+        max_loop_regress: 10.0,
         max_mpps_regress: 20.0,
     };
     assert!(!compare(&base, &slow, loose).regressed());

@@ -88,6 +88,10 @@ struct CompareArgs {
     /// Largest tolerated growth of instructions per packet, percent.
     #[arg(long, default_value_t = 3.0)]
     max_instr_regress: f64,
+    /// Largest tolerated growth of the whole replay loop's instructions per
+    /// packet, percent (it carries a few percent of jitter).
+    #[arg(long, default_value_t = 10.0)]
+    max_loop_regress: f64,
     /// Largest tolerated fall of Mpps, percent.
     #[arg(long, default_value_t = 10.0)]
     max_mpps_regress: f64,
@@ -337,14 +341,15 @@ fn compare_cmd(a: CompareArgs) -> Result<i32> {
         &new,
         compare::Thresholds {
             max_instr_regress: a.max_instr_regress,
+            max_loop_regress: a.max_loop_regress,
             max_mpps_regress: a.max_mpps_regress,
         },
     );
     print!("{}", rep.to_text());
     if rep.regressed() {
         println!(
-            "REGRESSION: past the thresholds (instructions +{}%, Mpps -{}%)",
-            a.max_instr_regress, a.max_mpps_regress
+            "REGRESSION: past the thresholds (instructions +{}%, loop +{}%, Mpps -{}%)",
+            a.max_instr_regress, a.max_loop_regress, a.max_mpps_regress
         );
         Ok(1)
     } else {

@@ -1,7 +1,10 @@
 //! `sluice-bench compare BASE NEW`: a table of deltas and a verdict.
 //!
-//! Gated: instructions per packet (`Pipeline::process` inclusive, and the
-//! whole replay loop) may grow by at most `max_instr_regress` percent, and
+//! Gated: instructions per packet of `Pipeline::process` (inclusive,
+//! deterministic to < 0.01 %) may grow by at most `max_instr_regress`
+//! percent, those of the whole replay loop (which also counts the harness's
+//! thread hand-offs, a few percent of run-to-run jitter on small workloads)
+//! by at most `max_loop_regress` percent, and
 //! Mpps (per workload and worker count) may fall by at most
 //! `max_mpps_regress` percent. A metric missing on either side is shown and
 //! not gated (the CI gate measures instructions only). Instruction counts
@@ -15,6 +18,7 @@ use super::results::Results;
 #[derive(Clone, Copy, Debug)]
 pub struct Thresholds {
     pub max_instr_regress: f64,
+    pub max_loop_regress: f64,
     pub max_mpps_regress: f64,
 }
 
@@ -22,6 +26,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             max_instr_regress: 3.0,
+            max_loop_regress: 10.0,
             max_mpps_regress: 10.0,
         }
     }
@@ -141,7 +146,7 @@ pub fn compare(base: &Results, new: &Results, t: Thresholds) -> Report {
                     "instr/packet (loop)".into(),
                     bi.as_ref().map(|i| i.loop_per_packet),
                     ni.as_ref().map(|i| i.loop_per_packet),
-                    gate,
+                    Some(t.max_loop_regress),
                 );
                 if let (Some(bi), Some(ni)) = (bi, ni) {
                     for (stage, nv) in &ni.stages {

@@ -261,25 +261,7 @@ pub fn config_yaml(s: &Synthetic) -> String {
             Ipv6Addr::from(pod6(i))
         );
     }
-    y += "services:\n";
-    for v in 0..SERVICES {
-        let _ = write!(
-            y,
-            "  - {{name: svc{v}, vip: \"10.96.0.{}\", port: 80, protocol: TCP, backends: [",
-            v + 1
-        );
-        for b in 0..4 {
-            let p = (v * 97 + b * 13) % PODS;
-            let _ = write!(
-                y,
-                "{}\"{}:8000\"",
-                if b > 0 { ", " } else { "" },
-                Ipv4Addr::from(pod4(p))
-            );
-        }
-        y += "]}\n";
-    }
-    y += "masquerade:\n  - {from: \"10.64.0.0/16\", port: uplink}\n";
+    y += &crate::stateful::services_and_masquerade(SERVICES, PODS, |p| Ipv4Addr::from(pod4(p)));
     y
 }
 
