@@ -666,6 +666,7 @@ impl Worker {
         drop(fds);
         let mut stopping = false;
         let mut hits_dirty = true;
+        let mut hits_at = 0u64;
         loop {
             // Control, between batches.
             while let Ok(cmd) = self.commands.try_recv() {
@@ -689,8 +690,11 @@ impl Worker {
             self.flush_tx(&mut local, &mut tx_dirty);
             if got > 0 {
                 publish(&self.stats, &local, self.pipeline.counters());
-                if local.batches % HITS_EVERY == 0 {
+                // Bursts per round vary (one per busy socket): compare
+                // distances, not multiples.
+                if local.batches - hits_at >= HITS_EVERY {
                     publish_hits(&self.stats, &self.pipeline);
+                    hits_at = local.batches;
                     hits_dirty = false;
                 } else {
                     hits_dirty = true;
