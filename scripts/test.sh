@@ -20,6 +20,7 @@ cargo build -q --manifest-path engine/fuzz/Cargo.toml --bins
 step "bench: instruction-count gate (callgrind, ci-small vs bench/baselines/quick.json, +3%)"
 command -v valgrind >/dev/null || apt-get install -y -q valgrind >/dev/null
 cargo build --release -q -p bench --bin sluice-bench
-target/release/sluice-bench run --suite ci --instr-only --out target/bench-ci/results.json
-target/release/sluice-bench compare bench/baselines/quick.json target/bench-ci/results.json --max-instr-regress 3
+T=${CARGO_TARGET_DIR:-target}
+"$T/release/sluice-bench" run --suite ci --instr-only --out "$T/bench-ci/results.json"
+"$T/release/sluice-bench" compare bench/baselines/quick.json "$T/bench-ci/results.json" --max-instr-regress 3
 step "all tests passed"
