@@ -93,39 +93,17 @@ fn sessions_show_nat_both_ways_with_valid_checksums() {
     require_tool("tshark");
     let tmp = TempDir::new("kref-tshark");
     replay(&kernel_dir(), tmp.path(), 1, &[]);
-    let fields = |port: &str| -> Vec<String> {
-        let out = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(tmp.path().join(format!("{port}.pcap")))
-            .args([
-                "-o",
-                "ip.check_checksum:TRUE",
-                "-o",
-                "tcp.check_checksum:TRUE",
-                "-o",
-                "udp.check_checksum:TRUE",
-            ])
-            .args([
-                "-T",
-                "fields",
-                "-e",
+    let fields = |port: &str| {
+        tshark_checked(
+            &tmp.path().join(format!("{port}.pcap")),
+            &[
                 "ip.src",
-                "-e",
                 "ip.dst",
-                "-e",
                 "ip.checksum.status",
-                "-e",
                 "tcp.checksum.status",
-                "-e",
                 "udp.checksum.status",
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+            ],
+        )
     };
     let up = fields("uplink");
     let pods = fields("pods");

@@ -192,37 +192,16 @@ fn tshark_validates_every_output_checksum() {
     let mut good = 0;
     for port in ["uplink", "pods"] {
         let f = tmp.path().join(format!("{port}.pcap"));
-        let out = std::process::Command::new("tshark")
-            .arg("-r")
-            .arg(&f)
-            .args([
-                "-o",
-                "ip.check_checksum:TRUE",
-                "-o",
-                "tcp.check_checksum:TRUE",
-                "-o",
-                "udp.check_checksum:TRUE",
-            ])
-            .args([
-                "-T",
-                "fields",
-                "-e",
+        let lines = tshark_checked(
+            &f,
+            &[
                 "frame.number",
-                "-e",
                 "ip.checksum.status",
-                "-e",
                 "tcp.checksum.status",
-                "-e",
                 "udp.checksum.status",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "tshark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in &lines {
             checked += 1;
             // Wireshark's checksum status: 0 bad, 1 good, 2 unverified.
             assert!(

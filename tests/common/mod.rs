@@ -80,5 +80,36 @@ pub fn require_tool(tool: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "{tool} is required (scripts/run-tests installs it)");
+    assert!(ok, "{tool} is required (scripts/test.sh installs it)");
+}
+
+/// `tshark -T fields` over `pcap` with IP, TCP and UDP checksum validation
+/// on: one line per frame, the `fields` tab-separated (a checksum status is
+/// 0 bad, 1 good, 2 unverified).
+pub fn tshark_checked(pcap: &Path, fields: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(pcap).args([
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-T",
+        "fields",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "tshark {}: {}",
+        pcap.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
