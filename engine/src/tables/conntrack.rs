@@ -90,11 +90,13 @@ impl Tuple {
             | u64::from(self.zone) << 48
     }
 
+    /// The inverse of [`Tuple::words`].
     #[inline]
-    fn from_words(src: u128, dst: u128, meta: u64) -> Tuple {
+    fn from_words(w: [u64; 5]) -> Tuple {
+        let meta = w[4];
         Tuple {
-            src,
-            dst,
+            src: u128::from(w[0]) | u128::from(w[1]) << 64,
+            dst: u128::from(w[2]) | u128::from(w[3]) << 64,
             sport: meta as u16,
             dport: (meta >> 16) as u16,
             proto: (meta >> 32) as u8,
@@ -717,17 +719,9 @@ impl Conntrack {
             if st & LIVE == 0 {
                 return None;
             }
-            let w = |i: usize| words[i];
-            let orig = Tuple::from_words(
-                u128::from(w(0)) | u128::from(w(1)) << 64,
-                u128::from(w(2)) | u128::from(w(3)) << 64,
-                w(4),
-            );
-            let reply = Tuple::from_words(
-                u128::from(w(5)) | u128::from(w(6)) << 64,
-                u128::from(w(7)) | u128::from(w(8)) << 64,
-                w(9),
-            );
+            let [a, b, c, d, e5, f, g, h, i, j] = words;
+            let orig = Tuple::from_words([a, b, c, d, e5]);
+            let reply = Tuple::from_words([f, g, h, i, j]);
             return Some(Snapshot {
                 id,
                 orig,
@@ -831,16 +825,8 @@ impl Conntrack {
             if st & LIVE == 0 {
                 return None;
             }
-            let k = Tuple::from_words(
-                u128::from(key[0]) | u128::from(key[1]) << 64,
-                u128::from(key[2]) | u128::from(key[3]) << 64,
-                key[4],
-            );
-            let ot = Tuple::from_words(
-                u128::from(o[0]) | u128::from(o[1]) << 64,
-                u128::from(o[2]) | u128::from(o[3]) << 64,
-                o[4],
-            );
+            let k = Tuple::from_words(*key);
+            let ot = Tuple::from_words(o);
             let (orig, reply) = if dir == Dir::Original {
                 (k, ot)
             } else {
