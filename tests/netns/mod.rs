@@ -6,8 +6,8 @@
 //!  client            router (sluice --netns)            server
 //!  c0 10.77.1.2 ── p0 10.77.1.1 | p1 10.77.2.1 ── s0 10.77.2.2
 //! ```
-//! Names carry the test process id and a per-topology tag, so parallel
-//! tests never collide. The client and server veths have checksum offload
+//! Names carry the test process id, a tag and a per-process counter, so
+//! parallel tests never collide. The client and server veths have checksum offload
 //! off: a veth hands partial checksums to XDP, which sluice would forward
 //! as they are (a real NIC computes them on the wire).
 #![allow(dead_code)]
@@ -56,7 +56,12 @@ pub struct Topo {
 impl Topo {
     /// Builds the topology; `queues` rx/tx queues on the router's veths.
     pub fn new(tag: &str, queues: u32) -> Topo {
-        let base = format!("sl{}{tag}", std::process::id() % 100_000);
+        // The tag is for people; the counter makes names unique within the
+        // process whatever tags the tests pick (two tests sharing a tag
+        // once deleted each other's namespaces).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = format!("sl{}{tag}{n}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("{base}-live"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
