@@ -628,18 +628,20 @@ fn demo_in(t: &mut Topology, a: &DemoArgs, stop: &Arc<AtomicBool>) -> Result<(),
     println!("[3] curl client → outside: \"{saw}\" (the client is {CLIENT}: masqueraded)");
     interrupted()?;
 
-    // 4. What policy denies.
+    // 4. What policy denies. The denied curls give up after 0.5 s, before
+    // the kernel's first SYN retransmission (initial RTO 1 s): a retransmit
+    // is judged again, and the summary counts each probe once.
     let short = Duration::from_secs(3);
     let (d1, _) = in_ns(
         &client,
-        &["curl", "-s", "-m", "1", &format!("http://{WEB1}:9090/")],
+        &["curl", "-s", "-m", "0.5", &format!("http://{WEB1}:9090/")],
         short,
         stop,
     );
     let (d2, _) = in_ns(&client, &["ping", "-c", "1", "-W", "1", WEB1], short, stop);
     let (d3, _) = in_ns(
         &outside,
-        &["curl", "-s", "-m", "1", &format!("http://{CLIENT}:8080/")],
+        &["curl", "-s", "-m", "0.5", &format!("http://{CLIENT}:8080/")],
         short,
         stop,
     );
