@@ -70,6 +70,10 @@ struct Args {
     /// Time `classify` one key at a time instead of `classify_batch`.
     #[arg(long)]
     single: bool,
+    /// Force lockstep batch lookups on or off (default: chosen at compile
+    /// time from the engine's size).
+    #[arg(long)]
+    lockstep: Option<bool>,
     /// Print engine statistics.
     #[arg(long)]
     stats: bool,
@@ -189,7 +193,10 @@ fn run_filters(
 ) -> Result<Row> {
     let t = Instant::now();
     let ir = cb::filters_to_ir(fs);
-    let c = Builder::with_config(config(a)).compile_ir(&ir);
+    let mut c = Builder::with_config(config(a)).compile_ir(&ir);
+    if let Some(on) = a.lockstep {
+        c.set_lockstep(on);
+    }
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     if c.lockstep() {
         println!("{name}: lockstep batch lookups");

@@ -13,17 +13,24 @@
 //!   that field's candidate, and the candidate with the smallest largest
 //!   child wins (ties: smallest total). No progress → leaf.
 //! - Leaves are deduplicated by content. A leaf stores each rule's field
-//!   ranges inline (one cache line per rule for IPv4); a field whose value
-//!   set is not one range inside the leaf's region is checked against the
-//!   clipped range list (`ext`), which is rare.
+//!   ranges inline; a field whose value set is not one range inside the
+//!   leaf's region is checked against the clipped range list (`ext`), which
+//!   is rare. IPv4 leaves are laid out as blocks of four rules, field-major
+//!   (`Block`), and scanned with SSE2 (via `wide`, no `unsafe`): every field
+//!   of four rules in a dozen instructions and one branch, instead of a
+//!   data-dependent branch per rule (ClassBench 10k, same run: acl +6–11%,
+//!   ipc +10%, fw −10%, fw still 1.3–3× `dpdk-test-acl`). IPv6 leaves are
+//!   scanned rule by rule.
 //!
 //! Lookup: for each partition in order of its best priority (stopping as
 //! soon as no partition can beat the best match so far), walk from the root:
-//! `child = nodes[base + ((key[field] >> shift) & mask)]`, one dependent load
-//! per level, then scan the leaf.
+//! `child = slots[base + ((key[field] >> shift) & mask)]`, one dependent
+//! load per level (a 16-byte slot holds the node and its subtree's best
+//! priority), then scan the leaf.
 
 use ahash::AHashMap as HashMap;
 use std::hash::Hash;
+use wide::i32x4;
 
 use super::{Addr, Config, EKey, ERule, BATCH, NFIELDS};
 use crate::ranges::RangeSet;
@@ -105,6 +112,38 @@ struct Cold<A> {
     ext: u32,
 }
 
+/// Four leaf rules, field-major: per field the rules' lower bounds and
+/// their widths `hi − lo` with the sign bit flipped (SSE2 compares signed).
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    lo: [i32x4; NFIELDS],
+    span: [i32x4; NFIELDS],
+    /// The rules' priorities (`u32::MAX` in padding lanes).
+    prio: [u32; 4],
+    /// The rules' `ext` indexes.
+    ext: [u32; 4],
+}
+
+/// A node slot: the node and the best priority below it.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    node: Node,
+    min: u32,
+}
+
+/// A key's fields, each broadcast to four lanes (IPv4).
+struct KeyVec([i32x4; NFIELDS]);
+
+impl KeyVec {
+    const ZERO: KeyVec = KeyVec([i32x4::ZERO; NFIELDS]);
+    #[inline(always)]
+    fn new<A: Addr>(k: &EKey<A>) -> KeyVec {
+        // Written out: `array::map` goes through an out-of-line `try_map`.
+        let f = |i: usize| i32x4::splat(k.f[i].to_u128() as u32 as i32);
+        KeyVec([f(0), f(1), f(2), f(3), f(4), f(5)])
+    }
+}
+
 /// One partition's tree.
 #[derive(Clone, Debug)]
 struct Tree {
@@ -119,16 +158,20 @@ struct Tree {
 #[derive(Clone, Debug)]
 pub struct CutTree<A> {
     trees: Vec<Tree>,
-    nodes: Vec<Node>,
-    /// Best (lowest) priority in the subtree of each node slot: a walk stops
-    /// as soon as it cannot beat the match it already has.
-    mins: Vec<u32>,
+    /// Node slots, each with the best (lowest) priority in its subtree: a
+    /// walk stops as soon as it cannot beat the match it already has. One
+    /// 16-byte slot, so a level costs one cache line, not two.
+    slots: Vec<Slot>,
     /// For a node slot whose internal node has pushed rules: the leaf-like
     /// list of them (rules that every child would hold), scanned on the way
     /// down instead of being copied into every child.
     push: Vec<Node>,
+    /// Leaf rules for the scalar scan (IPv6; empty for IPv4).
     hot: Vec<Hot<A>>,
     cold: Vec<Cold<A>>,
+    /// Leaf rules for the SIMD scan (IPv4; empty for IPv6): a leaf is
+    /// `ceil(len / 4)` consecutive blocks, and its node's base is the first.
+    blocks: Vec<Block>,
     /// (start, len) into `ext_items`.
     ext_heads: Vec<(u32, u32)>,
     /// (field, start, len) into `ext_ranges`.
@@ -209,11 +252,16 @@ impl<A: Addr> CutTree<A> {
         b.stats.trees = trees.len();
         b.stats.nodes = b.nodes.len();
         b.stats.leaf_rules = b.leaf_rules.len();
-        CutTree {
+        let mut t = CutTree {
             trees,
-            nodes: b.nodes,
-            mins: b.mins,
+            slots: b
+                .nodes
+                .iter()
+                .zip(&b.mins)
+                .map(|(&node, &min)| Slot { node, min })
+                .collect(),
             push: b.push,
+            blocks: Vec::new(),
             hot: b
                 .leaf_rules
                 .iter()
@@ -236,15 +284,75 @@ impl<A: Addr> CutTree<A> {
             ext_items: b.ext_items,
             ext_ranges: b.ext_ranges,
             stats: b.stats,
+        };
+        if A::BITS == 32 {
+            t.lay_out_blocks(&b.leaf_rules);
         }
+        t
+    }
+
+    /// Re-lay the leaves as SIMD blocks (IPv4): every leaf-form node (leaf
+    /// slots, roots, pushed lists) gets its blocks' base; the scalar arrays
+    /// are dropped.
+    fn lay_out_blocks(&mut self, leaf_rules: &[LeafRule<A>]) {
+        let mut done: HashMap<(u32, u32), u32> = HashMap::default();
+        let mut blocks = Vec::new();
+        let mut relay = |n: Node| -> Node {
+            if !n.is_leaf() || n.upper() == 0 {
+                return n;
+            }
+            let (base, len) = (n.base(), n.upper());
+            let nb = *done.entry((base, len)).or_insert_with(|| {
+                let first = blocks.len() as u32;
+                let rules = &leaf_rules[base as usize..(base + len) as usize];
+                for chunk in rules.chunks(4) {
+                    let mut lo = [[0i32; 4]; NFIELDS];
+                    let mut span = [[i32::MIN; 4]; NFIELDS];
+                    let mut prio = [u32::MAX; 4];
+                    let mut ext = [NO_EXT; 4];
+                    for (j, r) in chunk.iter().enumerate() {
+                        for f in 0..NFIELDS {
+                            let (l, h) = (r.lo[f].to_u128() as u32, r.hi[f].to_u128() as u32);
+                            lo[f][j] = l as i32;
+                            span[f][j] = (h.wrapping_sub(l) ^ 0x8000_0000) as i32;
+                        }
+                        prio[j] = r.prio;
+                        ext[j] = r.ext;
+                    }
+                    blocks.push(Block {
+                        lo: lo.map(i32x4::new),
+                        span: span.map(i32x4::new),
+                        prio,
+                        ext,
+                    });
+                }
+                first
+            });
+            Node((n.0 & !0xffff_ffff) | nb as u64)
+        };
+        for s in self.slots.iter_mut() {
+            s.node = relay(s.node);
+        }
+        for n in self.push.iter_mut() {
+            *n = relay(*n);
+        }
+        for t in self.trees.iter_mut() {
+            t.root = relay(t.root);
+            t.root_push = relay(t.root_push);
+        }
+        self.blocks = blocks;
+        self.hot = Vec::new();
+        self.cold = Vec::new();
     }
 
     /// Bytes of the compiled structure.
     pub fn memory(&self) -> usize {
         self.trees.len() * std::mem::size_of::<Tree>()
-            + self.nodes.len() * (2 * std::mem::size_of::<Node>() + 4)
+            + self.slots.len() * std::mem::size_of::<Slot>()
+            + self.push.len() * std::mem::size_of::<Node>()
             + self.hot.len() * std::mem::size_of::<Hot<A>>()
             + self.cold.len() * std::mem::size_of::<Cold<A>>()
+            + self.blocks.len() * std::mem::size_of::<Block>()
             + self.ext_heads.len() * 8
             + self.ext_items.len() * 12
             + self.ext_ranges.len() * 2 * std::mem::size_of::<A>()
@@ -265,26 +373,79 @@ impl<A: Addr> CutTree<A> {
     /// Walk tree `t` for `k`, scanning pushed rules on the way; returns
     /// the best priority (at most `best`).
     #[inline]
-    fn walk(&self, t: &Tree, k: &EKey<A>, mut best: u32) -> u32 {
+    fn walk(&self, t: &Tree, k: &EKey<A>, kv: &KeyVec, mut best: u32) -> u32 {
         let mut n = t.root;
         if n.has_push() {
-            best = self.scan(t.root_push, k, best);
+            best = self.scan_with(t.root_push, k, kv, best);
         }
         while !n.is_leaf() {
             let i = Self::slot(n, k);
-            if self.mins[i] >= best {
+            let slot = self.slots[i];
+            if slot.min >= best {
                 return best;
             }
-            n = self.nodes[i];
+            n = slot.node;
             if n.has_push() {
-                best = self.scan(self.push[i], k, best);
+                best = self.scan_with(self.push[i], k, kv, best);
             }
         }
-        self.scan(n, k, best)
+        self.scan_with(n, k, kv, best)
+    }
+
+    /// `scan` with the key's vector form already made (IPv4).
+    #[inline(always)]
+    fn scan_with(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
+        if A::BITS == 32 {
+            self.scan_blocks(leaf, k, kv, best)
+        } else {
+            self.scan_scalar(leaf, k, best)
+        }
     }
 
     #[inline(always)]
     fn scan(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
+        if A::BITS == 32 {
+            self.scan_blocks(leaf, k, &KeyVec::new(k), best)
+        } else {
+            self.scan_scalar(leaf, k, best)
+        }
+    }
+
+    /// The SIMD scan of a leaf (IPv4): four rules at a time, every field
+    /// compared at once (`key − lo ≤ hi − lo`, unsigned, as a signed
+    /// compare of biased values), then the matching lanes in priority order.
+    #[inline(always)]
+    fn scan_blocks(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
+        let start = leaf.base() as usize;
+        let len = leaf.upper() as usize;
+        let bias = i32x4::splat(i32::MIN);
+        for blk in &self.blocks[start..start + len.div_ceil(4)] {
+            if blk.prio[0] >= best {
+                return best;
+            }
+            let mut bad = i32x4::splat(0);
+            for f in 0..NFIELDS {
+                bad |= ((kv.0[f] - blk.lo[f]) ^ bias).simd_gt(blk.span[f]);
+            }
+            let mut m = !(bad.to_bitmask()) & 0xf;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                let p = blk.prio[i % 4];
+                if p >= best {
+                    return best;
+                }
+                let e = blk.ext[i % 4];
+                if e == NO_EXT || self.ext_ok(e, k) {
+                    return p;
+                }
+                m &= m - 1;
+            }
+        }
+        best
+    }
+
+    #[inline(always)]
+    fn scan_scalar(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
         let start = leaf.base() as usize;
         let end = start + leaf.upper() as usize;
         let (src, dst) = (k.f[1], k.f[2]);
@@ -338,10 +499,11 @@ impl<A: Addr> CutTree<A> {
                     let c = cur[i];
                     if !c.is_leaf() {
                         let s = Self::slot(c, &keys[i]);
-                        cur[i] = if self.mins[s] >= best[i] {
+                        let slot = self.slots[s];
+                        cur[i] = if slot.min >= best[i] {
                             Node::leaf(0, 0)
                         } else {
-                            let x = self.nodes[s];
+                            let x = slot.node;
                             if x.has_push() {
                                 best[i] = self.scan(self.push[s], &keys[i], best[i]);
                             }
@@ -379,11 +541,16 @@ impl<A: Addr> CutTree<A> {
     #[inline]
     pub fn first_match(&self, k: &EKey<A>) -> Option<u32> {
         let mut best = u32::MAX;
+        let kv = if A::BITS == 32 {
+            KeyVec::new(k)
+        } else {
+            KeyVec::ZERO
+        };
         for t in &self.trees {
             if t.min_prio >= best {
                 break;
             }
-            best = self.walk(t, k, best);
+            best = self.walk(t, k, &kv, best);
         }
         (best != u32::MAX).then_some(best)
     }
