@@ -302,10 +302,18 @@ fn st_make(state: State, flags: u8) -> u64 {
     LIVE | u64::from(state as u8) | u64::from(flags) << 8
 }
 
+/// 128 bytes on a 128-byte boundary: exactly two cache lines (an
+/// unaligned entry would straddle three, and a lookup would miss on each).
 #[derive(Debug)]
+#[repr(C, align(128))]
 struct Entry {
     w: [AtomicU64; WORDS],
 }
+
+/// One index bucket: [`SLOTS`] slots in exactly one cache line.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+struct Bucket([AtomicU64; SLOTS]);
 
 impl Default for Entry {
     fn default() -> Self {
@@ -576,7 +584,7 @@ const STRIPES: usize = 4096;
 #[derive(Debug)]
 pub struct Conntrack {
     entries: Box<[Entry]>,
-    index: Box<[AtomicU64]>,
+    index: Box<[Bucket]>,
     bucket_mask: usize,
     free_head: AtomicU64,
     next_free: Box<[AtomicU64]>,
@@ -609,7 +617,7 @@ impl Conntrack {
         let buckets = (max * 4).div_ceil(SLOTS).next_power_of_two().max(2);
         let next_free: Box<[AtomicU64]> = (0..max).map(|_| AtomicU64::new(0)).collect();
         let entries: Box<[Entry]> = (0..max).map(|_| Entry::default()).collect();
-        let index: Box<[AtomicU64]> = (0..buckets * SLOTS).map(|_| AtomicU64::new(0)).collect();
+        let index: Box<[Bucket]> = (0..buckets).map(|_| Bucket::default()).collect();
         // Lookups land on random entries and buckets: huge pages keep a
         // million-connection table within the TLB's reach. Advice only: if
         // THP is off the table works the same, slower.
@@ -667,7 +675,7 @@ impl Conntrack {
     /// Bytes held by entries and index.
     pub fn memory(&self) -> usize {
         self.entries.len() * std::mem::size_of::<Entry>()
-            + self.index.len() * 8
+            + std::mem::size_of_val(&*self.index)
             + self.next_free.len() * 8
     }
 
@@ -694,8 +702,8 @@ impl Conntrack {
         let (b1, b2) = self.buckets(h);
         let p = |b: usize| {
             self.index
-                .get(b * SLOTS)
-                .map_or(std::ptr::null(), |s| (s as *const AtomicU64).cast())
+                .get(b)
+                .map_or(std::ptr::null(), |s| (s as *const Bucket).cast())
         };
         [p(b1), p(b2)]
     }
@@ -743,13 +751,10 @@ impl Conntrack {
         let (b1, b2) = self.buckets(h);
         let key = t.words();
         for b in [b1, b2] {
-            let Some(bucket) = self.index.get(b * SLOTS..b * SLOTS + SLOTS) else {
+            let Some(bucket) = self.index.get(b) else {
                 continue;
             };
-            let Ok(bucket): Result<&[AtomicU64; SLOTS], _> = bucket.try_into() else {
-                continue;
-            };
-            for slot in bucket {
+            for slot in &bucket.0 {
                 let v = slot.load(Acquire);
                 if v >> 32 != tag {
                     continue;
@@ -874,7 +879,7 @@ impl Conntrack {
     #[inline]
     pub fn warm_bucket(&self, h: u64) {
         let (b1, _) = self.buckets(h);
-        if let Some(s) = self.index.get(b1 * SLOTS) {
+        if let Some(s) = self.index.get(b1) {
             crate::io::sys::prefetch(s);
         }
     }
@@ -959,13 +964,9 @@ impl Conntrack {
     fn put_slot(&self, h: u64, value: u64) -> bool {
         let (b1, b2) = self.buckets(h);
         let load = |b: usize| {
-            (0..SLOTS)
-                .filter(|i| {
-                    self.index
-                        .get(b * SLOTS + i)
-                        .is_some_and(|s| s.load(Relaxed) != 0)
-                })
-                .count()
+            self.index
+                .get(b)
+                .map_or(0, |b| b.0.iter().filter(|s| s.load(Relaxed) != 0).count())
         };
         let (first, second) = if load(b2) < load(b1) {
             (b2, b1)
@@ -973,11 +974,9 @@ impl Conntrack {
             (b1, b2)
         };
         for b in [first, second] {
-            for i in 0..SLOTS {
-                if let Some(s) = self.index.get(b * SLOTS + i) {
-                    if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
-                        return true;
-                    }
+            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
+                    return true;
                 }
             }
         }
@@ -989,11 +988,9 @@ impl Conntrack {
         let want = slot_make(slot_tag(h), dir, id);
         let (b1, b2) = self.buckets(h);
         for b in [b1, b2] {
-            for i in 0..SLOTS {
-                if let Some(s) = self.index.get(b * SLOTS + i) {
-                    if s.compare_exchange(want, 0, AcqRel, Relaxed).is_ok() {
-                        return;
-                    }
+            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                if s.compare_exchange(want, 0, AcqRel, Relaxed).is_ok() {
+                    return;
                 }
             }
         }
@@ -1235,7 +1232,7 @@ impl Conntrack {
             }
             e.w[W_SEQ].store((seq | 1).wrapping_add(1), Relaxed);
         }
-        for s in self.index.iter() {
+        for s in self.index.iter().flat_map(|b| &b.0) {
             s.store(0, Relaxed);
         }
         self.free_head.store(u64::from(u32::MAX), Relaxed);
