@@ -168,7 +168,7 @@ pub enum State {
 }
 
 impl State {
-    fn from_u8(v: u8) -> State {
+    const fn from_u8_slow(v: u8) -> State {
         match v {
             1 => State::SynSent,
             2 => State::SynRecv,
@@ -179,6 +179,20 @@ impl State {
             8 => State::Icmp,
             _ => State::Datagram,
         }
+    }
+    /// The state stored as `v` (a table lookup: this runs per packet).
+    #[inline]
+    fn from_u8(v: u8) -> State {
+        const TABLE: [State; 256] = {
+            let mut t = [State::Datagram; 256];
+            let mut i = 0;
+            while i < 256 {
+                t[i] = State::from_u8_slow(i as u8);
+                i += 1;
+            }
+            t
+        };
+        TABLE[usize::from(v)]
     }
     /// Name for `ctl conntrack`.
     pub fn name(self) -> &'static str {
@@ -346,7 +360,7 @@ pub struct Hit {
     pub id: EntryId,
     pub dir: Dir,
     /// The entry's sequence number when read (changes when the entry is
-    /// removed or reused), for [`FlowCache`] revalidation.
+    /// removed or reused).
     pub seq: u64,
     pub orig: Tuple,
     pub reply: Tuple,
@@ -371,6 +385,61 @@ impl Hit {
         }
     }
 }
+
+/// What a packet of a known connection needs, read in one pass: the
+/// connection, the packet's direction, the state and the translation this
+/// direction gets (`(new destination, new source)`, each `None` when
+/// unchanged; the same as `pipeline::stages::track::translation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub id: EntryId,
+    pub dir: Dir,
+    pub state: State,
+    pub new_dst: Option<(u128, u16)>,
+    pub new_src: Option<(u128, u16)>,
+}
+
+impl Found {
+    /// From a full [`Hit`]. Whichever the direction, a packet with key `k`
+    /// of a connection whose other key is `o` is sent to `o`'s source and
+    /// comes from `o`'s destination (`o` is the reverse of `k` when nothing
+    /// is translated).
+    pub fn of_hit(h: &Hit) -> Found {
+        let (k, o) = match h.dir {
+            Dir::Original => (&h.orig, &h.reply),
+            Dir::Reply => (&h.reply, &h.orig),
+        };
+        Found {
+            id: h.id,
+            dir: h.dir,
+            state: h.state,
+            new_dst: ((o.src, o.sport) != (k.dst, k.dport)).then_some((o.src, o.sport)),
+            new_src: ((o.dst, o.dport) != (k.src, k.sport)).then_some((o.dst, o.dport)),
+        }
+    }
+
+    /// [`Found::of_hit`] on entry words: `k` the packet's key, `o` the
+    /// other direction's.
+    #[inline]
+    fn of_words(id: EntryId, dir: Dir, state: State, k: &[u64; 5], o: &[u64; 5]) -> Found {
+        let (ksport, kdport) = (k[4] as u16, (k[4] >> 16) as u16);
+        let (osport, odport) = (o[4] as u16, (o[4] >> 16) as u16);
+        let dst_same = (o[0] ^ k[2]) | (o[1] ^ k[3]) == 0 && osport == kdport;
+        let src_same = (o[2] ^ k[0]) | (o[3] ^ k[1]) == 0 && odport == ksport;
+        let join = |lo: u64, hi: u64| u128::from(lo) | u128::from(hi) << 64;
+        Found {
+            id,
+            dir,
+            state,
+            new_dst: (!dst_same).then(|| (join(o[0], o[1]), osport)),
+            new_src: (!src_same).then(|| (join(o[2], o[3]), odport)),
+        }
+    }
+}
+
+/// The two index buckets of a key (from [`Conntrack::prefetch_buckets`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Buckets(u32, u32);
 
 /// Why an insert failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -433,143 +502,6 @@ impl NatRefs {
                 if c.fetch_sub(1, AcqRel) == 1 {
                     self.sink.set(slot, reply.proto, reply.dport, false);
                 }
-            }
-        }
-    }
-}
-
-/// A worker's cache of recent conntrack lookups (direct-mapped on the key
-/// hash, like Open vSwitch's exact-match cache): a packet of a cached
-/// connection skips the index and the entry's tuples, and pays two loads to
-/// check the entry is still the same live, unexpired connection
-/// ([`Conntrack::revalidate`]). Owned by one worker, no synchronisation.
-#[derive(Debug)]
-pub struct FlowCache {
-    slots: Box<[CacheSlot]>,
-    mask: usize,
-}
-
-/// What the cache remembers about a connection, for one direction: 88
-/// bytes, so a 1,024-slot cache (90 KB) stays in L2.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CacheSlot {
-    key: [u64; 5],
-    seq: u32,
-    id: EntryId,
-    /// bit 0 used, bit 1 reply direction, bit 2 new destination, bit 3 new source.
-    bits: u8,
-    dst_port: u16,
-    src_port: u16,
-    dst: [u64; 2],
-    src: [u64; 2],
-}
-
-fn split(a: u128) -> [u64; 2] {
-    [a as u64, (a >> 64) as u64]
-}
-
-fn join(w: [u64; 2]) -> u128 {
-    u128::from(w[0]) | u128::from(w[1]) << 64
-}
-
-impl CacheSlot {
-    /// The entry.
-    #[inline]
-    pub fn id(&self) -> EntryId {
-        self.id
-    }
-    /// The entry's sequence number (low 32 bits) when cached.
-    #[inline]
-    pub fn seq(&self) -> u64 {
-        u64::from(self.seq)
-    }
-    /// The direction.
-    #[inline]
-    pub fn dir(&self) -> Dir {
-        if self.bits & 2 != 0 {
-            Dir::Reply
-        } else {
-            Dir::Original
-        }
-    }
-    /// The destination this direction is translated to.
-    #[inline]
-    pub fn new_dst(&self) -> Option<(u128, u16)> {
-        (self.bits & 4 != 0).then(|| (join(self.dst), self.dst_port))
-    }
-    /// The source this direction is translated to.
-    #[inline]
-    pub fn new_src(&self) -> Option<(u128, u16)> {
-        (self.bits & 8 != 0).then(|| (join(self.src), self.src_port))
-    }
-}
-
-impl FlowCache {
-    /// A cache of `slots` entries (rounded up to a power of two).
-    pub fn new(slots: usize) -> FlowCache {
-        let n = slots.next_power_of_two().max(16);
-        FlowCache {
-            slots: vec![CacheSlot::default(); n].into_boxed_slice(),
-            mask: n - 1,
-        }
-    }
-
-    /// The cached facts for key `t` (hash `h`), if any.
-    #[inline]
-    pub fn get(&self, t: &Tuple, h: u64) -> Option<&CacheSlot> {
-        let s = self.slots.get((h as usize) & self.mask)?;
-        let w = t.words();
-        let diff = (s.key[0] ^ w[0])
-            | (s.key[1] ^ w[1])
-            | (s.key[2] ^ w[2])
-            | (s.key[3] ^ w[3])
-            | (s.key[4] ^ w[4]);
-        (s.bits & 1 != 0 && diff == 0).then_some(s)
-    }
-
-    /// Remembers a lookup result.
-    #[inline]
-    pub fn put(
-        &mut self,
-        t: &Tuple,
-        h: u64,
-        hit: &Hit,
-        new_dst: Option<(u128, u16)>,
-        new_src: Option<(u128, u16)>,
-    ) {
-        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
-            let (d, dp) = new_dst.unwrap_or((0, 0));
-            let (sr, sp) = new_src.unwrap_or((0, 0));
-            *s = CacheSlot {
-                key: t.words(),
-                seq: hit.seq as u32,
-                id: hit.id,
-                bits: 1
-                    | u8::from(hit.dir == Dir::Reply) << 1
-                    | u8::from(new_dst.is_some()) << 2
-                    | u8::from(new_src.is_some()) << 3,
-                dst_port: dp,
-                src_port: sp,
-                dst: split(d),
-                src: split(sr),
-            };
-        }
-    }
-
-    /// Loads slot `h`'s first word so it is on its way to L1 (a prefetch: nothing waits for it).
-    #[inline]
-    pub fn warm(&self, h: u64) {
-        if let Some(s) = self.slots.get((h as usize) & self.mask) {
-            crate::io::sys::prefetch(s);
-        }
-    }
-
-    /// Forgets key `t`.
-    #[inline]
-    pub fn forget(&mut self, t: &Tuple, h: u64) {
-        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
-            if s.key == t.words() {
-                s.bits = 0;
             }
         }
     }
@@ -851,36 +783,127 @@ impl Conntrack {
         }
     }
 
-    /// Whether entry `id` is still the connection read at sequence `seq`,
-    /// live and unexpired at `now`; its current state if so. Two loads: the
-    /// flow cache's fast path.
+    /// Starts loading both index buckets of hash `h`, and returns them: the
+    /// first step of a batched lookup ([`Conntrack::candidate`], then
+    /// [`Conntrack::find`]), so a batch has all its index misses in flight
+    /// at once.
     #[inline]
-    pub fn revalidate(&self, id: EntryId, seq: u64, now: u64, to: &Timeouts) -> Option<State> {
+    pub fn prefetch_buckets(&self, h: u64) -> Buckets {
+        let (b1, b2) = self.buckets(h);
+        if let Some(b) = self.index.get(b1) {
+            crate::io::sys::prefetch(b);
+        }
+        if let Some(b) = self.index.get(b2) {
+            crate::io::sys::prefetch(b);
+        }
+        Buckets(b1 as u32, b2 as u32)
+    }
+
+    /// The second step: the first index slot (in lookup order) of buckets
+    /// `bs` whose tag matches hash `h`, or 0, with its entry on its way to
+    /// L1. Only a hint for [`Conntrack::find`], which checks it.
+    #[inline]
+    pub fn candidate(&self, h: u64, bs: Buckets) -> u64 {
+        let tag = slot_tag(h);
+        for b in [bs.0 as usize, bs.1 as usize] {
+            for slot in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                let v = slot.load(Relaxed);
+                if v >> 32 == tag {
+                    self.warm((v & 0x7fff_ffff) as EntryId);
+                    return v;
+                }
+            }
+        }
+        0
+    }
+
+    /// The per-packet lookup: what [`Conntrack::lookup`] finds, as a
+    /// [`Found`], starting at the slot [`Conntrack::candidate`] gave. When
+    /// that slot holds the key, live and unexpired (nearly always, for a
+    /// known connection), this is one pass over one entry: the key compared
+    /// in place, the other key read only for the translation. Anything else
+    /// (no candidate, a tag collision, a slot changed since, a dead or
+    /// expired entry, a torn read) takes the full [`Conntrack::lookup`],
+    /// which settles it (and removes an expired entry). Keys are unique
+    /// among live entries and the candidate is the first slot the full
+    /// lookup would try, so both give the same answer.
+    #[inline]
+    pub fn find(&self, t: &Tuple, h: u64, cand: u64, now: u64, to: &Timeouts) -> Option<Found> {
+        if cand >> 32 == slot_tag(h) {
+            let id = (cand & 0x7fff_ffff) as EntryId;
+            let dir = if cand & (1 << 31) != 0 {
+                Dir::Reply
+            } else {
+                Dir::Original
+            };
+            if let Some(f) = self.read_found(id, dir, &t.words(), now, to) {
+                return Some(f);
+            }
+        }
+        self.lookup(t, h, now, to).map(|h| Found::of_hit(&h))
+    }
+
+    /// Entry `id` as a [`Found`] if its `dir` key is `key` and it is live
+    /// and unexpired at `now`; `None` for anything else (the caller falls
+    /// back to the full lookup).
+    #[inline]
+    fn read_found(
+        &self,
+        id: EntryId,
+        dir: Dir,
+        key: &[u64; 5],
+        now: u64,
+        to: &Timeouts,
+    ) -> Option<Found> {
         let e = self.entries.get(id as usize)?;
-        let st = e.w[W_STATE].load(Acquire);
+        let (orig_w, reply_w): (&[AtomicU64; 5], &[AtomicU64; 5]) = (
+            e.w[W_ORIG..W_ORIG + 5].try_into().ok()?,
+            e.w[W_REPLY..W_REPLY + 5].try_into().ok()?,
+        );
+        let (mine, other) = if dir == Dir::Original {
+            (orig_w, reply_w)
+        } else {
+            (reply_w, orig_w)
+        };
+        let s1 = e.w[W_SEQ].load(Acquire);
+        if s1 & 1 == 1 {
+            return None;
+        }
+        let same = (mine[0].load(Relaxed) ^ key[0])
+            | (mine[1].load(Relaxed) ^ key[1])
+            | (mine[2].load(Relaxed) ^ key[2])
+            | (mine[3].load(Relaxed) ^ key[3])
+            | (mine[4].load(Relaxed) ^ key[4])
+            == 0;
+        if !same {
+            return None;
+        }
+        let o = [
+            other[0].load(Relaxed),
+            other[1].load(Relaxed),
+            other[2].load(Relaxed),
+            other[3].load(Relaxed),
+            other[4].load(Relaxed),
+        ];
+        let st = e.w[W_STATE].load(Relaxed);
         let seen = e.w[W_SEEN].load(Relaxed);
-        if e.w[W_SEQ].load(Acquire) != seq || st & LIVE == 0 {
+        fence(Acquire);
+        if e.w[W_SEQ].load(Relaxed) != s1 || st & LIVE == 0 {
             return None;
         }
         let state = st_state(st);
-        (now.saturating_sub(seen) <= to.of(state)).then_some(state)
+        if now.saturating_sub(seen) > to.of(state) {
+            return None;
+        }
+        Some(Found::of_words(id, dir, state, key, &o))
     }
 
-    /// Loads entry `id`'s state line (a safe prefetch, see
-    /// [`FlowCache::warm`]).
+    /// Loads both cache lines of entry `id` (a safe prefetch).
     #[inline]
     pub fn warm(&self, id: EntryId) {
         if let Some(e) = self.entries.get(id as usize) {
-            crate::io::sys::prefetch(e);
-        }
-    }
-
-    /// Loads the index bucket of hash `h` (a safe prefetch).
-    #[inline]
-    pub fn warm_bucket(&self, h: u64) {
-        let (b1, _) = self.buckets(h);
-        if let Some(s) = self.index.get(b1) {
-            crate::io::sys::prefetch(s);
+            crate::io::sys::prefetch(&e.w[0]);
+            crate::io::sys::prefetch(&e.w[WORDS / 2]);
         }
     }
 
@@ -1157,31 +1180,6 @@ impl Conntrack {
         Some(Self::step(e, st, dir, tcp_flags, now))
     }
 
-    /// The flow cache's fast path in one pass: if entry `id` is still the
-    /// connection read at sequence `seq`, live and unexpired at `now`,
-    /// records the packet (last seen, TCP state) and returns the state.
-    #[inline]
-    pub fn refresh(
-        &self,
-        id: EntryId,
-        seq: u64,
-        dir: Dir,
-        tcp_flags: Option<u8>,
-        now: u64,
-        to: &Timeouts,
-    ) -> Option<State> {
-        let e = self.entries.get(id as usize)?;
-        let st = e.w[W_STATE].load(Acquire);
-        let seen = e.w[W_SEEN].load(Relaxed);
-        if e.w[W_SEQ].load(Acquire) as u32 != seq as u32
-            || st & LIVE == 0
-            || now.saturating_sub(seen) > to.of(st_state(st))
-        {
-            return None;
-        }
-        Some(Self::step(e, st, dir, tcp_flags, now))
-    }
-
     /// Last seen, reply seen, TCP state: the per-packet update. The state
     /// word changes (by compare-and-swap) only when something does, so an
     /// established flow writes one word per packet.
@@ -1224,8 +1222,8 @@ impl Conntrack {
             }
         }
         for e in self.entries.iter().take(self.bump.load(Acquire)) {
-            // Sequence numbers only grow, so flow caches never mistake a
-            // reused entry for the one they remember.
+            // Sequence numbers only grow, so a reader holding an old
+            // sequence never mistakes a reused entry for the one it read.
             let seq = e.w[W_SEQ].load(Relaxed);
             for w in &e.w {
                 w.store(0, Relaxed);
@@ -1433,6 +1431,69 @@ mod tests {
             ct.insert(&o2, &r, State::SynSent, 0, 0, 0, &to),
             Err(InsertError::ReplyExists)
         );
+    }
+
+    /// The batched per-packet path (buckets, candidate, find) answers as
+    /// the full lookup does, including for stale or missing candidates,
+    /// and its translation is the pipeline's.
+    #[test]
+    fn find_agrees_with_lookup() {
+        let ct = Conntrack::new(64, 5);
+        let to = Timeouts {
+            udp: 10,
+            ..Timeouts::default()
+        };
+        let plain = t(1, 2, 1000, 80);
+        let dnat_o = t(10, 99, 1000, 80);
+        let dnat_r = t(20, 10, 8080, 1000);
+        let snat_o = t(30, 40, 5000, 443);
+        let snat_r = t(40, 77, 443, 6000);
+        let udp = Tuple {
+            proto: 17,
+            ..t(3, 4, 53, 53)
+        };
+        ct.insert(&plain, &plain.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        ct.insert(&dnat_o, &dnat_r, State::SynSent, flags::DNAT, 0, 0, &to)
+            .unwrap();
+        ct.insert(&snat_o, &snat_r, State::Established, flags::SNAT, 0, 0, &to)
+            .unwrap();
+        ct.insert(&udp, &udp.reverse(), State::Datagram, 0, 0, 0, &to)
+            .unwrap();
+        let keys = [
+            plain,
+            plain.reverse(),
+            dnat_o,
+            dnat_r,
+            dnat_o.reverse(),
+            snat_o,
+            snat_r,
+            udp,
+            udp.reverse(),
+            t(5, 6, 7, 8),
+        ];
+        for now in [1, 20] {
+            for k in keys {
+                let h = ct.hash(&k);
+                let bs = ct.prefetch_buckets(h);
+                let cand = ct.candidate(h, bs);
+                let want = ct.lookup(&k, h, now, &to);
+                let got = ct.find(&k, h, cand, now, &to);
+                assert_eq!(got, want.map(|w| Found::of_hit(&w)), "{k:?} at {now}");
+                if let Some(w) = want {
+                    let (d, s) =
+                        crate::pipeline::stages::track::translation(&w.orig, &w.reply, w.dir);
+                    assert_eq!((got.unwrap().new_dst, got.unwrap().new_src), (d, s));
+                }
+                // Stale or wrong candidates only cost the full lookup.
+                for bad in [0, cand ^ 1, cand ^ (1 << 31), u64::MAX] {
+                    let again = ct.lookup(&k, h, now, &to).map(|w| Found::of_hit(&w));
+                    assert_eq!(ct.find(&k, h, bad, now, &to), again);
+                }
+            }
+        }
+        // At 20 the UDP entry had expired: gone, the TCP ones stay.
+        assert_eq!(ct.len(), 3);
     }
 
     #[test]
