@@ -21,8 +21,10 @@
 //!   by a plain store.
 //! - The index is a bucketised two-choice hash table: every key may live in
 //!   one of two 64-byte buckets of 8 slots; a slot is a `u64` holding a 32-bit
-//!   tag of the key's hash, the direction and the entry number. Lookups read
-//!   at most two cache lines of index and one entry, with no lock. Removal
+//!   tag of the key's hash, the direction and the entry number. A key goes
+//!   to its first bucket unless that is nearly full, so lookups of known
+//!   connections nearly always read one cache line of index (at most two)
+//!   and one entry, with no lock. Removal
 //!   clears a slot (no tombstones), so churn never slows lookups down.
 //! - Inserting a connection (a new flow, not a packet) takes one of 4096
 //!   striped spin locks chosen by each key's hash, so two workers cannot
@@ -508,6 +510,8 @@ impl NatRefs {
 }
 
 const SLOTS: usize = 8;
+/// Slots in use from which a key may go to its second bucket.
+const SPILL: usize = 6;
 /// Entries examined for an expired one when inserting into a full table.
 const EVICT_SCAN: usize = 32;
 const STRIPES: usize = 4096;
@@ -783,36 +787,35 @@ impl Conntrack {
         }
     }
 
-    /// Starts loading both index buckets of hash `h`, and returns them: the
-    /// first step of a batched lookup ([`Conntrack::candidate`], then
-    /// [`Conntrack::find`]), so a batch has all its index misses in flight
-    /// at once.
+    /// Starts loading the first index bucket of hash `h` (where nearly all
+    /// keys live, see `put_slot`) and returns both: the first step of a
+    /// batched lookup ([`Conntrack::candidate`], then [`Conntrack::find`]),
+    /// so a batch has all its index misses in flight at once.
     #[inline]
     pub fn prefetch_buckets(&self, h: u64) -> Buckets {
         let (b1, b2) = self.buckets(h);
         if let Some(b) = self.index.get(b1) {
             crate::io::sys::prefetch(b);
         }
-        if let Some(b) = self.index.get(b2) {
-            crate::io::sys::prefetch(b);
-        }
         Buckets(b1 as u32, b2 as u32)
     }
 
-    /// The second step: the first index slot (in lookup order) of buckets
-    /// `bs` whose tag matches hash `h`, or 0, with its entry on its way to
-    /// L1. Only a hint for [`Conntrack::find`], which checks it.
+    /// The second step: the first slot of the first bucket of `bs` whose
+    /// tag matches hash `h`, with its entry on its way to L1; or 0, with
+    /// the second bucket on its way ([`Conntrack::find`] then takes the
+    /// full lookup, which reads it). Only a hint: `find` checks it.
     #[inline]
     pub fn candidate(&self, h: u64, bs: Buckets) -> u64 {
         let tag = slot_tag(h);
-        for b in [bs.0 as usize, bs.1 as usize] {
-            for slot in self.index.get(b).into_iter().flat_map(|b| &b.0) {
-                let v = slot.load(Relaxed);
-                if v >> 32 == tag {
-                    self.warm((v & 0x7fff_ffff) as EntryId);
-                    return v;
-                }
+        for slot in self.index.get(bs.0 as usize).into_iter().flat_map(|b| &b.0) {
+            let v = slot.load(Relaxed);
+            if v >> 32 == tag {
+                self.warm((v & 0x7fff_ffff) as EntryId);
+                return v;
             }
+        }
+        if let Some(b) = self.index.get(bs.1 as usize) {
+            crate::io::sys::prefetch(b);
         }
         0
     }
@@ -981,9 +984,12 @@ impl Conntrack {
         }
     }
 
-    /// Puts a key into the less loaded of its two buckets ("power of two
-    /// choices": with 8-slot buckets at no more than 50% load, both buckets
-    /// full is vanishingly rare; a full pair is reported as a full table).
+    /// Puts a key into its first bucket while that has fewer than
+    /// [`SPILL`] slots in use, else into the less loaded of its two ("power
+    /// of two choices" where it matters: with 8-slot buckets at no more
+    /// than 50% load, both buckets full is vanishingly rare; a full pair is
+    /// reported as a full table). Most keys so live in their first bucket,
+    /// and a lookup of a known connection reads one line of index.
     fn put_slot(&self, h: u64, value: u64) -> bool {
         let (b1, b2) = self.buckets(h);
         let load = |b: usize| {
@@ -991,7 +997,8 @@ impl Conntrack {
                 .get(b)
                 .map_or(0, |b| b.0.iter().filter(|s| s.load(Relaxed) != 0).count())
         };
-        let (first, second) = if load(b2) < load(b1) {
+        let l1 = load(b1);
+        let (first, second) = if l1 >= SPILL && load(b2) < l1 {
             (b2, b1)
         } else {
             (b1, b2)
