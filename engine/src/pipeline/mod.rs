@@ -307,7 +307,7 @@ pub(crate) struct Meta {
     pub track: Track,
     pub tuple: conntrack::Tuple,
     pub hash: u64,
-    /// The key's index buckets and the slot that probably holds it
+    /// The key's first index bucket and the slot that probably holds it
     /// ([`Conntrack::candidate`]).
     pub buckets: conntrack::Buckets,
     pub cand: u64,

@@ -439,9 +439,9 @@ impl Found {
     }
 }
 
-/// The two index buckets of a key (from [`Conntrack::prefetch_buckets`]).
+/// The first index bucket of a key (from [`Conntrack::prefetch_buckets`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Buckets(u32, u32);
+pub struct Buckets(u32);
 
 /// Why an insert failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -623,13 +623,18 @@ impl Conntrack {
 
     #[inline]
     fn buckets(&self, h: u64) -> (usize, usize) {
-        let b1 = (h as usize) & self.bucket_mask;
+        let b1 = self.first_bucket(h);
         let mut b2 =
             ((h >> 17) as usize ^ (h >> 47) as usize).wrapping_mul(0x9e37_79b9) & self.bucket_mask;
         if b2 == b1 {
             b2 = (b1 + 1) & self.bucket_mask;
         }
         (b1, b2)
+    }
+
+    #[inline]
+    fn first_bucket(&self, h: u64) -> usize {
+        (h as usize) & self.bucket_mask
     }
 
     /// The index cache lines a key may live in (for prefetching).
@@ -788,22 +793,22 @@ impl Conntrack {
     }
 
     /// Starts loading the first index bucket of hash `h` (where nearly all
-    /// keys live, see `put_slot`) and returns both: the first step of a
+    /// keys live, see `put_slot`) and returns it: the first step of a
     /// batched lookup ([`Conntrack::candidate`], then [`Conntrack::find`]),
     /// so a batch has all its index misses in flight at once.
     #[inline]
     pub fn prefetch_buckets(&self, h: u64) -> Buckets {
-        let (b1, b2) = self.buckets(h);
+        let b1 = self.first_bucket(h);
         if let Some(b) = self.index.get(b1) {
             crate::io::sys::prefetch(b);
         }
-        Buckets(b1 as u32, b2 as u32)
+        Buckets(b1 as u32)
     }
 
-    /// The second step: the first slot of the first bucket of `bs` whose
-    /// tag matches hash `h`, with its entry on its way to L1; or 0, with
-    /// the second bucket on its way ([`Conntrack::find`] then takes the
-    /// full lookup, which reads it). Only a hint: `find` checks it.
+    /// The second step: the first slot of first bucket `bs` whose tag
+    /// matches hash `h`, with its entry on its way to L1; or 0, with the
+    /// second bucket on its way ([`Conntrack::find`] then takes the full
+    /// lookup, which reads it). Only a hint: `find` checks it.
     #[inline]
     pub fn candidate(&self, h: u64, bs: Buckets) -> u64 {
         let tag = slot_tag(h);
@@ -814,7 +819,7 @@ impl Conntrack {
                 return v;
             }
         }
-        if let Some(b) = self.index.get(bs.1 as usize) {
+        if let Some(b) = self.index.get(self.buckets(h).1) {
             crate::io::sys::prefetch(b);
         }
         0
