@@ -39,9 +39,6 @@ use crate::wire::{Mac, Parsed};
 /// Largest batch.
 pub const MAX_BATCH: usize = 256;
 
-/// Slots of each worker's flow cache (88 bytes each: 90 KB, L2-resident).
-pub const FLOW_CACHE_SLOTS: usize = 1024;
-
 /// Conntrack entries each pipeline checks for expiry per batch.
 pub const SWEEP_PER_BATCH: usize = 16;
 
@@ -310,6 +307,10 @@ pub(crate) struct Meta {
     pub track: Track,
     pub tuple: conntrack::Tuple,
     pub hash: u64,
+    /// The key's first index bucket and the slot that probably holds it
+    /// ([`Conntrack::candidate`]).
+    pub buckets: conntrack::Buckets,
+    pub cand: u64,
     pub new_dst: Option<(u128, u16)>,
     pub new_src: Option<(u128, u16)>,
     pub inner: Parsed,
@@ -340,8 +341,6 @@ pub struct Pipeline {
     /// fast the other workers run).
     owner: u8,
     sweep_owned_only: bool,
-    /// Recent conntrack lookups of this worker.
-    flow_cache: conntrack::FlowCache,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -372,7 +371,6 @@ impl Pipeline {
             sweep_cursor: 0,
             owner: 0,
             sweep_owned_only: false,
-            flow_cache: conntrack::FlowCache::new(FLOW_CACHE_SLOTS),
         }
     }
 
@@ -437,7 +435,7 @@ impl Pipeline {
             let (Some(sl), Some(me)) = (slots.get_mut(start..), meta.get_mut(start..)) else {
                 break;
             };
-            let k = stages::track::run(t, ct, &mut self.flow_cache, now, sl, me).max(1);
+            let k = stages::track::run(t, ct, now, sl, me).max(1);
             let (Some(sl), Some(me)) = (sl.get_mut(..k), me.get_mut(..k)) else {
                 break;
             };

@@ -21,8 +21,10 @@
 //!   by a plain store.
 //! - The index is a bucketised two-choice hash table: every key may live in
 //!   one of two 64-byte buckets of 8 slots; a slot is a `u64` holding a 32-bit
-//!   tag of the key's hash, the direction and the entry number. Lookups read
-//!   at most two cache lines of index and one entry, with no lock. Removal
+//!   tag of the key's hash, the direction and the entry number. A key goes
+//!   to its first bucket unless that is nearly full, so lookups of known
+//!   connections nearly always read one cache line of index (at most two)
+//!   and one entry, with no lock. Removal
 //!   clears a slot (no tombstones), so churn never slows lookups down.
 //! - Inserting a connection (a new flow, not a packet) takes one of 4096
 //!   striped spin locks chosen by each key's hash, so two workers cannot
@@ -168,7 +170,7 @@ pub enum State {
 }
 
 impl State {
-    fn from_u8(v: u8) -> State {
+    const fn from_u8_slow(v: u8) -> State {
         match v {
             1 => State::SynSent,
             2 => State::SynRecv,
@@ -179,6 +181,20 @@ impl State {
             8 => State::Icmp,
             _ => State::Datagram,
         }
+    }
+    /// The state stored as `v` (a table lookup: this runs per packet).
+    #[inline]
+    fn from_u8(v: u8) -> State {
+        const TABLE: [State; 256] = {
+            let mut t = [State::Datagram; 256];
+            let mut i = 0;
+            while i < 256 {
+                t[i] = State::from_u8_slow(i as u8);
+                i += 1;
+            }
+            t
+        };
+        TABLE[usize::from(v)]
     }
     /// Name for `ctl conntrack`.
     pub fn name(self) -> &'static str {
@@ -302,10 +318,18 @@ fn st_make(state: State, flags: u8) -> u64 {
     LIVE | u64::from(state as u8) | u64::from(flags) << 8
 }
 
+/// 128 bytes on a 128-byte boundary: exactly two cache lines (an
+/// unaligned entry would straddle three, and a lookup would miss on each).
 #[derive(Debug)]
+#[repr(C, align(128))]
 struct Entry {
     w: [AtomicU64; WORDS],
 }
+
+/// One index bucket: [`SLOTS`] slots in exactly one cache line.
+#[derive(Debug, Default)]
+#[repr(C, align(64))]
+struct Bucket([AtomicU64; SLOTS]);
 
 impl Default for Entry {
     fn default() -> Self {
@@ -338,7 +362,7 @@ pub struct Hit {
     pub id: EntryId,
     pub dir: Dir,
     /// The entry's sequence number when read (changes when the entry is
-    /// removed or reused), for [`FlowCache`] revalidation.
+    /// removed or reused).
     pub seq: u64,
     pub orig: Tuple,
     pub reply: Tuple,
@@ -363,6 +387,61 @@ impl Hit {
         }
     }
 }
+
+/// What a packet of a known connection needs, read in one pass: the
+/// connection, the packet's direction, the state and the translation this
+/// direction gets (`(new destination, new source)`, each `None` when
+/// unchanged; the same as `pipeline::stages::track::translation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub id: EntryId,
+    pub dir: Dir,
+    pub state: State,
+    pub new_dst: Option<(u128, u16)>,
+    pub new_src: Option<(u128, u16)>,
+}
+
+impl Found {
+    /// From a full [`Hit`]. Whichever the direction, a packet with key `k`
+    /// of a connection whose other key is `o` is sent to `o`'s source and
+    /// comes from `o`'s destination (`o` is the reverse of `k` when nothing
+    /// is translated).
+    pub fn of_hit(h: &Hit) -> Found {
+        let (k, o) = match h.dir {
+            Dir::Original => (&h.orig, &h.reply),
+            Dir::Reply => (&h.reply, &h.orig),
+        };
+        Found {
+            id: h.id,
+            dir: h.dir,
+            state: h.state,
+            new_dst: ((o.src, o.sport) != (k.dst, k.dport)).then_some((o.src, o.sport)),
+            new_src: ((o.dst, o.dport) != (k.src, k.sport)).then_some((o.dst, o.dport)),
+        }
+    }
+
+    /// [`Found::of_hit`] on entry words: `k` the packet's key, `o` the
+    /// other direction's.
+    #[inline]
+    fn of_words(id: EntryId, dir: Dir, state: State, k: &[u64; 5], o: &[u64; 5]) -> Found {
+        let (ksport, kdport) = (k[4] as u16, (k[4] >> 16) as u16);
+        let (osport, odport) = (o[4] as u16, (o[4] >> 16) as u16);
+        let dst_same = (o[0] ^ k[2]) | (o[1] ^ k[3]) == 0 && osport == kdport;
+        let src_same = (o[2] ^ k[0]) | (o[3] ^ k[1]) == 0 && odport == ksport;
+        let join = |lo: u64, hi: u64| u128::from(lo) | u128::from(hi) << 64;
+        Found {
+            id,
+            dir,
+            state,
+            new_dst: (!dst_same).then(|| (join(o[0], o[1]), osport)),
+            new_src: (!src_same).then(|| (join(o[2], o[3]), odport)),
+        }
+    }
+}
+
+/// The first index bucket of a key (from [`Conntrack::prefetch_buckets`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Buckets(u32);
 
 /// Why an insert failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,144 +509,9 @@ impl NatRefs {
     }
 }
 
-/// A worker's cache of recent conntrack lookups (direct-mapped on the key
-/// hash, like Open vSwitch's exact-match cache): a packet of a cached
-/// connection skips the index and the entry's tuples, and pays two loads to
-/// check the entry is still the same live, unexpired connection
-/// ([`Conntrack::revalidate`]). Owned by one worker, no synchronisation.
-#[derive(Debug)]
-pub struct FlowCache {
-    slots: Box<[CacheSlot]>,
-    mask: usize,
-}
-
-/// What the cache remembers about a connection, for one direction: 88
-/// bytes, so a 1,024-slot cache (90 KB) stays in L2.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CacheSlot {
-    key: [u64; 5],
-    seq: u32,
-    id: EntryId,
-    /// bit 0 used, bit 1 reply direction, bit 2 new destination, bit 3 new source.
-    bits: u8,
-    dst_port: u16,
-    src_port: u16,
-    dst: [u64; 2],
-    src: [u64; 2],
-}
-
-fn split(a: u128) -> [u64; 2] {
-    [a as u64, (a >> 64) as u64]
-}
-
-fn join(w: [u64; 2]) -> u128 {
-    u128::from(w[0]) | u128::from(w[1]) << 64
-}
-
-impl CacheSlot {
-    /// The entry.
-    #[inline]
-    pub fn id(&self) -> EntryId {
-        self.id
-    }
-    /// The entry's sequence number (low 32 bits) when cached.
-    #[inline]
-    pub fn seq(&self) -> u64 {
-        u64::from(self.seq)
-    }
-    /// The direction.
-    #[inline]
-    pub fn dir(&self) -> Dir {
-        if self.bits & 2 != 0 {
-            Dir::Reply
-        } else {
-            Dir::Original
-        }
-    }
-    /// The destination this direction is translated to.
-    #[inline]
-    pub fn new_dst(&self) -> Option<(u128, u16)> {
-        (self.bits & 4 != 0).then(|| (join(self.dst), self.dst_port))
-    }
-    /// The source this direction is translated to.
-    #[inline]
-    pub fn new_src(&self) -> Option<(u128, u16)> {
-        (self.bits & 8 != 0).then(|| (join(self.src), self.src_port))
-    }
-}
-
-impl FlowCache {
-    /// A cache of `slots` entries (rounded up to a power of two).
-    pub fn new(slots: usize) -> FlowCache {
-        let n = slots.next_power_of_two().max(16);
-        FlowCache {
-            slots: vec![CacheSlot::default(); n].into_boxed_slice(),
-            mask: n - 1,
-        }
-    }
-
-    /// The cached facts for key `t` (hash `h`), if any.
-    #[inline]
-    pub fn get(&self, t: &Tuple, h: u64) -> Option<&CacheSlot> {
-        let s = self.slots.get((h as usize) & self.mask)?;
-        let w = t.words();
-        let diff = (s.key[0] ^ w[0])
-            | (s.key[1] ^ w[1])
-            | (s.key[2] ^ w[2])
-            | (s.key[3] ^ w[3])
-            | (s.key[4] ^ w[4]);
-        (s.bits & 1 != 0 && diff == 0).then_some(s)
-    }
-
-    /// Remembers a lookup result.
-    #[inline]
-    pub fn put(
-        &mut self,
-        t: &Tuple,
-        h: u64,
-        hit: &Hit,
-        new_dst: Option<(u128, u16)>,
-        new_src: Option<(u128, u16)>,
-    ) {
-        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
-            let (d, dp) = new_dst.unwrap_or((0, 0));
-            let (sr, sp) = new_src.unwrap_or((0, 0));
-            *s = CacheSlot {
-                key: t.words(),
-                seq: hit.seq as u32,
-                id: hit.id,
-                bits: 1
-                    | u8::from(hit.dir == Dir::Reply) << 1
-                    | u8::from(new_dst.is_some()) << 2
-                    | u8::from(new_src.is_some()) << 3,
-                dst_port: dp,
-                src_port: sp,
-                dst: split(d),
-                src: split(sr),
-            };
-        }
-    }
-
-    /// Loads slot `h`'s first word so it is on its way to L1 (a prefetch: nothing waits for it).
-    #[inline]
-    pub fn warm(&self, h: u64) {
-        if let Some(s) = self.slots.get((h as usize) & self.mask) {
-            crate::io::sys::prefetch(s);
-        }
-    }
-
-    /// Forgets key `t`.
-    #[inline]
-    pub fn forget(&mut self, t: &Tuple, h: u64) {
-        if let Some(s) = self.slots.get_mut((h as usize) & self.mask) {
-            if s.key == t.words() {
-                s.bits = 0;
-            }
-        }
-    }
-}
-
 const SLOTS: usize = 8;
+/// Slots in use from which a key may go to its second bucket.
+const SPILL: usize = 6;
 /// Entries examined for an expired one when inserting into a full table.
 const EVICT_SCAN: usize = 32;
 const STRIPES: usize = 4096;
@@ -576,7 +520,7 @@ const STRIPES: usize = 4096;
 #[derive(Debug)]
 pub struct Conntrack {
     entries: Box<[Entry]>,
-    index: Box<[AtomicU64]>,
+    index: Box<[Bucket]>,
     bucket_mask: usize,
     free_head: AtomicU64,
     next_free: Box<[AtomicU64]>,
@@ -609,7 +553,7 @@ impl Conntrack {
         let buckets = (max * 4).div_ceil(SLOTS).next_power_of_two().max(2);
         let next_free: Box<[AtomicU64]> = (0..max).map(|_| AtomicU64::new(0)).collect();
         let entries: Box<[Entry]> = (0..max).map(|_| Entry::default()).collect();
-        let index: Box<[AtomicU64]> = (0..buckets * SLOTS).map(|_| AtomicU64::new(0)).collect();
+        let index: Box<[Bucket]> = (0..buckets).map(|_| Bucket::default()).collect();
         // Lookups land on random entries and buckets: huge pages keep a
         // million-connection table within the TLB's reach. Advice only: if
         // THP is off the table works the same, slower.
@@ -667,7 +611,7 @@ impl Conntrack {
     /// Bytes held by entries and index.
     pub fn memory(&self) -> usize {
         self.entries.len() * std::mem::size_of::<Entry>()
-            + self.index.len() * 8
+            + std::mem::size_of_val(&*self.index)
             + self.next_free.len() * 8
     }
 
@@ -679,7 +623,7 @@ impl Conntrack {
 
     #[inline]
     fn buckets(&self, h: u64) -> (usize, usize) {
-        let b1 = (h as usize) & self.bucket_mask;
+        let b1 = self.first_bucket(h);
         let mut b2 =
             ((h >> 17) as usize ^ (h >> 47) as usize).wrapping_mul(0x9e37_79b9) & self.bucket_mask;
         if b2 == b1 {
@@ -688,14 +632,19 @@ impl Conntrack {
         (b1, b2)
     }
 
+    #[inline]
+    fn first_bucket(&self, h: u64) -> usize {
+        (h as usize) & self.bucket_mask
+    }
+
     /// The index cache lines a key may live in (for prefetching).
     #[inline]
     pub fn bucket_addrs(&self, h: u64) -> [*const u8; 2] {
         let (b1, b2) = self.buckets(h);
         let p = |b: usize| {
             self.index
-                .get(b * SLOTS)
-                .map_or(std::ptr::null(), |s| (s as *const AtomicU64).cast())
+                .get(b)
+                .map_or(std::ptr::null(), |s| (s as *const Bucket).cast())
         };
         [p(b1), p(b2)]
     }
@@ -743,13 +692,10 @@ impl Conntrack {
         let (b1, b2) = self.buckets(h);
         let key = t.words();
         for b in [b1, b2] {
-            let Some(bucket) = self.index.get(b * SLOTS..b * SLOTS + SLOTS) else {
+            let Some(bucket) = self.index.get(b) else {
                 continue;
             };
-            let Ok(bucket): Result<&[AtomicU64; SLOTS], _> = bucket.try_into() else {
-                continue;
-            };
-            for slot in bucket {
+            for slot in &bucket.0 {
                 let v = slot.load(Acquire);
                 if v >> 32 != tag {
                     continue;
@@ -846,36 +792,126 @@ impl Conntrack {
         }
     }
 
-    /// Whether entry `id` is still the connection read at sequence `seq`,
-    /// live and unexpired at `now`; its current state if so. Two loads: the
-    /// flow cache's fast path.
+    /// Starts loading the first index bucket of hash `h` (where nearly all
+    /// keys live, see `put_slot`) and returns it: the first step of a
+    /// batched lookup ([`Conntrack::candidate`], then [`Conntrack::find`]),
+    /// so a batch has all its index misses in flight at once.
     #[inline]
-    pub fn revalidate(&self, id: EntryId, seq: u64, now: u64, to: &Timeouts) -> Option<State> {
+    pub fn prefetch_buckets(&self, h: u64) -> Buckets {
+        let b1 = self.first_bucket(h);
+        if let Some(b) = self.index.get(b1) {
+            crate::io::sys::prefetch(b);
+        }
+        Buckets(b1 as u32)
+    }
+
+    /// The second step: the first slot of first bucket `bs` whose tag
+    /// matches hash `h`, with its entry on its way to L1; or 0, with the
+    /// second bucket on its way ([`Conntrack::find`] then takes the full
+    /// lookup, which reads it). Only a hint: `find` checks it.
+    #[inline]
+    pub fn candidate(&self, h: u64, bs: Buckets) -> u64 {
+        let tag = slot_tag(h);
+        for slot in self.index.get(bs.0 as usize).into_iter().flat_map(|b| &b.0) {
+            let v = slot.load(Relaxed);
+            if v >> 32 == tag {
+                self.warm((v & 0x7fff_ffff) as EntryId);
+                return v;
+            }
+        }
+        if let Some(b) = self.index.get(self.buckets(h).1) {
+            crate::io::sys::prefetch(b);
+        }
+        0
+    }
+
+    /// The per-packet lookup: what [`Conntrack::lookup`] finds, as a
+    /// [`Found`], starting at the slot [`Conntrack::candidate`] gave. When
+    /// that slot holds the key, live and unexpired (nearly always, for a
+    /// known connection), this is one pass over one entry: the key compared
+    /// in place, the other key read only for the translation. Anything else
+    /// (no candidate, a tag collision, a slot changed since, a dead or
+    /// expired entry, a torn read) takes the full [`Conntrack::lookup`],
+    /// which settles it (and removes an expired entry). Keys are unique
+    /// among live entries and the candidate is the first slot the full
+    /// lookup would try, so both give the same answer.
+    #[inline]
+    pub fn find(&self, t: &Tuple, h: u64, cand: u64, now: u64, to: &Timeouts) -> Option<Found> {
+        if cand >> 32 == slot_tag(h) {
+            let id = (cand & 0x7fff_ffff) as EntryId;
+            let dir = if cand & (1 << 31) != 0 {
+                Dir::Reply
+            } else {
+                Dir::Original
+            };
+            if let Some(f) = self.read_found(id, dir, &t.words(), now, to) {
+                return Some(f);
+            }
+        }
+        self.lookup(t, h, now, to).map(|h| Found::of_hit(&h))
+    }
+
+    /// Entry `id` as a [`Found`] if its `dir` key is `key` and it is live
+    /// and unexpired at `now`; `None` for anything else (the caller falls
+    /// back to the full lookup).
+    #[inline]
+    fn read_found(
+        &self,
+        id: EntryId,
+        dir: Dir,
+        key: &[u64; 5],
+        now: u64,
+        to: &Timeouts,
+    ) -> Option<Found> {
         let e = self.entries.get(id as usize)?;
-        let st = e.w[W_STATE].load(Acquire);
+        let (orig_w, reply_w): (&[AtomicU64; 5], &[AtomicU64; 5]) = (
+            e.w[W_ORIG..W_ORIG + 5].try_into().ok()?,
+            e.w[W_REPLY..W_REPLY + 5].try_into().ok()?,
+        );
+        let (mine, other) = if dir == Dir::Original {
+            (orig_w, reply_w)
+        } else {
+            (reply_w, orig_w)
+        };
+        let s1 = e.w[W_SEQ].load(Acquire);
+        if s1 & 1 == 1 {
+            return None;
+        }
+        let same = (mine[0].load(Relaxed) ^ key[0])
+            | (mine[1].load(Relaxed) ^ key[1])
+            | (mine[2].load(Relaxed) ^ key[2])
+            | (mine[3].load(Relaxed) ^ key[3])
+            | (mine[4].load(Relaxed) ^ key[4])
+            == 0;
+        if !same {
+            return None;
+        }
+        let o = [
+            other[0].load(Relaxed),
+            other[1].load(Relaxed),
+            other[2].load(Relaxed),
+            other[3].load(Relaxed),
+            other[4].load(Relaxed),
+        ];
+        let st = e.w[W_STATE].load(Relaxed);
         let seen = e.w[W_SEEN].load(Relaxed);
-        if e.w[W_SEQ].load(Acquire) != seq || st & LIVE == 0 {
+        fence(Acquire);
+        if e.w[W_SEQ].load(Relaxed) != s1 || st & LIVE == 0 {
             return None;
         }
         let state = st_state(st);
-        (now.saturating_sub(seen) <= to.of(state)).then_some(state)
+        if now.saturating_sub(seen) > to.of(state) {
+            return None;
+        }
+        Some(Found::of_words(id, dir, state, key, &o))
     }
 
-    /// Loads entry `id`'s state line (a safe prefetch, see
-    /// [`FlowCache::warm`]).
+    /// Loads both cache lines of entry `id` (a safe prefetch).
     #[inline]
     pub fn warm(&self, id: EntryId) {
         if let Some(e) = self.entries.get(id as usize) {
-            crate::io::sys::prefetch(e);
-        }
-    }
-
-    /// Loads the index bucket of hash `h` (a safe prefetch).
-    #[inline]
-    pub fn warm_bucket(&self, h: u64) {
-        let (b1, _) = self.buckets(h);
-        if let Some(s) = self.index.get(b1 * SLOTS) {
-            crate::io::sys::prefetch(s);
+            crate::io::sys::prefetch(&e.w[0]);
+            crate::io::sys::prefetch(&e.w[WORDS / 2]);
         }
     }
 
@@ -953,31 +989,29 @@ impl Conntrack {
         }
     }
 
-    /// Puts a key into the less loaded of its two buckets ("power of two
-    /// choices": with 8-slot buckets at no more than 50% load, both buckets
-    /// full is vanishingly rare; a full pair is reported as a full table).
+    /// Puts a key into its first bucket while that has fewer than
+    /// [`SPILL`] slots in use, else into the less loaded of its two ("power
+    /// of two choices" where it matters: with 8-slot buckets at no more
+    /// than 50% load, both buckets full is vanishingly rare; a full pair is
+    /// reported as a full table). Most keys so live in their first bucket,
+    /// and a lookup of a known connection reads one line of index.
     fn put_slot(&self, h: u64, value: u64) -> bool {
         let (b1, b2) = self.buckets(h);
         let load = |b: usize| {
-            (0..SLOTS)
-                .filter(|i| {
-                    self.index
-                        .get(b * SLOTS + i)
-                        .is_some_and(|s| s.load(Relaxed) != 0)
-                })
-                .count()
+            self.index
+                .get(b)
+                .map_or(0, |b| b.0.iter().filter(|s| s.load(Relaxed) != 0).count())
         };
-        let (first, second) = if load(b2) < load(b1) {
+        let l1 = load(b1);
+        let (first, second) = if l1 >= SPILL && load(b2) < l1 {
             (b2, b1)
         } else {
             (b1, b2)
         };
         for b in [first, second] {
-            for i in 0..SLOTS {
-                if let Some(s) = self.index.get(b * SLOTS + i) {
-                    if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
-                        return true;
-                    }
+            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                if s.compare_exchange(0, value, AcqRel, Relaxed).is_ok() {
+                    return true;
                 }
             }
         }
@@ -989,11 +1023,9 @@ impl Conntrack {
         let want = slot_make(slot_tag(h), dir, id);
         let (b1, b2) = self.buckets(h);
         for b in [b1, b2] {
-            for i in 0..SLOTS {
-                if let Some(s) = self.index.get(b * SLOTS + i) {
-                    if s.compare_exchange(want, 0, AcqRel, Relaxed).is_ok() {
-                        return;
-                    }
+            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                if s.compare_exchange(want, 0, AcqRel, Relaxed).is_ok() {
+                    return;
                 }
             }
         }
@@ -1160,31 +1192,6 @@ impl Conntrack {
         Some(Self::step(e, st, dir, tcp_flags, now))
     }
 
-    /// The flow cache's fast path in one pass: if entry `id` is still the
-    /// connection read at sequence `seq`, live and unexpired at `now`,
-    /// records the packet (last seen, TCP state) and returns the state.
-    #[inline]
-    pub fn refresh(
-        &self,
-        id: EntryId,
-        seq: u64,
-        dir: Dir,
-        tcp_flags: Option<u8>,
-        now: u64,
-        to: &Timeouts,
-    ) -> Option<State> {
-        let e = self.entries.get(id as usize)?;
-        let st = e.w[W_STATE].load(Acquire);
-        let seen = e.w[W_SEEN].load(Relaxed);
-        if e.w[W_SEQ].load(Acquire) as u32 != seq as u32
-            || st & LIVE == 0
-            || now.saturating_sub(seen) > to.of(st_state(st))
-        {
-            return None;
-        }
-        Some(Self::step(e, st, dir, tcp_flags, now))
-    }
-
     /// Last seen, reply seen, TCP state: the per-packet update. The state
     /// word changes (by compare-and-swap) only when something does, so an
     /// established flow writes one word per packet.
@@ -1227,15 +1234,15 @@ impl Conntrack {
             }
         }
         for e in self.entries.iter().take(self.bump.load(Acquire)) {
-            // Sequence numbers only grow, so flow caches never mistake a
-            // reused entry for the one they remember.
+            // Sequence numbers only grow, so a reader holding an old
+            // sequence never mistakes a reused entry for the one it read.
             let seq = e.w[W_SEQ].load(Relaxed);
             for w in &e.w {
                 w.store(0, Relaxed);
             }
             e.w[W_SEQ].store((seq | 1).wrapping_add(1), Relaxed);
         }
-        for s in self.index.iter() {
+        for s in self.index.iter().flat_map(|b| &b.0) {
             s.store(0, Relaxed);
         }
         self.free_head.store(u64::from(u32::MAX), Relaxed);
@@ -1436,6 +1443,69 @@ mod tests {
             ct.insert(&o2, &r, State::SynSent, 0, 0, 0, &to),
             Err(InsertError::ReplyExists)
         );
+    }
+
+    /// The batched per-packet path (buckets, candidate, find) answers as
+    /// the full lookup does, including for stale or missing candidates,
+    /// and its translation is the pipeline's.
+    #[test]
+    fn find_agrees_with_lookup() {
+        let ct = Conntrack::new(64, 5);
+        let to = Timeouts {
+            udp: 10,
+            ..Timeouts::default()
+        };
+        let plain = t(1, 2, 1000, 80);
+        let dnat_o = t(10, 99, 1000, 80);
+        let dnat_r = t(20, 10, 8080, 1000);
+        let snat_o = t(30, 40, 5000, 443);
+        let snat_r = t(40, 77, 443, 6000);
+        let udp = Tuple {
+            proto: 17,
+            ..t(3, 4, 53, 53)
+        };
+        ct.insert(&plain, &plain.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        ct.insert(&dnat_o, &dnat_r, State::SynSent, flags::DNAT, 0, 0, &to)
+            .unwrap();
+        ct.insert(&snat_o, &snat_r, State::Established, flags::SNAT, 0, 0, &to)
+            .unwrap();
+        ct.insert(&udp, &udp.reverse(), State::Datagram, 0, 0, 0, &to)
+            .unwrap();
+        let keys = [
+            plain,
+            plain.reverse(),
+            dnat_o,
+            dnat_r,
+            dnat_o.reverse(),
+            snat_o,
+            snat_r,
+            udp,
+            udp.reverse(),
+            t(5, 6, 7, 8),
+        ];
+        for now in [1, 20] {
+            for k in keys {
+                let h = ct.hash(&k);
+                let bs = ct.prefetch_buckets(h);
+                let cand = ct.candidate(h, bs);
+                let want = ct.lookup(&k, h, now, &to);
+                let got = ct.find(&k, h, cand, now, &to);
+                assert_eq!(got, want.map(|w| Found::of_hit(&w)), "{k:?} at {now}");
+                if let Some(w) = want {
+                    let (d, s) =
+                        crate::pipeline::stages::track::translation(&w.orig, &w.reply, w.dir);
+                    assert_eq!((got.unwrap().new_dst, got.unwrap().new_src), (d, s));
+                }
+                // Stale or wrong candidates only cost the full lookup.
+                for bad in [0, cand ^ 1, cand ^ (1 << 31), u64::MAX] {
+                    let again = ct.lookup(&k, h, now, &to).map(|w| Found::of_hit(&w));
+                    assert_eq!(ct.find(&k, h, bad, now, &to), again);
+                }
+            }
+        }
+        // At 20 the UDP entry had expired: gone, the TCP ones stay.
+        assert_eq!(ct.len(), 3);
     }
 
     #[test]

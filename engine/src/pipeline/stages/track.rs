@@ -81,12 +81,15 @@ fn may_depend(i: &Meta, jt: &Tuple) -> bool {
 pub(crate) fn run(
     t: &Tables,
     ct: &Conntrack,
-    cache: &mut conntrack::FlowCache,
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
 ) -> usize {
     let to = &t.timeouts;
+    // Three passes, so that a batch has its misses in flight together
+    // instead of stalling frame by frame (a DRAM miss costs ~175 ns): keys
+    // and hashes, loading both index buckets of each key; then each key's
+    // candidate slot, loading its entry; then the lookups.
     // Pass 1: keys and hashes.
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.track = Track::Untracked;
@@ -113,21 +116,15 @@ pub(crate) fn run(
             }
         }
         m.hash = ct.hash(&m.tuple);
-        // Start loading this frame's flow-cache slot now (it is likely out
-        // of L1 behind the packet data); the loads of the whole batch then
-        // overlap instead of stalling one by one in the pass below.
-        cache.warm(m.hash);
+        m.buckets = ct.prefetch_buckets(m.hash);
     }
-    // ... and the conntrack entries the cache points at.
-    for m in meta.iter() {
+    // Pass 2: candidate slots.
+    for m in meta.iter_mut() {
         if let Track::Lookup | Track::RelatedCandidate = m.track {
-            match cache.get(&m.tuple, m.hash) {
-                Some(c) => ct.warm(c.id()),
-                None => ct.warm_bucket(m.hash),
-            }
+            m.cand = ct.candidate(m.hash, m.buckets);
         }
     }
-    // Pass 2: lookups.
+    // Pass 3: lookups.
     let mut opened = 0usize; // new connections so far in this round
     for j in 0..slots.len().min(meta.len()) {
         let (Some(s), Some(m)) = (slots.get_mut(j), meta.get(j)) else {
@@ -137,32 +134,7 @@ pub(crate) fn run(
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
-        // Fast path: a connection this worker saw recently.
-        if let Track::Lookup = m.track {
-            if let Some(c) = cache.get(&m.tuple, m.hash) {
-                let (id, dir, seq, nd, ns) = (c.id(), c.dir(), c.seq(), c.new_dst(), c.new_src());
-                let tcp = (m.parsed.l4kind == L4Kind::Tcp).then_some(m.parsed.tcp_flags);
-                use crate::wire::parse::tcp_flags::{ACK, SYN};
-                let reopen =
-                    dir == Dir::Original && tcp.is_some_and(|f| f & SYN != 0 && f & ACK == 0);
-                // A SYN that may reopen a closed connection takes the slow path.
-                let fast = if reopen {
-                    None
-                } else {
-                    ct.refresh(id, seq, dir, tcp, now, to)
-                };
-                if fast.is_some() {
-                    let Some(m) = meta.get_mut(j) else { break };
-                    m.new_dst = nd;
-                    m.new_src = ns;
-                    m.track = Track::Known { id, dir };
-                    continue;
-                }
-                cache.forget(&m.tuple, m.hash);
-            }
-        }
-        let Some(m) = meta.get(j) else { break };
-        let hit = ct.lookup(&m.tuple, m.hash, now, to);
+        let hit = ct.find(&m.tuple, m.hash, m.cand, now, to);
         if hit.is_none() && opened > 0 {
             let jt = m.tuple;
             if meta[..j]
@@ -177,9 +149,8 @@ pub(crate) fn run(
         if let Track::RelatedCandidate = m.track {
             m.track = match hit {
                 Some(h) => {
-                    let (d, sn) = translation(&h.orig, &h.reply, h.dir);
-                    m.new_dst = d;
-                    m.new_src = sn;
+                    m.new_dst = h.new_dst;
+                    m.new_src = h.new_src;
                     Track::Related {
                         id: h.id,
                         dir: h.dir,
@@ -196,25 +167,31 @@ pub(crate) fn run(
             // A new SYN on a closed or closing connection reopens it (the
             // kernel destroys the old entry and starts over).
             use crate::wire::parse::tcp_flags::{ACK, SYN};
-            if h.dir == Dir::Original
-                && f & SYN != 0
-                && f & ACK == 0
-                && matches!(h.state, State::TimeWait | State::Close)
-            {
-                ct.remove(&h.snapshot());
-                hit = None;
+            let reopens = |dir: Dir, state: State| {
+                dir == Dir::Original
+                    && f & SYN != 0
+                    && f & ACK == 0
+                    && matches!(state, State::TimeWait | State::Close)
+            };
+            if reopens(h.dir, h.state) {
+                // Rare: remove what a full lookup reads (the whole entry).
+                hit = match ct.lookup(&m.tuple, m.hash, now, to) {
+                    Some(full) if reopens(full.dir, full.state) => {
+                        ct.remove(&full.snapshot());
+                        None
+                    }
+                    other => other.map(|full| conntrack::Found::of_hit(&full)),
+                };
             }
         }
         if let Some(h) = hit {
-            ct.touch(&h, tcp, now);
-            let (d, sn) = translation(&h.orig, &h.reply, h.dir);
-            m.new_dst = d;
-            m.new_src = sn;
+            ct.touch_id(h.id, h.dir, tcp, now);
+            m.new_dst = h.new_dst;
+            m.new_src = h.new_src;
             m.track = Track::Known {
                 id: h.id,
                 dir: h.dir,
             };
-            cache.put(&m.tuple, m.hash, &h, d, sn);
             continue;
         }
         // A new connection, if this packet may start one.
