@@ -637,18 +637,6 @@ impl Conntrack {
         (h as usize) & self.bucket_mask
     }
 
-    /// The index cache lines a key may live in (for prefetching).
-    #[inline]
-    pub fn bucket_addrs(&self, h: u64) -> [*const u8; 2] {
-        let (b1, b2) = self.buckets(h);
-        let p = |b: usize| {
-            self.index
-                .get(b)
-                .map_or(std::ptr::null(), |s| (s as *const Bucket).cast())
-        };
-        [p(b1), p(b2)]
-    }
-
     fn read(&self, id: EntryId) -> Option<Snapshot> {
         let e = self.entries.get(id as usize)?;
         loop {
