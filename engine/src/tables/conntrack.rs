@@ -354,6 +354,36 @@ pub struct Snapshot {
     pub aux: u64,
 }
 
+/// An entry's tuple words as seen from direction `dir`: the packet's own
+/// tuple and the other one (constant offsets, so no index is checked at run
+/// time).
+#[inline(always)]
+fn dir_words(e: &Entry, dir: Dir) -> Option<(&[AtomicU64; 5], &[AtomicU64; 5])> {
+    let orig: &[AtomicU64; 5] = e.w[W_ORIG..W_ORIG + 5].try_into().ok()?;
+    let reply: &[AtomicU64; 5] = e.w[W_REPLY..W_REPLY + 5].try_into().ok()?;
+    Some(if dir == Dir::Original {
+        (orig, reply)
+    } else {
+        (reply, orig)
+    })
+}
+
+/// Whether five tuple words equal `key` (one branch, not five).
+#[inline(always)]
+fn same_words(w: &[AtomicU64; 5], key: &[u64; 5]) -> bool {
+    (w[0].load(Relaxed) ^ key[0])
+        | (w[1].load(Relaxed) ^ key[1])
+        | (w[2].load(Relaxed) ^ key[2])
+        | (w[3].load(Relaxed) ^ key[3])
+        | (w[4].load(Relaxed) ^ key[4])
+        == 0
+}
+
+#[inline(always)]
+fn load_words(w: &[AtomicU64; 5]) -> [u64; 5] {
+    std::array::from_fn(|i| w[i].load(Relaxed))
+}
+
 /// What a lookup found: the connection's tuples and state, read in one
 /// consistent pass (no packet counts or creation time: those are for
 /// [`Conntrack::read_entry`]).
@@ -712,29 +742,14 @@ impl Conntrack {
     #[inline]
     fn read_keyed(&self, id: EntryId, dir: Dir, key: &[u64; 5]) -> Option<Hit> {
         let e = self.entries.get(id as usize)?;
-        // Constant offsets per direction, so no index is checked at run time.
-        let (orig_w, reply_w): (&[AtomicU64; 5], &[AtomicU64; 5]) = (
-            e.w[W_ORIG..W_ORIG + 5].try_into().ok()?,
-            e.w[W_REPLY..W_REPLY + 5].try_into().ok()?,
-        );
-        let (mine, other) = if dir == Dir::Original {
-            (orig_w, reply_w)
-        } else {
-            (reply_w, orig_w)
-        };
+        let (mine, other) = dir_words(e, dir)?;
         loop {
             let s1 = e.w[W_SEQ].load(Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let same = (mine[0].load(Relaxed) ^ key[0])
-                | (mine[1].load(Relaxed) ^ key[1])
-                | (mine[2].load(Relaxed) ^ key[2])
-                | (mine[3].load(Relaxed) ^ key[3])
-                | (mine[4].load(Relaxed) ^ key[4])
-                == 0;
-            if !same {
+            if !same_words(mine, key) {
                 // A torn read can only mismatch; confirm it was not one.
                 fence(Acquire);
                 if e.w[W_SEQ].load(Relaxed) != s1 {
@@ -742,13 +757,7 @@ impl Conntrack {
                 }
                 return None;
             }
-            let o = [
-                other[0].load(Relaxed),
-                other[1].load(Relaxed),
-                other[2].load(Relaxed),
-                other[3].load(Relaxed),
-                other[4].load(Relaxed),
-            ];
+            let o = load_words(other);
             let st = e.w[W_STATE].load(Relaxed);
             let aux = e.w[W_AUX].load(Relaxed);
             let seen = e.w[W_SEEN].load(Relaxed);
@@ -852,35 +861,15 @@ impl Conntrack {
         to: &Timeouts,
     ) -> Option<Found> {
         let e = self.entries.get(id as usize)?;
-        let (orig_w, reply_w): (&[AtomicU64; 5], &[AtomicU64; 5]) = (
-            e.w[W_ORIG..W_ORIG + 5].try_into().ok()?,
-            e.w[W_REPLY..W_REPLY + 5].try_into().ok()?,
-        );
-        let (mine, other) = if dir == Dir::Original {
-            (orig_w, reply_w)
-        } else {
-            (reply_w, orig_w)
-        };
+        let (mine, other) = dir_words(e, dir)?;
         let s1 = e.w[W_SEQ].load(Acquire);
         if s1 & 1 == 1 {
             return None;
         }
-        let same = (mine[0].load(Relaxed) ^ key[0])
-            | (mine[1].load(Relaxed) ^ key[1])
-            | (mine[2].load(Relaxed) ^ key[2])
-            | (mine[3].load(Relaxed) ^ key[3])
-            | (mine[4].load(Relaxed) ^ key[4])
-            == 0;
-        if !same {
+        if !same_words(mine, key) {
             return None;
         }
-        let o = [
-            other[0].load(Relaxed),
-            other[1].load(Relaxed),
-            other[2].load(Relaxed),
-            other[3].load(Relaxed),
-            other[4].load(Relaxed),
-        ];
+        let o = load_words(other);
         let st = e.w[W_STATE].load(Relaxed);
         let seen = e.w[W_SEEN].load(Relaxed);
         fence(Acquire);
