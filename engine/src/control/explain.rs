@@ -12,8 +12,8 @@ use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
-use crate::pipeline::stages::track::{translation, tuple_of};
-use crate::tables::conntrack::{aux_decision, aux_service, Conntrack, Dir, Snapshot, Tuple};
+use crate::pipeline::stages::track::tuple_of;
+use crate::tables::conntrack::{aux_decision, aux_service, Conntrack, Dir, Found, Snapshot, Tuple};
 use crate::tables::{RouteKind, Tables};
 use crate::wire::{self, Family, L4Kind, Parsed};
 
@@ -140,7 +140,8 @@ pub fn explain(t: &Tables, ct: &Conntrack, now: u64, q: &Query) -> Value {
     };
     let (new_dst, new_src, known) = match &hit {
         Some(h) => {
-            let (d, s) = translation(&h.orig, &h.reply, h.dir);
+            let f = Found::of_hit(h);
+            let (d, s) = (f.new_dst, f.new_src);
             let full = ct.read_entry(h.id).unwrap_or_else(|| h.snapshot());
             let mut e = entry_json(t, &full, now);
             if let Some(m) = e.as_object_mut() {

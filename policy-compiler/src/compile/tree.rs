@@ -136,8 +136,13 @@ struct KeyVec([i32x4; NFIELDS]);
 
 impl KeyVec {
     const ZERO: KeyVec = KeyVec([i32x4::ZERO; NFIELDS]);
+    /// The vector form of an IPv4 key; unused (zero) for IPv6, whose
+    /// leaves are scanned rule by rule.
     #[inline(always)]
-    fn new<A: Addr>(k: &EKey<A>) -> KeyVec {
+    fn of<A: Addr>(k: &EKey<A>) -> KeyVec {
+        if A::BITS != 32 {
+            return KeyVec::ZERO;
+        }
         // Written out: `array::map` goes through an out-of-line `try_map`.
         let f = |i: usize| i32x4::splat(k.f[i].to_u128() as u32 as i32);
         KeyVec([f(0), f(1), f(2), f(3), f(4), f(5)])
@@ -376,7 +381,7 @@ impl<A: Addr> CutTree<A> {
     fn walk(&self, t: &Tree, k: &EKey<A>, kv: &KeyVec, mut best: u32) -> u32 {
         let mut n = t.root;
         if n.has_push() {
-            best = self.scan_with(t.root_push, k, kv, best);
+            best = self.scan(t.root_push, k, kv, best);
         }
         while !n.is_leaf() {
             let i = Self::slot(n, k);
@@ -386,26 +391,17 @@ impl<A: Addr> CutTree<A> {
             }
             n = slot.node;
             if n.has_push() {
-                best = self.scan_with(self.push[i], k, kv, best);
+                best = self.scan(self.push[i], k, kv, best);
             }
         }
-        self.scan_with(n, k, kv, best)
+        self.scan(n, k, kv, best)
     }
 
-    /// `scan` with the key's vector form already made (IPv4).
+    /// Scan a leaf (or a pushed list) for `k`; `kv` is its vector form ([`KeyVec::of`]).
     #[inline(always)]
-    fn scan_with(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
+    fn scan(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
         if A::BITS == 32 {
             self.scan_blocks(leaf, k, kv, best)
-        } else {
-            self.scan_scalar(leaf, k, best)
-        }
-    }
-
-    #[inline(always)]
-    fn scan(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
-        if A::BITS == 32 {
-            self.scan_blocks(leaf, k, &KeyVec::new(k), best)
         } else {
             self.scan_scalar(leaf, k, best)
         }
@@ -479,6 +475,10 @@ impl<A: Addr> CutTree<A> {
     pub fn first_match_many(&self, keys: &[EKey<A>], best: &mut [u32]) {
         let n = keys.len().min(best.len()).min(BATCH);
         let mut cur = [Node::default(); BATCH];
+        let kvs: [KeyVec; BATCH] = std::array::from_fn(|i| match keys.get(i) {
+            Some(k) if i < n => KeyVec::of(k),
+            _ => KeyVec::ZERO,
+        });
         for t in &self.trees {
             let mut any = false;
             for i in 0..n {
@@ -490,7 +490,7 @@ impl<A: Addr> CutTree<A> {
             }
             if t.root.has_push() {
                 for i in 0..n {
-                    best[i] = self.scan(t.root_push, &keys[i], best[i]);
+                    best[i] = self.scan(t.root_push, &keys[i], &kvs[i], best[i]);
                 }
             }
             loop {
@@ -505,7 +505,7 @@ impl<A: Addr> CutTree<A> {
                         } else {
                             let x = slot.node;
                             if x.has_push() {
-                                best[i] = self.scan(self.push[s], &keys[i], best[i]);
+                                best[i] = self.scan(self.push[s], &keys[i], &kvs[i], best[i]);
                             }
                             x
                         };
@@ -518,7 +518,7 @@ impl<A: Addr> CutTree<A> {
             }
             for i in 0..n {
                 if best[i] > t.min_prio {
-                    best[i] = self.scan(cur[i], &keys[i], best[i]);
+                    best[i] = self.scan(cur[i], &keys[i], &kvs[i], best[i]);
                 }
             }
         }
@@ -541,11 +541,7 @@ impl<A: Addr> CutTree<A> {
     #[inline]
     pub fn first_match(&self, k: &EKey<A>) -> Option<u32> {
         let mut best = u32::MAX;
-        let kv = if A::BITS == 32 {
-            KeyVec::new(k)
-        } else {
-            KeyVec::ZERO
-        };
+        let kv = KeyVec::of(k);
         for t in &self.trees {
             if t.min_prio >= best {
                 break;

@@ -13,7 +13,7 @@
 
 use super::super::{Action, DropReason, Meta, Slot, Track};
 use super::decide;
-use crate::tables::conntrack::{flags, Conntrack, InsertError, Tuple};
+use crate::tables::conntrack::{flags, Conntrack, Found, InsertError, Tuple};
 use crate::tables::nat::snat_candidates;
 use crate::tables::Tables;
 use crate::wire::L4Kind;
@@ -98,9 +98,9 @@ pub(crate) fn run(
                 // Another worker committed this connection first: use it.
                 match ct.lookup(&orig, m.hash, now, to) {
                     Some(h) => {
-                        let (d, sn) = super::track::translation(&h.orig, &h.reply, h.dir);
-                        m.new_dst = d;
-                        m.new_src = sn;
+                        let f = Found::of_hit(&h);
+                        m.new_dst = f.new_dst;
+                        m.new_src = f.new_src;
                         m.track = Track::Known {
                             id: h.id,
                             dir: h.dir,

@@ -37,25 +37,6 @@ pub fn tuple_of(p: &Parsed, zone: u16) -> Tuple {
     }
 }
 
-/// An address and port a NAT rewrite sets.
-pub type Endpoint = (u128, u16);
-
-/// The translation a packet travelling in `dir` of a connection gets:
-/// `(new destination, new source)`, each `None` when unchanged.
-#[inline]
-pub fn translation(o: &Tuple, r: &Tuple, dir: Dir) -> (Option<Endpoint>, Option<Endpoint>) {
-    match dir {
-        Dir::Original => (
-            ((r.src, r.sport) != (o.dst, o.dport)).then_some((r.src, r.sport)),
-            ((r.dst, r.dport) != (o.src, o.sport)).then_some((r.dst, r.dport)),
-        ),
-        Dir::Reply => (
-            ((o.src, o.sport) != (r.dst, r.dport)).then_some((o.src, o.sport)),
-            ((o.dst, o.dport) != (r.src, r.sport)).then_some((o.dst, o.dport)),
-        ),
-    }
-}
-
 /// Whether frame `j` (with key `jt`) might belong to the connection that the
 /// earlier, not yet committed new frame `i` opens: the same key, or a key
 /// from `i`'s far end back to it (its reply, possibly translated).
