@@ -30,7 +30,8 @@
 //!   `NO_L4` when the packet has neither. So `ports` never match ICMP or
 //!   port-less packets, and `icmp` never matches a packet with ports.
 
-use std::collections::{BTreeMap, HashMap};
+use ahash::AHashMap as HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::model::*;

@@ -89,13 +89,47 @@ impl RangeSet {
         i < self.r.len() && self.r[i].0 <= hi
     }
 
-    /// The ranges that intersect `[lo, hi]`, clipped to it.
-    pub fn clip(&self, lo: u128, hi: u128) -> impl Iterator<Item = (u128, u128)> + '_ {
-        let i = self.r.partition_point(|&(_, h)| h < lo);
-        self.r[i..]
-            .iter()
-            .take_while(move |&&(a, _)| a <= hi)
-            .map(move |&(a, b)| (a.max(lo), b.min(hi)))
+    /// Cut `[lo, lo + 2^w)` into `2^b` equal children: call `each(c0, c1)`
+    /// for the maximal runs of consecutive children the set meets, in
+    /// order. A dense set (an IP set of 100k addresses) costs one binary
+    /// search per run, not a step per range: ranges that end inside a
+    /// child already counted are skipped over.
+    pub fn child_runs(&self, lo: u128, w: u8, b: u8, mut each: impl FnMut(usize, usize)) {
+        let r = &self.r;
+        let hi = if w >= 128 {
+            u128::MAX
+        } else {
+            lo + ((1u128 << w) - 1)
+        };
+        let cw = w - b;
+        let last = (1usize << b) - 1;
+        let mut i = r.partition_point(|&(_, h)| h < lo);
+        let mut run: Option<(usize, usize)> = None;
+        while i < r.len() && r[i].0 <= hi {
+            let c0 = ((r[i].0.max(lo) - lo) >> cw) as usize;
+            let c1 = ((r[i].1.min(hi) - lo) >> cw) as usize;
+            run = match run {
+                Some((s, e)) if c0 <= e + 1 => Some((s, e.max(c1))),
+                Some((s, e)) => {
+                    each(s, e);
+                    Some((c0, c1))
+                }
+                None => Some((c0, c1)),
+            };
+            if c1 >= last {
+                break;
+            }
+            // The next child starts here; ranges ending before it add
+            // nothing.
+            let next = lo + (((c1 + 1) as u128) << cw);
+            i += 1;
+            if i < r.len() && r[i].1 < next {
+                i += r[i..].partition_point(|&(_, h)| h < next);
+            }
+        }
+        if let Some((s, e)) = run {
+            each(s, e);
+        }
     }
 
     /// The smallest and largest values of the set inside `[lo, hi]`.
@@ -117,6 +151,18 @@ impl RangeSet {
 
     /// Intersection.
     pub fn intersect(&self, o: &RangeSet) -> RangeSet {
+        // One range holding all of the other set (a full field, a CIDR
+        // around a selector's addresses): the other set, copied, without a
+        // merge step per range.
+        for (a, b) in [(self, o), (o, self)] {
+            if let ([(lo, hi)], [(first, _), .., (_, last)] | [(first, last)]) =
+                (&a.r[..], &b.r[..])
+            {
+                if lo <= first && last <= hi {
+                    return b.clone();
+                }
+            }
+        }
         let (mut i, mut j) = (0, 0);
         let mut out = Vec::new();
         while i < self.r.len() && j < o.r.len() {
@@ -305,8 +351,51 @@ mod tests {
             RangeSet::empty().complement(u128::MAX),
             RangeSet::full(u128::MAX)
         );
-        let clipped: Vec<_> = a.clip(5, 22).collect();
-        assert_eq!(clipped, vec![(5, 10), (20, 22)]);
+    }
+
+    fn set_of(v: Vec<(u16, u16)>) -> RangeSet {
+        RangeSet::from_ranges(
+            v.into_iter()
+                .map(|(a, b)| (a.min(b) as u128 % 4096, a.max(b) as u128 % 4096))
+                .filter(|(a, b)| a <= b)
+                .collect(),
+        )
+    }
+
+    proptest::proptest! {
+        /// `child_runs` against asking each child in turn.
+        #[test]
+        fn child_runs_agree(v in proptest::collection::vec((0u16..4096, 0u16..4096), 0..40),
+                            w in 1u8..12, b in 1u8..8, at in 0u128..4) {
+            let s = set_of(v);
+            let b = b.min(w);
+            let lo = at << w;
+            let cw = w - b;
+            let want: Vec<usize> = (0..1usize << b)
+                .filter(|&c| {
+                    let c0 = lo + ((c as u128) << cw);
+                    s.intersects(c0, c0 + (1u128 << cw) - 1)
+                })
+                .collect();
+            let mut runs = Vec::new();
+            s.child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)));
+            let got: Vec<usize> = runs.iter().flat_map(|&(a, z)| a..=z).collect();
+            proptest::prop_assert_eq!(got, want);
+            // Maximal: consecutive runs are neither adjacent nor overlapping.
+            proptest::prop_assert!(runs.windows(2).all(|p| p[0].1 + 1 < p[1].0));
+        }
+
+        /// `intersect` (with its one-range shortcut) against membership.
+        #[test]
+        fn intersect_agrees(a in proptest::collection::vec((0u16..4096, 0u16..4096), 0..6),
+                            b in proptest::collection::vec((0u16..4096, 0u16..4096), 0..6)) {
+            let (a, b) = (set_of(a), set_of(b));
+            let i = a.intersect(&b);
+            for x in (0..4096u128).step_by(7) {
+                proptest::prop_assert_eq!(i.contains(x), a.contains(x) && b.contains(x));
+            }
+            proptest::prop_assert_eq!(&i, &RangeSet::from_ranges(i.ranges().to_vec()));
+        }
     }
 
     #[test]

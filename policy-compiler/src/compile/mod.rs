@@ -7,7 +7,7 @@ pub mod lpm;
 pub mod tree;
 
 use crate::classifier::{CDir, CSeg, Classifier, CONTINUE};
-use crate::ir::{self, Ir, IrError, RuleAction, Term};
+use crate::ir::{self, Ir, IrError, RuleAction};
 use crate::model::PolicySet;
 use crate::ranges::RangeSet;
 
@@ -118,11 +118,12 @@ impl<A: Addr> EKey<A> {
 
 /// One term of one rule, as the engines take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ERule {
+pub struct ERule<'a> {
     /// Priority: lower wins (the rule's index in its segment).
     pub prio: u32,
-    /// Value set per field: class, src, dst, proto, sport, dport.
-    pub fields: [RangeSet; NFIELDS],
+    /// Value set per field: class, src, dst, proto, sport, dport (borrowed
+    /// from the IR: a big IP set is not copied per term).
+    pub fields: [&'a RangeSet; NFIELDS],
 }
 
 /// Which engine to build.
@@ -306,42 +307,26 @@ pub fn compile(set: &PolicySet) -> Result<Classifier, CompileError> {
 }
 
 /// Engine rules (one per term) for each family.
-fn engine_rules(rules: &[ir::IrRule]) -> (Vec<ERule>, Vec<ERule>) {
+fn engine_rules(rules: &[ir::IrRule]) -> (Vec<ERule<'_>>, Vec<ERule<'_>>) {
     let mut r4 = Vec::new();
     let mut r6 = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         for t in &r.terms {
-            push_term(&mut r4, &mut r6, i as u32, &r.classes, t);
+            let prio = i as u32;
+            let fields = |src, dst| [&r.classes, src, dst, &t.proto, &t.sport, &t.dport];
+            if !t.src.v4.is_empty() && !t.dst.v4.is_empty() {
+                r4.push(ERule {
+                    prio,
+                    fields: fields(&t.src.v4, &t.dst.v4),
+                });
+            }
+            if !t.src.v6.is_empty() && !t.dst.v6.is_empty() {
+                r6.push(ERule {
+                    prio,
+                    fields: fields(&t.src.v6, &t.dst.v6),
+                });
+            }
         }
     }
     (r4, r6)
-}
-
-fn push_term(r4: &mut Vec<ERule>, r6: &mut Vec<ERule>, prio: u32, classes: &RangeSet, t: &Term) {
-    if !t.src.v4.is_empty() && !t.dst.v4.is_empty() {
-        r4.push(ERule {
-            prio,
-            fields: [
-                classes.clone(),
-                t.src.v4.clone(),
-                t.dst.v4.clone(),
-                t.proto.clone(),
-                t.sport.clone(),
-                t.dport.clone(),
-            ],
-        });
-    }
-    if !t.src.v6.is_empty() && !t.dst.v6.is_empty() {
-        r6.push(ERule {
-            prio,
-            fields: [
-                classes.clone(),
-                t.src.v6.clone(),
-                t.dst.v6.clone(),
-                t.proto.clone(),
-                t.sport.clone(),
-                t.dport.clone(),
-            ],
-        });
-    }
 }

@@ -204,7 +204,7 @@ pub struct TreeStats {
 
 impl<A: Addr> CutTree<A> {
     /// Build from terms (sorted or not; priority is `ERule::prio`).
-    pub fn build(rules: &[ERule], class_bits: u8, cfg: &Config) -> CutTree<A> {
+    pub fn build(rules: &[ERule<'_>], class_bits: u8, cfg: &Config) -> CutTree<A> {
         let widths: [u8; NFIELDS] = [class_bits, A::BITS as u8, A::BITS as u8, 8, 17, 17];
         let mut b = Builder::<A> {
             rules,
@@ -221,6 +221,7 @@ impl<A: Addr> CutTree<A> {
             leaf_dedup: HashMap::default(),
             term_ext: HashMap::default(),
             diff: Vec::new(),
+            runs: Vec::new(),
             stats: TreeStats::default(),
             budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
@@ -555,7 +556,7 @@ impl<A: Addr> CutTree<A> {
 /// Split rules into groups by whether their source and destination sets
 /// are small (EffiCuts): cutting on an address field replicates every rule
 /// that is wide in it, so wide and narrow rules live in different trees.
-fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS], n: u8) -> Vec<Vec<u32>> {
+fn partition(rules: &[ERule<'_>], order: &[u32], widths: &[u8; NFIELDS], n: u8) -> Vec<Vec<u32>> {
     let small = |s: &RangeSet, w: u8| -> bool {
         let total: u128 = s
             .ranges()
@@ -569,10 +570,7 @@ fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS], n: u8) -> V
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
     for &i in order {
         let r = &rules[i as usize];
-        let (s, d) = (
-            small(&r.fields[1], widths[1]),
-            small(&r.fields[2], widths[2]),
-        );
+        let (s, d) = (small(r.fields[1], widths[1]), small(r.fields[2], widths[2]));
         let g = match n {
             // Small source | the rest.
             2 => usize::from(!s),
@@ -590,7 +588,7 @@ fn partition(rules: &[ERule], order: &[u32], widths: &[u8; NFIELDS], n: u8) -> V
 }
 
 struct Builder<'a, A> {
-    rules: &'a [ERule],
+    rules: &'a [ERule<'a>],
     cfg: &'a Config,
     nodes: Vec<Node>,
     mins: Vec<u32>,
@@ -611,6 +609,7 @@ struct Builder<'a, A> {
     budget: usize,
     /// Scratch of `count`.
     diff: Vec<i64>,
+    runs: Vec<(usize, usize)>,
 }
 
 type Region = [(u128, u8); NFIELDS];
@@ -731,15 +730,20 @@ impl<A: Addr> Builder<'_, A> {
         // Rules that every child would hold are pushed up: kept once, at
         // this node, and scanned on the way down (HyperCuts).
         let mut common = Vec::new();
+        let mut runs = std::mem::take(&mut self.runs);
         for &id in &ids {
-            let mut touched = 0usize;
-            self.for_children(id, &region, f, b, |_| touched += 1);
-            if touched == nchild && self.cfg.push > 0 && nchild > 1 {
+            runs.clear();
+            self.rules[id as usize].fields[f]
+                .child_runs(region[f].0, region[f].1, b, |c0, c1| runs.push((c0, c1)));
+            if self.cfg.push > 0 && nchild > 1 && runs.len() == 1 && runs[0] == (0, nchild - 1) {
                 common.push(id);
             } else {
-                self.for_children(id, &region, f, b, |c| child_ids[c].push(id));
+                for &(c0, c1) in &runs {
+                    child_ids[c0..=c1].iter_mut().for_each(|c| c.push(id));
+                }
             }
         }
+        self.runs = runs;
         if common.len() > self.cfg.push {
             // Too many to scan at this node: copy them into the children,
             // keeping each child's list in priority order.
@@ -775,30 +779,6 @@ impl<A: Addr> Builder<'_, A> {
         Node::internal(f as u8, child_w, b, base as u32, pushed)
     }
 
-    /// Call `each` once for every child (of a cut of field `f` into `2^b`)
-    /// that rule `id` intersects.
-    fn for_children(&self, id: u32, region: &Region, f: usize, b: u8, mut each: impl FnMut(usize)) {
-        let (lo, w) = region[f];
-        let hi = region_hi(region[f]);
-        let cw = w - b;
-        let mut last: Option<usize> = None;
-        for (a, z) in self.rules[id as usize].fields[f].clip(lo, hi) {
-            let mut c0 = ((a - lo) >> cw) as usize;
-            let c1 = ((z - lo) >> cw) as usize;
-            if let Some(l) = last {
-                if c0 <= l {
-                    c0 = l + 1;
-                }
-            }
-            for c in c0..=c1 {
-                each(c);
-            }
-            if c1 >= c0 {
-                last = Some(c1);
-            }
-        }
-    }
-
     /// For a cut of field `f` into `2^b`: (largest child, total entries,
     /// rules touching every child), the first two without the third when
     /// those are pushed up.
@@ -808,38 +788,23 @@ impl<A: Addr> Builder<'_, A> {
         diff.clear();
         diff.resize(nchild + 1, 0);
         let (lo, w) = region[f];
-        let hi = region_hi(region[f]);
-        let cw = w - b;
         let push = self.cfg.push > 0 && nchild > 1;
-        let mut spans: Vec<(usize, usize)> = Vec::new();
         let mut common = 0usize;
+        let mut runs = std::mem::take(&mut self.runs);
         for &id in ids {
-            spans.clear();
-            let mut last: Option<usize> = None;
-            let mut touched = 0usize;
-            for (a, z) in self.rules[id as usize].fields[f].clip(lo, hi) {
-                let mut c0 = ((a - lo) >> cw) as usize;
-                let c1 = ((z - lo) >> cw) as usize;
-                if let Some(l) = last {
-                    if c0 <= l {
-                        c0 = l + 1;
-                    }
-                }
-                if c1 >= c0 {
-                    spans.push((c0, c1));
-                    touched += c1 - c0 + 1;
-                    last = Some(c1);
-                }
-            }
-            if push && touched == nchild {
+            runs.clear();
+            self.rules[id as usize].fields[f].child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)));
+            // Runs are maximal: a rule meeting every child has one.
+            if push && runs.len() == 1 && runs[0] == (0, nchild - 1) {
                 common += 1;
                 continue;
             }
-            for &(c0, c1) in &spans {
+            for &(c0, c1) in &runs {
                 diff[c0] += 1;
                 diff[c1 + 1] -= 1;
             }
         }
+        self.runs = runs;
         // Too many to push: they are copied into every child after all.
         if common > self.cfg.push {
             diff[0] += common as i64;
@@ -914,7 +879,7 @@ impl<A: Addr> Builder<'_, A> {
             let mut hi = [0u128; NFIELDS];
             let mut needs_ext = false;
             for f in 0..NFIELDS {
-                let s = &self.rules[id as usize].fields[f];
+                let s = self.rules[id as usize].fields[f];
                 if s.ranges().len() == 1 {
                     (lo[f], hi[f]) = s.ranges()[0];
                     continue;
