@@ -222,6 +222,7 @@ impl<A: Addr> CutTree<A> {
             term_ext: HashMap::default(),
             diff: Vec::new(),
             runs: Vec::new(),
+            clips: Vec::new(),
             stats: TreeStats::default(),
             budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
@@ -610,6 +611,8 @@ struct Builder<'a, A> {
     /// Scratch of `count`.
     diff: Vec<i64>,
     runs: Vec<(usize, usize)>,
+    /// Scratch of `clip_field`, read by `count`.
+    clips: Vec<(u128, u128)>,
 }
 
 type Region = [(u128, u8); NFIELDS];
@@ -692,6 +695,7 @@ impl<A: Addr> Builder<'_, A> {
             if w == 0 {
                 continue;
             }
+            self.clip_field(&ids, &region, f);
             let mut cand: Option<(u8, usize, usize)> = None;
             for b in 1..=w.min(self.cfg.max_cut_bits) {
                 // Pushed rules are scanned at this node by every lookup:
@@ -779,6 +783,21 @@ impl<A: Addr> Builder<'_, A> {
         Node::internal(f as u8, child_w, b, base as u32, pushed)
     }
 
+    /// Fill `clips` for the `count`s of field `f`: per rule, its one range
+    /// in the region as offsets from the region's start, or `(1, 0)` when
+    /// its set has several ranges (then `count` asks `child_runs`).
+    fn clip_field(&mut self, ids: &[u32], region: &Region, f: usize) {
+        let (lo, hi) = (region[f].0, region_hi(region[f]));
+        self.clips.clear();
+        self.clips.extend(
+            ids.iter()
+                .map(|&id| match self.rules[id as usize].fields[f].ranges() {
+                    [(a, z)] => ((*a).max(lo) - lo, (*z).min(hi) - lo),
+                    _ => (1, 0),
+                }),
+        );
+    }
+
     /// For a cut of field `f` into `2^b`: (largest child, total entries,
     /// rules touching every child), the first two without the third when
     /// those are pushed up.
@@ -790,10 +809,16 @@ impl<A: Addr> Builder<'_, A> {
         let (lo, w) = region[f];
         let push = self.cfg.push > 0 && nchild > 1;
         let mut common = 0usize;
+        let cw = w - b;
         let mut runs = std::mem::take(&mut self.runs);
-        for &id in ids {
+        for (&id, &(a, z)) in ids.iter().zip(&self.clips) {
             runs.clear();
-            self.rules[id as usize].fields[f].child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)));
+            if a <= z {
+                runs.push(((a >> cw) as usize, (z >> cw) as usize));
+            } else {
+                self.rules[id as usize].fields[f]
+                    .child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)));
+            }
             // Runs are maximal: a rule meeting every child has one.
             if push && runs.len() == 1 && runs[0] == (0, nchild - 1) {
                 common += 1;
