@@ -223,6 +223,7 @@ impl<A: Addr> CutTree<A> {
             diff: Vec::new(),
             runs: Vec::new(),
             clips: Vec::new(),
+            leaf_scratch: Vec::new(),
             stats: TreeStats::default(),
             budget: rules.len().saturating_mul(32).saturating_add(1 << 16),
         };
@@ -244,7 +245,7 @@ impl<A: Addr> CutTree<A> {
                 region[f] = (0, *w);
             }
             let (n0, l0, nrules) = (b.nodes.len(), b.leaf_rules.len(), g.len());
-            let root = b.node(g, region, 0);
+            let root = b.node(&g, region, 0);
             let root_push = b.last_push;
             b.stats
                 .per_tree
@@ -611,6 +612,8 @@ struct Builder<'a, A> {
     /// Scratch of `count`.
     diff: Vec<i64>,
     runs: Vec<(usize, usize)>,
+    /// Scratch of `leaf`.
+    leaf_scratch: Vec<LeafRule<A>>,
     /// Scratch of `clip_field`, read by `count`.
     clips: Vec<(u128, u128)>,
 }
@@ -665,7 +668,7 @@ impl<A: Addr> Builder<'_, A> {
         }
     }
 
-    fn node(&mut self, ids: Vec<u32>, region: Region, depth: usize) -> Node {
+    fn node(&mut self, ids: &[u32], region: Region, depth: usize) -> Node {
         self.last_push = Node::leaf(0, 0);
         let n = self.node_inner(ids, region, depth);
         if n.is_leaf() {
@@ -674,18 +677,18 @@ impl<A: Addr> Builder<'_, A> {
         n
     }
 
-    fn node_inner(&mut self, mut ids: Vec<u32>, mut region: Region, depth: usize) -> Node {
-        self.compact(&ids, &mut region);
+    fn node_inner(&mut self, mut ids: &[u32], mut region: Region, depth: usize) -> Node {
+        self.compact(ids, &mut region);
         // Drop rules shadowed by a rule covering the whole region.
         if let Some(pos) = ids.iter().position(|&i| self.covers(i, &region)) {
-            ids.truncate(pos + 1);
+            ids = &ids[..pos + 1];
         }
         self.stats.max_depth = self.stats.max_depth.max(depth);
         // A hard budget on entries and slots keeps any configuration within
         // bounded memory: past it, nodes become (fat) leaves.
         let over_budget = self.leaf_rules.len() + self.nodes.len() / 4 > self.budget;
         if ids.len() <= self.cfg.binth || depth >= 48 || over_budget {
-            return self.leaf(&ids, &region);
+            return self.leaf(ids, &region);
         }
         let n = ids.len();
         // Choose the cut.
@@ -695,12 +698,12 @@ impl<A: Addr> Builder<'_, A> {
             if w == 0 {
                 continue;
             }
-            self.clip_field(&ids, &region, f);
+            self.clip_field(ids, &region, f);
             let mut cand: Option<(u8, usize, usize)> = None;
             for b in 1..=w.min(self.cfg.max_cut_bits) {
                 // Pushed rules are scanned at this node by every lookup:
                 // they count toward the largest child.
-                let (max, sum, common) = self.count(&ids, &region, f, b);
+                let (max, sum, common) = self.count(ids, &region, f, b);
                 let max = max + common;
                 // HiCuts' space measure: entries plus child slots.
                 let limit = (self.cfg.spfac * n as f64) as usize;
@@ -723,48 +726,66 @@ impl<A: Addr> Builder<'_, A> {
             }
         }
         let Some((f, b, max, _)) = best else {
-            return self.leaf(&ids, &region);
+            return self.leaf(ids, &region);
         };
         if max >= n {
-            return self.leaf(&ids, &region);
+            return self.leaf(ids, &region);
         }
         let nchild = 1usize << b;
         let child_w = region[f].1 - b;
-        let mut child_ids: Vec<Vec<u32>> = vec![Vec::new(); nchild];
-        // Rules that every child would hold are pushed up: kept once, at
-        // this node, and scanned on the way down (HyperCuts).
-        let mut common = Vec::new();
-        let mut runs = std::mem::take(&mut self.runs);
-        for &id in &ids {
-            runs.clear();
+        // Each rule's runs of children, in the node's (priority) order.
+        let mut spans: Vec<(u32, u32, u32)> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let (lo, w) = region[f];
             self.rules[id as usize].fields[f]
-                .child_runs(region[f].0, region[f].1, b, |c0, c1| runs.push((c0, c1)));
-            if self.cfg.push > 0 && nchild > 1 && runs.len() == 1 && runs[0] == (0, nchild - 1) {
-                common.push(id);
-            } else {
-                for &(c0, c1) in &runs {
-                    child_ids[c0..=c1].iter_mut().for_each(|c| c.push(id));
-                }
-            }
+                .child_runs(lo, w, b, |c0, c1| spans.push((id, c0 as u32, c1 as u32)));
         }
-        self.runs = runs;
-        if common.len() > self.cfg.push {
-            // Too many to scan at this node: copy them into the children,
-            // keeping each child's list in priority order.
-            for c in child_ids.iter_mut() {
-                c.extend_from_slice(&common);
-                c.sort_unstable_by_key(|&i| (self.rules[i as usize].prio, i));
+        // Rules that every child would hold are pushed up: kept once, at
+        // this node, and scanned on the way down (HyperCuts), unless there
+        // are too many to scan here.
+        let last = (nchild - 1) as u32;
+        let mut common: Vec<u32> = Vec::new();
+        if self.cfg.push > 0 && nchild > 1 {
+            common.extend(
+                spans
+                    .iter()
+                    .filter(|s| s.1 == 0 && s.2 == last)
+                    .map(|s| s.0),
+            );
+            if common.len() > self.cfg.push {
+                common.clear();
             }
-            common.clear();
         }
         if common.len() == ids.len() {
-            return self.leaf(&ids, &region);
+            return self.leaf(ids, &region);
         }
+        let pushed_up = |s: &(u32, u32, u32)| !common.is_empty() && s.1 == 0 && s.2 == last;
+        // The children's lists in one buffer: count, then place; each list
+        // stays in priority order.
+        let mut at = vec![0usize; nchild + 1];
+        for s in spans.iter().filter(|s| !pushed_up(s)) {
+            for c in s.1..=s.2 {
+                at[c as usize + 1] += 1;
+            }
+        }
+        for c in 0..nchild {
+            at[c + 1] += at[c];
+        }
+        let mut lists = vec![0u32; at[nchild]];
+        let mut fill = at.clone();
+        for s in spans.iter().filter(|s| !pushed_up(s)) {
+            for c in s.1..=s.2 {
+                lists[fill[c as usize]] = s.0;
+                fill[c as usize] += 1;
+            }
+        }
+        drop(spans);
         let base = self.nodes.len();
         self.nodes.resize(base + nchild, Node::default());
         self.mins.resize(base + nchild, u32::MAX);
         self.push.resize(base + nchild, Node::leaf(0, 0));
-        for (c, cids) in child_ids.into_iter().enumerate() {
+        for c in 0..nchild {
+            let cids = &lists[at[c]..at[c + 1]];
             let mut cr = region;
             cr[f] = (region[f].0 + ((c as u128) << child_w), child_w);
             self.mins[base + c] = cids
@@ -898,7 +919,8 @@ impl<A: Addr> Builder<'_, A> {
 
     fn leaf(&mut self, ids: &[u32], region: &Region) -> Node {
         self.stats.max_leaf = self.stats.max_leaf.max(ids.len());
-        let mut out = Vec::with_capacity(ids.len());
+        let mut out = std::mem::take(&mut self.leaf_scratch);
+        out.clear();
         for &id in ids {
             let mut lo = [0u128; NFIELDS];
             let mut hi = [0u128; NFIELDS];
@@ -933,12 +955,16 @@ impl<A: Addr> Builder<'_, A> {
                 ext,
             });
         }
-        if let Some(n) = self.leaf_dedup.get(&out) {
-            return *n;
-        }
-        let node = Node::leaf(self.leaf_rules.len() as u32, out.len() as u32);
-        self.leaf_rules.extend_from_slice(&out);
-        self.leaf_dedup.insert(out, node);
+        let node = match self.leaf_dedup.get(&out[..]) {
+            Some(n) => *n,
+            None => {
+                let node = Node::leaf(self.leaf_rules.len() as u32, out.len() as u32);
+                self.leaf_rules.extend_from_slice(&out);
+                self.leaf_dedup.insert(out.clone(), node);
+                node
+            }
+        };
+        self.leaf_scratch = out;
         node
     }
 }
