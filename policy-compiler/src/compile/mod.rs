@@ -161,7 +161,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             engine: EngineKind::CutTree,
-            binth: 8,
+            binth: 32,
             spfac: 4.0,
             max_cut_bits: 8,
             partitions: 4,
