@@ -116,12 +116,12 @@ struct Cold<A> {
 /// their widths `hi − lo` with the sign bit flipped (SSE2 compares signed).
 #[derive(Clone, Copy, Debug)]
 struct Block {
-    lo: [i32x4; NFIELDS],
-    span: [i32x4; NFIELDS],
     /// The rules' priorities (`u32::MAX` in padding lanes).
     prio: [u32; 4],
     /// The rules' `ext` indexes.
     ext: [u32; 4],
+    lo: [i32x4; NFIELDS],
+    span: [i32x4; NFIELDS],
 }
 
 /// A node slot: the node and the best priority below it.
@@ -422,10 +422,13 @@ impl<A: Addr> CutTree<A> {
             if blk.prio[0] >= best {
                 return best;
             }
-            let mut bad = i32x4::splat(0);
-            for f in 0..NFIELDS {
-                bad |= ((kv.0[f] - blk.lo[f]) ^ bias).simd_gt(blk.span[f]);
+            let out = |f: usize| ((kv.0[f] - blk.lo[f]) ^ bias).simd_gt(blk.span[f]);
+            // The addresses first: they rule out most blocks on their own.
+            let bad = out(1) | out(2);
+            if bad.to_bitmask() == 0xf {
+                continue;
             }
+            let bad = bad | out(0) | out(3) | out(4) | out(5);
             let mut m = !(bad.to_bitmask()) & 0xf;
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
