@@ -164,7 +164,7 @@ impl Default for Config {
             binth: 32,
             spfac: 4.0,
             max_cut_bits: 8,
-            partitions: 4,
+            partitions: 3,
             push: 8,
         }
     }
