@@ -102,29 +102,35 @@
 //! `classify_batch` walks the trees level by level across 64 keys when the
 //! engines outgrow the caches (chosen at compile time, > 4 MB).
 //!
-//! Last full run (`classbench --all`, same run for both, best of 5 × 4
-//! passes for sluice and best of 3 for each `dpdk-test-acl --alg`; every
-//! answer equal to `firstmatch/` and to rte_acl's):
+//! Last run (`classbench --sets <every 10k set with a trace> --gen100k
+//! acl1,fw1,ipc1 --calico 10000`, at e2eccc6 plus the interleaved peer
+//! runs; sluice and each `dpdk-test-acl --alg` alternate over three rounds,
+//! best of each side; every answer equal to `firstmatch/` and to
+//! rte_acl's):
 //!
 //! | set | rules | compile | memory | sluice | rte_acl best | ratio |
 //! |---|---|---|---|---|---|---|
-//! | acl2_10k | 9366 | 48 ms | 1.2 MB | 7.2 Mpps | 6.6 (sse) | 1.09 |
-//! | acl3_10k | 9146 | 80 ms | 2.2 MB | 5.4 Mpps | 6.1 (sse) | 0.89 |
-//! | acl4_10k | 9020 | 70 ms | 3.2 MB | 6.6 Mpps | 4.5 (sse) | 1.48 |
-//! | acl5_10k | 4834 | 21 ms | 1.0 MB | 9.9 Mpps | 19.7 (sse) | 0.50 |
-//! | fw1_10k | 9416 | 31 ms | 1.8 MB | 10.9 Mpps | 3.1 (avx2) | 3.57 |
-//! | fw2_10k | 9645 | 18 ms | 1.0 MB | 13.7 Mpps | 8.7 (sse) | 1.58 |
-//! | fw3_10k | 9020 | 102 ms | 4.1 MB | 8.6 Mpps | 3.5 (avx2) | 2.44 |
-//! | fw4_10k | 8847 | 159 ms | 7.3 MB | 6.7 Mpps | 3.4 (avx2) | 2.00 |
-//! | ipc1_10k | 8739 | 39 ms | 1.5 MB | 7.0 Mpps | 9.1 (avx2) | 0.77 |
-//! | acl1_100k (generated) | 100000 | 805 ms | 7.0 MB | 3.2 Mpps | 14.9 (avx2) | 0.21 |
-//! | fw1_100k (generated) | 100000 | 773 ms | 9.8 MB | 2.7 Mpps | 2.2 (avx2) | 1.19 |
-//! | ipc1_100k (generated) | 100000 | 1104 ms | 9.1 MB | 2.7 Mpps | 2.1 (avx2) | 1.27 |
-//! | 1k sets (all 12) | 655–991 | 1.5–8 ms | < 0.2 MB | 6.4–15.8 Mpps | 9–25 Mpps | 0.31–1.72 |
+//! | acl2_10k | 9366 | 26 ms | 0.8 MB | 12.7 Mpps | 7.4 (sse) | 1.73 |
+//! | acl3_10k | 9146 | 32 ms | 2.4 MB | 9.1 Mpps | 7.2 (sse) | 1.27 |
+//! | acl4_10k | 9020 | 49 ms | 3.2 MB | 7.8 Mpps | 9.1 (sse) | 0.86 |
+//! | acl5_10k | 4834 | 16 ms | 0.7 MB | 11.1 Mpps | 16.9 (sse) | 0.66 |
+//! | fw1_10k | 9416 | 17 ms | 1.1 MB | 9.0 Mpps | 3.9 (avx2) | 2.34 |
+//! | fw2_10k | 9645 | 20 ms | 2.4 MB | 12.7 Mpps | 10.4 (avx2) | 1.22 |
+//! | fw3_10k | 9020 | 31 ms | 2.5 MB | 12.6 Mpps | 7.0 (sse) | 1.81 |
+//! | fw4_10k | 8847 | 38 ms | 3.5 MB | 11.3 Mpps | 6.7 (avx2) | 1.70 |
+//! | ipc1_10k | 8739 | 29 ms | 1.2 MB | 9.3 Mpps | 10.2 (sse) | 0.92 |
+//! | acl1_100k (generated) | 100000 | 303 ms | 9.5 MB | 6.7 Mpps | 20.1 (sse) | 0.33 |
+//! | fw1_100k (generated) | 100000 | 306 ms | 18.4 MB | 4.0 Mpps | 2.6 (avx2) | 1.52 |
+//! | ipc1_100k (generated) | 100000 | 215 ms | 8.3 MB | 6.5 Mpps | 2.7 (avx2) | 2.42 |
+//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 104 ms | 2.7 MB | 6.7 Mpps | — | — |
+//!
+//! The ratios move between runs more than the table suggests: ipc1_10k was
+//! 0.92–1.04 over four runs this session, acl4_10k 0.80–1.20 (rte_acl's own
+//! figure for a set varies by up to 2× between runs here).
 //!
 //! What limits it: sets whose rules are mostly narrow in both addresses
 //! with dense, overlapping port ranges (acl5, ipc1, the generated acl1
-//! 100k) keep four trees of depth 3–6 plus a leaf scan per lookup — about
+//! 100k) keep three trees of depth 3–6 plus a leaf scan per lookup — about
 //! twice rte_acl's memory touches, whose byte-trie walks one node per key
 //! byte with no leaf scan; sets with wide address fields (all fw) are where
 //! rte_acl's tries grow and the partitioned trees win. The machine is a
