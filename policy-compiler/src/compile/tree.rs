@@ -809,14 +809,15 @@ impl<A: Addr> Builder<'_, A> {
 
     /// Fill `clips` for the `count`s of field `f`: per rule, its one range
     /// in the region as offsets from the region's start, or `(1, 0)` when
-    /// its set has several ranges (then `count` asks `child_runs`).
+    /// its set has several ranges or misses the region (then `count` asks
+    /// `child_runs`).
     fn clip_field(&mut self, ids: &[u32], region: &Region, f: usize) {
         let (lo, hi) = (region[f].0, region_hi(region[f]));
         self.clips.clear();
         self.clips.extend(
             ids.iter()
                 .map(|&id| match self.rules[id as usize].fields[f].ranges() {
-                    [(a, z)] => ((*a).max(lo) - lo, (*z).min(hi) - lo),
+                    [(a, z)] if *a <= hi && *z >= lo => ((*a).max(lo) - lo, (*z).min(hi) - lo),
                     _ => (1, 0),
                 }),
         );
