@@ -462,7 +462,7 @@ impl Classifier {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn eval_dir<A: Addr>(
         &self,
         d: &CDir,
@@ -471,6 +471,17 @@ impl Classifier {
         tree: impl Fn(&CSeg) -> &CutTree<A>,
         no_match: Decision,
     ) -> DirVerdict {
+        // An endpoint without policy in this direction (no segments) is
+        // answered here, without the call.
+        if let Some(&c) = d.endpoint_class.get(ep as usize) {
+            if d.class_segs.get(c as usize).is_some_and(|cs| cs.1 == 0) {
+                return DirVerdict {
+                    allow: false,
+                    endpoint: Some(EndpointId(ep)),
+                    decided_by: no_match,
+                };
+            }
+        }
         self.eval_dir_from(d, ep, k, tree, no_match, 0)
     }
 

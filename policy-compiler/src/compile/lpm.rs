@@ -87,8 +87,11 @@ impl<A: Addr> Lpm<A> {
     /// The owner of `a`, or `NONE`.
     #[inline]
     pub fn lookup(&self, a: A) -> u32 {
-        if self.starts.is_empty() {
-            return NONE;
+        match self.owner[..] {
+            [] => return NONE,
+            // One interval (it starts at 0): every address has one owner.
+            [o] => return o,
+            _ => {}
         }
         let (lo, hi) = if self.index.is_empty() {
             (0, self.starts.len() - 1)
