@@ -103,30 +103,29 @@
 //! engines outgrow the caches (chosen at compile time, > 4 MB).
 //!
 //! Last run (`classbench --sets <every 10k set with a trace> --gen100k
-//! acl1,fw1,ipc1 --calico 10000`, at e2eccc6 plus the interleaved peer
-//! runs; sluice and each `dpdk-test-acl --alg` alternate over three rounds,
-//! best of each side; every answer equal to `firstmatch/` and to
-//! rte_acl's):
+//! acl1,fw1,ipc1 --calico 10000`, at 4a1c258; sluice and each
+//! `dpdk-test-acl --alg` alternate over three rounds, best of each side;
+//! every answer equal to `firstmatch/` and to rte_acl's):
 //!
 //! | set | rules | compile | memory | sluice | rte_acl best | ratio |
 //! |---|---|---|---|---|---|---|
-//! | acl2_10k | 9366 | 26 ms | 0.8 MB | 12.7 Mpps | 7.4 (sse) | 1.73 |
-//! | acl3_10k | 9146 | 32 ms | 2.4 MB | 9.1 Mpps | 7.2 (sse) | 1.27 |
-//! | acl4_10k | 9020 | 49 ms | 3.2 MB | 7.8 Mpps | 9.1 (sse) | 0.86 |
-//! | acl5_10k | 4834 | 16 ms | 0.7 MB | 11.1 Mpps | 16.9 (sse) | 0.66 |
-//! | fw1_10k | 9416 | 17 ms | 1.1 MB | 9.0 Mpps | 3.9 (avx2) | 2.34 |
-//! | fw2_10k | 9645 | 20 ms | 2.4 MB | 12.7 Mpps | 10.4 (avx2) | 1.22 |
-//! | fw3_10k | 9020 | 31 ms | 2.5 MB | 12.6 Mpps | 7.0 (sse) | 1.81 |
-//! | fw4_10k | 8847 | 38 ms | 3.5 MB | 11.3 Mpps | 6.7 (avx2) | 1.70 |
-//! | ipc1_10k | 8739 | 29 ms | 1.2 MB | 9.3 Mpps | 10.2 (sse) | 0.92 |
-//! | acl1_100k (generated) | 100000 | 303 ms | 9.5 MB | 6.7 Mpps | 20.1 (sse) | 0.33 |
-//! | fw1_100k (generated) | 100000 | 306 ms | 18.4 MB | 4.0 Mpps | 2.6 (avx2) | 1.52 |
-//! | ipc1_100k (generated) | 100000 | 215 ms | 8.3 MB | 6.5 Mpps | 2.7 (avx2) | 2.42 |
-//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 104 ms | 2.7 MB | 6.7 Mpps | — | — |
+//! | acl2_10k | 9366 | 18 ms | 0.8 MB | 12.7 Mpps | 9.1 (avx2) | 1.40 |
+//! | acl3_10k | 9146 | 37 ms | 2.4 MB | 8.6 Mpps | 9.4 (sse) | 0.92 |
+//! | acl4_10k | 9020 | 75 ms | 3.2 MB | 7.6 Mpps | 7.7 (avx2) | 0.99 |
+//! | acl5_10k | 4834 | 12 ms | 0.7 MB | 11.2 Mpps | 24.8 (sse) | 0.45 |
+//! | fw1_10k | 9416 | 18 ms | 1.1 MB | 11.1 Mpps | 3.2 (avx2) | 3.49 |
+//! | fw2_10k | 9645 | 18 ms | 2.4 MB | 10.2 Mpps | 8.1 (avx2) | 1.25 |
+//! | fw3_10k | 9020 | 30 ms | 2.5 MB | 9.3 Mpps | 3.6 (avx2) | 2.57 |
+//! | fw4_10k | 8847 | 40 ms | 3.5 MB | 10.8 Mpps | 5.5 (avx2) | 1.96 |
+//! | ipc1_10k | 8739 | 18 ms | 1.2 MB | 9.3 Mpps | 10.6 (avx2) | 0.88 |
+//! | acl1_100k (generated) | 100000 | 280 ms | 9.5 MB | 7.9 Mpps | 28.3 (avx2) | 0.28 |
+//! | fw1_100k (generated) | 100000 | 314 ms | 18.4 MB | 5.4 Mpps | 4.3 (avx2) | 1.25 |
+//! | ipc1_100k (generated) | 100000 | 254 ms | 8.3 MB | 7.7 Mpps | 3.2 (avx2) | 2.36 |
+//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 88 ms | 2.7 MB | 7.1 Mpps | — | — |
 //!
-//! The ratios move between runs more than the table suggests: ipc1_10k was
-//! 0.92–1.04 over four runs this session, acl4_10k 0.80–1.20 (rte_acl's own
-//! figure for a set varies by up to 2× between runs here).
+//! The ratios move between runs more than the table suggests: over six
+//! runs this session ipc1_10k was 0.88–1.11 and acl4_10k 0.80–1.20
+//! (rte_acl's own figure for a set varies by up to 2× between runs here).
 //!
 //! What limits it: sets whose rules are mostly narrow in both addresses
 //! with dense, overlapping port ranges (acl5, ipc1, the generated acl1
