@@ -123,7 +123,7 @@
 //! | ipc1_100k (generated) | 100000 | 254 ms | 8.3 MB | 7.7 Mpps | 3.2 (avx2) | 2.36 |
 //! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 88 ms | 2.7 MB | 7.1 Mpps | — | — |
 //!
-//! The ratios move between runs more than the table suggests: over six
+//! The ratios move between runs more than the table suggests: over seven
 //! runs this session ipc1_10k was 0.88–1.11 and acl4_10k 0.80–1.20
 //! (rte_acl's own figure for a set varies by up to 2× between runs here).
 //!
