@@ -161,6 +161,16 @@ impl DirVerdict {
         endpoint: None,
         decided_by: Decision::NONE,
     };
+
+    /// Endpoint `ep`'s traffic when no rule of its segments decided (or it
+    /// has none in this direction): denied, by `no_match`.
+    fn unmatched(ep: u32, no_match: Decision) -> DirVerdict {
+        DirVerdict {
+            allow: false,
+            endpoint: Some(EndpointId(ep)),
+            decided_by: no_match,
+        }
+    }
 }
 
 /// The verdict for a packet: egress of the source endpoint AND ingress of
@@ -368,11 +378,7 @@ impl Classifier {
                     let class = dir.endpoint_class[e as usize];
                     let (start, len) = dir.class_segs[class as usize];
                     if len == 0 {
-                        DirVerdict {
-                            allow: false,
-                            endpoint: Some(EndpointId(e)),
-                            decided_by: no_match,
-                        }
+                        DirVerdict::unmatched(e, no_match)
                     } else {
                         s.pend.push((dir.seg_list[start as usize], i as u16));
                         continue;
@@ -471,22 +477,13 @@ impl Classifier {
         tree: impl Fn(&CSeg) -> &CutTree<A>,
         no_match: Decision,
     ) -> DirVerdict {
-        // An endpoint without policy in this direction (no segments) is
-        // answered here, without the call.
-        if let Some(&c) = d.endpoint_class.get(ep as usize) {
-            if d.class_segs.get(c as usize).is_some_and(|cs| cs.1 == 0) {
-                return DirVerdict {
-                    allow: false,
-                    endpoint: Some(EndpointId(ep)),
-                    decided_by: no_match,
-                };
-            }
-        }
         self.eval_dir_from(d, ep, k, tree, no_match, 0)
     }
 
-    /// Walk the endpoint's class segments from position `from`.
-    #[inline]
+    /// Walk the endpoint's class segments from position `from`. Inline,
+    /// so an endpoint with no segments left (no policy in this direction)
+    /// is answered without the call to the walk.
+    #[inline(always)]
     fn eval_dir_from<A: Addr>(
         &self,
         d: &CDir,
@@ -496,13 +493,32 @@ impl Classifier {
         no_match: Decision,
         from: u32,
     ) -> DirVerdict {
-        let endpoint = Some(EndpointId(ep));
         let class = d.endpoint_class[ep as usize];
         let (start, len) = d.class_segs[class as usize];
+        if from >= len {
+            return DirVerdict::unmatched(ep, no_match);
+        }
+        let segs = &d.seg_list[(start + from) as usize..(start + len) as usize];
+        self.walk_segments(d, segs, ep, class, k, tree, no_match)
+    }
+
+    /// The first decision of segments `segs` for endpoint `ep` (of
+    /// `class`), or `no_match`.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_segments<A: Addr>(
+        &self,
+        d: &CDir,
+        segs: &[u32],
+        ep: u32,
+        class: u32,
+        k: &EKey<A>,
+        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        no_match: Decision,
+    ) -> DirVerdict {
+        let endpoint = Some(EndpointId(ep));
         let mut key = *k;
         key.set_class(class);
-        let from = from.min(len);
-        for &s in &d.seg_list[(start + from) as usize..(start + len) as usize] {
+        for &s in segs {
             let seg = &d.segs[s as usize];
             match tree(seg).first_match(&key) {
                 Some(r) => {
@@ -527,11 +543,7 @@ impl Classifier {
                 }
             }
         }
-        DirVerdict {
-            allow: false,
-            endpoint,
-            decided_by: no_match,
-        }
+        DirVerdict::unmatched(ep, no_match)
     }
 
     /// What a decision stands for.

@@ -623,6 +623,12 @@ struct Builder<'a, A> {
 
 type Region = [(u128, u8); NFIELDS];
 
+/// Whether the run of children `c0..=c1` is all `nchild` of them. Runs are
+/// maximal, so a rule meeting every child has that one run and no other.
+fn every_child(c0: usize, c1: usize, nchild: usize) -> bool {
+    c0 == 0 && c1 + 1 == nchild
+}
+
 fn region_hi(r: (u128, u8)) -> u128 {
     if r.1 >= 128 {
         u128::MAX
@@ -737,24 +743,21 @@ impl<A: Addr> Builder<'_, A> {
         let nchild = 1usize << b;
         let child_w = region[f].1 - b;
         // Each rule's runs of children, in the node's (priority) order.
+        self.clip_field(ids, &region, f);
+        let mut runs = std::mem::take(&mut self.runs);
         let mut spans: Vec<(u32, u32, u32)> = Vec::with_capacity(ids.len());
-        for &id in ids {
-            let (lo, w) = region[f];
-            self.rules[id as usize].fields[f]
-                .child_runs(lo, w, b, |c0, c1| spans.push((id, c0 as u32, c1 as u32)));
+        for (i, &id) in ids.iter().enumerate() {
+            self.rule_runs(i, id, &region, f, b, &mut runs);
+            spans.extend(runs.iter().map(|&(c0, c1)| (id, c0 as u32, c1 as u32)));
         }
+        self.runs = runs;
         // Rules that every child would hold are pushed up: kept once, at
         // this node, and scanned on the way down (HyperCuts), unless there
         // are too many to scan here.
-        let last = (nchild - 1) as u32;
+        let whole = |s: &(u32, u32, u32)| every_child(s.1 as usize, s.2 as usize, nchild);
         let mut common: Vec<u32> = Vec::new();
         if self.cfg.push > 0 && nchild > 1 {
-            common.extend(
-                spans
-                    .iter()
-                    .filter(|s| s.1 == 0 && s.2 == last)
-                    .map(|s| s.0),
-            );
+            common.extend(spans.iter().filter(|s| whole(s)).map(|s| s.0));
             if common.len() > self.cfg.push {
                 common.clear();
             }
@@ -762,7 +765,7 @@ impl<A: Addr> Builder<'_, A> {
         if common.len() == ids.len() {
             return self.leaf(ids, &region);
         }
-        let pushed_up = |s: &(u32, u32, u32)| !common.is_empty() && s.1 == 0 && s.2 == last;
+        let pushed_up = |s: &(u32, u32, u32)| !common.is_empty() && whole(s);
         // The children's lists in one buffer: count, then place; each list
         // stays in priority order.
         let mut at = vec![0usize; nchild + 1];
@@ -823,6 +826,31 @@ impl<A: Addr> Builder<'_, A> {
         );
     }
 
+    /// The maximal runs of children (of a cut of field `f` into `2^b`)
+    /// that rule `id`, the `i`th of the node, meets, into `runs`: from its
+    /// `clip_field` entry when it has one range, else from its set.
+    #[inline]
+    fn rule_runs(
+        &self,
+        i: usize,
+        id: u32,
+        region: &Region,
+        f: usize,
+        b: u8,
+        runs: &mut Vec<(usize, usize)>,
+    ) {
+        runs.clear();
+        let (lo, w) = region[f];
+        match self.clips.get(i) {
+            Some(&(a, z)) if a <= z => {
+                runs.push(((a >> (w - b)) as usize, (z >> (w - b)) as usize))
+            }
+            _ => {
+                self.rules[id as usize].fields[f].child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)))
+            }
+        }
+    }
+
     /// For a cut of field `f` into `2^b`: (largest child, total entries,
     /// rules touching every child), the first two without the third when
     /// those are pushed up.
@@ -831,21 +859,16 @@ impl<A: Addr> Builder<'_, A> {
         let mut diff = std::mem::take(&mut self.diff);
         diff.clear();
         diff.resize(nchild + 1, 0);
-        let (lo, w) = region[f];
         let push = self.cfg.push > 0 && nchild > 1;
         let mut common = 0usize;
-        let cw = w - b;
         let mut runs = std::mem::take(&mut self.runs);
-        for (&id, &(a, z)) in ids.iter().zip(&self.clips) {
-            runs.clear();
-            if a <= z {
-                runs.push(((a >> cw) as usize, (z >> cw) as usize));
-            } else {
-                self.rules[id as usize].fields[f]
-                    .child_runs(lo, w, b, |c0, c1| runs.push((c0, c1)));
-            }
-            // Runs are maximal: a rule meeting every child has one.
-            if push && runs.len() == 1 && runs[0] == (0, nchild - 1) {
+        for (i, &id) in ids.iter().enumerate() {
+            self.rule_runs(i, id, region, f, b, &mut runs);
+            if push
+                && runs
+                    .first()
+                    .is_some_and(|&(c0, c1)| every_child(c0, c1, nchild))
+            {
                 common += 1;
                 continue;
             }
