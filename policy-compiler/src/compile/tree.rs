@@ -113,15 +113,21 @@ struct Cold<A> {
 }
 
 /// Four leaf rules, field-major: per field the rules' lower bounds and
-/// their widths `hi − lo` with the sign bit flipped (SSE2 compares signed).
+/// their widths `hi − lo` with the sign bit flipped (SSE2 compares signed),
+/// as pairs `[lo, span]`. What every scanned block reads (priorities and
+/// the address fields, 80 bytes) comes first, so it spans two cache lines
+/// wherever the block starts; the rest is read only when an address matches.
 #[derive(Clone, Copy, Debug)]
+#[repr(C)]
 struct Block {
     /// The rules' priorities (`u32::MAX` in padding lanes).
     prio: [u32; 4],
+    /// Source, destination.
+    addr: [[i32x4; 2]; 2],
     /// The rules' `ext` indexes.
     ext: [u32; 4],
-    lo: [i32x4; NFIELDS],
-    span: [i32x4; NFIELDS],
+    /// Class, protocol, source port, destination port.
+    rest: [[i32x4; 2]; 4],
 }
 
 /// A node slot: the node and the best priority below it.
@@ -327,11 +333,12 @@ impl<A: Addr> CutTree<A> {
                         prio[j] = r.prio;
                         ext[j] = r.ext;
                     }
+                    let pair = |f: usize| [i32x4::new(lo[f]), i32x4::new(span[f])];
                     blocks.push(Block {
-                        lo: lo.map(i32x4::new),
-                        span: span.map(i32x4::new),
                         prio,
+                        addr: [pair(1), pair(2)],
                         ext,
+                        rest: [pair(0), pair(3), pair(4), pair(5)],
                     });
                 }
                 first
@@ -422,13 +429,17 @@ impl<A: Addr> CutTree<A> {
             if blk.prio[0] >= best {
                 return best;
             }
-            let out = |f: usize| ((kv.0[f] - blk.lo[f]) ^ bias).simd_gt(blk.span[f]);
+            let out = |k: i32x4, [lo, span]: [i32x4; 2]| ((k - lo) ^ bias).simd_gt(span);
             // The addresses first: they rule out most blocks on their own.
-            let bad = out(1) | out(2);
+            let bad = out(kv.0[1], blk.addr[0]) | out(kv.0[2], blk.addr[1]);
             if bad.to_bitmask() == 0xf {
                 continue;
             }
-            let bad = bad | out(0) | out(3) | out(4) | out(5);
+            let bad = bad
+                | out(kv.0[0], blk.rest[0])
+                | out(kv.0[3], blk.rest[1])
+                | out(kv.0[4], blk.rest[2])
+                | out(kv.0[5], blk.rest[3]);
             let mut m = !(bad.to_bitmask()) & 0xf;
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
