@@ -196,25 +196,25 @@ impl Default for Verdict {
 }
 
 /// Per-worker mutable state for lookups: the buffers of
-/// [`Classifier::classify_batch`], sized to one engine batch when made, so
-/// lookups never allocate.
+/// [`Classifier::classify_batch`], one engine batch each (fixed arrays, so
+/// lookups never allocate and filling them costs no capacity checks).
 #[derive(Clone, Debug)]
 pub struct Scratch {
-    keys: Vec<EKey<u32>>,
-    best: Vec<u32>,
-    idx: Vec<u16>,
-    ep: Vec<[u32; 2]>,
-    pend: Vec<(u32, u16)>,
+    keys: [EKey<u32>; BATCH],
+    best: [u32; BATCH],
+    idx: [u16; BATCH],
+    ep: [[u32; 2]; BATCH],
+    pend: [(u32, u16); BATCH],
 }
 
 impl Default for Scratch {
     fn default() -> Scratch {
         Scratch {
-            keys: Vec::with_capacity(BATCH),
-            best: Vec::with_capacity(BATCH),
-            idx: Vec::with_capacity(BATCH),
-            ep: Vec::with_capacity(BATCH),
-            pend: Vec::with_capacity(BATCH),
+            keys: [EKey::default(); BATCH],
+            best: [0; BATCH],
+            idx: [0; BATCH],
+            ep: [[0; 2]; BATCH],
+            pend: [(0, 0); BATCH],
         }
     }
 }
@@ -255,16 +255,20 @@ pub struct ClassifierStats {
     pub memory_bytes: usize,
 }
 
-/// Engine memory above which `classify_batch` walks the engines of a batch
-/// in lockstep: the tables no longer stay in cache, and overlapping the
-/// misses of 64 keys pays for the bookkeeping (measured on ClassBench: +25%
-/// at 100k rules, −10 to −30% at 1k–10k rules whose trees stay cached).
-pub const LOCKSTEP_BYTES: usize = 4 << 20;
+/// Fewest IPv4 keys of a batch that `classify_batch` walks in lockstep;
+/// smaller batches (the pipeline's new connections, often one or two per
+/// batch) take the one-at-a-time path, which has no batch set-up to pay.
+/// Lockstep overlaps the keys' dependent loads: with leaves scanned by
+/// walking lists of the keys still above a leaf, it beats one-at-a-time on
+/// every ClassBench set with a trace (1k and 10k) and the Calico sets, by
+/// 4–20% (same-run round robin, `classbench --lockstep false|true`).
+pub const LOCKSTEP_MIN: usize = 8;
 
 /// The compiled classifier.
 #[derive(Clone, Debug)]
 pub struct Classifier {
-    /// Lockstep batch lookups (chosen at compile time from the size).
+    /// Lockstep batch lookups (on unless turned off for tests or
+    /// comparisons).
     lockstep: bool,
     endpoints: Vec<String>,
     lpm4: Lpm<u32>,
@@ -281,23 +285,14 @@ impl Classifier {
         dirs: [CDir; 2],
         decisions: Vec<DecisionInfo>,
     ) -> Classifier {
-        let mut c = Classifier {
-            lockstep: false,
+        Classifier {
+            lockstep: true,
             endpoints,
             lpm4,
             lpm6,
             dirs,
             decisions,
-        };
-        let biggest = c
-            .dirs
-            .iter()
-            .flat_map(|d| d.segs.iter())
-            .map(|s| s.t4.memory())
-            .max()
-            .unwrap_or(0);
-        c.lockstep = biggest > LOCKSTEP_BYTES;
-        c
+        }
     }
 
     /// Allows everything: the classifier of a configuration without policy
@@ -337,13 +332,13 @@ impl Classifier {
 
     /// Classify a batch: `out[i]` is the verdict of `keys[i]` (the shorter
     /// of the two lengths is used); the answers are those of
-    /// [`Classifier::classify`]. For a classifier whose engines outgrow the
-    /// caches ([`LOCKSTEP_BYTES`], decided at compile time), IPv4 keys are
-    /// looked up [`BATCH`] at a time, each engine walked level by level
-    /// across the keys (see `CutTree::first_match_many`).
+    /// [`Classifier::classify`]. IPv4 keys are looked up [`BATCH`] at a
+    /// time (chunks of at least [`LOCKSTEP_MIN`]), each engine walked level
+    /// by level across the keys (see `CutTree::first_match_many`), so the
+    /// independent loads of different keys overlap.
     pub fn classify_batch(&self, keys: &[FlowKey], out: &mut [Verdict], scratch: &mut Scratch) {
         for (kc, oc) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            if self.lockstep && kc.iter().all(|k| !k.v6) {
+            if self.lockstep && kc.len() >= LOCKSTEP_MIN && kc.iter().all(|k| !k.v6) {
                 self.batch4(kc, oc, scratch);
             } else {
                 for (k, o) in kc.iter().zip(oc.iter_mut()) {
@@ -355,12 +350,12 @@ impl Classifier {
 
     fn batch4(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
         let n = kc.len().min(oc.len()).min(BATCH);
-        s.ep.clear();
-        for k in &kc[..n] {
-            s.ep.push([
+        let (kc, oc) = (&kc[..n], &mut oc[..n]);
+        for (e, k) in s.ep.iter_mut().zip(kc) {
+            *e = [
                 self.lpm4.lookup(k.src as u32),
                 self.lpm4.lookup(k.dst as u32),
-            ]);
+            ];
         }
         for d in 0..2 {
             let dir = &self.dirs[d];
@@ -369,8 +364,9 @@ impl Classifier {
             } else {
                 Decision::NO_MATCH_INGRESS
             };
-            s.pend.clear();
-            for (i, o) in oc[..n].iter_mut().enumerate() {
+            // Keys whose endpoint has segments, as (first segment, key).
+            let mut np = 0;
+            for (i, o) in oc.iter_mut().enumerate() {
                 let e = s.ep[i][d];
                 let v = if e == NONE {
                     DirVerdict::NO_ENDPOINT
@@ -380,43 +376,39 @@ impl Classifier {
                     if len == 0 {
                         DirVerdict::unmatched(e, no_match)
                     } else {
-                        s.pend.push((dir.seg_list[start as usize], i as u16));
+                        s.pend[np] = (dir.seg_list[start as usize], i as u16);
+                        np += 1;
                         continue;
                     }
                 };
                 set_dir(o, d, v);
             }
-            s.pend.sort_unstable();
+            let pend = &mut s.pend[..np];
+            if !pend.is_sorted() {
+                pend.sort_unstable();
+            }
             let mut j = 0;
-            while j < s.pend.len() {
-                let seg_id = s.pend[j].0;
-                let mut end = j;
-                s.keys.clear();
-                s.idx.clear();
-                s.best.clear();
-                while end < s.pend.len() && s.pend[end].0 == seg_id {
-                    let i = s.pend[end].1 as usize;
+            while j < np {
+                let seg_id = pend[j].0;
+                let mut m = 0;
+                while j < np && pend[j].0 == seg_id {
+                    let i = usize::from(pend[j].1);
                     let k = &kc[i];
                     let (sp, dp) = k.port_fields();
                     let class = dir.endpoint_class[s.ep[i][d] as usize];
-                    s.keys.push(EKey::new(
-                        class,
-                        k.src as u32,
-                        k.dst as u32,
-                        k.proto as u32,
-                        sp,
-                        dp,
-                    ));
-                    s.idx.push(i as u16);
-                    s.best.push(u32::MAX);
-                    end += 1;
+                    s.keys[m] =
+                        EKey::new(class, k.src as u32, k.dst as u32, k.proto as u32, sp, dp);
+                    s.idx[m] = i as u16;
+                    s.best[m] = u32::MAX;
+                    m += 1;
+                    j += 1;
                 }
                 let seg = &dir.segs[seg_id as usize];
-                seg.t4.first_match_many(&s.keys, &mut s.best);
-                for (m, &i) in s.idx.iter().enumerate() {
-                    let i = i as usize;
+                seg.t4.first_match_many(&s.keys[..m], &mut s.best[..m]);
+                for (q, &i) in s.idx[..m].iter().enumerate() {
+                    let i = usize::from(i);
                     let e = s.ep[i][d];
-                    let r = s.best[m];
+                    let r = s.best[q];
                     let v = if r != u32::MAX && !seg.pass[r as usize] {
                         DirVerdict {
                             allow: seg.allow[r as usize],
@@ -430,14 +422,13 @@ impl Classifier {
                             decided_by: Decision(seg.miss),
                         }
                     } else {
-                        self.eval_dir_from(dir, e, &s.keys[m], |x| &x.t4, no_match, 1)
+                        self.eval_dir_from(dir, e, &s.keys[q], |x| &x.t4, no_match, 1)
                     };
                     set_dir(&mut oc[i], d, v);
                 }
-                j = end;
             }
         }
-        for o in oc[..n].iter_mut() {
+        for o in oc.iter_mut() {
             o.allow = o.egress.allow & o.ingress.allow;
         }
     }

@@ -491,51 +491,60 @@ impl<A: Addr> CutTree<A> {
     /// it ends as the priority of the first match (`u32::MAX`: none).
     pub fn first_match_many(&self, keys: &[EKey<A>], best: &mut [u32]) {
         let n = keys.len().min(best.len()).min(BATCH);
+        let (keys, best) = (&keys[..n], &mut best[..n]);
         let mut cur = [Node::default(); BATCH];
-        let kvs: [KeyVec; BATCH] = std::array::from_fn(|i| match keys.get(i) {
-            Some(k) if i < n => KeyVec::of(k),
-            _ => KeyVec::ZERO,
-        });
+        // `open`: the keys this tree can still improve; `walk`: those of
+        // them still above a leaf. A level only visits the walking keys.
+        let mut open = [0u8; BATCH];
+        let mut walk = [0u8; BATCH];
         for t in &self.trees {
-            let mut any = false;
-            for i in 0..n {
-                cur[i] = t.root;
-                any |= best[i] > t.min_prio;
+            let mut no = 0;
+            for (i, &b) in best.iter().enumerate() {
+                open[no] = i as u8;
+                no += usize::from(b > t.min_prio);
             }
-            if !any {
+            if no == 0 {
                 continue;
             }
-            if t.root.has_push() {
-                for i in 0..n {
-                    best[i] = self.scan(t.root_push, &keys[i], &kvs[i], best[i]);
+            let open = &open[..no];
+            for &i in open {
+                let i = usize::from(i);
+                if t.root.has_push() {
+                    best[i] = self.scan(t.root_push, &keys[i], &KeyVec::of(&keys[i]), best[i]);
                 }
+                cur[i] = t.root;
             }
-            loop {
-                let mut active = false;
-                for i in 0..n {
-                    let c = cur[i];
-                    if !c.is_leaf() {
-                        let s = Self::slot(c, &keys[i]);
-                        let slot = self.slots[s];
-                        cur[i] = if slot.min >= best[i] {
-                            Node::leaf(0, 0)
-                        } else {
-                            let x = slot.node;
-                            if x.has_push() {
-                                best[i] = self.scan(self.push[s], &keys[i], &kvs[i], best[i]);
-                            }
-                            x
-                        };
-                        active = true;
-                    }
-                }
-                if !active {
-                    break;
-                }
+            let mut nw = 0;
+            if !t.root.is_leaf() {
+                walk[..no].copy_from_slice(open);
+                nw = no;
             }
-            for i in 0..n {
+            while nw != 0 {
+                let mut j = 0;
+                for x in 0..nw {
+                    let i = usize::from(walk[x]);
+                    let s = Self::slot(cur[i], &keys[i]);
+                    let slot = self.slots[s];
+                    let next = if slot.min >= best[i] {
+                        Node::leaf(0, 0)
+                    } else {
+                        let x = slot.node;
+                        if x.has_push() {
+                            best[i] =
+                                self.scan(self.push[s], &keys[i], &KeyVec::of(&keys[i]), best[i]);
+                        }
+                        x
+                    };
+                    cur[i] = next;
+                    walk[j] = i as u8;
+                    j += usize::from(!next.is_leaf());
+                }
+                nw = j;
+            }
+            for &i in open {
+                let i = usize::from(i);
                 if best[i] > t.min_prio {
-                    best[i] = self.scan(cur[i], &keys[i], &kvs[i], best[i]);
+                    best[i] = self.scan(cur[i], &keys[i], &KeyVec::of(&keys[i]), best[i]);
                 }
             }
         }
