@@ -107,33 +107,36 @@
 //! only paid off above 4 MB of tables).
 //!
 //! Last run (`classbench --sets <every 10k set with a trace> --gen100k
-//! acl1,fw1,ipc1 --calico 10000`, at 4a1c258; sluice and each
+//! acl1,fw1,ipc1 --calico 10000`, at 562dcf8; sluice and each
 //! `dpdk-test-acl --alg` alternate over three rounds, best of each side;
 //! every answer equal to `firstmatch/` and to rte_acl's):
 //!
 //! | set | rules | compile | memory | sluice | rte_acl best | ratio |
 //! |---|---|---|---|---|---|---|
-//! | acl2_10k | 9366 | 18 ms | 0.8 MB | 12.7 Mpps | 9.1 (avx2) | 1.40 |
-//! | acl3_10k | 9146 | 37 ms | 2.4 MB | 8.6 Mpps | 9.4 (sse) | 0.92 |
-//! | acl4_10k | 9020 | 75 ms | 3.2 MB | 7.6 Mpps | 7.7 (avx2) | 0.99 |
-//! | acl5_10k | 4834 | 12 ms | 0.7 MB | 11.2 Mpps | 24.8 (sse) | 0.45 |
-//! | fw1_10k | 9416 | 18 ms | 1.1 MB | 11.1 Mpps | 3.2 (avx2) | 3.49 |
-//! | fw2_10k | 9645 | 18 ms | 2.4 MB | 10.2 Mpps | 8.1 (avx2) | 1.25 |
-//! | fw3_10k | 9020 | 30 ms | 2.5 MB | 9.3 Mpps | 3.6 (avx2) | 2.57 |
-//! | fw4_10k | 8847 | 40 ms | 3.5 MB | 10.8 Mpps | 5.5 (avx2) | 1.96 |
-//! | ipc1_10k | 8739 | 18 ms | 1.2 MB | 9.3 Mpps | 10.6 (avx2) | 0.88 |
-//! | acl1_100k (generated) | 100000 | 280 ms | 9.5 MB | 7.9 Mpps | 28.3 (avx2) | 0.28 |
-//! | fw1_100k (generated) | 100000 | 314 ms | 18.4 MB | 5.4 Mpps | 4.3 (avx2) | 1.25 |
-//! | ipc1_100k (generated) | 100000 | 254 ms | 8.3 MB | 7.7 Mpps | 3.2 (avx2) | 2.36 |
-//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 88 ms | 2.7 MB | 7.1 Mpps | — | — |
+//! | acl2_10k | 9366 | 26 ms | 0.8 MB | 14.4 Mpps | 7.2 (sse) | 2.00 |
+//! | acl3_10k | 9146 | 34 ms | 2.4 MB | 10.9 Mpps | 9.2 (sse) | 1.19 |
+//! | acl4_10k | 9020 | 84 ms | 3.2 MB | 6.3 Mpps | 5.3 (sse) | 1.19 |
+//! | acl5_10k | 4834 | 18 ms | 0.7 MB | 16.0 Mpps | 27.9 (sse) | 0.57 |
+//! | fw1_10k | 9416 | 10 ms | 1.1 MB | 15.2 Mpps | 6.4 (sse) | 2.38 |
+//! | fw2_10k | 9645 | 25 ms | 2.4 MB | 19.5 Mpps | 12.7 (sse) | 1.54 |
+//! | fw3_10k | 9020 | 18 ms | 2.5 MB | 13.8 Mpps | 4.3 (avx2) | 3.23 |
+//! | fw4_10k | 8847 | 42 ms | 3.5 MB | 11.9 Mpps | 5.2 (sse) | 2.29 |
+//! | ipc1_10k | 8739 | 35 ms | 1.2 MB | 9.3 Mpps | 7.9 (sse) | 1.17 |
+//! | acl1_100k (generated) | 100000 | 456 ms | 9.5 MB | 7.3 Mpps | 19.5 (avx2) | 0.38 |
+//! | fw1_100k (generated) | 100000 | 341 ms | 18.4 MB | 3.9 Mpps | 2.4 (sse) | 1.61 |
+//! | ipc1_100k (generated) | 100000 | 244 ms | 8.3 MB | 7.2 Mpps | 2.5 (avx2) | 2.88 |
+//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 165 ms | 2.7 MB | 5.5 Mpps | — | — |
 //!
-//! The ratios move between runs more than the table suggests: over seven
-//! runs this session ipc1_10k was 0.88–1.11 and acl4_10k 0.80–1.20
-//! (rte_acl's own figure for a set varies by up to 2× between runs here).
+//! The ratios move between runs more than the table suggests (rte_acl's own
+//! figure for a set varies by up to 2× between runs here): ipc1_10k, the
+//! closest of the sets that beat rte_acl, was 1.31–1.73 over five more
+//! runs at the same commit, and the Calico 10k recompile 116–131 ms over
+//! three. Before lockstep became the default (at 4a1c258) ipc1_10k was
+//! 0.88–1.11 and acl4_10k 0.80–1.20.
 //!
 //! What limits it: sets whose rules are mostly narrow in both addresses
-//! with dense, overlapping port ranges (acl5, ipc1, the generated acl1
-//! 100k) keep three trees of depth 3–6 plus a leaf scan per lookup — about
+//! with dense, overlapping port ranges (acl5 and the generated acl1 100k,
+//! still below rte_acl; ipc1, above it only since lockstep) keep three trees of depth 3–6 plus a leaf scan per lookup — about
 //! twice rte_acl's memory touches, whose byte-trie walks one node per key
 //! byte with no leaf scan; sets with wide address fields (all fw) are where
 //! rte_acl's tries grow and the partitioned trees win. The machine is a
