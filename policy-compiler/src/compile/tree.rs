@@ -528,12 +528,11 @@ impl<A: Addr> CutTree<A> {
                     let next = if slot.min >= best[i] {
                         Node::leaf(0, 0)
                     } else {
-                        let x = slot.node;
-                        if x.has_push() {
+                        if slot.node.has_push() {
                             best[i] =
                                 self.scan(self.push[s], &keys[i], &KeyVec::of(&keys[i]), best[i]);
                         }
-                        x
+                        slot.node
                     };
                     cur[i] = next;
                     walk[j] = i as u8;
