@@ -258,8 +258,9 @@ pub struct ClassifierStats {
 /// Fewest IPv4 keys of a batch that `classify_batch` walks in lockstep;
 /// smaller batches (the pipeline's new connections, often one or two per
 /// batch) take the one-at-a-time path, which has no batch set-up to pay.
-/// Lockstep overlaps the keys' dependent loads: with leaves scanned by
-/// walking lists of the keys still above a leaf, it beats one-at-a-time on
+/// (8 is a choice, not a measured crossover.) Lockstep overlaps the keys'
+/// dependent loads; with each level visiting only the keys still above a
+/// leaf, it beats one-at-a-time on
 /// every ClassBench set with a trace (1k and 10k) and the Calico sets, by
 /// 4–20% (same-run round robin, `classbench --lockstep false|true`).
 pub const LOCKSTEP_MIN: usize = 8;
