@@ -4,7 +4,7 @@
 //! conntrack entry, so a backend change never moves an established
 //! connection.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use crate::control::config::{Affinity, Cidr, Config};
 use crate::wire::{self, Family};
