@@ -58,6 +58,42 @@ const REJECTED: &[(&str, &str)] = &[
     ("unsupported-linktype-dbus.pcap", "DBUS (231)"),
 ];
 
+/// Pipeline time is kept per loop, summed over workers: the loops add up
+/// to the whole, every loop has its share, and a loop's ns/packet counts
+/// that loop's frames only.
+#[test]
+fn pipeline_time_by_loop() {
+    let cfg = Config::load(&fixtures().join("sluice.yaml")).unwrap();
+    let tables = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let inputs: Vec<Input> = all_captures()
+        .into_iter()
+        .filter(|p| p.parent().unwrap().ends_with("malformed"))
+        .map(|path| Input { port: None, path })
+        .collect();
+    let s = replay::run(
+        &cfg,
+        tables,
+        &ReplayOptions {
+            inputs,
+            workers: 2,
+            loops: 3,
+            ..ReplayOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.busy_seconds_by_loop.len(), 3);
+    assert!(s.busy_seconds_by_loop.iter().all(|&b| b > 0.0));
+    let sum: f64 = s.busy_seconds_by_loop.iter().sum();
+    assert!((sum - s.busy_seconds).abs() <= 1e-9 * s.busy_seconds.max(1.0));
+    assert_eq!(s.packets, 3 * s.frames_read);
+    let all = s.pipeline_ns_per_packet_of(0, 3);
+    assert!((all - s.pipeline_ns_per_packet()).abs() <= 1e-6 * all);
+    let first = s.pipeline_ns_per_packet_of(0, 1);
+    let later = s.pipeline_ns_per_packet_of(1, 3);
+    assert!(((first + 2.0 * later) / 3.0 - all).abs() <= 1e-6 * all);
+    assert_eq!(s.pipeline_ns_per_packet_of(3, 3), 0.0);
+}
+
 /// Files in `malformed/` whose frames are not malformed at the layers sluice
 /// parses, and why.
 const MALFORMED_BUT_NOT_FOR_US: &[&str] = &[

@@ -80,9 +80,11 @@ fn main() -> anyhow::Result<()> {
             build.as_secs_f64() * 1e3
         );
         println!(
-            "  pipeline {:.1} ns/packet ({:.2} Mpps), wall {:.1} ns/packet; p50 {} p99 {} ns; forward {} drop {} (policy {}, invalid {}) kernel {}",
+            "  pipeline {:.1} ns/packet ({:.2} Mpps; first loop {:.1}, later loops {:.1}), wall {:.1} ns/packet; p50 {} p99 {} ns; forward {} drop {} (policy {}, invalid {}) kernel {}",
             s.pipeline_ns_per_packet(),
             1e3 / s.pipeline_ns_per_packet(),
+            s.pipeline_ns_per_packet_of(0, 1),
+            s.pipeline_ns_per_packet_of(1, s.busy_seconds_by_loop.len()),
             s.ns_per_packet(),
             s.latency.p50,
             s.latency.p99,

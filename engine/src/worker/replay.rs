@@ -140,6 +140,9 @@ pub struct ReplaySummary {
     /// Time spent inside the pipeline, summed over workers (excludes
     /// batching, frame restore and recording).
     pub busy_seconds: f64,
+    /// `busy_seconds` by loop (each loop replays every input frame once):
+    /// the first loop opens the connections, later ones find them.
+    pub busy_seconds_by_loop: Vec<f64>,
     pub workers: usize,
     pub counters: Counters,
     pub latency: Latency,
@@ -176,6 +179,21 @@ impl ReplaySummary {
     pub fn pipeline_ns_per_packet(&self) -> f64 {
         if self.packets > 0 {
             self.busy_seconds * 1e9 / self.packets as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// [`ReplaySummary::pipeline_ns_per_packet`] over loops `from..to` only
+    /// (every loop replays the `frames_read` input frames): `(0, 1)` is the
+    /// loop that opens the connections, `(1, loops)` the ones that find them.
+    pub fn pipeline_ns_per_packet_of(&self, from: usize, to: usize) -> f64 {
+        let by = &self.busy_seconds_by_loop;
+        let (from, to) = (from.min(by.len()), to.min(by.len()));
+        let busy: f64 = by[from..to.max(from)].iter().sum();
+        let packets = self.frames_read as f64 * to.saturating_sub(from) as f64;
+        if packets > 0.0 {
+            busy * 1e9 / packets
         } else {
             0.0
         }
@@ -277,8 +295,8 @@ struct Share {
 /// What a worker brings back.
 struct WorkerOut {
     counters: Counters,
-    /// Nanoseconds spent inside `Pipeline::process`.
-    busy_ns: u64,
+    /// Nanoseconds spent inside `Pipeline::process`, by loop.
+    busy_ns: Vec<u64>,
     hist: Histogram<u64>,
     /// (input index, action, offset and length of the output bytes in `out`).
     records: Vec<(u32, Action, usize, u32)>,
@@ -488,10 +506,12 @@ pub fn run(
         Vec::new()
     };
     let mut outs = Vec::with_capacity(nw);
-    let mut busy_ns = 0u64;
+    let mut busy_ns = vec![0u64; opts.loops as usize];
     for r in results {
         let out = r.map_err(ReplayError::Worker)?;
-        busy_ns += out.busy_ns;
+        for (b, w) in busy_ns.iter_mut().zip(&out.busy_ns) {
+            *b += w;
+        }
         counters.add(&out.counters);
         hist.add(&out.hist)
             .map_err(|e| ReplayError::Worker(e.to_string()))?;
@@ -515,7 +535,8 @@ pub fn run(
         packets: counters.packets,
         frames_read: total as u64,
         seconds,
-        busy_seconds: busy_ns as f64 / 1e9,
+        busy_seconds: busy_ns.iter().sum::<u64>() as f64 / 1e9,
+        busy_seconds_by_loop: busy_ns.iter().map(|&b| b as f64 / 1e9).collect(),
         workers: nw,
         latency: Latency {
             p50: q(0.5),
@@ -591,7 +612,7 @@ fn run_worker(
     let mut records = Vec::new();
     let mut out = Vec::new();
     let mut last_now = 0u64;
-    let mut busy_ns = 0u64;
+    let mut busy_ns = vec![0u64; opts.loops as usize];
     for lp in 0..opts.loops {
         if lp > 0 && opts.fresh_state {
             // Every worker finishes the loop, one empties the table, all go on.
@@ -631,7 +652,9 @@ fn run_worker(
             let t = Instant::now();
             pipeline.process(now, &mut batch);
             let dt = t.elapsed().as_nanos() as u64;
-            busy_ns += dt;
+            if let Some(b) = busy_ns.get_mut(lp as usize) {
+                *b += dt;
+            }
             let n = batch.len() as u64;
             let _ = hist.record_n((dt / n.max(1)).max(1), n);
             for (slot, f) in batch.slots_mut().iter_mut().zip(&frames[start..end]) {
