@@ -293,18 +293,24 @@ pub fn aux_decision(aux: u64) -> u32 {
     (aux >> 32) as u32
 }
 
-// Entry words.
+// Entry words. The first cache line (words 0..8) holds everything a packet
+// in the original direction of an untranslated connection reads: sequence,
+// state, last seen and the original key; such a lookup touches one line.
 const W_SEQ: usize = 0;
-const W_STATE: usize = 1; // live(1) | gen(23) | state(8) | flags(8) | service(16) ... see below
+const W_STATE: usize = 1; // see "State word layout"
 const W_SEEN: usize = 2;
-const W_CREATED: usize = 3;
-const W_ORIG: usize = 4; // 4..9: src lo, src hi, dst lo, dst hi, meta
-const W_REPLY: usize = 9; // 9..14
-const W_AUX: usize = 14; // service (u16) | owner (u8) | policy decision (u32)
+const W_ORIG: usize = 3; // 3..8: src lo, src hi, dst lo, dst hi, meta
+const W_REPLY: usize = 8; // 8..13, the second line
+const W_AUX: usize = 13; // service (u16) | owner (u8) | policy decision (u32)
+const W_CREATED: usize = 14;
 const WORDS: usize = 16; // word 15 spare
 
-// State word layout.
+// State word layout: state (bits 0..8), flags (8..16), PLAIN (32), LIVE
+// (63). Only state and flags change after insertion.
 const LIVE: u64 = 1 << 63;
+/// The reply key is the original key reversed: nothing is translated in
+/// either direction, so a lookup needs only its own key.
+const PLAIN: u64 = 1 << 32;
 #[inline]
 fn st_state(w: u64) -> State {
     State::from_u8(w as u8)
@@ -569,6 +575,17 @@ fn slot_tag(h: u64) -> u64 {
     (h >> 32) | 1
 }
 
+/// The entry and direction a slot value names.
+#[inline]
+fn slot_entry(v: u64) -> (EntryId, Dir) {
+    let dir = if v & (1 << 31) != 0 {
+        Dir::Reply
+    } else {
+        Dir::Original
+    };
+    ((v & 0x7fff_ffff) as EntryId, dir)
+}
+
 #[inline]
 fn slot_make(tag: u64, dir: Dir, id: EntryId) -> u64 {
     tag << 32 | u64::from(dir == Dir::Reply) << 31 | u64::from(id)
@@ -718,12 +735,7 @@ impl Conntrack {
                 if v >> 32 != tag {
                     continue;
                 }
-                let id = (v & 0x7fff_ffff) as EntryId;
-                let dir = if v & (1 << 31) != 0 {
-                    Dir::Reply
-                } else {
-                    Dir::Original
-                };
+                let (id, dir) = slot_entry(v);
                 let Some(hit) = self.read_keyed(id, dir, &key) else {
                     continue;
                 };
@@ -812,7 +824,8 @@ impl Conntrack {
         for slot in self.index.get(bs.0 as usize).into_iter().flat_map(|b| &b.0) {
             let v = slot.load(Relaxed);
             if v >> 32 == tag {
-                self.warm((v & 0x7fff_ffff) as EntryId);
+                let (id, dir) = slot_entry(v);
+                self.warm(id, dir);
                 return v;
             }
         }
@@ -835,12 +848,7 @@ impl Conntrack {
     #[inline]
     pub fn find(&self, t: &Tuple, h: u64, cand: u64, now: u64, to: &Timeouts) -> Option<Found> {
         if cand >> 32 == slot_tag(h) {
-            let id = (cand & 0x7fff_ffff) as EntryId;
-            let dir = if cand & (1 << 31) != 0 {
-                Dir::Reply
-            } else {
-                Dir::Original
-            };
+            let (id, dir) = slot_entry(cand);
             if let Some(f) = self.read_found(id, dir, &t.words(), now, to) {
                 return Some(f);
             }
@@ -869,8 +877,10 @@ impl Conntrack {
         if !same_words(mine, key) {
             return None;
         }
-        let o = load_words(other);
         let st = e.w[W_STATE].load(Relaxed);
+        // An untranslated connection's other key is not read (for the
+        // original direction it is on the line the lookup does not need).
+        let o = (st & PLAIN == 0).then(|| load_words(other));
         let seen = e.w[W_SEEN].load(Relaxed);
         fence(Acquire);
         if e.w[W_SEQ].load(Relaxed) != s1 || st & LIVE == 0 {
@@ -880,15 +890,29 @@ impl Conntrack {
         if now.saturating_sub(seen) > to.of(state) {
             return None;
         }
-        Some(Found::of_words(id, dir, state, key, &o))
+        Some(match o {
+            Some(o) => Found::of_words(id, dir, state, key, &o),
+            None => Found {
+                id,
+                dir,
+                state,
+                new_dst: None,
+                new_src: None,
+            },
+        })
     }
 
-    /// Loads both cache lines of entry `id` (a safe prefetch).
+    /// Starts loading what a lookup of entry `id` from direction `dir`
+    /// reads (a safe prefetch): the first cache line, and for a reply the
+    /// second, which holds the reply key. An original-direction packet of
+    /// a translated connection also reads the second line, unprefetched.
     #[inline]
-    pub fn warm(&self, id: EntryId) {
+    pub fn warm(&self, id: EntryId, dir: Dir) {
         if let Some(e) = self.entries.get(id as usize) {
             crate::io::sys::prefetch(&e.w[0]);
-            crate::io::sys::prefetch(&e.w[WORDS / 2]);
+            if dir == Dir::Reply {
+                crate::io::sys::prefetch(&e.w[W_REPLY]);
+            }
         }
     }
 
@@ -1092,7 +1116,8 @@ impl Conntrack {
         e.w[W_AUX].store(aux, Relaxed);
         e.w[W_CREATED].store(now, Relaxed);
         e.w[W_SEEN].store(now, Relaxed);
-        e.w[W_STATE].store(st_make(state, flags), Relaxed);
+        let plain = if *reply == orig.reverse() { PLAIN } else { 0 };
+        e.w[W_STATE].store(st_make(state, flags) | plain, Relaxed);
         e.w[W_SEQ].store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
         let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
         let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
@@ -1441,7 +1466,13 @@ mod tests {
             proto: 17,
             ..t(3, 4, 53, 53)
         };
+        // Translated without a flag saying so: whether a lookup may skip
+        // the other key is decided from the keys, not from the flags.
+        let odd_o = t(50, 60, 1, 2);
+        let odd_r = t(61, 50, 2, 1);
         ct.insert(&plain, &plain.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        ct.insert(&odd_o, &odd_r, State::Established, 0, 0, 0, &to)
             .unwrap();
         ct.insert(&dnat_o, &dnat_r, State::SynSent, flags::DNAT, 0, 0, &to)
             .unwrap();
@@ -1459,6 +1490,8 @@ mod tests {
             snat_r,
             udp,
             udp.reverse(),
+            odd_o,
+            odd_r,
             t(5, 6, 7, 8),
         ];
         for now in [1, 20] {
@@ -1479,7 +1512,7 @@ mod tests {
             }
         }
         // At 20 the UDP entry had expired: gone, the TCP ones stay.
-        assert_eq!(ct.len(), 3);
+        assert_eq!(ct.len(), 4);
     }
 
     #[test]
