@@ -274,10 +274,12 @@ pub(crate) enum Track {
     /// Not tracked (non-tracked ICMP, ICMP errors about unknown flows).
     #[default]
     Untracked,
-    /// Key computed, lookup pending.
+    /// Key computed, not looked up yet.
     Lookup,
-    /// An ICMP error whose quoted packet is being looked up.
-    RelatedCandidate,
+    /// Left for the in-order part of the track stage: a packet that matched
+    /// no connection (or reopens one), or an ICMP error whose quoted packet
+    /// is still to be looked up.
+    Pending,
     /// Cannot start a connection (TCP without SYN and no pickup, ICMP reply).
     Invalid,
     /// A new connection in this state, not yet committed.
@@ -301,11 +303,11 @@ pub(crate) struct Meta {
     pub done: bool,
     pub parsed: Parsed,
     /// Track stage: conntrack key (for a related ICMP error, the quoted
-    /// packet's reversed), its hash, the state, the translation to apply,
+    /// packet's reversed; see [`conntrack::Key`]), its hash, the state, the translation to apply,
     /// the quoted packet, and the service a new connection is DNATed to
     /// (index + 1, 0 = none).
     pub track: Track,
-    pub tuple: conntrack::Tuple,
+    pub key: conntrack::Key,
     pub hash: u64,
     /// The key's first index bucket and the slot that probably holds it
     /// ([`Conntrack::candidate`]).
@@ -428,6 +430,7 @@ impl Pipeline {
         let t = &*self.tables;
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
+        stages::track::prepare(t, ct, now, slots, meta);
         // Usually one round; more when a frame must wait for a connection an
         // earlier frame of the batch opens (see `stages::track::run`).
         let mut start = 0;

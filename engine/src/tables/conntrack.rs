@@ -44,6 +44,12 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::wire::Family;
 
+/// A tuple as the five words an entry stores it in ([`Tuple::words`]):
+/// source low and high, destination low and high, then ports, protocol,
+/// family and zone. The per-packet path builds, hashes and compares keys in
+/// this form.
+pub type Key = [u64; 5];
+
 /// A flow as seen on the wire in one direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Tuple {
@@ -73,7 +79,7 @@ impl Tuple {
 
     /// The tuple as the five words entries store.
     #[inline]
-    pub fn words(&self) -> [u64; 5] {
+    pub fn words(&self) -> Key {
         [
             self.src as u64,
             (self.src >> 64) as u64,
@@ -85,16 +91,12 @@ impl Tuple {
 
     #[inline]
     fn meta_word(&self) -> u64 {
-        u64::from(self.sport)
-            | u64::from(self.dport) << 16
-            | u64::from(self.proto) << 32
-            | u64::from(self.family == Family::V6) << 40
-            | u64::from(self.zone) << 48
+        meta_word(self.sport, self.dport, self.proto, self.family, self.zone)
     }
 
     /// The inverse of [`Tuple::words`].
     #[inline]
-    fn from_words(w: [u64; 5]) -> Tuple {
+    pub fn from_words(w: Key) -> Tuple {
         let meta = w[4];
         Tuple {
             src: u128::from(w[0]) | u128::from(w[1]) << 64,
@@ -111,32 +113,43 @@ impl Tuple {
         }
     }
 
-    /// A keyed hash of the tuple (not direction-symmetric): each word
-    /// multiplied by its own odd constant, summed, then one finalising mix.
+    /// A keyed hash of the tuple (not direction-symmetric): [`hash_key`]
+    /// of its words.
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
-        let w = [
-            self.src as u64,
-            (self.src >> 64) as u64,
-            self.dst as u64,
-            (self.dst >> 64) as u64,
-            self.meta_word(),
-        ];
-        let k = [
-            0x9e37_79b9_7f4a_7c15u64,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-            0x27d4_eb2f_1656_67c5,
-            0x94d0_49bb_1331_11eb,
-        ];
-        let mut h = seed;
-        for i in 0..5 {
-            h = h.wrapping_add((w[i] ^ seed.rotate_left(i as u32 * 11)).wrapping_mul(k[i]));
-        }
-        h ^= h >> 32;
-        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 29)
+        hash_key(&self.words(), seed)
     }
+}
+
+/// The last word of a [`Key`]: ports (or the ICMP query identifier in
+/// both), protocol, family and zone.
+#[inline]
+pub fn meta_word(sport: u16, dport: u16, proto: u8, family: Family, zone: u16) -> u64 {
+    u64::from(sport)
+        | u64::from(dport) << 16
+        | u64::from(proto) << 32
+        | u64::from(family == Family::V6) << 40
+        | u64::from(zone) << 48
+}
+
+/// A keyed hash of a key (not direction-symmetric): each word multiplied
+/// by its own odd constant, summed, then one finalising mix.
+#[inline]
+pub fn hash_key(w: &Key, seed: u64) -> u64 {
+    let k = [
+        0x9e37_79b9_7f4a_7c15u64,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x27d4_eb2f_1656_67c5,
+        0x94d0_49bb_1331_11eb,
+    ];
+    let mut h = seed;
+    for i in 0..5 {
+        h = h.wrapping_add((w[i] ^ seed.rotate_left(i as u32 * 11)).wrapping_mul(k[i]));
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^ (h >> 29)
 }
 
 /// Which way a packet goes relative to the connection's first packet.
@@ -234,7 +247,26 @@ impl Default for Timeouts {
     }
 }
 
+/// [`Timeouts`] as an array indexed by the state byte of an entry, built
+/// once per batch so the per-packet expiry check is one load.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeoutTable([u64; 16]);
+
+impl TimeoutTable {
+    /// The timeout of an entry whose state word is `st`.
+    #[inline]
+    fn of_word(&self, st: u64) -> u64 {
+        self.0[(st & 15) as usize]
+    }
+}
+
 impl Timeouts {
+    /// The timeouts as a table (see [`TimeoutTable`]).
+    pub fn table(&self) -> TimeoutTable {
+        // Bytes that are no state read as Datagram, as `State::from_u8`.
+        TimeoutTable(std::array::from_fn(|i| self.of(State::from_u8(i as u8))))
+    }
+
     /// Timeout of an entry in `state`. A reset connection lingers 10 s (or
     /// `tcp_closing` if shorter), as Linux's CLOSE state does.
     #[inline]
@@ -293,17 +325,11 @@ pub fn aux_decision(aux: u64) -> u32 {
     (aux >> 32) as u32
 }
 
-// Entry words. The first cache line (words 0..8) holds everything a packet
-// in the original direction of an untranslated connection reads: sequence,
-// state, last seen and the original key; such a lookup touches one line.
-const W_SEQ: usize = 0;
-const W_STATE: usize = 1; // see "State word layout"
-const W_SEEN: usize = 2;
-const W_ORIG: usize = 3; // 3..8: src lo, src hi, dst lo, dst hi, meta
-const W_REPLY: usize = 8; // 8..13, the second line
-const W_AUX: usize = 13; // service (u16) | owner (u8) | policy decision (u32)
-const W_CREATED: usize = 14;
-const WORDS: usize = 16; // word 15 spare
+// Entry layout. The first cache line holds everything a packet in the
+// original direction of an untranslated connection reads: sequence, state,
+// last seen and the original key; such a lookup touches one line. The
+// reply key, the pipeline's aux word and the creation time are on the
+// second.
 
 // State word layout: state (bits 0..8), flags (8..16), PLAIN (32), LIVE
 // (63). Only state and flags change after insertion.
@@ -326,24 +352,42 @@ fn st_make(state: State, flags: u8) -> u64 {
 
 /// 128 bytes on a 128-byte boundary: exactly two cache lines (an
 /// unaligned entry would straddle three, and a lookup would miss on each).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[repr(C, align(128))]
 struct Entry {
-    w: [AtomicU64; WORDS],
+    /// Sequence lock over the fields fixed at creation (odd: being written).
+    seq: AtomicU64,
+    /// See "State word layout".
+    state: AtomicU64,
+    /// Last seen (ns).
+    seen: AtomicU64,
+    /// The original direction's key ([`Tuple::words`]).
+    orig: [AtomicU64; 5],
+    /// The reply direction's key.
+    reply: [AtomicU64; 5],
+    /// Service (u16) | owner (u8) | policy decision (u32).
+    aux: AtomicU64,
+    created: AtomicU64,
+    spare: AtomicU64,
 }
+
+impl Entry {
+    /// Every word (to clear the entry).
+    fn words(&self) -> impl Iterator<Item = &AtomicU64> {
+        [&self.seq, &self.state, &self.seen]
+            .into_iter()
+            .chain(&self.orig)
+            .chain(&self.reply)
+            .chain([&self.aux, &self.created, &self.spare])
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 128);
 
 /// One index bucket: [`SLOTS`] slots in exactly one cache line.
 #[derive(Debug, Default)]
 #[repr(C, align(64))]
 struct Bucket([AtomicU64; SLOTS]);
-
-impl Default for Entry {
-    fn default() -> Self {
-        Entry {
-            w: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
 
 /// A consistent copy of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,14 +408,12 @@ pub struct Snapshot {
 /// tuple and the other one (constant offsets, so no index is checked at run
 /// time).
 #[inline(always)]
-fn dir_words(e: &Entry, dir: Dir) -> Option<(&[AtomicU64; 5], &[AtomicU64; 5])> {
-    let orig: &[AtomicU64; 5] = e.w[W_ORIG..W_ORIG + 5].try_into().ok()?;
-    let reply: &[AtomicU64; 5] = e.w[W_REPLY..W_REPLY + 5].try_into().ok()?;
-    Some(if dir == Dir::Original {
-        (orig, reply)
+fn dir_words(e: &Entry, dir: Dir) -> (&[AtomicU64; 5], &[AtomicU64; 5]) {
+    if dir == Dir::Original {
+        (&e.orig, &e.reply)
     } else {
-        (reply, orig)
-    })
+        (&e.reply, &e.orig)
+    }
 }
 
 /// Whether five tuple words equal `key` (one branch, not five).
@@ -455,23 +497,25 @@ impl Found {
             new_src: ((o.dst, o.dport) != (k.src, k.sport)).then_some((o.dst, o.dport)),
         }
     }
+}
 
-    /// [`Found::of_hit`] on entry words: `k` the packet's key, `o` the
-    /// other direction's.
-    #[inline]
-    fn of_words(id: EntryId, dir: Dir, state: State, k: &[u64; 5], o: &[u64; 5]) -> Found {
-        let (ksport, kdport) = (k[4] as u16, (k[4] >> 16) as u16);
-        let (osport, odport) = (o[4] as u16, (o[4] >> 16) as u16);
-        let dst_same = (o[0] ^ k[2]) | (o[1] ^ k[3]) == 0 && osport == kdport;
-        let src_same = (o[2] ^ k[0]) | (o[3] ^ k[1]) == 0 && odport == ksport;
-        let join = |lo: u64, hi: u64| u128::from(lo) | u128::from(hi) << 64;
-        Found {
-            id,
-            dir,
-            state,
-            new_dst: (!dst_same).then(|| (join(o[0], o[1]), osport)),
-            new_src: (!src_same).then(|| (join(o[2], o[3]), odport)),
-        }
+/// [`Found::of_hit`]'s translation on entry words, `k` the packet's key and
+/// `o` the other direction's: each side that changes is written.
+#[inline]
+fn translation(
+    k: &Key,
+    o: &Key,
+    new_dst: &mut Option<(u128, u16)>,
+    new_src: &mut Option<(u128, u16)>,
+) {
+    let (ksport, kdport) = (k[4] as u16, (k[4] >> 16) as u16);
+    let (osport, odport) = (o[4] as u16, (o[4] >> 16) as u16);
+    let join = |lo: u64, hi: u64| u128::from(lo) | u128::from(hi) << 64;
+    if (o[0] ^ k[2]) | (o[1] ^ k[3]) != 0 || osport != kdport {
+        *new_dst = Some((join(o[0], o[1]), osport));
+    }
+    if (o[2] ^ k[0]) | (o[3] ^ k[1]) != 0 || odport != ksport {
+        *new_src = Some((join(o[2], o[3]), odport));
     }
 }
 
@@ -668,6 +712,13 @@ impl Conntrack {
         t.hash(self.seed)
     }
 
+    /// Hash of a key under this table's seed (the same as
+    /// [`Conntrack::hash`] of its tuple).
+    #[inline]
+    pub fn hash_key(&self, k: &Key) -> u64 {
+        hash_key(k, self.seed)
+    }
+
     #[inline]
     fn buckets(&self, h: u64) -> (usize, usize) {
         let b1 = self.first_bucket(h);
@@ -687,32 +738,32 @@ impl Conntrack {
     fn read(&self, id: EntryId) -> Option<Snapshot> {
         let e = self.entries.get(id as usize)?;
         loop {
-            let s1 = e.w[W_SEQ].load(Acquire);
+            let s1 = e.seq.load(Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
             }
-            let st = e.w[W_STATE].load(Relaxed);
-            let words: [u64; 10] = std::array::from_fn(|i| e.w[W_ORIG + i].load(Relaxed));
-            let aux = e.w[W_AUX].load(Relaxed);
-            let created = e.w[W_CREATED].load(Relaxed);
+            let st = e.state.load(Relaxed);
+            let o = load_words(&e.orig);
+            let r = load_words(&e.reply);
+            let aux = e.aux.load(Relaxed);
+            let created = e.created.load(Relaxed);
             fence(Acquire);
-            if e.w[W_SEQ].load(Relaxed) != s1 {
+            if e.seq.load(Relaxed) != s1 {
                 continue;
             }
             if st & LIVE == 0 {
                 return None;
             }
-            let [a, b, c, d, e5, f, g, h, i, j] = words;
-            let orig = Tuple::from_words([a, b, c, d, e5]);
-            let reply = Tuple::from_words([f, g, h, i, j]);
+            let orig = Tuple::from_words(o);
+            let reply = Tuple::from_words(r);
             return Some(Snapshot {
                 id,
                 orig,
                 reply,
                 state: st_state(st),
                 flags: st_flags(st),
-                last_seen: e.w[W_SEEN].load(Relaxed),
+                last_seen: e.seen.load(Relaxed),
                 created,
                 aux,
             });
@@ -723,6 +774,13 @@ impl Conntrack {
     /// past its timeout at `now` is removed and not returned.
     #[inline]
     pub fn lookup(&self, t: &Tuple, h: u64, now: u64, to: &Timeouts) -> Option<Hit> {
+        self.lookup_with(t, h, now, |s| to.of(State::from_u8(s)))
+    }
+
+    /// [`Conntrack::lookup`] with the timeout of a state byte given by
+    /// `timeout`.
+    #[inline]
+    fn lookup_with(&self, t: &Tuple, h: u64, now: u64, timeout: impl Fn(u8) -> u64) -> Option<Hit> {
         let tag = slot_tag(h);
         let (b1, b2) = self.buckets(h);
         let key = t.words();
@@ -739,7 +797,7 @@ impl Conntrack {
                 let Some(hit) = self.read_keyed(id, dir, &key) else {
                     continue;
                 };
-                if now.saturating_sub(hit.last_seen) > to.of(hit.state) {
+                if now.saturating_sub(hit.last_seen) > timeout(hit.state as u8) {
                     self.remove(&hit.snapshot());
                     return None;
                 }
@@ -754,9 +812,9 @@ impl Conntrack {
     #[inline]
     fn read_keyed(&self, id: EntryId, dir: Dir, key: &[u64; 5]) -> Option<Hit> {
         let e = self.entries.get(id as usize)?;
-        let (mine, other) = dir_words(e, dir)?;
+        let (mine, other) = dir_words(e, dir);
         loop {
-            let s1 = e.w[W_SEQ].load(Acquire);
+            let s1 = e.seq.load(Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
                 continue;
@@ -764,17 +822,17 @@ impl Conntrack {
             if !same_words(mine, key) {
                 // A torn read can only mismatch; confirm it was not one.
                 fence(Acquire);
-                if e.w[W_SEQ].load(Relaxed) != s1 {
+                if e.seq.load(Relaxed) != s1 {
                     continue;
                 }
                 return None;
             }
             let o = load_words(other);
-            let st = e.w[W_STATE].load(Relaxed);
-            let aux = e.w[W_AUX].load(Relaxed);
-            let seen = e.w[W_SEEN].load(Relaxed);
+            let st = e.state.load(Relaxed);
+            let aux = e.aux.load(Relaxed);
+            let seen = e.seen.load(Relaxed);
             fence(Acquire);
-            if e.w[W_SEQ].load(Relaxed) != s1 {
+            if e.seq.load(Relaxed) != s1 {
                 continue;
             }
             if st & LIVE == 0 {
@@ -849,11 +907,102 @@ impl Conntrack {
     pub fn find(&self, t: &Tuple, h: u64, cand: u64, now: u64, to: &Timeouts) -> Option<Found> {
         if cand >> 32 == slot_tag(h) {
             let (id, dir) = slot_entry(cand);
-            if let Some(f) = self.read_found(id, dir, &t.words(), now, to) {
+            if let Some((f, _, _)) = self.read_found(id, dir, &t.words(), now, to) {
                 return Some(f);
             }
         }
         self.lookup(t, h, now, to).map(|h| Found::of_hit(&h))
+    }
+
+    /// The per-packet step for a packet that may belong to a known
+    /// connection: [`Conntrack::find`] by key, then, unless the packet
+    /// reopens the connection (a SYN in the original direction of a closed
+    /// or closing one, which the caller handles in order), the update
+    /// [`Conntrack::touch_id`] makes. `tcp` is the TCP flags byte of a TCP
+    /// packet; `tt` is [`Timeouts::table`]. On a hit the translation this
+    /// direction gets is written to `new_dst` / `new_src` (left alone when
+    /// that side is unchanged). Found live and unexpired in the candidate
+    /// slot (nearly every packet of a known connection), this reads the
+    /// entry once and writes its last-seen word, and its state word only
+    /// when the state changes.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn probe(
+        &self,
+        key: &Key,
+        h: u64,
+        cand: u64,
+        now: u64,
+        tt: &TimeoutTable,
+        tcp: Option<u8>,
+        new_dst: &mut Option<(u128, u16)>,
+        new_src: &mut Option<(u128, u16)>,
+    ) -> Probe {
+        if cand >> 32 == slot_tag(h) {
+            let (id, dir) = slot_entry(cand);
+            if let Some(e) = self.entries.get(id as usize) {
+                let (mine, other) = dir_words(e, dir);
+                let s1 = e.seq.load(Acquire);
+                let st = e.state.load(Relaxed);
+                let seen = e.seen.load(Relaxed);
+                if s1 & 1 == 0 && same_words(mine, key) {
+                    // An untranslated connection's other key is not read
+                    // (for the original direction it is on the line the
+                    // lookup does not need).
+                    let o = (st & PLAIN == 0).then(|| load_words(other));
+                    fence(Acquire);
+                    if e.seq.load(Relaxed) == s1
+                        && st & LIVE != 0
+                        && now.saturating_sub(seen) <= tt.of_word(st)
+                    {
+                        if reopens(dir, st_state(st), tcp) {
+                            return Probe::Reopen;
+                        }
+                        if let Some(o) = o {
+                            translation(key, &o, new_dst, new_src);
+                        }
+                        Self::step(e, st, dir, tcp, now);
+                        return Probe::Hit { id, dir };
+                    }
+                }
+            }
+        }
+        self.probe_slow(key, h, now, tt, tcp, new_dst, new_src)
+    }
+
+    /// [`Conntrack::probe`] past the candidate slot: the full lookup.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn probe_slow(
+        &self,
+        key: &Key,
+        h: u64,
+        now: u64,
+        tt: &TimeoutTable,
+        tcp: Option<u8>,
+        new_dst: &mut Option<(u128, u16)>,
+        new_src: &mut Option<(u128, u16)>,
+    ) -> Probe {
+        let Some(hit) =
+            self.lookup_with(&Tuple::from_words(*key), h, now, |st| tt.of_word(st as u64))
+        else {
+            return Probe::Miss;
+        };
+        if reopens(hit.dir, hit.state, tcp) {
+            return Probe::Reopen;
+        }
+        self.touch_id(hit.id, hit.dir, tcp, now);
+        let f = Found::of_hit(&hit);
+        if f.new_dst.is_some() {
+            *new_dst = f.new_dst;
+        }
+        if f.new_src.is_some() {
+            *new_src = f.new_src;
+        }
+        Probe::Hit {
+            id: hit.id,
+            dir: hit.dir,
+        }
     }
 
     /// Entry `id` as a [`Found`] if its `dir` key is `key` and it is live
@@ -864,42 +1013,43 @@ impl Conntrack {
         &self,
         id: EntryId,
         dir: Dir,
-        key: &[u64; 5],
+        key: &Key,
         now: u64,
         to: &Timeouts,
-    ) -> Option<Found> {
+    ) -> Option<(Found, &Entry, u64)> {
         let e = self.entries.get(id as usize)?;
-        let (mine, other) = dir_words(e, dir)?;
-        let s1 = e.w[W_SEQ].load(Acquire);
+        let (mine, other) = dir_words(e, dir);
+        let s1 = e.seq.load(Acquire);
         if s1 & 1 == 1 {
             return None;
         }
         if !same_words(mine, key) {
             return None;
         }
-        let st = e.w[W_STATE].load(Relaxed);
+        let st = e.state.load(Relaxed);
         // An untranslated connection's other key is not read (for the
         // original direction it is on the line the lookup does not need).
         let o = (st & PLAIN == 0).then(|| load_words(other));
-        let seen = e.w[W_SEEN].load(Relaxed);
+        let seen = e.seen.load(Relaxed);
         fence(Acquire);
-        if e.w[W_SEQ].load(Relaxed) != s1 || st & LIVE == 0 {
+        if e.seq.load(Relaxed) != s1 || st & LIVE == 0 {
             return None;
         }
         let state = st_state(st);
         if now.saturating_sub(seen) > to.of(state) {
             return None;
         }
-        Some(match o {
-            Some(o) => Found::of_words(id, dir, state, key, &o),
-            None => Found {
-                id,
-                dir,
-                state,
-                new_dst: None,
-                new_src: None,
-            },
-        })
+        let mut f = Found {
+            id,
+            dir,
+            state,
+            new_dst: None,
+            new_src: None,
+        };
+        if let Some(o) = o {
+            translation(key, &o, &mut f.new_dst, &mut f.new_src);
+        }
+        Some((f, e, st))
     }
 
     /// Starts loading what a lookup of entry `id` from direction `dir`
@@ -909,9 +1059,9 @@ impl Conntrack {
     #[inline]
     pub fn warm(&self, id: EntryId, dir: Dir) {
         if let Some(e) = self.entries.get(id as usize) {
-            crate::io::sys::prefetch(&e.w[0]);
+            crate::io::sys::prefetch(&e.seq);
             if dir == Dir::Reply {
-                crate::io::sys::prefetch(&e.w[W_REPLY]);
+                crate::io::sys::prefetch(&e.reply);
             }
         }
     }
@@ -1101,24 +1251,23 @@ impl Conntrack {
             return Err(InsertError::Full);
         };
         // Publish under the sequence lock.
-        let s = e.w[W_SEQ].load(Relaxed);
-        e.w[W_SEQ].store(s.wrapping_add(1) | 1, Relaxed);
+        let s = e.seq.load(Relaxed);
+        e.seq.store(s.wrapping_add(1) | 1, Relaxed);
         fence(Release);
-        let put = |base: usize, t: &Tuple| {
-            e.w[base].store(t.src as u64, Relaxed);
-            e.w[base + 1].store((t.src >> 64) as u64, Relaxed);
-            e.w[base + 2].store(t.dst as u64, Relaxed);
-            e.w[base + 3].store((t.dst >> 64) as u64, Relaxed);
-            e.w[base + 4].store(t.meta_word(), Relaxed);
+        let put = |w: &[AtomicU64; 5], t: &Tuple| {
+            for (w, v) in w.iter().zip(t.words()) {
+                w.store(v, Relaxed);
+            }
         };
-        put(W_ORIG, orig);
-        put(W_REPLY, reply);
-        e.w[W_AUX].store(aux, Relaxed);
-        e.w[W_CREATED].store(now, Relaxed);
-        e.w[W_SEEN].store(now, Relaxed);
+        put(&e.orig, orig);
+        put(&e.reply, reply);
+        e.aux.store(aux, Relaxed);
+        e.created.store(now, Relaxed);
+        e.seen.store(now, Relaxed);
         let plain = if *reply == orig.reverse() { PLAIN } else { 0 };
-        e.w[W_STATE].store(st_make(state, flags) | plain, Relaxed);
-        e.w[W_SEQ].store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
+        e.state.store(st_make(state, flags) | plain, Relaxed);
+        e.seq
+            .store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
         let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
         let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
         if !ok2 {
@@ -1143,19 +1292,22 @@ impl Conntrack {
         let Some(e) = self.entries.get(id as usize) else {
             return false;
         };
-        let mut st = e.w[W_STATE].load(Acquire);
+        let mut st = e.state.load(Acquire);
         loop {
             if st & LIVE == 0 {
                 return false;
             }
-            match e.w[W_STATE].compare_exchange_weak(st, st & !LIVE, AcqRel, Acquire) {
+            match e
+                .state
+                .compare_exchange_weak(st, st & !LIVE, AcqRel, Acquire)
+            {
                 Ok(_) => break,
                 Err(x) => st = x,
             }
         }
         // Bump the sequence so readers holding old copies retry and see it dead.
-        let s = e.w[W_SEQ].load(Relaxed);
-        e.w[W_SEQ].store(s.wrapping_add(2) & !1, Release);
+        let s = e.seq.load(Relaxed);
+        e.seq.store(s.wrapping_add(2) & !1, Release);
         self.live.fetch_sub(1, AcqRel);
         self.free(id);
         true
@@ -1190,7 +1342,7 @@ impl Conntrack {
         now: u64,
     ) -> Option<State> {
         let e = self.entries.get(id as usize)?;
-        let st = e.w[W_STATE].load(Acquire);
+        let st = e.state.load(Acquire);
         Some(Self::step(e, st, dir, tcp_flags, now))
     }
 
@@ -1199,8 +1351,20 @@ impl Conntrack {
     /// established flow writes one word per packet.
     #[inline]
     fn step(e: &Entry, mut st: u64, dir: Dir, tcp_flags: Option<u8>, now: u64) -> State {
-        if e.w[W_SEEN].load(Relaxed) != now {
-            e.w[W_SEEN].store(now, Relaxed);
+        use crate::wire::parse::tcp_flags::{FIN, RST, SYN};
+        if e.seen.load(Relaxed) != now {
+            e.seen.store(now, Relaxed);
+        }
+        // Nearly every packet: an established TCP segment without SYN, FIN
+        // or RST, or a datagram, in a direction already seen, changes
+        // nothing else (what the loop below would find, without its work).
+        let quiet = match tcp_flags {
+            None => true,
+            Some(f) => f & (SYN | FIN | RST) == 0 && st as u8 == State::Established as u8,
+        };
+        let seen_reply = u64::from(flags::SEEN_REPLY) << 8;
+        if quiet && st & LIVE != 0 && (dir == Dir::Original || st & seen_reply != 0) {
+            return st_state(st);
         }
         loop {
             if st & LIVE == 0 {
@@ -1218,7 +1382,7 @@ impl Conntrack {
             if new == st {
                 return next;
             }
-            match e.w[W_STATE].compare_exchange_weak(st, new, AcqRel, Acquire) {
+            match e.state.compare_exchange_weak(st, new, AcqRel, Acquire) {
                 Ok(_) => return next,
                 Err(x) => st = x,
             }
@@ -1238,11 +1402,11 @@ impl Conntrack {
         for e in self.entries.iter().take(self.bump.load(Acquire)) {
             // Sequence numbers only grow, so a reader holding an old
             // sequence never mistakes a reused entry for the one it read.
-            let seq = e.w[W_SEQ].load(Relaxed);
-            for w in &e.w {
+            let seq = e.seq.load(Relaxed);
+            for w in e.words() {
                 w.store(0, Relaxed);
             }
-            e.w[W_SEQ].store((seq | 1).wrapping_add(1), Relaxed);
+            e.seq.store((seq | 1).wrapping_add(1), Relaxed);
         }
         for s in self.index.iter().flat_map(|b| &b.0) {
             s.store(0, Relaxed);
@@ -1281,10 +1445,8 @@ impl Conntrack {
             let Some(e) = self.entries.get(id as usize) else {
                 continue;
             };
-            let st = e.w[W_STATE].load(Relaxed);
-            if st & LIVE == 0
-                || now.saturating_sub(e.w[W_SEEN].load(Relaxed)) <= to.of(st_state(st))
-            {
+            let st = e.state.load(Relaxed);
+            if st & LIVE == 0 || now.saturating_sub(e.seen.load(Relaxed)) <= to.of(st_state(st)) {
                 continue;
             }
             if let Some(s) = self.read(id) {
@@ -1356,6 +1518,35 @@ pub fn tcp_next(state: State, fl: &mut u8, dir: Dir, f: u8) -> State {
         }
         s => s,
     }
+}
+
+/// Whether a packet reopens the connection it matched: a SYN without ACK
+/// in the original direction of a closed or closing connection (the kernel
+/// destroys the old entry and starts over).
+#[inline]
+pub fn reopens(dir: Dir, state: State, tcp: Option<u8>) -> bool {
+    use crate::wire::parse::tcp_flags::{ACK, SYN};
+    match tcp {
+        Some(f) => {
+            dir == Dir::Original
+                && f & SYN != 0
+                && f & ACK == 0
+                && matches!(state, State::TimeWait | State::Close)
+        }
+        None => false,
+    }
+}
+
+/// What [`Conntrack::probe`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A live connection; the packet is recorded on it.
+    Hit { id: EntryId, dir: Dir },
+    /// No live connection has this key.
+    Miss,
+    /// The packet reopens the connection it matched (see [`reopens`]);
+    /// nothing was recorded.
+    Reopen,
 }
 
 /// How a packet without a conntrack entry may start a connection (Linux's

@@ -37,7 +37,7 @@ pub(crate) fn run(
             continue;
         }
         let p = &m.parsed;
-        let orig = m.tuple;
+        let orig = Tuple::from_words(m.key);
         let (dst, dport) = m.new_dst.unwrap_or((orig.dst, orig.dport));
         let mut reply = Tuple {
             src: dst,

@@ -13,7 +13,7 @@
 
 use super::super::{Action, DropReason, Meta, Slot, Track};
 use super::decide;
-use crate::tables::conntrack::{self, Conntrack, Dir, State, TcpNew, Tuple};
+use crate::tables::conntrack::{self, Conntrack, Key, Probe, State, TcpNew, Tuple};
 use crate::tables::Tables;
 use crate::wire::{parse, Family, L4Kind, Parsed};
 
@@ -42,7 +42,7 @@ pub fn tuple_of(p: &Parsed, zone: u16) -> Tuple {
 /// from `i`'s far end back to it (its reply, possibly translated).
 #[inline]
 fn may_depend(i: &Meta, jt: &Tuple) -> bool {
-    let it = &i.tuple;
+    let it = &Tuple::from_words(i.key);
     let (d, dp) = i.new_dst.unwrap_or((it.dst, it.dport));
     jt.proto == it.proto
         && (jt == it
@@ -50,27 +50,51 @@ fn may_depend(i: &Meta, jt: &Tuple) -> bool {
             || (jt.dst == it.src && jt.dport == it.sport))
 }
 
-/// Runs the stage on the batch and returns how many frames, from the
-/// start, the rest of the pipeline must take before this stage runs again
-/// on the remainder: a frame whose connection an earlier frame of the same
-/// batch is about to open (a SYN and its SYN/ACK arriving together) must
-/// wait until that connection is committed. Batches of established traffic
-/// and of unrelated new flows go through whole.
+/// A parsed packet's conntrack key, built straight from the parse (the
+/// words of [`tuple_of`]).
+#[inline]
+pub fn key_of(p: &Parsed, zone: u16) -> Key {
+    let (sport, dport) = match p.l4kind {
+        L4Kind::Tcp | L4Kind::Udp | L4Kind::UdpLite | L4Kind::Sctp | L4Kind::IcmpQuery => {
+            (p.sport, p.dport)
+        }
+        _ => (0, 0),
+    };
+    [
+        p.src as u64,
+        (p.src >> 64) as u64,
+        p.dst as u64,
+        (p.dst >> 64) as u64,
+        conntrack::meta_word(sport, dport, p.proto, p.family, zone),
+    ]
+}
+
+/// The TCP flags of a TCP packet.
+#[inline]
+fn tcp_of(p: &Parsed) -> Option<u8> {
+    (p.l4kind == L4Kind::Tcp).then_some(p.tcp_flags)
+}
+
+/// The first part of the stage, once per batch: every frame's key, and
+/// every packet of a known connection settled. Three passes, so that a
+/// batch has its misses in flight together instead of stalling frame by
+/// frame (a DRAM miss costs ~175 ns): keys and hashes, loading each key's
+/// first index bucket; then each key's candidate slot, loading its entry;
+/// then the probes. A probe that finds the connection records the packet on
+/// it and the frame is `Known`; anything else (a miss, a reopening SYN, an
+/// ICMP error) is left `Pending` for [`run`], which takes those in order.
+/// After a reopening SYN every later frame is left pending too, since the
+/// connection it matched is about to be replaced.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
-pub(crate) fn run(
+pub(crate) fn prepare(
     t: &Tables,
     ct: &Conntrack,
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
-) -> usize {
-    let to = &t.timeouts;
-    // Three passes, so that a batch has its misses in flight together
-    // instead of stalling frame by frame (a DRAM miss costs ~175 ns): keys
-    // and hashes, loading both index buckets of each key; then each key's
-    // candidate slot, loading its entry; then the lookups.
+) {
     // Pass 1: keys and hashes.
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.track = Track::Untracked;
@@ -85,53 +109,104 @@ pub(crate) fn run(
             L4Kind::IcmpError => match parse::parse_quoted(s.frame, &m.parsed) {
                 Some(inner) => {
                     m.inner = inner;
-                    m.tuple = tuple_of(&inner, zone).reverse();
-                    m.track = Track::RelatedCandidate;
+                    m.key = tuple_of(&inner, zone).reverse().words();
+                    m.track = Track::Pending;
                 }
                 None => continue,
             },
             L4Kind::IcmpOther => continue,
             _ => {
-                m.tuple = tuple_of(&m.parsed, zone);
+                m.key = key_of(&m.parsed, zone);
                 m.track = Track::Lookup;
             }
         }
-        m.hash = ct.hash(&m.tuple);
+        m.hash = ct.hash_key(&m.key);
         m.buckets = ct.prefetch_buckets(m.hash);
     }
     // Pass 2: candidate slots.
     for m in meta.iter_mut() {
-        if let Track::Lookup | Track::RelatedCandidate = m.track {
+        if let Track::Lookup | Track::Pending = m.track {
             m.cand = ct.candidate(m.hash, m.buckets);
         }
     }
-    // Pass 3: lookups.
+    // Pass 3: probes.
+    let tt = t.timeouts.table();
+    let mut reopened = false;
+    for (s, m) in slots.iter().zip(meta.iter_mut()) {
+        if m.track != Track::Lookup {
+            continue;
+        }
+        if reopened {
+            m.track = Track::Pending;
+            continue;
+        }
+        let now = if s.ts != 0 { s.ts } else { now };
+        let tcp = tcp_of(&m.parsed);
+        match ct.probe(
+            &m.key,
+            m.hash,
+            m.cand,
+            now,
+            &tt,
+            tcp,
+            &mut m.new_dst,
+            &mut m.new_src,
+        ) {
+            Probe::Hit { id, dir } => m.track = Track::Known { id, dir },
+            Probe::Miss => m.track = Track::Pending,
+            Probe::Reopen => {
+                m.track = Track::Pending;
+                reopened = true;
+            }
+        }
+    }
+}
+
+/// The rest of the stage, in frame order, on the frames [`prepare`] left
+/// pending: related ICMP errors, reopened connections and new ones.
+/// Returns how many frames, from the start, the rest of the pipeline must
+/// take before this runs again on the remainder: a frame whose connection
+/// an earlier frame of the same batch is about to open (a SYN and its
+/// SYN/ACK arriving together) must wait until that connection is
+/// committed. Batches of established traffic and of unrelated new flows go
+/// through whole.
+// Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
+// breakdown); the call is once per batch.
+#[inline(never)]
+pub(crate) fn run(
+    t: &Tables,
+    ct: &Conntrack,
+    now: u64,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+) -> usize {
+    let to = &t.timeouts;
     let mut opened = 0usize; // new connections so far in this round
     for j in 0..slots.len().min(meta.len()) {
         let (Some(s), Some(m)) = (slots.get_mut(j), meta.get(j)) else {
             break;
         };
-        if m.done || matches!(m.track, Track::Untracked) {
+        if m.done || m.track != Track::Pending {
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
-        let hit = ct.find(&m.tuple, m.hash, m.cand, now, to);
+        let tuple = Tuple::from_words(m.key);
+        let hit = ct.lookup(&tuple, m.hash, now, to);
         if hit.is_none() && opened > 0 {
-            let jt = m.tuple;
             if meta[..j]
                 .iter()
-                .any(|i| matches!(i.track, Track::New(_)) && !i.done && may_depend(i, &jt))
+                .any(|i| matches!(i.track, Track::New(_)) && !i.done && may_depend(i, &tuple))
             {
                 return j;
             }
         }
         let Some(m) = meta.get_mut(j) else { break };
-        let mut hit = hit;
-        if let Track::RelatedCandidate = m.track {
+        if m.parsed.l4kind == L4Kind::IcmpError {
             m.track = match hit {
                 Some(h) => {
-                    m.new_dst = h.new_dst;
-                    m.new_src = h.new_src;
+                    let f = conntrack::Found::of_hit(&h);
+                    m.new_dst = f.new_dst;
+                    m.new_src = f.new_src;
                     Track::Related {
                         id: h.id,
                         dir: h.dir,
@@ -143,32 +218,19 @@ pub(crate) fn run(
             continue;
         }
         let p = &m.parsed;
-        let tcp = (p.l4kind == L4Kind::Tcp).then_some(p.tcp_flags);
-        if let (Some(h), Some(f)) = (hit, tcp) {
-            // A new SYN on a closed or closing connection reopens it (the
-            // kernel destroys the old entry and starts over).
-            use crate::wire::parse::tcp_flags::{ACK, SYN};
-            let reopens = |dir: Dir, state: State| {
-                dir == Dir::Original
-                    && f & SYN != 0
-                    && f & ACK == 0
-                    && matches!(state, State::TimeWait | State::Close)
-            };
-            if reopens(h.dir, h.state) {
-                // Rare: remove what a full lookup reads (the whole entry).
-                hit = match ct.lookup(&m.tuple, m.hash, now, to) {
-                    Some(full) if reopens(full.dir, full.state) => {
-                        ct.remove(&full.snapshot());
-                        None
-                    }
-                    other => other.map(|full| conntrack::Found::of_hit(&full)),
-                };
+        let tcp = tcp_of(p);
+        let mut hit = hit;
+        if let Some(h) = hit {
+            if conntrack::reopens(h.dir, h.state, tcp) {
+                ct.remove(&h.snapshot());
+                hit = None;
             }
         }
         if let Some(h) = hit {
             ct.touch_id(h.id, h.dir, tcp, now);
-            m.new_dst = h.new_dst;
-            m.new_src = h.new_src;
+            let f = conntrack::Found::of_hit(&h);
+            m.new_dst = f.new_dst;
+            m.new_src = f.new_src;
             m.track = Track::Known {
                 id: h.id,
                 dir: h.dir,
