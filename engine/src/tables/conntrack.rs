@@ -113,11 +113,11 @@ impl Tuple {
         }
     }
 
-    /// A keyed hash of the tuple (not direction-symmetric): [`hash_key`]
-    /// of its words.
+    /// A keyed hash of the tuple (not direction-symmetric): [`HashKeys`]
+    /// of `seed` over its words.
     #[inline]
     pub fn hash(&self, seed: u64) -> u64 {
-        hash_key(&self.words(), seed)
+        HashKeys::from_seed(seed).hash(&self.words())
     }
 }
 
@@ -132,24 +132,42 @@ pub fn meta_word(sport: u16, dport: u16, proto: u8, family: Family, zone: u16) -
         | u64::from(zone) << 48
 }
 
-/// A keyed hash of a key (not direction-symmetric): each word multiplied
-/// by its own odd constant, summed, then one finalising mix.
-#[inline]
-pub fn hash_key(w: &Key, seed: u64) -> u64 {
-    let k = [
-        0x9e37_79b9_7f4a_7c15u64,
-        0xc2b2_ae3d_27d4_eb4f,
-        0x1656_67b1_9e37_79f9,
-        0x27d4_eb2f_1656_67c5,
-        0x94d0_49bb_1331_11eb,
-    ];
-    let mut h = seed;
-    for i in 0..5 {
-        h = h.wrapping_add((w[i] ^ seed.rotate_left(i as u32 * 11)).wrapping_mul(k[i]));
+/// The secret of the connection table's hash: five words drawn from a
+/// seed (random live, fixed in replay so runs repeat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKeys([u64; 5]);
+
+impl HashKeys {
+    /// Keys from `seed` (SplitMix64).
+    pub fn from_seed(seed: u64) -> HashKeys {
+        let mut x = seed;
+        HashKeys(std::array::from_fn(|_| {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }))
     }
-    h ^= h >> 32;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^ (h >> 29)
+
+    /// A keyed hash of a key (not direction-symmetric), in the manner of
+    /// foldhash: each pair of words, keyed, multiplied into 128 bits and
+    /// folded; three multiplications in all. Without the keys an attacker
+    /// cannot zero a factor, so cannot aim flows at one bucket.
+    #[inline]
+    pub fn hash(&self, w: &Key) -> u64 {
+        let k = &self.0;
+        let a = fold_mul(w[0] ^ k[0], w[2] ^ k[1]);
+        let b = fold_mul(w[1] ^ k[2], w[3] ^ k[3]);
+        fold_mul(a ^ w[4], b ^ k[4])
+    }
+}
+
+/// The 128-bit product of `a` and `b`, its halves xored.
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
 /// Which way a packet goes relative to the connection's first packet.
@@ -608,7 +626,7 @@ pub struct Conntrack {
     bump: AtomicUsize,
     live: AtomicUsize,
     max: usize,
-    seed: u64,
+    keys: HashKeys,
     stripes: Box<[AtomicBool]>,
     nat_refs: Option<NatRefs>,
 }
@@ -660,7 +678,7 @@ impl Conntrack {
             bump: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             max,
-            seed,
+            keys: HashKeys::from_seed(seed),
             stripes: (0..STRIPES).map(|_| AtomicBool::new(false)).collect(),
             nat_refs: None,
         }
@@ -709,14 +727,14 @@ impl Conntrack {
     /// Hash of a tuple under this table's seed.
     #[inline]
     pub fn hash(&self, t: &Tuple) -> u64 {
-        t.hash(self.seed)
+        self.keys.hash(&t.words())
     }
 
     /// Hash of a key under this table's seed (the same as
     /// [`Conntrack::hash`] of its tuple).
     #[inline]
     pub fn hash_key(&self, k: &Key) -> u64 {
-        hash_key(k, self.seed)
+        self.keys.hash(k)
     }
 
     #[inline]
@@ -879,12 +897,14 @@ impl Conntrack {
     #[inline]
     pub fn candidate(&self, h: u64, bs: Buckets) -> u64 {
         let tag = slot_tag(h);
-        for slot in self.index.get(bs.0 as usize).into_iter().flat_map(|b| &b.0) {
-            let v = slot.load(Relaxed);
-            if v >> 32 == tag {
-                let (id, dir) = slot_entry(v);
-                self.warm(id, dir);
-                return v;
+        if let Some(b) = self.index.get(bs.0 as usize) {
+            for slot in &b.0 {
+                let v = slot.load(Relaxed);
+                if v >> 32 == tag {
+                    let (id, dir) = slot_entry(v);
+                    self.warm(id, dir);
+                    return v;
+                }
             }
         }
         if let Some(b) = self.index.get(self.buckets(h).1) {
