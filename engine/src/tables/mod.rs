@@ -189,8 +189,25 @@ pub struct Tables {
     /// ranges, as Linux keeps them in its `local` table.
     pub fib: Fib,
     pub neigh: Neighbors,
-    /// MAC of each IPv4 gateway next hop, by 1-based next-hop id.
-    gateway_macs: Vec<Option<Mac>>,
+    /// What the data plane needs of each next hop, by next-hop id (entry 0:
+    /// no route), in one small record: DPDK l3fwd's next-hop array.
+    adjacency: Vec<Adjacency>,
+}
+
+/// A next hop as the per-packet path uses it: the route's kind, its port
+/// and, for a gateway whose neighbour entry is known, the MAC to send to
+/// (resolved when the tables are built; a directly connected destination
+/// is looked up per packet).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Adjacency {
+    /// `None` for id 0 (no route).
+    pub kind: Option<RouteKind>,
+    pub port: u16,
+    /// The route has no gateway: the destination is the neighbour.
+    pub connected: bool,
+    /// The gateway's MAC, when the route has a gateway with a neighbour
+    /// entry.
+    pub mac: Option<Mac>,
 }
 
 impl Tables {
@@ -289,15 +306,21 @@ impl Tables {
 
     /// Assembles tables from parts (tests and benchmarks).
     pub fn assemble(ports: Vec<PortInfo>, fib: Fib, neigh: Neighbors) -> Tables {
-        let gateway_macs = std::iter::once(None)
+        let adjacency = std::iter::once(Adjacency::default())
             .chain(fib.next_hops().iter().enumerate().map(|(i, nh)| {
                 let family = if fib.next_hop_is_v6(i as u16 + 1) {
                     Family::V6
                 } else {
                     Family::V4
                 };
-                nh.via
-                    .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac))
+                Adjacency {
+                    kind: Some(nh.kind),
+                    port: nh.port,
+                    connected: nh.via.is_none(),
+                    mac: nh
+                        .via
+                        .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac)),
+                }
             }))
             .collect();
         Tables {
@@ -309,14 +332,23 @@ impl Tables {
             policy: std::sync::Arc::new(policy_compiler::Classifier::allow_all()),
             fib,
             neigh,
-            gateway_macs,
+            adjacency,
         }
     }
 
     /// MAC of the gateway of next hop `id` (1-based), if resolved.
     #[inline]
     pub fn gateway_mac(&self, id: u16) -> Option<Mac> {
-        self.gateway_macs.get(usize::from(id)).copied().flatten()
+        self.adjacency(id).mac
+    }
+
+    /// Next hop `id` (0, or an id past the table: no route).
+    #[inline]
+    pub fn adjacency(&self, id: u16) -> Adjacency {
+        self.adjacency
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Conntrack zone of port `p`.

@@ -19,15 +19,14 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
         }
         // Gateway MACs are resolved when the tables are built; a connected
         // destination is looked up per packet.
-        let mac = match t.gateway_mac(m.nh) {
+        let a = t.adjacency(m.nh);
+        let mac = match a.mac {
             Some(mac) => Some(mac),
-            None => match t.fib.next_hop(m.nh) {
-                Some(nh) if nh.via.is_none() => t
-                    .neigh
-                    .lookup(m.parsed.family, m.parsed.dst)
-                    .map(|(mac, _)| mac),
-                _ => None,
-            },
+            None if a.connected => t
+                .neigh
+                .lookup(m.parsed.family, m.parsed.dst)
+                .map(|(mac, _)| mac),
+            None => None,
         };
         match mac {
             Some(mac) => m.next_mac = mac,

@@ -63,23 +63,23 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
                 t.fib.lookup_v6_id(dst)
             }
         };
-        let Some(nh) = t.fib.next_hop(id) else {
-            decide(s, m, Action::Drop(DropReason::NoRoute));
-            continue;
-        };
-        match nh.kind {
-            RouteKind::Local => decide(s, m, Action::Kernel),
-            RouteKind::Martian => decide(s, m, Action::Drop(DropReason::Martian)),
-            RouteKind::Forward if martian_source(p.family, p.src) => {
+        let a = t.adjacency(id);
+        match a.kind {
+            None => decide(s, m, Action::Drop(DropReason::NoRoute)),
+            Some(RouteKind::Local) => decide(s, m, Action::Kernel),
+            Some(RouteKind::Martian) => decide(s, m, Action::Drop(DropReason::Martian)),
+            Some(RouteKind::Forward) if martian_source(p.family, p.src) => {
                 decide(s, m, Action::Drop(DropReason::Martian))
             }
-            RouteKind::Forward if p.ttl <= 1 => decide(s, m, Action::Drop(DropReason::TtlExceeded)),
-            RouteKind::Forward if m.track == Track::Invalid => {
+            Some(RouteKind::Forward) if p.ttl <= 1 => {
+                decide(s, m, Action::Drop(DropReason::TtlExceeded))
+            }
+            Some(RouteKind::Forward) if m.track == Track::Invalid => {
                 decide(s, m, Action::Drop(DropReason::ConntrackInvalid))
             }
-            RouteKind::Forward => {
+            Some(RouteKind::Forward) => {
                 m.nh = id;
-                m.out_port = nh.port;
+                m.out_port = a.port;
             }
         }
     }
