@@ -334,6 +334,8 @@ pub struct Pipeline {
     meta: Vec<Meta>,
     counters: Counters,
     policy: stages::policy::PolicyScratch,
+    /// Frames the track stage's first part left for its in-order part.
+    pending: stages::track::Pending,
     /// The slice of conntrack entries this pipeline sweeps, and where.
     sweep: std::ops::Range<usize>,
     sweep_cursor: usize,
@@ -369,6 +371,7 @@ impl Pipeline {
             meta: vec![Meta::default(); MAX_BATCH],
             counters,
             policy,
+            pending: stages::track::Pending::new(),
             sweep,
             sweep_cursor: 0,
             owner: 0,
@@ -430,15 +433,18 @@ impl Pipeline {
         let t = &*self.tables;
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
-        stages::track::prepare(t, ct, now, slots, meta);
+        let pending = &mut self.pending;
+        stages::track::prepare(t, ct, now, slots, meta, pending);
         // Usually one round; more when a frame must wait for a connection an
         // earlier frame of the batch opens (see `stages::track::run`).
         let mut start = 0;
+        let mut p = 0;
         while start < n {
             let (Some(sl), Some(me)) = (slots.get_mut(start..), meta.get_mut(start..)) else {
                 break;
             };
-            let k = stages::track::run(t, ct, now, sl, me).max(1);
+            let pend = pending.get(p..).unwrap_or_default();
+            let k = stages::track::run(t, ct, now, sl, me, pend, start).max(1);
             let (Some(sl), Some(me)) = (sl.get_mut(..k), me.get_mut(..k)) else {
                 break;
             };
@@ -448,6 +454,9 @@ impl Pipeline {
             stages::commit::run(t, ct, now, self.owner, sl, me);
             stages::rewrite::run(t, sl, me);
             start += k;
+            while pending.get(p).is_some_and(|&i| usize::from(i) < start) {
+                p += 1;
+            }
         }
         count(&mut self.counters, slots);
         // Incremental expiry: a few entries per batch, no global pause.

@@ -11,7 +11,9 @@
 //! dropped by the route stage only if they are to be forwarded (the node's
 //! own traffic always reaches the kernel).
 
-use super::super::{Action, DropReason, Meta, Slot, Track};
+use arrayvec::ArrayVec;
+
+use super::super::{Action, DropReason, Meta, Slot, Track, MAX_BATCH};
 use super::decide;
 use crate::tables::conntrack::{self, Conntrack, Key, Probe, State, TcpNew, Tuple};
 use crate::tables::Tables;
@@ -94,7 +96,9 @@ pub(crate) fn prepare(
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
+    pending: &mut Pending,
 ) {
+    pending.clear();
     // Pass 1: keys and hashes.
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.track = Track::Untracked;
@@ -132,12 +136,16 @@ pub(crate) fn prepare(
     // Pass 3: probes.
     let tt = t.timeouts.table();
     let mut reopened = false;
-    for (s, m) in slots.iter().zip(meta.iter_mut()) {
+    for (j, (s, m)) in slots.iter().zip(meta.iter_mut()).enumerate() {
         if m.track != Track::Lookup {
+            if m.track == Track::Pending {
+                let _ = pending.try_push(j as u16);
+            }
             continue;
         }
         if reopened {
             m.track = Track::Pending;
+            let _ = pending.try_push(j as u16);
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
@@ -153,17 +161,27 @@ pub(crate) fn prepare(
             &mut m.new_src,
         ) {
             Probe::Hit { id, dir } => m.track = Track::Known { id, dir },
-            Probe::Miss => m.track = Track::Pending,
+            Probe::Miss => {
+                m.track = Track::Pending;
+                let _ = pending.try_push(j as u16);
+            }
             Probe::Reopen => {
                 m.track = Track::Pending;
+                let _ = pending.try_push(j as u16);
                 reopened = true;
             }
         }
     }
 }
 
+/// The frames [`prepare`] left for [`run`], in frame order (indices into
+/// the batch).
+pub(crate) type Pending = ArrayVec<u16, MAX_BATCH>;
+
 /// The rest of the stage, in frame order, on the frames [`prepare`] left
-/// pending: related ICMP errors, reopened connections and new ones.
+/// pending (`pending`: their indices in the batch, of which `slots` and
+/// `meta` are the part from `base` on): related ICMP errors, reopened
+/// connections and new ones.
 /// Returns how many frames, from the start, the rest of the pipeline must
 /// take before this runs again on the remainder: a frame whose connection
 /// an earlier frame of the same batch is about to open (a SYN and its
@@ -179,12 +197,15 @@ pub(crate) fn run(
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
+    pending: &[u16],
+    base: usize,
 ) -> usize {
     let to = &t.timeouts;
-    let mut opened = 0usize; // new connections so far in this round
-    for j in 0..slots.len().min(meta.len()) {
+    // Frames that opened a new connection so far in this round.
+    let mut opened: ArrayVec<u16, MAX_BATCH> = ArrayVec::new();
+    for j in pending.iter().map(|&i| usize::from(i).wrapping_sub(base)) {
         let (Some(s), Some(m)) = (slots.get_mut(j), meta.get(j)) else {
-            break;
+            continue;
         };
         if m.done || m.track != Track::Pending {
             continue;
@@ -192,13 +213,14 @@ pub(crate) fn run(
         let now = if s.ts != 0 { s.ts } else { now };
         let tuple = Tuple::from_words(m.key);
         let hit = ct.lookup(&tuple, m.hash, now, to);
-        if hit.is_none() && opened > 0 {
-            if meta[..j]
-                .iter()
-                .any(|i| matches!(i.track, Track::New(_)) && !i.done && may_depend(i, &tuple))
-            {
-                return j;
-            }
+        if hit.is_none()
+            && opened.iter().any(|&i| {
+                meta.get(usize::from(i)).is_some_and(|i| {
+                    matches!(i.track, Track::New(_)) && !i.done && may_depend(i, &tuple)
+                })
+            })
+        {
+            return j;
         }
         let Some(m) = meta.get_mut(j) else { break };
         if m.parsed.l4kind == L4Kind::IcmpError {
@@ -257,7 +279,7 @@ pub(crate) fn run(
             _ => State::Datagram,
         };
         m.track = Track::New(state);
-        opened += 1;
+        let _ = opened.try_push(j as u16);
         // Services: DNAT before routing.
         if p.l4kind.has_ports() && !t.nat.services.is_empty() {
             let is_node = t.is_local(p.family, p.dst);
