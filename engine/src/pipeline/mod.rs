@@ -25,6 +25,14 @@
 //!    incremental checksums.
 //! 7. Counters per action, drop reason and port, accumulated in the batch
 //!    loop and owned by the pipeline (one per worker).
+//!
+//! Stages visit lists of frame indices (VPP's frame vectors). The track
+//! stage's first part ([`stages::track::prepare`]) settles the packets of
+//! known connections and lists them apart; those need neither policy nor
+//! commit, and what route, neighbour and rewrite do to one of them depends
+//! on that frame alone, so [`stages::known`] takes the three together in
+//! one pass. The other frames (new connections, ICMP errors, untracked
+//! packets) go through stages 2–6 in order.
 
 pub mod stages;
 
@@ -334,8 +342,10 @@ pub struct Pipeline {
     meta: Vec<Meta>,
     counters: Counters,
     policy: stages::policy::PolicyScratch,
-    /// Frames the track stage's first part left for its in-order part.
-    pending: stages::track::Pending,
+    /// The batch's packets of known connections, and the other frames
+    /// still undecided after the track stage's first part.
+    known: stages::track::Frames,
+    general: stages::track::Frames,
     /// The slice of conntrack entries this pipeline sweeps, and where.
     sweep: std::ops::Range<usize>,
     sweep_cursor: usize,
@@ -371,7 +381,8 @@ impl Pipeline {
             meta: vec![Meta::default(); MAX_BATCH],
             counters,
             policy,
-            pending: stages::track::Pending::new(),
+            known: stages::track::Frames::new(),
+            general: stages::track::Frames::new(),
             sweep,
             sweep_cursor: 0,
             owner: 0,
@@ -433,30 +444,22 @@ impl Pipeline {
         let t = &*self.tables;
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
-        let pending = &mut self.pending;
-        stages::track::prepare(t, ct, now, slots, meta, pending);
-        // Usually one round; more when a frame must wait for a connection an
-        // earlier frame of the batch opens (see `stages::track::run`).
-        let mut start = 0;
-        let mut p = 0;
-        while start < n {
-            let (Some(sl), Some(me)) = (slots.get_mut(start..), meta.get_mut(start..)) else {
-                break;
-            };
-            let pend = pending.get(p..).unwrap_or_default();
-            let k = stages::track::run(t, ct, now, sl, me, pend, start).max(1);
-            let (Some(sl), Some(me)) = (sl.get_mut(..k), me.get_mut(..k)) else {
-                break;
-            };
-            stages::route::run(t, sl, me);
-            stages::policy::run(t, &mut self.policy, sl, me, &mut self.counters);
-            stages::neigh::run(t, sl, me);
-            stages::commit::run(t, ct, now, self.owner, sl, me);
-            stages::rewrite::run(t, sl, me);
-            start += k;
-            while pending.get(p).is_some_and(|&i| usize::from(i) < start) {
-                p += 1;
-            }
+        let (known, general) = (&mut self.known, &mut self.general);
+        stages::track::prepare(t, ct, now, slots, meta, known, general);
+        stages::known::run(t, slots, meta, known);
+        // The rest, usually in one round; more when a frame must wait for a
+        // connection an earlier frame of the batch opens (see
+        // `stages::track::run`).
+        let mut rest: &[u16] = general;
+        while !rest.is_empty() {
+            let k = stages::track::run(t, ct, now, slots, meta, rest).max(1);
+            let (round, next) = rest.split_at(k.min(rest.len()));
+            stages::route::run(t, slots, meta, round);
+            stages::policy::run(t, &mut self.policy, slots, meta, round, &mut self.counters);
+            stages::neigh::run(t, slots, meta, round);
+            stages::commit::run(t, ct, now, self.owner, slots, meta, round);
+            stages::rewrite::run(t, slots, meta, round);
+            rest = next;
         }
         count(&mut self.counters, slots);
         // Incremental expiry: a few entries per batch, no global pause.

@@ -1080,9 +1080,15 @@ impl Conntrack {
     pub fn warm(&self, id: EntryId, dir: Dir) {
         if let Some(e) = self.entries.get(id as usize) {
             crate::io::sys::prefetch(&e.seq);
-            if dir == Dir::Reply {
-                crate::io::sys::prefetch(&e.reply);
-            }
+            // The second prefetch picks its line by a select, not a branch
+            // (the direction is random: a branch on it mispredicts half the
+            // time); for the original direction it repeats the first line.
+            let second: &AtomicU64 = if dir == Dir::Reply {
+                &e.reply[0]
+            } else {
+                &e.seq
+            };
+            crate::io::sys::prefetch(second);
         }
     }
 
@@ -1378,12 +1384,20 @@ impl Conntrack {
         // Nearly every packet: an established TCP segment without SYN, FIN
         // or RST, or a datagram, in a direction already seen, changes
         // nothing else (what the loop below would find, without its work).
-        let quiet = match tcp_flags {
-            None => true,
-            Some(f) => f & (SYN | FIN | RST) == 0 && st as u8 == State::Established as u8,
-        };
+        // Computed without branches (whether the packet is TCP, and its
+        // direction, are random from packet to packet): a TCP connection
+        // is quiet only when established, a datagram or ICMP one always
+        // (a packet's protocol is its connection's, so `tcp_flags` is
+        // `None` exactly for those).
+        const QUIET: u32 =
+            1 << State::Established as u8 | 1 << State::Datagram as u8 | 1 << State::Icmp as u8;
+        let f = tcp_flags.unwrap_or(0);
         let seen_reply = u64::from(flags::SEEN_REPLY) << 8;
-        if quiet && st & LIVE != 0 && (dir == Dir::Original || st & seen_reply != 0) {
+        let quiet = (f & (SYN | FIN | RST) == 0)
+            & (QUIET >> (st & 15) & 1 == 1)
+            & (st & LIVE != 0)
+            & ((dir == Dir::Original) | (st & seen_reply != 0));
+        if quiet {
             return st_state(st);
         }
         loop {
@@ -1546,15 +1560,12 @@ pub fn tcp_next(state: State, fl: &mut u8, dir: Dir, f: u8) -> State {
 #[inline]
 pub fn reopens(dir: Dir, state: State, tcp: Option<u8>) -> bool {
     use crate::wire::parse::tcp_flags::{ACK, SYN};
-    match tcp {
-        Some(f) => {
-            dir == Dir::Original
-                && f & SYN != 0
-                && f & ACK == 0
-                && matches!(state, State::TimeWait | State::Close)
-        }
-        None => false,
-    }
+    // The rare condition first (a bare SYN), so the test is one
+    // predictable branch on nearly every packet.
+    let f = tcp.unwrap_or(0);
+    f & (SYN | ACK) == SYN
+        && dir == Dir::Original
+        && matches!(state, State::TimeWait | State::Close)
 }
 
 /// What [`Conntrack::probe`] found.

@@ -29,9 +29,14 @@ pub(crate) fn run(
     owner: u8,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
+    idx: &[u16],
 ) {
     let to = &t.timeouts;
-    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
+            continue;
+        };
         let Track::New(state) = m.track else { continue };
         if m.done {
             continue;

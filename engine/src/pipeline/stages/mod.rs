@@ -3,6 +3,7 @@
 //! action is already decided, and documents its contract.
 
 pub mod commit;
+pub mod known;
 pub mod neigh;
 pub mod parse;
 pub mod policy;

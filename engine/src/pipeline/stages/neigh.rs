@@ -8,29 +8,38 @@ use super::super::{Action, DropReason, Meta, Slot};
 use super::decide;
 use crate::tables::Tables;
 
-/// Runs the stage.
+/// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
-pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
-    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
-        if m.done {
+pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
             continue;
-        }
-        // Gateway MACs are resolved when the tables are built; a connected
-        // destination is looked up per packet.
-        let a = t.adjacency(m.nh);
-        let mac = match a.mac {
-            Some(mac) => Some(mac),
-            None if a.connected => t
-                .neigh
-                .lookup(m.parsed.family, m.parsed.dst)
-                .map(|(mac, _)| mac),
-            None => None,
         };
-        match mac {
-            Some(mac) => m.next_mac = mac,
-            None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
+        if !m.done {
+            one(t, s, m);
         }
+    }
+}
+
+/// The stage for one undecided frame.
+#[inline(always)]
+pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+    // Gateway MACs are resolved when the tables are built; a connected
+    // destination is looked up per packet.
+    let a = t.adjacency(m.nh);
+    let mac = match a.mac {
+        Some(mac) => Some(mac),
+        None if a.connected => t
+            .neigh
+            .lookup(m.parsed.family, m.parsed.dst)
+            .map(|(mac, _)| mac),
+        None => None,
+    };
+    match mac {
+        Some(mac) => m.next_mac = mac,
+        None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
 }

@@ -81,13 +81,17 @@ pub(crate) fn run(
     ps: &mut PolicyScratch,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
+    idx: &[u16],
     c: &mut Counters,
 ) {
     let classifier: &Classifier = &t.policy;
     let skip = classifier.num_endpoints() == 0;
     ps.keys.clear();
     ps.which.clear();
-    for (i, m) in meta.iter_mut().enumerate() {
+    for &i in idx {
+        let Some(m) = meta.get_mut(usize::from(i)) else {
+            continue;
+        };
         if m.done || !matches!(m.track, Track::New(_) | Track::Untracked) {
             continue;
         }
@@ -99,7 +103,7 @@ pub(crate) fn run(
         // Non-first fragments carry no ports: classified on addresses and
         // protocol (a rule with ports never matches them).
         ps.keys.push(flow_key(m));
-        ps.which.push(i as u16);
+        ps.which.push(i);
     }
     if ps.keys.is_empty() {
         return;

@@ -14,54 +14,63 @@ use super::decide;
 use crate::tables::Tables;
 use crate::wire::rewrite::{self, Side};
 
-/// Runs the stage.
+/// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
-pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
-    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
-        if m.done {
+pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
             continue;
+        };
+        if !m.done {
+            one(t, s, m);
         }
-        let src_mac = t.port_mac(m.out_port);
-        let p = &m.parsed;
-        let mut w = rewrite::set_macs(s.frame, &m.next_mac, &src_mac);
-        // The kernel's order: destination NAT (PREROUTING), TTL (forward),
-        // source NAT (POSTROUTING); checksum updates follow the same order.
-        if let Track::Related { .. } = m.track {
-            if let Some((a, port)) = m.new_dst {
-                w = w.max(rewrite::icmp_related(
-                    s.frame,
-                    p,
-                    &m.inner,
-                    Side::Dst,
-                    a,
-                    a,
-                    port,
-                ));
-            }
-            w = w.max(rewrite::decrement_ttl(s.frame, p));
-            if let Some((a, port)) = m.new_src {
-                w = w.max(rewrite::icmp_related(
-                    s.frame,
-                    p,
-                    &m.inner,
-                    Side::Src,
-                    a,
-                    a,
-                    port,
-                ));
-            }
-        } else {
-            if let Some((a, port)) = m.new_dst {
-                w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Dst, a, port));
-            }
-            w = w.max(rewrite::decrement_ttl(s.frame, p));
-            if let Some((a, port)) = m.new_src {
-                w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Src, a, port));
-            }
-        }
-        s.written = s.written.max(w);
-        decide(s, m, Action::Forward(m.out_port));
     }
+}
+
+/// The stage for one undecided frame.
+#[inline(always)]
+pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+    let src_mac = t.port_mac(m.out_port);
+    let p = &m.parsed;
+    let mut w = rewrite::set_macs(s.frame, &m.next_mac, &src_mac);
+    // The kernel's order: destination NAT (PREROUTING), TTL (forward),
+    // source NAT (POSTROUTING); checksum updates follow the same order.
+    if let Track::Related { .. } = m.track {
+        if let Some((a, port)) = m.new_dst {
+            w = w.max(rewrite::icmp_related(
+                s.frame,
+                p,
+                &m.inner,
+                Side::Dst,
+                a,
+                a,
+                port,
+            ));
+        }
+        w = w.max(rewrite::decrement_ttl(s.frame, p));
+        if let Some((a, port)) = m.new_src {
+            w = w.max(rewrite::icmp_related(
+                s.frame,
+                p,
+                &m.inner,
+                Side::Src,
+                a,
+                a,
+                port,
+            ));
+        }
+    } else {
+        if let Some((a, port)) = m.new_dst {
+            w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Dst, a, port));
+        }
+        w = w.max(rewrite::decrement_ttl(s.frame, p));
+        if let Some((a, port)) = m.new_src {
+            w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Src, a, port));
+        }
+    }
+    s.written = s.written.max(w);
+    decide(s, m, Action::Forward(m.out_port));
 }

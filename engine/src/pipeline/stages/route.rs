@@ -36,51 +36,67 @@ fn martian_source(family: Family, src: u128) -> bool {
     }
 }
 
-/// Runs the stage.
+/// Starts every frame's first-level FIB load before any is needed.
+#[inline]
+pub(crate) fn prefetch(t: &Tables, meta: &[Meta], idx: &[u16]) {
+    for &i in idx {
+        if let Some(m) = meta.get(usize::from(i)) {
+            if !m.done && m.parsed.family == Family::V4 {
+                t.fib.prefetch_v4(super::track::effective_dst(m) as u32);
+            }
+        }
+    }
+}
+
+/// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
-pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta]) {
-    // Start every frame's first-level FIB load before any is needed.
-    for m in meta.iter() {
-        if !m.done && m.parsed.family == Family::V4 {
-            t.fib.prefetch_v4(super::track::effective_dst(m) as u32);
+pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
+    prefetch(t, meta, idx);
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
+            continue;
+        };
+        if !m.done {
+            one(t, s, m);
         }
     }
-    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
-        if m.done {
-            continue;
+}
+
+/// The stage for one undecided frame.
+#[inline(always)]
+pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+    let p = &m.parsed;
+    let dst = super::track::effective_dst(m);
+    let id = match p.family {
+        Family::V4 => t.fib.lookup_v4_id(dst as u32),
+        Family::V6 => {
+            if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
+                decide(s, m, Action::Kernel);
+                return;
+            }
+            t.fib.lookup_v6_id(dst)
         }
-        let p = &m.parsed;
-        let dst = super::track::effective_dst(m);
-        let id = match p.family {
-            Family::V4 => t.fib.lookup_v4_id(dst as u32),
-            Family::V6 => {
-                if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
-                    decide(s, m, Action::Kernel);
-                    continue;
-                }
-                t.fib.lookup_v6_id(dst)
-            }
-        };
-        let a = t.adjacency(id);
-        match a.kind {
-            None => decide(s, m, Action::Drop(DropReason::NoRoute)),
-            Some(RouteKind::Local) => decide(s, m, Action::Kernel),
-            Some(RouteKind::Martian) => decide(s, m, Action::Drop(DropReason::Martian)),
-            Some(RouteKind::Forward) if martian_source(p.family, p.src) => {
-                decide(s, m, Action::Drop(DropReason::Martian))
-            }
-            Some(RouteKind::Forward) if p.ttl <= 1 => {
-                decide(s, m, Action::Drop(DropReason::TtlExceeded))
-            }
-            Some(RouteKind::Forward) if m.track == Track::Invalid => {
-                decide(s, m, Action::Drop(DropReason::ConntrackInvalid))
-            }
-            Some(RouteKind::Forward) => {
-                m.nh = id;
-                m.out_port = a.port;
-            }
+    };
+    let a = t.adjacency(id);
+    match a.kind {
+        None => decide(s, m, Action::Drop(DropReason::NoRoute)),
+        Some(RouteKind::Local) => decide(s, m, Action::Kernel),
+        Some(RouteKind::Martian) => decide(s, m, Action::Drop(DropReason::Martian)),
+        Some(RouteKind::Forward) if martian_source(p.family, p.src) => {
+            decide(s, m, Action::Drop(DropReason::Martian))
+        }
+        Some(RouteKind::Forward) if p.ttl <= 1 => {
+            decide(s, m, Action::Drop(DropReason::TtlExceeded))
+        }
+        Some(RouteKind::Forward) if m.track == Track::Invalid => {
+            decide(s, m, Action::Drop(DropReason::ConntrackInvalid))
+        }
+        Some(RouteKind::Forward) => {
+            m.nh = id;
+            m.out_port = a.port;
         }
     }
 }

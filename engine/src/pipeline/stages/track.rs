@@ -96,9 +96,11 @@ pub(crate) fn prepare(
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
-    pending: &mut Pending,
+    known: &mut Frames,
+    general: &mut Frames,
 ) {
-    pending.clear();
+    known.clear();
+    general.clear();
     // Pass 1: keys and hashes.
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.track = Track::Untracked;
@@ -137,15 +139,15 @@ pub(crate) fn prepare(
     let tt = t.timeouts.table();
     let mut reopened = false;
     for (j, (s, m)) in slots.iter().zip(meta.iter_mut()).enumerate() {
-        if m.track != Track::Lookup {
-            if m.track == Track::Pending {
-                let _ = pending.try_push(j as u16);
-            }
+        if m.done {
             continue;
         }
-        if reopened {
-            m.track = Track::Pending;
-            let _ = pending.try_push(j as u16);
+        let j = j as u16;
+        if m.track != Track::Lookup || reopened {
+            if m.track == Track::Lookup {
+                m.track = Track::Pending;
+            }
+            let _ = general.try_push(j);
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
@@ -160,30 +162,32 @@ pub(crate) fn prepare(
             &mut m.new_dst,
             &mut m.new_src,
         ) {
-            Probe::Hit { id, dir } => m.track = Track::Known { id, dir },
+            Probe::Hit { id, dir } => {
+                m.track = Track::Known { id, dir };
+                let _ = known.try_push(j);
+            }
             Probe::Miss => {
                 m.track = Track::Pending;
-                let _ = pending.try_push(j as u16);
+                let _ = general.try_push(j);
             }
             Probe::Reopen => {
                 m.track = Track::Pending;
-                let _ = pending.try_push(j as u16);
+                let _ = general.try_push(j);
                 reopened = true;
             }
         }
     }
 }
 
-/// The frames [`prepare`] left for [`run`], in frame order (indices into
-/// the batch).
-pub(crate) type Pending = ArrayVec<u16, MAX_BATCH>;
+/// A list of frames (indices into the batch, ascending): what a stage
+/// visits, as VPP passes a node its frame vector.
+pub(crate) type Frames = ArrayVec<u16, MAX_BATCH>;
 
-/// The rest of the stage, in frame order, on the frames [`prepare`] left
-/// pending (`pending`: their indices in the batch, of which `slots` and
-/// `meta` are the part from `base` on): related ICMP errors, reopened
-/// connections and new ones.
-/// Returns how many frames, from the start, the rest of the pipeline must
-/// take before this runs again on the remainder: a frame whose connection
+/// The rest of the stage, in frame order, on the frames `general` names
+/// (what [`prepare`] did not settle): related ICMP errors, reopened
+/// connections and new ones; untracked frames are passed over. Returns
+/// how many entries of `general`, from the start, the rest of the pipeline
+/// must take before this runs again on the remainder: a frame whose connection
 /// an earlier frame of the same batch is about to open (a SYN and its
 /// SYN/ACK arriving together) must wait until that connection is
 /// committed. Batches of established traffic and of unrelated new flows go
@@ -197,13 +201,12 @@ pub(crate) fn run(
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
-    pending: &[u16],
-    base: usize,
+    general: &[u16],
 ) -> usize {
     let to = &t.timeouts;
     // Frames that opened a new connection so far in this round.
     let mut opened: ArrayVec<u16, MAX_BATCH> = ArrayVec::new();
-    for j in pending.iter().map(|&i| usize::from(i).wrapping_sub(base)) {
+    for (pos, j) in general.iter().map(|&i| usize::from(i)).enumerate() {
         let (Some(s), Some(m)) = (slots.get_mut(j), meta.get(j)) else {
             continue;
         };
@@ -220,7 +223,7 @@ pub(crate) fn run(
                 })
             })
         {
-            return j;
+            return pos;
         }
         let Some(m) = meta.get_mut(j) else { break };
         if m.parsed.l4kind == L4Kind::IcmpError {
@@ -297,7 +300,7 @@ pub(crate) fn run(
             }
         }
     }
-    slots.len()
+    general.len()
 }
 
 /// The destination the packet will have after DNAT / de-SNAT.
