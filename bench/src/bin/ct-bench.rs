@@ -63,7 +63,7 @@ fn main() {
             let k = &keys[i];
             if let Some(h) = ct.lookup(k, ct.hash(k), 2, &to) {
                 hits += 1;
-                ct.touch(&h, Some(0x10), 2);
+                ct.touch(&h, 0x10, 2);
             }
         }
         let look_shared = t.elapsed().as_secs_f64() * 1e9 / order.len() as f64;
@@ -102,7 +102,7 @@ fn main() {
                     for &i in order.iter().skip(w).step_by(2) {
                         let k = &keys[i];
                         if let Some(h) = ct.lookup(k, ct.hash(k), 3, &to) {
-                            ct.touch(&h, Some(0x10), 3);
+                            ct.touch(&h, 0x10, 3);
                         }
                     }
                 });

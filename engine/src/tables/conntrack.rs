@@ -939,7 +939,8 @@ impl Conntrack {
     /// reopens the connection (a SYN in the original direction of a closed
     /// or closing one, which the caller handles in order), the update
     /// [`Conntrack::touch_id`] makes. `tcp` is the TCP flags byte of a TCP
-    /// packet; `tt` is [`Timeouts::table`]. On a hit the translation this
+    /// packet, 0 for any other (as [`crate::wire::Parsed`] has it); `tt` is
+    /// [`Timeouts::table`]. On a hit the translation this
     /// direction gets is written to `new_dst` / `new_src` (left alone when
     /// that side is unchanged). Found live and unexpired in the candidate
     /// slot (nearly every packet of a known connection), this reads the
@@ -954,7 +955,7 @@ impl Conntrack {
         cand: u64,
         now: u64,
         tt: &TimeoutTable,
-        tcp: Option<u8>,
+        tcp: u8,
         new_dst: &mut Option<(u128, u16)>,
         new_src: &mut Option<(u128, u16)>,
     ) -> Probe {
@@ -999,7 +1000,7 @@ impl Conntrack {
         h: u64,
         now: u64,
         tt: &TimeoutTable,
-        tcp: Option<u8>,
+        tcp: u8,
         new_dst: &mut Option<(u128, u16)>,
         new_src: &mut Option<(u128, u16)>,
     ) -> Probe {
@@ -1351,22 +1352,17 @@ impl Conntrack {
     }
 
     /// Records a packet on a connection: last-seen time, per-direction
-    /// packet count and, for TCP, the state machine. Returns the new state.
+    /// packet count and, for TCP, the state machine (`tcp_flags`: the TCP
+    /// flags byte, 0 for other protocols). Returns the new state.
     #[inline]
-    pub fn touch(&self, hit: &Hit, tcp_flags: Option<u8>, now: u64) -> State {
+    pub fn touch(&self, hit: &Hit, tcp_flags: u8, now: u64) -> State {
         self.touch_id(hit.id, hit.dir, tcp_flags, now)
             .unwrap_or(hit.state)
     }
 
     /// [`Conntrack::touch`] by entry number.
     #[inline]
-    pub fn touch_id(
-        &self,
-        id: EntryId,
-        dir: Dir,
-        tcp_flags: Option<u8>,
-        now: u64,
-    ) -> Option<State> {
+    pub fn touch_id(&self, id: EntryId, dir: Dir, tcp_flags: u8, now: u64) -> Option<State> {
         let e = self.entries.get(id as usize)?;
         let st = e.state.load(Acquire);
         Some(Self::step(e, st, dir, tcp_flags, now))
@@ -1376,7 +1372,7 @@ impl Conntrack {
     /// word changes (by compare-and-swap) only when something does, so an
     /// established flow writes one word per packet.
     #[inline]
-    fn step(e: &Entry, mut st: u64, dir: Dir, tcp_flags: Option<u8>, now: u64) -> State {
+    fn step(e: &Entry, mut st: u64, dir: Dir, tcp_flags: u8, now: u64) -> State {
         use crate::wire::parse::tcp_flags::{FIN, RST, SYN};
         if e.seen.load(Relaxed) != now {
             e.seen.store(now, Relaxed);
@@ -1391,7 +1387,7 @@ impl Conntrack {
         // `None` exactly for those).
         const QUIET: u32 =
             1 << State::Established as u8 | 1 << State::Datagram as u8 | 1 << State::Icmp as u8;
-        let f = tcp_flags.unwrap_or(0);
+        let f = tcp_flags;
         let seen_reply = u64::from(flags::SEEN_REPLY) << 8;
         let quiet = (f & (SYN | FIN | RST) == 0)
             & (QUIET >> (st & 15) & 1 == 1)
@@ -1408,9 +1404,10 @@ impl Conntrack {
             if dir == Dir::Reply {
                 fl |= flags::SEEN_REPLY;
             }
-            let next = match tcp_flags {
-                Some(f) => tcp_next(state, &mut fl, dir, f),
-                None => state,
+            let next = if (st as u8) < State::Datagram as u8 {
+                tcp_next(state, &mut fl, dir, f)
+            } else {
+                state
             };
             let new = (st & !0xffff) | u64::from(next as u8) | u64::from(fl) << 8;
             if new == st {
@@ -1554,15 +1551,15 @@ pub fn tcp_next(state: State, fl: &mut u8, dir: Dir, f: u8) -> State {
     }
 }
 
-/// Whether a packet reopens the connection it matched: a SYN without ACK
-/// in the original direction of a closed or closing connection (the kernel
+/// Whether a packet with TCP flags `f` (0 when not TCP) reopens the
+/// connection it matched: a SYN without ACK in the original direction of a
+/// closed or closing connection (the kernel
 /// destroys the old entry and starts over).
 #[inline]
-pub fn reopens(dir: Dir, state: State, tcp: Option<u8>) -> bool {
+pub fn reopens(dir: Dir, state: State, f: u8) -> bool {
     use crate::wire::parse::tcp_flags::{ACK, SYN};
     // The rare condition first (a bare SYN), so the test is one
     // predictable branch on nearly every packet.
-    let f = tcp.unwrap_or(0);
     f & (SYN | ACK) == SYN
         && dir == Dir::Original
         && matches!(state, State::TimeWait | State::Close)
@@ -1786,7 +1783,7 @@ mod tests {
             .unwrap();
         let step = |tup: Tuple, f: u8| {
             let h = ct.lookup(&tup, ct.hash(&tup), 1, &to).unwrap();
-            ct.touch(&h, Some(f), 1)
+            ct.touch(&h, f, 1)
         };
         assert_eq!(step(o.reverse(), SYN | ACK), State::SynRecv);
         assert_eq!(step(o, ACK), State::Established);

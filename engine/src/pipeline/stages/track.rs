@@ -71,12 +71,6 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
     ]
 }
 
-/// The TCP flags of a TCP packet.
-#[inline]
-fn tcp_of(p: &Parsed) -> Option<u8> {
-    (p.l4kind == L4Kind::Tcp).then_some(p.tcp_flags)
-}
-
 /// The first part of the stage, once per batch: every frame's key, and
 /// every packet of a known connection settled. Three passes, so that a
 /// batch has its misses in flight together instead of stalling frame by
@@ -151,14 +145,13 @@ pub(crate) fn prepare(
             continue;
         }
         let now = if s.ts != 0 { s.ts } else { now };
-        let tcp = tcp_of(&m.parsed);
         match ct.probe(
             &m.key,
             m.hash,
             m.cand,
             now,
             &tt,
-            tcp,
+            m.parsed.tcp_flags,
             &mut m.new_dst,
             &mut m.new_src,
         ) {
@@ -243,16 +236,15 @@ pub(crate) fn run(
             continue;
         }
         let p = &m.parsed;
-        let tcp = tcp_of(p);
         let mut hit = hit;
         if let Some(h) = hit {
-            if conntrack::reopens(h.dir, h.state, tcp) {
+            if conntrack::reopens(h.dir, h.state, p.tcp_flags) {
                 ct.remove(&h.snapshot());
                 hit = None;
             }
         }
         if let Some(h) = hit {
-            ct.touch_id(h.id, h.dir, tcp, now);
+            ct.touch_id(h.id, h.dir, p.tcp_flags, now);
             let f = conntrack::Found::of_hit(&h);
             m.new_dst = f.new_dst;
             m.new_src = f.new_src;
