@@ -101,12 +101,11 @@ pub fn child(p: &Prepared, loops: u64, batch: usize, burn: u64) -> Result<u64> {
 /// Names of the functions whose inclusive cost is reported, and their
 /// full names in the profile (a stage made of several functions is listed
 /// once per function, and reported as their sum).
-pub const STAGES: [(&str, &str); 11] = [
+pub const STAGES: [(&str, &str); 10] = [
     ("pipeline", "engine::pipeline::Pipeline::process"),
     ("parse", "engine::pipeline::stages::parse::run"),
     ("track", "engine::pipeline::stages::track::prepare"),
     ("track", "engine::pipeline::stages::track::run"),
-    ("known", "engine::pipeline::stages::known::run"),
     ("route", "engine::pipeline::stages::route::run"),
     ("policy", "engine::pipeline::stages::policy::run"),
     ("neigh", "engine::pipeline::stages::neigh::run"),

@@ -28,11 +28,11 @@
 //!
 //! Stages visit lists of frame indices (VPP's frame vectors). The track
 //! stage's first part ([`stages::track::prepare`]) settles the packets of
-//! known connections and lists them apart; those need neither policy nor
-//! commit, and what route, neighbour and rewrite do to one of them depends
-//! on that frame alone, so [`stages::known`] takes the three together in
-//! one pass. The other frames (new connections, ICMP errors, untracked
-//! packets) go through stages 2–6 in order.
+//! known connections: those need neither policy nor commit, and what
+//! route, neighbour and rewrite do to one of them depends on that frame
+//! alone, so it forwards each as soon as it finds its connection
+//! ([`stages::known`]). The other frames (new connections, ICMP errors,
+//! untracked packets) are listed and go through stages 2–6 in order.
 
 pub mod stages;
 
@@ -342,9 +342,7 @@ pub struct Pipeline {
     meta: Vec<Meta>,
     counters: Counters,
     policy: stages::policy::PolicyScratch,
-    /// The batch's packets of known connections, and the other frames
-    /// still undecided after the track stage's first part.
-    known: stages::track::Frames,
+    /// The frames still undecided after the track stage's first part.
     general: stages::track::Frames,
     /// The slice of conntrack entries this pipeline sweeps, and where.
     sweep: std::ops::Range<usize>,
@@ -381,7 +379,6 @@ impl Pipeline {
             meta: vec![Meta::default(); MAX_BATCH],
             counters,
             policy,
-            known: stages::track::Frames::new(),
             general: stages::track::Frames::new(),
             sweep,
             sweep_cursor: 0,
@@ -444,9 +441,8 @@ impl Pipeline {
         let t = &*self.tables;
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
-        let (known, general) = (&mut self.known, &mut self.general);
-        stages::track::prepare(t, ct, now, slots, meta, known, general);
-        stages::known::run(t, slots, meta, known);
+        let general = &mut self.general;
+        stages::track::prepare(t, ct, now, slots, meta, general);
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
         // `stages::track::run`).

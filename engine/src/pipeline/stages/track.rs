@@ -1,10 +1,11 @@
 //! Conntrack and NAT lookup stage (Linux's PREROUTING conntrack + DNAT).
 //!
 //! Reads: `meta.parsed`, the ingress port's zone, the shared conntrack
-//! table, the services. Sets: `meta.tuple`, `meta.track` and the
+//! table, the services. Sets: `meta.key`, `meta.track` and the
 //! translation to apply (`meta.new_dst`, `meta.new_src`; for a related ICMP
 //! error also `meta.inner`). Packets of a known connection update its state
-//! (last seen, TCP state) and will skip the classifier. A new connection to
+//! (last seen, TCP state), skip the classifier and are forwarded right here
+//! ([`super::known`]: route, neighbour and rewrite, with their actions). A new connection to
 //! a service VIP (or a node port on a node address) gets its backend by
 //! Maglev here, so routing sees the backend. Actions: `Drop(NoBackend)`.
 //! Packets that cannot start a connection are marked invalid here and
@@ -76,9 +77,11 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
 /// batch has its misses in flight together instead of stalling frame by
 /// frame (a DRAM miss costs ~175 ns): keys and hashes, loading each key's
 /// first index bucket; then each key's candidate slot, loading its entry;
-/// then the probes. A probe that finds the connection records the packet on
-/// it and the frame is `Known`; anything else (a miss, a reopening SYN, an
-/// ICMP error) is left `Pending` for [`run`], which takes those in order.
+/// then the probes (with each frame's FIB line loaded during the second).
+/// A probe that finds the connection records the packet on it, the frame
+/// is `Known` and is forwarded at once ([`super::known`]); anything else (a
+/// miss, a reopening SYN, an ICMP error, an untracked packet) is listed in
+/// `general` for [`run`] and the general stages, which take those in order.
 /// After a reopening SYN every later frame is left pending too, since the
 /// connection it matched is about to be replaced.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
@@ -90,10 +93,8 @@ pub(crate) fn prepare(
     now: u64,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
-    known: &mut Frames,
     general: &mut Frames,
 ) {
-    known.clear();
     general.clear();
     // Pass 1: keys and hashes.
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
@@ -127,12 +128,15 @@ pub(crate) fn prepare(
     for m in meta.iter_mut() {
         if let Track::Lookup | Track::Pending = m.track {
             m.cand = ct.candidate(m.hash, m.buckets);
+            if m.parsed.family == Family::V4 {
+                t.fib.prefetch_v4(m.parsed.dst as u32);
+            }
         }
     }
     // Pass 3: probes.
     let tt = t.timeouts.table();
     let mut reopened = false;
-    for (j, (s, m)) in slots.iter().zip(meta.iter_mut()).enumerate() {
+    for (j, (s, m)) in slots.iter_mut().zip(meta.iter_mut()).enumerate() {
         if m.done {
             continue;
         }
@@ -157,7 +161,7 @@ pub(crate) fn prepare(
         ) {
             Probe::Hit { id, dir } => {
                 m.track = Track::Known { id, dir };
-                let _ = known.try_push(j);
+                super::known::one(t, s, m);
             }
             Probe::Miss => {
                 m.track = Track::Pending;
