@@ -76,8 +76,9 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
 /// every packet of a known connection settled. Three passes, so that a
 /// batch has its misses in flight together instead of stalling frame by
 /// frame (a DRAM miss costs ~175 ns): keys and hashes, loading each key's
-/// first index bucket; then each key's candidate slot, loading its entry;
-/// then the probes (with each frame's FIB line loaded during the second).
+/// first index bucket; then each key's candidate slot, loading its entry
+/// and the frame's FIB line; then the probes. The last two share a loop,
+/// the candidate step running a few frames ahead of the probe.
 /// A probe that finds the connection records the packet on it, the frame
 /// is `Known` and is forwarded at once ([`super::known`]); anything else (a
 /// miss, a reopening SYN, an ICMP error, an untracked packet) is listed in
@@ -124,19 +125,32 @@ pub(crate) fn prepare(
         m.hash = ct.hash_key(&m.key);
         m.buckets = ct.prefetch_buckets(m.hash);
     }
-    // Pass 2: candidate slots.
-    for m in meta.iter_mut() {
+    // Pass 2, software-pipelined DIST frames ahead of pass 3 (one loop
+    // instead of two; stateful bench, distances 4/8/16: 70.9/71.6/73.2 ns
+    // at 1k flows, 98.8/99.0/100.5 at 1M): candidate slots, and the FIB
+    // line of the destination.
+    const DIST: usize = 4;
+    let cand = |m: &mut Meta| {
         if let Track::Lookup | Track::Pending = m.track {
             m.cand = ct.candidate(m.hash, m.buckets);
             if m.parsed.family == Family::V4 {
                 t.fib.prefetch_v4(m.parsed.dst as u32);
             }
         }
+    };
+    for m in meta.iter_mut().take(DIST) {
+        cand(m);
     }
     // Pass 3: probes.
     let tt = t.timeouts.table();
     let mut reopened = false;
-    for (j, (s, m)) in slots.iter_mut().zip(meta.iter_mut()).enumerate() {
+    for j in 0..slots.len().min(meta.len()) {
+        if let Some(m) = meta.get_mut(j + DIST) {
+            cand(m);
+        }
+        let (Some(s), Some(m)) = (slots.get_mut(j), meta.get_mut(j)) else {
+            break;
+        };
         if m.done {
             continue;
         }
