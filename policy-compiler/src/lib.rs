@@ -68,6 +68,15 @@
 //! out engines that only take one prefix or range per field unless terms are
 //! multiplied out.
 //!
+//! **The rule (at compile time, per rule list and address family):** the
+//! byte DFA ([`compile::dfa`]) when every term of the list has one range per
+//! field and its automaton fits its budget ([`compile::Config::dfa_budget`]);
+//! partitioned cut trees ([`compile::tree`]) otherwise (IPv6, and any list
+//! with a range list in a field: IP sets, `notNets`, several ports). Nothing
+//! is chosen per packet. ClassBench sets (and 5-tuple ACLs like them) get
+//! the DFA; Calico sets with IP sets get the trees. The figures that decided
+//! it are below the trees' description.
+//!
 //! Candidates, on this machine (2 cores of an AMD EPYC Zen3 VM, AVX2, shared
 //! with other work — figures vary by ±30% between runs), ClassBench sets of
 //! `shared/classbench` through `bench`'s `classbench` binary:
