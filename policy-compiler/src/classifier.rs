@@ -436,7 +436,6 @@ impl Classifier {
         let (kc, oc) = (&kc[..n], &mut oc[..n]);
         match self.lpm4.single_owner() {
             Some(e) => {
-                s.ep[..n].fill([e, e]);
                 self.batch4_one::<0>(e, kc, oc, s);
                 self.batch4_one::<1>(e, kc, oc, s);
             }
@@ -494,8 +493,13 @@ impl Classifier {
         }
         let seg = &dir.segs[first as usize];
         seg.t4.first_match_many(&s.keys[..n], &mut s.best[..n]);
+        let outcomes = &seg.outcome[..];
+        let last = outcomes.len().saturating_sub(1);
         for ((o, &r), key) in oc.iter_mut().zip(&s.best[..n]).zip(&s.keys[..n]) {
-            let out = seg.outcome_of(r);
+            let out = outcomes
+                .get((r as usize).min(last))
+                .copied()
+                .unwrap_or(Outcome::NEXT);
             *dir_mut::<D>(o) = if out.is_next() {
                 self.eval_dir_from(dir, e, key, |x| &x.t4, no_match, 1)
             } else {

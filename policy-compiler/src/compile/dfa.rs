@@ -29,9 +29,11 @@
 //!
 //! A word is a `u32`: a node (`base | byte << 26`, the next word being
 //! `trans[base + key_byte[byte]]`: one dependent load and no branch per
-//! byte read), or an end (bit 31 set, an index into `ends`). Node words
-//! carry which key byte their node reads, so keys that skip bytes walk
-//! side by side with keys that do not.
+//! byte read), or an end (bit 31 set; see `Builder::end`), which loops on
+//! itself. Node words carry which key byte their node reads, so keys that
+//! skip bytes walk side by side with keys that do not, and a batch walks
+//! its keys eight at a time with no branch per byte (a group steps until
+//! all eight have ended).
 //!
 //! Rules are partitioned like the cut trees' (by whether the source and
 //! destination are small), one automaton per partition, looked up in
@@ -63,8 +65,16 @@ fn key_bytes(k: &EKey<u32>) -> [u8; KB] {
     b
 }
 
-/// An end word: bit 31, and the index of its [`End`].
+/// An end word: bit 31 set (see `Builder::end`).
 const END: u32 = 1 << 31;
+/// Keys walked side by side in `first_match_many`.
+const GROUP: usize = 8;
+
+/// An end's first word when it is a match.
+const MATCH: u32 = u32::MAX;
+
+/// A byte of [`key_bytes`] that is always 0.
+const PAD_BYTE: u32 = 31;
 /// A node word's base (the index of its first next word).
 const BASE: u32 = (1 << 26) - 1;
 
@@ -117,7 +127,6 @@ pub struct DfaStats {
 pub struct Dfa {
     parts: Vec<Part>,
     trans: Vec<u32>,
-    ends: Vec<End>,
     blocks: Vec<Block>,
     stats: DfaStats,
 }
@@ -159,7 +168,6 @@ struct Builder<'a> {
     end_memo: HashMap<End, u32>,
     leaf_memo: HashMap<Vec<u32>, End>,
     trans: Vec<u32>,
-    ends: Vec<End>,
     blocks: Vec<Block>,
     stats: DfaStats,
     over: bool,
@@ -210,7 +218,7 @@ impl Dfa {
         }
         let mut order: Vec<u32> = (0..boxes.len() as u32).collect();
         order.sort_by_key(|&i| (boxes[i as usize].prio, i));
-        let groups = if cfg.partitions > 1 && boxes.len() > cfg.dfa_leaf.max(1) {
+        let mut groups = if cfg.partitions > 1 && boxes.len() > cfg.dfa_leaf.max(1) {
             super::tree::partition_by(&order, cfg.partitions, |i| {
                 let b = &boxes[i as usize];
                 (small(b.lo[1], b.hi[1]), small(b.lo[2], b.hi[2]))
@@ -218,18 +226,59 @@ impl Dfa {
         } else {
             vec![order]
         };
+        groups.retain(|g| !g.is_empty());
+        let budget = cfg.dfa_budget.min(BASE as usize - 256);
+        let dfa = Self::build_parts(&boxes, &groups, full, &widths, cfg.dfa_leaf, budget)?;
+        // A partition of a few rules costs every key that reaches it a
+        // walk of its own. Copied into the biggest partition, they may cost
+        // little more than that partition (ClassBench acl5: 37 wide-source
+        // rules of 4834; one automaton instead of two, same-run round
+        // robin: +5%) or blow it up (acl3: 55 rules wide in both
+        // addresses). So: merged if the merged automata stay within a
+        // quarter more words.
+        let few = (boxes.len() / 64).max(cfg.dfa_leaf);
+        let Some(big) = (0..groups.len()).max_by_key(|&i| groups[i].len()) else {
+            return Some(dfa);
+        };
+        if !groups.iter().any(|g| g.len() <= few) {
+            return Some(dfa);
+        }
+        let mut merged = std::mem::take(&mut groups[big]);
+        groups.retain(|g| {
+            let keep = g.len() > few;
+            if !keep {
+                merged.extend_from_slice(g);
+            }
+            keep && !g.is_empty()
+        });
+        merged.sort_by_key(|&i| (boxes[i as usize].prio, i));
+        groups.push(merged);
+        let words = dfa.trans.len();
+        let budget = budget.min(words + words / 4);
+        Some(Self::build_parts(&boxes, &groups, full, &widths, cfg.dfa_leaf, budget).unwrap_or(dfa))
+    }
+
+    /// One automaton per group of `boxes` (each in priority order), or
+    /// `None` past `budget` words.
+    fn build_parts(
+        boxes: &[RBox],
+        groups: &[Vec<u32>],
+        full: [u32; NFIELDS],
+        widths: &[u8; NFIELDS],
+        leaf_max: usize,
+        budget: usize,
+    ) -> Option<Dfa> {
         let mut b = Builder {
-            boxes: &boxes,
+            boxes,
             full,
-            leaf_max: cfg.dfa_leaf,
-            budget: cfg.dfa_budget.min(BASE as usize - 256),
+            leaf_max,
+            budget,
             seq: Vec::new(),
             wild_from: vec![0; boxes.len()],
             memo: HashMap::default(),
             end_memo: HashMap::default(),
             leaf_memo: HashMap::default(),
             trans: Vec::new(),
-            ends: Vec::new(),
             blocks: Vec::new(),
             stats: DfaStats::default(),
             over: false,
@@ -250,7 +299,7 @@ impl Dfa {
             } else {
                 [1, 2, 3, 5, 4, 0]
             };
-            let root = b.part(&g, &order, &widths);
+            let root = b.part(g, &order, widths);
             if b.over {
                 return None;
             }
@@ -266,7 +315,6 @@ impl Dfa {
         Some(Dfa {
             parts,
             trans: b.trans,
-            ends: b.ends,
             blocks: b.blocks,
             stats,
         })
@@ -276,7 +324,6 @@ impl Dfa {
     pub fn memory(&self) -> usize {
         self.parts.len() * std::mem::size_of::<Part>()
             + self.trans.len() * 4
-            + self.ends.len() * std::mem::size_of::<End>()
             + self.blocks.len() * std::mem::size_of::<Block>()
     }
 
@@ -288,13 +335,25 @@ impl Dfa {
     /// Resolve end word `w` for `k` (at most `best`).
     #[inline(always)]
     fn resolve(&self, w: u32, k: &EKey<u32>, best: u32) -> u32 {
-        match self.ends.get((w & !END) as usize) {
-            Some(&End::Match(p)) => best.min(p),
-            Some(&End::Leaf { start, n }) => {
-                let blocks = self.blocks.get(start as usize..(start + n) as usize);
-                block::scan(blocks.unwrap_or(&[]), &KeyVec::of(k), best, |_| true)
-            }
-            _ => best,
+        let s = (w & BASE) as usize;
+        let (a, b) = match self.trans.get(s + 1..s + 3) {
+            Some(&[a, b]) => (a, b),
+            _ => (0, 0),
+        };
+        if a == MATCH {
+            return best.min(b);
+        }
+        let blocks = self.blocks.get(a as usize..b as usize).unwrap_or(&[]);
+        block::scan(blocks, &KeyVec::of(k), best, |_| true)
+    }
+
+    /// What end word `w` stands for (for statistics).
+    fn end_of(&self, w: u32) -> End {
+        let s = (w & BASE) as usize;
+        match (self.trans[s + 1], self.trans[s + 2]) {
+            (MATCH, p) => End::Match(p),
+            (a, b) if a == b => End::Miss,
+            (a, b) => End::Leaf { start: a, n: b - a },
         }
     }
 
@@ -333,13 +392,12 @@ impl Dfa {
         // `i << 5 | b` (`KB` is 32).
         let mut kb = [0u8; BATCH * KB];
         for (b, k) in kb.chunks_exact_mut(KB).zip(keys) {
-            b.copy_from_slice(&key_bytes(k));
+            for (d, f) in b.chunks_exact_mut(4).zip(&k.f) {
+                d.copy_from_slice(&f.to_le_bytes());
+            }
         }
         let mut cur = [0u32; BATCH];
         let mut open = [0u8; BATCH];
-        // The keys still walking, read from one list and written to the
-        // other at each byte.
-        let (mut wa, mut wb) = ([0u8; BATCH], [0u8; BATCH]);
         for p in &self.parts {
             let mut no = 0;
             for (i, &b) in best.iter().enumerate() {
@@ -347,27 +405,28 @@ impl Dfa {
                 no += usize::from(b > p.min_prio);
             }
             let open = &open[..no];
-            for &i in open {
-                cur[usize::from(i) % BATCH] = p.root;
-            }
-            let mut nw = 0;
-            if !is_end(p.root) {
-                wa[..no].copy_from_slice(open);
-                nw = no;
-            }
-            while nw != 0 {
-                let mut j = 0;
-                for &i in &wa[..nw] {
-                    let i = usize::from(i) % BATCH;
-                    let w = cur[i];
-                    let v = kb[(i << 5) | (w >> 26) as usize & 31];
-                    let w = self.trans[((w & BASE) + u32::from(v)) as usize];
-                    cur[i] = w;
-                    wb[j % BATCH] = i as u8;
-                    j += usize::from(!is_end(w));
+            // Keys walk in groups of `GROUP`, side by side with no branch
+            // per byte: an end word loops on itself, so a group steps until
+            // all its keys have ended.
+            for g in open.chunks(GROUP) {
+                let mut ids = [g[0]; GROUP];
+                ids[..g.len()].copy_from_slice(g);
+                let mut w = [p.root; GROUP];
+                loop {
+                    let mut all = END;
+                    for (w, &i) in w.iter_mut().zip(&ids) {
+                        let i = usize::from(i) % BATCH;
+                        let v = kb[(i << 5) | (*w >> 26) as usize & 31];
+                        *w = self.trans[((*w & BASE) + u32::from(v)) as usize];
+                        all &= *w;
+                    }
+                    if all != 0 {
+                        break;
+                    }
                 }
-                std::mem::swap(&mut wa, &mut wb);
-                nw = j;
+                for (&w, &i) in w.iter().zip(&ids) {
+                    cur[usize::from(i) % BATCH] = w;
+                }
             }
             for &i in open {
                 let i = usize::from(i);
@@ -394,7 +453,7 @@ impl Dfa {
                     w = self.trans[next(w, &kb)];
                     steps += 1;
                 }
-                match self.ends[(w & !END) as usize] {
+                match self.end_of(w) {
                     End::Leaf { start, n } => {
                         for b in &self.blocks[start as usize..(start + n) as usize] {
                             blocks += 1;
@@ -439,7 +498,7 @@ impl Dfa {
                     d += 1;
                 }
                 steps += d;
-                let e = match self.ends[(w & !END) as usize] {
+                let e = match self.end_of(w) {
                     End::Leaf { n, .. } => {
                         blocks += n as usize;
                         0
@@ -547,8 +606,18 @@ impl Builder<'_> {
         if let Some(&w) = self.end_memo.get(&e) {
             return w;
         }
-        let w = END | self.ends.len() as u32;
-        self.ends.push(e);
+        // A self-loop: the word at `slot` is the end word itself and it
+        // reads the padding byte (always 0), so walking on from an end
+        // stays there. The two words after it say what the end is: a
+        // leaf's blocks `a..b` (a miss: none), or `MATCH` and a priority.
+        let slot = self.trans.len() as u32;
+        let w = END | PAD_BYTE << 26 | slot;
+        let (a, b) = match e {
+            End::Miss => (0, 0),
+            End::Match(p) => (MATCH, p),
+            End::Leaf { start, n } => (start, start + n),
+        };
+        self.trans.extend([w, a, b]);
         self.end_memo.insert(e, w);
         w
     }

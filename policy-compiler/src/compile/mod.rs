@@ -179,7 +179,7 @@ impl Default for Config {
             max_cut_bits: 8,
             partitions: 3,
             push: 8,
-            dfa_leaf: 32,
+            dfa_leaf: 12,
             dfa_budget: 1 << 22,
         }
     }
