@@ -138,3 +138,30 @@ pub(crate) fn scan(
     }
     best
 }
+
+/// [`scan`] for rules with no `ext` and a class field that is always 0
+/// (the byte DFA's leaves when the list has one class): the class is not
+/// compared, and there is no early exit on the addresses (the DFA has
+/// usually read them already, so they rarely rule a block out).
+#[inline(always)]
+pub(crate) fn scan_no_class(blocks: &[Block], kv: &KeyVec, best: u32) -> u32 {
+    let bias = i32x4::splat(i32::MIN);
+    for blk in blocks {
+        if blk.prio[0] >= best {
+            return best;
+        }
+        let out = |k: i32x4, [lo, span]: [i32x4; 2]| ((k - lo) ^ bias).simd_gt(span);
+        let bad = out(kv.0[1], blk.addr[0])
+            | out(kv.0[2], blk.addr[1])
+            | out(kv.0[3], blk.rest[1])
+            | out(kv.0[4], blk.rest[2])
+            | out(kv.0[5], blk.rest[3]);
+        let m = !(bad.to_bitmask()) & 0xf;
+        if m != 0 {
+            // Lanes are in priority order; padding lanes never match.
+            let p = blk.prio[m.trailing_zeros() as usize % 4];
+            return p.min(best);
+        }
+    }
+    best
+}

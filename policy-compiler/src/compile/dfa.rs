@@ -126,6 +126,8 @@ pub struct DfaStats {
 #[derive(Clone, Debug)]
 pub struct Dfa {
     parts: Vec<Part>,
+    /// The class field is always 0 (one class): leaves skip it.
+    one_class: bool,
     trans: Vec<u32>,
     blocks: Vec<Block>,
     stats: DfaStats,
@@ -314,6 +316,7 @@ impl Dfa {
         stats.words = b.trans.len();
         Some(Dfa {
             parts,
+            one_class: widths[0] == 0,
             trans: b.trans,
             blocks: b.blocks,
             stats,
@@ -344,7 +347,11 @@ impl Dfa {
             return best.min(b);
         }
         let blocks = self.blocks.get(a as usize..b as usize).unwrap_or(&[]);
-        block::scan(blocks, &KeyVec::of(k), best, |_| true)
+        if self.one_class {
+            block::scan_no_class(blocks, &KeyVec::of(k), best)
+        } else {
+            block::scan(blocks, &KeyVec::of(k), best, |_| true)
+        }
     }
 
     /// What end word `w` stands for (for statistics).
@@ -786,7 +793,7 @@ mod tests {
         ]
     }
 
-    fn check(rules: &[[RangeSet; NFIELDS]], keys: &[EKey<u32>], cfg: &Config) {
+    fn check(rules: &[[RangeSet; NFIELDS]], keys: &[EKey<u32>], class_bits: u8, cfg: &Config) {
         let er: Vec<ERule<'_>> = rules
             .iter()
             .enumerate()
@@ -795,7 +802,7 @@ mod tests {
                 fields: [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
             })
             .collect();
-        let d = Dfa::build(&er, 2, cfg).expect("builds");
+        let d = Dfa::build(&er, class_bits, cfg).expect("builds");
         let mut best = vec![u32::MAX; keys.len()];
         for chunk in keys.chunks(BATCH).zip(best.chunks_mut(BATCH)) {
             d.first_match_many(chunk.0, chunk.1);
@@ -818,8 +825,15 @@ mod tests {
             kseeds in proptest::collection::vec(proptest::collection::vec(any::<u32>(), 6), 1..100),
             leaf in 0usize..6,
             parts in 1u8..4,
+            one_class in any::<bool>(),
         ) {
-            let rules: Vec<_> = seeds.iter().map(|s| rule_sets(s)).collect();
+            let mut rules: Vec<_> = seeds.iter().map(|s| rule_sets(s)).collect();
+            // One class: the class field is always 0 (its width is 0).
+            if one_class {
+                for r in &mut rules {
+                    r[0] = RangeSet::single(0);
+                }
+            }
             // Keys near the rules' corners, or anywhere.
             let keys: Vec<EKey<u32>> = kseeds
                 .iter()
@@ -836,7 +850,7 @@ mod tests {
                     };
                     EKey {
                         f: [
-                            s[1] % 4,
+                            if one_class { 0 } else { s[1] % 4 },
                             corner(1, s[2]),
                             corner(2, s[3]),
                             corner(3, s[4]) & 0xff,
@@ -847,7 +861,7 @@ mod tests {
                 })
                 .collect();
             let cfg = Config { dfa_leaf: leaf, partitions: parts, ..Config::default() };
-            check(&rules, &keys, &cfg);
+            check(&rules, &keys, if one_class { 0 } else { 2 }, &cfg);
         }
     }
 }

@@ -180,7 +180,7 @@ impl Default for Config {
             partitions: 3,
             push: 8,
             dfa_leaf: 12,
-            dfa_budget: 1 << 22,
+            dfa_budget: 1 << 21,
         }
     }
 }
