@@ -667,8 +667,10 @@ impl Builder<'_> {
             return self.end(End::Miss);
         }
         if self.covers(d, first) {
-            let p = self.boxes[first.0 as usize].prio;
-            return self.end(End::Match(p));
+            // A leaf of that one rule, not a match: a walk may have come
+            // here past a byte it did not read (see below), so the answer
+            // is checked.
+            return self.leaf(&st[..1]);
         }
         if st.len() <= self.leaf_max {
             return self.leaf(&st);
@@ -723,9 +725,20 @@ impl Builder<'_> {
                 nexts.push((v, w));
             }
         }
-        let w = match nexts[..] {
-            [(_, w)] => w,
-            _ => {
+        // A byte that only tells the state's keys from keys that match none
+        // of its rules (one next state and misses) is not read either: a key
+        // that would miss goes on to that next state, and since every end
+        // below is a leaf that checks its rules' full boxes, it still
+        // matches nothing.
+        let miss = self.end(End::Miss);
+        let mut ahead = nexts.iter().map(|&(_, w)| w).filter(|&w| w != miss);
+        let only = match ahead.next() {
+            None => Some(miss),
+            Some(x) => ahead.all(|w| w == x).then_some(x),
+        };
+        let w = match only {
+            Some(w) => w,
+            None => {
                 // 256 words whatever the byte's width, so that no byte value
                 // leaves the node.
                 let base = self.trans.len() as u32;
