@@ -337,7 +337,7 @@ impl Dfa {
 
     /// Resolve end word `w` for `k` (at most `best`).
     #[inline(always)]
-    fn resolve(&self, w: u32, k: &EKey<u32>, best: u32) -> u32 {
+    fn resolve<const ONE_CLASS: bool>(&self, w: u32, k: &EKey<u32>, best: u32) -> u32 {
         let s = (w & BASE) as usize;
         let (a, b) = match self.trans.get(s + 1..s + 3) {
             Some(&[a, b]) => (a, b),
@@ -347,7 +347,7 @@ impl Dfa {
             return best.min(b);
         }
         let blocks = self.blocks.get(a as usize..b as usize).unwrap_or(&[]);
-        if self.one_class {
+        if ONE_CLASS {
             block::scan_no_class(blocks, &KeyVec::of(k), best)
         } else {
             block::scan(blocks, &KeyVec::of(k), best, |_| true)
@@ -383,7 +383,12 @@ impl Dfa {
             if p.min_prio >= best {
                 break;
             }
-            best = self.resolve(self.walk(p, &kb), k, best);
+            let w = self.walk(p, &kb);
+            best = if self.one_class {
+                self.resolve::<true>(w, k, best)
+            } else {
+                self.resolve::<false>(w, k, best)
+            };
         }
         (best != u32::MAX).then_some(best)
     }
@@ -393,6 +398,16 @@ impl Dfa {
     /// independent loads of different keys overlap (see
     /// `CutTree::first_match_many`).
     pub fn first_match_many(&self, keys: &[EKey<u32>], best: &mut [u32]) {
+        if self.one_class {
+            self.many::<true>(keys, best);
+        } else {
+            self.many::<false>(keys, best);
+        }
+    }
+
+    /// [`Dfa::first_match_many`] for automata with (`ONE_CLASS`) or
+    /// without one class.
+    fn many<const ONE_CLASS: bool>(&self, keys: &[EKey<u32>], best: &mut [u32]) {
         let n = keys.len().min(best.len()).min(BATCH);
         let (keys, best) = (&keys[..n], &mut best[..n]);
         // Every key's bytes, one flat array: key `i`'s byte `b` is at
@@ -437,7 +452,7 @@ impl Dfa {
             }
             for &i in open {
                 let i = usize::from(i);
-                best[i] = self.resolve(cur[i % BATCH], &keys[i], best[i]);
+                best[i] = self.resolve::<ONE_CLASS>(cur[i % BATCH], &keys[i], best[i]);
             }
         }
     }
