@@ -6,17 +6,16 @@ use std::net::IpAddr;
 
 use crate::compile::lpm::{Lpm, NONE};
 use crate::compile::tree::CutTree;
-use crate::compile::{Addr, EKey, BATCH};
+use crate::compile::{Addr, EKey, FirstMatch, V4Engine, BATCH};
 use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
 
-/// A segment's `miss` that goes on to the next segment.
-pub(crate) const CONTINUE: u32 = u32::MAX;
-
-fn set_dir(v: &mut Verdict, d: usize, x: DirVerdict) {
-    if d == 0 {
-        v.egress = x;
+/// Direction `D`'s half of a verdict (0: egress, 1: ingress).
+#[inline(always)]
+fn dir_mut<const D: usize>(v: &mut Verdict) -> &mut DirVerdict {
+    if D == 0 {
+        &mut v.egress
     } else {
-        v.ingress = x;
+        &mut v.ingress
     }
 }
 
@@ -219,15 +218,68 @@ impl Default for Scratch {
     }
 }
 
+/// What a segment's answer does, packed in a `u32`: the decision (low 30
+/// bits), allow (bit 31), or go on to the class's next segment (bit 30:
+/// a `Pass` rule, or a miss in a segment without an end of tier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outcome(u32);
+
+impl Outcome {
+    const ALLOW: u32 = 1 << 31;
+    const NEXT_BIT: u32 = 1 << 30;
+    /// Go on to the next segment.
+    pub(crate) const NEXT: Outcome = Outcome(Self::NEXT_BIT);
+    /// Allowed by `d`.
+    pub(crate) fn allow(d: Decision) -> Outcome {
+        Outcome(d.0 | Self::ALLOW)
+    }
+    /// Denied by `d`.
+    pub(crate) fn deny(d: Decision) -> Outcome {
+        Outcome(d.0)
+    }
+    #[inline(always)]
+    fn is_next(self) -> bool {
+        self.0 & Self::NEXT_BIT != 0
+    }
+    /// The verdict of endpoint `ep` (not for [`Outcome::NEXT`]).
+    #[inline(always)]
+    fn verdict(self, ep: u32) -> DirVerdict {
+        DirVerdict {
+            allow: self.0 & Self::ALLOW != 0,
+            endpoint: Some(EndpointId(ep)),
+            decided_by: Decision(self.0 & (Self::NEXT_BIT - 1)),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct CSeg {
-    pub(crate) miss: u32,
-    pub(crate) decision: Vec<u32>,
-    pub(crate) allow: Vec<bool>,
-    pub(crate) pass: Vec<bool>,
-    pub(crate) t4: CutTree<u32>,
+    /// Per rule (by priority), then one more for a miss.
+    pub(crate) outcome: Vec<Outcome>,
+    pub(crate) t4: V4Engine,
     pub(crate) t6: CutTree<u128>,
 }
+
+impl CSeg {
+    /// The outcome of first match `r` (`None`: a miss).
+    #[inline(always)]
+    fn outcome(&self, r: Option<u32>) -> Outcome {
+        self.outcome_of(r.unwrap_or(u32::MAX))
+    }
+
+    /// The outcome of priority `r` (`u32::MAX`: a miss), without a branch.
+    #[inline(always)]
+    fn outcome_of(&self, r: u32) -> Outcome {
+        let last = self.outcome.len().saturating_sub(1);
+        self.outcome
+            .get((r as usize).min(last))
+            .copied()
+            .unwrap_or(Outcome::NEXT)
+    }
+}
+
+/// No segment (for `CDir::start`).
+const NO_SEG: u32 = u32::MAX;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CDir {
@@ -235,6 +287,36 @@ pub(crate) struct CDir {
     pub(crate) class_segs: Vec<(u32, u32)>,
     pub(crate) seg_list: Vec<u32>,
     pub(crate) segs: Vec<CSeg>,
+    /// Per endpoint: its class and its first segment (or `NO_SEG`), one
+    /// load for the batch path.
+    pub(crate) start: Vec<(u32, u32)>,
+}
+
+impl CDir {
+    pub(crate) fn new(
+        endpoint_class: Vec<u32>,
+        class_segs: Vec<(u32, u32)>,
+        seg_list: Vec<u32>,
+        segs: Vec<CSeg>,
+    ) -> CDir {
+        let start = endpoint_class
+            .iter()
+            .map(|&c| {
+                let first = match class_segs.get(c as usize) {
+                    Some(&(at, len)) if len > 0 => seg_list[at as usize],
+                    _ => NO_SEG,
+                };
+                (c, first)
+            })
+            .collect();
+        CDir {
+            endpoint_class,
+            class_segs,
+            seg_list,
+            segs,
+            start,
+        }
+    }
 }
 
 /// Facts about a compiled classifier.
@@ -259,10 +341,11 @@ pub struct ClassifierStats {
 /// smaller batches (the pipeline's new connections, often one or two per
 /// batch) take the one-at-a-time path, which has no batch set-up to pay.
 /// (8 is a choice, not a measured crossover.) Lockstep overlaps the keys'
-/// dependent loads; with each level visiting only the keys still above a
-/// leaf, it beats one-at-a-time on
-/// every ClassBench set with a trace (1k and 10k) and the Calico sets, by
-/// 4–20% (same-run round robin, `classbench --lockstep false|true`).
+/// dependent loads: with the cut trees (each level visiting only the keys
+/// still above a leaf) it beat one-at-a-time by 4–20% on every ClassBench
+/// set with a trace (1k and 10k) and the Calico sets; with the DFA by 2.1–2.8×
+/// (acl5_10k 35.4 against 12.7 Mpps, ipc1_10k 22.1 against 10.7; same-run
+/// round robin, `classbench --lockstep false|true`).
 pub const LOCKSTEP_MIN: usize = 8;
 
 /// The compiled classifier.
@@ -334,8 +417,9 @@ impl Classifier {
     /// Classify a batch: `out[i]` is the verdict of `keys[i]` (the shorter
     /// of the two lengths is used); the answers are those of
     /// [`Classifier::classify`]. IPv4 keys are looked up [`BATCH`] at a
-    /// time (chunks of at least [`LOCKSTEP_MIN`]), each engine walked level
-    /// by level across the keys (see `CutTree::first_match_many`), so the
+    /// time (chunks of at least [`LOCKSTEP_MIN`]), each engine walked
+    /// across the keys (cut trees level by level, `CutTree::first_match_many`;
+    /// the DFA eight keys at a time, `Dfa::first_match_many`), so the
     /// independent loads of different keys overlap.
     pub fn classify_batch(&self, keys: &[FlowKey], out: &mut [Verdict], scratch: &mut Scratch) {
         for (kc, oc) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
@@ -352,81 +436,20 @@ impl Classifier {
     fn batch4(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
         let n = kc.len().min(oc.len()).min(BATCH);
         let (kc, oc) = (&kc[..n], &mut oc[..n]);
-        for (e, k) in s.ep.iter_mut().zip(kc) {
-            *e = [
-                self.lpm4.lookup(k.src as u32),
-                self.lpm4.lookup(k.dst as u32),
-            ];
-        }
-        for d in 0..2 {
-            let dir = &self.dirs[d];
-            let no_match = if d == 0 {
-                Decision::NO_MATCH_EGRESS
-            } else {
-                Decision::NO_MATCH_INGRESS
-            };
-            // Keys whose endpoint has segments, as (first segment, key).
-            let mut np = 0;
-            for (i, o) in oc.iter_mut().enumerate() {
-                let e = s.ep[i][d];
-                let v = if e == NONE {
-                    DirVerdict::NO_ENDPOINT
-                } else {
-                    let class = dir.endpoint_class[e as usize];
-                    let (start, len) = dir.class_segs[class as usize];
-                    if len == 0 {
-                        DirVerdict::unmatched(e, no_match)
-                    } else {
-                        s.pend[np] = (dir.seg_list[start as usize], i as u16);
-                        np += 1;
-                        continue;
-                    }
-                };
-                set_dir(o, d, v);
+        match self.lpm4.single_owner() {
+            Some(e) => {
+                self.batch4_one::<0>(e, kc, oc, s);
+                self.batch4_one::<1>(e, kc, oc, s);
             }
-            let pend = &mut s.pend[..np];
-            if !pend.is_sorted() {
-                pend.sort_unstable();
-            }
-            let mut j = 0;
-            while j < np {
-                let seg_id = pend[j].0;
-                let mut m = 0;
-                while j < np && pend[j].0 == seg_id {
-                    let i = usize::from(pend[j].1);
-                    let k = &kc[i];
-                    let (sp, dp) = k.port_fields();
-                    let class = dir.endpoint_class[s.ep[i][d] as usize];
-                    s.keys[m] =
-                        EKey::new(class, k.src as u32, k.dst as u32, k.proto as u32, sp, dp);
-                    s.idx[m] = i as u16;
-                    s.best[m] = u32::MAX;
-                    m += 1;
-                    j += 1;
+            None => {
+                for (e, k) in s.ep.iter_mut().zip(kc) {
+                    *e = [
+                        self.lpm4.lookup(k.src as u32),
+                        self.lpm4.lookup(k.dst as u32),
+                    ];
                 }
-                let seg = &dir.segs[seg_id as usize];
-                seg.t4.first_match_many(&s.keys[..m], &mut s.best[..m]);
-                for (q, &i) in s.idx[..m].iter().enumerate() {
-                    let i = usize::from(i);
-                    let e = s.ep[i][d];
-                    let r = s.best[q];
-                    let v = if r != u32::MAX && !seg.pass[r as usize] {
-                        DirVerdict {
-                            allow: seg.allow[r as usize],
-                            endpoint: Some(EndpointId(e)),
-                            decided_by: Decision(seg.decision[r as usize]),
-                        }
-                    } else if r == u32::MAX && seg.miss != CONTINUE {
-                        DirVerdict {
-                            allow: false,
-                            endpoint: Some(EndpointId(e)),
-                            decided_by: Decision(seg.miss),
-                        }
-                    } else {
-                        self.eval_dir_from(dir, e, &s.keys[q], |x| &x.t4, no_match, 1)
-                    };
-                    set_dir(&mut oc[i], d, v);
-                }
+                self.batch4_dir::<0>(kc, oc, s);
+                self.batch4_dir::<1>(kc, oc, s);
             }
         }
         for o in oc.iter_mut() {
@@ -434,12 +457,130 @@ impl Classifier {
         }
     }
 
+    /// Direction `D` of [`Classifier::batch4`] when endpoint `e` (or
+    /// `NONE`) owns every address (a policy for one endpoint, ClassBench):
+    /// one segment list for every key, no grouping.
+    fn batch4_one<const D: usize>(
+        &self,
+        e: u32,
+        kc: &[FlowKey],
+        oc: &mut [Verdict],
+        s: &mut Scratch,
+    ) {
+        let dir = &self.dirs[D];
+        let no_match = if D == 0 {
+            Decision::NO_MATCH_EGRESS
+        } else {
+            Decision::NO_MATCH_INGRESS
+        };
+        let (class, first) = match dir.start.get(e as usize) {
+            Some(&(class, first)) if e != NONE && first != NO_SEG => (class, first),
+            _ => {
+                let v = if e == NONE {
+                    DirVerdict::NO_ENDPOINT
+                } else {
+                    DirVerdict::unmatched(e, no_match)
+                };
+                for o in oc.iter_mut() {
+                    *dir_mut::<D>(o) = v;
+                }
+                return;
+            }
+        };
+        let n = kc.len();
+        for ((key, best), k) in s.keys.iter_mut().zip(s.best.iter_mut()).zip(kc) {
+            let (sp, dp) = k.port_fields();
+            *key = EKey::new(class, k.src as u32, k.dst as u32, k.proto as u32, sp, dp);
+            *best = u32::MAX;
+        }
+        let seg = &dir.segs[first as usize];
+        seg.t4.first_match_many(&s.keys[..n], &mut s.best[..n]);
+        let outcomes = &seg.outcome[..];
+        let last = outcomes.len().saturating_sub(1);
+        for ((o, &r), key) in oc.iter_mut().zip(&s.best[..n]).zip(&s.keys[..n]) {
+            let out = outcomes
+                .get((r as usize).min(last))
+                .copied()
+                .unwrap_or(Outcome::NEXT);
+            *dir_mut::<D>(o) = if out.is_next() {
+                self.eval_dir_from(dir, e, key, |x| &x.t4, no_match, 1)
+            } else {
+                out.verdict(e)
+            };
+        }
+    }
+
+    /// Direction `D` of [`Classifier::batch4`]: keys grouped by their
+    /// endpoint's first segment, each group looked up together; a `Pass`
+    /// (or a miss that goes on) finishes one key at a time.
+    fn batch4_dir<const D: usize>(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
+        let dir = &self.dirs[D];
+        let no_match = if D == 0 {
+            Decision::NO_MATCH_EGRESS
+        } else {
+            Decision::NO_MATCH_INGRESS
+        };
+        // Keys whose endpoint has segments, as (first segment, key).
+        let mut np = 0;
+        for (i, (o, ep)) in oc.iter_mut().zip(&s.ep).enumerate() {
+            let e = ep[D];
+            let v = if e == NONE {
+                DirVerdict::NO_ENDPOINT
+            } else {
+                match dir.start.get(e as usize) {
+                    Some(&(_, first)) if first != NO_SEG => {
+                        s.pend[np] = (first, i as u16);
+                        np += 1;
+                        continue;
+                    }
+                    _ => DirVerdict::unmatched(e, no_match),
+                }
+            };
+            *dir_mut::<D>(o) = v;
+        }
+        let pend = &mut s.pend[..np];
+        if !pend.is_sorted() {
+            pend.sort_unstable();
+        }
+        let mut j = 0;
+        while j < np {
+            let seg_id = pend[j].0;
+            let mut m = 0;
+            for &(sg, i) in &pend[j..] {
+                if sg != seg_id {
+                    break;
+                }
+                let k = &kc[usize::from(i)];
+                let (sp, dp) = k.port_fields();
+                let class = dir.start[s.ep[usize::from(i)][D] as usize].0;
+                s.keys[m] = EKey::new(class, k.src as u32, k.dst as u32, k.proto as u32, sp, dp);
+                s.idx[m] = i;
+                s.best[m] = u32::MAX;
+                m += 1;
+            }
+            j += m;
+            let seg = &dir.segs[seg_id as usize];
+            seg.t4.first_match_many(&s.keys[..m], &mut s.best[..m]);
+            for ((&i, &r), key) in s.idx[..m].iter().zip(&s.best[..m]).zip(&s.keys[..m]) {
+                let i = usize::from(i);
+                let e = s.ep[i][D];
+                let o = seg.outcome_of(r);
+                let v = if o.is_next() {
+                    self.eval_dir_from(dir, e, key, |x| &x.t4, no_match, 1)
+                } else {
+                    o.verdict(e)
+                };
+                *dir_mut::<D>(&mut oc[i]) = v;
+            }
+        }
+    }
+
     #[inline]
-    fn classify_fam<A: Addr>(
+    fn classify_fam<A: Addr, E: FirstMatch<A>>(
         &self,
         k: &EKey<A>,
         lpm: &Lpm<A>,
-        tree: impl Fn(&CSeg) -> &CutTree<A> + Copy,
+        tree: impl Fn(&CSeg) -> &E + Copy,
     ) -> Verdict {
         let se = lpm.lookup(k.src());
         let de = lpm.lookup(k.dst());
@@ -461,12 +602,12 @@ impl Classifier {
     }
 
     #[inline(always)]
-    fn eval_dir<A: Addr>(
+    fn eval_dir<A: Addr, E: FirstMatch<A>>(
         &self,
         d: &CDir,
         ep: u32,
         k: &EKey<A>,
-        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        tree: impl Fn(&CSeg) -> &E,
         no_match: Decision,
     ) -> DirVerdict {
         self.eval_dir_from(d, ep, k, tree, no_match, 0)
@@ -476,12 +617,12 @@ impl Classifier {
     /// so an endpoint with no segments left (no policy in this direction)
     /// is answered without the call to the walk.
     #[inline(always)]
-    fn eval_dir_from<A: Addr>(
+    fn eval_dir_from<A: Addr, E: FirstMatch<A>>(
         &self,
         d: &CDir,
         ep: u32,
         k: &EKey<A>,
-        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        tree: impl Fn(&CSeg) -> &E,
         no_match: Decision,
         from: u32,
     ) -> DirVerdict {
@@ -497,42 +638,23 @@ impl Classifier {
     /// The first decision of segments `segs` for endpoint `ep` (of
     /// `class`), or `no_match`.
     #[allow(clippy::too_many_arguments)]
-    fn walk_segments<A: Addr>(
+    fn walk_segments<A: Addr, E: FirstMatch<A>>(
         &self,
         d: &CDir,
         segs: &[u32],
         ep: u32,
         class: u32,
         k: &EKey<A>,
-        tree: impl Fn(&CSeg) -> &CutTree<A>,
+        tree: impl Fn(&CSeg) -> &E,
         no_match: Decision,
     ) -> DirVerdict {
-        let endpoint = Some(EndpointId(ep));
         let mut key = *k;
         key.set_class(class);
         for &s in segs {
             let seg = &d.segs[s as usize];
-            match tree(seg).first_match(&key) {
-                Some(r) => {
-                    let r = r as usize;
-                    if seg.pass[r] {
-                        continue;
-                    }
-                    return DirVerdict {
-                        allow: seg.allow[r],
-                        endpoint,
-                        decided_by: Decision(seg.decision[r]),
-                    };
-                }
-                None => {
-                    if seg.miss != CONTINUE {
-                        return DirVerdict {
-                            allow: false,
-                            endpoint,
-                            decided_by: Decision(seg.miss),
-                        };
-                    }
-                }
+            let o = seg.outcome(tree(seg).first_match(&key));
+            if !o.is_next() {
+                return o.verdict(ep);
             }
         }
         DirVerdict::unmatched(ep, no_match)
@@ -592,13 +714,12 @@ impl Classifier {
             + self.lpm6.memory()
             + self.endpoints.iter().map(|s| s.len() + 24).sum::<usize>();
         for d in &self.dirs {
-            m += d.endpoint_class.len() * 4 + d.class_segs.len() * 8 + d.seg_list.len() * 4;
+            m += d.endpoint_class.len() * 4
+                + d.class_segs.len() * 8
+                + d.seg_list.len() * 4
+                + d.start.len() * 8;
             for s in &d.segs {
-                m += s.decision.len() * 4
-                    + s.allow.len()
-                    + s.pass.len()
-                    + s.t4.memory()
-                    + s.t6.memory();
+                m += s.outcome.len() * 4 + s.t4.memory() + s.t6.memory();
             }
         }
         m
@@ -615,8 +736,8 @@ impl Classifier {
             st.classes[i] = d.class_segs.len();
             st.segments[i] = d.segs.len();
             for s in &d.segs {
-                st.rules += s.decision.len();
-                st.leaf_entries[0] += s.t4.stats().leaf_rules;
+                st.rules += s.outcome.len() - 1;
+                st.leaf_entries[0] += s.t4.leaf_rules();
                 st.leaf_entries[1] += s.t6.stats().leaf_rules;
             }
         }
@@ -625,16 +746,32 @@ impl Classifier {
 }
 
 impl Classifier {
+    /// For debugging: how the egress engines walk for IPv4 `keys` (class 0).
+    pub fn debug_walks(&self, keys: &[FlowKey]) -> String {
+        let ks: Vec<EKey<u32>> = keys
+            .iter()
+            .map(|k| {
+                let (sp, dp) = k.port_fields();
+                EKey::new(0, k.src as u32, k.dst as u32, k.proto as u32, sp, dp)
+            })
+            .collect();
+        self.dirs[0]
+            .segs
+            .iter()
+            .map(|s| s.t4.debug_walks(&ks))
+            .collect()
+    }
+
     /// Engine statistics, for debugging and the crate docs' figures.
     pub fn debug_engine_stats(&self) -> String {
         let mut s = String::new();
         for (i, d) in self.dirs.iter().enumerate() {
             for (j, seg) in d.segs.iter().enumerate() {
                 s.push_str(&format!(
-                    "dir {i} seg {j}: rules {} v4 memory {} {:?}\n",
-                    seg.decision.len(),
+                    "dir {i} seg {j}: rules {} v4 memory {} {}\n",
+                    seg.outcome.len() - 1,
                     seg.t4.memory(),
-                    seg.t4.stats()
+                    seg.t4.debug_stats()
                 ));
             }
         }

@@ -68,19 +68,38 @@
 //! out engines that only take one prefix or range per field unless terms are
 //! multiplied out.
 //!
-//! Candidates, on this machine (2 cores of an AMD EPYC Zen3 VM, AVX2, shared
-//! with other work — figures vary by ±30% between runs), ClassBench sets of
-//! `shared/classbench` through `bench`'s `classbench` binary:
+//! **The rule** (at compile time, once per rule list and address family;
+//! [`compile::EngineKind::Auto`], the default): the byte DFA
+//! ([`compile::dfa`]) when the list is IPv4, every term has one range per
+//! field, and the automaton fits its budget ([`compile::Config::dfa_budget`],
+//! 2M words = 8 MB); partitioned cut trees ([`compile::tree`]) otherwise:
+//! IPv6, any list with a range list in a field (IP sets, `notNets`, several
+//! ports or CIDRs in one term) and lists whose automaton outgrows the budget
+//! (ClassBench fw4_10k: its 673 rules wide in both addresses). Nothing is
+//! chosen per packet. ClassBench sets (and 5-tuple ACLs like them) get the
+//! DFA; Calico sets with IP sets keep the trees. The tiers/`Pass`/end of
+//! tier/profiles logic lives in the segment walk, so either engine serves
+//! any policy.
 //!
-//! | engine | acl1 1k | acl2 10k | memory acl2 10k | note |
-//! |---|---|---|---|---|
-//! | linear scan (`EngineKind::Linear`) | 1.4 Mpps | 0.14 Mpps | 0.6 MB | O(rules) per packet |
-//! | bit vector (per-field ranges → rule bitsets, AND) | — | — | ≈ 12 MB per field at 10k, ≈ 1.2 GB per field at 100k | not built: O(N²) bits breaks the 64 MB budget at 100k without aggregation/compression, and every lookup ANDs ~N/64 words per field |
-//! | one cut tree, no partitioning | — | — | — | acl3/fw4 10k: 19–20 MB, 0.9–3 Mpps: wide rules replicate into every cut |
-//! | **partitioned cut trees** (chosen) | 8–14 Mpps | 7–11 Mpps | 0.9–1.8 MB | below |
-//! | `dpdk-test-acl` (rte_acl, best of scalar/sse/avx2) | 21–34 Mpps | 6.6–8.2 Mpps | — | the peer |
+//! Candidates, on this machine (2 cores of an AMD EPYC Zen 2 VM, AVX2,
+//! shared with other work: figures vary by ±30% between runs), ClassBench
+//! sets of `shared/classbench` through `bench`'s `classbench` binary, one
+//! binary (at ecf9935) with `--engine`, round robin, best of 3:
 //!
-//! The chosen engine ([`compile::tree`]) is HiCuts-style: a node cuts one
+//! | engine | acl5 10k | ipc1 10k | acl4 10k | memory acl4 10k | note |
+//! |---|---|---|---|---|---|
+//! | linear scan (`EngineKind::Linear`) | 0.87 Mpps | 0.52 Mpps | 0.52 Mpps | — | O(rules) per packet |
+//! | bit vector (per-field ranges → rule bitsets, AND) | — | — | — | ≈ 12 MB per field at 10k, ≈ 1.2 GB per field at 100k | not built: O(N²) bits breaks the 64 MB budget at 100k without aggregation/compression, and every lookup ANDs ~N/64 words per field |
+//! | one cut tree, no partitioning | — | — | — | 19–20 MB (acl3/fw4) | 0.9–3 Mpps on acl3/fw4 10k: wide rules replicate into every cut |
+//! | partitioned cut trees (`EngineKind::CutTree`) | 18.8 Mpps | 14.7 Mpps | 11.2 Mpps | 3.2 MB | chosen where the DFA does not apply |
+//! | **byte DFA** | 35.2 Mpps | 22.6 Mpps | 22.2 Mpps | 5.7 MB | chosen where it applies |
+//! | `dpdk-test-acl` (rte_acl, best of scalar/sse/avx2, same runs) | 29.6–30.7 Mpps | 11.7–12.4 Mpps | 11.3–12.0 Mpps | — | the peer |
+//!
+//! Over the nine traced 10k sets the DFA was 1.3–2.0× the trees (acl2
+//! +28%, fw2 +31%, fw3 +35%, fw1 +48%, ipc1 +54%, acl3 +85%, acl5 +87%,
+//! acl4 +98%); fw4 keeps the trees (same speed: 16.0 Mpps both ways).
+//!
+//! The cut trees ([`compile::tree`]) are HiCuts-style: a node cuts one
 //! field into `2^b` equal parts (`child = nodes[base + (key[f] >> shift &
 //! mask)]`, one dependent 8-byte load per level), the cut chosen per node to
 //! minimise the largest child under HiCuts' space measure; regions are
@@ -93,59 +112,77 @@
 //! source and destination sets are small (prefix /8 or longer) into three
 //! trees (small source | wide source, small destination | wide in both),
 //! searched in order of best priority. A node of at most 32 rules is a
-//! leaf: IPv4 leaves are blocks of four rules scanned with SSE2, which
-//! makes a longer scan cheaper than one more dependent tree level (leaves
-//! of 8 and four trees, the earlier defaults, measured 5–15% slower on
-//! ClassBench 10k and up to 60% slower at 100k). A hard budget (32 entries
-//! per rule) bounds memory for any input. The tiers/`Pass`/end-of-tier/profile logic lives in the segment
-//! walk, so one engine serves ClassBench and Calico alike.
-//! `classify_batch` walks the trees level by level across up to 64 IPv4
-//! keys, each level visiting only the keys still above a leaf, so the
-//! dependent loads of different keys overlap (4–20% faster than one key at
-//! a time on every ClassBench set with a trace and the Calico sets, same-run
-//! round robin; an earlier version that visited every key at every level
-//! only paid off above 4 MB of tables).
+//! leaf: IPv4 leaves are blocks of four rules scanned with SSE2
+//! (the same blocks as the DFA's leaves). A hard budget (32
+//! entries per rule) bounds memory for any input. `classify_batch` walks
+//! the trees level by level across up to 64 IPv4 keys, each level visiting
+//! only the keys still above a leaf.
 //!
-//! Last run (`classbench --sets <every 10k set with a trace> --gen100k
-//! acl1,fw1,ipc1 --calico 10000`, at 562dcf8; sluice and each
+//! The byte DFA ([`compile::dfa`], after DPDK's rte_acl) reads the key a
+//! byte at a time; a state is "the rules still possible" and equal states
+//! are one, so a wide rule shared by many branches does not multiply the
+//! way it multiplies cut-tree leaves. What made it beat the trees and
+//! rte_acl on these sets, each measured when it was added (callgrind
+//! instructions per acl5_10k lookup, wrapper included: 612 with the trees
+//! before this engine, 263 now):
+//! - every node is 256 `u32` words, `next = trans[base + key_byte]`: one
+//!   load and no branch per byte; a node word carries which key byte its
+//!   node reads, and a byte that does not split a state, or only tells its
+//!   keys from keys that match none of its rules, is not read at all
+//!   (acl5: 5.6 bytes per lookup where rte_acl reads 13);
+//! - a state of at most 12 rules is a leaf scanned as SIMD blocks (the
+//!   cut trees' leaf blocks), checking full boxes, which saves the bytes
+//!   that would tell them apart; every end is such a check, so skipping a
+//!   byte never changes an answer;
+//! - end words loop on themselves, so a batch walks its keys eight at a
+//!   time with no branch per byte (8 instructions per key and byte,
+//!   against 28 with a list of the keys still walking);
+//! - partitions as the trees' (each key walks few automata), except that
+//!   a partition of at most n/64 rules joins the biggest when that costs at
+//!   most a quarter more words (acl5: one automaton instead of two).
+//!
+//! Last run (`classbench --sets <every 10k set with a trace>`, twice, then
+//! `--gen100k acl1,fw1,ipc1 --calico 10000`, at ecf9935; sluice and each
 //! `dpdk-test-acl --alg` alternate over three rounds, best of each side;
-//! every answer equal to `firstmatch/` and to rte_acl's):
+//! every answer equal to `firstmatch/` (generated sets: to a brute-force
+//! first match on a sample) and to rte_acl's; ratios of the two runs):
 //!
-//! | set | rules | compile | memory | sluice | rte_acl best | ratio |
+//! | set | engine | compile | memory | sluice | rte_acl best | ratio |
 //! |---|---|---|---|---|---|---|
-//! | acl2_10k | 9366 | 26 ms | 0.8 MB | 14.4 Mpps | 7.2 (sse) | 2.00 |
-//! | acl3_10k | 9146 | 34 ms | 2.4 MB | 10.9 Mpps | 9.2 (sse) | 1.19 |
-//! | acl4_10k | 9020 | 84 ms | 3.2 MB | 6.3 Mpps | 5.3 (sse) | 1.19 |
-//! | acl5_10k | 4834 | 18 ms | 0.7 MB | 16.0 Mpps | 27.9 (sse) | 0.57 |
-//! | fw1_10k | 9416 | 10 ms | 1.1 MB | 15.2 Mpps | 6.4 (sse) | 2.38 |
-//! | fw2_10k | 9645 | 25 ms | 2.4 MB | 19.5 Mpps | 12.7 (sse) | 1.54 |
-//! | fw3_10k | 9020 | 18 ms | 2.5 MB | 13.8 Mpps | 4.3 (avx2) | 3.23 |
-//! | fw4_10k | 8847 | 42 ms | 3.5 MB | 11.9 Mpps | 5.2 (sse) | 2.29 |
-//! | ipc1_10k | 8739 | 35 ms | 1.2 MB | 9.3 Mpps | 7.9 (sse) | 1.17 |
-//! | acl1_100k (generated) | 100000 | 456 ms | 9.5 MB | 7.3 Mpps | 19.5 (avx2) | 0.38 |
-//! | fw1_100k (generated) | 100000 | 341 ms | 18.4 MB | 3.9 Mpps | 2.4 (sse) | 1.61 |
-//! | ipc1_100k (generated) | 100000 | 244 ms | 8.3 MB | 7.2 Mpps | 2.5 (avx2) | 2.88 |
-//! | Calico 10k (synthetic, 10k-member IP set) | 10004 | 165 ms | 2.7 MB | 5.5 Mpps | — | — |
+//! | acl2_10k | DFA | 21 ms | 2.0 MB | 24.9 Mpps | 11.0 (sse) | 2.27, 2.48 |
+//! | acl3_10k | DFA | 48 ms | 3.9 MB | 25.0 Mpps | 12.6 (sse) | 1.99, 1.92 |
+//! | acl4_10k | DFA | 66 ms | 5.7 MB | 21.7 Mpps | 11.3 (sse) | 1.91, 1.86 |
+//! | acl5_10k | DFA | 11 ms | 1.0 MB | 35.2 Mpps | 29.6 (sse) | 1.19, 1.14 (1.16 in the third run) |
+//! | fw1_10k | DFA | 32 ms | 4.3 MB | 26.3 Mpps | 6.9 (avx2) | 3.82, 3.46 |
+//! | fw2_10k | DFA | 24 ms | 2.5 MB | 33.0 Mpps | 15.7 (sse) | 2.10, 2.11 |
+//! | fw3_10k | DFA | 41 ms | 3.8 MB | 22.5 Mpps | 5.8 (avx2) | 3.90, 3.30 |
+//! | fw4_10k | trees | 221 ms | 3.5 MB | 15.2 Mpps | 5.7 (avx2) | 2.69, 2.34 |
+//! | ipc1_10k | DFA | 23 ms | 2.0 MB | 21.8 Mpps | 11.7 (sse) | 1.87, 1.71 |
+//! | acl1_100k (generated) | DFA | 347 ms | 9.6 MB | 13.8 Mpps | 28.7 (sse) | 0.48 |
+//! | fw1_100k (generated) | DFA | 450 ms | 18.4 MB | 8.1 Mpps | 4.0 (sse) | 2.01 |
+//! | ipc1_100k (generated) | DFA | 251 ms | 14.7 MB | 9.2 Mpps | 3.5 (avx2) | 2.65 |
+//! | Calico 10k (synthetic, 10k-member IP set) | trees | 89 ms | 2.7 MB | 7.4 Mpps | — | — |
 //!
-//! The ratios move between runs more than the table suggests (rte_acl's own
-//! figure for a set varies by up to 2× between runs here): ipc1_10k, the
-//! closest of the sets that beat rte_acl, was 1.31–1.73 over five more
-//! runs at the same commit, and the Calico 10k recompile 116–131 ms over
-//! three. Before lockstep became the default (at 4a1c258) ipc1_10k was
-//! 0.88–1.11 and acl4_10k 0.80–1.20.
+//! fw4_10k's compile time is mostly the DFA attempt that runs out of
+//! budget before the trees are built (the trees alone: 41 ms).
 //!
-//! What limits it: sets whose rules are mostly narrow in both addresses
-//! with dense, overlapping port ranges (acl5 and the generated acl1 100k,
-//! still below rte_acl; ipc1, above it only since lockstep) keep three trees of depth 3–6 plus a leaf scan per lookup — about
-//! twice rte_acl's memory touches, whose byte-trie walks one node per key
-//! byte with no leaf scan; sets with wide address fields (all fw) are where
-//! rte_acl's tries grow and the partitioned trees win. The machine is a
-//! shared 2-core VM: the same binary varies by ±30% between runs.
+//! What limits it: acl5_10k is the closest set (1.14–1.19), a set of host
+//! pairs where rte_acl's single trie is at its best (91 cycles per lookup).
+//! There a lookup costs about 263 instructions: 60 of them the classifier's
+//! wrapper (the verdict for both directions, which `dpdk-test-acl` does not
+//! build), about 30 setting up the batch, 74 for the bytes (5.6 per key,
+//! 6.6 per group of eight: a group steps until its deepest key ends), and
+//! about 90 for the leaf (1.2 blocks of four rules per key, plus finding
+//! the blocks and broadcasting the key). With the trace's 64 first keys
+//! repeated (everything in cache) it ran 38.7 against 35.0 Mpps on the
+//! real trace: the lookup is bound by instructions more than by memory.
+//! The generated acl1 100k set (addresses random below the top 8 bits)
+//! stays below rte_acl (0.48): its three partitions all hold early
+//! priorities, so a key walks all three (2.9 automata and 2.6 leaf blocks
+//! per lookup), and one automaton for all of them outgrows the budget.
 //!
-//! A byte-trie DFA like rte_acl was not built: rte_acl's own figures here
-//! (7.8 Mpps on acl2 10k, 4.5 Mpps on fw1 10k) are what the trees are
-//! measured against; TupleMerge was not built (its lookups probe one hash
-//! table per tuple — tens per packet on ClassBench acl sets).
+//! TupleMerge was not built (its lookups probe one hash table per tuple —
+//! tens per packet on ClassBench acl sets).
 //!
 //! Figures for every set (compile time, memory, lookups, `dpdk-test-acl`
 //! in the same run, matches checked against `firstmatch/`) are produced by

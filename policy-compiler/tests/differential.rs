@@ -565,8 +565,31 @@ fn packets(r: &mut Rng, g: &Generated, n: usize) -> Vec<Packet> {
 
 fn configs() -> Vec<(&'static str, Config)> {
     vec![
-        ("cut-tree", Config::default()),
+        ("auto", Config::default()),
+        (
+            "cut-tree",
+            Config {
+                engine: EngineKind::CutTree,
+                ..Config::default()
+            },
+        ),
         ("linear", Config::linear()),
+        (
+            "dfa-no-leaves",
+            Config {
+                dfa_leaf: 0,
+                partitions: 1,
+                ..Config::default()
+            },
+        ),
+        (
+            "dfa-small-leaves",
+            Config {
+                dfa_leaf: 2,
+                partitions: 3,
+                ..Config::default()
+            },
+        ),
         (
             "cut-tree-deep",
             Config {
@@ -576,6 +599,7 @@ fn configs() -> Vec<(&'static str, Config)> {
                 max_cut_bits: 2,
                 partitions: 4,
                 push: 4,
+                ..Config::default()
             },
         ),
         (
@@ -587,6 +611,7 @@ fn configs() -> Vec<(&'static str, Config)> {
                 max_cut_bits: 3,
                 partitions: 2,
                 push: 0,
+                ..Config::default()
             },
         ),
     ]

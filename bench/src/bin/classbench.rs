@@ -46,8 +46,9 @@ struct Args {
     /// Calico-style sets with these rule counts (e.g. 10,1000,10000,100000).
     #[arg(long, value_delimiter = ',')]
     calico: Vec<usize>,
-    /// Engine.
-    #[arg(long, default_value = "cut-tree")]
+    /// Engine: auto (the default: the byte DFA where it applies, cut
+    /// trees elsewhere), cut-tree, linear.
+    #[arg(long, default_value = "auto")]
     engine: String,
     /// Leaf size of the cut trees.
     #[arg(long)]
@@ -74,6 +75,9 @@ struct Args {
     /// default; off compares with one key at a time through the same call).
     #[arg(long)]
     lockstep: Option<bool>,
+    /// DFA: most rules in a leaf.
+    #[arg(long)]
+    dfa_leaf: Option<usize>,
     /// Print engine statistics.
     #[arg(long)]
     stats: bool,
@@ -102,6 +106,10 @@ struct Row {
 fn config(a: &Args) -> Config {
     let mut c = match a.engine.as_str() {
         "linear" => Config::linear(),
+        "cut-tree" => Config {
+            engine: EngineKind::CutTree,
+            ..Config::default()
+        },
         _ => Config::default(),
     };
     if let Some(b) = a.binth {
@@ -118,6 +126,9 @@ fn config(a: &Args) -> Config {
     }
     if let Some(p) = a.push {
         c.push = p;
+    }
+    if let Some(l) = a.dfa_leaf {
+        c.dfa_leaf = l;
     }
     if c.engine == EngineKind::Linear {
         c.binth = usize::MAX;
@@ -210,6 +221,9 @@ fn run_filters(
         print!("{}", c.debug_engine_stats());
     }
     let ks = keys(hs);
+    if a.stats {
+        print!("{}", c.debug_walks(&ks));
+    }
     let (mut pps, out) = time_lookups(&c, &ks, a.iters, a.single, 5);
     let map = rule_map(&c);
     let got: Vec<i64> = out

@@ -84,6 +84,16 @@ impl<A: Addr> Lpm<A> {
         l
     }
 
+    /// The owner of every address (or `NONE`) when there is only one.
+    #[inline]
+    pub fn single_owner(&self) -> Option<u32> {
+        match self.owner[..] {
+            [] => Some(NONE),
+            [o] => Some(o),
+            _ => None,
+        }
+    }
+
     /// The owner of `a`, or `NONE`.
     #[inline]
     pub fn lookup(&self, a: A) -> u32 {

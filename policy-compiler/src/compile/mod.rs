@@ -3,10 +3,12 @@
 //! endpoints into a longest-prefix-match table. The engine is chosen once,
 //! here, by [`Config`]; nothing is chosen per packet.
 
+pub(crate) mod block;
+pub mod dfa;
 pub mod lpm;
 pub mod tree;
 
-use crate::classifier::{CDir, CSeg, Classifier, CONTINUE};
+use crate::classifier::{CDir, CSeg, Classifier, Outcome};
 use crate::ir::{self, Ir, IrError, RuleAction};
 use crate::model::PolicySet;
 use crate::ranges::RangeSet;
@@ -129,7 +131,12 @@ pub struct ERule<'a> {
 /// Which engine to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EngineKind {
-    /// Partitioned cut trees (the default; see the crate docs for why).
+    /// The default: per rule list and address family, the byte DFA
+    /// ([`dfa`]) where it applies (IPv4, one range per field, within its
+    /// budget), partitioned cut trees ([`tree`]) for the rest; see the
+    /// crate docs for why.
+    Auto,
+    /// Partitioned cut trees for every rule list.
     CutTree,
     /// One linear list per segment: the baseline, and a second engine for
     /// the differential tests.
@@ -155,17 +162,25 @@ pub struct Config {
     /// the cut's node (scanned on the way down) instead of copying them into
     /// each child; 0 never pushes.
     pub push: usize,
+    /// DFA: a state of at most this many rules is a leaf (its rules
+    /// scanned as SIMD blocks).
+    pub dfa_leaf: usize,
+    /// DFA: most transition words (4 bytes each) before the build gives
+    /// up and the rule list gets cut trees.
+    pub dfa_budget: usize,
 }
 
 impl Default for Config {
     fn default() -> Config {
         Config {
-            engine: EngineKind::CutTree,
+            engine: EngineKind::Auto,
             binth: 32,
             spfac: 4.0,
             max_cut_bits: 8,
             partitions: 3,
             push: 8,
+            dfa_leaf: 12,
+            dfa_budget: 1 << 21,
         }
     }
 }
@@ -185,7 +200,7 @@ impl Config {
     /// leaf).
     fn effective(&self) -> Config {
         match self.engine {
-            EngineKind::CutTree => self.clone(),
+            EngineKind::Auto | EngineKind::CutTree => self.clone(),
             EngineKind::Linear => Config {
                 binth: usize::MAX,
                 partitions: 1,
@@ -247,20 +262,15 @@ impl Builder {
             let mut segs = Vec::with_capacity(d.segments.len());
             for s in &d.segments {
                 let (r4, r6) = engine_rules(&s.rules);
+                let rules = s.rules.iter().map(|r| match r.action {
+                    RuleAction::Allow => Outcome::allow(r.decision),
+                    RuleAction::Deny => Outcome::deny(r.decision),
+                    RuleAction::Pass => Outcome::NEXT,
+                });
+                let miss = s.miss.map_or(Outcome::NEXT, Outcome::deny);
                 segs.push(CSeg {
-                    miss: s.miss.map_or(CONTINUE, |x| x.0),
-                    decision: s.rules.iter().map(|r| r.decision.0).collect(),
-                    allow: s
-                        .rules
-                        .iter()
-                        .map(|r| r.action == RuleAction::Allow)
-                        .collect(),
-                    pass: s
-                        .rules
-                        .iter()
-                        .map(|r| r.action == RuleAction::Pass)
-                        .collect(),
-                    t4: tree::CutTree::build(&r4, class_bits, &cfg),
+                    outcome: rules.chain([miss]).collect(),
+                    t4: V4Engine::build(&r4, class_bits, &cfg),
                     t6: tree::CutTree::build(&r6, class_bits, &cfg),
                 });
             }
@@ -270,12 +280,12 @@ impl Builder {
                 class_segs.push((seg_list.len() as u32, cs.len() as u32));
                 seg_list.extend_from_slice(cs);
             }
-            dirs.push(CDir {
-                endpoint_class: d.endpoint_class.clone(),
+            dirs.push(CDir::new(
+                d.endpoint_class.clone(),
                 class_segs,
                 seg_list,
                 segs,
-            });
+            ));
         }
         let ingress = dirs.pop().unwrap_or_default();
         let egress = dirs.pop().unwrap_or_default();
@@ -329,4 +339,95 @@ fn engine_rules(rules: &[ir::IrRule]) -> (Vec<ERule<'_>>, Vec<ERule<'_>>) {
         }
     }
     (r4, r6)
+}
+
+/// The IPv4 engine of one rule list, chosen once when it is compiled.
+#[derive(Clone, Debug)]
+pub(crate) enum V4Engine {
+    /// Partitioned cut trees.
+    Tree(tree::CutTree<u32>),
+    /// The byte DFA.
+    Dfa(dfa::Dfa),
+}
+
+impl V4Engine {
+    fn build(rules: &[ERule<'_>], class_bits: u8, cfg: &Config) -> V4Engine {
+        if cfg.engine == EngineKind::Auto {
+            if let Some(d) = dfa::Dfa::build(rules, class_bits, cfg) {
+                return V4Engine::Dfa(d);
+            }
+        }
+        V4Engine::Tree(tree::CutTree::build(rules, class_bits, cfg))
+    }
+
+    /// Priority of the first matching rule, if any.
+    #[inline]
+    pub(crate) fn first_match(&self, k: &EKey<u32>) -> Option<u32> {
+        match self {
+            V4Engine::Tree(t) => t.first_match(k),
+            V4Engine::Dfa(d) => d.first_match(k),
+        }
+    }
+
+    /// First match of up to [`BATCH`] keys (see `CutTree::first_match_many`).
+    pub(crate) fn first_match_many(&self, keys: &[EKey<u32>], best: &mut [u32]) {
+        match self {
+            V4Engine::Tree(t) => t.first_match_many(keys, best),
+            V4Engine::Dfa(d) => d.first_match_many(keys, best),
+        }
+    }
+
+    /// Bytes of the compiled structure.
+    pub(crate) fn memory(&self) -> usize {
+        match self {
+            V4Engine::Tree(t) => t.memory(),
+            V4Engine::Dfa(d) => d.memory(),
+        }
+    }
+
+    /// Rules stored in leaves.
+    pub(crate) fn leaf_rules(&self) -> usize {
+        match self {
+            V4Engine::Tree(t) => t.stats().leaf_rules,
+            V4Engine::Dfa(d) => d.stats().leaf_rules,
+        }
+    }
+
+    /// Statistics, for debugging.
+    pub(crate) fn debug_stats(&self) -> String {
+        match self {
+            V4Engine::Tree(t) => format!("{:?}", t.stats()),
+            V4Engine::Dfa(d) => format!("{:?}", d.stats()),
+        }
+    }
+}
+
+impl V4Engine {
+    /// For debugging: how lookups of `keys` walk the engine.
+    pub(crate) fn debug_walks(&self, keys: &[EKey<u32>]) -> String {
+        match self {
+            V4Engine::Tree(_) => String::new(),
+            V4Engine::Dfa(d) => d.debug_walks(keys) + &d.debug_cost(keys),
+        }
+    }
+}
+
+/// A first-match engine of one address family, as the segment walk uses it.
+pub(crate) trait FirstMatch<A> {
+    /// Priority of the first matching rule, if any.
+    fn first_match(&self, k: &EKey<A>) -> Option<u32>;
+}
+
+impl FirstMatch<u32> for V4Engine {
+    #[inline]
+    fn first_match(&self, k: &EKey<u32>) -> Option<u32> {
+        V4Engine::first_match(self, k)
+    }
+}
+
+impl<A: Addr> FirstMatch<A> for tree::CutTree<A> {
+    #[inline]
+    fn first_match(&self, k: &EKey<A>) -> Option<u32> {
+        tree::CutTree::first_match(self, k)
+    }
 }

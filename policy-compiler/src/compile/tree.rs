@@ -28,14 +28,12 @@
 //! load per level (a 16-byte slot holds the node and its subtree's best
 //! priority), then scan the leaf.
 
-use ahash::AHashMap as HashMap;
-use std::hash::Hash;
-use wide::i32x4;
-
+use super::block::{self, Block, BlockRule, KeyVec, NO_EXT};
 use super::{Addr, Config, EKey, ERule, BATCH, NFIELDS};
 use crate::ranges::RangeSet;
+use ahash::AHashMap as HashMap;
+use std::hash::Hash;
 
-const NO_EXT: u32 = u32::MAX;
 const LEAF_FIELD: u64 = 7;
 
 /// A node packed in 8 bytes: `base` (bits 0..32), field (32..35, 7 =
@@ -112,47 +110,11 @@ struct Cold<A> {
     ext: u32,
 }
 
-/// Four leaf rules, field-major: per field the rules' lower bounds and
-/// their widths `hi − lo` with the sign bit flipped (SSE2 compares signed),
-/// as pairs `[lo, span]`. What every scanned block reads (priorities and
-/// the address fields, 80 bytes) comes first, so it spans two cache lines
-/// wherever the block starts; the rest is read only when an address matches.
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-struct Block {
-    /// The rules' priorities (`u32::MAX` in padding lanes).
-    prio: [u32; 4],
-    /// Source, destination.
-    addr: [[i32x4; 2]; 2],
-    /// The rules' `ext` indexes.
-    ext: [u32; 4],
-    /// Class, protocol, source port, destination port.
-    rest: [[i32x4; 2]; 4],
-}
-
 /// A node slot: the node and the best priority below it.
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     node: Node,
     min: u32,
-}
-
-/// A key's fields, each broadcast to four lanes (IPv4).
-struct KeyVec([i32x4; NFIELDS]);
-
-impl KeyVec {
-    const ZERO: KeyVec = KeyVec([i32x4::ZERO; NFIELDS]);
-    /// The vector form of an IPv4 key; unused (zero) for IPv6, whose
-    /// leaves are scanned rule by rule.
-    #[inline(always)]
-    fn of<A: Addr>(k: &EKey<A>) -> KeyVec {
-        if A::BITS != 32 {
-            return KeyVec::ZERO;
-        }
-        // Written out: `array::map` goes through an out-of-line `try_map`.
-        let f = |i: usize| i32x4::splat(k.f[i].to_u128() as u32 as i32);
-        KeyVec([f(0), f(1), f(2), f(3), f(4), f(5)])
-    }
 }
 
 /// One partition's tree.
@@ -319,28 +281,15 @@ impl<A: Addr> CutTree<A> {
             let nb = *done.entry((base, len)).or_insert_with(|| {
                 let first = blocks.len() as u32;
                 let rules = &leaf_rules[base as usize..(base + len) as usize];
-                for chunk in rules.chunks(4) {
-                    let mut lo = [[0i32; 4]; NFIELDS];
-                    let mut span = [[i32::MIN; 4]; NFIELDS];
-                    let mut prio = [u32::MAX; 4];
-                    let mut ext = [NO_EXT; 4];
-                    for (j, r) in chunk.iter().enumerate() {
-                        for f in 0..NFIELDS {
-                            let (l, h) = (r.lo[f].to_u128() as u32, r.hi[f].to_u128() as u32);
-                            lo[f][j] = l as i32;
-                            span[f][j] = (h.wrapping_sub(l) ^ 0x8000_0000) as i32;
-                        }
-                        prio[j] = r.prio;
-                        ext[j] = r.ext;
-                    }
-                    let pair = |f: usize| [i32x4::new(lo[f]), i32x4::new(span[f])];
-                    blocks.push(Block {
-                        prio,
-                        addr: [pair(1), pair(2)],
-                        ext,
-                        rest: [pair(0), pair(3), pair(4), pair(5)],
-                    });
-                }
+                block::push_blocks(
+                    &mut blocks,
+                    rules.iter().map(|r| BlockRule {
+                        lo: r.lo.map(|x| x.to_u128() as u32),
+                        hi: r.hi.map(|x| x.to_u128() as u32),
+                        prio: r.prio,
+                        ext: r.ext,
+                    }),
+                );
                 first
             });
             Node((n.0 & !0xffff_ffff) | nb as u64)
@@ -417,44 +366,17 @@ impl<A: Addr> CutTree<A> {
         }
     }
 
-    /// The SIMD scan of a leaf (IPv4): four rules at a time, every field
-    /// compared at once (`key − lo ≤ hi − lo`, unsigned, as a signed
-    /// compare of biased values), then the matching lanes in priority order.
+    /// The SIMD scan of a leaf (IPv4; see [`block::scan`]).
     #[inline(always)]
     fn scan_blocks(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
         let start = leaf.base() as usize;
         let len = leaf.upper() as usize;
-        let bias = i32x4::splat(i32::MIN);
-        for blk in &self.blocks[start..start + len.div_ceil(4)] {
-            if blk.prio[0] >= best {
-                return best;
-            }
-            let out = |k: i32x4, [lo, span]: [i32x4; 2]| ((k - lo) ^ bias).simd_gt(span);
-            // The addresses first: they rule out most blocks on their own.
-            let bad = out(kv.0[1], blk.addr[0]) | out(kv.0[2], blk.addr[1]);
-            if bad.to_bitmask() == 0xf {
-                continue;
-            }
-            let bad = bad
-                | out(kv.0[0], blk.rest[0])
-                | out(kv.0[3], blk.rest[1])
-                | out(kv.0[4], blk.rest[2])
-                | out(kv.0[5], blk.rest[3]);
-            let mut m = !(bad.to_bitmask()) & 0xf;
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                let p = blk.prio[i % 4];
-                if p >= best {
-                    return best;
-                }
-                let e = blk.ext[i % 4];
-                if e == NO_EXT || self.ext_ok(e, k) {
-                    return p;
-                }
-                m &= m - 1;
-            }
-        }
-        best
+        block::scan(
+            &self.blocks[start..start + len.div_ceil(4)],
+            kv,
+            best,
+            |e| self.ext_ok(e, k),
+        )
     }
 
     #[inline(always)]
@@ -591,10 +513,22 @@ fn partition(rules: &[ERule<'_>], order: &[u32], widths: &[u8; NFIELDS], n: u8) 
         let lim = 1u128 << (w - w / 4);
         total <= lim
     };
+    partition_by(order, n, |i| {
+        let r = &rules[i as usize];
+        (small(r.fields[1], widths[1]), small(r.fields[2], widths[2]))
+    })
+}
+
+/// Split `order` into `n` groups (1..4, see [`Config::partitions`]) by
+/// `small(rule)` = (small source, small destination), keeping the order.
+pub(crate) fn partition_by(
+    order: &[u32],
+    n: u8,
+    small: impl Fn(u32) -> (bool, bool),
+) -> Vec<Vec<u32>> {
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); 4];
     for &i in order {
-        let r = &rules[i as usize];
-        let (s, d) = (small(r.fields[1], widths[1]), small(r.fields[2], widths[2]));
+        let (s, d) = small(i);
         let g = match n {
             // Small source | the rest.
             2 => usize::from(!s),
