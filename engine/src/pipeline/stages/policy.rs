@@ -8,6 +8,15 @@
 //! conntrack entry for `explain`). Counts hits per decision. Actions:
 //! `Drop(Policy)`. A policy without endpoints constrains nothing, so the
 //! stage is skipped outright.
+//!
+//! A denied connection leaves no state (as in Linux and Calico), so every
+//! packet of it is judged again. Each worker keeps the last denials it
+//! judged in a small direct-mapped memo, indexed by the connection key's
+//! hash and checked by the whole classifier key: a packet whose key is
+//! there gets the memoised verdict, which is what the classifier would
+//! answer (the classifier is a function of the key, and the memo belongs to
+//! one classifier: new tables start a new one). Floods and retries of
+//! denied flows then cost a memo probe instead of a classification.
 
 use policy_compiler::{Classifier, Decision, FlowKey, Verdict, L4};
 
@@ -16,13 +25,18 @@ use super::decide;
 use crate::tables::Tables;
 use crate::wire::Family;
 
-/// Per-worker classifier scratch, sized to the largest batch.
+/// Slots of the per-worker memo of denials (a power of two).
+const DENIALS: usize = 1024;
+
+/// Per-worker classifier scratch, sized to the largest batch, and the memo
+/// of recent denials (see the module docs).
 #[derive(Debug)]
 pub struct PolicyScratch {
     keys: Vec<FlowKey>,
     which: Vec<u16>,
     out: Vec<Verdict>,
     scratch: policy_compiler::Scratch,
+    denials: Box<[Option<(FlowKey, Verdict)>]>,
 }
 
 impl PolicyScratch {
@@ -33,8 +47,15 @@ impl PolicyScratch {
             which: Vec::with_capacity(MAX_BATCH),
             out: vec![Verdict::default(); MAX_BATCH],
             scratch: t.policy.new_scratch(),
+            denials: vec![None; DENIALS].into_boxed_slice(),
         }
     }
+}
+
+/// The memo slot of a frame's connection key.
+#[inline]
+fn denial_slot(m: &Meta) -> usize {
+    m.hash as usize & (DENIALS - 1)
 }
 
 /// The classifier's key for a packet (destination after DNAT).
@@ -102,7 +123,20 @@ pub(crate) fn run(
         }
         // Non-first fragments carry no ports: classified on addresses and
         // protocol (a rule with ports never matches them).
-        ps.keys.push(flow_key(m));
+        let key = flow_key(m);
+        // Only new connections have a key hash to index the memo by.
+        if let Track::New(_) = m.track {
+            if let Some(Some((k, v))) = ps.denials.get(denial_slot(m)) {
+                if *k == key {
+                    let v = *v;
+                    if let Some(s) = slots.get_mut(usize::from(i)) {
+                        apply(&v, s, m, c);
+                    }
+                    continue;
+                }
+            }
+        }
+        ps.keys.push(key);
         ps.which.push(i);
     }
     if ps.keys.is_empty() {
@@ -113,21 +147,32 @@ pub(crate) fn run(
         return;
     };
     classifier.classify_batch(&ps.keys, out, &mut ps.scratch);
-    for (v, &i) in out.iter().zip(&ps.which) {
-        let d = deciding(v);
-        if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
-            *h += 1;
-        }
+    for ((v, &i), key) in out.iter().zip(&ps.which).zip(&ps.keys) {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
             continue;
         };
-        m.decision = d.0;
-        if v.allow {
-            c.policy_allowed += 1;
-        } else {
-            c.policy_denied += 1;
-            decide(s, m, Action::Drop(DropReason::Policy));
+        apply(v, s, m, c);
+        if !v.allow && matches!(m.track, Track::New(_)) {
+            if let Some(d) = ps.denials.get_mut(denial_slot(m)) {
+                *d = Some((*key, *v));
+            }
         }
+    }
+}
+
+/// Applies a verdict to a frame: what decided, the counters, the drop.
+#[inline]
+fn apply(v: &Verdict, s: &mut Slot<'_>, m: &mut Meta, c: &mut Counters) {
+    let d = deciding(v);
+    if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
+        *h += 1;
+    }
+    m.decision = d.0;
+    if v.allow {
+        c.policy_allowed += 1;
+    } else {
+        c.policy_denied += 1;
+        decide(s, m, Action::Drop(DropReason::Policy));
     }
 }

@@ -1,0 +1,126 @@
+//! Packets of denied flows are judged again each time (a denied connection
+//! leaves no state); each worker's memo of recent denials must answer
+//! exactly what the classifier answers, and forget everything when the
+//! policy changes.
+
+// Tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use bench::packet::{self as pk, flags, Ip, Rng};
+use common::*;
+use engine::control::config::Config;
+use engine::pipeline::{Action, Batch, DropReason, Pipeline};
+use engine::tables::conntrack::Conntrack;
+use engine::tables::Tables;
+
+const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+
+fn tables() -> Arc<Tables> {
+    let cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
+    Arc::new(Tables::for_replay(&cfg).unwrap())
+}
+
+/// A SYN from the outside to the backend pod on `dport` (the policy allows
+/// TCP 8080 and 9999 only).
+fn syn(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let (c, pod) = (Ip::V4(src), Ip::p("10.1.0.5"));
+    let seg = pk::tcp(c, pod, sport, dport, 1, 0, flags::SYN, &[]);
+    pk::eth_ip(UPLINK_MAC, GW_MAC, &pk::ip(c, pod, 6, 64, &seg))
+}
+
+fn send(p: &mut Pipeline, now: u64, frames: &[Vec<u8>]) -> Vec<Action> {
+    let mut fs: Vec<Vec<u8>> = frames.to_vec();
+    let mut b = Batch::new();
+    for f in fs.iter_mut() {
+        b.push(f.as_mut_slice(), 0).unwrap();
+    }
+    p.process(now, &mut b);
+    b.slots().iter().map(|s| s.action).collect()
+}
+
+#[test]
+fn every_packet_of_a_denied_flow_is_dropped_and_counted() {
+    let t = tables();
+    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
+    let f = syn([192, 0, 2, 100], 40000, 22);
+    // Once alone, then three times in one batch, then again alone.
+    let mut actions = send(&mut p, 1_000, std::slice::from_ref(&f));
+    actions.extend(send(&mut p, 2_000, &[f.clone(), f.clone(), f.clone()]));
+    actions.extend(send(&mut p, 3_000, std::slice::from_ref(&f)));
+    assert!(actions
+        .iter()
+        .all(|a| *a == Action::Drop(DropReason::Policy)));
+    let c = p.counters();
+    assert_eq!((c.policy_denied, c.policy_allowed), (5, 0));
+    assert_eq!(c.policy_hits.iter().sum::<u64>(), 5, "{:?}", c.policy_hits);
+    assert_eq!(p.conntrack().len(), 0, "a denied flow leaves no state");
+}
+
+/// One long-lived pipeline (its memo carried from batch to batch) and one
+/// made afresh for every batch (no memo) see the same random mix of denied
+/// and allowed flows, many repeated: their actions and counters agree.
+#[test]
+fn the_memo_answers_as_the_classifier() {
+    let t = tables();
+    let mut kept = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1 << 14, 1)));
+    let fresh_ct = Arc::new(Conntrack::new(1 << 14, 1));
+    let mut fresh_counters = engine::pipeline::Counters::new(t.ports.len());
+    let mut r = Rng(5);
+    // 3000 flows over 300 sources and a few ports, so that flows repeat and
+    // distinct denied keys share memo slots.
+    let flows: Vec<([u8; 4], u16, u16)> = (0..3000)
+        .map(|_| {
+            let s = [198, 51, 100, 1 + r.below(250) as u8];
+            let dport = [22, 23, 80, 443, 8080, 9999][r.below(6) as usize];
+            (s, 1024 + r.below(8) as u16, dport)
+        })
+        .collect();
+    let mut now = 1_000_000;
+    let mut denied = 0;
+    for chunk in (0..20_000)
+        .map(|_| flows[r.below(3000) as usize])
+        .collect::<Vec<_>>()
+        .chunks(64)
+    {
+        now += 1_000;
+        let frames: Vec<Vec<u8>> = chunk.iter().map(|&(s, sp, dp)| syn(s, sp, dp)).collect();
+        let a = send(&mut kept, now, &frames);
+        let mut p = Pipeline::new(t.clone(), fresh_ct.clone());
+        let b = send(&mut p, now, &frames);
+        fresh_counters.add(p.counters());
+        assert_eq!(a, b);
+        denied += a
+            .iter()
+            .filter(|x| **x == Action::Drop(DropReason::Policy))
+            .count();
+    }
+    assert!(denied > 5_000, "denied {denied}");
+    let k = kept.counters();
+    assert_eq!(k.policy_denied, fresh_counters.policy_denied);
+    assert_eq!(k.policy_allowed, fresh_counters.policy_allowed);
+    assert_eq!(k.policy_hits, fresh_counters.policy_hits);
+}
+
+#[test]
+fn new_tables_forget_the_denials() {
+    let t = tables();
+    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
+    let f = syn([192, 0, 2, 100], 40000, 22);
+    assert_eq!(
+        send(&mut p, 1_000, std::slice::from_ref(&f)),
+        [Action::Drop(DropReason::Policy)]
+    );
+    // The same node without policy: the flow is allowed now.
+    let mut cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
+    cfg.policy = Default::default();
+    p.set_tables(Arc::new(Tables::for_replay(&cfg).unwrap()));
+    assert_eq!(
+        send(&mut p, 2_000, std::slice::from_ref(&f)),
+        [Action::Forward(1)]
+    );
+}
