@@ -1371,8 +1371,8 @@ impl Conntrack {
     /// Last seen, reply seen, TCP state: the per-packet update. The state
     /// word changes (by compare-and-swap) only when something does, so an
     /// established flow writes one word per packet.
-    #[inline]
-    fn step(e: &Entry, mut st: u64, dir: Dir, tcp_flags: u8, now: u64) -> State {
+    #[inline(always)]
+    fn step(e: &Entry, st: u64, dir: Dir, tcp_flags: u8, now: u64) -> State {
         use crate::wire::parse::tcp_flags::{FIN, RST, SYN};
         if e.seen.load(Relaxed) != now {
             e.seen.store(now, Relaxed);
@@ -1383,8 +1383,8 @@ impl Conntrack {
         // Computed without branches (whether the packet is TCP, and its
         // direction, are random from packet to packet): a TCP connection
         // is quiet only when established, a datagram or ICMP one always
-        // (a packet's protocol is its connection's, so `tcp_flags` is
-        // `None` exactly for those).
+        // (a packet's protocol is its connection's, so only TCP packets
+        // meet TCP states; other packets have no flags).
         const QUIET: u32 =
             1 << State::Established as u8 | 1 << State::Datagram as u8 | 1 << State::Icmp as u8;
         let f = tcp_flags;
@@ -1396,6 +1396,13 @@ impl Conntrack {
         if quiet {
             return st_state(st);
         }
+        Self::step_state(e, st, dir, f)
+    }
+
+    /// The state part of [`Conntrack::step`] for a packet that may change
+    /// it (out of line: rare).
+    #[inline(never)]
+    fn step_state(e: &Entry, mut st: u64, dir: Dir, f: u8) -> State {
         loop {
             if st & LIVE == 0 {
                 return st_state(st);
