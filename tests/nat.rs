@@ -211,6 +211,57 @@ fn service_dnat_and_reply_reverse() {
     assert_eq!(n.p.conntrack().len(), 1);
 }
 
+/// A backend reached by a directly connected host route (no gateway, so
+/// its MAC is looked up per packet): the neighbour looked up is the
+/// backend, not the VIP the packet arrived for.
+#[test]
+fn service_backend_on_a_connected_host_route() {
+    let y = r#"
+ports:
+  - {name: uplink, mac: "02:00:00:00:00:01", addresses: ["192.0.2.1/24"]}
+  - {name: pods, mac: "02:00:00:00:00:02", addresses: ["10.1.0.1/16"]}
+routes:
+  - {prefix: "10.1.0.0/16", port: pods}
+  - {prefix: "10.1.0.7/32", port: pods}
+  - {prefix: "0.0.0.0/0", port: uplink, via: "192.0.2.254"}
+neighbors:
+  - {ip: "192.0.2.254", mac: "02:00:00:00:00:fe", port: uplink}
+  - {ip: "10.1.0.7", mac: "02:00:00:01:00:07", port: pods}
+services:
+  - {name: web, vip: "10.96.0.10", port: 80, protocol: TCP, backends: ["10.1.0.7:8080"]}
+"#;
+    let cfg = Config::from_yaml(y, "test.yaml", std::path::Path::new(".")).unwrap();
+    let t = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let mut n = Node {
+        p: Pipeline::new(t, Arc::new(Conntrack::new(1024, 9))),
+        now: 1_000_000_000,
+    };
+    // The host route names the backend itself, so no neighbour route is
+    // made for it: its next hop is "connected", its MAC looked up per
+    // packet, for the first packet and the ones after.
+    let c = Ip::p("198.51.100.10");
+    let vip = Ip::p("10.96.0.10");
+    for (sport, fl) in [
+        (40000, flags::SYN),
+        (40000, flags::ACK),
+        (40001, flags::SYN),
+    ] {
+        let (a, f) = n.send(
+            0,
+            from_uplink(pk::ip(
+                c,
+                vip,
+                6,
+                64,
+                &pk::tcp(c, vip, sport, 80, 1, 0, fl, &[]),
+            )),
+        );
+        assert_eq!(a, Action::Forward(1));
+        assert_eq!(addr(&f), (v4("198.51.100.10"), sport, v4("10.1.0.7"), 8080));
+        assert_eq!(&f[0..6], &[2, 0, 0, 1, 0, 7]);
+    }
+}
+
 #[test]
 fn masquerade_keeps_the_port_and_translates_replies() {
     let mut n = Node::new(SVC);

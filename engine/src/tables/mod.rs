@@ -208,6 +208,8 @@ pub struct Adjacency {
     /// The gateway's MAC, when the route has a gateway with a neighbour
     /// entry.
     pub mac: Option<Mac>,
+    /// The MAC of `port` (the source MAC of frames sent this way).
+    pub src_mac: Mac,
 }
 
 impl Tables {
@@ -320,6 +322,9 @@ impl Tables {
                     mac: nh
                         .via
                         .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac)),
+                    src_mac: ports
+                        .get(usize::from(nh.port))
+                        .map_or([0; 6], |p: &PortInfo| p.mac),
                 }
             }))
             .collect();

@@ -15,20 +15,19 @@
 //! Reads and sets what [`super::route`], [`super::neigh`] and
 //! [`super::rewrite`] do. Actions: theirs.
 
-use super::super::{Meta, Slot};
-use super::{neigh, rewrite, route};
+use super::super::{Action, DropReason, Meta, Slot};
+use super::{decide, neigh, rewrite, route};
 use crate::tables::Tables;
 
-/// Route, neighbour and rewrite for one undecided frame.
+/// Route, neighbour and rewrite for one undecided frame (the next hop
+/// found by the first serves the other two).
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
-    route::one(t, s, m);
-    if m.done {
+    let Some(a) = route::one(t, s, m) else {
         return;
+    };
+    match neigh::resolve(t, &a, m) {
+        Some(mac) => rewrite::with_macs(s, m, &mac, &a.src_mac),
+        None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
-    neigh::one(t, s, m);
-    if m.done {
-        return;
-    }
-    rewrite::one(t, s, m);
 }

@@ -1,12 +1,13 @@
 //! Neighbour stage: the next hop's MAC.
 //!
-//! Reads: `meta.nh`, `meta.parsed.dst`. Sets: `meta.next_mac`. Actions:
+//! Reads: `meta.nh`, the destination after DNAT. Sets: `meta.next_mac`. Actions:
 //! `Drop(NoNeighbor)` when the gateway (or, for a directly connected
 //! prefix, the destination) has no neighbour entry.
 
 use super::super::{Action, DropReason, Meta, Slot};
 use super::decide;
-use crate::tables::Tables;
+use crate::tables::{Adjacency, Tables};
+use crate::wire::Mac;
 
 /// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
@@ -27,19 +28,23 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
 /// The stage for one undecided frame.
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
-    // Gateway MACs are resolved when the tables are built; a connected
-    // destination is looked up per packet.
-    let a = t.adjacency(m.nh);
-    let mac = match a.mac {
+    match resolve(t, &t.adjacency(m.nh), m) {
+        Some(mac) => m.next_mac = mac,
+        None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
+    }
+}
+
+/// The MAC to send a frame to through next hop `a`: the gateway's,
+/// resolved when the tables were built, or for a directly connected
+/// destination (after DNAT) its neighbour entry, looked up per packet.
+#[inline(always)]
+pub(crate) fn resolve(t: &Tables, a: &Adjacency, m: &Meta) -> Option<Mac> {
+    match a.mac {
         Some(mac) => Some(mac),
         None if a.connected => t
             .neigh
-            .lookup(m.parsed.family, m.parsed.dst)
+            .lookup(m.parsed.family, super::track::effective_dst(m))
             .map(|(mac, _)| mac),
         None => None,
-    };
-    match mac {
-        Some(mac) => m.next_mac = mac,
-        None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
 }

@@ -13,6 +13,7 @@ use super::super::{Action, Meta, Slot, Track};
 use super::decide;
 use crate::tables::Tables;
 use crate::wire::rewrite::{self, Side};
+use crate::wire::Mac;
 
 /// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
@@ -33,9 +34,15 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
 /// The stage for one undecided frame.
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
-    let src_mac = t.port_mac(m.out_port);
+    let (dst_mac, src_mac) = (m.next_mac, t.port_mac(m.out_port));
+    with_macs(s, m, &dst_mac, &src_mac);
+}
+
+/// [`one`] with the MACs given.
+#[inline(always)]
+pub(crate) fn with_macs(s: &mut Slot<'_>, m: &mut Meta, dst_mac: &Mac, src_mac: &Mac) {
     let p = &m.parsed;
-    let mut w = rewrite::set_macs(s.frame, &m.next_mac, &src_mac);
+    let mut w = rewrite::set_macs(s.frame, dst_mac, src_mac);
     // The kernel's order: destination NAT (PREROUTING), TTL (forward),
     // source NAT (POSTROUTING); checksum updates follow the same order.
     if let Track::Related { .. } = m.track {

@@ -21,7 +21,7 @@
 
 use super::super::{Action, DropReason, Meta, Slot, Track};
 use super::decide;
-use crate::tables::{RouteKind, Tables};
+use crate::tables::{Adjacency, RouteKind, Tables};
 use crate::wire::{Family, L4Kind};
 
 #[inline]
@@ -60,14 +60,15 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
             continue;
         };
         if !m.done {
-            one(t, s, m);
+            let _ = one(t, s, m);
         }
     }
 }
 
-/// The stage for one undecided frame.
+/// The stage for one undecided frame: its next hop when it is to be
+/// forwarded, else `None` with the frame decided.
 #[inline(always)]
-pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) -> Option<Adjacency> {
     let p = &m.parsed;
     let dst = super::track::effective_dst(m);
     let id = match p.family {
@@ -75,7 +76,7 @@ pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
         Family::V6 => {
             if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
                 decide(s, m, Action::Kernel);
-                return;
+                return None;
             }
             t.fib.lookup_v6_id(dst)
         }
@@ -97,6 +98,8 @@ pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
         Some(RouteKind::Forward) => {
             m.nh = id;
             m.out_port = a.port;
+            return Some(a);
         }
     }
+    None
 }
