@@ -158,7 +158,9 @@ pub(crate) fn scan_no_class(blocks: &[Block], kv: &KeyVec, best: u32) -> u32 {
             | out(kv.0[5], blk.rest[3]);
         let m = !(bad.to_bitmask()) & 0xf;
         if m != 0 {
-            // Lanes are in priority order; padding lanes never match.
+            // Lanes are in priority order. A padding lane (all bounds 0)
+            // matches an all-zero key, but its priority is `u32::MAX`,
+            // which never beats `best`.
             let p = blk.prio[m.trailing_zeros() as usize % 4];
             return p.min(best);
         }
