@@ -708,6 +708,16 @@ impl Config {
                     ),
                 ));
             }
+            if let Some((what, range)) = crate::tables::special_range(&r.prefix) {
+                return Err(self.err(
+                    format!("routes[{i}].prefix"),
+                    format!(
+                        "{} lies inside {range} ({what}), which the node never forwards \
+                         (Linux decides it before any route)",
+                        r.prefix
+                    ),
+                ));
+            }
             if !prefixes.insert((r.prefix.family, r.prefix.addr, r.prefix.len)) {
                 return Err(self.err(
                     format!("routes[{i}].prefix"),
@@ -850,6 +860,33 @@ mod tests {
         .to_string();
         assert!(e.starts_with("test.yaml: routes[0]"), "{e}");
         assert!(e.contains("unknown field `gw`"), "{e}");
+    }
+
+    #[test]
+    fn routes_into_special_ranges_are_refused() {
+        for (prefix, range) in [
+            ("127.5.0.0/16", "127.0.0.0/8 (martian"),
+            ("0.1.2.0/24", "0.0.0.0/8 (martian"),
+            ("240.0.0.0/4", "240.0.0.0/4 (martian"),
+            ("224.1.0.0/16", "224.0.0.0/4 (local"),
+            ("\"fe80::/64\"", "fe80::/10 (local"),
+            ("\"ff02::1/128\"", "ff00::/8 (local"),
+        ] {
+            let e = load(&format!(
+                "{MIN}routes:\n  - {{prefix: {prefix}, port: uplink}}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.starts_with("test.yaml: routes[0].prefix: "), "{e}");
+            assert!(e.contains(&format!("lies inside {range}")), "{e}");
+        }
+        // Routes that only cover a special range are fine (the range wins).
+        for prefix in ["0.0.0.0/0", "96.0.0.0/3", "\"::/0\"", "\"fe00::/7\""] {
+            load(&format!(
+                "{MIN}routes:\n  - {{prefix: {prefix}, port: uplink}}\n"
+            ))
+            .unwrap_or_else(|e| panic!("{prefix}: {e}"));
+        }
     }
 
     #[test]

@@ -36,6 +36,28 @@ const SPECIAL_ROUTES: &[(Family, u128, u8, RouteKind)] = &[
     (Family::V6, 0xfe80 << 112, 10, RouteKind::Local),
 ];
 
+/// The special range (what it is, and the range) that user route
+/// `prefix` lies inside, if any: Linux decides those addresses before any
+/// route (martian checks, the `local` table), so no route may take them
+/// (which known-connection forwarding relies on: see `route::one`).
+pub fn special_range(prefix: &crate::control::config::Cidr) -> Option<(&'static str, String)> {
+    SPECIAL_ROUTES.iter().find_map(|&(f, addr, len, kind)| {
+        let bits: u32 = if f == Family::V4 { 32 } else { 128 };
+        let mask = |l: u8| {
+            u128::MAX.checked_shl(bits - u32::from(l)).unwrap_or(0) & (u128::MAX >> (128 - bits))
+        };
+        let inside =
+            prefix.family == f && prefix.len >= len && prefix.addr & mask(len) == addr & mask(len);
+        inside.then(|| {
+            let what = match kind {
+                RouteKind::Martian => "martian",
+                _ => "local: multicast, broadcast or link-local",
+            };
+            (what, format!("{}/{len}", crate::wire::to_ip(f, addr)))
+        })
+    })
+}
+
 /// Builds the FIB from user routes plus the local and martian routes; on
 /// the same prefix, the node's own route wins (Linux consults `local`
 /// before `main`).

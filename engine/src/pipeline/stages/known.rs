@@ -23,7 +23,7 @@ use crate::tables::Tables;
 /// found by the first serves the other two).
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
-    let Some(a) = route::one(t, s, m) else {
+    let Some(a) = route::one::<true>(t, s, m) else {
         return;
     };
     match neigh::resolve(t, &a, m) {
