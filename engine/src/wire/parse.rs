@@ -303,7 +303,7 @@ fn ipv4_header_ok(h: &[u8]) -> bool {
 /// checks it against them).
 #[inline]
 fn folds_to_ffff(sum: u64) -> bool {
-    sum != 0 && sum % 0xffff == 0
+    sum != 0 && sum.is_multiple_of(0xffff)
 }
 
 /// [`ipv4_header_ok`] for a header without options (nearly every packet):
