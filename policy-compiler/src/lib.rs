@@ -72,7 +72,10 @@
 //! [`compile::EngineKind::Auto`], the default): the byte DFA
 //! ([`compile::dfa`]) when the list is IPv4, every term has one range per
 //! field, and the automaton fits its budget ([`compile::Config::dfa_budget`],
-//! 2M words = 8 MB); partitioned cut trees ([`compile::tree`]) otherwise:
+//! 2M words = 8 MB, which also bounds the build: 2 remembered state
+//! entries and 256 entry visits per word, so a set whose states outnumber
+//! its nodes gives up in under half a second instead of growing to
+//! gigabytes); partitioned cut trees ([`compile::tree`]) otherwise:
 //! IPv6, any list with a range list in a field (IP sets, `notNets`, several
 //! ports or CIDRs in one term) and lists whose automaton outgrows the budget
 //! (ClassBench fw4_10k: its 673 rules wide in both addresses). Nothing is

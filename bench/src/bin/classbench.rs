@@ -25,7 +25,8 @@ struct Args {
     /// ClassBench folder (rules/, traces/, firstmatch/).
     #[arg(long, default_value = "../shared/classbench")]
     classbench: PathBuf,
-    /// Sets to run (names like acl2_10k); default: every set with a trace.
+    /// Sets to run (names like acl2_10k); default: every set with a trace;
+    /// `none`: no ClassBench set (only `--gen100k` / `--calico`).
     #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
     /// Run everything: all traced sets, the 100k sets, the Calico sets.
@@ -414,7 +415,9 @@ fn main() -> Result<()> {
     }
     let root = a.classbench.clone();
     let mut sets = a.sets.clone();
-    if sets.is_empty() {
+    if sets == ["none"] {
+        sets.clear();
+    } else if sets.is_empty() {
         let mut v: Vec<String> = std::fs::read_dir(root.join("traces"))
             .with_context(|| format!("{}/traces", root.display()))?
             .filter_map(|e| e.ok())
