@@ -893,15 +893,20 @@ mod tests {
         ]
     }
 
-    fn check(rules: &[[RangeSet; NFIELDS]], keys: &[EKey<u32>], class_bits: u8, cfg: &Config) {
-        let er: Vec<ERule<'_>> = rules
+    /// Rules in priority order as the engine takes them.
+    fn erules(rules: &[[RangeSet; NFIELDS]]) -> Vec<ERule<'_>> {
+        rules
             .iter()
             .enumerate()
             .map(|(i, r)| ERule {
                 prio: i as u32,
                 fields: [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
             })
-            .collect();
+            .collect()
+    }
+
+    fn check(rules: &[[RangeSet; NFIELDS]], keys: &[EKey<u32>], class_bits: u8, cfg: &Config) {
+        let er = erules(rules);
         let d = Dfa::build(&er, class_bits, cfg).expect("builds");
         let mut best = vec![u32::MAX; keys.len()];
         for chunk in keys.chunks(BATCH).zip(best.chunks_mut(BATCH)) {
@@ -946,14 +951,7 @@ mod tests {
     #[test]
     fn build_gives_up_within_its_budget_when_states_blow_up() {
         let rules = state_blowup(500);
-        let er: Vec<ERule<'_>> = rules
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ERule {
-                prio: i as u32,
-                fields: [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
-            })
-            .collect();
+        let er = erules(&rules);
         let budget = 1 << 14;
         let cfg = Config {
             dfa_budget: budget,
