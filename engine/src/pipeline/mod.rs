@@ -47,8 +47,17 @@ use crate::wire::{Mac, Parsed};
 /// Largest batch.
 pub const MAX_BATCH: usize = 256;
 
-/// Conntrack entries each pipeline checks for expiry per batch.
-pub const SWEEP_PER_BATCH: usize = 16;
+/// How long one pass of a pipeline's expiry sweep over its part of the
+/// connection table takes: entries are checked at the rate that covers
+/// the part in this time, whatever the packet rate (Linux's conntrack GC
+/// worker likewise paces its scan by time, not by traffic). An expired
+/// entry is already dead to lookups and the first to go when the table
+/// is full; the sweep only gives its slot back within this time.
+pub const SWEEP_PERIOD_NS: u64 = 5_000_000_000;
+
+/// Most entries one batch checks for expiry (after an idle gap the sweep
+/// catches up over several batches instead of stalling one).
+pub const SWEEP_MAX_PER_BATCH: usize = 64;
 
 /// A logical port (index into the config's `ports`).
 pub type PortId = u16;
@@ -353,6 +362,10 @@ pub struct Pipeline {
     /// fast the other workers run).
     owner: u8,
     sweep_owned_only: bool,
+    /// The sweep's pace (see [`SWEEP_PERIOD_NS`]): the time of the last
+    /// batch (0: none yet) and the entry-nanoseconds owed.
+    sweep_last: u64,
+    sweep_credit: u128,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -384,6 +397,8 @@ impl Pipeline {
             sweep_cursor: 0,
             owner: 0,
             sweep_owned_only: false,
+            sweep_last: 0,
+            sweep_credit: 0,
         }
     }
 
@@ -462,16 +477,41 @@ impl Pipeline {
         let last = slots
             .last()
             .map_or(now, |s| if s.ts != 0 { s.ts } else { now });
-        let owner = self.sweep_owned_only.then_some(self.owner);
-        ct.sweep_owned(
-            self.sweep.clone(),
-            &mut self.sweep_cursor,
-            SWEEP_PER_BATCH,
-            last,
-            &t.timeouts,
-            owner,
-        );
+        let span = ct.used_in(self.sweep.clone());
+        let due = sweep_due(&mut self.sweep_last, &mut self.sweep_credit, span, last);
+        if due > 0 {
+            let owner = self.sweep_owned_only.then_some(self.owner);
+            ct.sweep_owned(
+                self.sweep.clone(),
+                &mut self.sweep_cursor,
+                due,
+                last,
+                &t.timeouts,
+                owner,
+            );
+        }
     }
+}
+
+/// How many entries the sweep checks at `now`: the entries in use in the
+/// pipeline's part of the table (`span`) times the time since the last
+/// batch (`last`, 0 before the first), over [`SWEEP_PERIOD_NS`], the
+/// remainder carried in `credit` (entry-nanoseconds). At most
+/// [`SWEEP_MAX_PER_BATCH`]; what is owed beyond that is kept up to one
+/// more batch's worth.
+fn sweep_due(last: &mut u64, credit: &mut u128, span: usize, now: u64) -> usize {
+    let period = u128::from(SWEEP_PERIOD_NS);
+    let max = SWEEP_MAX_PER_BATCH as u128;
+    let elapsed = if *last == 0 {
+        0
+    } else {
+        now.saturating_sub(*last)
+    };
+    *last = (*last).max(now);
+    let owed = *credit + u128::from(elapsed) * span as u128;
+    let due = (owed / period).min(max);
+    *credit = (owed - due * period).min(max * period);
+    due as usize
 }
 
 fn count(c: &mut Counters, slots: &[Slot<'_>]) {

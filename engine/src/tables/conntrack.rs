@@ -1500,6 +1500,13 @@ impl Conntrack {
         removed
     }
 
+    /// How many entries of `range` have ever been handed out (the part of
+    /// it a sweep visits).
+    pub fn used_in(&self, range: std::ops::Range<usize>) -> usize {
+        let used = self.bump.load(Relaxed);
+        range.end.min(used).saturating_sub(range.start.min(used))
+    }
+
     /// Sweeps `count` entries starting at `*cursor` (wrapping inside
     /// `range`), removing expired ones. Returns how many it removed.
     pub fn sweep(
