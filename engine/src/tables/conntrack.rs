@@ -32,8 +32,10 @@
 //!   it); unrelated inserts do not contend. The free list of entries is a
 //!   Treiber stack with an ABA counter.
 //! - Expiry needs no global pause: a lookup treats an entry older than its
-//!   timeout as absent (and removes it), and every worker sweeps a few
-//!   entries of its own slice of the array per batch.
+//!   timeout as absent (and removes it), and every worker sweeps its own
+//!   slice of the array a few entries per batch, paced by time so that the
+//!   slice is covered once per `pipeline::SWEEP_PERIOD_NS` whatever the
+//!   packet rate.
 //!
 //! Each connection costs one 128-byte entry plus two index slots (16 bytes,
 //! at most 50% load: 32 bytes of index).
