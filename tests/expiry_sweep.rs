@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use bench::packet::{self as pk, flags, Ip};
 use common::*;
-use engine::control::config::Config;
-use engine::pipeline::{Action, Batch, Pipeline, SWEEP_MAX_PER_BATCH, SWEEP_PERIOD_NS};
+use engine::pipeline::{Action, Pipeline, SWEEP_MAX_PER_BATCH, SWEEP_PERIOD_NS};
 use engine::tables::conntrack::Conntrack;
 use engine::tables::Tables;
 
@@ -24,8 +23,7 @@ const SEC: u64 = 1_000_000_000;
 const OPENED: usize = 500;
 
 fn tables() -> Arc<Tables> {
-    let cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
-    Arc::new(Tables::for_replay(&cfg).unwrap())
+    kernel_policy_tables()
 }
 
 /// A SYN from outside host `i` to the backend pod's allowed port 8080.
@@ -37,13 +35,7 @@ fn syn(i: usize) -> Vec<u8> {
 }
 
 fn send(p: &mut Pipeline, now: u64, frames: &[Vec<u8>]) -> Vec<Action> {
-    let mut fs: Vec<Vec<u8>> = frames.to_vec();
-    let mut b = Batch::new();
-    for f in fs.iter_mut() {
-        b.push(f.as_mut_slice(), 0).unwrap();
-    }
-    p.process(now, &mut b);
-    b.slots().iter().map(|s| s.action).collect()
+    send_batch(p, now, frames)
 }
 
 /// Opens `OPENED` connections at 1 s, then keeps one more alive with a

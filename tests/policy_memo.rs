@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bench::packet::{self as pk, flags, Ip, Rng};
 use common::*;
 use engine::control::config::Config;
-use engine::pipeline::{Action, Batch, DropReason, Pipeline};
+use engine::pipeline::{Action, DropReason, Pipeline};
 use engine::tables::conntrack::Conntrack;
 use engine::tables::Tables;
 
@@ -21,8 +21,7 @@ const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
 fn tables() -> Arc<Tables> {
-    let cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
-    Arc::new(Tables::for_replay(&cfg).unwrap())
+    kernel_policy_tables()
 }
 
 /// A SYN from the outside to the backend pod on `dport` (the policy allows
@@ -34,13 +33,7 @@ fn syn(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
 }
 
 fn send(p: &mut Pipeline, now: u64, frames: &[Vec<u8>]) -> Vec<Action> {
-    let mut fs: Vec<Vec<u8>> = frames.to_vec();
-    let mut b = Batch::new();
-    for f in fs.iter_mut() {
-        b.push(f.as_mut_slice(), 0).unwrap();
-    }
-    p.process(now, &mut b);
-    b.slots().iter().map(|s| s.action).collect()
+    send_batch(p, now, frames)
 }
 
 #[test]

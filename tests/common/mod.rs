@@ -64,6 +64,31 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// The tables of the kernel-reference config (`pcap-fixtures/kernel/sluice-policy.yaml`:
+/// a backend pod 10.1.0.5 behind the pods port, the policy allowing TCP
+/// 8080 and 9999 to it), for pipelines built in the test.
+pub fn kernel_policy_tables() -> std::sync::Arc<engine::tables::Tables> {
+    let cfg = engine::control::config::Config::load(&fixtures().join("kernel/sluice-policy.yaml"))
+        .unwrap();
+    std::sync::Arc::new(engine::tables::Tables::for_replay(&cfg).unwrap())
+}
+
+/// Runs `frames` (copies: the pipeline rewrites them) through `p` as one
+/// batch arriving on port 0 at `now`; the actions in order.
+pub fn send_batch(
+    p: &mut engine::pipeline::Pipeline,
+    now: u64,
+    frames: &[Vec<u8>],
+) -> Vec<engine::pipeline::Action> {
+    let mut fs: Vec<Vec<u8>> = frames.to_vec();
+    let mut b = engine::pipeline::Batch::new();
+    for f in fs.iter_mut() {
+        b.push(f.as_mut_slice(), 0).unwrap();
+    }
+    p.process(now, &mut b);
+    b.slots().iter().map(|s| s.action).collect()
+}
+
 /// Reads every frame of a pcap written by sluice.
 pub fn frames(path: &Path) -> Vec<Vec<u8>> {
     let cap = engine::io::pcap::read_file(path, &[0; 6]).expect("readable pcap");
