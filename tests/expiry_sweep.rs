@@ -14,17 +14,12 @@ use bench::packet::{self as pk, flags, Ip};
 use common::*;
 use engine::pipeline::{Action, Pipeline, SWEEP_MAX_PER_BATCH, SWEEP_PERIOD_NS};
 use engine::tables::conntrack::Conntrack;
-use engine::tables::Tables;
 
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 const SEC: u64 = 1_000_000_000;
 /// Connections opened, all at once.
 const OPENED: usize = 500;
-
-fn tables() -> Arc<Tables> {
-    kernel_policy_tables()
-}
 
 /// A SYN from outside host `i` to the backend pod's allowed port 8080.
 fn syn(i: usize) -> Vec<u8> {
@@ -34,18 +29,14 @@ fn syn(i: usize) -> Vec<u8> {
     pk::eth_ip(UPLINK_MAC, GW_MAC, &pk::ip(c, pod, 6, 64, &seg))
 }
 
-fn send(p: &mut Pipeline, now: u64, frames: &[Vec<u8>]) -> Vec<Action> {
-    send_batch(p, now, frames)
-}
-
 /// Opens `OPENED` connections at 1 s, then keeps one more alive with a
 /// batch every `step` ns from 40 s (the others' 30 s SYN timeout has
 /// passed) to `until`; returns the live entries left.
 fn run(step: u64, until: u64) -> usize {
-    let mut p = Pipeline::new(tables(), Arc::new(Conntrack::new(4096, 1)));
+    let mut p = Pipeline::new(kernel_policy_tables(), Arc::new(Conntrack::new(4096, 1)));
     let opened: Vec<Vec<u8>> = (0..OPENED).map(syn).collect();
     for chunk in opened.chunks(50) {
-        let actions = send(&mut p, SEC, chunk);
+        let actions = send_batch(&mut p, SEC, chunk);
         assert!(
             actions.iter().all(|a| matches!(a, Action::Forward(_))),
             "{actions:?}"
@@ -55,7 +46,7 @@ fn run(step: u64, until: u64) -> usize {
     let keep = syn(OPENED);
     let mut now = 40 * SEC;
     while now <= until {
-        send(&mut p, now, std::slice::from_ref(&keep));
+        send_batch(&mut p, now, std::slice::from_ref(&keep));
         now += step;
     }
     p.conntrack().len()

@@ -10,7 +10,6 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use engine::control::config::Config;
 use engine::control::explain::{explain, Query};
 use engine::pipeline::{Batch, Pipeline};
 use engine::tables::conntrack::Conntrack;
@@ -18,9 +17,7 @@ use engine::tables::Tables;
 use serde_json::json;
 
 fn setup() -> (Arc<Tables>, Arc<Conntrack>) {
-    let cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
-    let t = Arc::new(Tables::for_replay(&cfg).unwrap());
-    (t, Arc::new(Conntrack::new(1024, 3)))
+    (kernel_policy_tables(), Arc::new(Conntrack::new(1024, 3)))
 }
 
 fn q(t: &Tables, v: serde_json::Value) -> Query {

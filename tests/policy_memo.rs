@@ -20,10 +20,6 @@ use engine::tables::Tables;
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 
-fn tables() -> Arc<Tables> {
-    kernel_policy_tables()
-}
-
 /// A SYN from the outside to the backend pod on `dport` (the policy allows
 /// TCP 8080 and 9999 only).
 fn syn(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
@@ -32,19 +28,19 @@ fn syn(src: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
     pk::eth_ip(UPLINK_MAC, GW_MAC, &pk::ip(c, pod, 6, 64, &seg))
 }
 
-fn send(p: &mut Pipeline, now: u64, frames: &[Vec<u8>]) -> Vec<Action> {
-    send_batch(p, now, frames)
-}
-
 #[test]
 fn every_packet_of_a_denied_flow_is_dropped_and_counted() {
-    let t = tables();
+    let t = kernel_policy_tables();
     let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
     let f = syn([192, 0, 2, 100], 40000, 22);
     // Once alone, then three times in one batch, then again alone.
-    let mut actions = send(&mut p, 1_000, std::slice::from_ref(&f));
-    actions.extend(send(&mut p, 2_000, &[f.clone(), f.clone(), f.clone()]));
-    actions.extend(send(&mut p, 3_000, std::slice::from_ref(&f)));
+    let mut actions = send_batch(&mut p, 1_000, std::slice::from_ref(&f));
+    actions.extend(send_batch(
+        &mut p,
+        2_000,
+        &[f.clone(), f.clone(), f.clone()],
+    ));
+    actions.extend(send_batch(&mut p, 3_000, std::slice::from_ref(&f)));
     assert!(actions
         .iter()
         .all(|a| *a == Action::Drop(DropReason::Policy)));
@@ -59,7 +55,7 @@ fn every_packet_of_a_denied_flow_is_dropped_and_counted() {
 /// and allowed flows, many repeated: their actions and counters agree.
 #[test]
 fn the_memo_answers_as_the_classifier() {
-    let t = tables();
+    let t = kernel_policy_tables();
     let mut kept = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1 << 14, 1)));
     let fresh_ct = Arc::new(Conntrack::new(1 << 14, 1));
     let mut fresh_counters = engine::pipeline::Counters::new(t.ports.len());
@@ -82,9 +78,9 @@ fn the_memo_answers_as_the_classifier() {
     {
         now += 1_000;
         let frames: Vec<Vec<u8>> = chunk.iter().map(|&(s, sp, dp)| syn(s, sp, dp)).collect();
-        let a = send(&mut kept, now, &frames);
+        let a = send_batch(&mut kept, now, &frames);
         let mut p = Pipeline::new(t.clone(), fresh_ct.clone());
-        let b = send(&mut p, now, &frames);
+        let b = send_batch(&mut p, now, &frames);
         fresh_counters.add(p.counters());
         assert_eq!(a, b);
         denied += a
@@ -101,11 +97,11 @@ fn the_memo_answers_as_the_classifier() {
 
 #[test]
 fn new_tables_forget_the_denials() {
-    let t = tables();
+    let t = kernel_policy_tables();
     let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
     let f = syn([192, 0, 2, 100], 40000, 22);
     assert_eq!(
-        send(&mut p, 1_000, std::slice::from_ref(&f)),
+        send_batch(&mut p, 1_000, std::slice::from_ref(&f)),
         [Action::Drop(DropReason::Policy)]
     );
     // The same node without policy: the flow is allowed now.
@@ -113,7 +109,7 @@ fn new_tables_forget_the_denials() {
     cfg.policy = Default::default();
     p.set_tables(Arc::new(Tables::for_replay(&cfg).unwrap()));
     assert_eq!(
-        send(&mut p, 2_000, std::slice::from_ref(&f)),
+        send_batch(&mut p, 2_000, std::slice::from_ref(&f)),
         [Action::Forward(1)]
     );
 }

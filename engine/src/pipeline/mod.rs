@@ -477,7 +477,7 @@ impl Pipeline {
         let last = slots
             .last()
             .map_or(now, |s| if s.ts != 0 { s.ts } else { now });
-        let span = ct.used_in(self.sweep.clone());
+        let span = ct.used_part(self.sweep.clone()).len();
         let due = sweep_due(&mut self.sweep_last, &mut self.sweep_credit, span, last);
         if due > 0 {
             let owner = self.sweep_owned_only.then_some(self.owner);

@@ -1469,8 +1469,7 @@ impl Conntrack {
         to: &Timeouts,
         owner: Option<u8>,
     ) -> usize {
-        let used = self.bump.load(Relaxed);
-        let (lo, hi) = (range.start.min(used), range.end.min(used));
+        let std::ops::Range { start: lo, end: hi } = self.used_part(range);
         if lo >= hi {
             return 0;
         }
@@ -1502,11 +1501,11 @@ impl Conntrack {
         removed
     }
 
-    /// How many entries of `range` have ever been handed out (the part of
-    /// it a sweep visits).
-    pub fn used_in(&self, range: std::ops::Range<usize>) -> usize {
+    /// The part of `range` whose entries have ever been handed out: what a
+    /// sweep of `range` visits.
+    pub fn used_part(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
         let used = self.bump.load(Relaxed);
-        range.end.min(used).saturating_sub(range.start.min(used))
+        range.start.min(used)..range.end.min(used)
     }
 
     /// Sweeps `count` entries starting at `*cursor` (wrapping inside

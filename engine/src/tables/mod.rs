@@ -40,22 +40,22 @@ const SPECIAL_ROUTES: &[(Family, u128, u8, RouteKind)] = &[
 /// `prefix` lies inside, if any: Linux decides those addresses before any
 /// route (martian checks, the `local` table), so no route may take them
 /// (which known-connection forwarding relies on: see `route::one`).
-pub fn special_range(prefix: &crate::control::config::Cidr) -> Option<(&'static str, String)> {
-    SPECIAL_ROUTES.iter().find_map(|&(f, addr, len, kind)| {
-        let bits: u32 = if f == Family::V4 { 32 } else { 128 };
-        let mask = |l: u8| {
-            u128::MAX.checked_shl(bits - u32::from(l)).unwrap_or(0) & (u128::MAX >> (128 - bits))
-        };
-        let inside =
-            prefix.family == f && prefix.len >= len && prefix.addr & mask(len) == addr & mask(len);
-        inside.then(|| {
-            let what = match kind {
-                RouteKind::Martian => "martian",
-                _ => "local: multicast, broadcast or link-local",
-            };
-            (what, format!("{}/{len}", crate::wire::to_ip(f, addr)))
+pub fn special_range(
+    prefix: &crate::control::config::Cidr,
+) -> Option<(&'static str, crate::control::config::Cidr)> {
+    SPECIAL_ROUTES
+        .iter()
+        .find_map(|&(family, addr, len, kind)| {
+            let range = crate::control::config::Cidr { family, addr, len };
+            let inside = prefix.len >= len && range.contains(prefix.family, prefix.addr);
+            inside.then(|| {
+                let what = match kind {
+                    RouteKind::Martian => "martian",
+                    _ => "local: multicast, broadcast or link-local",
+                };
+                (what, range)
+            })
         })
-    })
 }
 
 /// Builds the FIB from user routes plus the local and martian routes; on

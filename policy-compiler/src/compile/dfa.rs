@@ -182,10 +182,9 @@ struct Builder<'a> {
     /// it.
     wild_from: Vec<u8>,
     memo: HashMap<(u8, State), u32>,
-    /// Entries of the states in `memo`.
+    /// Entries of the states in `memo` (the partition's; `stats` keeps
+    /// the most over all partitions).
     memo_entries: usize,
-    /// Entry visits spent splitting states.
-    work: usize,
     end_memo: HashMap<End, u32>,
     leaf_memo: HashMap<Vec<u32>, End>,
     trans: Vec<u32>,
@@ -339,7 +338,6 @@ impl Dfa {
             wild_from: vec![0; boxes.len()],
             memo: HashMap::default(),
             memo_entries: 0,
-            work: 0,
             end_memo: HashMap::default(),
             leaf_memo: HashMap::default(),
             trans: Vec::new(),
@@ -376,7 +374,6 @@ impl Dfa {
         let mut stats = b.stats;
         stats.parts = parts.len();
         stats.words = b.trans.len();
-        stats.work = b.work;
         Ok(Dfa {
             parts,
             one_class: widths[0] == 0,
@@ -768,8 +765,8 @@ impl Builder<'_> {
         points.retain(|&p| p < 1 << c.bits);
         points.sort_unstable();
         points.dedup();
-        self.work += st.len() * points.len();
-        if self.work > self.budget.saturating_mul(WORK_PER_WORD) {
+        self.stats.work += st.len() * points.len();
+        if self.stats.work > self.budget.saturating_mul(WORK_PER_WORD) {
             self.over = Some(GaveUp::Work);
             return self.end(End::Miss);
         }
