@@ -113,3 +113,53 @@ fn new_tables_forget_the_denials() {
         [Action::Forward(1)]
     );
 }
+
+/// The memo is consulted before the in-order part of the track stage, so
+/// it must not drop a packet that an earlier frame of its batch makes part
+/// of a connection: a pod's SYN out and, in the same batch, a packet back
+/// whose key the memo holds as denied (the same tuple was denied inbound
+/// before). Without masquerade, that packet is the reply of the pod's
+/// connection and is forwarded, as a pipeline without the memo does.
+#[test]
+fn a_reply_opened_earlier_in_the_batch_is_not_taken_for_a_denial() {
+    let mut cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
+    cfg.masquerade = Default::default();
+    let t = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let (out, pod) = (Ip::p("192.0.2.100"), Ip::p("10.1.0.5"));
+    let inbound = |fl: u8, ttl: u8| {
+        let seg = pk::tcp(out, pod, 40000, 22, 1, 0, fl, &[]);
+        pk::eth_ip(UPLINK_MAC, GW_MAC, &pk::ip(out, pod, 6, ttl, &seg))
+    };
+    let seg = pk::tcp(pod, out, 22, 40000, 7, 0, flags::SYN, &[]);
+    let pod_syn = pk::eth_ip(
+        [2, 0, 0, 0, 0, 2],
+        [2, 0, 0, 1, 0, 5],
+        &pk::ip(pod, out, 6, 64, &seg),
+    );
+    let mut kept = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
+    // Inbound to port 22 is denied, and memoised.
+    assert_eq!(
+        send_batch(&mut kept, 1_000, &[inbound(flags::SYN, 64)]),
+        [Action::Drop(DropReason::Policy)]
+    );
+    // A memoised key with TTL 1 is a TTL drop, as routing comes first.
+    assert_eq!(
+        send_batch(&mut kept, 1_500, &[inbound(flags::ACK, 1)]),
+        [Action::Drop(DropReason::TtlExceeded)]
+    );
+    assert_eq!(
+        send_batch(&mut kept, 1_600, &[inbound(flags::ACK, 64)]),
+        [Action::Drop(DropReason::Policy)]
+    );
+    // The pod opens that tuple outbound; the inbound ACK in the same batch
+    // is its reply.
+    let frames = [pod_syn, inbound(flags::ACK, 64)];
+    let fresh = send_batch(
+        &mut Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1))),
+        2_000,
+        &frames,
+    );
+    assert_eq!(fresh, [Action::Forward(0), Action::Forward(1)]);
+    assert_eq!(send_batch(&mut kept, 2_000, &frames), fresh);
+    assert_eq!(kept.counters().policy_denied, 2);
+}

@@ -457,7 +457,16 @@ impl Pipeline {
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
         let general = &mut self.general;
-        stages::track::prepare(t, ct, now, slots, meta, general);
+        stages::track::prepare(
+            t,
+            ct,
+            now,
+            &self.policy,
+            &mut self.counters,
+            slots,
+            meta,
+            general,
+        );
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
         // `stages::track::run`).

@@ -17,6 +17,12 @@
 //! answer (the classifier is a function of the key, and the memo belongs to
 //! one classifier: new tables start a new one). Floods and retries of
 //! denied flows then cost a memo probe instead of a classification.
+//!
+//! The track stage consults the memo too, before the in-order part of the
+//! pipeline ([`memo_denial`]): a packet that matches no connection, could
+//! open one, and whose key the memo holds as a denial of an untranslated
+//! connection is routed and dropped right there, as the general stages
+//! would (see that function for why the answer is the same).
 
 use policy_compiler::{Classifier, Decision, FlowKey, Verdict, L4};
 
@@ -36,7 +42,17 @@ pub struct PolicyScratch {
     which: Vec<u16>,
     out: Vec<Verdict>,
     scratch: policy_compiler::Scratch,
-    denials: Box<[Option<(FlowKey, Verdict)>]>,
+    denials: Box<[Option<Denial>]>,
+}
+
+/// A memoised denial: the classifier's key and answer, and whether the
+/// connection was left untranslated (no service DNAT), which
+/// [`memo_denial`] needs.
+#[derive(Clone, Copy, Debug)]
+struct Denial {
+    key: FlowKey,
+    verdict: Verdict,
+    direct: bool,
 }
 
 impl PolicyScratch {
@@ -126,9 +142,9 @@ pub(crate) fn run(
         let key = flow_key(m);
         // Only new connections have a key hash to index the memo by.
         if let Track::New(_) = m.track {
-            if let Some(Some((k, v))) = ps.denials.get(denial_slot(m)) {
-                if *k == key {
-                    let v = *v;
+            if let Some(Some(d)) = ps.denials.get(denial_slot(m)) {
+                if d.key == key {
+                    let v = d.verdict;
                     if let Some(s) = slots.get_mut(usize::from(i)) {
                         apply(&v, s, m, c);
                     }
@@ -155,15 +171,40 @@ pub(crate) fn run(
         apply(v, s, m, c);
         if !v.allow && matches!(m.track, Track::New(_)) {
             if let Some(d) = ps.denials.get_mut(denial_slot(m)) {
-                *d = Some((*key, *v));
+                *d = Some(Denial {
+                    key: *key,
+                    verdict: *v,
+                    direct: m.new_dst.is_none(),
+                });
             }
         }
     }
 }
 
+/// The memoised denial for a frame the track stage found no connection
+/// for, before DNAT: `Some` only if the memo holds the frame's classifier
+/// key as a denial of an untranslated connection, in which case the
+/// general stages would deny it too. Whether a new connection is DNATed is
+/// a function of the tables and of its protocol, destination address and
+/// port, all in the key, so a frame with that key is untranslated as well;
+/// its classifier key is then the one computed here; and the verdict is
+/// the classifier's function of that key. Only for frames with ports (the
+/// key of any other holds fields the connection key lacks, such as ICMP
+/// codes). The caller checks the rest of what the general stages would
+/// do first: that the frame may open a connection and that no earlier
+/// frame of the batch may open the one it belongs to; routing still runs.
+#[inline]
+pub(crate) fn memo_denial(ps: &PolicyScratch, m: &Meta) -> Option<Verdict> {
+    if !m.parsed.l4kind.has_ports() || m.new_dst.is_some() {
+        return None;
+    }
+    let d = ps.denials.get(denial_slot(m))?.as_ref()?;
+    (d.direct && !d.verdict.allow && d.key == flow_key(m)).then_some(d.verdict)
+}
+
 /// Applies a verdict to a frame: what decided, the counters, the drop.
 #[inline]
-fn apply(v: &Verdict, s: &mut Slot<'_>, m: &mut Meta, c: &mut Counters) {
+pub(crate) fn apply(v: &Verdict, s: &mut Slot<'_>, m: &mut Meta, c: &mut Counters) {
     let d = deciding(v);
     if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
         *h += 1;

@@ -14,8 +14,9 @@
 
 use arrayvec::ArrayVec;
 
-use super::super::{Action, DropReason, Meta, Slot, Track, MAX_BATCH};
-use super::decide;
+use super::super::{Action, Counters, DropReason, Meta, Slot, Track, MAX_BATCH};
+use super::policy::{self, PolicyScratch};
+use super::{decide, route};
 use crate::tables::conntrack::{self, Conntrack, Key, Probe, State, TcpNew, Tuple};
 use crate::tables::Tables;
 use crate::wire::{parse, Family, L4Kind, Parsed};
@@ -87,11 +88,14 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
 /// connection it matched is about to be replaced.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(crate) fn prepare(
     t: &Tables,
     ct: &Conntrack,
     now: u64,
+    ps: &PolicyScratch,
+    c: &mut Counters,
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
     general: &mut Frames,
@@ -136,6 +140,8 @@ pub(crate) fn prepare(
     // Pass 3: probes.
     let tt = t.timeouts.table();
     let mut reopened = false;
+    // Whether an earlier frame of the batch may open a connection.
+    let mut opening = false;
     for j in 0..slots.len().min(meta.len()) {
         if let Some(m) = meta.get_mut(j + DIST) {
             candidate(t, ct, m);
@@ -170,6 +176,13 @@ pub(crate) fn prepare(
                 super::known::one(t, s, m);
             }
             Probe::Miss => {
+                // A denied flow's packet is settled here unless an earlier
+                // frame of the batch, not yet committed, may open its
+                // connection (the in-order part then decides).
+                if !opening && settle_denied(t, ps, c, s, m) {
+                    continue;
+                }
+                opening = true;
                 m.track = Track::Pending;
                 let _ = general.try_push(j);
             }
@@ -278,23 +291,9 @@ pub(crate) fn run(
             continue;
         }
         // A new connection, if this packet may start one.
-        let state = match p.l4kind {
-            L4Kind::Tcp => match conntrack::tcp_new(p.tcp_flags, t.tcp_loose) {
-                TcpNew::Syn => State::SynSent,
-                TcpNew::Pickup => State::Established,
-                TcpNew::Invalid => {
-                    m.track = Track::Invalid;
-                    continue;
-                }
-            },
-            L4Kind::IcmpQuery => {
-                if !parse::icmp_is_request(p.family, p.icmp_type) {
-                    m.track = Track::Invalid;
-                    continue;
-                }
-                State::Icmp
-            }
-            _ => State::Datagram,
+        let Some(state) = opening_state(p, t.tcp_loose) else {
+            m.track = Track::Invalid;
+            continue;
         };
         m.track = Track::New(state);
         let _ = opened.try_push(j as u16);
@@ -316,6 +315,51 @@ pub(crate) fn run(
         }
     }
     general.len()
+}
+
+/// The state of the connection a packet that matches none opens, or `None`
+/// if it cannot open one (conntrack then calls it invalid).
+#[inline]
+fn opening_state(p: &Parsed, tcp_loose: bool) -> Option<State> {
+    match p.l4kind {
+        L4Kind::Tcp => match conntrack::tcp_new(p.tcp_flags, tcp_loose) {
+            TcpNew::Syn => Some(State::SynSent),
+            TcpNew::Pickup => Some(State::Established),
+            TcpNew::Invalid => None,
+        },
+        L4Kind::IcmpQuery => parse::icmp_is_request(p.family, p.icmp_type).then_some(State::Icmp),
+        _ => Some(State::Datagram),
+    }
+}
+
+/// Settles a frame that matched no connection whose first packet the
+/// policy memo says is denied ([`policy::memo_denial`]): it would open a
+/// connection, so it is `New`; routing decides it as the route stage
+/// would (the node's own traffic, no route, martians and TTL come before
+/// policy), and a frame to forward is denied. Returns whether the frame
+/// was settled; if not, it is untouched. The caller makes sure no earlier
+/// frame of the batch may open the connection this one belongs to.
+// Not inlined: a miss is rare on the per-packet path, and inlined the
+// early path cost every packet of that loop instructions.
+#[inline(never)]
+fn settle_denied(
+    t: &Tables,
+    ps: &PolicyScratch,
+    c: &mut Counters,
+    s: &mut Slot<'_>,
+    m: &mut Meta,
+) -> bool {
+    let Some(v) = policy::memo_denial(ps, m) else {
+        return false;
+    };
+    let Some(state) = opening_state(&m.parsed, t.tcp_loose) else {
+        return false;
+    };
+    m.track = Track::New(state);
+    if route::one::<false>(t, s, m).is_some() {
+        policy::apply(&v, s, m, c);
+    }
+    true
 }
 
 /// The destination the packet will have after DNAT / de-SNAT.
