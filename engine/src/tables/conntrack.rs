@@ -345,11 +345,10 @@ pub fn aux_decision(aux: u64) -> u32 {
     (aux >> 32) as u32
 }
 
-// Entry layout. The first cache line holds everything a packet in the
-// original direction of an untranslated connection reads: sequence, state,
-// last seen and the original key; such a lookup touches one line. The
-// reply key, the pipeline's aux word and the creation time are on the
-// second.
+// Entry layout. The first cache line holds sequence, state, last seen and
+// the original key; the second the reply key, the pipeline's aux word, the
+// creation time and the route cache ([`hops_of`]). A packet reads both
+// (loaded together, see `warm`).
 
 // State word layout: state (bits 0..8), flags (8..16), PLAIN (32), LIVE
 // (63). Only state and flags change after insertion.
@@ -388,7 +387,9 @@ struct Entry {
     /// Service (u16) | owner (u8) | policy decision (u32).
     aux: AtomicU64,
     created: AtomicU64,
-    spare: AtomicU64,
+    /// The route cache: a hop id per direction and the tables generation
+    /// they belong to ([`hops_of`]); written under the sequence lock.
+    hops: AtomicU64,
 }
 
 impl Entry {
@@ -398,7 +399,7 @@ impl Entry {
             .into_iter()
             .chain(&self.orig)
             .chain(&self.reply)
-            .chain([&self.aux, &self.created, &self.spare])
+            .chain([&self.aux, &self.created, &self.hops])
     }
 }
 
@@ -450,6 +451,32 @@ fn same_words(w: &[AtomicU64; 5], key: &[u64; 5]) -> bool {
 #[inline(always)]
 fn load_words(w: &[AtomicU64; 5]) -> [u64; 5] {
     std::array::from_fn(|i| w[i].load(Relaxed))
+}
+
+/// The hop id cached for direction `dir` in an entry's route-cache word
+/// for tables of generation `gen`, or 0 (none, or another generation's).
+/// The word holds the generation (high 32 bits) and a 16-bit hop id per
+/// direction (original low); 0 is empty. What a hop id means belongs to
+/// the tables ([`crate::tables::Hop`]); conntrack only keeps it.
+#[inline(always)]
+pub fn hops_of(word: u64, dir: Dir, gen: u32) -> u16 {
+    if (word >> 32) as u32 != gen {
+        return 0;
+    }
+    (word >> (16 * dir as u32)) as u16
+}
+
+/// `word` with direction `dir`'s hop set to `hop` for generation `gen`
+/// (the other direction's kept if it is of the same generation).
+#[inline]
+pub fn with_hop(word: u64, dir: Dir, gen: u32, hop: u16) -> u64 {
+    let keep = if (word >> 32) as u32 == gen {
+        word & 0xffff_ffff
+    } else {
+        0
+    };
+    let shift = 16 * dir as u32;
+    u64::from(gen) << 32 | (keep & !(0xffff << shift)) | u64::from(hop) << shift
 }
 
 /// What a lookup found: the connection's tuples and state, read in one
@@ -903,8 +930,7 @@ impl Conntrack {
             for slot in &b.0 {
                 let v = slot.load(Relaxed);
                 if v >> 32 == tag {
-                    let (id, dir) = slot_entry(v);
-                    self.warm(id, dir);
+                    self.warm(slot_entry(v).0);
                     return v;
                 }
             }
@@ -968,10 +994,10 @@ impl Conntrack {
                 let s1 = e.seq.load(Acquire);
                 let st = e.state.load(Relaxed);
                 let seen = e.seen.load(Relaxed);
+                let hops = e.hops.load(Relaxed);
                 if s1 & 1 == 0 && same_words(mine, key) {
                     // An untranslated connection's other key is not read
-                    // (for the original direction it is on the line the
-                    // lookup does not need).
+                    // (there is no translation to find in it).
                     let o = (st & PLAIN == 0).then(|| load_words(other));
                     fence(Acquire);
                     if e.seq.load(Relaxed) == s1
@@ -985,7 +1011,12 @@ impl Conntrack {
                             translation(key, &o, new_dst, new_src);
                         }
                         Self::step(e, st, dir, tcp, now);
-                        return Probe::Hit { id, dir };
+                        return Probe::Hit {
+                            id,
+                            dir,
+                            seq: s1,
+                            hops,
+                        };
                     }
                 }
             }
@@ -1022,9 +1053,13 @@ impl Conntrack {
         if f.new_src.is_some() {
             *new_src = f.new_src;
         }
+        // The route cache is not read on this path: an odd sequence makes
+        // `cache_hop` leave it alone.
         Probe::Hit {
             id: hit.id,
             dir: hit.dir,
+            seq: 1,
+            hops: 0,
         }
     }
 
@@ -1075,23 +1110,14 @@ impl Conntrack {
         Some((f, e, st))
     }
 
-    /// Starts loading what a lookup of entry `id` from direction `dir`
-    /// reads (a safe prefetch): the first cache line, and for a reply the
-    /// second, which holds the reply key. An original-direction packet of
-    /// a translated connection also reads the second line, unprefetched.
+    /// Starts loading what a probe of entry `id` reads (a safe
+    /// prefetch): both of its cache lines (the second holds the reply key
+    /// and the route cache).
     #[inline]
-    pub fn warm(&self, id: EntryId, dir: Dir) {
+    pub fn warm(&self, id: EntryId) {
         if let Some(e) = self.entries.get(id as usize) {
             crate::io::sys::prefetch(&e.seq);
-            // The second prefetch picks its line by a select, not a branch
-            // (the direction is random: a branch on it mispredicts half the
-            // time); for the original direction it repeats the first line.
-            let second: &AtomicU64 = if dir == Dir::Reply {
-                &e.reply[0]
-            } else {
-                &e.seq
-            };
-            crate::io::sys::prefetch(second);
+            crate::io::sys::prefetch(&e.reply[0]);
         }
     }
 
@@ -1280,8 +1306,7 @@ impl Conntrack {
             return Err(InsertError::Full);
         };
         // Publish under the sequence lock.
-        let s = e.seq.load(Relaxed);
-        e.seq.store(s.wrapping_add(1) | 1, Relaxed);
+        let s = Self::lock_seq(e);
         fence(Release);
         let put = |w: &[AtomicU64; 5], t: &Tuple| {
             for (w, v) in w.iter().zip(t.words()) {
@@ -1292,11 +1317,11 @@ impl Conntrack {
         put(&e.reply, reply);
         e.aux.store(aux, Relaxed);
         e.created.store(now, Relaxed);
+        e.hops.store(0, Relaxed);
         e.seen.store(now, Relaxed);
         let plain = if *reply == orig.reverse() { PLAIN } else { 0 };
         e.state.store(st_make(state, flags) | plain, Relaxed);
-        e.seq
-            .store((s.wrapping_add(1) | 1).wrapping_add(1), Release);
+        e.seq.store(s.wrapping_add(2), Release);
         let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
         let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
         if !ok2 {
@@ -1313,6 +1338,53 @@ impl Conntrack {
             }
         }
         Ok(id)
+    }
+
+    /// Takes entry `e`'s sequence lock (makes the sequence odd) and returns
+    /// the even value it had; the caller stores that plus 2 to release it.
+    /// Writers of an entry are one at a time already (an entry is
+    /// inserted by the one thread that took it off the free list and
+    /// killed by the one that flipped LIVE off), but [`Conntrack::cache_hop`]
+    /// may hold the lock for a moment, so taking it is a compare-and-swap.
+    fn lock_seq(e: &Entry) -> u64 {
+        let mut s = e.seq.load(Relaxed);
+        loop {
+            if s & 1 == 1 {
+                std::hint::spin_loop();
+                s = e.seq.load(Relaxed);
+                continue;
+            }
+            match e.seq.compare_exchange_weak(s, s | 1, Acquire, Relaxed) {
+                Ok(_) => return s,
+                Err(x) => s = x,
+            }
+        }
+    }
+
+    /// Caches hop `hop` of tables generation `gen` for direction `dir` of
+    /// entry `id`, if the entry is still as it was read at sequence `seq`
+    /// with route-cache word `hops` (a [`Probe::Hit`]): the word is written
+    /// under the sequence lock, so a reader that validates the sequence
+    /// never pairs a connection with another's route. Otherwise (the entry
+    /// changed, or someone holds the lock) it does nothing: the next
+    /// packet resolves the route again. Once per direction per
+    /// generation, never on the per-packet path.
+    pub fn cache_hop(&self, id: EntryId, seq: u64, hops: u64, dir: Dir, gen: u32, hop: u16) {
+        let Some(e) = self.entries.get(id as usize) else {
+            return;
+        };
+        if seq & 1 == 1
+            || e.seq
+                .compare_exchange(seq, seq | 1, Acquire, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        fence(Release);
+        // Under the lock, and the sequence unchanged since the read: the
+        // word is still `hops`.
+        e.hops.store(with_hop(hops, dir, gen, hop), Relaxed);
+        e.seq.store(seq.wrapping_add(2), Release);
     }
 
     /// Marks an entry dead and returns it to the free list (slots already
@@ -1335,8 +1407,8 @@ impl Conntrack {
             }
         }
         // Bump the sequence so readers holding old copies retry and see it dead.
-        let s = e.seq.load(Relaxed);
-        e.seq.store(s.wrapping_add(2) & !1, Release);
+        let s = Self::lock_seq(e);
+        e.seq.store(s.wrapping_add(2), Release);
         self.live.fetch_sub(1, AcqRel);
         self.free(id);
         true
@@ -1583,8 +1655,15 @@ pub fn reopens(dir: Dir, state: State, f: u8) -> bool {
 /// What [`Conntrack::probe`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
-    /// A live connection; the packet is recorded on it.
-    Hit { id: EntryId, dir: Dir },
+    /// A live connection; the packet is recorded on it. `seq` is the
+    /// entry's sequence number when read and `hops` its route-cache word
+    /// then (see [`hops_of`], [`Conntrack::cache_hop`]).
+    Hit {
+        id: EntryId,
+        dir: Dir,
+        seq: u64,
+        hops: u64,
+    },
     /// No live connection has this key.
     Miss,
     /// The packet reopens the connection it matched (see [`reopens`]);
@@ -1639,6 +1718,99 @@ mod tests {
             family: Family::V4,
             zone: 0,
         }
+    }
+
+    /// A probe of key `k` at time 1 as the pipeline makes it.
+    fn probe_of(ct: &Conntrack, k: &Tuple, to: &Timeouts) -> Probe {
+        let h = ct.hash(k);
+        let cand = ct.candidate(h, ct.prefetch_buckets(h));
+        ct.probe(&k.words(), h, cand, 1, &to.table(), 0, &mut None, &mut None)
+    }
+
+    #[test]
+    fn the_route_cache_word_keeps_a_hop_per_direction_and_generation() {
+        let w = with_hop(0, Dir::Original, 7, 3);
+        assert_eq!(hops_of(w, Dir::Original, 7), 3);
+        assert_eq!(hops_of(w, Dir::Reply, 7), 0);
+        assert_eq!(hops_of(w, Dir::Original, 8), 0);
+        let w = with_hop(w, Dir::Reply, 7, 0xffff);
+        assert_eq!(
+            (hops_of(w, Dir::Original, 7), hops_of(w, Dir::Reply, 7)),
+            (3, 0xffff)
+        );
+        // Another generation starts over.
+        let w = with_hop(w, Dir::Reply, 8, 4);
+        assert_eq!(
+            (hops_of(w, Dir::Original, 8), hops_of(w, Dir::Reply, 8)),
+            (0, 4)
+        );
+        assert_eq!(
+            (hops_of(w, Dir::Original, 7), hops_of(w, Dir::Reply, 7)),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn a_cached_hop_is_written_only_over_the_entry_as_read() {
+        let ct = Conntrack::new(16, 1);
+        let to = Timeouts::default();
+        let o = t(1, 2, 1000, 80);
+        ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        let Probe::Hit { id, dir, seq, hops } = probe_of(&ct, &o, &to) else {
+            panic!("no hit");
+        };
+        assert_eq!((dir, hops), (Dir::Original, 0));
+        ct.cache_hop(id, seq, hops, dir, 5, 11);
+        let Probe::Hit {
+            seq: seq2, hops, ..
+        } = probe_of(&ct, &o, &to)
+        else {
+            panic!("no hit");
+        };
+        assert_eq!(hops_of(hops, Dir::Original, 5), 11);
+        assert_ne!(seq2, seq, "the write moved the sequence");
+        // A stale read writes nothing.
+        ct.cache_hop(id, seq, 0, Dir::Original, 5, 12);
+        let Probe::Hit { hops, .. } = probe_of(&ct, &o, &to) else {
+            panic!("no hit");
+        };
+        assert_eq!(hops_of(hops, Dir::Original, 5), 11);
+        // The other direction joins the same word.
+        let Probe::Hit {
+            id: rid,
+            dir,
+            seq,
+            hops,
+        } = probe_of(&ct, &o.reverse(), &to)
+        else {
+            panic!("no hit");
+        };
+        assert_eq!((rid, dir), (id, Dir::Reply));
+        ct.cache_hop(id, seq, hops, dir, 5, 13);
+        let Probe::Hit { seq, hops, .. } = probe_of(&ct, &o, &to) else {
+            panic!("no hit");
+        };
+        assert_eq!(
+            (
+                hops_of(hops, Dir::Original, 5),
+                hops_of(hops, Dir::Reply, 5)
+            ),
+            (11, 13)
+        );
+        // Gone with the entry: a new connection in the same slot starts
+        // empty, and the old read cannot write into it.
+        let snap = ct.read_entry(id).unwrap();
+        ct.remove(&snap);
+        let id2 = ct
+            .insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        assert_eq!(id2, id, "the slot is reused");
+        ct.cache_hop(id, seq, hops, Dir::Original, 5, 14);
+        let Probe::Hit { hops, .. } = probe_of(&ct, &o, &to) else {
+            panic!("no hit");
+        };
+        assert_eq!(hops, 0);
     }
 
     #[test]

@@ -214,6 +214,41 @@ pub struct Tables {
     /// What the data plane needs of each next hop, by next-hop id (entry 0:
     /// no route), in one small record: DPDK l3fwd's next-hop array.
     adjacency: Vec<Adjacency>,
+    /// Every resolved next hop (egress port and MACs), by hop id (entry 0:
+    /// none), for the route cache in conntrack entries (see [`Hop`]).
+    hops: Vec<Hop>,
+    /// The hop of each neighbour slot, reached through its own port.
+    neigh_hops: Vec<u16>,
+    /// This build's number (never 0): a hop id cached in a conntrack entry
+    /// is only used by tables of the generation that cached it. The route
+    /// fields (`ports`, `fib`, `neigh`) must not change after assembly.
+    generation: u32,
+}
+
+/// A next hop resolved down to the frame: the egress port, the MAC to send
+/// to (a gateway's or a directly connected destination's) and the port's
+/// MAC. A packet of a known connection always goes the same way while the
+/// tables stay the same (its destination after NAT is fixed), so each
+/// conntrack entry caches its two directions' hop ids with the tables'
+/// generation, and such a packet skips the FIB and neighbour lookups and
+/// their cache misses (see [`crate::pipeline::stages::known`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hop {
+    pub port: u16,
+    pub dst_mac: Mac,
+    pub src_mac: Mac,
+}
+
+/// The generation of the next tables built (see [`Tables::generation`]).
+static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+fn next_generation() -> u32 {
+    loop {
+        let g = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if g != 0 {
+            return g;
+        }
+    }
 }
 
 /// A next hop as the per-packet path uses it: the route's kind, its port
@@ -232,6 +267,8 @@ pub struct Adjacency {
     pub mac: Option<Mac>,
     /// The MAC of `port` (the source MAC of frames sent this way).
     pub src_mac: Mac,
+    /// The [`Hop`] of a forward route whose gateway MAC is known, else 0.
+    pub hop: u16,
 }
 
 impl Tables {
@@ -330,6 +367,25 @@ impl Tables {
 
     /// Assembles tables from parts (tests and benchmarks).
     pub fn assemble(ports: Vec<PortInfo>, fib: Fib, neigh: Neighbors) -> Tables {
+        let port_mac = |p: u16| ports.get(usize::from(p)).map_or([0; 6], |p| p.mac);
+        // Hops, one per (port, MAC); ids past u16 are not cached (0).
+        let mut hops = vec![Hop::default()];
+        let mut hop_ids = std::collections::HashMap::new();
+        let mut hop = |port: u16, mac: Mac| -> u16 {
+            *hop_ids
+                .entry((port, mac))
+                .or_insert_with(|| match u16::try_from(hops.len()) {
+                    Ok(id) => {
+                        hops.push(Hop {
+                            port,
+                            dst_mac: mac,
+                            src_mac: port_mac(port),
+                        });
+                        id
+                    }
+                    Err(_) => 0,
+                })
+        };
         let adjacency = std::iter::once(Adjacency::default())
             .chain(fib.next_hops().iter().enumerate().map(|(i, nh)| {
                 let family = if fib.next_hop_is_v6(i as u16 + 1) {
@@ -337,20 +393,29 @@ impl Tables {
                 } else {
                     Family::V4
                 };
+                let mac = nh
+                    .via
+                    .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac));
                 Adjacency {
                     kind: Some(nh.kind),
                     port: nh.port,
                     connected: nh.via.is_none(),
-                    mac: nh
-                        .via
-                        .and_then(|via| neigh.lookup(family, via).map(|(mac, _)| mac)),
-                    src_mac: ports
-                        .get(usize::from(nh.port))
-                        .map_or([0; 6], |p: &PortInfo| p.mac),
+                    mac,
+                    src_mac: port_mac(nh.port),
+                    hop: match mac {
+                        Some(m) if nh.kind == RouteKind::Forward => hop(nh.port, m),
+                        _ => 0,
+                    },
                 }
             }))
             .collect();
+        let neigh_hops = (0..neigh.slots())
+            .map(|i| neigh.get(i).map_or(0, |(mac, port)| hop(port, mac)))
+            .collect();
         Tables {
+            hops,
+            neigh_hops,
+            generation: next_generation(),
             zones: vec![0; ports.len()],
             ports,
             nat: nat::Nat::default(),
@@ -376,6 +441,41 @@ impl Tables {
             .get(usize::from(id))
             .copied()
             .unwrap_or_default()
+    }
+
+    /// This build's generation (never 0; see [`Hop`]).
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Hop `id`, if it names one (0 does not).
+    #[inline]
+    pub fn hop(&self, id: u16) -> Option<&Hop> {
+        if id == 0 {
+            return None;
+        }
+        self.hops.get(usize::from(id))
+    }
+
+    /// The hop id of a packet sent through forward adjacency `a` to `dst`
+    /// (after NAT), for the route cache; 0 when it has none (no gateway
+    /// MAC, a connected destination without a neighbour entry or whose
+    /// entry names another port, more hops than ids).
+    pub fn hop_of(&self, a: &Adjacency, family: Family, dst: u128) -> u16 {
+        if a.mac.is_some() {
+            return a.hop;
+        }
+        if !a.connected {
+            return 0;
+        }
+        self.neigh
+            .find(family, dst)
+            .and_then(|i| {
+                let id = *self.neigh_hops.get(i)?;
+                (self.hop(id)?.port == a.port).then_some(id)
+            })
+            .unwrap_or(0)
     }
 
     /// Conntrack zone of port `p`.

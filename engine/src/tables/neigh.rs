@@ -82,6 +82,13 @@ impl Neighbors {
     /// The MAC and port of `ip`, if known.
     #[inline]
     pub fn lookup(&self, family: Family, ip: u128) -> Option<(Mac, u16)> {
+        self.find(family, ip).and_then(|i| self.get(i))
+    }
+
+    /// The slot of `ip`, if known: a number below [`Neighbors::slots`],
+    /// fixed for this table.
+    #[inline]
+    pub fn find(&self, family: Family, ip: u128) -> Option<usize> {
         let v6 = family == Family::V6;
         let mut i = hash(v6, ip) & self.mask;
         loop {
@@ -90,10 +97,24 @@ impl Neighbors {
                 return None;
             }
             if s.v6 == v6 && s.ip == ip {
-                return Some((s.mac, s.port));
+                return Some(i);
             }
             i = (i + 1) & self.mask;
         }
+    }
+
+    /// The MAC and port in slot `i`, if used.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<(Mac, u16)> {
+        self.slots
+            .get(i)
+            .filter(|s| s.used)
+            .map(|s| (s.mac, s.port))
+    }
+
+    /// Number of slots (used or not).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// Number of entries.

@@ -17,17 +17,65 @@
 
 use super::super::{Action, DropReason, Meta, Slot};
 use super::{decide, neigh, rewrite, route};
+use crate::tables::conntrack::{self, Conntrack, Dir, EntryId};
 use crate::tables::Tables;
+
+/// The connection a frame belongs to, as the probe read it: its entry,
+/// the frame's direction, and the entry's sequence and route-cache word
+/// at the time ([`conntrack::Probe::Hit`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn {
+    pub id: EntryId,
+    pub dir: Dir,
+    pub seq: u64,
+    pub hops: u64,
+}
 
 /// Route, neighbour and rewrite for one undecided frame (the next hop
 /// found by the first serves the other two).
+///
+/// The route cache: a connection's direction always goes the same way
+/// while the tables stay the same (its destination after NAT is fixed,
+/// and so are the FIB and the neighbours), so the entry keeps the
+/// [`crate::tables::Hop`] each direction resolved to, with the tables'
+/// generation. A frame whose direction has one for these tables skips the
+/// FIB and neighbour lookups (and their cache lines: measured 66 -> 55
+/// ns/packet on the stateful 1k-flow bench with both lookups skipped
+/// outright); only the TTL, which is the frame's own, is still checked,
+/// as [`route::one`] checks it for a forward route. Any other frame takes
+/// the lookups and, when they end in a hop, caches it
+/// ([`Conntrack::cache_hop`]).
 #[inline(always)]
-pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, c: &Conn) {
+    let gen = t.generation();
+    if let Some(h) = t.hop(conntrack::hops_of(c.hops, c.dir, gen)) {
+        if m.parsed.ttl <= 1 {
+            decide(s, m, Action::Drop(DropReason::TtlExceeded));
+            return;
+        }
+        m.out_port = h.port;
+        let (dst_mac, src_mac) = (h.dst_mac, h.src_mac);
+        rewrite::with_macs(s, m, &dst_mac, &src_mac);
+        return;
+    }
+    uncached(t, ct, s, m, c);
+}
+
+/// [`one`] without a cached hop: the lookups, then the cache filled.
+#[inline(never)]
+fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, c: &Conn) {
     let Some(a) = route::one::<true>(t, s, m) else {
         return;
     };
     match neigh::resolve(t, &a, m) {
-        Some(mac) => rewrite::with_macs(s, m, &mac, &a.src_mac),
+        Some(mac) => {
+            let dst = super::track::effective_dst(m);
+            let hop = t.hop_of(&a, m.parsed.family, dst);
+            if hop != 0 {
+                ct.cache_hop(c.id, c.seq, c.hops, c.dir, t.generation(), hop);
+            }
+            rewrite::with_macs(s, m, &mac, &a.src_mac)
+        }
         None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
 }

@@ -77,8 +77,8 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
 /// every packet of a known connection settled. Three passes, so that a
 /// batch has its misses in flight together instead of stalling frame by
 /// frame (a DRAM miss costs ~175 ns): keys and hashes, loading each key's
-/// first index bucket; then each key's candidate slot, loading its entry
-/// and the frame's FIB line; then the probes. The last two share a loop,
+/// first index bucket; then each key's candidate slot, loading its entry;
+/// then the probes. The last two share a loop,
 /// the candidate step running a few frames ahead of the probe.
 /// A probe that finds the connection records the packet on it, the frame
 /// is `Known` and is forwarded at once ([`super::known`]); anything else (a
@@ -131,11 +131,10 @@ pub(crate) fn prepare(
     }
     // Pass 2, software-pipelined DIST frames ahead of pass 3 (one loop
     // instead of two; stateful bench, distances 4/8/16: 70.9/71.6/73.2 ns
-    // at 1k flows, 98.8/99.0/100.5 at 1M): candidate slots, and the FIB
-    // line of the destination.
+    // at 1k flows, 98.8/99.0/100.5 at 1M): candidate slots.
     const DIST: usize = 4;
     for m in meta.iter_mut().take(DIST) {
-        candidate(t, ct, m);
+        candidate(ct, m);
     }
     // Pass 3: probes.
     let tt = t.timeouts.table();
@@ -144,7 +143,7 @@ pub(crate) fn prepare(
     let mut opening = false;
     for j in 0..slots.len().min(meta.len()) {
         if let Some(m) = meta.get_mut(j + DIST) {
-            candidate(t, ct, m);
+            candidate(ct, m);
         }
         let (Some(s), Some(m)) = (slots.get_mut(j), meta.get_mut(j)) else {
             break;
@@ -171,9 +170,10 @@ pub(crate) fn prepare(
             &mut m.new_dst,
             &mut m.new_src,
         ) {
-            Probe::Hit { id, dir } => {
+            Probe::Hit { id, dir, seq, hops } => {
                 m.track = Track::Known { id, dir };
-                super::known::one(t, s, m);
+                let c = super::known::Conn { id, dir, seq, hops };
+                super::known::one(t, ct, s, m, &c);
             }
             Probe::Miss => {
                 // A denied flow's packet is settled here unless an earlier
@@ -196,15 +196,14 @@ pub(crate) fn prepare(
 }
 
 /// Pass 2 of [`prepare`] for one frame: its candidate slot (loading the
-/// entry) and its FIB line. Inlined (as a closure it was a call per
-/// packet).
+/// entry). Inlined (as a closure it was a call per packet). The FIB line
+/// is not loaded: a packet of a known connection nearly always has its
+/// route cached in the entry ([`super::known`]), and the general stages
+/// load it for the others ([`super::route::prefetch`]).
 #[inline(always)]
-fn candidate(t: &Tables, ct: &Conntrack, m: &mut Meta) {
+fn candidate(ct: &Conntrack, m: &mut Meta) {
     if let Track::Lookup | Track::Pending = m.track {
         m.cand = ct.candidate(m.hash, m.buckets);
-        if m.parsed.family == Family::V4 {
-            t.fib.prefetch_v4(m.parsed.dst as u32);
-        }
     }
 }
 
