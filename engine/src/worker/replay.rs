@@ -608,7 +608,13 @@ fn run_worker(
     pipeline.set_owner(ctx.index as u8, true);
     let mut counters = Counters::new(tables.ports.len());
     let mut hist = new_hist();
-    let mut working = share.data.clone();
+    // The worker's copy of the capture, which its batches point into: on
+    // huge pages where the kernel allows (advised before the copy faults
+    // it in), as an AF_XDP UMEM or a DPDK mempool usually is, so streaming
+    // frames past does not also stream TLB misses.
+    let mut working = Vec::with_capacity(share.data.len());
+    let _ = crate::io::sys::advise_hugepages(working.spare_capacity_mut());
+    working.extend_from_slice(&share.data);
     let mut records = Vec::new();
     let mut out = Vec::new();
     let mut last_now = 0u64;
