@@ -27,11 +27,13 @@
 //!    loop and owned by the pipeline (one per worker).
 //!
 //! Stages visit lists of frame indices (VPP's frame vectors). The track
-//! stage's first part ([`stages::track::prepare`]) settles the packets of
+//! stage's first part (`stages::track::prepare`) settles the packets of
 //! known connections: those need neither policy nor commit, and what
 //! route, neighbour and rewrite do to one of them depends on that frame
 //! alone, so it forwards each as soon as it finds its connection
-//! ([`stages::known`]). The other frames (new connections, ICMP errors,
+//! ([`stages::known`]), with the next hop its conntrack entry caches for
+//! the tables in use; a packet of a denied flow (a miss whose key the
+//! policy memo holds) is routed and dropped there too. The other frames (new connections, ICMP errors,
 //! untracked packets) are listed and go through stages 2–6 in order.
 
 pub mod stages;

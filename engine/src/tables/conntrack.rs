@@ -18,7 +18,11 @@
 //!   Fields fixed at creation (the two tuples, the NAT kind) are published
 //!   under a per-entry sequence lock; readers retry if it moved. The state
 //!   word (TCP state, flags) changes by compare-and-swap, the last-seen time
-//!   by a plain store.
+//!   by a plain store. Each entry also keeps a route cache for the
+//!   pipeline (a hop id per direction and the tables generation it
+//!   belongs to, [`hops_of`]), written under the sequence lock, so a reader
+//!   never pairs one connection's key with another's route; writers take
+//!   the lock by compare-and-swap.
 //! - The index is a bucketised two-choice hash table: every key may live in
 //!   one of two 64-byte buckets of 8 slots; a slot is a `u64` holding a 32-bit
 //!   tag of the key's hash, the direction and the entry number. A key goes

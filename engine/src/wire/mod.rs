@@ -1,4 +1,4 @@
-//! Packet bytes: parsing into offsets ([`parse`]), checksums ([`checksum`])
+//! Packet bytes: parsing into offsets ([`parse`](mod@parse)), checksums ([`checksum`])
 //! and the small in-place rewrites the pipeline performs ([`rewrite`]).
 //!
 //! This is the only module that knows header layouts. Everything else holds a

@@ -270,7 +270,7 @@ pub struct WorkerStats {
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
     /// Hits per policy decision of the tables they belong to, copied by the
-    /// worker every [`HITS_EVERY`] batches and when idle, with `try_lock`
+    /// worker every `HITS_EVERY` batches and when idle, with `try_lock`
     /// (a worker never waits for a reader).
     pub policy_hits: Mutex<(Option<Arc<Tables>>, Vec<u64>)>,
 }

@@ -1,6 +1,6 @@
 //! Known-connection forwarding: route, neighbour and rewrite for a packet
 //! of a connection the track stage found, taken by the track stage right
-//! where it finds the connection ([`super::track::prepare`]).
+//! where it finds the connection (`super::track::prepare`).
 //!
 //! Such a packet was judged when its connection opened, so policy and
 //! commit have nothing to do with it, and what the three stages do with a

@@ -19,7 +19,7 @@
 //! denied flows then cost a memo probe instead of a classification.
 //!
 //! The track stage consults the memo too, before the in-order part of the
-//! pipeline ([`memo_denial`]): a packet that matches no connection, could
+//! pipeline (`memo_denial`): a packet that matches no connection, could
 //! open one, and whose key the memo holds as a denial of an untranslated
 //! connection is routed and dropped right there, as the general stages
 //! would (see that function for why the answer is the same).
