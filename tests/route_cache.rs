@@ -60,7 +60,7 @@ fn cached(ct: &Conntrack, t: &Tables, inbound: &Tuple) -> (u16, u16) {
     let h = ct.hash(inbound);
     let cand = ct.candidate(h, ct.prefetch_buckets(h));
     let to = Timeouts::default();
-    let Probe::Hit { hops, .. } = ct.probe(
+    let Probe::Hit(at) = ct.probe(
         &inbound.words(),
         h,
         cand,
@@ -73,8 +73,8 @@ fn cached(ct: &Conntrack, t: &Tables, inbound: &Tuple) -> (u16, u16) {
         panic!("the connection is not there");
     };
     (
-        conntrack::hops_of(hops, Dir::Original, t.generation()),
-        conntrack::hops_of(hops, Dir::Reply, t.generation()),
+        conntrack::hops_of(at.hops, Dir::Original, t.generation()),
+        conntrack::hops_of(at.hops, Dir::Reply, t.generation()),
     )
 }
 

@@ -493,6 +493,8 @@ pub struct Hit {
     /// The entry's sequence number when read (changes when the entry is
     /// removed or reused).
     pub seq: u64,
+    /// The entry's route-cache word when read ([`hops_of`]).
+    pub hops: u64,
     pub orig: Tuple,
     pub reply: Tuple,
     pub state: State,
@@ -882,6 +884,7 @@ impl Conntrack {
             let st = e.state.load(Relaxed);
             let aux = e.aux.load(Relaxed);
             let seen = e.seen.load(Relaxed);
+            let hops = e.hops.load(Relaxed);
             fence(Acquire);
             if e.seq.load(Relaxed) != s1 {
                 continue;
@@ -900,6 +903,7 @@ impl Conntrack {
                 id,
                 dir,
                 seq: s1,
+                hops,
                 orig,
                 reply,
                 state: st_state(st),
@@ -1015,12 +1019,12 @@ impl Conntrack {
                             translation(key, &o, new_dst, new_src);
                         }
                         Self::step(e, st, dir, tcp, now);
-                        return Probe::Hit {
+                        return Probe::Hit(Located {
                             id,
                             dir,
                             seq: s1,
                             hops,
-                        };
+                        });
                     }
                 }
             }
@@ -1057,14 +1061,12 @@ impl Conntrack {
         if f.new_src.is_some() {
             *new_src = f.new_src;
         }
-        // The route cache is not read on this path: an odd sequence makes
-        // `cache_hop` leave it alone.
-        Probe::Hit {
+        Probe::Hit(Located {
             id: hit.id,
             dir: hit.dir,
-            seq: 1,
-            hops: 0,
-        }
+            seq: hit.seq,
+            hops: hit.hops,
+        })
     }
 
     /// Entry `id` as a [`Found`] if its `dir` key is `key` and it is live
@@ -1311,7 +1313,6 @@ impl Conntrack {
         };
         // Publish under the sequence lock.
         let s = Self::lock_seq(e);
-        fence(Release);
         let put = |w: &[AtomicU64; 5], t: &Tuple| {
             for (w, v) in w.iter().zip(t.words()) {
                 w.store(v, Relaxed);
@@ -1325,7 +1326,7 @@ impl Conntrack {
         e.seen.store(now, Relaxed);
         let plain = if *reply == orig.reverse() { PLAIN } else { 0 };
         e.state.store(st_make(state, flags) | plain, Relaxed);
-        e.seq.store(s.wrapping_add(2), Release);
+        Self::unlock_seq(e, s);
         let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
         let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
         if !ok2 {
@@ -1345,7 +1346,8 @@ impl Conntrack {
     }
 
     /// Takes entry `e`'s sequence lock (makes the sequence odd) and returns
-    /// the even value it had; the caller stores that plus 2 to release it.
+    /// the even value it had, for [`Conntrack::unlock_seq`]; the writes
+    /// that follow are ordered after it.
     /// Writers of an entry are one at a time already (an entry is
     /// inserted by the one thread that took it off the free list and
     /// killed by the one that flipped LIVE off), but [`Conntrack::cache_hop`]
@@ -1359,21 +1361,30 @@ impl Conntrack {
                 continue;
             }
             match e.seq.compare_exchange_weak(s, s | 1, Acquire, Relaxed) {
-                Ok(_) => return s,
+                Ok(_) => {
+                    fence(Release);
+                    return s;
+                }
                 Err(x) => s = x,
             }
         }
     }
 
-    /// Caches hop `hop` of tables generation `gen` for direction `dir` of
-    /// entry `id`, if the entry is still as it was read at sequence `seq`
-    /// with route-cache word `hops` (a [`Probe::Hit`]): the word is written
-    /// under the sequence lock, so a reader that validates the sequence
-    /// never pairs a connection with another's route. Otherwise (the entry
-    /// changed, or someone holds the lock) it does nothing: the next
-    /// packet resolves the route again. Once per direction per
-    /// generation, never on the per-packet path.
-    pub fn cache_hop(&self, id: EntryId, seq: u64, hops: u64, dir: Dir, gen: u32, hop: u16) {
+    /// Releases the sequence lock taken at even value `s`: readers that
+    /// saw `s` retry.
+    fn unlock_seq(e: &Entry, s: u64) {
+        e.seq.store(s.wrapping_add(2), Release);
+    }
+
+    /// Caches hop `hop` of tables generation `gen` for the direction of
+    /// `at` (a [`Probe::Hit`]), if the entry is still as it was read then
+    /// (same sequence): the word is written under the sequence lock, so a
+    /// reader that validates the sequence never pairs a connection with
+    /// another's route. Otherwise (the entry changed, or someone holds the
+    /// lock) it does nothing: the next packet resolves the route again.
+    /// Once per direction per generation, never on the per-packet path.
+    pub fn cache_hop(&self, at: &Located, gen: u32, hop: u16) {
+        let Located { id, dir, seq, .. } = *at;
         let Some(e) = self.entries.get(id as usize) else {
             return;
         };
@@ -1385,10 +1396,9 @@ impl Conntrack {
             return;
         }
         fence(Release);
-        // Under the lock, and the sequence unchanged since the read: the
-        // word is still `hops`.
-        e.hops.store(with_hop(hops, dir, gen, hop), Relaxed);
-        e.seq.store(seq.wrapping_add(2), Release);
+        let w = e.hops.load(Relaxed);
+        e.hops.store(with_hop(w, dir, gen, hop), Relaxed);
+        Self::unlock_seq(e, seq);
     }
 
     /// Marks an entry dead and returns it to the free list (slots already
@@ -1412,7 +1422,7 @@ impl Conntrack {
         }
         // Bump the sequence so readers holding old copies retry and see it dead.
         let s = Self::lock_seq(e);
-        e.seq.store(s.wrapping_add(2), Release);
+        Self::unlock_seq(e, s);
         self.live.fetch_sub(1, AcqRel);
         self.free(id);
         true
@@ -1656,18 +1666,22 @@ pub fn reopens(dir: Dir, state: State, f: u8) -> bool {
         && matches!(state, State::TimeWait | State::Close)
 }
 
+/// Where [`Conntrack::probe`] found a packet's connection: its entry, the
+/// packet's direction, and the entry's sequence number and route-cache
+/// word when read (see [`hops_of`], [`Conntrack::cache_hop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub id: EntryId,
+    pub dir: Dir,
+    pub seq: u64,
+    pub hops: u64,
+}
+
 /// What [`Conntrack::probe`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Probe {
-    /// A live connection; the packet is recorded on it. `seq` is the
-    /// entry's sequence number when read and `hops` its route-cache word
-    /// then (see [`hops_of`], [`Conntrack::cache_hop`]).
-    Hit {
-        id: EntryId,
-        dir: Dir,
-        seq: u64,
-        hops: u64,
-    },
+    /// A live connection; the packet is recorded on it.
+    Hit(Located),
     /// No live connection has this key.
     Miss,
     /// The packet reopens the connection it matched (see [`reopens`]);
@@ -1761,60 +1775,62 @@ mod tests {
         let o = t(1, 2, 1000, 80);
         ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
             .unwrap();
-        let Probe::Hit { id, dir, seq, hops } = probe_of(&ct, &o, &to) else {
-            panic!("no hit");
+        let at = |k: &Tuple| match probe_of(&ct, k, &to) {
+            Probe::Hit(at) => at,
+            p => panic!("no hit: {p:?}"),
         };
-        assert_eq!((dir, hops), (Dir::Original, 0));
-        ct.cache_hop(id, seq, hops, dir, 5, 11);
-        let Probe::Hit {
-            seq: seq2, hops, ..
-        } = probe_of(&ct, &o, &to)
-        else {
-            panic!("no hit");
-        };
-        assert_eq!(hops_of(hops, Dir::Original, 5), 11);
-        assert_ne!(seq2, seq, "the write moved the sequence");
+        let first = at(&o);
+        assert_eq!((first.dir, first.hops), (Dir::Original, 0));
+        ct.cache_hop(&first, 5, 11);
+        let second = at(&o);
+        assert_eq!(hops_of(second.hops, Dir::Original, 5), 11);
+        assert_ne!(second.seq, first.seq, "the write moved the sequence");
         // A stale read writes nothing.
-        ct.cache_hop(id, seq, 0, Dir::Original, 5, 12);
-        let Probe::Hit { hops, .. } = probe_of(&ct, &o, &to) else {
-            panic!("no hit");
-        };
-        assert_eq!(hops_of(hops, Dir::Original, 5), 11);
+        ct.cache_hop(&first, 5, 12);
+        assert_eq!(hops_of(at(&o).hops, Dir::Original, 5), 11);
         // The other direction joins the same word.
-        let Probe::Hit {
-            id: rid,
-            dir,
-            seq,
-            hops,
-        } = probe_of(&ct, &o.reverse(), &to)
-        else {
-            panic!("no hit");
-        };
-        assert_eq!((rid, dir), (id, Dir::Reply));
-        ct.cache_hop(id, seq, hops, dir, 5, 13);
-        let Probe::Hit { seq, hops, .. } = probe_of(&ct, &o, &to) else {
-            panic!("no hit");
-        };
+        let reply = at(&o.reverse());
+        assert_eq!((reply.id, reply.dir), (first.id, Dir::Reply));
+        ct.cache_hop(&reply, 5, 13);
+        let both = at(&o);
         assert_eq!(
             (
-                hops_of(hops, Dir::Original, 5),
-                hops_of(hops, Dir::Reply, 5)
+                hops_of(both.hops, Dir::Original, 5),
+                hops_of(both.hops, Dir::Reply, 5)
             ),
             (11, 13)
         );
         // Gone with the entry: a new connection in the same slot starts
         // empty, and the old read cannot write into it.
-        let snap = ct.read_entry(id).unwrap();
+        let snap = ct.read_entry(first.id).unwrap();
         ct.remove(&snap);
         let id2 = ct
             .insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
             .unwrap();
-        assert_eq!(id2, id, "the slot is reused");
-        ct.cache_hop(id, seq, hops, Dir::Original, 5, 14);
-        let Probe::Hit { hops, .. } = probe_of(&ct, &o, &to) else {
-            panic!("no hit");
+        assert_eq!(id2, first.id, "the slot is reused");
+        ct.cache_hop(&both, 5, 14);
+        assert_eq!(at(&o).hops, 0);
+    }
+
+    #[test]
+    fn the_full_lookup_reads_the_route_cache_too() {
+        // A key found past its candidate slot (here: no candidate given)
+        // gets the same cache word, so its connection is cached as well.
+        let ct = Conntrack::new(16, 1);
+        let to = Timeouts::default();
+        let o = t(1, 2, 1000, 80);
+        ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        let slow = |ct: &Conntrack| {
+            let h = ct.hash(&o);
+            match ct.probe(&o.words(), h, 0, 1, &to.table(), 0, &mut None, &mut None) {
+                Probe::Hit(at) => at,
+                p => panic!("no hit: {p:?}"),
+            }
         };
-        assert_eq!(hops, 0);
+        let at = slow(&ct);
+        ct.cache_hop(&at, 5, 11);
+        assert_eq!(hops_of(slow(&ct).hops, Dir::Original, 5), 11);
     }
 
     #[test]

@@ -458,24 +458,27 @@ impl Tables {
         self.hops.get(usize::from(id))
     }
 
-    /// The hop id of a packet sent through forward adjacency `a` to `dst`
-    /// (after NAT), for the route cache; 0 when it has none (no gateway
-    /// MAC, a connected destination without a neighbour entry or whose
-    /// entry names another port, more hops than ids).
-    pub fn hop_of(&self, a: &Adjacency, family: Family, dst: u128) -> u16 {
-        if a.mac.is_some() {
-            return a.hop;
+    /// The MAC a packet sent through forward adjacency `a` to `dst` (after
+    /// NAT) goes to: the gateway's, or for a directly connected
+    /// destination its neighbour entry's (`None` without one); with the
+    /// [`Hop`] id the route cache keeps for it, 0 when there is none (a
+    /// neighbour entry on another port than the route's, more hops than
+    /// ids).
+    #[inline]
+    pub fn resolve(&self, a: &Adjacency, family: Family, dst: u128) -> Option<(Mac, u16)> {
+        if let Some(mac) = a.mac {
+            return Some((mac, a.hop));
         }
         if !a.connected {
-            return 0;
+            return None;
         }
-        self.neigh
-            .find(family, dst)
-            .and_then(|i| {
-                let id = *self.neigh_hops.get(i)?;
-                (self.hop(id)?.port == a.port).then_some(id)
-            })
-            .unwrap_or(0)
+        let i = self.neigh.find(family, dst)?;
+        let (mac, port) = self.neigh.get(i)?;
+        let hop = match self.neigh_hops.get(i) {
+            Some(&h) if port == a.port => h,
+            _ => 0,
+        };
+        Some((mac, hop))
     }
 
     /// Conntrack zone of port `p`.

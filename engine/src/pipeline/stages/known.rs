@@ -17,19 +17,8 @@
 
 use super::super::{Action, DropReason, Meta, Slot};
 use super::{decide, neigh, rewrite, route};
-use crate::tables::conntrack::{self, Conntrack, Dir, EntryId};
+use crate::tables::conntrack::{self, Conntrack, Located};
 use crate::tables::Tables;
-
-/// The connection a frame belongs to, as the probe read it: its entry,
-/// the frame's direction, and the entry's sequence and route-cache word
-/// at the time ([`conntrack::Probe::Hit`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Conn {
-    pub id: EntryId,
-    pub dir: Dir,
-    pub seq: u64,
-    pub hops: u64,
-}
 
 /// Route, neighbour and rewrite for one undecided frame (the next hop
 /// found by the first serves the other two).
@@ -46,33 +35,29 @@ pub(crate) struct Conn {
 /// the lookups and, when they end in a hop, caches it
 /// ([`Conntrack::cache_hop`]).
 #[inline(always)]
-pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, c: &Conn) {
-    let gen = t.generation();
-    if let Some(h) = t.hop(conntrack::hops_of(c.hops, c.dir, gen)) {
+pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Located) {
+    if let Some(h) = t.hop(conntrack::hops_of(at.hops, at.dir, t.generation())) {
         if m.parsed.ttl <= 1 {
             decide(s, m, Action::Drop(DropReason::TtlExceeded));
             return;
         }
         m.out_port = h.port;
-        let (dst_mac, src_mac) = (h.dst_mac, h.src_mac);
-        rewrite::with_macs(s, m, &dst_mac, &src_mac);
+        rewrite::with_macs(s, m, &h.dst_mac, &h.src_mac);
         return;
     }
-    uncached(t, ct, s, m, c);
+    uncached(t, ct, s, m, at);
 }
 
 /// [`one`] without a cached hop: the lookups, then the cache filled.
 #[inline(never)]
-fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, c: &Conn) {
+fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Located) {
     let Some(a) = route::one::<true>(t, s, m) else {
         return;
     };
-    match neigh::resolve(t, &a, m) {
-        Some(mac) => {
-            let dst = super::track::effective_dst(m);
-            let hop = t.hop_of(&a, m.parsed.family, dst);
+    match neigh::resolve_hop(t, &a, m) {
+        Some((mac, hop)) => {
             if hop != 0 {
-                ct.cache_hop(c.id, c.seq, c.hops, c.dir, t.generation(), hop);
+                ct.cache_hop(at, t.generation(), hop);
             }
             rewrite::with_macs(s, m, &mac, &a.src_mac)
         }

@@ -39,12 +39,12 @@ pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
 /// destination (after DNAT) its neighbour entry, looked up per packet.
 #[inline(always)]
 pub(crate) fn resolve(t: &Tables, a: &Adjacency, m: &Meta) -> Option<Mac> {
-    match a.mac {
-        Some(mac) => Some(mac),
-        None if a.connected => t
-            .neigh
-            .lookup(m.parsed.family, super::track::effective_dst(m))
-            .map(|(mac, _)| mac),
-        None => None,
-    }
+    resolve_hop(t, a, m).map(|(mac, _)| mac)
+}
+
+/// [`resolve`] with the [`crate::tables::Hop`] id the route cache keeps
+/// for it ([`Tables::resolve`]).
+#[inline(always)]
+pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u16)> {
+    t.resolve(a, m.parsed.family, super::track::effective_dst(m))
 }

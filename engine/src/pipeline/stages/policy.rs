@@ -182,7 +182,7 @@ pub(crate) fn run(
 }
 
 /// The memoised denial for a frame the track stage found no connection
-/// for, before DNAT: `Some` only if the memo holds the frame's classifier
+/// for (so nothing has translated it yet): `Some` only if the memo holds the frame's classifier
 /// key as a denial of an untranslated connection, in which case the
 /// general stages would deny it too. Whether a new connection is DNATed is
 /// a function of the tables and of its protocol, destination address and
@@ -195,7 +195,7 @@ pub(crate) fn run(
 /// frame of the batch may open the one it belongs to; routing still runs.
 #[inline]
 pub(crate) fn memo_denial(ps: &PolicyScratch, m: &Meta) -> Option<Verdict> {
-    if !m.parsed.l4kind.has_ports() || m.new_dst.is_some() {
+    if !m.parsed.l4kind.has_ports() {
         return None;
     }
     let d = ps.denials.get(denial_slot(m))?.as_ref()?;

@@ -170,10 +170,12 @@ pub(crate) fn prepare(
             &mut m.new_dst,
             &mut m.new_src,
         ) {
-            Probe::Hit { id, dir, seq, hops } => {
-                m.track = Track::Known { id, dir };
-                let c = super::known::Conn { id, dir, seq, hops };
-                super::known::one(t, ct, s, m, &c);
+            Probe::Hit(at) => {
+                m.track = Track::Known {
+                    id: at.id,
+                    dir: at.dir,
+                };
+                super::known::one(t, ct, s, m, &at);
             }
             Probe::Miss => {
                 // A denied flow's packet is settled here unless an earlier
