@@ -1738,11 +1738,30 @@ mod tests {
         }
     }
 
-    /// A probe of key `k` at time 1 as the pipeline makes it.
-    fn probe_of(ct: &Conntrack, k: &Tuple, to: &Timeouts) -> Probe {
+    /// Where a probe of key `k` at time 1 finds its connection, from the
+    /// candidate slot as the pipeline takes it or (`full`) by the full
+    /// lookup.
+    fn located(ct: &Conntrack, k: &Tuple, to: &Timeouts, full: bool) -> Located {
         let h = ct.hash(k);
-        let cand = ct.candidate(h, ct.prefetch_buckets(h));
-        ct.probe(&k.words(), h, cand, 1, &to.table(), 0, &mut None, &mut None)
+        let cand = if full {
+            0
+        } else {
+            ct.candidate(h, ct.prefetch_buckets(h))
+        };
+        match ct.probe(&k.words(), h, cand, 1, &to.table(), 0, &mut None, &mut None) {
+            Probe::Hit(at) => at,
+            p => panic!("no hit: {p:?}"),
+        }
+    }
+
+    /// A table holding one established, untranslated connection.
+    fn one_connection() -> (Conntrack, Timeouts, Tuple) {
+        let ct = Conntrack::new(16, 1);
+        let to = Timeouts::default();
+        let o = t(1, 2, 1000, 80);
+        ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
+            .unwrap();
+        (ct, to, o)
     }
 
     #[test]
@@ -1770,15 +1789,8 @@ mod tests {
 
     #[test]
     fn a_cached_hop_is_written_only_over_the_entry_as_read() {
-        let ct = Conntrack::new(16, 1);
-        let to = Timeouts::default();
-        let o = t(1, 2, 1000, 80);
-        ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
-            .unwrap();
-        let at = |k: &Tuple| match probe_of(&ct, k, &to) {
-            Probe::Hit(at) => at,
-            p => panic!("no hit: {p:?}"),
-        };
+        let (ct, to, o) = one_connection();
+        let at = |k: &Tuple| located(&ct, k, &to, false);
         let first = at(&o);
         assert_eq!((first.dir, first.hops), (Dir::Original, 0));
         ct.cache_hop(&first, 5, 11);
@@ -1814,23 +1826,14 @@ mod tests {
 
     #[test]
     fn the_full_lookup_reads_the_route_cache_too() {
-        // A key found past its candidate slot (here: no candidate given)
-        // gets the same cache word, so its connection is cached as well.
-        let ct = Conntrack::new(16, 1);
-        let to = Timeouts::default();
-        let o = t(1, 2, 1000, 80);
-        ct.insert(&o, &o.reverse(), State::Established, 0, 0, 0, &to)
-            .unwrap();
-        let slow = |ct: &Conntrack| {
-            let h = ct.hash(&o);
-            match ct.probe(&o.words(), h, 0, 1, &to.table(), 0, &mut None, &mut None) {
-                Probe::Hit(at) => at,
-                p => panic!("no hit: {p:?}"),
-            }
-        };
-        let at = slow(&ct);
-        ct.cache_hop(&at, 5, 11);
-        assert_eq!(hops_of(slow(&ct).hops, Dir::Original, 5), 11);
+        // A key found past its candidate slot gets the same cache word, so
+        // its connection is cached as well.
+        let (ct, to, o) = one_connection();
+        ct.cache_hop(&located(&ct, &o, &to, true), 5, 11);
+        assert_eq!(
+            hops_of(located(&ct, &o, &to, true).hops, Dir::Original, 5),
+            11
+        );
     }
 
     #[test]
