@@ -608,13 +608,12 @@ fn run_worker(
     pipeline.set_owner(ctx.index as u8, true);
     let mut counters = Counters::new(tables.ports.len());
     let mut hist = new_hist();
-    // The worker's copy of the capture, which its batches point into: on
-    // huge pages where the kernel allows (advised before the copy faults
-    // it in), as an AF_XDP UMEM or a DPDK mempool usually is, so streaming
-    // frames past does not also stream TLB misses.
-    let mut working = Vec::with_capacity(share.data.len());
-    let _ = crate::io::sys::advise_hugepages(working.spare_capacity_mut());
-    working.extend_from_slice(&share.data);
+    // Each batch is copied from the capture into one buffer the worker
+    // reuses, just before the pipeline takes it, as a NIC's RX ring hands
+    // out the same few buffers again and again (and DPDK's pcap PMD copies
+    // each packet into a recycled mbuf). The pipeline rewrites frames in
+    // place; the capture stays as read, for the next loop.
+    let mut buf: Vec<u8> = Vec::new();
     let mut records = Vec::new();
     let mut out = Vec::new();
     let mut last_now = 0u64;
@@ -648,7 +647,9 @@ fn run_worker(
             let lo = frames[start].off;
             let hi = frames[end - 1].off + frames[end - 1].len as usize;
             let mut batch = Batch::new();
-            let mut rest: &mut [u8] = working.get_mut(lo..hi).unwrap_or(&mut []);
+            buf.clear();
+            buf.extend_from_slice(share.data.get(lo..hi).unwrap_or(&[]));
+            let mut rest: &mut [u8] = &mut buf;
             for f in &frames[start..end] {
                 let n = (f.len as usize).min(rest.len());
                 let (a, b) = std::mem::take(&mut rest).split_at_mut(n);
@@ -673,14 +674,6 @@ fn run_worker(
                         (0, 0)
                     };
                     records.push((f.index, slot.action, o, l));
-                }
-                let w = slot.written as usize;
-                if w > 0 {
-                    if let (Some(dst), Some(src)) =
-                        (slot.frame.get_mut(..w), share.data.get(f.off..f.off + w))
-                    {
-                        dst.copy_from_slice(src);
-                    }
                 }
             }
             progress.fetch_add(n, Ordering::Relaxed);
