@@ -154,18 +154,24 @@ fn main() -> Result<()> {
         .and_then(|v| v.trim().parse().ok())
         .context("no 'AVG FIB lookup' in dpdk-test-fib output")?;
 
-    // sluice: the same addresses, bursts of 64 like DPDK's.
+    // sluice: the same addresses, bursts of 64 like DPDK's (IPv6: its bulk
+    // lookup, as DPDK's; IPv4: one lookup after another, the pipeline's
+    // way, already ahead).
     let mut acc = 0u64;
     let mut done = 0usize;
+    let mut ids = [0u16; 64];
     let t0 = Instant::now();
     while t0.elapsed().as_secs_f64() < a.seconds {
         for chunk in ips.chunks(64) {
-            for &ip in chunk {
-                acc = acc.wrapping_add(u64::from(if a.v6 {
-                    fib.lookup_v6_id(ip)
-                } else {
-                    fib.lookup_v4_id(ip as u32)
-                }));
+            if a.v6 {
+                fib.lookup_v6_bulk(chunk, &mut ids);
+                for &id in ids.iter().take(chunk.len()) {
+                    acc = acc.wrapping_add(u64::from(id));
+                }
+            } else {
+                for &ip in chunk {
+                    acc = acc.wrapping_add(u64::from(fib.lookup_v4_id(ip as u32)));
+                }
             }
         }
         done += ips.len();

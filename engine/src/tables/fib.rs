@@ -269,6 +269,10 @@ impl Lpm6 {
                 depth += 8;
             }
         }
+        // Walks land on random nodes, up to 15 a lookup: huge pages (advice,
+        // as for the IPv4 table), so a big table's walks do not also miss
+        // the TLB at every level.
+        let _ = crate::io::sys::advise_hugepages(&t.nodes);
         t
     }
 
@@ -320,11 +324,61 @@ impl Lpm6 {
                 .unwrap_or(0);
             depth += 8;
         }
-        let v = if e & CHILD_FLAG != 0 { 0 } else { e as u16 };
-        if v == 0 {
-            self.default as u16
-        } else {
-            v
+        self.value(e)
+    }
+
+    /// [`Lpm6::lookup`] for each of `addrs` into `out` (as many as the
+    /// shorter holds), walking the trie a level at a time over a group of
+    /// addresses: each level's loads for the whole group are issued before
+    /// any is needed, so a group waits for a level's cache misses together
+    /// rather than one after the other (a trie path is up to 15 dependent
+    /// loads; DPDK's trie bulk lookup overlaps only the first).
+    pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u16]) {
+        const GROUP: usize = 16;
+        for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+            let mut e = [0u32; GROUP];
+            for (e, &x) in e.iter_mut().zip(a) {
+                *e = self.root.get((x >> 112) as usize).copied().unwrap_or(0);
+            }
+            let mut depth = 16u32;
+            let mut deeper = e.iter().any(|&e| e & CHILD_FLAG != 0);
+            while deeper && depth < 128 {
+                deeper = false;
+                for (e, &x) in e.iter_mut().zip(a) {
+                    if *e & CHILD_FLAG != 0 {
+                        let byte = ((x >> (120 - depth)) & 0xff) as usize;
+                        *e = self
+                            .nodes
+                            .get((*e & !CHILD_FLAG) as usize * 256 + byte)
+                            .copied()
+                            .unwrap_or(0);
+                        deeper |= *e & CHILD_FLAG != 0;
+                    }
+                }
+                depth += 8;
+            }
+            for ((o, &e), &x) in o.iter_mut().zip(&e).zip(a) {
+                *o = self.settle(x, e);
+            }
+        }
+    }
+
+    /// The answer for `addr` whose walk ended at entry `e`: its /128 route
+    /// if it has one, else [`Lpm6::value`].
+    #[inline]
+    fn settle(&self, addr: u128, e: u32) -> u16 {
+        match self.hosts.get(addr) {
+            0 => self.value(e),
+            h => h,
+        }
+    }
+
+    /// The route a walk that ended at entry `e` found, else the default.
+    #[inline]
+    fn value(&self, e: u32) -> u16 {
+        match e {
+            e if e & CHILD_FLAG != 0 || e as u16 == 0 => self.default as u16,
+            e => e as u16,
         }
     }
 
@@ -458,6 +512,13 @@ impl Fib {
     #[inline]
     pub fn lookup_v6_id(&self, addr: u128) -> u16 {
         self.v6.lookup(addr)
+    }
+
+    /// [`Fib::lookup_v6_id`] for each of `addrs` into `out` (as many as the
+    /// shorter holds), the group's trie levels loaded together (see
+    /// [`Lpm6::lookup_bulk`]).
+    pub fn lookup_v6_bulk(&self, addrs: &[u128], out: &mut [u16]) {
+        self.v6.lookup_bulk(addrs, out)
     }
 
     /// The next hop with 1-based id `id`.
@@ -631,16 +692,25 @@ mod tests {
         fn v6_matches_reference(routes in arb_routes(128, 60),
                                 probes in proptest::collection::vec((0u8..5, any::<u128>()), 200)) {
             let fib = Fib::build(&[], &routes).unwrap();
-            for (blk, a) in probes {
+            for &(blk, a) in &probes {
                 let a = (a >> 8) | (u128::from(blk) << 120);
                 prop_assert_eq!(fib.lookup_v6(a).copied(), reference(&routes, a, 128));
             }
+            let mut addrs = Vec::new();
             for r in &routes {
                 let lo = r.prefix;
                 let hi = lo | u128::MAX.checked_shr(u32::from(r.len)).unwrap_or(0);
                 for a in [lo, hi] {
                     prop_assert_eq!(fib.lookup_v6(a).copied(), reference(&routes, a, 128));
+                    addrs.push(a);
                 }
+            }
+            // The bulk lookup answers as the lone one, whatever the grouping.
+            addrs.extend(probes.iter().map(|&(blk, a)| (a >> 8) | (u128::from(blk) << 120)));
+            let mut out = vec![u16::MAX; addrs.len()];
+            fib.lookup_v6_bulk(&addrs, &mut out);
+            for (&a, &id) in addrs.iter().zip(&out) {
+                prop_assert_eq!(id, fib.lookup_v6_id(a), "addr {:032x}", a);
             }
         }
     }

@@ -19,7 +19,9 @@
 //! routing decision precedes the FORWARD hook: an unroutable or expiring
 //! packet never reaches the classifier or creates conntrack state.
 
-use super::super::{Action, DropReason, Meta, Slot, Track};
+use arrayvec::ArrayVec;
+
+use super::super::{Action, DropReason, Meta, Slot, Track, MAX_BATCH};
 use super::decide;
 use crate::tables::{Adjacency, RouteKind, Tables};
 use crate::wire::{Family, L4Kind};
@@ -54,13 +56,30 @@ pub(crate) fn prefetch(t: &Tables, meta: &[Meta], idx: &[u16]) {
 #[inline(never)]
 pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
     prefetch(t, meta, idx);
+    // The IPv6 frames' lookups all at once, their trie walks level by
+    // level ([`crate::tables::Fib::lookup_v6_bulk`]).
+    let mut v6: ArrayVec<u128, MAX_BATCH> = ArrayVec::new();
+    for &i in idx {
+        if let Some(m) = meta.get(usize::from(i)) {
+            if !m.done && m.parsed.family == Family::V6 {
+                let _ = v6.try_push(super::track::effective_dst(m));
+            }
+        }
+    }
+    let mut ids = [0u16; MAX_BATCH];
+    t.fib.lookup_v6_bulk(&v6, &mut ids);
+    let mut ids = ids.iter().take(v6.len());
     for &i in idx {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
             continue;
         };
         if !m.done {
-            let _ = one::<false>(t, s, m);
+            let id = match m.parsed.family {
+                Family::V4 => t.fib.lookup_v4_id(super::track::effective_dst(m) as u32),
+                Family::V6 => ids.next().copied().unwrap_or(0),
+            };
+            let _ = with_id::<false>(t, s, m, id);
         }
     }
 }
@@ -82,18 +101,29 @@ pub(crate) fn one<const KNOWN: bool>(
     s: &mut Slot<'_>,
     m: &mut Meta,
 ) -> Option<Adjacency> {
-    let p = &m.parsed;
     let dst = super::track::effective_dst(m);
-    let id = match p.family {
+    let id = match m.parsed.family {
         Family::V4 => t.fib.lookup_v4_id(dst as u32),
-        Family::V6 => {
-            if p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type) {
-                decide(s, m, Action::Kernel);
-                return None;
-            }
-            t.fib.lookup_v6_id(dst)
-        }
+        Family::V6 => t.fib.lookup_v6_id(dst),
     };
+    with_id::<KNOWN>(t, s, m, id)
+}
+
+/// [`one`] with the FIB's answer for the frame's destination (`id`, 0 for
+/// no route) already at hand.
+#[inline(always)]
+fn with_id<const KNOWN: bool>(
+    t: &Tables,
+    s: &mut Slot<'_>,
+    m: &mut Meta,
+    id: u16,
+) -> Option<Adjacency> {
+    let p = &m.parsed;
+    if p.family == Family::V6 && p.l4kind == L4Kind::IcmpOther && (133..=137).contains(&p.icmp_type)
+    {
+        decide(s, m, Action::Kernel);
+        return None;
+    }
     let a = t.adjacency(id);
     match a.kind {
         None => decide(s, m, Action::Drop(DropReason::NoRoute)),
