@@ -2,15 +2,17 @@
 //!
 //! Capture files are loaded into memory first (normalised to Ethernet, merged
 //! in timestamp order, ties in file order) and split over the workers by the
-//! symmetric flow hash; each worker copies its frames into one contiguous
-//! arena so a batch is a run of adjacent slices, like a UMEM. Each worker
-//! thread is pinned to a core, and for every loop walks its frames in batches
-//! of `workers.batch` (a batch is also cut where capture time jumps by more
-//! than a millisecond, so the `now` a batch is processed at is within 1 ms of
-//! every frame's own timestamp). After each batch it restores exactly the
-//! bytes the pipeline wrote (`Slot::written`), so every loop sees the capture
-//! as recorded. Time is the capture's, shifted forward on each loop so it
-//! never runs backwards; state carries across loops unless `fresh_state`.
+//! symmetric flow hash; each worker's frames lie in one contiguous arena.
+//! Each worker thread is pinned to a core, and for every loop walks its
+//! frames in batches of `workers.batch` (a batch is also cut where capture
+//! time jumps by more than a millisecond, so the `now` a batch is processed
+//! at is within 1 ms of every frame's own timestamp). Each batch is copied
+//! from the arena into one buffer the worker reuses, just before the
+//! pipeline takes it (a run of adjacent slices, like a receive ring's
+//! frames in a UMEM), so the pipeline's rewrites never reach the arena and
+//! every loop sees the capture as recorded. Time is the capture's, shifted
+//! forward on each loop so it never runs backwards; state carries across
+//! loops unless `fresh_state`.
 //!
 //! The first loop is recorded: one action per input frame (for
 //! `--verdicts`) and every frame as it would leave (for `--out-dir`).
