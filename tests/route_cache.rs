@@ -16,7 +16,7 @@ use bench::packet::{self as pk, flags, Ip};
 use common::TempDir;
 use engine::control::config::Config;
 use engine::pipeline::{Action, Batch, DropReason, Pipeline};
-use engine::tables::conntrack::{self, Conntrack, Dir, Probe, Timeouts, Tuple};
+use engine::tables::conntrack::{self, Conntrack, Dir, Timeouts, Tuple};
 use engine::tables::Tables;
 use engine::wire::Family;
 
@@ -57,24 +57,12 @@ fn send(p: &mut Pipeline, now: u64, ingress: u16, frame: &[u8]) -> (Action, Vec<
 /// The route-cache hops of the connection `inbound` opened, per direction,
 /// for `t`'s generation.
 fn cached(ct: &Conntrack, t: &Tables, inbound: &Tuple) -> (u16, u16) {
-    let h = ct.hash(inbound);
-    let cand = ct.candidate(h, ct.prefetch_buckets(h));
-    let to = Timeouts::default();
-    let Probe::Hit(at) = ct.probe(
-        &inbound.words(),
-        h,
-        cand,
-        1,
-        &to.table(),
-        0,
-        &mut None,
-        &mut None,
-    ) else {
-        panic!("the connection is not there");
-    };
+    let hit = ct
+        .lookup(inbound, ct.hash(inbound), 1, &Timeouts::default())
+        .expect("the connection is there");
     (
-        conntrack::hops_of(at.hops, Dir::Original, t.generation()),
-        conntrack::hops_of(at.hops, Dir::Reply, t.generation()),
+        conntrack::hops_of(hit.hops, Dir::Original, t.generation()),
+        conntrack::hops_of(hit.hops, Dir::Reply, t.generation()),
     )
 }
 

@@ -504,6 +504,16 @@ pub struct Hit {
 }
 
 impl Hit {
+    /// Where it was found, as [`Conntrack::probe`] reports it.
+    pub fn located(&self) -> Located {
+        Located {
+            id: self.id,
+            dir: self.dir,
+            seq: self.seq,
+            hops: self.hops,
+        }
+    }
+
     /// The same facts as a [`Snapshot`] (counts and creation time zero).
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -1061,12 +1071,7 @@ impl Conntrack {
         if f.new_src.is_some() {
             *new_src = f.new_src;
         }
-        Probe::Hit(Located {
-            id: hit.id,
-            dir: hit.dir,
-            seq: hit.seq,
-            hops: hit.hops,
-        })
+        Probe::Hit(hit.located())
     }
 
     /// Entry `id` as a [`Found`] if its `dir` key is `key` and it is live
@@ -1353,21 +1358,23 @@ impl Conntrack {
     /// killed by the one that flipped LIVE off), but [`Conntrack::cache_hop`]
     /// may hold the lock for a moment, so taking it is a compare-and-swap.
     fn lock_seq(e: &Entry) -> u64 {
-        let mut s = e.seq.load(Relaxed);
         loop {
-            if s & 1 == 1 {
-                std::hint::spin_loop();
-                s = e.seq.load(Relaxed);
-                continue;
+            let s = e.seq.load(Relaxed);
+            if Self::try_lock_seq(e, s) {
+                return s;
             }
-            match e.seq.compare_exchange_weak(s, s | 1, Acquire, Relaxed) {
-                Ok(_) => {
-                    fence(Release);
-                    return s;
-                }
-                Err(x) => s = x,
-            }
+            std::hint::spin_loop();
         }
+    }
+
+    /// Takes entry `e`'s sequence lock if its sequence is still the even
+    /// value `s`; the writes that follow a success are ordered after it.
+    fn try_lock_seq(e: &Entry, s: u64) -> bool {
+        if s & 1 == 1 || e.seq.compare_exchange(s, s | 1, Acquire, Relaxed).is_err() {
+            return false;
+        }
+        fence(Release);
+        true
     }
 
     /// Releases the sequence lock taken at even value `s`: readers that
@@ -1388,14 +1395,9 @@ impl Conntrack {
         let Some(e) = self.entries.get(id as usize) else {
             return;
         };
-        if seq & 1 == 1
-            || e.seq
-                .compare_exchange(seq, seq | 1, Acquire, Relaxed)
-                .is_err()
-        {
+        if !Self::try_lock_seq(e, seq) {
             return;
         }
-        fence(Release);
         let w = e.hops.load(Relaxed);
         e.hops.store(with_hop(w, dir, gen, hop), Relaxed);
         Self::unlock_seq(e, seq);

@@ -313,18 +313,30 @@ impl Lpm6 {
         if h != 0 {
             return h;
         }
-        let mut e = self.root.get((addr >> 112) as usize).copied().unwrap_or(0);
+        let mut e = self.first(addr);
         let mut depth = 16u32;
         while e & CHILD_FLAG != 0 && depth < 128 {
-            let byte = ((addr >> (120 - depth)) & 0xff) as usize;
-            e = self
-                .nodes
-                .get((e & !CHILD_FLAG) as usize * 256 + byte)
-                .copied()
-                .unwrap_or(0);
+            e = self.step(e, addr, depth);
             depth += 8;
         }
         self.value(e)
+    }
+
+    /// The root entry of `addr` (its first 16 bits).
+    #[inline(always)]
+    fn first(&self, addr: u128) -> u32 {
+        self.root.get((addr >> 112) as usize).copied().unwrap_or(0)
+    }
+
+    /// The entry of `addr` one level below child entry `e`, `depth` bits
+    /// of the address consumed.
+    #[inline(always)]
+    fn step(&self, e: u32, addr: u128, depth: u32) -> u32 {
+        let byte = ((addr >> (120 - depth)) & 0xff) as usize;
+        self.nodes
+            .get((e & !CHILD_FLAG) as usize * 256 + byte)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// [`Lpm6::lookup`] for each of `addrs` into `out` (as many as the
@@ -338,7 +350,7 @@ impl Lpm6 {
         for (a, o) in addrs.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             let mut e = [0u32; GROUP];
             for (e, &x) in e.iter_mut().zip(a) {
-                *e = self.root.get((x >> 112) as usize).copied().unwrap_or(0);
+                *e = self.first(x);
             }
             let mut depth = 16u32;
             let mut deeper = e.iter().any(|&e| e & CHILD_FLAG != 0);
@@ -346,12 +358,7 @@ impl Lpm6 {
                 deeper = false;
                 for (e, &x) in e.iter_mut().zip(a) {
                     if *e & CHILD_FLAG != 0 {
-                        let byte = ((x >> (120 - depth)) & 0xff) as usize;
-                        *e = self
-                            .nodes
-                            .get((*e & !CHILD_FLAG) as usize * 256 + byte)
-                            .copied()
-                            .unwrap_or(0);
+                        *e = self.step(*e, x, depth);
                         deeper |= *e & CHILD_FLAG != 0;
                     }
                 }

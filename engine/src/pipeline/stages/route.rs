@@ -38,37 +38,29 @@ fn martian_source(family: Family, src: u128) -> bool {
     }
 }
 
-/// Starts every frame's first-level FIB load before any is needed.
-#[inline]
-pub(crate) fn prefetch(t: &Tables, meta: &[Meta], idx: &[u16]) {
-    for &i in idx {
-        if let Some(m) = meta.get(usize::from(i)) {
-            if !m.done && m.parsed.family == Family::V4 {
-                t.fib.prefetch_v4(super::track::effective_dst(m) as u32);
-            }
-        }
-    }
-}
-
-/// Runs the stage on the frames `idx` names.
+/// Runs the stage on the frames `idx` names. A pass ahead of the
+/// decisions starts every IPv4 frame's first-level FIB load and looks the
+/// IPv6 frames up all at once, their trie walks level by level
+/// ([`crate::tables::Fib::lookup_v6_bulk`]).
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
 pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
-    prefetch(t, meta, idx);
-    // The IPv6 frames' lookups all at once, their trie walks level by
-    // level ([`crate::tables::Fib::lookup_v6_bulk`]).
     let mut v6: ArrayVec<u128, MAX_BATCH> = ArrayVec::new();
     for &i in idx {
-        if let Some(m) = meta.get(usize::from(i)) {
-            if !m.done && m.parsed.family == Family::V6 {
-                let _ = v6.try_push(super::track::effective_dst(m));
+        if let Some(m) = meta.get(usize::from(i)).filter(|m| !m.done) {
+            let dst = super::track::effective_dst(m);
+            match m.parsed.family {
+                Family::V4 => t.fib.prefetch_v4(dst as u32),
+                Family::V6 => {
+                    let _ = v6.try_push(dst);
+                }
             }
         }
     }
     let mut ids = [0u16; MAX_BATCH];
     t.fib.lookup_v6_bulk(&v6, &mut ids);
-    let mut ids = ids.iter().take(v6.len());
+    let mut v6_ids = ids.iter().take(v6.len()).copied();
     for &i in idx {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
@@ -76,11 +68,22 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
         };
         if !m.done {
             let id = match m.parsed.family {
-                Family::V4 => t.fib.lookup_v4_id(super::track::effective_dst(m) as u32),
-                Family::V6 => ids.next().copied().unwrap_or(0),
+                Family::V4 => lookup(t, m),
+                Family::V6 => v6_ids.next().unwrap_or(0),
             };
             let _ = with_id::<false>(t, s, m, id);
         }
+    }
+}
+
+/// The FIB's answer for the frame's destination after DNAT / de-SNAT:
+/// its next-hop id, 0 for no route.
+#[inline(always)]
+fn lookup(t: &Tables, m: &Meta) -> u16 {
+    let dst = super::track::effective_dst(m);
+    match m.parsed.family {
+        Family::V4 => t.fib.lookup_v4_id(dst as u32),
+        Family::V6 => t.fib.lookup_v6_id(dst),
     }
 }
 
@@ -101,11 +104,7 @@ pub(crate) fn one<const KNOWN: bool>(
     s: &mut Slot<'_>,
     m: &mut Meta,
 ) -> Option<Adjacency> {
-    let dst = super::track::effective_dst(m);
-    let id = match m.parsed.family {
-        Family::V4 => t.fib.lookup_v4_id(dst as u32),
-        Family::V6 => t.fib.lookup_v6_id(dst),
-    };
+    let id = lookup(t, m);
     with_id::<KNOWN>(t, s, m, id)
 }
 

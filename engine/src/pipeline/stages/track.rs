@@ -201,7 +201,7 @@ pub(crate) fn prepare(
 /// entry). Inlined (as a closure it was a call per packet). The FIB line
 /// is not loaded: a packet of a known connection nearly always has its
 /// route cached in the entry ([`super::known`]), and the general stages
-/// load it for the others ([`super::route::prefetch`]).
+/// load it for the others ([`super::route::run`]).
 #[inline(always)]
 fn candidate(ct: &Conntrack, m: &mut Meta) {
     if let Track::Lookup | Track::Pending = m.track {
