@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use engine::control::config::Config;
 use engine::pipeline::{Action, Batch, DropReason, Pipeline};
+use engine::sources::config::Config;
 use engine::tables::conntrack::Conntrack;
-use engine::tables::Tables;
 use engine::wire::checksum;
 
 const CFG: &str = r#"
@@ -100,7 +99,7 @@ impl Run {
 #[test]
 fn one_million_flows_then_four_million_more() {
     let cfg = Config::from_yaml(CFG, "scale.yaml", std::path::Path::new(".")).unwrap();
-    let tables = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let ct = Arc::new(Conntrack::new(cfg.conntrack.max_entries, 5));
     let mut r = Run {
         p: Pipeline::new(tables, ct.clone()),

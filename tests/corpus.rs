@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use engine::control::config::Config;
-use engine::tables::Tables;
+use engine::sources::config::Config;
 use engine::worker::replay::{self, Input, ReplayOptions};
 
 fn all_captures() -> Vec<PathBuf> {
@@ -64,14 +63,14 @@ const REJECTED: &[(&str, &str)] = &[
 #[test]
 fn pipeline_time_by_loop() {
     let cfg = Config::load(&fixtures().join("sluice.yaml")).unwrap();
-    let tables = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let inputs: Vec<Input> = all_captures()
         .into_iter()
         .filter(|p| p.parent().unwrap().ends_with("malformed"))
         .map(|path| Input { port: None, path })
         .collect();
     let s = replay::run(
-        &cfg,
+        &cfg.state(),
         tables,
         &ReplayOptions {
             inputs,
@@ -115,7 +114,7 @@ const MALFORMED_BUT_NOT_FOR_US: &[&str] = &[
 #[test]
 fn every_shared_capture_is_accounted_for() {
     let cfg = Config::load(&fixtures().join("sluice.yaml")).unwrap();
-    let tables = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let files = all_captures();
     assert!(
         files.len() >= 140,
@@ -134,7 +133,7 @@ fn every_shared_capture_is_accounted_for() {
             verdicts: None,
             ..ReplayOptions::default()
         };
-        let res = std::panic::catch_unwind(|| replay::run(&cfg, tables.clone(), &opts));
+        let res = std::panic::catch_unwind(|| replay::run(&cfg.state(), tables.clone(), &opts));
         let res = res.unwrap_or_else(|_| panic!("{name}: panicked"));
         match (res, REJECTED.iter().find(|r| r.0 == name)) {
             (Ok(s), None) => {
@@ -181,14 +180,14 @@ fn every_shared_capture_is_accounted_for() {
 #[test]
 fn malformed_folder_with_four_workers() {
     let cfg = Config::load(&fixtures().join("sluice.yaml")).unwrap();
-    let tables = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let inputs: Vec<Input> = all_captures()
         .into_iter()
         .filter(|p| p.parent().unwrap().ends_with("malformed"))
         .map(|path| Input { port: None, path })
         .collect();
     let one = replay::run(
-        &cfg,
+        &cfg.state(),
         tables.clone(),
         &ReplayOptions {
             inputs: inputs.clone(),
@@ -198,7 +197,7 @@ fn malformed_folder_with_four_workers() {
     )
     .unwrap();
     let four = replay::run(
-        &cfg,
+        &cfg.state(),
         tables,
         &ReplayOptions {
             inputs,

@@ -312,10 +312,10 @@ fn generic_xdp_and_busy_polling() {
 /// workers it spawns inherit it).
 #[test]
 fn tables_swap_while_running() {
-    use engine::control::config::Config;
     use engine::pipeline::Pipeline;
+    use engine::sources::config::Config;
     use engine::tables::conntrack::Conntrack;
-    use engine::tables::Tables;
+
     use engine::worker::live::{self, LiveEngine, LiveOptions};
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
@@ -335,9 +335,9 @@ fn tables_swap_while_running() {
     };
     let body = in_netns(&router, move || {
         let cfg = Config::load(&cfg_path).unwrap();
-        let ports = live::plan_ports(&cfg).unwrap();
+        let ports = live::plan_ports(&cfg.state()).unwrap();
         let macs: Vec<_> = ports.iter().map(|p| p.mac).collect();
-        let tables = Arc::new(Tables::build(&cfg, &macs).unwrap());
+        let tables = Arc::new(engine::state::build::tables(&cfg.state(), &macs).unwrap());
         let ct = Arc::new(Conntrack::new(4096, 7));
         let pipelines = |_w: usize, _n: usize, _nat: &engine::io::bpf::NatPorts| {
             Pipeline::new(tables.clone(), ct.clone())
@@ -347,13 +347,15 @@ fn tables_swap_while_running() {
             ring_size: 256,
             ..LiveOptions::default()
         };
-        let engine = LiveEngine::start(&cfg, ports, pipelines, &opts, stop).unwrap();
+        let engine = LiveEngine::start(&cfg.state(), ports, pipelines, &opts, stop).unwrap();
         assert!(ping(SERVER_IP), "forwarding with the first tables");
         // The same config without the route to the server.
         let mut no_route = cfg.clone();
         no_route.routes.retain(|r| r.port != "b");
         no_route.neighbors.retain(|n| n.port != "b");
-        engine.set_tables(Arc::new(Tables::build(&no_route, &macs).unwrap()));
+        engine.set_tables(Arc::new(
+            engine::state::build::tables(&no_route.state(), &macs).unwrap(),
+        ));
         assert!(!ping(SERVER_IP), "no route after the swap");
         engine.set_tables(tables.clone());
         assert!(ping(SERVER_IP), "forwarding again after swapping back");

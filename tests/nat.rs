@@ -8,10 +8,9 @@
 use std::sync::Arc;
 
 use bench::packet::{self as pk, flags, Ip};
-use engine::control::config::Config;
 use engine::pipeline::{Action, Batch, DropReason, Pipeline};
+use engine::sources::config::Config;
 use engine::tables::conntrack::Conntrack;
-use engine::tables::Tables;
 use engine::wire::{self, checksum, Family};
 
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -51,7 +50,7 @@ struct Node {
 impl Node {
     fn new(extra: &str) -> Node {
         let cfg = config(extra);
-        let t = Arc::new(Tables::for_replay(&cfg).unwrap());
+        let t = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
         let ct = Arc::new(Conntrack::new(cfg.conntrack.max_entries.min(1 << 16), 9));
         Node {
             p: Pipeline::new(t, ct),
@@ -231,7 +230,7 @@ services:
   - {name: web, vip: "10.96.0.10", port: 80, protocol: TCP, backends: ["10.1.0.7:8080"]}
 "#;
     let cfg = Config::from_yaml(y, "test.yaml", std::path::Path::new(".")).unwrap();
-    let t = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let t = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let mut n = Node {
         p: Pipeline::new(t, Arc::new(Conntrack::new(1024, 9))),
         now: 1_000_000_000,

@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use bench::packet::{self as pk, flags, Ip, Rng};
 use common::*;
-use engine::control::config::Config;
 use engine::pipeline::{Action, DropReason, Pipeline};
+use engine::sources::config::Config;
 use engine::tables::conntrack::Conntrack;
-use engine::tables::Tables;
 
 const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
@@ -107,7 +106,9 @@ fn new_tables_forget_the_denials() {
     // The same node without policy: the flow is allowed now.
     let mut cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
     cfg.policy = Default::default();
-    p.set_tables(Arc::new(Tables::for_replay(&cfg).unwrap()));
+    p.set_tables(Arc::new(
+        engine::state::build::replay_tables(&cfg.state()).unwrap(),
+    ));
     assert_eq!(
         send_batch(&mut p, 2_000, std::slice::from_ref(&f)),
         [Action::Forward(1)]
@@ -124,7 +125,7 @@ fn new_tables_forget_the_denials() {
 fn a_reply_opened_earlier_in_the_batch_is_not_taken_for_a_denial() {
     let mut cfg = Config::load(&fixtures().join("kernel/sluice-policy.yaml")).unwrap();
     cfg.masquerade = Default::default();
-    let t = Arc::new(Tables::for_replay(&cfg).unwrap());
+    let t = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
     let (out, pod) = (Ip::p("192.0.2.100"), Ip::p("10.1.0.5"));
     let inbound = |fl: u8, ttl: u8| {
         let seg = pk::tcp(out, pod, 40000, 22, 1, 0, fl, &[]);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use bench::packet::{self as pk, flags, Ip};
 use common::TempDir;
-use engine::control::config::Config;
 use engine::pipeline::{Action, Batch, DropReason, Pipeline};
+use engine::sources::config::Config;
 use engine::tables::conntrack::{self, Conntrack, Dir, Timeouts, Tuple};
 use engine::tables::Tables;
 use engine::wire::Family;
@@ -40,7 +40,7 @@ fn tables(dir: &TempDir, pod_mac: Option<&str>, gw_mac: &str, client_route: bool
     }
     let path = dir.path().join("sluice.yaml");
     std::fs::write(&path, y).unwrap();
-    Arc::new(Tables::for_replay(&Config::load(&path).unwrap()).unwrap())
+    Arc::new(engine::state::build::replay_tables(&Config::load(&path).unwrap().state()).unwrap())
 }
 
 /// One frame through `p` on port `ingress`: its action and bytes after.

@@ -16,8 +16,8 @@ mod common;
 use std::path::Path;
 
 use bench::packet::{self as pk, Ip};
-use engine::control::config::Config;
 use engine::io::bpf::{self, NatProto, XdpCounter, XdpMaps, XdpProgram};
+use engine::sources::config::Config;
 
 const DROP: u32 = 1;
 const PASS: u32 = 2;
@@ -48,7 +48,10 @@ xdp: {{fail_mode: {fail_mode}}}
 
 fn load(fail_mode: &str) -> (XdpProgram, XdpMaps) {
     let (prog, mut maps) = bpf::load().expect("loading the XDP program (needs root)");
-    maps.sync_config(&config(fail_mode)).unwrap();
+    maps.sync(&engine::state::build::xdp_contents(
+        &config(fail_mode).state(),
+    ))
+    .unwrap();
     // Test runs arrive on the loopback device: make it port 0.
     maps.set_port(1, 0).unwrap();
     (prog, maps)
@@ -314,7 +317,7 @@ fn masquerade_ports_in_use_reach_sluice() {
     // 192.0.2.1 is masquerade slot 0 (the uplink's first IPv4 address).
     let c = config("closed");
     assert_eq!(
-        bpf::masquerade_slots(&c),
+        c.state().masquerade_slots(),
         vec![(engine::wire::Family::V4, 0xc000_0201)]
     );
     let reply = tcp4("198.51.100.7", "192.0.2.1", 443, 40000);
@@ -448,7 +451,10 @@ fn fail_open_passes_what_sluice_would_take() {
     let (mut p, mut m) = load("open");
     let fwd = tcp4("198.51.100.7", "10.1.0.5", 40000, 80);
     expect(&mut p, &m, "open", &fwd, PASS, XdpCounter::NoSocketPass);
-    m.sync_config(&config("closed")).unwrap();
+    m.sync(&engine::state::build::xdp_contents(
+        &config("closed").state(),
+    ))
+    .unwrap();
     expect(&mut p, &m, "closed", &fwd, DROP, XdpCounter::NoSocketDrop);
 }
 
@@ -461,10 +467,11 @@ fn agrees_with_the_pipeline_on_the_fixtures() {
     let (mut prog, mut maps) = bpf::load().unwrap();
     let cfg_closed = {
         let mut c = cfg.clone();
-        c.xdp.fail_mode = engine::control::config::FailMode::Closed;
+        c.xdp.fail_mode = engine::sources::config::FailMode::Closed;
         c
     };
-    maps.sync_config(&cfg_closed).unwrap();
+    maps.sync(&engine::state::build::xdp_contents(&cfg_closed.state()))
+        .unwrap();
     maps.set_port(1, 0).unwrap();
     let mut checked = 0;
     let mut kernel = 0;

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use engine::control::config::Config;
 use engine::pipeline::{Batch, Pipeline};
+use engine::sources::config::Config;
 use engine::tables::Tables;
 
 fn main() {
@@ -20,7 +20,7 @@ struct Setup {
 fn setup(routes: usize) -> Setup {
     let text = bench::fixtures::config_yaml(routes, None);
     let cfg = Config::from_yaml(&text, "bench.yaml", std::path::Path::new(".")).expect("config");
-    let tables = Arc::new(Tables::for_replay(&cfg).expect("tables"));
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state()).expect("tables"));
     let fx = bench::fixtures::workload(&bench::fixtures::Workload::default());
     Setup {
         tables,

@@ -23,6 +23,8 @@ pub mod cli;
 pub mod control;
 pub mod io;
 pub mod pipeline;
+pub mod sources;
+pub mod state;
 pub mod tables;
 pub mod wire;
 pub mod worker;

@@ -68,9 +68,9 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
 /// a backend pod 10.1.0.5 behind the pods port, the policy allowing TCP
 /// 8080 and 9999 to it), for pipelines built in the test.
 pub fn kernel_policy_tables() -> std::sync::Arc<engine::tables::Tables> {
-    let cfg = engine::control::config::Config::load(&fixtures().join("kernel/sluice-policy.yaml"))
+    let cfg = engine::sources::config::Config::load(&fixtures().join("kernel/sluice-policy.yaml"))
         .unwrap();
-    std::sync::Arc::new(engine::tables::Tables::for_replay(&cfg).unwrap())
+    std::sync::Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap())
 }
 
 /// Runs `frames` (copies: the pipeline rewrites them) through `p` as one

@@ -23,10 +23,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use bench::packet::{self as pk, Ip};
-use engine::control::config::{AttachMode, Config};
 use engine::io::bpf::{self, XdpCounter};
 use engine::io::sys;
 use engine::io::xsk::{BindMode, FramePool, RingSizes, SocketSpec, Umem, UmemConfig, XskSocket};
+use engine::sources::config::{AttachMode, Config};
 
 #[derive(Parser, Debug)]
 #[command(about = "generator and sink for the peer comparison")]
@@ -330,7 +330,7 @@ fn sink(ifname: &str, warmup: f64, seconds: f64) -> Result<()> {
     let cfg = Config::from_yaml(&y, "peer-gen sink", std::path::Path::new("."))?;
     let ifindex = sys::if_nametoindex(ifname)?;
     let (mut prog, mut maps) = bpf::load()?;
-    maps.sync_config(&cfg)?;
+    maps.sync(&engine::state::build::xdp_contents(&cfg.state()))?;
     maps.set_port(ifindex, 0)?;
     prog.attach(ifname, ifindex, AttachMode::Native, None)?;
     let count = |m: &bpf::XdpMaps| -> Result<u64> { Ok(m.counters()?[XdpCounter::Rx as usize]) };

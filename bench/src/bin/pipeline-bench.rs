@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use engine::control::config::Config;
-use engine::tables::Tables;
+use engine::sources::config::Config;
 use engine::worker::replay::{self, Input, ReplayOptions};
 
 #[derive(Parser)]
@@ -36,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let text = bench::fixtures::config_yaml(a.routes, None);
     let cfg = Config::from_yaml(&text, "generated.yaml", std::path::Path::new("."))?;
-    let tables = Arc::new(Tables::for_replay(&cfg)?);
+    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state())?);
     let pcap = a.pcap.unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../pcap-fixtures/imix.pcap").into()
     });
@@ -61,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut best = f64::MAX;
     for run in 0..a.runs {
-        let s = replay::run(&cfg, tables.clone(), &opts).context("replay")?;
+        let s = replay::run(&cfg.state(), tables.clone(), &opts).context("replay")?;
         let p = s.pipeline_ns_per_packet();
         best = best.min(p);
         println!(

@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use engine::control::config::Config;
-use engine::tables::Tables;
+use engine::sources::config::Config;
 use engine::worker::replay::{self, Input, ReplayOptions};
 
 #[derive(Parser)]
@@ -57,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         }
         let cfg = Config::load(&dir.join("sluice.yaml"))?;
         let t0 = std::time::Instant::now();
-        let tables = Arc::new(Tables::for_replay(&cfg)?);
+        let tables = Arc::new(engine::state::build::replay_tables(&cfg.state())?);
         let build = t0.elapsed();
         let opts = ReplayOptions {
             inputs: vec![Input {
@@ -68,7 +67,7 @@ fn main() -> anyhow::Result<()> {
             batch: Some(a.batch),
             ..ReplayOptions::default()
         };
-        let s = replay::run(&cfg, tables.clone(), &opts)?;
+        let s = replay::run(&cfg.state(), tables.clone(), &opts)?;
         let c = &s.counters;
         println!(
             "{flows} flows, {} packets x {} loops, {} routes, policy {} rules ({} endpoints), tables built in {:.0} ms",

@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use engine::control::config::Config;
+use engine::sources::config::Config;
 use engine::tables::Tables;
 use engine::worker::replay::{self, Input, ReplayOptions, ReplaySummary};
 
@@ -37,7 +37,8 @@ impl Loaded {
     pub fn new(p: &Prepared) -> Result<Loaded> {
         let cfg =
             Config::load(&p.config).with_context(|| format!("loading {}", p.config.display()))?;
-        let tables = Arc::new(Tables::for_replay(&cfg).context("building tables")?);
+        let tables =
+            Arc::new(engine::state::build::replay_tables(&cfg.state()).context("building tables")?);
         Ok(Loaded {
             cfg,
             tables,
@@ -63,7 +64,7 @@ impl Loaded {
             batch: Some(batch),
             ..ReplayOptions::default()
         };
-        replay::run(&self.cfg, self.tables.clone(), &opts).context("replay")
+        replay::run(&self.cfg.state(), self.tables.clone(), &opts).context("replay")
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use engine::control::config::Config;
+use engine::sources::config::Config;
 use engine::pipeline::{Action, Batch, Pipeline};
 use engine::tables::conntrack::Conntrack;
 use engine::tables::Tables;
@@ -20,7 +20,7 @@ fn tables() -> Arc<Tables> {
     T.get_or_init(|| {
         let text = include_str!("../../../pcap-fixtures/sluice.yaml");
         let cfg = Config::from_yaml(text, "sluice.yaml", std::path::Path::new(".")).expect("bundled config");
-        Arc::new(Tables::for_replay(&cfg).expect("bundled tables"))
+        Arc::new(engine::state::build::replay_tables(&cfg.state()).expect("bundled tables"))
     })
     .clone()
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::control::config::Config;
 use crate::control::socket;
+use crate::sources::config::Config;
 
 /// `sluice ctl`.
 #[derive(Debug, Args)]
@@ -125,7 +125,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
                 return 2;
             }
         },
-        (None, None) => crate::control::config::ControlConfig::default().socket,
+        (None, None) => crate::sources::config::ControlConfig::default().socket,
     };
     let req = match &a.command {
         CtlCommand::Stats => json!({"cmd": "stats"}),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::control::config::Config;
-use crate::tables::Tables;
+use crate::sources::config::Config;
+use crate::state::build;
 use crate::worker::replay::{self, Input, ReplayOptions};
 
 pub mod ctl;
@@ -119,11 +119,12 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(2, e),
     };
-    let tables = match crate::control::build_tables_for_replay(&cfg) {
+    let state = cfg.state();
+    let tables = match build::replay_tables(&state) {
         Ok(t) => Arc::new(t),
         Err(e) => return fail(2, e),
     };
-    let names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let names = state.port_names();
     let opts = ReplayOptions {
         inputs: a.pcap.iter().map(|s| Input::parse(s, &names)).collect(),
         ingress: a.ingress,
@@ -135,7 +136,7 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
         progress: !a.json,
         batch: a.batch,
     };
-    match replay::run(&cfg, tables, &opts) {
+    match replay::run(&state, tables, &opts) {
         Ok(s) => {
             for w in &s.warnings {
                 eprintln!("sluice: warning: {w}");
@@ -178,9 +179,4 @@ fn policy_cmd(p: PolicyCommand) -> i32 {
         Ok(()) => 0,
         Err(e) => fail(e.exit_code(), e),
     }
-}
-
-/// Convenience for tests: builds tables for replay from a config.
-pub fn tables_for(cfg: &Config) -> Result<Tables, crate::tables::TablesError> {
-    Tables::for_replay(cfg)
 }

@@ -17,14 +17,14 @@ use clap::Args;
 
 use crossbeam::channel::{self, Sender};
 
-use crate::control::config::Config;
 use crate::control::runtime::Runtime;
 use crate::control::socket;
-use crate::io::bpf::{masquerade_slots, NatPorts};
+use crate::io::bpf::NatPorts;
 use crate::io::sys;
 use crate::pipeline::{DropReason, Pipeline};
+use crate::sources::config::Config;
+use crate::state::build;
 use crate::tables::conntrack::Conntrack;
-use crate::tables::Tables;
 use crate::worker::live::{self, LiveEngine, LiveOptions, LiveReport};
 
 /// `sluice run`.
@@ -49,7 +49,7 @@ pub struct RunArgs {
     /// Entries in each AF_XDP ring (fill, completion, RX, TX). The UMEM
     /// holds 2 x this many frames per socket. Large rings let one wakeup
     /// move many frames when the kernel's copy-mode work shares a core with
-    /// the worker (see tuning.md: 2048 -> 8192 gave 0.13 -> 0.23 Mpps on veth).
+    /// the worker.
     #[arg(long, default_value_t = 8192)]
     pub ring_size: u32,
     /// UMEM frame size (2048 or 4096).
@@ -128,12 +128,13 @@ pub fn run(a: RunArgs) -> i32 {
             return fail(2, format!("--netns {ns}: {}: {e}", path.display()));
         }
     }
-    let ports = match live::plan_ports(&cfg) {
+    let state = cfg.state();
+    let ports = match live::plan_ports(&state) {
         Ok(p) => p,
         Err(e) => return fail(e.exit_code(), e),
     };
     let macs: Vec<_> = ports.iter().map(|p| p.mac).collect();
-    let tables = match Tables::build(&cfg, &macs) {
+    let tables = match build::tables(&state, &macs) {
         Ok(t) => Arc::new(t),
         Err(e) => return fail(2, e),
     };
@@ -164,8 +165,8 @@ pub fn run(a: RunArgs) -> i32 {
         let ct = ct
             .get_or_insert_with(|| {
                 Arc::new(
-                    Conntrack::new(cfg.conntrack.max_entries, seed)
-                        .with_nat_sink(masquerade_slots(&cfg), Arc::new(nat.clone())),
+                    Conntrack::new(build::conntrack_capacity(&state), seed)
+                        .with_nat_sink(state.masquerade_slots(), Arc::new(nat.clone())),
                 )
             })
             .clone();
@@ -180,7 +181,7 @@ pub fn run(a: RunArgs) -> i32 {
         pin_dir: a.pin_dir.clone(),
         ..LiveOptions::default()
     };
-    let engine = match LiveEngine::start(&cfg, ports, pipelines, &opts, stop.clone()) {
+    let engine = match LiveEngine::start(&state, ports, pipelines, &opts, stop.clone()) {
         Ok(e) => e,
         Err(e) => return fail(e.exit_code(), e),
     };

@@ -3,8 +3,10 @@
 //! reloads the config (SIGHUP or `ctl reload`).
 //!
 //! Everything here runs on the main thread, between the workers' batches
-//! and never inside them: a reload parses and compiles the new config and
-//! policy aside, and only a complete, valid set of tables is handed to the
+//! and never inside them. A reload is: the new file's desired state, its
+//! [`StateDiff`] from the running one (refused, naming them, where it
+//! changes what needs a restart), the state built aside (tables and the
+//! compiled policy), and only a complete, valid set of tables handed to the
 //! workers (each swaps it in between two batches). A bad file is rejected
 //! with its error and the running tables stay.
 
@@ -14,42 +16,29 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::config::Config;
 use super::explain::{self, Query};
 use super::metrics::{self, WorkerView};
-use crate::io::bpf::masquerade_slots;
 use crate::pipeline::DropReason;
+use crate::sources::config::Config;
+use crate::state::{build, StateDiff};
 use crate::tables::conntrack::Conntrack;
 use crate::tables::Tables;
 use crate::wire::{self, Mac};
 use crate::worker::live::{LiveEngine, StatsSnapshot};
 
-/// Config sections a reload cannot change: they shape sockets, threads,
-/// the XDP program's maps or the listeners, so changing them needs a
-/// restart. A reload that changes one is rejected, naming it.
+/// What a reload from `old` to `new` cannot apply without a restart: the
+/// desired state's restart-only differences ([`StateDiff::restart_only`]:
+/// ports, workers, XDP settings, the connection table's size, masquerade
+/// addresses) and the process settings beside it (metrics listener,
+/// control socket). A reload that changes one is rejected, naming it.
 pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = StateDiff::between(&old.state(), &new.state()).restart_only();
     let d = |x: &dyn std::fmt::Debug| format!("{x:?}");
-    let mut out = Vec::new();
-    if d(&old.ports) != d(&new.ports) {
-        out.push("ports");
-    }
-    if d(&old.workers) != d(&new.workers) {
-        out.push("workers");
-    }
-    if d(&old.xdp) != d(&new.xdp) {
-        out.push("xdp");
-    }
     if d(&old.metrics) != d(&new.metrics) {
         out.push("metrics");
     }
     if d(&old.control) != d(&new.control) {
         out.push("control");
-    }
-    if old.conntrack.max_entries != new.conntrack.max_entries {
-        out.push("conntrack.max_entries");
-    }
-    if masquerade_slots(old) != masquerade_slots(new) {
-        out.push("masquerade addresses");
     }
     out
 }
@@ -66,7 +55,7 @@ pub fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config
             changed.join(", ")
         ));
     }
-    let tables = Tables::build(&new, macs).map_err(|e| e.to_string())?;
+    let tables = build::tables(&new.state(), macs).map_err(|e| e.to_string())?;
     Ok((new, tables))
 }
 

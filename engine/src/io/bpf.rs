@@ -1,5 +1,5 @@
 //! The XDP redirector (`engine/bpf/redirect.bpf.c`): loading it with aya,
-//! filling its maps from the config, attaching and detaching it, reading its
+//! filling its maps from an [`XdpContents`] (built from the desired state), attaching and detaching it, reading its
 //! counters, and the masquerade-port bitmap userspace writes without a
 //! syscall.
 //!
@@ -43,8 +43,7 @@ use aya::Ebpf;
 use thiserror::Error;
 
 use super::sys::{self, Mmap, SysError};
-use crate::control::config::{AttachMode, Config, FailMode};
-use crate::wire::{self, Family};
+use crate::wire::{self, Cidr, Family};
 
 #[repr(C, align(32))]
 struct Aligned<B: ?Sized>(B);
@@ -270,19 +269,41 @@ impl NatProto {
     }
 }
 
-/// The distinct masquerade addresses of `cfg`, in config order: slot `i`
-/// is the `i`th. NAT code passes these slot numbers to
-/// [`NatPorts::set`].
-pub fn masquerade_slots(cfg: &Config) -> Vec<(Family, u128)> {
-    let mut out: Vec<(Family, u128)> = Vec::new();
-    for i in 0..cfg.masquerade.len() {
-        if let Some(a) = cfg.masquerade_address(i) {
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-    }
-    out
+/// What the program should do with frames when no AF_XDP socket is bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Pass to the kernel (traffic keeps flowing without policy).
+    #[default]
+    Open,
+    /// Drop.
+    Closed,
+}
+
+/// How to attach the program to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// Native (driver) mode where the driver has it, else generic.
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+/// What the program's address, node-port, failsafe and config maps hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XdpContents {
+    /// Where it came from, for messages.
+    pub origin: String,
+    /// The node's addresses, in port order.
+    pub addresses: Vec<Cidr>,
+    /// The distinct masquerade addresses: slot `i` is the `i`th. NAT code
+    /// passes these slot numbers to [`NatPorts::set`].
+    pub masquerade_slots: Vec<(Family, u128)>,
+    /// `(IP protocol, port)` of service node ports.
+    pub nodeports: Vec<(u8, u16)>,
+    /// `(IP protocol, port)` to the node that always go to the kernel.
+    pub failsafe: Vec<(u8, u16)>,
+    pub fail_mode: FailMode,
 }
 
 /// The masquerade-ports-in-use bitmap, shared with the XDP program through
@@ -359,54 +380,50 @@ impl std::fmt::Debug for XdpMaps {
 }
 
 impl XdpMaps {
-    /// Fills the address, node-port, failsafe and fail-mode maps from
-    /// `cfg` (adding what is new, then removing what is gone, so a reload
+    /// Fills the address, node-port, failsafe and fail-mode maps with
+    /// `c` (adding what is new, then removing what is gone, so a reload
     /// never leaves a node address unlisted).
-    pub fn sync_config(&mut self, cfg: &Config) -> Result<(), BpfError> {
-        let slots = masquerade_slots(cfg);
+    pub fn sync(&mut self, c: &XdpContents) -> Result<(), BpfError> {
+        let slots = &c.masquerade_slots;
         if slots.len() > NAT_SLOTS as usize {
             return Err(BpfError::Limit(format!(
                 "{}: masquerade: {} distinct addresses, the XDP program tracks {NAT_SLOTS}",
-                cfg.source,
+                c.origin,
                 slots.len()
             )));
         }
         let mut addrs: Vec<(AddrKey, AddrVal)> = Vec::new();
-        for p in &cfg.ports {
-            for a in &p.addresses {
-                let slot = slots
-                    .iter()
-                    .position(|s| *s == (a.family, a.addr))
-                    .map_or(NO_NAT_SLOT, |i| i as u32);
-                addrs.push((
-                    AddrKey::new(a.family, a.addr),
-                    AddrVal {
-                        flags: ADDR_LOCAL,
-                        nat_slot: slot,
-                    },
-                ));
-            }
+        for a in &c.addresses {
+            let slot = slots
+                .iter()
+                .position(|s| *s == (a.family, a.addr))
+                .map_or(NO_NAT_SLOT, |i| i as u32);
+            addrs.push((
+                AddrKey::new(a.family, a.addr),
+                AddrVal {
+                    flags: ADDR_LOCAL,
+                    nat_slot: slot,
+                },
+            ));
         }
-        for p in &cfg.ports {
-            for a in &p.addresses {
-                if let Some(b) = a.broadcast_v4() {
-                    let k = AddrKey::new(Family::V4, u128::from(b));
-                    if !addrs.iter().any(|(x, _)| *x == k) {
-                        addrs.push((
-                            k,
-                            AddrVal {
-                                flags: ADDR_BROADCAST,
-                                nat_slot: NO_NAT_SLOT,
-                            },
-                        ));
-                    }
+        for a in &c.addresses {
+            if let Some(b) = a.broadcast_v4() {
+                let k = AddrKey::new(Family::V4, u128::from(b));
+                if !addrs.iter().any(|(x, _)| *x == k) {
+                    addrs.push((
+                        k,
+                        AddrVal {
+                            flags: ADDR_BROADCAST,
+                            nat_slot: NO_NAT_SLOT,
+                        },
+                    ));
                 }
             }
         }
         if addrs.len() > MAX_ADDRS as usize {
             return Err(BpfError::Limit(format!(
                 "{}: ports[].addresses: {} addresses and broadcasts, the XDP program holds {MAX_ADDRS}",
-                cfg.source,
+                c.origin,
                 addrs.len()
             )));
         }
@@ -423,31 +440,17 @@ impl XdpMaps {
             self.addrs.remove(&k).map_err(map_err("sl_addrs"))?;
         }
 
-        let nodeports: Vec<L4Key> = cfg
-            .services
-            .iter()
-            .filter_map(|s| {
-                s.node_port.map(|p| L4Key {
-                    proto: s.protocol.number(),
-                    pad: 0,
-                    port: p,
-                })
-            })
-            .collect();
+        let l4 = |&(proto, port): &(u8, u16)| L4Key {
+            proto,
+            pad: 0,
+            port,
+        };
+        let nodeports: Vec<L4Key> = c.nodeports.iter().map(l4).collect();
         sync_l4(&mut self.nodeports, &nodeports, "sl_nodeports")?;
-        let failsafe: Vec<L4Key> = cfg
-            .xdp
-            .failsafe
-            .iter()
-            .map(|f| L4Key {
-                proto: f.protocol.number(),
-                pad: 0,
-                port: f.port,
-            })
-            .collect();
+        let failsafe: Vec<L4Key> = c.failsafe.iter().map(l4).collect();
         sync_l4(&mut self.failsafe, &failsafe, "sl_failsafe")?;
 
-        let action = match cfg.xdp.fail_mode {
+        let action = match c.fail_mode {
             FailMode::Open => XDP_PASS,
             FailMode::Closed => XDP_DROP,
         };

@@ -563,23 +563,7 @@ impl Fib {
     }
 }
 
-/// Masks an IPv4 address to `len` bits.
-pub fn mask4(a: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        a & (u32::MAX << (32 - u32::from(len.min(32))))
-    }
-}
-
-/// Masks an IPv6 address to `len` bits.
-pub fn mask6(a: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        a & (u128::MAX << (128 - u32::from(len.min(128))))
-    }
-}
+pub use crate::wire::addr::{mask4, mask6};
 
 #[cfg(test)]
 mod tests {

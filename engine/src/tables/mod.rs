@@ -1,19 +1,18 @@
 //! Read-mostly tables the pipeline consults: the forwarding table, the
-//! neighbour table, the ports and the node's own addresses. Built aside from
-//! a config and published whole (an `Arc` swapped between batches).
+//! neighbour table, the ports and the node's own addresses, NAT, and the
+//! shared connection table. Built aside from plain values (the desired
+//! state's builder, `state::build`, is the one caller that knows where
+//! they come from) and published whole (an `Arc` swapped between batches).
 
 pub mod conntrack;
 pub mod fib;
 pub mod nat;
 pub mod neigh;
 
-use thiserror::Error;
-
 pub use fib::{Fib, NextHop, Route, RouteKind};
 pub use neigh::{Neighbor, Neighbors};
 
-use crate::control::config::Config;
-use crate::wire::{self, Family, Mac};
+use crate::wire::{Cidr, Family, Mac};
 
 /// A port as the data plane sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,13 +39,11 @@ const SPECIAL_ROUTES: &[(Family, u128, u8, RouteKind)] = &[
 /// `prefix` lies inside, if any: Linux decides those addresses before any
 /// route (martian checks, the `local` table), so no route may take them
 /// (which known-connection forwarding relies on: see `route::one`).
-pub fn special_range(
-    prefix: &crate::control::config::Cidr,
-) -> Option<(&'static str, crate::control::config::Cidr)> {
+pub fn special_range(prefix: &Cidr) -> Option<(&'static str, Cidr)> {
     SPECIAL_ROUTES
         .iter()
         .find_map(|&(family, addr, len, kind)| {
-            let range = crate::control::config::Cidr { family, addr, len };
+            let range = Cidr { family, addr, len };
             let inside = prefix.len >= len && range.contains(prefix.family, prefix.addr);
             inside.then(|| {
                 let what = match kind {
@@ -115,27 +112,16 @@ pub fn build_fib(
     Fib::build(&r4, &r6)
 }
 
-/// Loads and compiles the config's policy paths (allow-all without any).
-pub fn load_policy(cfg: &Config) -> Result<policy_compiler::Classifier, TablesError> {
-    let paths = cfg.policy_paths();
-    if paths.is_empty() {
-        return Ok(policy_compiler::Classifier::allow_all());
-    }
-    let err = |msg: String| TablesError::Policy {
-        file: cfg.source.clone(),
-        msg,
-    };
-    let (set, _warnings) = policy_compiler::load(&paths).map_err(|e| err(e.to_string()))?;
-    policy_compiler::compile(&set).map_err(|e| err(e.to_string()))
-}
-
 /// Host routes for the static neighbours on directly connected prefixes,
 /// each "via" the neighbour itself, so the next hop carries the MAC and the
 /// data plane needs no per-packet neighbour lookup (DPDK l3fwd's shape).
 /// Added only where the neighbour's longest user route is connected on the
 /// neighbour's port and no user route names that exact host, so lookups
 /// answer exactly what "route, then neighbour" would.
-fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec<(Family, Route)> {
+pub fn neighbor_host_routes(
+    user: &[(Family, Route)],
+    neighbors: &[Neighbor],
+) -> Vec<(Family, Route)> {
     // User routes by (family, length, prefix), and the lengths present per
     // family, longest first: a neighbour's longest match is the first hit.
     let mut by_len: std::collections::HashMap<(bool, u8, u128), &Route> =
@@ -180,17 +166,6 @@ fn neighbor_host_routes(user: &[(Family, Route)], neighbors: &[Neighbor]) -> Vec
         }
     }
     out
-}
-
-/// Errors turning a config into tables.
-#[derive(Debug, Error)]
-pub enum TablesError {
-    #[error("{file}: routes: {source}")]
-    Fib { file: String, source: fib::FibError },
-    #[error("{file}: ports[{index}].mac: required for replay (run reads it from the interface)")]
-    MissingMac { file: String, index: usize },
-    #[error("{file}: policy: {msg}")]
-    Policy { file: String, msg: String },
 }
 
 /// Everything read-only the pipeline needs.
@@ -272,100 +247,8 @@ pub struct Adjacency {
 }
 
 impl Tables {
-    /// Builds tables from a validated config. `macs` gives each port's MAC
-    /// (from the config in replay, from the interface when live).
-    pub fn build(cfg: &Config, macs: &[Mac]) -> Result<Tables, TablesError> {
-        let ports = cfg
-            .ports
-            .iter()
-            .zip(macs)
-            .map(|(p, m)| PortInfo {
-                name: p.name.clone(),
-                mac: *m,
-            })
-            .collect();
-        let mut local = Vec::new();
-        for p in &cfg.ports {
-            for a in &p.addresses {
-                local.push((a.family, a.addr, a.bits()));
-                if let Some(b) = a.broadcast_v4() {
-                    local.push((Family::V4, u128::from(b), 32));
-                }
-            }
-        }
-        let user: Vec<(Family, Route)> = cfg
-            .routes
-            .iter()
-            .map(|r| {
-                let route = Route {
-                    prefix: r.prefix.network(),
-                    len: r.prefix.len,
-                    next_hop: NextHop {
-                        port: cfg.port_index(&r.port).unwrap_or(0),
-                        via: r.via.map(|v| wire::from_ip(v).1),
-                        kind: RouteKind::Forward,
-                    },
-                };
-                (r.prefix.family, route)
-            })
-            .collect();
-        let neighbors: Vec<Neighbor> = cfg
-            .neighbors
-            .iter()
-            .map(|n| {
-                let (family, ip) = wire::from_ip(n.ip);
-                Neighbor {
-                    family,
-                    ip,
-                    mac: n.mac.0,
-                    port: cfg.port_index(&n.port).unwrap_or(0),
-                }
-            })
-            .collect();
-        let hosts = neighbor_host_routes(&user, &neighbors);
-        let fib = build_fib(user.into_iter().chain(hosts), &local).map_err(|source| {
-            TablesError::Fib {
-                file: cfg.source.clone(),
-                source,
-            }
-        })?;
-        let neigh = Neighbors::build(&neighbors);
-        let mut t = Tables::assemble(ports, fib, neigh);
-        t.zones = cfg.ports.iter().map(|p| p.zone).collect();
-        t.nat = nat::Nat::from_config(cfg);
-        let ns =
-            |d: &crate::control::config::Dur| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX);
-        let c = &cfg.conntrack;
-        t.timeouts = conntrack::Timeouts {
-            tcp_syn: ns(&c.timeouts.tcp_syn),
-            tcp_established: ns(&c.timeouts.tcp_established),
-            tcp_closing: ns(&c.timeouts.tcp_closing),
-            udp: ns(&c.timeouts.udp),
-            icmp: ns(&c.timeouts.icmp),
-        };
-        t.tcp_loose = c.tcp_loose;
-        t.policy = std::sync::Arc::new(load_policy(cfg)?);
-        Ok(t)
-    }
-
-    /// Builds tables for replay, where every port must carry its MAC.
-    pub fn for_replay(cfg: &Config) -> Result<Tables, TablesError> {
-        let mut macs = Vec::with_capacity(cfg.ports.len());
-        for (index, p) in cfg.ports.iter().enumerate() {
-            match p.mac {
-                Some(m) => macs.push(m.0),
-                None => {
-                    return Err(TablesError::MissingMac {
-                        file: cfg.source.clone(),
-                        index,
-                    })
-                }
-            }
-        }
-        Tables::build(cfg, &macs)
-    }
-
-    /// Assembles tables from parts (tests and benchmarks).
+    /// Assembles tables from ports, routes and neighbours, with no NAT,
+    /// default timeouts and allow-all policy (the builder sets those).
     pub fn assemble(ports: Vec<PortInfo>, fib: Fib, neigh: Neighbors) -> Tables {
         let port_mac = |p: u16| ports.get(usize::from(p)).map_or([0; 6], |p| p.mac);
         // Hops, one per (port, MAC); ids past u16 are not cached (0).

@@ -1,13 +1,12 @@
 //! NAT tables: services (DNAT with Maglev consistent hashing) and
-//! masquerade rules (SNAT). Read-only, rebuilt with the config and swapped
+//! masquerade rules (SNAT). Read-only, rebuilt with the tables and swapped
 //! with the other tables. Which connection is translated how lives in the
 //! conntrack entry, so a backend change never moves an established
 //! connection.
 
 use ahash::AHashMap as HashMap;
 
-use crate::control::config::{Affinity, Cidr, Config};
-use crate::wire::{self, Family};
+use crate::wire::{self, Cidr, Family};
 
 /// Maglev lookup table size: a prime ≥ 65,537 (Eisenbud et al. 2016, M ≫ N).
 pub const MAGLEV_SIZE: usize = 65_537;
@@ -91,6 +90,16 @@ impl Maglev {
     }
 }
 
+/// Session affinity of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Affinity {
+    /// Each connection picks its backend by its whole tuple.
+    #[default]
+    None,
+    /// Connections from one client address go to one backend.
+    ClientIp,
+}
+
 /// A load-balanced service.
 #[derive(Clone, Debug)]
 pub struct Service {
@@ -148,6 +157,21 @@ pub struct Masquerade {
     pub ports: Option<(u16, u16)>,
 }
 
+/// A load-balanced service as the desired state gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub family: Family,
+    pub vip: u128,
+    pub port: u16,
+    /// IP protocol number (TCP, UDP or SCTP).
+    pub proto: u8,
+    pub backends: Vec<std::net::SocketAddr>,
+    pub affinity: Affinity,
+    /// Also answered on every node address at this port (NodePort-style).
+    pub node_port: Option<u16>,
+}
+
 /// The NAT configuration the pipeline consults.
 #[derive(Clone, Debug, Default)]
 pub struct Nat {
@@ -160,31 +184,30 @@ pub struct Nat {
 }
 
 impl Nat {
-    /// Builds from a validated config.
-    pub fn from_config(cfg: &Config) -> Nat {
+    /// Builds from services and masquerade rules (the desired state's,
+    /// in order: a service's index is its position).
+    pub fn build(services: &[ServiceSpec], masquerade: &[Masquerade]) -> Nat {
         let mut nat = Nat::default();
-        for (i, s) in cfg.services.iter().enumerate() {
-            let (family, vip) = wire::from_ip(s.vip);
+        for (i, s) in services.iter().enumerate() {
             let backends: Vec<(u128, u16)> = s
                 .backends
                 .iter()
-                .map(|b| (wire::from_ip(b.0.ip()).1, b.0.port()))
+                .map(|b| (wire::from_ip(b.ip()).1, b.port()))
                 .collect();
-            let names: Vec<String> = s.backends.iter().map(|b| b.0.to_string()).collect();
+            let names: Vec<String> = s.backends.iter().map(|b| b.to_string()).collect();
             for &(a, p) in &backends {
-                nat.backends.insert((family == Family::V6, a, p), ());
+                nat.backends.insert((s.family == Family::V6, a, p), ());
             }
-            let proto = s.protocol.number();
             nat.by_vip
-                .insert((proto, family == Family::V6, vip, s.port), i);
+                .insert((s.proto, s.family == Family::V6, s.vip, s.port), i);
             if let Some(np) = s.node_port {
-                nat.by_node_port.insert((proto, np), i);
+                nat.by_node_port.insert((s.proto, np), i);
             }
             nat.services.push(Service {
                 name: s.name.clone(),
-                family,
-                proto,
-                vip,
+                family: s.family,
+                proto: s.proto,
+                vip: s.vip,
                 port: s.port,
                 node_port: s.node_port,
                 maglev: Maglev::build(&names, MAGLEV_SIZE),
@@ -192,18 +215,7 @@ impl Nat {
                 affinity: s.affinity,
             });
         }
-        for (i, m) in cfg.masquerade.iter().enumerate() {
-            let Some((family, addr)) = cfg.masquerade_address(i) else {
-                continue;
-            };
-            nat.masquerade.push(Masquerade {
-                from: m.from,
-                port: cfg.port_index(&m.port).unwrap_or(0),
-                family,
-                addr,
-                ports: m.ports.map(|r| (r.0, r.1)),
-            });
-        }
+        nat.masquerade = masquerade.to_vec();
         nat
     }
 

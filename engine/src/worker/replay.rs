@@ -26,20 +26,18 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use thiserror::Error;
 
-use crate::control::config::{Config, ConfigError};
 use crate::io::pcap::{self, PcapError, PcapWriter};
 use crate::pipeline::{Action, Batch, Counters, DropReason, Pipeline, PortId};
+use crate::state::{build, BuildError, NodeState};
 use crate::tables::conntrack::Conntrack;
-use crate::tables::{Tables, TablesError};
+use crate::tables::Tables;
 use crate::worker::steer;
 
 /// Why a replay could not run.
 #[derive(Debug, Error)]
 pub enum ReplayError {
     #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Tables(#[from] TablesError),
+    Build(#[from] BuildError),
     #[error(transparent)]
     Pcap(#[from] PcapError),
     #[error("{0}")]
@@ -336,7 +334,7 @@ const BATCH_SPAN_NS: u64 = 1_000_000;
 
 /// Runs a replay.
 pub fn run(
-    cfg: &Config,
+    state: &NodeState,
     tables: Arc<Tables>,
     opts: &ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
@@ -355,7 +353,7 @@ pub fn run(
             "replay: --loops must be at least 1".into(),
         ));
     }
-    let batch = opts.batch.unwrap_or(cfg.workers.batch);
+    let batch = opts.batch.unwrap_or(state.workers.batch);
     if batch == 0 || batch > crate::pipeline::MAX_BATCH {
         return Err(ReplayError::BadArgs(format!(
             "replay: batch must be 1..={}",
@@ -364,7 +362,7 @@ pub fn run(
     }
     let ingress = match &opts.ingress {
         None => 0,
-        Some(name) => cfg.port_index(name).ok_or_else(|| {
+        Some(name) => state.port_index(name).ok_or_else(|| {
             ReplayError::BadArgs(format!("replay: --ingress: no port named {name:?}"))
         })?,
     };
@@ -375,7 +373,7 @@ pub fn run(
     for input in &opts.inputs {
         let port = match &input.port {
             None => ingress,
-            Some(n) => cfg.port_index(n).ok_or_else(|| {
+            Some(n) => state.port_index(n).ok_or_else(|| {
                 ReplayError::BadArgs(format!("replay: --pcap: no port named {n:?}"))
             })?,
         };
@@ -420,12 +418,12 @@ pub fn run(
     }
     drop(caps);
 
-    // The connection table, shared by the workers. Sized to the config's
+    // The connection table, shared by the workers. Sized to the state's
     // max_entries, but never larger than the number of input frames: no
     // replay can hold more connections than it has frames, so this changes
     // no outcome and spares small replays a large allocation.
     let ct = Arc::new(Conntrack::new(
-        cfg.conntrack.max_entries.min(total.max(1)),
+        build::conntrack_capacity(state).min(total.max(1)),
         REPLAY_SEED,
     ));
     let barrier = std::sync::Barrier::new(nw);
@@ -434,7 +432,7 @@ pub fn run(
     let span = last_ts.saturating_sub(first_ts) + 1_000_000_000;
     let progress = Arc::new(AtomicU64::new(0));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let cfg_cores = &cfg.workers.cores;
+    let cfg_cores = &state.workers.cores;
 
     let started = Instant::now();
     let results: Vec<Result<WorkerOut, String>> = std::thread::scope(|scope| {

@@ -1,7 +1,7 @@
 //! Commit stage: new connections enter the conntrack table, with source
 //! NAT chosen here (Linux's POSTROUTING masquerade + conntrack confirm).
 //!
-//! Reads: `meta.track`, `meta.tuple`, the translation so far, the egress
+//! Reads: `meta.track`, `meta.key`, the translation so far, the egress
 //! port, the masquerade rules. Sets: `meta.new_src` for masqueraded
 //! connections, `meta.track = Known`. A connection is only committed when
 //! its first packet is about to be forwarded, so a dropped packet leaves no
@@ -11,8 +11,9 @@
 //! `Drop(ConntrackInvalid)` (the reply tuple belongs to another
 //! connection).
 
-use super::super::{Action, DropReason, Meta, Slot, Track};
-use super::decide;
+use super::super::batch::{Action, DropReason, Slot};
+use super::super::meta::{Meta, Track};
+use super::super::steps::decide;
 use crate::tables::conntrack::{flags, Conntrack, Found, InsertError, Tuple};
 use crate::tables::nat::snat_candidates;
 use crate::tables::Tables;

@@ -7,16 +7,17 @@
 //! frame depends on that frame alone: taking them together, frame by frame,
 //! as soon as the connection is found gives the same actions and bytes as
 //! taking each stage over the batch in turn, with the frame's fields still
-//! at hand and one visit instead of four (measured: 82 -> 74 ns/packet on
-//! the stateful 1k-flow bench). The general stages, with their own loops,
+//! at hand and one visit instead of four (figures in tuning.md). The
+//! general stages, with their own loops,
 //! take the remaining frames: new connections, ICMP errors, untracked
 //! packets.
 //!
 //! Reads and sets what [`super::route`], [`super::neigh`] and
 //! [`super::rewrite`] do. Actions: theirs.
 
-use super::super::{Action, DropReason, Meta, Slot};
-use super::{decide, neigh, rewrite, route};
+use super::super::batch::{Action, DropReason, Slot};
+use super::super::meta::Meta;
+use super::super::steps::{decide, resolve_hop, route_one, write_out};
 use crate::tables::conntrack::{self, Conntrack, Located};
 use crate::tables::Tables;
 
@@ -28,10 +29,8 @@ use crate::tables::Tables;
 /// and so are the FIB and the neighbours), so the entry keeps the
 /// [`crate::tables::Hop`] each direction resolved to, with the tables'
 /// generation. A frame whose direction has one for these tables skips the
-/// FIB and neighbour lookups (and their cache lines: measured 66 -> 55
-/// ns/packet on the stateful 1k-flow bench with both lookups skipped
-/// outright); only the TTL, which is the frame's own, is still checked,
-/// as [`route::one`] checks it for a forward route. Any other frame takes
+/// FIB and neighbour lookups and their cache lines; only the TTL, which is the frame's own, is still checked,
+/// as [`route_one`] checks it for a forward route. Any other frame takes
 /// the lookups and, when they end in a hop, caches it
 /// ([`Conntrack::cache_hop`]).
 #[inline(always)]
@@ -42,7 +41,7 @@ pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at
             return;
         }
         m.out_port = h.port;
-        rewrite::with_macs(s, m, &h.dst_mac, &h.src_mac);
+        write_out(s, m, &h.dst_mac, &h.src_mac);
         return;
     }
     uncached(t, ct, s, m, at);
@@ -51,15 +50,15 @@ pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at
 /// [`one`] without a cached hop: the lookups, then the cache filled.
 #[inline(never)]
 fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Located) {
-    let Some(a) = route::one::<true>(t, s, m) else {
+    let Some(a) = route_one::<true>(t, s, m) else {
         return;
     };
-    match neigh::resolve_hop(t, &a, m) {
+    match resolve_hop(t, &a, m) {
         Some((mac, hop)) => {
             if hop != 0 {
                 ct.cache_hop(at, t.generation(), hop);
             }
-            rewrite::with_macs(s, m, &mac, &a.src_mac)
+            write_out(s, m, &mac, &a.src_mac)
         }
         None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }

@@ -10,12 +10,3 @@ pub mod policy;
 pub mod rewrite;
 pub mod route;
 pub mod track;
-
-use super::{Action, Meta, Slot};
-
-/// Decides a frame's action; later stages skip it.
-#[inline]
-pub(crate) fn decide(slot: &mut Slot<'_>, meta: &mut Meta, action: Action) {
-    slot.action = action;
-    meta.done = true;
-}

@@ -4,10 +4,10 @@
 //! `Drop(NoNeighbor)` when the gateway (or, for a directly connected
 //! prefix, the destination) has no neighbour entry.
 
-use super::super::{Action, DropReason, Meta, Slot};
-use super::decide;
-use crate::tables::{Adjacency, Tables};
-use crate::wire::Mac;
+use super::super::batch::{Action, DropReason, Slot};
+use super::super::meta::Meta;
+use super::super::steps::{decide, resolve_mac};
+use crate::tables::Tables;
 
 /// Runs the stage on the frames `idx` names.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
@@ -28,23 +28,8 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
 /// The stage for one undecided frame.
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
-    match resolve(t, &t.adjacency(m.nh), m) {
+    match resolve_mac(t, &t.adjacency(m.nh), m) {
         Some(mac) => m.next_mac = mac,
         None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
-}
-
-/// The MAC to send a frame to through next hop `a`: the gateway's,
-/// resolved when the tables were built, or for a directly connected
-/// destination (after DNAT) its neighbour entry, looked up per packet.
-#[inline(always)]
-pub(crate) fn resolve(t: &Tables, a: &Adjacency, m: &Meta) -> Option<Mac> {
-    resolve_hop(t, a, m).map(|(mac, _)| mac)
-}
-
-/// [`resolve`] with the [`crate::tables::Hop`] id the route cache keeps
-/// for it ([`Tables::resolve`]).
-#[inline(always)]
-pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u16)> {
-    t.resolve(a, m.parsed.family, super::track::effective_dst(m))
 }

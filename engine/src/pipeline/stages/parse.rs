@@ -4,8 +4,9 @@
 //! frames. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
 //! PPPoE, three or more VLAN tags).
 
-use super::super::{Action, DropReason, Meta, Slot};
-use super::decide;
+use super::super::batch::{Action, DropReason, Slot};
+use super::super::meta::Meta;
+use super::super::steps::decide;
 use crate::wire::{self, Unparsed};
 
 /// Runs the stage.

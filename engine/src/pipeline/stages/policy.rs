@@ -26,8 +26,9 @@
 
 use policy_compiler::{Classifier, Decision, FlowKey, Verdict, L4};
 
-use super::super::{Action, Counters, DropReason, Meta, Slot, Track, MAX_BATCH};
-use super::decide;
+use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
+use super::super::meta::{Meta, Track};
+use super::super::steps::decide;
 use crate::tables::Tables;
 use crate::wire::Family;
 

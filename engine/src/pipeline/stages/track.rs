@@ -14,12 +14,14 @@
 
 use arrayvec::ArrayVec;
 
-use super::super::{Action, Counters, DropReason, Meta, Slot, Track, MAX_BATCH};
+use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
+use super::super::meta::{Frames, Meta, Track};
+use super::super::steps::{decide, route_one};
+use super::known;
 use super::policy::{self, PolicyScratch};
-use super::{decide, route};
 use crate::tables::conntrack::{self, Conntrack, Key, Probe, State, TcpNew, Tuple};
 use crate::tables::Tables;
-use crate::wire::{parse, Family, L4Kind, Parsed};
+use crate::wire::{parse, L4Kind, Parsed};
 
 /// The tuple of a parsed packet as conntrack keys it.
 #[inline]
@@ -130,8 +132,7 @@ pub(crate) fn prepare(
         m.buckets = ct.prefetch_buckets(m.hash);
     }
     // Pass 2, software-pipelined DIST frames ahead of pass 3 (one loop
-    // instead of two; stateful bench, distances 4/8/16: 70.9/71.6/73.2 ns
-    // at 1k flows, 98.8/99.0/100.5 at 1M): candidate slots.
+    // instead of two; the distance is tuned in tuning.md): candidate slots.
     const DIST: usize = 4;
     for m in meta.iter_mut().take(DIST) {
         candidate(ct, m);
@@ -175,7 +176,7 @@ pub(crate) fn prepare(
                     id: at.id,
                     dir: at.dir,
                 };
-                super::known::one(t, ct, s, m, &at);
+                known::one(t, ct, s, m, &at);
             }
             Probe::Miss => {
                 // A denied flow's packet is settled here unless an earlier
@@ -198,7 +199,7 @@ pub(crate) fn prepare(
 }
 
 /// Pass 2 of [`prepare`] for one frame: its candidate slot (loading the
-/// entry). Inlined (as a closure it was a call per packet). The FIB line
+/// entry). Inlined: it runs for every packet. The FIB line
 /// is not loaded: a packet of a known connection nearly always has its
 /// route cached in the entry ([`super::known`]), and the general stages
 /// load it for the others ([`super::route::run`]).
@@ -208,10 +209,6 @@ fn candidate(ct: &Conntrack, m: &mut Meta) {
         m.cand = ct.candidate(m.hash, m.buckets);
     }
 }
-
-/// A list of frames (indices into the batch, ascending): what a stage
-/// visits, as VPP passes a node its frame vector.
-pub(crate) type Frames = ArrayVec<u16, MAX_BATCH>;
 
 /// The rest of the stage, in frame order, on the frames `general` names
 /// (what [`prepare`] did not settle): related ICMP errors, reopened
@@ -357,19 +354,8 @@ fn settle_denied(
         return false;
     };
     m.track = Track::New(state);
-    if route::one::<false>(t, s, m).is_some() {
+    if route_one::<false>(t, s, m).is_some() {
         policy::apply(&v, s, m, c);
     }
     true
-}
-
-/// The destination the packet will have after DNAT / de-SNAT.
-#[inline]
-pub(crate) fn effective_dst(m: &Meta) -> u128 {
-    m.new_dst.map_or(m.parsed.dst, |d| d.0)
-}
-
-/// Whether a family matches (helper for tests).
-pub fn same_family(a: Family, b: Family) -> bool {
-    a == b
 }

@@ -1,9 +1,13 @@
-//! The YAML config of `sluice run` and `sluice replay` (`shared/spec/cli.md`).
+//! The YAML config of `sluice run` and `sluice replay` (`shared/spec/cli.md`):
+//! one source of the node's desired state, and the process settings
+//! (metrics listener, control socket) beside it.
 //!
 //! Loading is two steps: serde (unknown keys are errors; `serde_path_to_error`
 //! gives the key path of a type error) and then [`Config::validate`], which
 //! checks cross references (route → port, neighbour → port, families, duplicate
 //! names) and also names the key path. Every error names the file.
+//! [`Config::state`] converts a validated config into a [`NodeState`]; this
+//! file is the only code below the CLI that knows the schema.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +18,16 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
+pub use crate::io::bpf::{AttachMode, FailMode};
+use crate::state::{
+    ConntrackSpec, NeighborSpec, NodeState, PolicyInput, PortSpec, RouteSpec, ServiceSpec,
+    WorkerSpec, XdpSpec,
+};
+pub use crate::state::{QueueSel as Queues, XskMode};
+use crate::tables::conntrack;
+pub use crate::tables::nat::Affinity;
+use crate::tables::nat::Masquerade;
+pub use crate::wire::Cidr;
 use crate::wire::{self, Family, Mac};
 
 /// A config error naming the file and the key path.
@@ -32,82 +46,8 @@ pub enum ConfigError {
     },
 }
 
-/// An address with a prefix length: `10.1.0.0/16`, `2001:db8::1/64`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    pub family: Family,
-    pub addr: u128,
-    pub len: u8,
-}
-
-impl Cidr {
-    /// Parses `a.b.c.d/len` or `v6/len`; a bare address is a host prefix.
-    pub fn parse(s: &str) -> Result<Cidr, String> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let ip: IpAddr = a
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR"))?;
-        let (family, addr) = wire::from_ip(ip);
-        let max = if family == Family::V4 { 32 } else { 128 };
-        let len = match l {
-            None => max,
-            Some(l) => l
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|&l| l <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-        };
-        Ok(Cidr { family, addr, len })
-    }
-
-    /// Bits in an address of this family.
-    pub fn bits(&self) -> u8 {
-        if self.family == Family::V4 {
-            32
-        } else {
-            128
-        }
-    }
-
-    /// The address with host bits cleared.
-    pub fn network(&self) -> u128 {
-        match self.family {
-            Family::V4 => u128::from(crate::tables::fib::mask4(self.addr as u32, self.len)),
-            Family::V6 => crate::tables::fib::mask6(self.addr, self.len),
-        }
-    }
-
-    /// Whether `addr` of `family` lies inside.
-    pub fn contains(&self, family: Family, addr: u128) -> bool {
-        if family != self.family {
-            return false;
-        }
-        let other = Cidr {
-            family,
-            addr,
-            len: self.len,
-        };
-        other.network() == self.network()
-    }
-
-    /// The IPv4 directed broadcast address (all host bits set), for /0../30.
-    pub fn broadcast_v4(&self) -> Option<u32> {
-        (self.family == Family::V4 && self.len <= 30)
-            .then(|| self.network() as u32 | (u32::MAX >> self.len))
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", wire::to_ip(self.family, self.addr), self.len)
-    }
-}
-
+// A prefix in config form: `10.1.0.0/16`, `2001:db8::1/64`, or a bare
+// address (a host prefix).
 impl<'de> Deserialize<'de> for Cidr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -169,14 +109,7 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// Which queues of an interface a port uses.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum Queues {
-    #[default]
-    All,
-    List(Vec<u32>),
-}
-
+// Which queues of an interface a port uses: `all` or a list.
 impl<'de> Deserialize<'de> for Queues {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -195,15 +128,38 @@ impl<'de> Deserialize<'de> for Queues {
     }
 }
 
-/// AF_XDP bind mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum XskMode {
-    #[default]
-    Auto,
-    Zerocopy,
-    Copy,
+/// Deserializes a plain enum (of a lower layer) from its lower-case or
+/// kebab-case name, with serde's own message for an unknown name.
+macro_rules! named_enum {
+    ($f:ident, $t:ty, { $($name:literal => $v:expr,)* }) => {
+        fn $f<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+            let s = String::deserialize(d)?;
+            match s.as_str() {
+                $($name => Ok($v),)*
+                _ => Err(D::Error::unknown_variant(&s, &[$($name),*])),
+            }
+        }
+    };
 }
+
+named_enum!(de_xsk_mode, XskMode, {
+    "auto" => XskMode::Auto,
+    "zerocopy" => XskMode::Zerocopy,
+    "copy" => XskMode::Copy,
+});
+named_enum!(de_affinity, Affinity, {
+    "none" => Affinity::None,
+    "client-ip" => Affinity::ClientIp,
+});
+named_enum!(de_fail_mode, FailMode, {
+    "open" => FailMode::Open,
+    "closed" => FailMode::Closed,
+});
+named_enum!(de_attach_mode, AttachMode, {
+    "auto" => AttachMode::Auto,
+    "native" => AttachMode::Native,
+    "generic" => AttachMode::Generic,
+});
 
 /// A logical port.
 #[derive(Clone, Debug, Deserialize)]
@@ -214,7 +170,7 @@ pub struct PortConfig {
     pub interface: Option<String>,
     #[serde(default)]
     pub queues: Queues,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_xsk_mode")]
     pub mode: XskMode,
     #[serde(default)]
     pub mac: Option<MacAddr>,
@@ -318,15 +274,6 @@ impl<'de> Deserialize<'de> for ServiceProto {
     }
 }
 
-/// Session affinity of a service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Affinity {
-    #[default]
-    None,
-    ClientIp,
-}
-
 /// A backend `ip:port` (`[v6]:port` for IPv6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Backend(pub SocketAddr);
@@ -351,7 +298,7 @@ pub struct ServiceConfig {
     pub protocol: ServiceProto,
     #[serde(default)]
     pub backends: Vec<Backend>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_affinity")]
     pub affinity: Affinity,
     /// Also answer on every node address at this port (NodePort-style).
     #[serde(default)]
@@ -511,17 +458,6 @@ impl Default for ControlConfig {
     }
 }
 
-/// What the XDP program does with frames when no AF_XDP socket is bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailMode {
-    /// Pass to the kernel (traffic keeps flowing without policy).
-    #[default]
-    Open,
-    /// Drop.
-    Closed,
-}
-
 /// A failsafe: traffic to the node on this protocol/port always goes to the kernel.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -530,25 +466,15 @@ pub struct Failsafe {
     pub port: u16,
 }
 
-/// XDP attach mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachMode {
-    #[default]
-    Auto,
-    Native,
-    Generic,
-}
-
 /// The XDP redirector.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XdpConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_fail_mode")]
     pub fail_mode: FailMode,
     #[serde(default = "default_failsafe")]
     pub failsafe: Vec<Failsafe>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_attach_mode")]
     pub attach: AttachMode,
 }
 fn default_failsafe() -> Vec<Failsafe> {
@@ -600,8 +526,7 @@ pub struct Config {
     pub source: String,
 }
 
-/// Largest batch the pipeline accepts.
-pub const MAX_BATCH: usize = crate::pipeline::MAX_BATCH;
+use crate::pipeline::MAX_BATCH;
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -827,6 +752,110 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The desired state this (validated) config describes.
+    pub fn state(&self) -> NodeState {
+        let port = |name: &str| self.port_index(name).unwrap_or(0);
+        let ns = |d: &Dur| u64::try_from(d.0.as_nanos()).unwrap_or(u64::MAX);
+        let t = &self.conntrack.timeouts;
+        NodeState {
+            origin: self.source.clone(),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortSpec {
+                    name: p.name.clone(),
+                    interface: p.interface.clone(),
+                    queues: p.queues.clone(),
+                    mode: p.mode,
+                    mac: p.mac.map(|m| m.0),
+                    addresses: p.addresses.clone(),
+                    zone: p.zone,
+                })
+                .collect(),
+            workers: WorkerSpec {
+                cores: self.workers.cores.clone(),
+                batch: self.workers.batch,
+                busy_poll: self.workers.busy_poll,
+            },
+            routes: self
+                .routes
+                .iter()
+                .map(|r| RouteSpec {
+                    prefix: r.prefix,
+                    port: port(&r.port),
+                    via: r.via.map(|v| wire::from_ip(v).1),
+                })
+                .collect(),
+            neighbors: self
+                .neighbors
+                .iter()
+                .map(|n| {
+                    let (family, ip) = wire::from_ip(n.ip);
+                    NeighborSpec {
+                        family,
+                        ip,
+                        mac: n.mac.0,
+                        port: port(&n.port),
+                    }
+                })
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|s| {
+                    let (family, vip) = wire::from_ip(s.vip);
+                    ServiceSpec {
+                        name: s.name.clone(),
+                        family,
+                        vip,
+                        port: s.port,
+                        proto: s.protocol.number(),
+                        backends: s.backends.iter().map(|b| b.0).collect(),
+                        affinity: s.affinity,
+                        node_port: s.node_port,
+                    }
+                })
+                .collect(),
+            masquerade: (0..self.masquerade.len())
+                .filter_map(|i| {
+                    let m = &self.masquerade[i];
+                    let (family, addr) = self.masquerade_address(i)?;
+                    Some(Masquerade {
+                        from: m.from,
+                        port: port(&m.port),
+                        family,
+                        addr,
+                        ports: m.ports.map(|r| (r.0, r.1)),
+                    })
+                })
+                .collect(),
+            conntrack: ConntrackSpec {
+                max_entries: self.conntrack.max_entries,
+                timeouts: conntrack::Timeouts {
+                    tcp_syn: ns(&t.tcp_syn),
+                    tcp_established: ns(&t.tcp_established),
+                    tcp_closing: ns(&t.tcp_closing),
+                    udp: ns(&t.udp),
+                    icmp: ns(&t.icmp),
+                },
+                tcp_loose: self.conntrack.tcp_loose,
+            },
+            xdp: XdpSpec {
+                fail_mode: self.xdp.fail_mode,
+                failsafe: self
+                    .xdp
+                    .failsafe
+                    .iter()
+                    .map(|f| (f.protocol.number(), f.port))
+                    .collect(),
+                attach: self.xdp.attach,
+            },
+            policy: PolicyInput::Paths(self.policy_paths()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -937,17 +966,5 @@ mod tests {
         assert_eq!(Dur::parse("2m").unwrap().0, Duration::from_secs(120));
         assert_eq!(Dur::parse("1d").unwrap().0, Duration::from_secs(86400));
         assert!(Dur::parse("x").is_err());
-    }
-
-    #[test]
-    fn cidr_contains() {
-        let c = Cidr::parse("10.1.0.0/16").unwrap();
-        assert!(c.contains(Family::V4, 0x0a01_ffff));
-        assert!(!c.contains(Family::V4, 0x0a02_0000));
-        assert!(!c.contains(Family::V6, 0x0a01_0000));
-        assert_eq!(
-            Cidr::parse("192.0.2.1/24").unwrap().broadcast_v4(),
-            Some(0xc000_02ff)
-        );
     }
 }

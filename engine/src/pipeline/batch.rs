@@ -1,0 +1,234 @@
+//! The batch the pipeline works on and what it reports: frames with their
+//! ingress port and, after processing, one [`Action`] each; the drop
+//! reasons; the per-pipeline counters.
+
+use arrayvec::ArrayVec;
+
+/// Largest batch.
+pub const MAX_BATCH: usize = 256;
+
+/// A logical port (index into the config's `ports`).
+pub type PortId = u16;
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
+        /// Why a frame was dropped. Indexes the drop counters; the names are
+        /// the keys of the replay summary's `drops` object and the metrics
+        /// label values.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$doc])* $name,)* }
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons.
+            pub const COUNT: usize = DropReason::ALL.len();
+            /// The reason's name (`malformed`, `no_route`, ...).
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// The frame could not be parsed (truncated, inconsistent lengths, bad
+    /// IPv4 header checksum, ...).
+    Malformed = "malformed",
+    /// Source or destination address that must never be forwarded
+    /// (loopback, multicast source, 0.0.0.0/8, link-local beyond scope).
+    Martian = "martian",
+    /// Denied by policy.
+    Policy = "policy",
+    /// No route to the destination.
+    NoRoute = "no_route",
+    /// The next hop has no neighbour entry (MAC unknown).
+    NoNeighbor = "no_neighbor",
+    /// TTL or hop limit would reach zero.
+    TtlExceeded = "ttl_exceeded",
+    /// The conntrack table is full and nothing could be evicted.
+    ConntrackFull = "conntrack_full",
+    /// A TCP packet that cannot start a connection (not a SYN) and matches
+    /// none, with `conntrack.tcp_loose: false`.
+    ConntrackInvalid = "conntrack_invalid",
+    /// Masquerade found no free source port.
+    NatExhausted = "nat_exhausted",
+    /// A service with no backends.
+    NoBackend = "no_backend",
+}
+
+/// What happens to a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Send out of this port.
+    Forward(PortId),
+    /// Drop, counted under the reason.
+    Drop(DropReason),
+    /// Hand to the kernel's stack (XDP_PASS live).
+    Kernel,
+}
+
+impl Action {
+    /// Index in [`Counters::actions`]: forward 0, drop 1, kernel 2.
+    pub fn index(self) -> usize {
+        match self {
+            Action::Forward(_) => 0,
+            Action::Drop(_) => 1,
+            Action::Kernel => 2,
+        }
+    }
+}
+
+/// One frame of a batch and, after processing, its fate.
+#[derive(Debug)]
+pub struct Slot<'a> {
+    /// The frame's bytes (rewritten in place when forwarded).
+    pub frame: &'a mut [u8],
+    /// Port the frame arrived on.
+    pub ingress: PortId,
+    /// Set by [`super::Pipeline::process`].
+    pub action: Action,
+    /// End offset of the bytes the pipeline wrote (0: untouched), so a
+    /// caller replaying the same buffers can restore exactly that much.
+    pub written: u32,
+    /// The frame's own time (ns), or 0 to use the batch's `now`. Replay
+    /// sets it from the capture so results do not depend on how frames
+    /// were batched.
+    pub ts: u64,
+}
+
+/// Up to [`MAX_BATCH`] frames. Building one does not allocate.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    slots: ArrayVec<Slot<'a>, MAX_BATCH>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch {
+            slots: ArrayVec::new(),
+        }
+    }
+
+    /// Adds a frame; gives it back when the batch is full.
+    #[inline]
+    pub fn push(&mut self, frame: &'a mut [u8], ingress: PortId) -> Result<(), &'a mut [u8]> {
+        self.push_at(frame, ingress, 0)
+    }
+
+    /// Adds a frame with its own timestamp (ns, non-zero).
+    #[inline]
+    pub fn push_at(
+        &mut self,
+        frame: &'a mut [u8],
+        ingress: PortId,
+        ts: u64,
+    ) -> Result<(), &'a mut [u8]> {
+        self.slots
+            .try_push(Slot {
+                frame,
+                ingress,
+                action: Action::Kernel,
+                written: 0,
+                ts,
+            })
+            .map_err(|e| e.element().frame)
+    }
+
+    /// Number of frames.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// No frames.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The frames and their actions.
+    #[inline]
+    pub fn slots(&self) -> &[Slot<'a>] {
+        &self.slots
+    }
+
+    /// Mutable access (for the pipeline and tests).
+    #[inline]
+    pub fn slots_mut(&mut self) -> &mut [Slot<'a>] {
+        &mut self.slots
+    }
+
+    /// Removes every frame.
+    pub fn clear(&mut self) {
+        self.slots.clear();
+    }
+}
+
+/// Per-pipeline counters: plain integers owned by one worker, summed by
+/// whoever reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+    /// forward, drop, kernel.
+    pub actions: [u64; 3],
+    pub drops: [u64; DropReason::COUNT],
+    /// Frames received per port.
+    pub port_rx: Vec<u64>,
+    /// Frames forwarded out of each port.
+    pub port_tx: Vec<u64>,
+    /// Connections that were policy-checked, allowed and denied.
+    pub policy_allowed: u64,
+    pub policy_denied: u64,
+    /// Hits per policy decision (index: the classifier's decision id; the
+    /// names are `Classifier::decision_info`).
+    pub policy_hits: Vec<u64>,
+}
+
+impl Counters {
+    /// Zeroed counters for `ports` ports.
+    pub fn new(ports: usize) -> Self {
+        Counters {
+            port_rx: vec![0; ports],
+            port_tx: vec![0; ports],
+            ..Counters::default()
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.packets += other.packets;
+        self.bytes += other.bytes;
+        for (a, b) in self.actions.iter_mut().zip(other.actions) {
+            *a += b;
+        }
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+        if self.port_rx.len() < other.port_rx.len() {
+            self.port_rx.resize(other.port_rx.len(), 0);
+            self.port_tx.resize(other.port_tx.len(), 0);
+        }
+        for (a, b) in self.port_rx.iter_mut().zip(&other.port_rx) {
+            *a += b;
+        }
+        for (a, b) in self.port_tx.iter_mut().zip(&other.port_tx) {
+            *a += b;
+        }
+        self.policy_allowed += other.policy_allowed;
+        self.policy_denied += other.policy_denied;
+        if self.policy_hits.len() < other.policy_hits.len() {
+            self.policy_hits.resize(other.policy_hits.len(), 0);
+        }
+        for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
+            *a += b;
+        }
+    }
+
+    /// Count of drops for `reason`.
+    pub fn drop_count(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+}

@@ -1,0 +1,138 @@
+//! The difference between two desired states, as a value: which ports
+//! were added, removed or changed, and which parts of the data plane must
+//! be rebuilt. A reload applies what it can of one and refuses what needs
+//! a restart; a source that streams small updates (the kernel, Felix)
+//! gets from it exactly what to rebuild.
+
+use super::node::{NodeState, PortSpec};
+
+/// What changed from one [`NodeState`] to another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateDiff {
+    /// Ports (by name) only in the new state.
+    pub ports_added: Vec<String>,
+    /// Ports (by name) only in the old state.
+    pub ports_removed: Vec<String>,
+    /// Ports (by name) in both whose settings differ.
+    pub ports_changed: Vec<String>,
+    /// The ports' order differs (port numbers moved).
+    pub ports_reordered: bool,
+    pub workers: bool,
+    pub routes: bool,
+    pub neighbors: bool,
+    pub services: bool,
+    pub masquerade: bool,
+    /// The distinct masquerade addresses (the XDP program's slots) differ.
+    pub masquerade_addresses: bool,
+    pub conntrack_size: bool,
+    /// Timeouts or the TCP pickup rule.
+    pub conntrack_settings: bool,
+    pub xdp: bool,
+    pub policy: bool,
+}
+
+/// What a [`StateDiff`] asks to rebuild.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rebuild {
+    /// FIB, neighbours and port table (routes, neighbours, ports' addresses).
+    pub forwarding: bool,
+    /// Services and masquerade.
+    pub nat: bool,
+    /// The compiled classifier.
+    pub policy: bool,
+    /// Conntrack timeouts and pickup rule.
+    pub conntrack: bool,
+    /// The XDP program's maps (addresses, node ports, failsafe, fail mode).
+    pub xdp_maps: bool,
+}
+
+impl StateDiff {
+    /// The difference from `old` to `new`.
+    pub fn between(old: &NodeState, new: &NodeState) -> StateDiff {
+        let find = |ports: &[PortSpec], name: &str| ports.iter().find(|p| p.name == name).cloned();
+        let mut d = StateDiff::default();
+        for p in &new.ports {
+            match find(&old.ports, &p.name) {
+                None => d.ports_added.push(p.name.clone()),
+                Some(o) if o != *p => d.ports_changed.push(p.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for p in &old.ports {
+            if find(&new.ports, &p.name).is_none() {
+                d.ports_removed.push(p.name.clone());
+            }
+        }
+        let kept = |s: &NodeState| -> Vec<String> {
+            s.ports
+                .iter()
+                .filter(|p| {
+                    find(&old.ports, &p.name).is_some() && find(&new.ports, &p.name).is_some()
+                })
+                .map(|p| p.name.clone())
+                .collect()
+        };
+        d.ports_reordered = kept(old) != kept(new);
+        d.workers = old.workers != new.workers;
+        d.routes = old.routes != new.routes;
+        d.neighbors = old.neighbors != new.neighbors;
+        d.services = old.services != new.services;
+        d.masquerade = old.masquerade != new.masquerade;
+        d.masquerade_addresses = old.masquerade_slots() != new.masquerade_slots();
+        d.conntrack_size = old.conntrack.max_entries != new.conntrack.max_entries;
+        d.conntrack_settings = old.conntrack.timeouts != new.conntrack.timeouts
+            || old.conntrack.tcp_loose != new.conntrack.tcp_loose;
+        d.xdp = old.xdp != new.xdp;
+        d.policy = old.policy != new.policy;
+        d
+    }
+
+    /// Whether the ports changed at all (added, removed, changed, moved).
+    pub fn ports(&self) -> bool {
+        !self.ports_added.is_empty()
+            || !self.ports_removed.is_empty()
+            || !self.ports_changed.is_empty()
+            || self.ports_reordered
+    }
+
+    /// Nothing differs.
+    pub fn is_empty(&self) -> bool {
+        *self == StateDiff::default()
+    }
+
+    /// What must be rebuilt to apply this difference. The policy input
+    /// names files whose contents may have changed even when the names did
+    /// not, so a caller reloading from files rebuilds the policy anyway.
+    pub fn rebuild(&self) -> Rebuild {
+        Rebuild {
+            forwarding: self.ports() || self.routes || self.neighbors,
+            nat: self.services || self.masquerade || self.ports(),
+            policy: self.policy,
+            conntrack: self.conntrack_settings,
+            xdp_maps: self.ports() || self.services || self.masquerade || self.xdp,
+        }
+    }
+
+    /// The parts of the difference a running engine cannot apply without a
+    /// restart today: they shape sockets, threads, the XDP program's
+    /// attachment or the connection table's size.
+    pub fn restart_only(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.ports() {
+            out.push("ports");
+        }
+        if self.workers {
+            out.push("workers");
+        }
+        if self.xdp {
+            out.push("xdp");
+        }
+        if self.conntrack_size {
+            out.push("conntrack.max_entries");
+        }
+        if self.masquerade_addresses {
+            out.push("masquerade addresses");
+        }
+        out
+    }
+}

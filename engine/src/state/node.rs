@@ -1,0 +1,151 @@
+//! The node's desired state as plain data: what the node should look like,
+//! whoever says so (the YAML file, the kernel, a Felix session). No serde,
+//! no file formats: a source parses and validates its own input and
+//! converts it into a [`NodeState`]; [`super::build`] turns one into what
+//! the workers use; [`super::diff`] says what changed between two.
+
+use std::path::PathBuf;
+
+use crate::io::bpf::{AttachMode, FailMode};
+use crate::tables::conntrack::Timeouts;
+use crate::tables::nat::{Masquerade, ServiceSpec};
+use crate::wire::{Cidr, Family, Mac};
+
+/// Everything the node's data plane should be. Ports are numbered by their
+/// position; routes, neighbours and masquerade rules name ports by that
+/// number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeState {
+    /// Where this state came from, for messages (a file name, `felix`).
+    pub origin: String,
+    pub ports: Vec<PortSpec>,
+    pub workers: WorkerSpec,
+    pub routes: Vec<RouteSpec>,
+    pub neighbors: Vec<NeighborSpec>,
+    pub services: Vec<ServiceSpec>,
+    /// Masquerade rules with their source address resolved.
+    pub masquerade: Vec<Masquerade>,
+    pub conntrack: ConntrackSpec,
+    pub xdp: XdpSpec,
+    pub policy: PolicyInput,
+}
+
+/// A logical port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    /// The interface it is (live); `None` offline.
+    pub interface: Option<String>,
+    pub queues: QueueSel,
+    pub mode: XskMode,
+    /// Its MAC when given (replay needs one; live reads the interface's).
+    pub mac: Option<Mac>,
+    /// The node's own addresses on this port (address/prefix).
+    pub addresses: Vec<Cidr>,
+    /// Conntrack zone of traffic entering here.
+    pub zone: u16,
+}
+
+/// Which receive queues of an interface a port uses.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum QueueSel {
+    #[default]
+    All,
+    List(Vec<u32>),
+}
+
+/// AF_XDP bind mode of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XskMode {
+    #[default]
+    Auto,
+    Zerocopy,
+    Copy,
+}
+
+/// Worker threads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSpec {
+    /// One pinned worker per core listed.
+    pub cores: Vec<usize>,
+    /// Frames per batch (1..=`pipeline::MAX_BATCH`).
+    pub batch: usize,
+    /// Spin instead of sleeping in poll() when idle.
+    pub busy_poll: bool,
+}
+
+/// A route: `prefix` (host bits clear) out of port `port`, through
+/// gateway `via` (same family) or directly connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub prefix: Cidr,
+    pub port: u16,
+    pub via: Option<u128>,
+}
+
+/// A neighbour: `ip` has `mac` on port `port`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighborSpec {
+    pub family: Family,
+    pub ip: u128,
+    pub mac: Mac,
+    pub port: u16,
+}
+
+/// Connection tracking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConntrackSpec {
+    /// Table capacity (fixed while running).
+    pub max_entries: usize,
+    /// Timeouts, nanoseconds.
+    pub timeouts: Timeouts,
+    /// Pick up TCP connections mid-stream (Linux `nf_conntrack_tcp_loose`).
+    pub tcp_loose: bool,
+}
+
+/// The XDP redirector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpSpec {
+    pub fail_mode: FailMode,
+    /// `(IP protocol, port)` pairs to the node that always go to the kernel.
+    pub failsafe: Vec<(u8, u16)>,
+    pub attach: AttachMode,
+}
+
+/// Where the policy comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyInput {
+    /// No policy: everything is allowed.
+    AllowAll,
+    /// Calico / Kubernetes YAML files or directories (absolute or relative
+    /// to the working directory).
+    Paths(Vec<PathBuf>),
+}
+
+impl NodeState {
+    /// Index of the port named `name`.
+    pub fn port_index(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// The port names, in port order.
+    pub fn port_names(&self) -> Vec<String> {
+        self.ports.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The distinct masquerade addresses, in rule order: slot `i` is the
+    /// `i`th (the XDP program's masquerade-port bitmap is kept per slot).
+    pub fn masquerade_slots(&self) -> Vec<(Family, u128)> {
+        let mut out: Vec<(Family, u128)> = Vec::new();
+        for m in &self.masquerade {
+            let a = (m.family, m.addr);
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,354 @@
+//! The running data plane: [`LiveEngine`] loads and attaches XDP, starts
+//! the workers and stops them; fail-closed pins and the panic hook.
+
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crossbeam::channel::{self, Sender};
+
+use super::plan::{assign_queues, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan};
+use super::sockets::open_worker_io;
+use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
+use super::worker::{Worker, WorkerCommand};
+use crate::io::bpf::{self, Attached, FailMode, NatPorts, XdpCounter, XdpMaps, XdpProgram};
+use crate::io::xsk::BusyPoll;
+use crate::pipeline::{Counters, Pipeline};
+use crate::state::{build, NodeState};
+use crate::tables::Tables;
+
+pub(super) struct WorkerHandle {
+    thread: Option<std::thread::JoinHandle<WorkerReport>>,
+    commands: Sender<WorkerCommand>,
+    stats: Arc<WorkerStats>,
+}
+
+/// Everything `sluice run` reports at the end.
+#[derive(Debug)]
+pub struct LiveReport {
+    pub workers: Vec<WorkerReport>,
+    pub total: StatsSnapshot,
+    pub xdp: Vec<(XdpCounter, u64)>,
+    pub attached: Vec<(String, Attached)>,
+}
+
+/// The running data plane.
+pub struct LiveEngine {
+    program: Option<XdpProgram>,
+    maps: Arc<Mutex<XdpMaps>>,
+    nat: NatPorts,
+    workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+    ports: Vec<PortPlan>,
+    attached: Vec<(String, Attached)>,
+    zerocopy: bool,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for LiveEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveEngine")
+            .field("ports", &self.ports)
+            .field("attached", &self.attached)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveEngine {
+    /// Starts the live data plane for `state`. `pipelines` builds the
+    /// pipeline of worker `w` of `n` (all sharing whatever state the caller
+    /// shares, e.g. conntrack); `stop` ends the workers when set.
+    pub fn start(
+        state: &NodeState,
+        ports: Vec<PortPlan>,
+        mut pipelines: impl FnMut(usize, usize, &NatPorts) -> Pipeline,
+        opts: &LiveOptions,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LiveEngine, LiveError> {
+        let cores = resolve_cores(state)?;
+        let nw = cores.len();
+        let assignment = assign_queues(state, &ports, nw)?;
+        if !opts.ring_size.is_power_of_two() || opts.ring_size < 64 {
+            return Err(plan_err(
+                state,
+                "--ring-size",
+                "must be a power of two >= 64",
+            ));
+        }
+
+        // XDP program and maps, filled before anything is attached.
+        let (mut program, mut maps) = bpf::load()?;
+        maps.sync(&build::xdp_contents(state))?;
+        for p in &ports {
+            maps.set_port(p.ifindex, p.port)?;
+        }
+
+        // Sockets, then the XSKMAP.
+        let busy = state.workers.busy_poll.then_some(BusyPoll {
+            usecs: 20,
+            budget: state.workers.batch as u32,
+        });
+        let mut ios = Vec::with_capacity(nw);
+        for mine in &assignment {
+            ios.push(open_worker_io(&ports, mine, opts, busy)?);
+        }
+        let mut zerocopy = true;
+        for io in &ios {
+            for (s, p) in io.sockets.iter().zip(&io.port_of) {
+                maps.set_socket(*p, s.spec().queue, s.fd().as_fd())?;
+                zerocopy &= s.zerocopy();
+            }
+        }
+
+        // Attach last: until now every frame went to the kernel.
+        let pin = state.xdp.fail_mode == FailMode::Closed;
+        if pin {
+            if let Some(w) = bpf::prepare_pin_dir(&opts.pin_dir)? {
+                tracing::warn!("{w}");
+                eprintln!("sluice: warning: {w}");
+            }
+        }
+        let mut attached = Vec::new();
+        for p in &ports {
+            let path = pin.then(|| bpf::pin_path(&opts.pin_dir, &p.ifname));
+            let a = program.attach(&p.ifname, p.ifindex, state.xdp.attach, path.as_deref())?;
+            attached.push((p.ifname.clone(), a));
+        }
+        register_pins(program.pins());
+
+        let epoch = Instant::now();
+        let nat = maps.nat_ports().clone();
+        let mut workers = Vec::with_capacity(nw);
+        for (w, (io, core)) in ios.into_iter().zip(cores).enumerate() {
+            let (tx, rx) = channel::unbounded();
+            let stats = Arc::new(WorkerStats::new(core.id, ports.len()));
+            let worker = Worker {
+                id: w,
+                core: Some(core),
+                core_num: core.id,
+                pipeline: pipelines(w, nw, &nat),
+                io,
+                commands: rx,
+                stats: stats.clone(),
+                stop: stop.clone(),
+                batch: state.workers.batch as u32,
+                busy_poll: state.workers.busy_poll,
+                idle_ms: opts.idle_ms,
+                epoch,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-live-{w}"))
+                .spawn(move || worker.run())
+                .map_err(|e| LiveError::Worker(w, e.to_string()))?;
+            workers.push(WorkerHandle {
+                thread: Some(thread),
+                commands: tx,
+                stats,
+            });
+        }
+        Ok(LiveEngine {
+            program: Some(program),
+            maps: Arc::new(Mutex::new(maps)),
+            nat,
+            workers,
+            stop,
+            ports,
+            attached,
+            zerocopy,
+            epoch,
+        })
+    }
+
+    /// The workers' clock: conntrack timestamps are nanoseconds since this.
+    pub fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Each worker's policy hits per decision of `tables` (a worker still
+    /// on other tables shows none).
+    pub fn policy_hits(&self, tables: &Arc<Tables>) -> Vec<Vec<u64>> {
+        let n = tables.policy.decisions().len();
+        self.workers
+            .iter()
+            .map(|w| {
+                let mut out = vec![0u64; n];
+                if let Ok(g) = w.stats.policy_hits.lock() {
+                    if g.0.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
+                        for (o, h) in out.iter_mut().zip(&g.1) {
+                            *o = *h;
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Sends new tables to every worker (applied between batches).
+    pub fn set_tables(&self, tables: Arc<Tables>) {
+        for w in &self.workers {
+            let _ = w.commands.send(WorkerCommand::SetTables(tables.clone()));
+        }
+    }
+
+    /// The XDP maps (control path: reloads, counters).
+    pub fn maps(&self) -> &Arc<Mutex<XdpMaps>> {
+        &self.maps
+    }
+
+    /// The masquerade-port bitmap (for the NAT code: no lock, no syscall).
+    pub fn nat_ports(&self) -> &NatPorts {
+        &self.nat
+    }
+
+    /// The resolved ports.
+    pub fn ports(&self) -> &[PortPlan] {
+        &self.ports
+    }
+
+    /// How XDP is attached on each interface.
+    pub fn attached(&self) -> &[(String, Attached)] {
+        &self.attached
+    }
+
+    /// Every socket runs zero-copy.
+    pub fn zerocopy(&self) -> bool {
+        self.zerocopy
+    }
+
+    /// Per-worker counters now.
+    pub fn worker_stats(&self) -> Vec<StatsSnapshot> {
+        self.workers.iter().map(|w| w.stats.snapshot()).collect()
+    }
+
+    /// A worker thread has ended (it only ends on stop, or by panicking).
+    pub fn any_worker_finished(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+    }
+
+    /// The XDP program's counters.
+    pub fn xdp_counters(&self) -> Vec<(XdpCounter, u64)> {
+        let c = self
+            .maps
+            .lock()
+            .ok()
+            .and_then(|m| m.counters().ok())
+            .unwrap_or([0; XdpCounter::COUNT]);
+        XdpCounter::ALL.iter().copied().zip(c).collect()
+    }
+
+    /// Detaches XDP (the kernel takes the traffic), stops and joins the
+    /// workers after they drained, and reports.
+    pub fn shutdown(mut self) -> Result<LiveReport, LiveError> {
+        let xdp = self.xdp_counters();
+        if let Some(mut p) = self.program.take() {
+            p.detach_all();
+        }
+        register_pins(Vec::new());
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &self.workers {
+            let _ = w.commands.send(WorkerCommand::Stop);
+        }
+        let mut reports = Vec::new();
+        let mut failed = None;
+        for (i, w) in self.workers.iter_mut().enumerate() {
+            if let Some(t) = w.thread.take() {
+                match t.join() {
+                    Ok(r) => reports.push(r),
+                    Err(e) => {
+                        let msg = e
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| e.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic".into());
+                        failed.get_or_insert(LiveError::Worker(i, msg));
+                    }
+                }
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let mut total = StatsSnapshot {
+            counters: Counters::new(self.ports.len()),
+            ..StatsSnapshot::default()
+        };
+        for r in &reports {
+            total.add(&r.stats);
+        }
+        Ok(LiveReport {
+            workers: reports,
+            total,
+            xdp,
+            attached: self.attached.clone(),
+        })
+    }
+}
+
+impl Drop for LiveEngine {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.program.take() {
+            p.detach_all();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for w in &mut self.workers {
+            let _ = w.commands.send(WorkerCommand::Stop);
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Pin files to remove if the process panics (see [`install_panic_hook`]).
+static PINS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+pub(super) fn register_pins(p: Vec<PathBuf>) {
+    if let Ok(mut g) = PINS.lock() {
+        *g = p;
+    }
+}
+
+/// Makes a panic anywhere detach XDP: the hook removes the fail-closed
+/// pins (so the links die with the process) and sets `stop`, so the main
+/// thread shuts down (detaching) and exits; then the default hook runs.
+pub fn install_panic_hook(stop: Arc<AtomicBool>) {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(g) = PINS.try_lock() {
+            for p in g.iter() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        prev(info);
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic anywhere removes the fail-closed pins (so the links die with
+    /// the process) and asks the main loop to stop (which detaches).
+    #[test]
+    fn panic_hook_unpins_and_stops() {
+        let dir = std::env::temp_dir().join(format!("sluice-pin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pin = dir.join("pin");
+        std::fs::write(&pin, b"").unwrap();
+        register_pins(vec![pin.clone()]);
+        let stop = Arc::new(AtomicBool::new(false));
+        install_panic_hook(stop.clone());
+        let r = std::thread::spawn(|| panic!("worker bug (expected by this test)")).join();
+        assert!(r.is_err());
+        assert!(stop.load(Ordering::Relaxed));
+        assert!(!pin.exists());
+        register_pins(Vec::new());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,309 @@
+//! Planning a live start: the desired state's ports resolved on this
+//! machine (interface index, MAC, queues), queues spread over the workers,
+//! cores checked, and the errors that say why a state does not fit.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::io::bpf::{self, BpfError};
+use crate::io::sys::{self, SysError};
+use crate::io::xsk::XskError;
+use crate::pipeline::PortId;
+use crate::state::{NodeState, QueueSel, XskMode};
+use crate::wire::Mac;
+
+/// Why the live data plane could not start or run.
+#[derive(Debug, Error)]
+pub enum LiveError {
+    /// The config does not fit the machine (exit 2).
+    #[error("{file}: {path}: {msg}")]
+    Config {
+        file: String,
+        path: String,
+        msg: String,
+    },
+    #[error(transparent)]
+    Bpf(#[from] BpfError),
+    #[error("{what}: {source}")]
+    Xsk { what: String, source: XskError },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("worker {0} failed: {1}")]
+    Worker(usize, String),
+}
+
+impl LiveError {
+    /// Exit status: 2 for a config that does not fit, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LiveError::Config { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Sizing and behaviour knobs not in the config file.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Entries per ring (fill, completion, RX, TX), a power of two.
+    pub ring_size: u32,
+    /// UMEM chunk size (2048 or 4096).
+    pub frame_size: u32,
+    /// Back the UMEM with huge pages when available.
+    pub hugepages: bool,
+    /// Where fail-closed links are pinned.
+    pub pin_dir: PathBuf,
+    /// Idle sleep in `poll`, milliseconds.
+    pub idle_ms: i32,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            ring_size: 8192,
+            frame_size: 2048,
+            hugepages: false,
+            pin_dir: PathBuf::from("/sys/fs/bpf/sluice"),
+            idle_ms: 1,
+        }
+    }
+}
+
+/// A configured port resolved on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortPlan {
+    pub port: PortId,
+    pub name: String,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+    /// Queues sluice binds (config `queues`, `all` = every rx queue).
+    pub queues: Vec<u32>,
+    pub mode: XskMode,
+}
+
+pub(super) fn plan_err(
+    state: &NodeState,
+    path: impl Into<String>,
+    msg: impl Into<String>,
+) -> LiveError {
+    LiveError::Config {
+        file: state.origin.clone(),
+        path: path.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Resolves every port's interface: index, MAC, queues.
+pub fn plan_ports(state: &NodeState) -> Result<Vec<PortPlan>, LiveError> {
+    let mut out = Vec::new();
+    for (i, p) in state.ports.iter().enumerate() {
+        let ifname = p.interface.clone().ok_or_else(|| {
+            plan_err(
+                state,
+                format!("ports[{i}].interface"),
+                "required for run (the interface this port is)",
+            )
+        })?;
+        let bad = |e: SysError| {
+            plan_err(
+                state,
+                format!("ports[{i}].interface"),
+                format!("{ifname:?}: {e}"),
+            )
+        };
+        let ifindex = sys::if_nametoindex(&ifname).map_err(bad)?;
+        let mac = sys::interface_mac(&ifname).map_err(bad)?;
+        let n = sys::interface_rx_queues(&ifname).map_err(bad)?;
+        let queues = match &p.queues {
+            QueueSel::All => (0..n).collect(),
+            QueueSel::List(l) => {
+                for q in l {
+                    if *q >= n {
+                        return Err(plan_err(
+                            state,
+                            format!("ports[{i}].queues"),
+                            format!("{ifname} has {n} rx queue(s); queue {q} does not exist"),
+                        ));
+                    }
+                }
+                l.clone()
+            }
+        };
+        if queues.is_empty() {
+            return Err(plan_err(
+                state,
+                format!("ports[{i}].queues"),
+                "at least one queue",
+            ));
+        }
+        if let Some(q) = queues.iter().find(|&&q| q >= bpf::MAX_QUEUES) {
+            return Err(plan_err(
+                state,
+                format!("ports[{i}].queues"),
+                format!(
+                    "queue {q}: the XDP program handles queues 0..{}",
+                    bpf::MAX_QUEUES
+                ),
+            ));
+        }
+        if out.iter().any(|o: &PortPlan| o.ifindex == ifindex) {
+            return Err(plan_err(
+                state,
+                format!("ports[{i}].interface"),
+                format!("{ifname} is already another port"),
+            ));
+        }
+        out.push(PortPlan {
+            port: i as PortId,
+            name: p.name.clone(),
+            ifname,
+            ifindex,
+            mac,
+            queues,
+            mode: p.mode,
+        });
+    }
+    Ok(out)
+}
+
+/// The sockets of each worker: queue `queues[k]` of a port goes to worker
+/// `k % workers`. Every worker needs a queue on every port (it transmits
+/// there), so a port needs at least as many queues as there are workers.
+pub fn assign_queues(
+    state: &NodeState,
+    ports: &[PortPlan],
+    workers: usize,
+) -> Result<Vec<Vec<(PortId, u32)>>, LiveError> {
+    let mut out = vec![Vec::new(); workers];
+    for p in ports {
+        if p.queues.len() < workers {
+            return Err(plan_err(
+                state,
+                format!("ports[{}].queues", p.port),
+                format!(
+                    "{} has {} queue(s) for {} workers (workers.cores); every worker needs \
+                     a queue on every port: add queues (veth: numrxqueues/numtxqueues, \
+                     NICs: ethtool -L) or use fewer cores",
+                    p.ifname,
+                    p.queues.len(),
+                    workers
+                ),
+            ));
+        }
+        for (k, q) in p.queues.iter().enumerate() {
+            out[k % workers].push((p.port, *q));
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves the state's worker cores to CPU ids.
+pub(super) fn resolve_cores(state: &NodeState) -> Result<Vec<core_affinity::CoreId>, LiveError> {
+    let avail = core_affinity::get_core_ids().unwrap_or_default();
+    state
+        .workers
+        .cores
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            avail.iter().find(|a| a.id == *c).copied().ok_or_else(|| {
+                plan_err(
+                    state,
+                    format!("workers.cores[{i}]"),
+                    format!(
+                        "core {c} is not available to this process (have {:?})",
+                        avail.iter().map(|a| a.id).collect::<Vec<_>>()
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state with ports `(name, interface, queues)`.
+    fn state(ports: &[(&str, Option<&str>, QueueSel)]) -> NodeState {
+        use crate::state::*;
+        NodeState {
+            origin: "t.yaml".into(),
+            ports: ports
+                .iter()
+                .map(|(n, i, q)| PortSpec {
+                    name: n.to_string(),
+                    interface: i.map(str::to_string),
+                    queues: q.clone(),
+                    mode: XskMode::Auto,
+                    mac: None,
+                    addresses: Vec::new(),
+                    zone: 0,
+                })
+                .collect(),
+            workers: WorkerSpec {
+                cores: vec![0],
+                batch: 64,
+                busy_poll: false,
+            },
+            routes: Vec::new(),
+            neighbors: Vec::new(),
+            services: Vec::new(),
+            masquerade: Vec::new(),
+            conntrack: ConntrackSpec {
+                max_entries: 1024,
+                timeouts: Default::default(),
+                tcp_loose: true,
+            },
+            xdp: XdpSpec {
+                fail_mode: Default::default(),
+                failsafe: Vec::new(),
+                attach: Default::default(),
+            },
+            policy: PolicyInput::AllowAll,
+        }
+    }
+
+    fn plan(port: PortId, queues: Vec<u32>) -> PortPlan {
+        PortPlan {
+            port,
+            name: format!("p{port}"),
+            ifname: format!("if{port}"),
+            ifindex: u32::from(port) + 10,
+            mac: [2, 0, 0, 0, 0, port as u8],
+            queues,
+            mode: XskMode::Auto,
+        }
+    }
+
+    #[test]
+    fn queues_spread_over_workers() {
+        let c = state(&[("a", None, QueueSel::All), ("b", None, QueueSel::All)]);
+        let ports = vec![plan(0, vec![0, 1, 2, 3]), plan(1, vec![0, 1])];
+        let a = assign_queues(&c, &ports, 2).unwrap();
+        assert_eq!(a[0], vec![(0, 0), (0, 2), (1, 0)]);
+        assert_eq!(a[1], vec![(0, 1), (0, 3), (1, 1)]);
+        let e = assign_queues(&c, &ports, 3).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("ports[1].queues"), "{e}");
+    }
+
+    #[test]
+    fn run_needs_interfaces() {
+        let c = state(&[("a", None, QueueSel::All)]);
+        let e = plan_ports(&c).unwrap_err();
+        assert!(e.to_string().contains("ports[0].interface"), "{e}");
+        let c = state(&[("a", Some("no-such-if9"), QueueSel::All)]);
+        let e = plan_ports(&c).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("no-such-if9"), "{e}");
+        let c = state(&[("a", Some("lo"), QueueSel::All)]);
+        let p = plan_ports(&c).unwrap();
+        assert_eq!(p[0].ifindex, 1);
+        assert!(!p[0].queues.is_empty());
+        let c = state(&[("a", Some("lo"), QueueSel::List(vec![99]))]);
+        assert!(plan_ports(&c).is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! What a worker publishes (counters, once per batch, without locks) and
+//! reports when it stops.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::io::sys::XdpStatistics;
+use crate::io::xsk::{Accounting, SocketSpec};
+use crate::pipeline::{Counters, DropReason, Pipeline};
+use crate::tables::Tables;
+
+/// Counters a worker publishes once per batch (monotonic totals).
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub core: usize,
+    pub batches: AtomicU64,
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    /// Forwarded frames dropped because the TX ring was full.
+    pub tx_ring_full: AtomicU64,
+    /// Frames the pipeline sent to the kernel that XDP had redirected.
+    pub kernel_unreachable: AtomicU64,
+    pub tx_wakeups: AtomicU64,
+    pub rx_wakeups: AtomicU64,
+    /// Table swaps applied.
+    pub table_swaps: AtomicU64,
+    pub actions: [AtomicU64; 3],
+    pub drops: [AtomicU64; DropReason::COUNT],
+    pub port_rx: Vec<AtomicU64>,
+    pub port_tx: Vec<AtomicU64>,
+    pub bytes: AtomicU64,
+    pub policy_allowed: AtomicU64,
+    pub policy_denied: AtomicU64,
+    /// Hits per policy decision of the tables they belong to, copied by the
+    /// worker every `HITS_EVERY` batches and when idle, with `try_lock`
+    /// (a worker never waits for a reader).
+    pub policy_hits: Mutex<(Option<Arc<Tables>>, Vec<u64>)>,
+}
+
+/// How often (in batches) a busy worker copies its policy hit counters.
+pub(super) const HITS_EVERY: u64 = 64;
+
+/// A plain copy of [`WorkerStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub batches: u64,
+    pub rx: u64,
+    pub tx: u64,
+    pub tx_ring_full: u64,
+    pub kernel_unreachable: u64,
+    pub tx_wakeups: u64,
+    pub rx_wakeups: u64,
+    pub table_swaps: u64,
+    /// The pipeline's counters.
+    pub counters: Counters,
+}
+
+impl StatsSnapshot {
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &StatsSnapshot) {
+        self.batches += o.batches;
+        self.rx += o.rx;
+        self.tx += o.tx;
+        self.tx_ring_full += o.tx_ring_full;
+        self.kernel_unreachable += o.kernel_unreachable;
+        self.tx_wakeups += o.tx_wakeups;
+        self.rx_wakeups += o.rx_wakeups;
+        self.table_swaps += o.table_swaps;
+        self.counters.add(&o.counters);
+    }
+}
+
+pub(super) fn zeros<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+impl WorkerStats {
+    pub(super) fn new(core: usize, ports: usize) -> WorkerStats {
+        WorkerStats {
+            core,
+            batches: AtomicU64::new(0),
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            tx_ring_full: AtomicU64::new(0),
+            kernel_unreachable: AtomicU64::new(0),
+            tx_wakeups: AtomicU64::new(0),
+            rx_wakeups: AtomicU64::new(0),
+            table_swaps: AtomicU64::new(0),
+            actions: zeros(),
+            drops: zeros(),
+            port_rx: (0..ports).map(|_| AtomicU64::new(0)).collect(),
+            port_tx: (0..ports).map(|_| AtomicU64::new(0)).collect(),
+            bytes: AtomicU64::new(0),
+            policy_allowed: AtomicU64::new(0),
+            policy_denied: AtomicU64::new(0),
+            policy_hits: Mutex::new((None, Vec::new())),
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut c = Counters::new(self.port_rx.len());
+        for (d, s) in c.actions.iter_mut().zip(&self.actions) {
+            *d = l(s);
+        }
+        for (d, s) in c.drops.iter_mut().zip(&self.drops) {
+            *d = l(s);
+        }
+        for (d, s) in c.port_rx.iter_mut().zip(&self.port_rx) {
+            *d = l(s);
+        }
+        for (d, s) in c.port_tx.iter_mut().zip(&self.port_tx) {
+            *d = l(s);
+        }
+        c.packets = c.actions.iter().sum();
+        c.bytes = l(&self.bytes);
+        c.policy_allowed = l(&self.policy_allowed);
+        c.policy_denied = l(&self.policy_denied);
+        StatsSnapshot {
+            batches: l(&self.batches),
+            rx: l(&self.rx),
+            tx: l(&self.tx),
+            tx_ring_full: l(&self.tx_ring_full),
+            kernel_unreachable: l(&self.kernel_unreachable),
+            tx_wakeups: l(&self.tx_wakeups),
+            rx_wakeups: l(&self.rx_wakeups),
+            table_swaps: l(&self.table_swaps),
+            counters: c,
+        }
+    }
+}
+
+/// Worker-local tallies, flushed into [`WorkerStats`] once per batch.
+#[derive(Debug, Default)]
+pub(super) struct Local {
+    pub(super) batches: u64,
+    pub(super) rx: u64,
+    pub(super) tx: u64,
+    pub(super) tx_ring_full: u64,
+    pub(super) kernel_unreachable: u64,
+    pub(super) tx_wakeups: u64,
+    pub(super) rx_wakeups: u64,
+    pub(super) table_swaps: u64,
+}
+
+pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
+    let st = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+    st(&s.batches, l.batches);
+    st(&s.rx, l.rx);
+    st(&s.tx, l.tx);
+    st(&s.tx_ring_full, l.tx_ring_full);
+    st(&s.kernel_unreachable, l.kernel_unreachable);
+    st(&s.tx_wakeups, l.tx_wakeups);
+    st(&s.rx_wakeups, l.rx_wakeups);
+    st(&s.table_swaps, l.table_swaps);
+    for (a, v) in s.actions.iter().zip(c.actions) {
+        st(a, v);
+    }
+    for (a, v) in s.drops.iter().zip(c.drops) {
+        st(a, v);
+    }
+    for (a, v) in s.port_rx.iter().zip(&c.port_rx) {
+        st(a, *v);
+    }
+    for (a, v) in s.port_tx.iter().zip(&c.port_tx) {
+        st(a, *v);
+    }
+    st(&s.bytes, c.bytes);
+    st(&s.policy_allowed, c.policy_allowed);
+    st(&s.policy_denied, c.policy_denied);
+}
+
+/// Copies the pipeline's policy hits for readers, unless one holds them.
+pub(super) fn publish_hits(s: &WorkerStats, p: &Pipeline) {
+    if let Ok(mut g) = s.policy_hits.try_lock() {
+        let (t, hits) = &mut *g;
+        if !t.as_ref().is_some_and(|t| Arc::ptr_eq(t, p.tables())) {
+            *t = Some(p.tables().clone());
+        }
+        hits.clear();
+        hits.extend_from_slice(&p.counters().policy_hits);
+    }
+}
+
+/// What a worker reports when it stops.
+#[derive(Debug)]
+pub struct WorkerReport {
+    pub id: usize,
+    pub core: usize,
+    pub stats: StatsSnapshot,
+    /// Where every UMEM frame is, after draining.
+    pub accounting: Accounting,
+    /// The kernel's per-socket counters.
+    pub sockets: Vec<(SocketSpec, XdpStatistics)>,
+    pub zerocopy: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums() {
+        let s = WorkerStats::new(0, 2);
+        s.actions[0].store(3, Ordering::Relaxed);
+        s.actions[2].store(1, Ordering::Relaxed);
+        s.port_rx[1].store(4, Ordering::Relaxed);
+        let snap = s.snapshot();
+        assert_eq!(snap.counters.packets, 4);
+        assert_eq!(snap.counters.port_rx, vec![0, 4]);
+        let mut t = StatsSnapshot::default();
+        t.add(&snap);
+        t.add(&snap);
+        assert_eq!(t.counters.packets, 8);
+    }
+}

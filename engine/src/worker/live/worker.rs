@@ -1,0 +1,246 @@
+//! A worker's loop (see the module docs of `worker::live`): RX burst,
+//! pipeline, dispatch, TX, between-batch commands, drain on stop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrayvec::ArrayVec;
+use crossbeam::channel::Receiver;
+
+use super::sockets::WorkerIo;
+use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
+use crate::io::sys::{self};
+use crate::io::xsk::{Accounting, RxFrame};
+use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
+use crate::tables::Tables;
+
+/// A message to a worker, handled between batches.
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Use these tables from the next batch on.
+    SetTables(Arc<Tables>),
+    /// Drain and exit.
+    Stop,
+}
+
+pub(super) struct Worker {
+    pub(super) id: usize,
+    pub(super) core: Option<core_affinity::CoreId>,
+    pub(super) core_num: usize,
+    pub(super) pipeline: Pipeline,
+    pub(super) io: WorkerIo,
+    pub(super) commands: Receiver<WorkerCommand>,
+    pub(super) stats: Arc<WorkerStats>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) batch: u32,
+    pub(super) busy_poll: bool,
+    pub(super) idle_ms: i32,
+    pub(super) epoch: Instant,
+}
+
+pub(super) type Held = ArrayVec<(RxFrame, PortId), MAX_BATCH>;
+
+impl Worker {
+    /// One batch from socket `si`: RX, pipeline, dispatch. Returns frames
+    /// received.
+    #[inline]
+    fn burst(
+        &mut self,
+        si: usize,
+        held: &mut Held,
+        local: &mut Local,
+        tx_dirty: &mut [bool],
+    ) -> u32 {
+        let io = &mut self.io;
+        let Some(sock) = io.sockets.get_mut(si) else {
+            return 0;
+        };
+        sock.complete(&mut io.pool);
+        sock.refill(&mut io.pool);
+        if let Ok(true) = sock.kick_rx_if_needed() {
+            local.rx_wakeups += 1;
+        }
+        let port = io.port_of.get(si).copied().unwrap_or(0);
+        held.clear();
+        let n = sock.rx_burst(self.batch, |f| {
+            // Capacity is MAX_BATCH >= batch: never full.
+            let _ = held.try_push((f, port));
+        });
+        if n == 0 {
+            return 0;
+        }
+        local.rx += u64::from(n);
+        local.batches += 1;
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let mut actions = [Action::Kernel; MAX_BATCH];
+        {
+            let umem = &*io.umem;
+            let mut batch = Batch::new();
+            for (f, p) in held.iter_mut() {
+                let bytes = umem.bytes_mut(&mut f.frame, f.off, f.len);
+                let _ = batch.push(bytes, *p);
+            }
+            self.pipeline.process(now, &mut batch);
+            for (a, s) in actions.iter_mut().zip(batch.slots()) {
+                *a = s.action;
+            }
+        }
+        for ((f, _), action) in held.drain(..).zip(actions) {
+            match action {
+                Action::Forward(p) => {
+                    let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
+                    match io.sockets.get_mut(ti) {
+                        Some(out) => match out.tx_push(f.frame, f.off, f.len) {
+                            Ok(()) => {
+                                local.tx += 1;
+                                if let Some(d) = tx_dirty.get_mut(ti) {
+                                    *d = true;
+                                }
+                            }
+                            Err(frame) => {
+                                local.tx_ring_full += 1;
+                                io.pool.push(frame);
+                            }
+                        },
+                        None => io.pool.push(f.frame),
+                    }
+                }
+                Action::Drop(_) => io.pool.push(f.frame),
+                Action::Kernel => {
+                    local.kernel_unreachable += 1;
+                    io.pool.push(f.frame);
+                }
+            }
+        }
+        for (s, d) in io.sockets.iter_mut().zip(tx_dirty.iter()) {
+            if *d {
+                s.tx_submit();
+            }
+        }
+        n
+    }
+
+    /// Kicks the TX rings that received frames; copy mode transmits a
+    /// budget per call, so a few calls may be needed per batch.
+    fn flush_tx(&mut self, local: &mut Local, tx_dirty: &mut [bool]) {
+        for (s, d) in self.io.sockets.iter_mut().zip(tx_dirty.iter_mut()) {
+            if !*d {
+                continue;
+            }
+            *d = false;
+            for _ in 0..16 {
+                let before = s.tx_outstanding();
+                if before == 0 {
+                    break;
+                }
+                local.tx_wakeups += 1;
+                match s.kick_tx() {
+                    Ok(sys::Kick::Done) if s.tx_outstanding() >= before => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    pub(super) fn run(mut self) -> WorkerReport {
+        if let Some(c) = self.core {
+            core_affinity::set_for_current(c);
+        }
+        let mut local = Local::default();
+        let mut held = Held::new();
+        let nsock = self.io.sockets.len();
+        let mut tx_dirty = vec![false; nsock];
+        let fds: Vec<_> = self.io.sockets.iter().map(|s| s.fd()).collect();
+        let mut poll = sys::PollSet::new(&fds);
+        drop(fds);
+        let mut stopping = false;
+        let mut hits_dirty = true;
+        let mut hits_at = 0u64;
+        loop {
+            // Control, between batches.
+            while let Ok(cmd) = self.commands.try_recv() {
+                match cmd {
+                    WorkerCommand::SetTables(t) => {
+                        self.pipeline.set_tables(t);
+                        local.table_swaps += 1;
+                        publish(&self.stats, &local, self.pipeline.counters());
+                        publish_hits(&self.stats, &self.pipeline);
+                    }
+                    WorkerCommand::Stop => stopping = true,
+                }
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                stopping = true;
+            }
+            let mut got = 0u32;
+            for si in 0..nsock {
+                got += self.burst(si, &mut held, &mut local, &mut tx_dirty);
+            }
+            self.flush_tx(&mut local, &mut tx_dirty);
+            if got > 0 {
+                publish(&self.stats, &local, self.pipeline.counters());
+                // Bursts per round vary (one per busy socket): compare
+                // distances, not multiples.
+                if local.batches - hits_at >= HITS_EVERY {
+                    publish_hits(&self.stats, &self.pipeline);
+                    hits_at = local.batches;
+                    hits_dirty = false;
+                } else {
+                    hits_dirty = true;
+                }
+                continue;
+            }
+            if hits_dirty {
+                publish_hits(&self.stats, &self.pipeline);
+                hits_dirty = false;
+            }
+            if stopping {
+                break;
+            }
+            if self.busy_poll {
+                for s in &mut self.io.sockets {
+                    let _ = s.busy_poll();
+                }
+            } else {
+                let _ = poll.wait(self.idle_ms);
+            }
+        }
+        // Drain: everything queued for TX goes out, completions come back.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            let mut outstanding = 0;
+            for s in &mut self.io.sockets {
+                let _ = s.kick_tx();
+                s.complete(&mut self.io.pool);
+                outstanding += s.tx_outstanding();
+            }
+            let acc = Accounting::of(&self.io.pool, 0, &self.io.sockets);
+            if (outstanding == 0 && acc.in_kernel() == 0 && acc.completion == 0)
+                || Instant::now() > deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        publish(&self.stats, &local, self.pipeline.counters());
+        publish_hits(&self.stats, &self.pipeline);
+        let accounting = Accounting::of(&self.io.pool, held.len() as u32, &self.io.sockets);
+        let sockets = self
+            .io
+            .sockets
+            .iter()
+            .map(|s| (s.spec().clone(), s.statistics().unwrap_or_default()))
+            .collect();
+        let zerocopy = self.io.sockets.iter().all(|s| s.zerocopy());
+        WorkerReport {
+            id: self.id,
+            core: self.core_num,
+            stats: self.stats.snapshot(),
+            accounting,
+            sockets,
+            zerocopy,
+        }
+    }
+}
