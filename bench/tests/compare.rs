@@ -3,6 +3,7 @@
 //! measured child burns extra instructions per packet), both measured under
 //! callgrind on a tiny workload. Plus the thresholds on hand-made results.
 
+// Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};

@@ -144,6 +144,7 @@ fn main() -> Result<()> {
     }
 }
 
+// One argument per generator setting (the command line's flags).
 #[allow(clippy::too_many_arguments)]
 fn tx(
     ifname: &str,
@@ -271,6 +272,7 @@ struct Pace {
     call: u32,
 }
 
+// One argument per generator setting (the command line's flags).
 #[allow(clippy::too_many_arguments)]
 fn tx_xdp(
     ifname: &str,

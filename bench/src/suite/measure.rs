@@ -278,6 +278,7 @@ pub fn instructions(cmd: &ChildCmd, dir: &Path, loops: (u64, u64), tag: &str) ->
 
 #[cfg(test)]
 mod tests {
+    // Tests: a failed unwrap is a failed test.
     #![allow(clippy::unwrap_used)]
     use super::*;
 

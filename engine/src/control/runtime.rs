@@ -346,6 +346,7 @@ impl Runtime {
 
 #[cfg(test)]
 mod tests {
+    // Tests: a failed unwrap is a failed test.
     #![allow(clippy::unwrap_used)]
     use super::*;
 

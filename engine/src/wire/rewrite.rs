@@ -7,17 +7,69 @@
 //! Each returns the end offset of the bytes it wrote, so a caller that must
 //! restore frames (pcap replay loops) knows how much to copy back.
 
+use super::addr::Mac;
 use super::checksum;
 use super::parse::{Family, L4Kind, Parsed};
-use super::Mac;
+
+/// Header field offsets this module writes, from the start of each header
+/// (smoltcp's `field` modules). Multi-byte fields are big-endian.
+mod field {
+    pub mod eth {
+        /// Destination MAC, then source MAC: the first 12 bytes.
+        pub const DST: usize = 0;
+        pub const SRC: usize = 6;
+        pub const MACS_END: usize = 12;
+    }
+    pub mod ipv4 {
+        pub const TTL: usize = 8;
+        pub const CHECKSUM: usize = 10;
+        /// End of the header checksum (where the addresses start).
+        pub const CHECKSUM_END: usize = 12;
+        pub const SRC_ADDR: usize = 12;
+        pub const DST_ADDR: usize = 16;
+        /// Header without options.
+        pub const MIN_LEN: usize = 20;
+    }
+    pub mod ipv6 {
+        pub const HOP_LIMIT: usize = 7;
+        pub const SRC_ADDR: usize = 8;
+        pub const DST_ADDR: usize = 24;
+        pub const ADDRS_END: usize = 40;
+    }
+    /// TCP, UDP, UDP-Lite and SCTP: the ports lead.
+    pub mod ports {
+        pub const SRC: usize = 0;
+        pub const DST: usize = 2;
+    }
+    pub mod tcp {
+        pub const CHECKSUM: usize = 16;
+        pub const MIN_LEN: usize = 20;
+    }
+    pub mod udp {
+        pub const CHECKSUM: usize = 6;
+    }
+    pub mod icmp {
+        pub const CHECKSUM: usize = 2;
+        /// End of type, code and checksum.
+        pub const HEADER_END: usize = 4;
+        /// The query identifier NAT rewrites like a port.
+        pub const ID: usize = 4;
+    }
+    pub mod sctp {
+        pub const CHECKSUM: usize = 8;
+        pub const COMMON_LEN: usize = 12;
+    }
+}
+
+use field::{eth, icmp, ipv4, ipv6, ports, sctp, tcp, udp};
 
 /// Writes destination and source MACs. Returns bytes written (12).
 #[inline]
 pub fn set_macs(frame: &mut [u8], dst: &Mac, src: &Mac) -> u32 {
-    if let Some(h) = frame.get_mut(0..12) {
-        h[0..6].copy_from_slice(dst);
-        h[6..12].copy_from_slice(src);
-        12
+    if let Some(h) = frame.get_mut(0..eth::MACS_END) {
+        h[eth::DST..eth::SRC].copy_from_slice(dst);
+        h[eth::SRC..eth::MACS_END].copy_from_slice(src);
+        eth::MACS_END as u32
     } else {
         0
     }
@@ -30,20 +82,20 @@ pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) -> u32 {
     let l3 = p.l3 as usize;
     match p.family {
         Family::V4 => {
-            if let Some(h) = frame.get_mut(l3..l3 + 12) {
-                let c = checksum::ttl_decrement([h[10], h[11]]);
-                h[8] = h[8].wrapping_sub(1);
-                h[10] = c[0];
-                h[11] = c[1];
-                (l3 + 12) as u32
+            if let Some(h) = frame.get_mut(l3..l3 + ipv4::CHECKSUM_END) {
+                let c = checksum::ttl_decrement([h[ipv4::CHECKSUM], h[ipv4::CHECKSUM + 1]]);
+                h[ipv4::TTL] = h[ipv4::TTL].wrapping_sub(1);
+                h[ipv4::CHECKSUM] = c[0];
+                h[ipv4::CHECKSUM + 1] = c[1];
+                (l3 + ipv4::CHECKSUM_END) as u32
             } else {
                 0
             }
         }
         Family::V6 => {
-            if let Some(h) = frame.get_mut(l3 + 7) {
+            if let Some(h) = frame.get_mut(l3 + ipv6::HOP_LIMIT) {
                 *h = h.wrapping_sub(1);
-                (l3 + 8) as u32
+                (l3 + ipv6::HOP_LIMIT + 1) as u32
             } else {
                 0
             }
@@ -65,11 +117,11 @@ fn l4_checksum_field(p: &Parsed) -> Option<(usize, bool)> {
     match p.l4kind {
         // A TCP header quoted in an ICMP error may be cut after 8 bytes; the
         // kernel then rewrites the ports but not the checksum.
-        L4Kind::Tcp if l4 + 20 > p.end as usize => None,
-        L4Kind::Tcp => Some((l4 + 16, true)),
-        L4Kind::Udp | L4Kind::UdpLite => Some((l4 + 6, true)),
+        L4Kind::Tcp if l4 + tcp::MIN_LEN > p.end as usize => None,
+        L4Kind::Tcp => Some((l4 + tcp::CHECKSUM, true)),
+        L4Kind::Udp | L4Kind::UdpLite => Some((l4 + udp::CHECKSUM, true)),
         L4Kind::IcmpQuery | L4Kind::IcmpError | L4Kind::IcmpOther => {
-            Some((l4 + 2, p.family == Family::V6))
+            Some((l4 + icmp::CHECKSUM, p.family == Family::V6))
         }
         _ => None,
     }
@@ -105,19 +157,23 @@ fn nat_rewrite_v4_ports(
 ) -> Option<u32> {
     let (l3, l4) = (p.l3 as usize, p.l4 as usize);
     let is_udp = match p.l4kind {
-        L4Kind::Tcp if l4 + 20 <= p.end as usize => false,
+        L4Kind::Tcp if l4 + tcp::MIN_LEN <= p.end as usize => false,
         L4Kind::Udp => true,
         _ => return None,
     };
-    let ck = if is_udp { l4 + 6 } else { l4 + 16 };
+    let ck = if is_udp {
+        l4 + udp::CHECKSUM
+    } else {
+        l4 + tcp::CHECKSUM
+    };
     let (aoff, poff) = match side {
-        Side::Src => (l3 + 12, l4),
-        Side::Dst => (l3 + 16, l4 + 2),
+        Side::Src => (l3 + ipv4::SRC_ADDR, l4 + ports::SRC),
+        Side::Dst => (l3 + ipv4::DST_ADDR, l4 + ports::DST),
     };
     let new_addr = addr.to_be_bytes();
     let new_port = port.to_be_bytes();
     // Every field read and written below lies inside these two checks.
-    if frame.len() < ck + 2 || l3 + 20 > l4 {
+    if frame.len() < ck + 2 || l3 + ipv4::MIN_LEN > l4 {
         return None;
     }
     let old_addr: [u8; 4] = *frame.get(aoff..)?.first_chunk::<4>()?;
@@ -138,7 +194,7 @@ fn nat_rewrite_v4_ports(
     frame.get_mut(poff..poff + 2)?.copy_from_slice(&new_port);
     // Then the IP header.
     frame.get_mut(aoff..aoff + 4)?.copy_from_slice(&new_addr);
-    let h = frame.get_mut(l3 + 10..l3 + 12)?;
+    let h = frame.get_mut(l3 + ipv4::CHECKSUM..l3 + ipv4::CHECKSUM_END)?;
     let c = checksum::replace4([h[0], h[1]], old_addr, new_addr);
     h.copy_from_slice(&c);
     Some(written as u32)
@@ -149,10 +205,10 @@ fn nat_rewrite_v4_ports(
 fn nat_rewrite_general(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, port: u16) -> u32 {
     let l3 = p.l3 as usize;
     let (addr_off, alen) = match (p.family, side) {
-        (Family::V4, Side::Src) => (l3 + 12, 4),
-        (Family::V4, Side::Dst) => (l3 + 16, 4),
-        (Family::V6, Side::Src) => (l3 + 8, 16),
-        (Family::V6, Side::Dst) => (l3 + 24, 16),
+        (Family::V4, Side::Src) => (l3 + ipv4::SRC_ADDR, 4),
+        (Family::V4, Side::Dst) => (l3 + ipv4::DST_ADDR, 4),
+        (Family::V6, Side::Src) => (l3 + ipv6::SRC_ADDR, 16),
+        (Family::V6, Side::Dst) => (l3 + ipv6::DST_ADDR, 16),
     };
     let mut old_addr = [0u8; 16];
     let mut new_addr = [0u8; 16];
@@ -172,10 +228,10 @@ fn nat_rewrite_general(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, por
     if has_l4 {
         let l4 = p.l4 as usize;
         let port_off = match (p.l4kind, side) {
-            (L4Kind::IcmpQuery, _) => Some(l4 + 4),
+            (L4Kind::IcmpQuery, _) => Some(l4 + icmp::ID),
             (L4Kind::IcmpError | L4Kind::IcmpOther, _) => None,
-            (_, Side::Src) => Some(l4),
-            (_, Side::Dst) => Some(l4 + 2),
+            (_, Side::Src) => Some(l4 + ports::SRC),
+            (_, Side::Dst) => Some(l4 + ports::DST),
         };
         if let Some((ck, pseudo)) = l4_checksum_field(p) {
             let is_udp = matches!(p.l4kind, L4Kind::Udp);
@@ -223,7 +279,11 @@ fn nat_rewrite_general(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, por
         // SCTP's CRC32c covers no pseudo-header; the kernel's
         // `sctp_manip_pkt` recomputes it on every NAT rewrite.
         let l4 = p.l4 as usize;
-        let po = if side == Side::Src { l4 } else { l4 + 2 };
+        let po = if side == Side::Src {
+            l4 + ports::SRC
+        } else {
+            l4 + ports::DST
+        };
         if let Some(f) = frame.get_mut(po..po + 2) {
             f.copy_from_slice(&port.to_be_bytes());
             written = written.max(sctp_recrc(frame, p));
@@ -235,14 +295,14 @@ fn nat_rewrite_general(frame: &mut [u8], p: &Parsed, side: Side, addr: u128, por
         a.copy_from_slice(&new_addr[..alen]);
     }
     if p.family == Family::V4 {
-        if let Some(h) = frame.get_mut(l3..l3 + 12) {
+        if let Some(h) = frame.get_mut(l3..l3 + ipv4::CHECKSUM_END) {
             let c = checksum::replace4(
-                [h[10], h[11]],
+                [h[ipv4::CHECKSUM], h[ipv4::CHECKSUM + 1]],
                 [old_addr[0], old_addr[1], old_addr[2], old_addr[3]],
                 [new_addr[0], new_addr[1], new_addr[2], new_addr[3]],
             );
-            h[10] = c[0];
-            h[11] = c[1];
+            h[ipv4::CHECKSUM] = c[0];
+            h[ipv4::CHECKSUM + 1] = c[1];
         }
     }
     written as u32
@@ -277,25 +337,29 @@ pub fn icmp_related(
 /// Recomputes an ICMP / ICMPv6 message's checksum from scratch.
 pub fn recompute_icmp(frame: &mut [u8], p: &Parsed) -> u32 {
     let (l3, l4, end) = (p.l3 as usize, p.l4 as usize, p.end as usize);
-    if frame.get(l4..end).is_none_or(|m| m.len() < 4) {
+    if frame
+        .get(l4..end)
+        .is_none_or(|m| m.len() < icmp::HEADER_END)
+    {
         return 0;
     }
-    if let Some(c) = frame.get_mut(l4 + 2..l4 + 4) {
+    if let Some(c) = frame.get_mut(l4 + icmp::CHECKSUM..l4 + icmp::HEADER_END) {
         c.copy_from_slice(&[0, 0]);
     }
     let mut sum = frame
         .get(l4..end)
         .map_or(0, |m| checksum::sum_be_words(m, 0));
     if p.family == Family::V6 {
-        if let Some(h) = frame.get(l3 + 8..l3 + 40) {
-            sum += checksum::pseudo_header_sum(&h[0..16], &h[16..32], 58, (end - l4) as u32);
+        if let Some(h) = frame.get(l3 + ipv6::SRC_ADDR..l3 + ipv6::ADDRS_END) {
+            let (src, dst) = h.split_at(ipv6::DST_ADDR - ipv6::SRC_ADDR);
+            sum += checksum::pseudo_header_sum(src, dst, 58, (end - l4) as u32);
         }
     }
     let c = !checksum::fold(sum);
-    if let Some(f) = frame.get_mut(l4 + 2..l4 + 4) {
+    if let Some(f) = frame.get_mut(l4 + icmp::CHECKSUM..l4 + icmp::HEADER_END) {
         f.copy_from_slice(&c.to_be_bytes());
     }
-    (l4 + 4) as u32
+    (l4 + icmp::HEADER_END) as u32
 }
 
 /// Recomputes an SCTP packet's CRC32c. Returns the end of the bytes written.
@@ -305,12 +369,12 @@ fn sctp_recrc(frame: &mut [u8], p: &Parsed) -> usize {
     let Some(seg) = frame.get_mut(l4..end) else {
         return 0;
     };
-    if seg.len() < 12 {
+    if seg.len() < sctp::COMMON_LEN {
         return 0;
     }
-    seg[8..12].copy_from_slice(&[0; 4]);
+    seg[sctp::CHECKSUM..sctp::COMMON_LEN].copy_from_slice(&[0; 4]);
     let crc = crc32c(seg);
-    seg[8..12].copy_from_slice(&crc.to_le_bytes());
+    seg[sctp::CHECKSUM..sctp::COMMON_LEN].copy_from_slice(&crc.to_le_bytes());
     end
 }
 

@@ -592,6 +592,8 @@ struct WorkerCtx<'a> {
     barrier: &'a std::sync::Barrier,
 }
 
+// The worker's share, its tables, the shared context and the options: each
+// argument is something it uses.
 #[allow(clippy::too_many_arguments)]
 fn run_worker(
     share: &Share,

@@ -89,7 +89,8 @@ pub fn key_of(p: &Parsed, zone: u16) -> Key {
 /// After a reopening SYN every later frame is left pending too, since the
 /// connection it matched is about to be replaced.
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
-// breakdown); the call is once per batch.
+// breakdown); the call is once per batch. Its arguments are exactly what
+// it touches (house style: no context struct over shared state).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(crate) fn prepare(
