@@ -136,3 +136,86 @@ impl StateDiff {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::node::{QueueSel, RouteSpec, XskMode};
+    use crate::wire::Cidr;
+
+    fn port(name: &str, addr: &str) -> PortSpec {
+        PortSpec {
+            name: name.into(),
+            interface: Some(format!("if-{name}")),
+            queues: QueueSel::All,
+            mode: XskMode::Auto,
+            mac: None,
+            addresses: vec![Cidr::parse(addr).unwrap()],
+            zone: 0,
+        }
+    }
+
+    fn state(ports: &[(&str, &str)]) -> NodeState {
+        let mut s = NodeState::empty("t");
+        s.ports = ports.iter().map(|(n, a)| port(n, a)).collect();
+        s
+    }
+
+    #[test]
+    fn same_state_no_difference() {
+        let a = state(&[("up", "192.0.2.1/24"), ("pods", "10.1.0.1/16")]);
+        let d = StateDiff::between(&a, &a.clone());
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(d.rebuild(), Rebuild::default());
+        assert!(d.restart_only().is_empty());
+    }
+
+    #[test]
+    fn ports_added_removed_changed() {
+        let a = state(&[("up", "192.0.2.1/24"), ("pods", "10.1.0.1/16")]);
+        let b = state(&[("up", "192.0.2.2/24"), ("pod7", "10.7.0.1/16")]);
+        let d = StateDiff::between(&a, &b);
+        assert_eq!(d.ports_added, vec!["pod7".to_string()]);
+        assert_eq!(d.ports_removed, vec!["pods".to_string()]);
+        assert_eq!(d.ports_changed, vec!["up".to_string()]);
+        assert!(!d.ports_reordered);
+        let r = d.rebuild();
+        assert!(r.forwarding && r.xdp_maps && !r.policy);
+        assert_eq!(d.restart_only(), vec!["ports"]);
+        // The same ports in another order move port numbers.
+        let c = state(&[("pods", "10.1.0.1/16"), ("up", "192.0.2.1/24")]);
+        let d = StateDiff::between(&a, &c);
+        assert!(d.ports_reordered && d.ports_added.is_empty() && d.ports_changed.is_empty());
+    }
+
+    #[test]
+    fn routes_and_timeouts_rebuild_only_what_they_touch() {
+        let a = state(&[("up", "192.0.2.1/24")]);
+        let mut b = a.clone();
+        b.routes.push(RouteSpec {
+            prefix: Cidr::parse("10.9.0.0/16").unwrap(),
+            port: 0,
+            via: None,
+        });
+        let d = StateDiff::between(&a, &b);
+        assert!(d.routes && !d.ports());
+        assert_eq!(
+            d.rebuild(),
+            Rebuild {
+                forwarding: true,
+                ..Rebuild::default()
+            }
+        );
+        assert!(d.restart_only().is_empty());
+        let mut c = a.clone();
+        c.conntrack.timeouts.udp += 1;
+        let d = StateDiff::between(&a, &c);
+        assert!(d.conntrack_settings && !d.conntrack_size);
+        assert!(d.rebuild().conntrack && !d.rebuild().forwarding);
+        c.conntrack.max_entries *= 2;
+        assert_eq!(
+            StateDiff::between(&a, &c).restart_only(),
+            vec!["conntrack.max_entries"]
+        );
+    }
+}

@@ -123,6 +123,37 @@ pub enum PolicyInput {
 }
 
 impl NodeState {
+    /// A state with no ports, routes, services or policy, and the same
+    /// defaults as the YAML config for the rest (one worker on core 0,
+    /// batches of 64, a 2^20-entry connection table with Linux's timeouts,
+    /// XDP fail-open with TCP 22 as failsafe).
+    pub fn empty(origin: impl Into<String>) -> NodeState {
+        NodeState {
+            origin: origin.into(),
+            ports: Vec::new(),
+            workers: WorkerSpec {
+                cores: vec![0],
+                batch: 64,
+                busy_poll: false,
+            },
+            routes: Vec::new(),
+            neighbors: Vec::new(),
+            services: Vec::new(),
+            masquerade: Vec::new(),
+            conntrack: ConntrackSpec {
+                max_entries: 1 << 20,
+                timeouts: Timeouts::default(),
+                tcp_loose: true,
+            },
+            xdp: XdpSpec {
+                fail_mode: FailMode::Open,
+                failsafe: vec![(6, 22)],
+                attach: AttachMode::Auto,
+            },
+            policy: PolicyInput::AllowAll,
+        }
+    }
+
     /// Index of the port named `name`.
     pub fn port_index(&self, name: &str) -> Option<u16> {
         self.ports

@@ -228,42 +228,20 @@ mod tests {
 
     /// A state with ports `(name, interface, queues)`.
     fn state(ports: &[(&str, Option<&str>, QueueSel)]) -> NodeState {
-        use crate::state::*;
-        NodeState {
-            origin: "t.yaml".into(),
-            ports: ports
-                .iter()
-                .map(|(n, i, q)| PortSpec {
-                    name: n.to_string(),
-                    interface: i.map(str::to_string),
-                    queues: q.clone(),
-                    mode: XskMode::Auto,
-                    mac: None,
-                    addresses: Vec::new(),
-                    zone: 0,
-                })
-                .collect(),
-            workers: WorkerSpec {
-                cores: vec![0],
-                batch: 64,
-                busy_poll: false,
-            },
-            routes: Vec::new(),
-            neighbors: Vec::new(),
-            services: Vec::new(),
-            masquerade: Vec::new(),
-            conntrack: ConntrackSpec {
-                max_entries: 1024,
-                timeouts: Default::default(),
-                tcp_loose: true,
-            },
-            xdp: XdpSpec {
-                fail_mode: Default::default(),
-                failsafe: Vec::new(),
-                attach: Default::default(),
-            },
-            policy: PolicyInput::AllowAll,
-        }
+        let mut s = NodeState::empty("t.yaml");
+        s.ports = ports
+            .iter()
+            .map(|(n, i, q)| crate::state::PortSpec {
+                name: n.to_string(),
+                interface: i.map(str::to_string),
+                queues: q.clone(),
+                mode: XskMode::Auto,
+                mac: None,
+                addresses: Vec::new(),
+                zone: 0,
+            })
+            .collect();
+        s
     }
 
     fn plan(port: PortId, queues: Vec<u32>) -> PortPlan {
