@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod control;
 pub mod io;
+pub mod mem;
 pub mod pipeline;
 pub mod sources;
 pub mod state;

@@ -1,0 +1,200 @@
+//! Expiry: each worker sweeps its own slice of the entries a few per
+//! batch, and an insert into a full table sweeps a little from a point of
+//! its own; both remove entries past their timeout.
+
+use std::sync::atomic::Ordering::*;
+
+use super::entry::{aux_owner, st_state, EntryId, LIVE};
+use super::state::Timeouts;
+use super::table::Conntrack;
+
+impl Conntrack {
+    /// Sweeps `count` entries starting at `*cursor` (wrapping inside
+    /// `range`), removing expired ones; with `owner`, only entries whose
+    /// [`aux_owner`] is that. Returns how many it removed.
+    pub fn sweep_owned(
+        &self,
+        range: std::ops::Range<usize>,
+        cursor: &mut usize,
+        count: usize,
+        now: u64,
+        to: &Timeouts,
+        owner: Option<u8>,
+    ) -> usize {
+        let std::ops::Range { start: lo, end: hi } = self.used_part(range);
+        if lo >= hi {
+            return 0;
+        }
+        let mut removed = 0;
+        for _ in 0..count.min(hi - lo) {
+            if *cursor < lo || *cursor >= hi {
+                *cursor = lo;
+            }
+            let id = *cursor as EntryId;
+            *cursor += 1;
+            // Cheap check first: state and last-seen words only.
+            let Some(e) = self.entries.get(id as usize) else {
+                continue;
+            };
+            let st = e.state.load(Relaxed);
+            if st & LIVE == 0 || now.saturating_sub(e.seen.load(Relaxed)) <= to.of(st_state(st)) {
+                continue;
+            }
+            if let Some(s) = self.read(id) {
+                if owner.is_some_and(|o| aux_owner(s.aux) != o) {
+                    continue;
+                }
+                if now.saturating_sub(s.last_seen) > to.of(s.state) {
+                    self.remove(&s);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The part of `range` whose entries have ever been handed out: what a
+    /// sweep of `range` visits.
+    pub fn used_part(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let used = self.bump.load(Relaxed);
+        range.start.min(used)..range.end.min(used)
+    }
+
+    /// Sweeps `count` entries starting at `*cursor` (wrapping inside
+    /// `range`), removing expired ones. Returns how many it removed.
+    pub fn sweep(
+        &self,
+        range: std::ops::Range<usize>,
+        cursor: &mut usize,
+        count: usize,
+        now: u64,
+        to: &Timeouts,
+    ) -> usize {
+        self.sweep_owned(range, cursor, count, now, to, None)
+    }
+
+    /// Sweeps `budget` entries from a point picked by `now`: what an
+    /// insert into a full table does before giving up.
+    pub(super) fn evict_some(&self, now: u64, to: &Timeouts, budget: usize) {
+        // Start where the hash of `now` points, so concurrent evictors spread.
+        let used = self.bump.load(Relaxed).max(1);
+        let mut cursor = (now as usize).wrapping_mul(0x9e37_79b9) % used;
+        self.sweep(0..self.max, &mut cursor, budget, now, to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::conntrack::insert::InsertError;
+    use crate::tables::conntrack::key::{tcp_v4 as t, Tuple};
+    use crate::tables::conntrack::state::{Dir, State};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn expiry_on_lookup_and_full_table_evicts_expired() {
+        let ct = Conntrack::new(2, 1);
+        let to = Timeouts {
+            udp: 10,
+            ..Timeouts::default()
+        };
+        let a = Tuple {
+            proto: 17,
+            ..t(1, 2, 1, 1)
+        };
+        let b = Tuple {
+            proto: 17,
+            ..t(1, 2, 2, 2)
+        };
+        let c = Tuple {
+            proto: 17,
+            ..t(1, 2, 3, 3)
+        };
+        ct.insert(&a, &a.reverse(), State::Datagram, 0, 0, 0, &to)
+            .unwrap();
+        ct.insert(&b, &b.reverse(), State::Datagram, 0, 0, 5, &to)
+            .unwrap();
+        assert_eq!(
+            ct.insert(&c, &c.reverse(), State::Datagram, 0, 0, 6, &to),
+            Err(InsertError::Full)
+        );
+        // At 12, `a` (seen at 0) has expired; `b` (seen at 5) has not.
+        ct.insert(&c, &c.reverse(), State::Datagram, 0, 0, 12, &to)
+            .unwrap();
+        assert!(ct.lookup(&a, ct.hash(&a), 12, &to).is_none());
+        assert!(ct.lookup(&b, ct.hash(&b), 12, &to).is_some());
+        assert!(
+            ct.lookup(&b, ct.hash(&b), 16, &to).is_none(),
+            "expired at lookup"
+        );
+        assert_eq!(ct.len(), 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u8, u16),
+        Remove(u8, u8, u16),
+        Advance(u8),
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The table behaves like a plain HashMap model under random
+        /// inserts, removals, lookups and time passing.
+        #[test]
+        fn matches_a_hashmap_model(ops in proptest::collection::vec(prop_oneof![
+            (0u8..8, 0u8..8, 0u16..4).prop_map(|(a, b, p)| Op::Insert(a, b, p)),
+            (0u8..8, 0u8..8, 0u16..4).prop_map(|(a, b, p)| Op::Remove(a, b, p)),
+            (0u8..20).prop_map(Op::Advance),
+        ], 1..200)) {
+            let to = Timeouts { udp: 30, ..Timeouts::default() };
+            let ct = Conntrack::new(24, 3);
+            let mut model: HashMap<Tuple, (Tuple, u64)> = HashMap::new(); // orig -> (reply, seen)
+            let mut now = 0u64;
+            let mk = |a: u8, b: u8, p: u16| Tuple { proto: 17, ..t(u128::from(a), u128::from(b) + 100, p, 53) };
+            for op in ops {
+                match op {
+                    Op::Advance(d) => {
+                        now += u64::from(d);
+                        model.retain(|_, (_, seen)| now.saturating_sub(*seen) <= to.udp);
+                    }
+                    Op::Insert(a, b, p) => {
+                        let o = mk(a, b, p);
+                        let r = o.reverse();
+                        let exists = model.contains_key(&o) || model.values().any(|(rr, _)| *rr == r)
+                            || model.contains_key(&r) || model.values().any(|(rr, _)| *rr == o);
+                        let res = ct.insert(&o, &r, State::Datagram, 0, 0, now, &to);
+                        if exists {
+                            prop_assert!(res.is_err());
+                        } else if model.len() < 24 {
+                            prop_assert!(res.is_ok(), "{:?}", res);
+                            model.insert(o, (r, now));
+                        } else {
+                            prop_assert_eq!(res, Err(InsertError::Full));
+                        }
+                    }
+                    Op::Remove(a, b, p) => {
+                        let o = mk(a, b, p);
+                        if let Some(h) = ct.lookup(&o, ct.hash(&o), now, &to) {
+                            prop_assert_eq!(h.dir, Dir::Original);
+                            ct.remove(&h.snapshot());
+                            prop_assert!(model.remove(&o).is_some());
+                        } else {
+                            prop_assert!(!model.contains_key(&o));
+                        }
+                    }
+                }
+                for (o, (r, _)) in &model {
+                    prop_assert_eq!(ct.lookup(o, ct.hash(o), now, &to).map(|h| h.dir), Some(Dir::Original));
+                    prop_assert_eq!(ct.lookup(r, ct.hash(r), now, &to).map(|h| h.dir), Some(Dir::Reply));
+                }
+                // Expired entries linger until a lookup or a sweep finds them.
+                prop_assert!(ct.len() >= model.len());
+                let mut cursor = 0;
+                ct.sweep(0..24, &mut cursor, 24, now, &to);
+                prop_assert_eq!(ct.len(), model.len());
+            }
+        }
+    }
+}
