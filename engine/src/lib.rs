@@ -13,6 +13,7 @@
 //!   so it runs the same under AF_XDP, pcap replay and unit tests.
 //! - [`tables`]: read-mostly state the pipeline consults (FIB, neighbours,
 //!   ports, local addresses), built aside and swapped whole.
+//! - [`mem`]: memory hints for the big tables (prefetch, huge pages).
 //! - [`io`]: the outside world (capture files; AF_XDP later). The only place
 //!   `unsafe` may live.
 //! - [`worker`]: threads driving pipelines (pcap replay; live workers later).
@@ -22,6 +23,7 @@
 pub mod cli;
 pub mod control;
 pub mod io;
+pub mod mem;
 pub mod pipeline;
 pub mod tables;
 pub mod wire;
