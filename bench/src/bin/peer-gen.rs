@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use bench::packet::{self as pk, Ip};
+use bench::trafficgen::TrafficGen;
 use engine::control::config::{AttachMode, Config};
 use engine::io::bpf::{self, XdpCounter};
 use engine::io::sys;
@@ -144,6 +145,7 @@ fn main() -> Result<()> {
     }
 }
 
+// One parameter per flag of `peer-gen tx`, passed straight through.
 #[allow(clippy::too_many_arguments)]
 fn tx(
     ifname: &str,
@@ -271,6 +273,7 @@ struct Pace {
     call: u32,
 }
 
+// One parameter per flag of `peer-gen tx`, passed straight through.
 #[allow(clippy::too_many_arguments)]
 fn tx_xdp(
     ifname: &str,
@@ -285,7 +288,7 @@ fn tx_xdp(
     let Pace { rate, burst, call } = pace;
     let frame = template(ifname, dst_mac, src_ip, dst_ip, size)?;
     let ifindex = sys::if_nametoindex(ifname)?;
-    let mut gen = bpf::TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
+    let mut gen = TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
     let t0 = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     if rate == 0 {
