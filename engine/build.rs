@@ -64,12 +64,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let bpf = manifest.join("bpf");
-    for f in [
-        "redirect.bpf.c",
-        "shared.h",
-        "layout_probe.c",
-        "trafficgen.bpf.c",
-    ] {
+    for f in ["redirect.bpf.c", "shared.h", "layout_probe.c"] {
         println!("cargo:rerun-if-changed={}", bpf.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=SLUICE_CLANG");
@@ -93,18 +88,6 @@ fn main() {
             .arg("-o")
             .arg(&obj),
         "compiling engine/bpf/redirect.bpf.c",
-    );
-
-    // The benchmark traffic generator (bench/peers).
-    run(
-        Command::new(clang())
-            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-            .args(&inc)
-            .arg("-c")
-            .arg(bpf.join("trafficgen.bpf.c"))
-            .arg("-o")
-            .arg(out.join("trafficgen.bpf.o")),
-        "compiling engine/bpf/trafficgen.bpf.c",
     );
 
     // The layout probe: compiled for the host and run here.

@@ -1,5 +1,6 @@
 //! sluice's workloads and benchmarks: a packet builder, the deterministic
-//! fixtures of `pcap-fixtures/`, synthetic workload generators, and (in
+//! fixtures of `pcap-fixtures/`, synthetic workload generators, the XDP
+//! traffic generator of the peer comparison ([`trafficgen`]), and (in
 //! `src/bin/`) the fixture generator and benchmark drivers.
 
 pub mod classbench;
@@ -7,3 +8,4 @@ pub mod fixtures;
 pub mod packet;
 pub mod stateful;
 pub mod suite;
+pub mod trafficgen;

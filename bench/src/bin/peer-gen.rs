@@ -23,10 +23,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use bench::packet::{self as pk, Ip};
+use bench::trafficgen::TrafficGen;
+use engine::io::bpf::AttachMode;
 use engine::io::bpf::{self, XdpCounter};
 use engine::io::sys;
 use engine::io::xsk::{BindMode, FramePool, RingSizes, SocketSpec, Umem, UmemConfig, XskSocket};
-use engine::sources::config::{AttachMode, Config};
+use engine::sources::config::Config;
 
 #[derive(Parser, Debug)]
 #[command(about = "generator and sink for the peer comparison")]
@@ -287,7 +289,7 @@ fn tx_xdp(
     let Pace { rate, burst, call } = pace;
     let frame = template(ifname, dst_mac, src_ip, dst_ip, size)?;
     let ifindex = sys::if_nametoindex(ifname)?;
-    let mut gen = bpf::TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
+    let mut gen = TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
     let t0 = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     if rate == 0 {

@@ -96,8 +96,8 @@ impl Lpm4 {
             default: 0,
         };
         // 32 MiB looked up at random: huge pages (advice; see
-        // `io::sys::advise_hugepages`), before the first write faults it in.
-        let _ = crate::io::sys::advise_hugepages(&t.tbl24);
+        // `mem::advise_hugepages`), before the first write faults it in.
+        let _ = crate::mem::advise_hugepages(&t.tbl24);
         for &(prefix, len, v) in routes.iter() {
             if len == 0 {
                 t.default = v;
@@ -272,7 +272,7 @@ impl Lpm6 {
         // Walks land on random nodes, up to 15 a lookup: huge pages (advice,
         // as for the IPv4 table), so a big table's walks do not also miss
         // the TLB at every level.
-        let _ = crate::io::sys::advise_hugepages(&t.nodes);
+        let _ = crate::mem::advise_hugepages(&t.nodes);
         t
     }
 
@@ -501,11 +501,11 @@ impl Fib {
     }
 
     /// Starts loading the first-level entry of `addr` (see
-    /// [`crate::io::sys::prefetch`]).
+    /// [`crate::mem::prefetch`]).
     #[inline]
     pub fn prefetch_v4(&self, addr: u32) {
         if let Some(e) = self.v4.tbl24.get((addr >> 8) as usize) {
-            crate::io::sys::prefetch(e);
+            crate::mem::prefetch(e);
         }
     }
 

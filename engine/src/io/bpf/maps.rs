@@ -1,7 +1,8 @@
-//! The XDP redirector (`engine/bpf/redirect.bpf.c`): loading it with aya,
-//! filling its maps from an [`XdpContents`] (built from the desired state), attaching and detaching it, reading its
-//! counters, and the masquerade-port bitmap userspace writes without a
-//! syscall.
+//! The redirector's maps as typed handles ([`XdpMaps`]), filled from an
+//! [`XdpContents`] (built from the desired state), the Rust mirrors of
+//! `engine/bpf/shared.h` (checked by `tests::layouts_match_c`), its
+//! counters ([`XdpCounter`]), and the masquerade-port bitmap userspace
+//! writes without a syscall ([`NatPorts`]).
 //!
 //! ## Maps (`engine/bpf/shared.h`)
 //! - `sl_xsks` (XSKMAP): AF_XDP socket per `port * SLUICE_MAX_QUEUES + queue`.
@@ -14,55 +15,19 @@
 //!   protocol, port) in use, written through an mmap by [`NatPorts`].
 //! - `sl_config` (array): the no-socket action (`xdp.fail_mode`).
 //! - `sl_counters` (per-CPU array): indexed by [`XdpCounter`].
-//!
-//! ## Attachment and the fail mode
-//! Attachment uses a BPF link (kernel ≥ 5.9). With `xdp.fail_mode: open` the
-//! link is held only by sluice's file descriptor: when sluice exits, however
-//! it exits (SIGKILL included), the kernel detaches the program and the
-//! interfaces carry traffic through the kernel again. With `closed` the
-//! link is also pinned in bpffs (`/sys/fs/bpf/sluice/<netns>-<ifname>`):
-//! after a SIGKILL the program stays attached with no socket bound and drops
-//! everything sluice would have forwarded, while frames for the node
-//! (ARP/ND, its addresses, the failsafe ports) still reach the kernel. The
-//! next `sluice run` replaces the program in the pinned link atomically; a
-//! clean exit, SIGINT/SIGTERM or a panic unpins and detaches. To release a
-//! stale pin by hand: `rm /sys/fs/bpf/sluice/<netns>-<ifname>`.
 #![allow(unsafe_code)]
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, XskMap};
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
-use thiserror::Error;
 
-use super::sys::{self, Mmap, SysError};
+use super::error::{map_err, BpfError};
+use crate::io::sys::mmap::{page_size, Mmap};
 use crate::wire::{self, Cidr, Family};
-
-#[repr(C, align(32))]
-struct Aligned<B: ?Sized>(B);
-
-static OBJECT: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/redirect.bpf.o")));
-
-/// The compiled XDP object (ELF), 32-byte aligned for the ELF parser.
-pub fn object() -> &'static [u8] {
-    &OBJECT.0
-}
-
-static TRAFFICGEN: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/trafficgen.bpf.o"
-)));
-
-/// Name of the XDP program in the object.
-pub const PROGRAM: &str = "sluice_redirect";
 
 // Mirrors of engine/bpf/shared.h (checked by `tests::layouts_match_c`).
 pub const MAX_PORTS: u32 = 256;
@@ -181,58 +146,6 @@ xdp_counters! {
     PassUnknownPort = "pass_unknown_port",
 }
 
-/// Errors of the loader.
-#[derive(Debug, Error)]
-pub enum BpfError {
-    #[error("loading the XDP object: {0}")]
-    Load(Box<aya::EbpfError>),
-    #[error("XDP program: {0}")]
-    Program(Box<aya::programs::ProgramError>),
-    #[error("XDP map {map}: {source}")]
-    Map {
-        map: &'static str,
-        source: Box<aya::maps::MapError>,
-    },
-    #[error("the XDP object has no {0}")]
-    Missing(&'static str),
-    #[error("attaching XDP to {ifname} ({mode}): {source}{hint}")]
-    Attach {
-        ifname: String,
-        mode: &'static str,
-        source: Box<aya::programs::ProgramError>,
-        hint: &'static str,
-    },
-    #[error("pinning the XDP link of {ifname} at {path}: {msg}")]
-    Pin {
-        ifname: String,
-        path: PathBuf,
-        msg: String,
-    },
-    #[error(transparent)]
-    Sys(#[from] SysError),
-    #[error("{0}")]
-    Limit(String),
-}
-
-impl From<aya::EbpfError> for BpfError {
-    fn from(e: aya::EbpfError) -> Self {
-        BpfError::Load(Box::new(e))
-    }
-}
-
-impl From<aya::programs::ProgramError> for BpfError {
-    fn from(e: aya::programs::ProgramError) -> Self {
-        BpfError::Program(Box::new(e))
-    }
-}
-
-fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> BpfError {
-    move |source| BpfError::Map {
-        map,
-        source: Box::new(source),
-    }
-}
-
 /// Masquerade protocol index in the bitmap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -277,16 +190,6 @@ pub enum FailMode {
     Open,
     /// Drop.
     Closed,
-}
-
-/// How to attach the program to an interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AttachMode {
-    /// Native (driver) mode where the driver has it, else generic.
-    #[default]
-    Auto,
-    Native,
-    Generic,
 }
 
 /// What the program's address, node-port, failsafe and config maps hold.
@@ -380,6 +283,39 @@ impl std::fmt::Debug for XdpMaps {
 }
 
 impl XdpMaps {
+    /// Takes typed handles on the maps of the loaded program `ebpf`, and
+    /// maps the masquerade-port bitmap.
+    pub(super) fn from_ebpf(ebpf: &mut Ebpf) -> Result<XdpMaps, BpfError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(BpfError::Missing(name));
+        let xsks = XskMap::try_from(take("sl_xsks")?).map_err(map_err("sl_xsks"))?;
+        let ports = HashMap::try_from(take("sl_ports")?).map_err(map_err("sl_ports"))?;
+        let addrs = HashMap::try_from(take("sl_addrs")?).map_err(map_err("sl_addrs"))?;
+        let nodeports =
+            HashMap::try_from(take("sl_nodeports")?).map_err(map_err("sl_nodeports"))?;
+        let failsafe = HashMap::try_from(take("sl_failsafe")?).map_err(map_err("sl_failsafe"))?;
+        let config = Array::try_from(take("sl_config")?).map_err(map_err("sl_config"))?;
+        let counters =
+            PerCpuArray::try_from(take("sl_counters")?).map_err(map_err("sl_counters"))?;
+        let nat_map = match take("sl_nat")? {
+            aya::maps::Map::Array(d) => d,
+            _ => return Err(BpfError::Missing("array map sl_nat")),
+        };
+        let len = (NAT_WORDS as usize * 8).div_ceil(page_size()) * page_size();
+        let mem = Mmap::shared(nat_map.fd().as_fd(), len, 0, "mmap(sl_nat)")?;
+        let maps = XdpMaps {
+            xsks,
+            ports,
+            addrs,
+            nodeports,
+            failsafe,
+            config,
+            counters,
+            nat: NatPorts { mem: Arc::new(mem) },
+            _nat_map: nat_map,
+        };
+        Ok(maps)
+    }
+
     /// Fills the address, node-port, failsafe and fail-mode maps with
     /// `c` (adding what is new, then removing what is gone, so a reload
     /// never leaves a node address unlisted).
@@ -555,372 +491,6 @@ fn sync_l4(
     }
     Ok(())
 }
-
-/// How the program ended up attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attached {
-    Native,
-    Generic,
-}
-
-impl Attached {
-    pub fn name(self) -> &'static str {
-        match self {
-            Attached::Native => "native",
-            Attached::Generic => "generic",
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Link {
-    ifname: String,
-    link: FdLink,
-    pin: Option<PathBuf>,
-}
-
-/// The loaded program and its attachments. Dropping it detaches (and
-/// unpins) everything.
-#[derive(Debug)]
-pub struct XdpProgram {
-    ebpf: Ebpf,
-    links: Vec<Link>,
-}
-
-/// Loads the program and takes typed handles on its maps.
-pub fn load() -> Result<(XdpProgram, XdpMaps), BpfError> {
-    let mut ebpf = Ebpf::load(object())?;
-    {
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or(BpfError::Missing("program sluice_redirect"))?
-            .try_into()?;
-        prog.load()?;
-    }
-    let mut take = |name: &'static str| ebpf.take_map(name).ok_or(BpfError::Missing(name));
-    let xsks = XskMap::try_from(take("sl_xsks")?).map_err(map_err("sl_xsks"))?;
-    let ports = HashMap::try_from(take("sl_ports")?).map_err(map_err("sl_ports"))?;
-    let addrs = HashMap::try_from(take("sl_addrs")?).map_err(map_err("sl_addrs"))?;
-    let nodeports = HashMap::try_from(take("sl_nodeports")?).map_err(map_err("sl_nodeports"))?;
-    let failsafe = HashMap::try_from(take("sl_failsafe")?).map_err(map_err("sl_failsafe"))?;
-    let config = Array::try_from(take("sl_config")?).map_err(map_err("sl_config"))?;
-    let counters = PerCpuArray::try_from(take("sl_counters")?).map_err(map_err("sl_counters"))?;
-    let nat_map = match take("sl_nat")? {
-        aya::maps::Map::Array(d) => d,
-        _ => return Err(BpfError::Missing("array map sl_nat")),
-    };
-    let len = (NAT_WORDS as usize * 8).div_ceil(sys::page_size()) * sys::page_size();
-    let mem = Mmap::shared(nat_map.fd().as_fd(), len, 0, "mmap(sl_nat)")?;
-    let maps = XdpMaps {
-        xsks,
-        ports,
-        addrs,
-        nodeports,
-        failsafe,
-        config,
-        counters,
-        nat: NatPorts { mem: Arc::new(mem) },
-        _nat_map: nat_map,
-    };
-    Ok((
-        XdpProgram {
-            ebpf,
-            links: Vec::new(),
-        },
-        maps,
-    ))
-}
-
-/// The pin path of `ifname`'s link under `dir`, unique per network
-/// namespace.
-pub fn pin_path(dir: &Path, ifname: &str) -> PathBuf {
-    let ns = std::fs::metadata("/proc/self/ns/net")
-        .map(|m| m.ino())
-        .unwrap_or(0);
-    dir.join(format!("{ns}-{ifname}"))
-}
-
-/// Makes sure `dir` is on a bpffs (mounting one at `/sys/fs/bpf` if that is
-/// where `dir` points and nothing is mounted there) and exists. Returns a
-/// warning when pins there will not outlive this process (a private mount
-/// namespace, as under `ip netns exec`).
-pub fn prepare_pin_dir(dir: &Path) -> Result<Option<String>, BpfError> {
-    let bpffs = Path::new("/sys/fs/bpf");
-    let on_bpffs = |p: &Path| sys::fs_magic(p).is_ok_and(|m| m == sys::BPF_FS_MAGIC);
-    if dir.starts_with(bpffs) && !on_bpffs(bpffs) {
-        sys::mount_bpffs(bpffs)?;
-    }
-    std::fs::create_dir_all(dir).map_err(|source| {
-        BpfError::Sys(SysError {
-            call: "mkdir(pin dir)",
-            source,
-        })
-    })?;
-    if !on_bpffs(dir) {
-        return Err(BpfError::Sys(SysError {
-            call: "statfs(pin dir)",
-            source: std::io::Error::other(format!("{} is not on a bpffs", dir.display())),
-        }));
-    }
-    let mine = std::fs::metadata("/proc/self/ns/mnt").map(|m| m.ino()).ok();
-    let init = std::fs::metadata("/proc/1/ns/mnt").map(|m| m.ino()).ok();
-    Ok((mine.is_some() && init.is_some() && mine != init).then(|| {
-        "xdp.fail_mode closed: sluice runs in a private mount namespace (ip netns exec?); \
-         its bpffs pins die with it, so after a crash the program is detached (fail open). \
-         Use `sluice run --netns NAME` instead to keep the pins in the host's bpffs"
-            .to_string()
-    }))
-}
-
-impl XdpProgram {
-    fn prog(&mut self) -> Result<&mut Xdp, BpfError> {
-        Ok(self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or(BpfError::Missing("program sluice_redirect"))?
-            .try_into()?)
-    }
-
-    /// Attaches to `ifname` (`ifindex`) in `mode`; with `pin`, also pins
-    /// the link there (fail closed), replacing a program a previous run left
-    /// pinned at that path.
-    pub fn attach(
-        &mut self,
-        ifname: &str,
-        ifindex: u32,
-        mode: AttachMode,
-        pin: Option<&Path>,
-    ) -> Result<Attached, BpfError> {
-        // A link a previous (killed) run left pinned: take it over.
-        let stale = pin
-            .filter(|p| p.exists())
-            .and_then(|p| PinnedLink::from_pin(p).ok());
-        let prog = self.prog()?;
-        let (id, attached) = if let Some(old) = stale {
-            let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(old)).map_err(|e| {
-                BpfError::Pin {
-                    ifname: ifname.to_string(),
-                    path: pin.map(Path::to_path_buf).unwrap_or_default(),
-                    msg: format!("not an XDP link: {e}"),
-                }
-            })?;
-            let id = prog.attach_to_link(link)?;
-            // The mode is the old link's; sluice always wrote it.
-            (id, Attached::Native)
-        } else {
-            let try_mode = |prog: &mut Xdp, m: XdpMode| prog.attach_to_if_index(ifindex, m);
-            let hint = " (is another XDP program attached? `ip link show` tells)";
-            match mode {
-                AttachMode::Native => (
-                    try_mode(prog, XdpMode::Driver).map_err(|source| BpfError::Attach {
-                        ifname: ifname.to_string(),
-                        mode: "native",
-                        source: Box::new(source),
-                        hint,
-                    })?,
-                    Attached::Native,
-                ),
-                AttachMode::Generic => (
-                    try_mode(prog, XdpMode::Skb).map_err(|source| BpfError::Attach {
-                        ifname: ifname.to_string(),
-                        mode: "generic",
-                        source: Box::new(source),
-                        hint,
-                    })?,
-                    Attached::Generic,
-                ),
-                AttachMode::Auto => match try_mode(prog, XdpMode::Driver) {
-                    Ok(id) => (id, Attached::Native),
-                    Err(_) => (
-                        try_mode(prog, XdpMode::Skb).map_err(|source| BpfError::Attach {
-                            ifname: ifname.to_string(),
-                            mode: "auto: native failed, then generic",
-                            source: Box::new(source),
-                            hint,
-                        })?,
-                        Attached::Generic,
-                    ),
-                },
-            }
-        };
-        let link = prog.take_link(id)?;
-        let fd = FdLink::try_from(link).map_err(|e| BpfError::Pin {
-            ifname: ifname.to_string(),
-            path: PathBuf::new(),
-            msg: format!("the kernel attached without a BPF link ({e}); sluice needs Linux >= 5.9"),
-        })?;
-        let mut held = Link {
-            ifname: ifname.to_string(),
-            link: fd,
-            pin: None,
-        };
-        if let Some(p) = pin {
-            if !p.exists() {
-                let pinned = held.link.pin(p).map_err(|e| BpfError::Pin {
-                    ifname: ifname.to_string(),
-                    path: p.to_path_buf(),
-                    msg: e.to_string(),
-                })?;
-                held = Link {
-                    ifname: ifname.to_string(),
-                    link: FdLink::from(pinned),
-                    pin: Some(p.to_path_buf()),
-                };
-            } else {
-                held.pin = Some(p.to_path_buf());
-            }
-        }
-        self.links.push(held);
-        Ok(attached)
-    }
-
-    /// Runs the program once over `frame` (`BPF_PROG_TEST_RUN`) as if it
-    /// arrived on `ifindex` (default: loopback) queue `queue`; returns the
-    /// XDP action (1 drop, 2 pass, 4 redirect). For tests and `explain`.
-    pub fn test_run(
-        &mut self,
-        frame: &[u8],
-        ifindex: Option<u32>,
-        queue: u32,
-    ) -> Result<u32, BpfError> {
-        let prog = self.prog()?;
-        let fd = prog.fd()?;
-        let ctx = ifindex.map(|i| sys::XdpMd {
-            ingress_ifindex: i,
-            rx_queue_index: queue,
-            ..Default::default()
-        });
-        Ok(sys::bpf_xdp_test_run(fd.as_fd(), frame, ctx.as_ref())?)
-    }
-
-    /// Interfaces attached so far.
-    pub fn attached(&self) -> Vec<String> {
-        self.links.iter().map(|l| l.ifname.clone()).collect()
-    }
-
-    /// Pin files of the attached links (for the panic hook).
-    pub fn pins(&self) -> Vec<PathBuf> {
-        self.links.iter().filter_map(|l| l.pin.clone()).collect()
-    }
-
-    /// Detaches from every interface (unpinning first).
-    pub fn detach_all(&mut self) {
-        for l in self.links.drain(..) {
-            if let Some(p) = &l.pin {
-                let _ = std::fs::remove_file(p);
-            }
-            drop(l.link);
-        }
-    }
-}
-
-impl Drop for XdpProgram {
-    fn drop(&mut self) {
-        self.detach_all();
-    }
-}
-
-/// `struct gen_config` of `engine/bpf/trafficgen.bpf.c`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct GenConfig {
-    target_ifindex: u32,
-    flows: u32,
-    base_port: u32,
-    pad: u32,
-}
-
-// SAFETY: repr(C), four u32, no padding.
-unsafe impl aya::Pod for GenConfig {}
-
-/// A benchmark traffic generator (not part of the data plane): an XDP
-/// program run in live-frames mode (`BPF_PROG_TEST_RUN`) that sends copies
-/// of a template UDP frame out of an interface, rotating the source port
-/// over `flows` values, at the rate the kernel can build frames.
-pub struct TrafficGen {
-    ebpf: Ebpf,
-    count: PerCpuArray<MapData, u64>,
-}
-
-impl std::fmt::Debug for TrafficGen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrafficGen").finish_non_exhaustive()
-    }
-}
-
-impl TrafficGen {
-    /// Loads the generator sending out of `target_ifindex`.
-    pub fn load(target_ifindex: u32, flows: u32, base_port: u16) -> Result<TrafficGen, BpfError> {
-        let mut ebpf = Ebpf::load(&TRAFFICGEN.0)?;
-        {
-            let prog: &mut Xdp = ebpf
-                .program_mut("sluice_trafficgen")
-                .ok_or(BpfError::Missing("program sluice_trafficgen"))?
-                .try_into()?;
-            prog.load()?;
-        }
-        let mut cfg: Array<MapData, GenConfig> = Array::try_from(
-            ebpf.take_map("gen_cfg")
-                .ok_or(BpfError::Missing("gen_cfg"))?,
-        )
-        .map_err(map_err("gen_cfg"))?;
-        cfg.set(
-            0,
-            GenConfig {
-                target_ifindex,
-                flows,
-                base_port: u32::from(base_port),
-                pad: 0,
-            },
-            0,
-        )
-        .map_err(map_err("gen_cfg"))?;
-        let count = PerCpuArray::try_from(
-            ebpf.take_map("gen_count")
-                .ok_or(BpfError::Missing("gen_count"))?,
-        )
-        .map_err(map_err("gen_count"))?;
-        Ok(TrafficGen { ebpf, count })
-    }
-
-    /// Sends `count` copies of `frame` (which must be an Ethernet + IPv4 +
-    /// UDP frame) as if received on `ingress_ifindex` queue 0, flushed to
-    /// the device every `batch` frames (1..=256).
-    pub fn run(
-        &mut self,
-        frame: &[u8],
-        ingress_ifindex: u32,
-        count: u32,
-        batch: u32,
-    ) -> Result<(), BpfError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut("sluice_trafficgen")
-            .ok_or(BpfError::Missing("program sluice_trafficgen"))?
-            .try_into()?;
-        let fd = prog.fd()?;
-        let ctx = sys::XdpMd {
-            ingress_ifindex,
-            ..Default::default()
-        };
-        sys::bpf_xdp_test_run_with(
-            fd.as_fd(),
-            frame,
-            Some(&ctx),
-            count,
-            sys::BPF_F_TEST_XDP_LIVE_FRAMES,
-            batch.clamp(1, 256),
-        )?;
-        Ok(())
-    }
-
-    /// Frames built so far (summed over CPUs).
-    pub fn built(&self) -> Result<u64, BpfError> {
-        let v = self.count.get(&0, 0).map_err(map_err("gen_count"))?;
-        Ok(v.iter().sum())
-    }
-}
-
 /// Converts an address into the map key form (for tests and tools).
 pub fn addr_key(ip: IpAddr) -> AddrKey {
     let (f, a) = wire::from_ip(ip);
@@ -1054,26 +624,5 @@ mod tests {
         );
         let (i, _) = NatPorts::word(15, NatProto::Icmp, 65535);
         assert_eq!(i, NAT_WORDS as usize - 1);
-    }
-
-    #[test]
-    fn object_has_the_program_and_maps() {
-        let o = object();
-        assert_eq!(&o[..4], b"\x7fELF");
-        assert_eq!(o.as_ptr() as usize % 32, 0);
-        let has = |s: &[u8]| o.windows(s.len()).any(|w| w == s);
-        for name in [
-            "sluice_redirect",
-            "sl_xsks",
-            "sl_ports",
-            "sl_addrs",
-            "sl_nodeports",
-            "sl_failsafe",
-            "sl_nat",
-            "sl_config",
-            "sl_counters",
-        ] {
-            assert!(has(name.as_bytes()), "{name}");
-        }
     }
 }
