@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
+use crate::compile::engine::{FirstMatch, V4Engine};
 use crate::compile::lpm::{Lpm, NONE};
 use crate::compile::tree::CutTree;
-use crate::compile::{Addr, EKey, FirstMatch, V4Engine, BATCH};
+use crate::compile::types::{Addr, EKey, BATCH};
 use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
 
 /// Direction `D`'s half of a verdict (0: egress, 1: ingress).
