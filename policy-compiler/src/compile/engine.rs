@@ -35,7 +35,7 @@ impl V4Engine {
         }
     }
 
-    /// First match of up to [`BATCH`] keys (see `CutTree::first_match_many`).
+    /// First match of up to [`BATCH`](super::BATCH) keys (see `CutTree::first_match_many`).
     pub(crate) fn first_match_many(&self, keys: &[EKey<u32>], best: &mut [u32]) {
         match self {
             V4Engine::Tree(t) => t.first_match_many(keys, best),

@@ -73,9 +73,9 @@ pub enum GaveUp {
     NotOneRange,
     /// The automaton outgrew its budget of words.
     Words,
-    /// The states remembered outgrew [`MEMO_PER_WORD`] per word of budget.
+    /// The states remembered outgrew `MEMO_PER_WORD` per word of budget.
     States,
-    /// Splitting states took more than [`WORK_PER_WORD`] per word of
+    /// Splitting states took more than `WORK_PER_WORD` per word of
     /// budget.
     Work,
 }

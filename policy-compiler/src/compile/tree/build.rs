@@ -476,8 +476,8 @@ impl<A: Addr> Builder<'_, A> {
     /// Store a range list (once per distinct list); its start.
     fn store_ranges(&mut self, f: u8, rs: &[(u128, u128)]) -> u32 {
         // A big IP set is referenced by many terms: hash it with aHash
-        // (SipHash over 100k ranges per term was a tenth of a Calico
-        // compile) and compare candidates in place, without a copy.
+        // (not SipHash: the set can be 100k ranges, hashed once per term)
+        // and compare candidates in place, without a copy.
         let key = (
             f,
             ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(rs) as u32,
