@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
+use crate::compile::engine::{FirstMatch, V4Engine};
 use crate::compile::lpm::{Lpm, NONE};
 use crate::compile::tree::CutTree;
-use crate::compile::{Addr, EKey, FirstMatch, V4Engine, BATCH};
+use crate::compile::types::{Addr, EKey, BATCH};
 use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
 
 /// Direction `D`'s half of a verdict (0: egress, 1: ingress).
@@ -341,11 +342,9 @@ pub struct ClassifierStats {
 /// smaller batches (the pipeline's new connections, often one or two per
 /// batch) take the one-at-a-time path, which has no batch set-up to pay.
 /// (8 is a choice, not a measured crossover.) Lockstep overlaps the keys'
-/// dependent loads: with the cut trees (each level visiting only the keys
-/// still above a leaf) it beat one-at-a-time by 4–20% on every ClassBench
-/// set with a trace (1k and 10k) and the Calico sets; with the DFA by 2.1–2.8×
-/// (acl5_10k 35.4 against 12.7 Mpps, ipc1_10k 22.1 against 10.7; same-run
-/// round robin, `classbench --lockstep false|true`).
+/// dependent loads: the cut trees are walked level by level, each level
+/// visiting only the keys still above a leaf, and the DFA eight keys at a
+/// time.
 pub const LOCKSTEP_MIN: usize = 8;
 
 /// The compiled classifier.
@@ -637,6 +636,10 @@ impl Classifier {
 
     /// The first decision of segments `segs` for endpoint `ep` (of
     /// `class`), or `no_match`.
+    // Each argument is a separate input of the walk (direction tables,
+    // segments, endpoint, class, key, engine of the family, no-match
+    // decision); a struct of them would only be built and taken apart per
+    // lookup.
     #[allow(clippy::too_many_arguments)]
     fn walk_segments<A: Addr, E: FirstMatch<A>>(
         &self,
@@ -762,7 +765,7 @@ impl Classifier {
             .collect()
     }
 
-    /// Engine statistics, for debugging and the crate docs' figures.
+    /// Engine statistics, for debugging and `classbench`'s figures.
     pub fn debug_engine_stats(&self) -> String {
         let mut s = String::new();
         for (i, d) in self.dirs.iter().enumerate() {

@@ -15,32 +15,45 @@
 //!
 //! - [`model`]: serde types, one per kind of policy.md section 1, unknown
 //!   fields rejected; CIDRs, ports, protocols, actions and selectors parsed
-//!   while deserializing so errors carry their field path. The unsupported
-//!   features of section 6 are declared fields, so they are rejected by name
-//!   even when empty.
+//!   while deserializing (`model/fields.rs`) so errors carry their field
+//!   path. The unsupported features of section 6 are declared fields, so
+//!   they are rejected by name even when empty.
 //! - [`loader`]: paths (directories recursively, sorted), multi-document
-//!   files, `kind: List`, YAML sequences; repeated mapping keys and repeated
-//!   objects rejected; cross-document checks (tiers exist, `default` tier
-//!   order, `knp.default.` reserved, endpoint prefixes unique); warnings
-//!   (missing profiles). Errors name the file, the **0-based** document
-//!   index (`doc 0` is the first document of the file) and the field path
+//!   files, `kind: List`, YAML sequences (`loader/files.rs`); repeated
+//!   mapping keys rejected (`node.rs`); each kind's checks (`objects.rs`);
+//!   cross-document checks (repeated objects, tiers exist, endpoint
+//!   prefixes unique) and warnings (missing profiles) (`checks.rs`). Errors
+//!   name the file, the **0-based** document index (`doc 0` is the first
+//!   document of the file) and the field path
 //!   (`items[2].spec.ingress[0].destination.ports[1]`); every problem of a
-//!   set is reported and the set is rejected whole ([`LoadError`]).
+//!   set is reported and the set is rejected whole ([`LoadError`],
+//!   `report.rs`).
 //! - [`selector`]: Calico's selector grammar into an AST (precedence `!` >
 //!   `&&` > `||`), Kubernetes `LabelSelector` into the same AST.
+//! - [`ranges`]: value sets as sorted disjoint ranges, the fields of the IR.
 //! - [`ir`]: per direction, endpoints grouped into *classes* (same
 //!   applicable policies and profiles), and *segments* (one per tier, one per
 //!   profile) of rules. Each rule is a disjunction of *terms*, a term one
-//!   value set per field ([`ranges`]), with selectors resolved to address
-//!   ranges and named ports resolved to numbers; Kubernetes policies
-//!   translated per section 4. `Log` rules never decide and are left out
-//!   (indices keep counting them).
-//! - [`compile`](mod@compile): IR → engines ([`compile::Config`], [`compile::Builder`]):
-//!   per segment and address family a first-match engine; endpoints into a
+//!   value set per field, with selectors resolved to address ranges and
+//!   named ports resolved to numbers. Files: `types.rs` (the IR's values),
+//!   `resolve.rs` (selectors and named ports), `calico.rs` and `k8s.rs`
+//!   (rules into terms; Kubernetes per section 4), `policies.rs` (order
+//!   and *Applies to*), `build.rs` (classes, segments, decisions). `Log`
+//!   rules never decide and are left out (indices keep counting them).
+//! - [`compile`](mod@compile): IR → engines ([`compile::Config`],
+//!   [`compile::Builder`] in `compile/builder.rs`): per segment and address
+//!   family a first-match engine, the byte DFA ([`compile::dfa`]:
+//!   `automaton.rs`, `build.rs`, `run.rs`) or cut trees ([`compile::tree`]:
+//!   `layout.rs`, `build.rs`, `lookup.rs`), which share the key and rule
+//!   types (`types.rs`), the SIMD leaf blocks (`block.rs`) and the
+//!   partitioning of rules (`partition.rs`); endpoints into a
 //!   longest-prefix table ([`compile::lpm`]).
 //! - [`classifier`]: the [`Classifier`] (immutable, `Send + Sync`, shared
 //!   through an `Arc` and swapped whole), [`FlowKey`], [`Verdict`],
-//!   [`Scratch`]. Lookups allocate nothing.
+//!   [`Scratch`]. Lookups allocate nothing. The builder fills the
+//!   classifier's tables; the classifier runs the engines
+//!   (`compile/engine.rs`, `dfa`, `tree`, `lpm`) and uses nothing else of
+//!   `compile`.
 //! - [`reference`](mod@reference): policy.md read literally, one packet at a time, over the
 //!   model — the oracle of the differential tests.
 //! - [`cli`]: `sluice policy check` and `sluice policy eval` (cli.md), the
@@ -58,7 +71,7 @@
 //! [`Classifier::decisions`]: tier, policy key, direction and rule index
 //! (or profile, end of tier, no match), for counters and `explain`.
 //!
-//! ## Engine choice, by measurement
+//! ## Engine choice
 //!
 //! The engine answers "first term (in priority order) whose every field set
 //! holds the key's value" over six fields: endpoint class, source,
@@ -74,33 +87,23 @@
 //! field, and the automaton fits its budget ([`compile::Config::dfa_budget`],
 //! 2M words = 8 MB, which also bounds the build: 2 remembered state
 //! entries and 256 entry visits per word, so a set whose states outnumber
-//! its nodes gives up in under half a second instead of growing to
-//! gigabytes); partitioned cut trees ([`compile::tree`]) otherwise:
-//! IPv6, any list with a range list in a field (IP sets, `notNets`, several
-//! ports or CIDRs in one term) and lists whose automaton outgrows the budget
-//! (ClassBench fw4_10k: its 673 rules wide in both addresses). Nothing is
-//! chosen per packet. ClassBench sets (and 5-tuple ACLs like them) get the
-//! DFA; Calico sets with IP sets keep the trees. The tiers/`Pass`/end of
-//! tier/profiles logic lives in the segment walk, so either engine serves
-//! any policy.
+//! its nodes gives up early instead of growing without bound); partitioned
+//! cut trees ([`compile::tree`]) otherwise: IPv6, any list with a range
+//! list in a field (IP sets, `notNets`, several ports or CIDRs in one term)
+//! and lists whose automaton outgrows the budget (rules wide in both
+//! addresses). Nothing is chosen per packet. ClassBench sets (and 5-tuple
+//! ACLs like them) get the DFA; Calico sets with IP sets keep the trees.
+//! The tiers/`Pass`/end of tier/profiles logic lives in the segment walk,
+//! so either engine serves any policy.
 //!
-//! Candidates, on this machine (2 cores of an AMD EPYC Zen 2 VM, AVX2,
-//! shared with other work: figures vary by ±30% between runs), ClassBench
-//! sets of `shared/classbench` through `bench`'s `classbench` binary, one
-//! binary (at ecf9935) with `--engine`, round robin, best of 3:
-//!
-//! | engine | acl5 10k | ipc1 10k | acl4 10k | memory acl4 10k | note |
-//! |---|---|---|---|---|---|
-//! | linear scan (`EngineKind::Linear`) | 0.87 Mpps | 0.52 Mpps | 0.52 Mpps | — | O(rules) per packet |
-//! | bit vector (per-field ranges → rule bitsets, AND) | — | — | — | ≈ 12 MB per field at 10k, ≈ 1.2 GB per field at 100k | not built: O(N²) bits breaks the 64 MB budget at 100k without aggregation/compression, and every lookup ANDs ~N/64 words per field |
-//! | one cut tree, no partitioning | — | — | — | 19–20 MB (acl3/fw4) | 0.9–3 Mpps on acl3/fw4 10k: wide rules replicate into every cut |
-//! | partitioned cut trees (`EngineKind::CutTree`) | 18.8 Mpps | 14.7 Mpps | 11.2 Mpps | 3.2 MB | chosen where the DFA does not apply |
-//! | **byte DFA** | 35.2 Mpps | 22.6 Mpps | 22.2 Mpps | 5.7 MB | chosen where it applies |
-//! | `dpdk-test-acl` (rte_acl, best of scalar/sse/avx2, same runs) | 29.6–30.7 Mpps | 11.7–12.4 Mpps | 11.3–12.0 Mpps | — | the peer |
-//!
-//! Over the nine traced 10k sets the DFA was 1.3–2.0× the trees (acl2
-//! +28%, fw2 +31%, fw3 +35%, fw1 +48%, ipc1 +54%, acl3 +85%, acl5 +87%,
-//! acl4 +98%); fw4 keeps the trees (same speed: 16.0 Mpps both ways).
+//! Other candidates: a linear scan (`EngineKind::Linear`, kept as the
+//! baseline and a second engine for the differential tests) costs O(rules)
+//! per packet; bit vectors (per-field ranges → rule bitsets, AND; not
+//! built) need O(N²) bits, beyond a memory budget at 100k rules without
+//! aggregation or compression, and every lookup ANDs ~N/64 words per
+//! field; one cut tree without partitioning (`Config::partitions` = 1)
+//! replicates wide rules into every cut; TupleMerge (not built) probes one
+//! hash table per tuple, and ACL sets have many tuples.
 //!
 //! The cut trees ([`compile::tree`]) are HiCuts-style: a node cuts one
 //! field into `2^b` equal parts (`child = nodes[base + (key[f] >> shift &
@@ -124,73 +127,26 @@
 //! The byte DFA ([`compile::dfa`], after DPDK's rte_acl) reads the key a
 //! byte at a time; a state is "the rules still possible" and equal states
 //! are one, so a wide rule shared by many branches does not multiply the
-//! way it multiplies cut-tree leaves. What made it beat the trees and
-//! rte_acl on these sets, each measured when it was added (callgrind
-//! instructions per acl5_10k lookup, wrapper included: 612 with the trees
-//! before this engine, 263 now):
+//! way it multiplies cut-tree leaves. What makes it fast:
 //! - every node is 256 `u32` words, `next = trans[base + key_byte]`: one
 //!   load and no branch per byte; a node word carries which key byte its
 //!   node reads, and a byte that does not split a state, or only tells its
-//!   keys from keys that match none of its rules, is not read at all
-//!   (acl5: 5.6 bytes per lookup where rte_acl reads 13);
+//!   keys from keys that match none of its rules, is not read at all;
 //! - a state of at most 12 rules is a leaf scanned as SIMD blocks (the
 //!   cut trees' leaf blocks), checking full boxes, which saves the bytes
 //!   that would tell them apart; every end is such a check, so skipping a
 //!   byte never changes an answer;
 //! - end words loop on themselves, so a batch walks its keys eight at a
-//!   time with no branch per byte (8 instructions per key and byte,
-//!   against 28 with a list of the keys still walking);
+//!   time with no branch per byte;
 //! - partitions as the trees' (each key walks few automata), except that
 //!   a partition of at most n/64 rules joins the biggest when that costs at
-//!   most a quarter more words (acl5: one automaton instead of two).
-//!
-//! Last run (`classbench --sets <every 10k set with a trace>`, twice, then
-//! `--gen100k acl1,fw1,ipc1 --calico 10000`, at ecf9935; sluice and each
-//! `dpdk-test-acl --alg` alternate over three rounds, best of each side;
-//! every answer equal to `firstmatch/` (generated sets: to a brute-force
-//! first match on a sample) and to rte_acl's; ratios of the two runs):
-//!
-//! | set | engine | compile | memory | sluice | rte_acl best | ratio |
-//! |---|---|---|---|---|---|---|
-//! | acl2_10k | DFA | 21 ms | 2.0 MB | 24.9 Mpps | 11.0 (sse) | 2.27, 2.48 |
-//! | acl3_10k | DFA | 48 ms | 3.9 MB | 25.0 Mpps | 12.6 (sse) | 1.99, 1.92 |
-//! | acl4_10k | DFA | 66 ms | 5.7 MB | 21.7 Mpps | 11.3 (sse) | 1.91, 1.86 |
-//! | acl5_10k | DFA | 11 ms | 1.0 MB | 35.2 Mpps | 29.6 (sse) | 1.19, 1.14 (1.16 in the third run) |
-//! | fw1_10k | DFA | 32 ms | 4.3 MB | 26.3 Mpps | 6.9 (avx2) | 3.82, 3.46 |
-//! | fw2_10k | DFA | 24 ms | 2.5 MB | 33.0 Mpps | 15.7 (sse) | 2.10, 2.11 |
-//! | fw3_10k | DFA | 41 ms | 3.8 MB | 22.5 Mpps | 5.8 (avx2) | 3.90, 3.30 |
-//! | fw4_10k | trees | 221 ms | 3.5 MB | 15.2 Mpps | 5.7 (avx2) | 2.69, 2.34 |
-//! | ipc1_10k | DFA | 23 ms | 2.0 MB | 21.8 Mpps | 11.7 (sse) | 1.87, 1.71 |
-//! | acl1_100k (generated) | DFA | 347 ms | 9.6 MB | 13.8 Mpps | 28.7 (sse) | 0.48 |
-//! | fw1_100k (generated) | DFA | 450 ms | 18.4 MB | 8.1 Mpps | 4.0 (sse) | 2.01 |
-//! | ipc1_100k (generated) | DFA | 251 ms | 14.7 MB | 9.2 Mpps | 3.5 (avx2) | 2.65 |
-//! | Calico 10k (synthetic, 10k-member IP set) | trees | 89 ms | 2.7 MB | 7.4 Mpps | — | — |
-//!
-//! fw4_10k's compile time is mostly the DFA attempt that runs out of
-//! budget before the trees are built (the trees alone: 41 ms).
-//!
-//! What limits it: acl5_10k is the closest set (1.14–1.19), a set of host
-//! pairs where rte_acl's single trie is at its best (91 cycles per lookup).
-//! There a lookup costs about 263 instructions: 60 of them the classifier's
-//! wrapper (the verdict for both directions, which `dpdk-test-acl` does not
-//! build), about 30 setting up the batch, 74 for the bytes (5.6 per key,
-//! 6.6 per group of eight: a group steps until its deepest key ends), and
-//! about 90 for the leaf (1.2 blocks of four rules per key, plus finding
-//! the blocks and broadcasting the key). With the trace's 64 first keys
-//! repeated (everything in cache) it ran 38.7 against 35.0 Mpps on the
-//! real trace: the lookup is bound by instructions more than by memory.
-//! The generated acl1 100k set (addresses random below the top 8 bits)
-//! stays below rte_acl (0.48): its three partitions all hold early
-//! priorities, so a key walks all three (2.9 automata and 2.6 leaf blocks
-//! per lookup), and one automaton for all of them outgrows the budget.
-//!
-//! TupleMerge was not built (its lookups probe one hash table per tuple —
-//! tens per packet on ClassBench acl sets).
+//!   most a quarter more words.
 //!
 //! Figures for every set (compile time, memory, lookups, `dpdk-test-acl`
 //! in the same run, matches checked against `firstmatch/`) are produced by
-//! `flock /tmp/sluice-cpu.lock target/release/classbench --all`; see
-//! `bench/src/classbench.rs` for how a ClassBench set becomes a policy.
+//! `flock /tmp/sluice-cpu.lock target/release/classbench --all` (see
+//! `bench/src/classbench.rs` for how a ClassBench set becomes a policy);
+//! the results and what limits each engine are recorded in `tuning.md`.
 
 pub mod classifier;
 pub mod cli;

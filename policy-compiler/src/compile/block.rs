@@ -5,7 +5,7 @@
 
 use wide::i32x4;
 
-use super::{Addr, EKey, NFIELDS};
+use super::types::{Addr, EKey, NFIELDS};
 
 /// No multi-range check for this rule.
 pub(crate) const NO_EXT: u32 = u32::MAX;

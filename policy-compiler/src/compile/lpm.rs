@@ -6,7 +6,7 @@
 //! bits when there are more than a few intervals, so a lookup costs one
 //! table load and a search over the few intervals of its bucket.
 
-use super::Addr;
+use super::types::Addr;
 
 /// No owner.
 pub const NONE: u32 = u32::MAX;

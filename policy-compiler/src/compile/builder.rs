@@ -1,0 +1,143 @@
+//! IR → classifier: each segment's rules into engine rules per address
+//! family, each rule list into its engines, the endpoints into the
+//! longest-prefix tables, all assembled into a [`Classifier`].
+
+use super::config::{Config, EngineKind};
+use super::engine::V4Engine;
+use super::lpm;
+use super::tree;
+use super::types::ERule;
+use crate::classifier::{CDir, CSeg, Classifier, Outcome};
+use crate::ir::{self, Ir, IrError, RuleAction};
+use crate::model::PolicySet;
+
+/// A compile failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The IR could not be built.
+    #[error(transparent)]
+    Ir(#[from] IrError),
+}
+
+/// Builder for a [`Classifier`].
+#[derive(Clone, Debug, Default)]
+pub struct Builder {
+    cfg: Config,
+}
+
+impl Builder {
+    /// Default configuration.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// With a configuration.
+    pub fn with_config(cfg: Config) -> Builder {
+        Builder { cfg }
+    }
+
+    /// Choose the engine.
+    pub fn engine(mut self, e: EngineKind) -> Builder {
+        self.cfg.engine = e;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Compile a loaded policy set.
+    pub fn compile(&self, set: &PolicySet) -> Result<Classifier, CompileError> {
+        let ir = ir::build(set)?;
+        Ok(self.compile_ir(&ir))
+    }
+
+    /// Compile an IR.
+    pub fn compile_ir(&self, ir: &Ir) -> Classifier {
+        let cfg = self.cfg.effective();
+        let mut dirs: Vec<CDir> = Vec::with_capacity(2);
+        for d in &ir.dirs {
+            let nclasses = d.num_classes().max(1);
+            let class_bits = (usize::BITS - (nclasses - 1).leading_zeros()) as u8;
+            let mut segs = Vec::with_capacity(d.segments.len());
+            for s in &d.segments {
+                let (r4, r6) = engine_rules(&s.rules);
+                let rules = s.rules.iter().map(|r| match r.action {
+                    RuleAction::Allow => Outcome::allow(r.decision),
+                    RuleAction::Deny => Outcome::deny(r.decision),
+                    RuleAction::Pass => Outcome::NEXT,
+                });
+                let miss = s.miss.map_or(Outcome::NEXT, Outcome::deny);
+                segs.push(CSeg {
+                    outcome: rules.chain([miss]).collect(),
+                    t4: V4Engine::build(&r4, class_bits, &cfg),
+                    t6: tree::CutTree::build(&r6, class_bits, &cfg),
+                });
+            }
+            let mut class_segs = Vec::with_capacity(d.class_segments.len());
+            let mut seg_list = Vec::new();
+            for cs in &d.class_segments {
+                class_segs.push((seg_list.len() as u32, cs.len() as u32));
+                seg_list.extend_from_slice(cs);
+            }
+            dirs.push(CDir::new(
+                d.endpoint_class.clone(),
+                class_segs,
+                seg_list,
+                segs,
+            ));
+        }
+        let ingress = dirs.pop().unwrap_or_default();
+        let egress = dirs.pop().unwrap_or_default();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (i, e) in ir.endpoints.iter().enumerate() {
+            for c in &e.nets {
+                let (lo, hi) = crate::ranges::cidr_range(c);
+                if c.is_v4() {
+                    v4.push((lo, hi, c.len, i as u32));
+                } else {
+                    v6.push((lo, hi, c.len, i as u32));
+                }
+            }
+        }
+        Classifier::assemble(
+            ir.endpoints.iter().map(|e| e.name.clone()).collect(),
+            lpm::Lpm::build(&v4),
+            lpm::Lpm::build(&v6),
+            [egress, ingress],
+            ir.decisions.clone(),
+        )
+    }
+}
+
+/// Compile with the default configuration.
+pub fn compile(set: &PolicySet) -> Result<Classifier, CompileError> {
+    Builder::new().compile(set)
+}
+
+/// Engine rules (one per term) for each family.
+fn engine_rules(rules: &[ir::IrRule]) -> (Vec<ERule<'_>>, Vec<ERule<'_>>) {
+    let mut r4 = Vec::new();
+    let mut r6 = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        for t in &r.terms {
+            let prio = i as u32;
+            let fields = |src, dst| [&r.classes, src, dst, &t.proto, &t.sport, &t.dport];
+            if !t.src.v4.is_empty() && !t.dst.v4.is_empty() {
+                r4.push(ERule {
+                    prio,
+                    fields: fields(&t.src.v4, &t.dst.v4),
+                });
+            }
+            if !t.src.v6.is_empty() && !t.dst.v6.is_empty() {
+                r6.push(ERule {
+                    prio,
+                    fields: fields(&t.src.v6, &t.dst.v6),
+                });
+            }
+        }
+    }
+    (r4, r6)
+}
