@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let text = bench::fixtures::config_yaml(a.routes, None);
     let cfg = Config::from_yaml(&text, "generated.yaml", std::path::Path::new("."))?;
-    let tables = Arc::new(engine::state::build::replay_tables(&cfg.state())?);
+    let state = cfg.state();
+    let tables = Arc::new(engine::state::build::replay_tables(&state)?);
     let pcap = a.pcap.unwrap_or_else(|| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../pcap-fixtures/imix.pcap").into()
     });
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut best = f64::MAX;
     for run in 0..a.runs {
-        let s = replay::run(&cfg.state(), tables.clone(), &opts).context("replay")?;
+        let s = replay::run(&state, tables.clone(), &opts).context("replay")?;
         let p = s.pipeline_ns_per_packet();
         best = best.min(p);
         println!(

@@ -56,7 +56,8 @@ fn main() -> anyhow::Result<()> {
         }
         let cfg = Config::load(&dir.join("sluice.yaml"))?;
         let t0 = std::time::Instant::now();
-        let tables = Arc::new(engine::state::build::replay_tables(&cfg.state())?);
+        let state = cfg.state();
+        let tables = Arc::new(engine::state::build::replay_tables(&state)?);
         let build = t0.elapsed();
         let opts = ReplayOptions {
             inputs: vec![Input {
@@ -67,7 +68,7 @@ fn main() -> anyhow::Result<()> {
             batch: Some(a.batch),
             ..ReplayOptions::default()
         };
-        let s = replay::run(&cfg.state(), tables.clone(), &opts)?;
+        let s = replay::run(&state, tables.clone(), &opts)?;
         let c = &s.counters;
         println!(
             "{flows} flows, {} packets x {} loops, {} routes, policy {} rules ({} endpoints), tables built in {:.0} ms",

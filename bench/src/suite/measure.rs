@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use engine::sources::config::Config;
+use engine::state::NodeState;
 use engine::tables::Tables;
 use engine::worker::replay::{self, Input, ReplayOptions, ReplaySummary};
 
@@ -28,6 +29,8 @@ use super::workload::Prepared;
 /// A loaded workload: config and tables built once.
 pub struct Loaded {
     pub cfg: Config,
+    /// The config's desired state.
+    pub state: NodeState,
     pub tables: Arc<Tables>,
     pub prepared: Prepared,
 }
@@ -37,10 +40,12 @@ impl Loaded {
     pub fn new(p: &Prepared) -> Result<Loaded> {
         let cfg =
             Config::load(&p.config).with_context(|| format!("loading {}", p.config.display()))?;
+        let state = cfg.state();
         let tables =
-            Arc::new(engine::state::build::replay_tables(&cfg.state()).context("building tables")?);
+            Arc::new(engine::state::build::replay_tables(&state).context("building tables")?);
         Ok(Loaded {
             cfg,
+            state,
             tables,
             prepared: p.clone(),
         })
@@ -64,7 +69,7 @@ impl Loaded {
             batch: Some(batch),
             ..ReplayOptions::default()
         };
-        replay::run(&self.cfg.state(), self.tables.clone(), &opts).context("replay")
+        replay::run(&self.state, self.tables.clone(), &opts).context("replay")
     }
 }
 
@@ -112,7 +117,10 @@ pub const STAGES: [(&str, &str); 10] = [
     ("neigh", "engine::pipeline::stages::neigh::run"),
     ("commit", "engine::pipeline::stages::commit::run"),
     ("rewrite", "engine::pipeline::stages::rewrite::run"),
-    ("sweep", "engine::tables::conntrack::Conntrack::sweep_owned"),
+    (
+        "sweep",
+        "engine::tables::conntrack::sweep::<impl engine::tables::conntrack::table::Conntrack>::sweep_owned",
+    ),
 ];
 
 /// Totals of one callgrind run.
