@@ -282,6 +282,91 @@ fn two_workers_on_two_queues() {
     assert_no_leak(&r);
 }
 
+/// Two workers on two-queue veths, a service VIP whose backend is reached
+/// masqueraded behind the node: a connection's request and its replies
+/// (which carry other addresses on both ends) arrive on whichever queue
+/// the veth picks, often another worker's; the shared connection table
+/// makes that work. 200 HTTP exchanges, none may fail.
+#[test]
+fn two_workers_vip_and_masquerade() {
+    let cores: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .take(2)
+        .collect();
+    assert_eq!(cores.len(), 2, "this test needs two cores");
+    let mut t = Topo::new("w", 2);
+    let cfg = t.config(
+        &cores,
+        &format!(
+            "services:\n  - {{name: web, vip: \"10.96.0.10\", port: 80, protocol: TCP, backends: [\"{SERVER_IP}:8080\"]}}\n\
+             masquerade:\n  - {{from: \"10.77.1.0/24\", port: b, address: \"{NODE_B}\"}}\n"
+        ),
+    );
+    let s = t.start_sluice(&cfg, &[]);
+    const N: usize = 200;
+    let listener = netns_listener(&t.server, 8080);
+    let server = std::thread::spawn(move || {
+        let mut peers = std::collections::BTreeSet::new();
+        for _ in 0..N {
+            let (mut c, peer) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut req = [0u8; 64];
+            let n = c.read(&mut req).unwrap();
+            assert!(req[..n].starts_with(b"GET / HTTP/1.0"), "request");
+            c.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .unwrap();
+            peers.insert(peer.ip().to_string());
+        }
+        peers
+    });
+    let failures = in_netns(&t.client, || {
+        let mut failures = Vec::new();
+        for i in 0..N {
+            let r = (|| -> std::io::Result<String> {
+                let mut c = TcpStream::connect_timeout(
+                    &"10.96.0.10:80".parse().unwrap(),
+                    Duration::from_secs(5),
+                )?;
+                c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut b = String::new();
+                c.read_to_string(&mut b)?;
+                Ok(b)
+            })();
+            match r {
+                Ok(b) if b.starts_with("HTTP/1.0 200 OK") && b.ends_with("ok") => {}
+                other => failures.push(format!("connection {i}: {other:?}")),
+            }
+        }
+        failures
+    })
+    .join()
+    .expect("client");
+    assert!(
+        failures.is_empty(),
+        "{} of {N} failed: {failures:?}",
+        failures.len()
+    );
+    let peers = server.join().expect("server");
+    assert_eq!(
+        peers.into_iter().collect::<Vec<_>>(),
+        vec![NODE_B.to_string()],
+        "the backend saw only the node's address"
+    );
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    let workers = r["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2);
+    for w in workers {
+        assert!(n(&w["rx"]) > 0, "every worker got traffic: {r}");
+    }
+    assert_eq!(n(&r["kernel_unreachable"]), 0, "{r}");
+    assert_eq!(n(&r["actions"]["drop"]), 0, "{r}");
+    assert_no_leak(&r);
+}
+
 /// Generic (skb) XDP attachment and busy polling work too.
 #[test]
 fn generic_xdp_and_busy_polling() {

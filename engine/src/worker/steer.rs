@@ -43,20 +43,25 @@ pub fn frame_hash(frame: &[u8]) -> u64 {
 
 /// NAT-aware steering for replay: both directions of a connection, and
 /// ICMP errors about it, go to the same worker even when NAT gives the
-/// reply a different tuple. It keys each frame on the side of the
-/// connection NAT does not change:
-/// 1. to a service VIP or node port: the client (source) side;
-/// 2. from a service backend: the client (destination) side;
-/// 3. to a masquerade address: the remote (source) side;
+/// reply a different tuple, and so do connections that compete for the
+/// same reply tuple (a masquerade port towards one remote end). It keys
+/// each frame on an end of its connection that NAT does not change and
+/// that both directions carry, in this order:
+/// 1. to a service VIP or node port: the backend Maglev picks for it (a
+///    pure function of the tables and the tuple) when the connection is
+///    also masqueraded on its way there, else the client (source) side;
+/// 2. to a masquerade address (a reply to SNAT, also of a DNATed and
+///    masqueraded connection, whose source is its backend): the remote
+///    (source) side;
+/// 3. from a service backend: the client (destination) side;
 /// 4. exactly one end inside a masquerade `from` prefix: the other end;
 /// 5. otherwise the symmetric hash of both ends.
 ///
-/// It depends only on the config, never on state, so a run is repeatable
-/// and `--workers N` gives the results of one worker. (A connection that is
-/// both DNATed to a node port and masqueraded on the way to its backend
-/// changes both ends; its directions may then land on different workers,
-/// which the shared conntrack table still handles, but the order between
-/// them is no longer that of the capture.)
+/// Frames of one worker are processed in capture order, so a connection's
+/// frames meet the pipeline in the order one worker would give them; the
+/// frames of connections that share nothing are independent. The result:
+/// `--workers N` gives the results of one worker. It depends only on the
+/// tables, never on state, so a run is repeatable.
 #[derive(Debug)]
 pub struct Steering<'a> {
     tables: &'a crate::tables::Tables,
@@ -66,6 +71,16 @@ impl<'a> Steering<'a> {
     /// Steering for `tables`.
     pub fn new(tables: &'a crate::tables::Tables) -> Self {
         Steering { tables }
+    }
+
+    /// The egress port of a packet forwarded to `dst`, if it is forwarded.
+    fn egress(&self, family: wire::Family, dst: u128) -> Option<u16> {
+        let id = match family {
+            wire::Family::V4 => self.tables.fib.lookup_v4_id(dst as u32),
+            wire::Family::V6 => self.tables.fib.lookup_v6_id(dst),
+        };
+        let a = self.tables.adjacency(id);
+        (a.kind == Some(crate::tables::RouteKind::Forward)).then_some(a.port)
     }
 
     /// The steering hash of a frame.
@@ -94,17 +109,22 @@ impl<'a> Steering<'a> {
         let one = |a: u128, port: u16| mix(endpoint(a, port) ^ u64::from(p.proto));
         let f = p.family;
         let is_node = self.tables.is_local(f, p.dst);
-        if nat
-            .service_index(p.proto, f, p.dst, p.dport, is_node)
-            .is_some()
-        {
+        if let Some((_, svc)) = nat.service_index(p.proto, f, p.dst, p.dport, is_node) {
+            if let Some((b, bport)) = svc.pick(p.src, p.sport, p.dst, p.dport) {
+                let masqueraded = self
+                    .egress(f, b)
+                    .is_some_and(|port| nat.masquerade_for(f, p.src, port).is_some());
+                if masqueraded {
+                    return one(b, bport);
+                }
+            }
+            return one(p.src, p.sport);
+        }
+        if nat.is_masquerade_addr(f, p.dst) {
             return one(p.src, p.sport);
         }
         if nat.is_backend(f, p.src, p.sport) {
             return one(p.dst, p.dport);
-        }
-        if nat.is_masquerade_addr(f, p.dst) {
-            return one(p.src, p.sport);
         }
         match (
             nat.in_masquerade_from(f, p.src),
