@@ -367,6 +367,21 @@ fn two_workers_vip_and_masquerade() {
     assert_no_leak(&r);
 }
 
+/// The peers' veths with transmit checksum offload off (full checksums
+/// from the senders) work as well as with the kernel's defaults, which
+/// every other test uses (partial checksums, completed by sluice).
+#[test]
+fn tcp_with_checksum_offload_off() {
+    let mut t = Topo::new("o", 1);
+    t.offloads_off();
+    let cfg = t.config(&[worker_core()], "");
+    let s = t.start_sluice(&cfg, &[]);
+    tcp_exchange(&t, 7300, 100_000, 100_000);
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_no_leak(&r);
+}
+
 /// Generic (skb) XDP attachment and busy polling work too.
 #[test]
 fn generic_xdp_and_busy_polling() {

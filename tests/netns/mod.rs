@@ -7,9 +7,11 @@
 //!  c0 10.77.1.2 ── p0 10.77.1.1 | p1 10.77.2.1 ── s0 10.77.2.2
 //! ```
 //! Names carry the test process id, a tag and a per-process counter, so
-//! parallel tests never collide. The client and server veths have checksum offload
-//! off: a veth hands partial checksums to XDP, which sluice would forward
-//! as they are (a real NIC computes them on the wire).
+//! parallel tests never collide. The client and server veths keep the
+//! kernel's default offloads, as a pod's veth does: transmit checksum
+//! offload on, so XDP receives partial checksums that sluice completes
+//! ([`Topo::offloads_off`] turns that off for the test that covers the
+//! other case).
 #![allow(dead_code)]
 // Test helpers: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -110,9 +112,6 @@ impl Topo {
                 "numrxqueues",
                 &q,
             ]);
-            must(&[
-                "ip", "netns", "exec", peer, "ethtool", "-K", ifn, "tx", "off",
-            ]);
         }
         must(&[
             "ip",
@@ -175,6 +174,14 @@ impl Topo {
             "net.ipv4.ip_forward=1",
         ]);
         t
+    }
+
+    /// Turns transmit checksum offload off on the client's and server's
+    /// veths (they then send full checksums).
+    pub fn offloads_off(&self) {
+        for (ns, ifn) in [(&self.client, "c0"), (&self.server, "s0")] {
+            must(&["ip", "netns", "exec", ns, "ethtool", "-K", ifn, "tx", "off"]);
+        }
     }
 
     /// A scratch directory removed on drop.

@@ -126,6 +126,9 @@ pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u
 #[inline(always)]
 pub(crate) fn write_out(s: &mut Slot<'_>, m: &mut Meta, dst_mac: &Mac, src_mac: &Mac) {
     let p = &m.parsed;
+    // A sender's partial checksum (transmit offload, `CHECKSUM_PARTIAL`)
+    // is completed after the rewrites, as the egress device would.
+    let partial = rewrite::has_partial_checksum(s.frame, p);
     let mut w = rewrite::set_macs(s.frame, dst_mac, src_mac);
     // The kernel's order: destination NAT (PREROUTING), TTL (forward),
     // source NAT (POSTROUTING); checksum updates follow the same order.
@@ -161,6 +164,9 @@ pub(crate) fn write_out(s: &mut Slot<'_>, m: &mut Meta, dst_mac: &Mac, src_mac: 
         if let Some((a, port)) = m.new_src {
             w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Src, a, port));
         }
+    }
+    if partial {
+        w = w.max(rewrite::complete_checksum(s.frame, p));
     }
     s.written = s.written.max(w);
     decide(s, m, Action::Forward(m.out_port));

@@ -9,7 +9,7 @@
 
 use super::addr::Mac;
 use super::checksum;
-use super::parse::{Family, L4Kind, Parsed};
+use super::parse::{Family, Frag, L4Kind, Parsed};
 
 /// Header field offsets this module writes, from the start of each header
 /// (smoltcp's `field` modules). Multi-byte fields are big-endian.
@@ -101,6 +101,74 @@ pub fn decrement_ttl(frame: &mut [u8], p: &Parsed) -> u32 {
             }
         }
     }
+}
+
+/// Whether a TCP or UDP segment carries a *partial* checksum: the field
+/// holds the folded sum of the pseudo-header only, as a sender with
+/// transmit checksum offload leaves it for the device to complete (Linux's
+/// `CHECKSUM_PARTIAL`; a veth in a pod hands XDP such frames). A full
+/// checksum that happens to equal that sum completes to itself, so treating
+/// it as partial changes nothing. Whole datagrams only: a fragment's
+/// checksum covers bytes it does not hold.
+#[inline]
+pub fn has_partial_checksum(frame: &[u8], p: &Parsed) -> bool {
+    let ck = match p.l4kind {
+        L4Kind::Tcp => tcp::CHECKSUM,
+        L4Kind::Udp => udp::CHECKSUM,
+        _ => return false,
+    };
+    if p.frag != Frag::Whole {
+        return false;
+    }
+    let at = p.l4 as usize + ck;
+    let Some(&[a, b]) = frame.get(at..at + 2) else {
+        return false;
+    };
+    let words = |x: u128| -> u64 { (0..8).map(|i| ((x >> (16 * i)) & 0xffff) as u64).sum() };
+    let len = u64::from(p.end.saturating_sub(p.l4));
+    let sum = match p.family {
+        Family::V4 => {
+            let (s, d) = (p.src as u32, p.dst as u32);
+            u64::from(s >> 16) + u64::from(s & 0xffff) + u64::from(d >> 16) + u64::from(d & 0xffff)
+        }
+        Family::V6 => words(p.src) + words(p.dst),
+    } + u64::from(p.proto)
+        + (len >> 16)
+        + (len & 0xffff);
+    u16::from_be_bytes([a, b]) == checksum::fold(sum)
+}
+
+/// Completes the TCP or UDP checksum of a frame whose checksum was partial
+/// (see [`has_partial_checksum`]), after any rewrite: the sum of the
+/// segment and of the pseudo-header of the addresses it now carries,
+/// stored as Linux's `skb_checksum_help` stores it for a device without
+/// checksum offload (a zero result is sent as 0xffff). Returns the end of
+/// the bytes written.
+pub fn complete_checksum(frame: &mut [u8], p: &Parsed) -> u32 {
+    let ck = match p.l4kind {
+        L4Kind::Tcp => tcp::CHECKSUM,
+        L4Kind::Udp => udp::CHECKSUM,
+        _ => return 0,
+    };
+    let (l3, l4, end) = (p.l3 as usize, p.l4 as usize, p.end as usize);
+    let (a0, a1) = match p.family {
+        Family::V4 => (l3 + ipv4::SRC_ADDR, l3 + ipv4::DST_ADDR + 4),
+        Family::V6 => (l3 + ipv6::SRC_ADDR, l3 + ipv6::ADDRS_END),
+    };
+    if end > frame.len() || l4 + ck + 2 > end || a1 > l4 {
+        return 0;
+    }
+    frame[l4 + ck..l4 + ck + 2].copy_from_slice(&[0, 0]);
+    let (addrs, seg) = frame.split_at(l4);
+    let (src, dst) = addrs[a0..a1].split_at((a1 - a0) / 2);
+    let sum = checksum::sum_be_words(&seg[..end - l4], 0)
+        + checksum::pseudo_header_sum(src, dst, p.proto, (end - l4) as u32);
+    let c = match !checksum::fold(sum) {
+        0 => 0xffff,
+        c => c,
+    };
+    frame[l4 + ck..l4 + ck + 2].copy_from_slice(&c.to_be_bytes());
+    (l4 + ck + 2) as u32
 }
 
 /// Which side of the tuple a NAT rewrite changes.
@@ -397,46 +465,103 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(20000))]
+            #![proptest_config(ProptestConfig::with_cases(20000))]
 
-        /// The IPv4 TCP/UDP rewrite writes exactly the bytes the general
-        /// one does (and reports the same extent), for either side, any
-        /// address and port, a UDP checksum of zero or not, and TCP
-        /// segments cut short as in quoted packets.
-        #[test]
-        fn v4_ports_agrees_with_general(udp: bool, zero_sum: bool, src: u32, dst: u32, sp: u16, dp: u16,
-                                        payload in proptest::collection::vec(any::<u8>(), 0..24),
-                                        dst_side: bool, addr: u32, port: u16, cut in prop_oneof![Just(0usize), 0usize..30]) {
-            let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-                .ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64);
-            let mut f = Vec::new();
-            if udp {
-                b.udp(sp, dp).write(&mut f, &payload).unwrap();
-                if zero_sum {
-                    f[40] = 0;
-                    f[41] = 0;
+            /// The IPv4 TCP/UDP rewrite writes exactly the bytes the general
+            /// one does (and reports the same extent), for either side, any
+            /// address and port, a UDP checksum of zero or not, and TCP
+            /// segments cut short as in quoted packets.
+            #[test]
+            fn v4_ports_agrees_with_general(udp: bool, zero_sum: bool, src: u32, dst: u32, sp: u16, dp: u16,
+                                            payload in proptest::collection::vec(any::<u8>(), 0..24),
+                                            dst_side: bool, addr: u32, port: u16, cut in prop_oneof![Just(0usize), 0usize..30]) {
+                let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                    .ipv4(src.to_be_bytes(), dst.to_be_bytes(), 64);
+                let mut f = Vec::new();
+                if udp {
+                    b.udp(sp, dp).write(&mut f, &payload).unwrap();
+                    if zero_sum {
+                        f[40] = 0;
+                        f[41] = 0;
+                    }
+                } else {
+                    b.tcp(sp, dp, 1, 100).write(&mut f, &payload).unwrap();
                 }
-            } else {
-                b.tcp(sp, dp, 1, 100).write(&mut f, &payload).unwrap();
+                let Ok(mut p) = crate::wire::parse(&f) else { return Ok(()) };
+                // A shorter end, as the quoted packet of an ICMP error has.
+                p.end = p.end.saturating_sub(cut as u32).max(p.l4 + 8);
+                let side = if dst_side { Side::Dst } else { Side::Src };
+                let mut a = f.clone();
+                let mut g = f.clone();
+                let fast = nat_rewrite_v4_ports(&mut a, &p, side, addr, port);
+                let wg = nat_rewrite_general(&mut g, &p, side, u128::from(addr), port);
+                match fast {
+                    Some(w) => {
+                        prop_assert_eq!(w, wg);
+                        prop_assert_eq!(a, g);
+                    }
+                    None => {
+                        prop_assert!(!udp && p.l4 + 20 > p.end);
+                        prop_assert_eq!(a, f);
+                    }
+                }
             }
-            let Ok(mut p) = crate::wire::parse(&f) else { return Ok(()) };
-            // A shorter end, as the quoted packet of an ICMP error has.
-            p.end = p.end.saturating_sub(cut as u32).max(p.l4 + 8);
-            let side = if dst_side { Side::Dst } else { Side::Src };
-            let mut a = f.clone();
-            let mut g = f.clone();
-            let fast = nat_rewrite_v4_ports(&mut a, &p, side, addr, port);
-            let wg = nat_rewrite_general(&mut g, &p, side, u128::from(addr), port);
-            match fast {
-                Some(w) => {
-                    prop_assert_eq!(w, wg);
-                    prop_assert_eq!(a, g);
+
+            /// A partial checksum (the pseudo-header sum, as a sender with
+            /// transmit offload leaves it) is recognised and completed to the
+            /// full checksum, also after NAT changed an address and a port; a
+            /// full checksum is left as it is.
+            #[test]
+            fn partial_checksums_complete(udp: bool, v6: bool, src: u128, dst: u128, sp: u16, dp: u16,
+                                          payload in proptest::collection::vec(any::<u8>(), 0..64),
+                                          nat: bool, addr: u128, port: u16) {
+                let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+                let b = if v6 {
+                    b.ipv6(src.to_be_bytes(), dst.to_be_bytes(), 64)
+                } else {
+                    b.ipv4((src as u32).to_be_bytes(), (dst as u32).to_be_bytes(), 64)
+                };
+                let mut full = Vec::new();
+                if udp {
+                    b.udp(sp, dp).write(&mut full, &payload).unwrap();
+                } else {
+                    b.tcp(sp, dp, 1, 100).write(&mut full, &payload).unwrap();
                 }
-                None => {
-                    prop_assert!(!udp && p.l4 + 20 > p.end);
-                    prop_assert_eq!(a, f);
+                let p = crate::wire::parse(&full).unwrap();
+                let ck = p.l4 as usize + if udp { udp::CHECKSUM } else { tcp::CHECKSUM };
+                // What the kernel sends for this segment.
+                let mut want = full.clone();
+                complete_checksum(&mut want, &p);
+                let verifies = |f: &[u8]| {
+                    let q = crate::wire::parse(f).unwrap();
+                    let (l3, l4, end) = (q.l3 as usize, q.l4 as usize, q.end as usize);
+                    let (a, n) = if v6 { (l3 + 8, 16) } else { (l3 + 12, 4) };
+                    let ps = checksum::pseudo_header_sum(&f[a..a + n], &f[a + n..a + 2 * n], q.proto, (end - l4) as u32);
+                    checksum::fold(checksum::sum_be_words(&f[l4..end], 0) + ps) == 0xffff
+                };
+                prop_assert!(verifies(&want));
+                // A full checksum: not partial, or (by coincidence) completing
+                // to itself.
+                if has_partial_checksum(&full, &p) {
+                    prop_assert_eq!(&want, &full);
+                }
+                // The same segment with its partial checksum.
+                let mut part = full.clone();
+                let (l3, l4, end) = (p.l3 as usize, p.l4 as usize, p.end as usize);
+                let (a, n) = if v6 { (l3 + 8, 16) } else { (l3 + 12, 4) };
+                let ps = checksum::pseudo_header_sum(&full[a..a + n], &full[a + n..a + 2 * n], p.proto, (end - l4) as u32);
+                part[ck..ck + 2].copy_from_slice(&checksum::fold(ps).to_be_bytes());
+                prop_assert!(has_partial_checksum(&part, &p));
+                let mut done = part.clone();
+                complete_checksum(&mut done, &p);
+                prop_assert_eq!(&done, &want);
+                if nat {
+                    let a = if v6 { addr } else { u128::from(addr as u32) };
+                    let mut x = part.clone();
+                    nat_rewrite(&mut x, &p, Side::Dst, a, port);
+                    complete_checksum(&mut x, &p);
+                    prop_assert!(verifies(&x));
                 }
             }
-        }
     }
 }
