@@ -1,6 +1,9 @@
-//! Conntrack at scale: 1M concurrent flows, then 4M new flows against
-//! `max_entries: 1048576`: nothing crashes, established flows keep being
-//! forwarded, and every refused flow is counted as `conntrack_full`.
+//! Conntrack at scale: 1M concurrent flows that saw replies, then 4M new
+//! flows against `max_entries: 1048576`: nothing crashes, the established
+//! (assured) flows are never dropped to make room and keep being
+//! forwarded, new flows make room by dropping other new flows that never
+//! saw a reply (Linux's early drop), and every refused flow is counted as
+//! `conntrack_full`.
 
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -109,15 +112,17 @@ fn one_million_flows_then_four_million_more() {
     const ESTABLISHED: u32 = 1_000_000;
     const NEW: u32 = 4_000_000;
     assert_eq!(r.send(0..ESTABLISHED, false), ESTABLISHED as usize);
+    assert_eq!(r.send(0..ESTABLISHED, true), ESTABLISHED as usize);
     assert_eq!(ct.len(), ESTABLISHED as usize);
-    // 4M more: the table takes what fits, refuses and counts the rest.
+    // 4M more: the table takes what fits, then each new flow either drops
+    // an unassured one (another new flow) or is refused and counted.
     let fits = 1_048_576 - ESTABLISHED as usize;
     let got = r.send(ESTABLISHED..ESTABLISHED + NEW, false);
-    assert_eq!(got, fits);
-    assert_eq!(
-        r.p.counters().drop_count(DropReason::ConntrackFull),
-        (NEW as usize - fits) as u64
-    );
+    let full = r.p.counters().drop_count(DropReason::ConntrackFull);
+    assert!(got > fits, "new flows made room: {got}");
+    assert_eq!(got as u64 + full, u64::from(NEW), "every flow accounted");
+    assert_eq!(full, ct.refused_full());
+    assert_eq!(ct.evicted_unassured(), (got - fits) as u64);
     assert_eq!(ct.len(), 1_048_576);
     // The established flows still pass, both ways.
     let sample = (0..ESTABLISHED).step_by(97);

@@ -367,6 +367,116 @@ fn two_workers_vip_and_masquerade() {
     assert_no_leak(&r);
 }
 
+/// Runs `iperf3 -c DST ARGS -J` from the client (a server listens in the
+/// server namespace on `port`); the received rate in Gbit/s, or the error.
+fn iperf3(t: &mut Topo, dst: &str, port: u16, args: &[&str]) -> Result<f64, String> {
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.server, "iperf3", "-s", "-1", "-p"])
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    t.adopt(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.client, "iperf3", "-c", dst, "-p"])
+        .arg(port.to_string())
+        .args(args)
+        .arg("-J")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+        format!(
+            "iperf3 {dst} {args:?}: {e}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(format!("iperf3 {dst} {args:?}: {e}"));
+    }
+    let end = &v["end"];
+    let bps = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| end["sum"]["bits_per_second"].as_f64())
+        .ok_or_else(|| format!("iperf3 {dst} {args:?}: no rate in {end}"))?;
+    // UDP: datagrams the receiver lost.
+    if let Some(lost) = end["sum"]["lost_percent"].as_f64() {
+        if lost > 5.0 {
+            return Err(format!("iperf3 {dst} {args:?}: {lost}% of datagrams lost"));
+        }
+    }
+    Ok(bps / 1e9)
+}
+
+/// With the kernel's default offloads on the pods' veths (transmit
+/// checksum offload on: partial checksums), TCP streams (IPv4 and IPv6,
+/// 5 s each) and UDP pass through sluice directly, through a service VIP
+/// and masqueraded, and so does an HTTP-style exchange.
+#[test]
+fn default_offloads_tcp_and_udp_v4_v6_direct_vip_masquerade() {
+    let mut t = Topo::new("d", 1);
+    t.enable_v6();
+    let cfg = t.config(
+        &[worker_core()],
+        &format!(
+            "services:\n  - {{name: v4, vip: \"10.96.0.10\", port: 5301, protocol: TCP, backends: [\"{SERVER_IP}:5301\"]}}\n\
+             \x20 - {{name: v6, vip: \"fd96::10\", port: 5302, protocol: TCP, backends: [\"[fd77:2::2]:5302\"]}}\n\
+             \x20 - {{name: u4, vip: \"10.96.0.10\", port: 5303, protocol: UDP, backends: [\"{SERVER_IP}:5303\"]}}\n\
+             masquerade:\n  - {{from: \"10.77.1.0/24\", port: b, address: \"{NODE_B}\"}}\n"
+        ),
+    );
+    // The client reaches the IPv6 VIP through the node.
+    t.exec(
+        &t.client,
+        &["ip", "-6", "route", "add", "fd96::/64", "via", "fd77:1::1"],
+    );
+    let s = t.start_sluice(&cfg, &[]);
+    tcp_exchange(&t, 7400, 300_000, 300_000);
+    let mut rates = Vec::new();
+    for (what, dst, port, args) in [
+        ("TCP v4, masqueraded", SERVER_IP, 5201u16, vec!["-t", "5"]),
+        ("TCP v6, direct", "fd77:2::2", 5202, vec!["-t", "5"]),
+        (
+            "TCP v4, VIP + masquerade",
+            "10.96.0.10",
+            5301,
+            vec!["-t", "5"],
+        ),
+        ("TCP v6, VIP", "fd96::10", 5302, vec!["-t", "5"]),
+        (
+            "UDP v4, masqueraded",
+            SERVER_IP,
+            5203,
+            vec!["-u", "-b", "200M", "-t", "2"],
+        ),
+        (
+            "UDP v6, direct",
+            "fd77:2::2",
+            5204,
+            vec!["-u", "-b", "200M", "-t", "2"],
+        ),
+        (
+            "UDP v4, VIP + masquerade",
+            "10.96.0.10",
+            5303,
+            vec!["-u", "-b", "200M", "-t", "2"],
+        ),
+    ] {
+        let r = iperf3(&mut t, dst, port, &args).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(r > 0.01, "{what}: {r} Gbit/s");
+        rates.push(format!("{what}: {r:.2} Gbit/s"));
+    }
+    eprintln!(
+        "iperf3 through sluice, default offloads:\n  {}",
+        rates.join("\n  ")
+    );
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&r["kernel_unreachable"]), 0, "{r}");
+    assert_no_leak(&r);
+}
+
 /// The peers' veths with transmit checksum offload off (full checksums
 /// from the senders) work as well as with the kernel's defaults, which
 /// every other test uses (partial checksums, completed by sluice).

@@ -578,37 +578,93 @@ fn tcp_pickup_and_invalid() {
     assert_eq!(a, Action::Kernel);
 }
 
-#[test]
-fn full_table_refuses_new_flows_but_keeps_old_ones() {
-    let mut n = Node::new("conntrack: {max_entries: 4}\n");
+/// A query from the outside client's port `sport` to the pod's DNS, and
+/// the pod's answer.
+fn dns(sport: u16, answer: bool) -> (u16, Vec<u8>) {
+    let c = Ip::p("198.51.100.10");
     let pod = Ip::p("10.1.0.5");
-    let mut acts = Vec::new();
-    for i in 0..6u16 {
-        let c = Ip::p("198.51.100.10");
-        let (a, _) = n.send(
+    if answer {
+        (
+            1,
+            from_pod(
+                5,
+                pk::ip(pod, c, 17, 64, &pk::udp(pod, c, 53, sport, b"a", false)),
+            ),
+        )
+    } else {
+        (
             0,
             from_uplink(pk::ip(
                 c,
                 pod,
                 17,
                 64,
-                &pk::udp(c, pod, 1000 + i, 53, b"q", false),
+                &pk::udp(c, pod, sport, 53, b"q", false),
             )),
-        );
-        acts.push(a);
+        )
     }
-    assert_eq!(acts.iter().filter(|a| **a == Action::Forward(1)).count(), 4);
+}
+
+/// A full table of connections that all saw replies refuses new flows
+/// (counted) and keeps the old ones.
+#[test]
+fn full_table_refuses_new_flows_but_keeps_old_ones() {
+    let mut n = Node::new("conntrack: {max_entries: 4}\n");
+    for i in 0..4u16 {
+        let (port, f) = dns(1000 + i, false);
+        assert_eq!(n.send(port, f).0, Action::Forward(1));
+        let (port, f) = dns(1000 + i, true);
+        assert_eq!(n.send(port, f).0, Action::Forward(0));
+    }
+    for i in 4..6u16 {
+        let (port, f) = dns(1000 + i, false);
+        assert_eq!(n.send(port, f).0, Action::Drop(DropReason::ConntrackFull));
+    }
     assert_eq!(n.p.counters().drop_count(DropReason::ConntrackFull), 2);
+    assert_eq!(n.p.conntrack().refused_full(), 2);
+    assert_eq!(n.p.conntrack().evicted_unassured(), 0);
     // An established flow still passes.
-    let c = Ip::p("198.51.100.10");
-    let (a, _) = n.send(
-        1,
-        from_pod(
-            5,
-            pk::ip(pod, c, 17, 64, &pk::udp(pod, c, 53, 1000, b"a", false)),
-        ),
-    );
-    assert_eq!(a, Action::Forward(0));
+    let (port, f) = dns(1000, true);
+    assert_eq!(n.send(port, f).0, Action::Forward(0));
+}
+
+/// A full table makes room for a new flow by dropping the least recently
+/// seen flow that never saw a reply, as Linux's early drop does, never one
+/// that did.
+#[test]
+fn full_table_drops_a_flow_that_never_saw_a_reply() {
+    let mut n = Node::new("conntrack: {max_entries: 4}\n");
+    // Flows 0 and 2 are answered; 1 and 3 are not; 1 is the older.
+    for i in 0..4u16 {
+        let (port, f) = dns(1000 + i, false);
+        assert_eq!(n.send(port, f).0, Action::Forward(1));
+        if i % 2 == 0 {
+            let (port, f) = dns(1000 + i, true);
+            assert_eq!(n.send(port, f).0, Action::Forward(0));
+        }
+    }
+    let (port, f) = dns(1004, false);
+    assert_eq!(n.send(port, f).0, Action::Forward(1), "a new flow gets in");
+    assert_eq!(n.p.conntrack().evicted_unassured(), 1);
+    assert_eq!(n.p.counters().drop_count(DropReason::ConntrackFull), 0);
+    // Flow 1 (the older unanswered one) went; the answered flows and the
+    // newer unanswered one stayed.
+    let sports: Vec<u16> =
+        n.p.conntrack()
+            .snapshot_all()
+            .iter()
+            .map(|e| e.orig.sport)
+            .collect();
+    for (sport, there) in [
+        (1000, true),
+        (1001, false),
+        (1002, true),
+        (1003, true),
+        (1004, true),
+    ] {
+        assert_eq!(sports.contains(&sport), there, "flow {sport}: {sports:?}");
+    }
+    assert_eq!(n.p.conntrack().len(), 4);
 }
 
 #[test]

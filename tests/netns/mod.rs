@@ -53,6 +53,8 @@ pub struct Topo {
     /// namespaces).
     children: Vec<Child>,
     dir: PathBuf,
+    /// IPv6 addresses, routes and neighbours too ([`Topo::enable_v6`]).
+    v6: bool,
 }
 
 impl Topo {
@@ -73,6 +75,7 @@ impl Topo {
             server: format!("{base}s"),
             children: Vec::new(),
             dir,
+            v6: false,
         };
         // The guard exists before anything is created: a failure below
         // still removes whatever was made.
@@ -176,6 +179,33 @@ impl Topo {
         t
     }
 
+    /// Adds IPv6: `fd77:1::2` (client) and `fd77:2::2` (server) behind the
+    /// node's `fd77:1::1` and `fd77:2::1`, without duplicate-address
+    /// detection; [`Topo::config`] then routes both families.
+    pub fn enable_v6(&mut self) {
+        for (ns, ifn, addr, gw) in [
+            (&self.client, "c0", "fd77:1::2/64", "fd77:1::1"),
+            (&self.server, "s0", "fd77:2::2/64", "fd77:2::1"),
+        ] {
+            must(&["ip", "-n", ns, "addr", "add", addr, "dev", ifn, "nodad"]);
+            must(&["ip", "-n", ns, "-6", "route", "add", "default", "via", gw]);
+        }
+        for (ifn, addr) in [("p0", "fd77:1::1/64"), ("p1", "fd77:2::1/64")] {
+            must(&[
+                "ip",
+                "-n",
+                &self.router,
+                "addr",
+                "add",
+                addr,
+                "dev",
+                ifn,
+                "nodad",
+            ]);
+        }
+        self.v6 = true;
+    }
+
     /// Turns transmit checksum offload off on the client's and server's
     /// veths (they then send full checksums).
     pub fn offloads_off(&self) {
@@ -204,18 +234,32 @@ impl Topo {
         };
         let y = format!(
             r#"ports:
-  - {{name: a, interface: p0, addresses: ["10.77.1.1/24"]}}
-  - {{name: b, interface: p1, addresses: ["10.77.2.1/24"]}}
+  - {{name: a, interface: p0, addresses: ["10.77.1.1/24"{a6}]}}
+  - {{name: b, interface: p1, addresses: ["10.77.2.1/24"{b6}]}}
 workers: {{cores: {cores:?}, batch: 64}}
 routes:
   - {{prefix: "10.77.1.0/24", port: a}}
   - {{prefix: "10.77.2.0/24", port: b}}
-neighbors:
+{r6}neighbors:
   - {{ip: "{CLIENT_IP}", mac: "{CLIENT_MAC}", port: a}}
   - {{ip: "{SERVER_IP}", mac: "{SERVER_MAC}", port: b}}
-{metrics}control: {{socket: "{sock}"}}
+{n6}{metrics}control: {{socket: "{sock}"}}
 {extra}"#,
-            sock = self.control_socket().display()
+            sock = self.control_socket().display(),
+            a6 = if self.v6 { ", \"fd77:1::1/64\"" } else { "" },
+            b6 = if self.v6 { ", \"fd77:2::1/64\"" } else { "" },
+            r6 = if self.v6 {
+                "  - {prefix: \"fd77:1::/64\", port: a}\n  - {prefix: \"fd77:2::/64\", port: b}\n"
+            } else {
+                ""
+            },
+            n6 = if self.v6 {
+                format!(
+                    "  - {{ip: \"fd77:1::2\", mac: \"{CLIENT_MAC}\", port: a}}\n  - {{ip: \"fd77:2::2\", mac: \"{SERVER_MAC}\", port: b}}\n"
+                )
+            } else {
+                String::new()
+            },
         );
         let p = self.dir.join("sluice.yaml");
         std::fs::write(&p, y).unwrap();

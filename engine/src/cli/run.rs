@@ -171,6 +171,8 @@ pub fn run(a: RunArgs) -> i32 {
             })
             .clone();
         let mut p = Pipeline::new(tables.clone(), ct);
+        // Frames from a veth may carry partial checksums (see the method).
+        p.complete_partial_checksums(true);
         p.set_sweep_slice(w, n);
         p
     };

@@ -4,7 +4,8 @@
 //! reason}`, `sluice_port_packets_total{port,direction}`,
 //! `sluice_policy_rule_hits_total{direction,tier,policy,rule}` (the same
 //! identity as `explain`'s `decided_by`), `sluice_conntrack_entries`,
-//! `sluice_conntrack_capacity`, `sluice_xdp_packets_total{counter}`, and the
+//! `sluice_conntrack_capacity`, `sluice_conntrack_evicted_unassured_total`,
+//! `sluice_conntrack_full_total`, `sluice_xdp_packets_total{counter}`, and the
 //! live workers' I/O counters. Rendering happens in the metrics thread from
 //! snapshots the workers publish once per batch; it never touches the fast
 //! path.
@@ -33,6 +34,10 @@ pub struct View<'a> {
     pub classifier: &'a Classifier,
     pub conntrack_entries: usize,
     pub conntrack_capacity: usize,
+    /// Entries dropped to make room because they never saw a reply.
+    pub conntrack_evicted_unassured: u64,
+    /// New connections refused because the table was full.
+    pub conntrack_refused_full: u64,
     /// XDP program counters (name, value).
     pub xdp: &'a [(String, u64)],
     /// Successful and failed reloads.
@@ -203,6 +208,28 @@ pub fn render(v: &View<'_>) -> String {
         "conntrack.max_entries.",
     );
     let _ = writeln!(o, "sluice_conntrack_capacity {}", v.conntrack_capacity);
+    head(
+        &mut o,
+        "sluice_conntrack_evicted_unassured_total",
+        "counter",
+        "Conntrack entries that never saw a reply, dropped to make room in a full table.",
+    );
+    let _ = writeln!(
+        o,
+        "sluice_conntrack_evicted_unassured_total {}",
+        v.conntrack_evicted_unassured
+    );
+    head(
+        &mut o,
+        "sluice_conntrack_full_total",
+        "counter",
+        "New connections refused because the conntrack table was full.",
+    );
+    let _ = writeln!(
+        o,
+        "sluice_conntrack_full_total {}",
+        v.conntrack_refused_full
+    );
     if !v.xdp.is_empty() {
         head(
             &mut o,
@@ -271,6 +298,8 @@ mod tests {
             classifier: &c,
             conntrack_entries: 7,
             conntrack_capacity: 100,
+            conntrack_evicted_unassured: 3,
+            conntrack_refused_full: 2,
             xdp: &[("redirect".into(), 9)],
             reloads: (1, 0),
         });
@@ -278,6 +307,8 @@ mod tests {
         assert!(text.contains("sluice_drops_total{worker=\"0\",reason=\"policy\"} 2"));
         assert!(text.contains("sluice_port_packets_total{port=\"uplink\",direction=\"rx\"} 6"));
         assert!(text.contains("sluice_conntrack_entries 7"));
+        assert!(text.contains("sluice_conntrack_evicted_unassured_total 3"));
+        assert!(text.contains("sluice_conntrack_full_total 2"));
         assert!(text.contains("sluice_xdp_packets_total{counter=\"redirect\"} 9"));
         assert!(text.contains("sluice_worker_tx_ring_full_total{worker=\"0\",core=\"1\"} 3"));
         // Every sample line is `name{labels} value` or `name value`.

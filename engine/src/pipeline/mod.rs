@@ -94,6 +94,9 @@ pub struct Pipeline {
     /// batch (0: none yet) and the entry-nanoseconds owed.
     sweep_last: u64,
     sweep_credit: u128,
+    /// Complete partial TCP/UDP checksums of forwarded frames (see
+    /// [`Pipeline::complete_partial_checksums`]).
+    complete_partial: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -127,6 +130,7 @@ impl Pipeline {
             sweep_owned_only: false,
             sweep_last: 0,
             sweep_credit: 0,
+            complete_partial: false,
         }
     }
 
@@ -143,6 +147,18 @@ impl Pipeline {
         let n = n.max(1);
         self.sweep = cap * w / n..cap * (w + 1) / n;
         self.sweep_cursor = self.sweep.start;
+    }
+
+    /// Completes the partial TCP and UDP checksums of the frames it
+    /// forwards (off by default). Live, frames from a veth whose sender has
+    /// transmit checksum offload on carry a checksum field holding only the
+    /// pseudo-header sum (the kernel's `CHECKSUM_PARTIAL`, which XDP does
+    /// not see); the egress device would complete it, and sluice's AF_XDP
+    /// transmit does not, so the live engine turns this on. A frame from a
+    /// capture or a wire is never partial: replay leaves it off, as the
+    /// kernel forwards such a frame's checksum untouched.
+    pub fn complete_partial_checksums(&mut self, on: bool) {
+        self.complete_partial = on;
     }
 
     /// The shared connection table.
@@ -197,6 +213,7 @@ impl Pipeline {
             slots,
             meta,
             general,
+            self.complete_partial,
         );
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
@@ -209,7 +226,7 @@ impl Pipeline {
             stages::policy::run(t, &mut self.policy, slots, meta, round, &mut self.counters);
             stages::neigh::run(t, slots, meta, round);
             stages::commit::run(t, ct, now, self.owner, slots, meta, round);
-            stages::rewrite::run(t, slots, meta, round);
+            stages::rewrite::run(t, slots, meta, round, self.complete_partial);
             rest = next;
         }
         count(&mut self.counters, slots);

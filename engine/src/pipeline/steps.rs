@@ -122,13 +122,22 @@ pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u
 }
 
 /// The rewrite stage's work on one frame with the MACs given: NAT, TTL
-/// and MACs written, the frame forwarded.
+/// and MACs written, a partial checksum completed when
+/// `complete_partial`, the frame forwarded.
 #[inline(always)]
-pub(crate) fn write_out(s: &mut Slot<'_>, m: &mut Meta, dst_mac: &Mac, src_mac: &Mac) {
+pub(crate) fn write_out(
+    s: &mut Slot<'_>,
+    m: &mut Meta,
+    dst_mac: &Mac,
+    src_mac: &Mac,
+    complete_partial: bool,
+) {
     let p = &m.parsed;
     // A sender's partial checksum (transmit offload, `CHECKSUM_PARTIAL`)
-    // is completed after the rewrites, as the egress device would.
-    let partial = rewrite::has_partial_checksum(s.frame, p);
+    // is completed after the rewrites, as the egress device would; only
+    // where frames can carry one (live, from a veth: see
+    // `Pipeline::complete_partial_checksums`).
+    let partial = complete_partial && rewrite::has_partial_checksum(s.frame, p);
     let mut w = rewrite::set_macs(s.frame, dst_mac, src_mac);
     // The kernel's order: destination NAT (PREROUTING), TTL (forward),
     // source NAT (POSTROUTING); checksum updates follow the same order.

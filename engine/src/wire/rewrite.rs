@@ -124,18 +124,26 @@ pub fn has_partial_checksum(frame: &[u8], p: &Parsed) -> bool {
     let Some(&[a, b]) = frame.get(at..at + 2) else {
         return false;
     };
-    let words = |x: u128| -> u64 { (0..8).map(|i| ((x >> (16 * i)) & 0xffff) as u64).sum() };
-    let len = u64::from(p.end.saturating_sub(p.l4));
-    let sum = match p.family {
-        Family::V4 => {
-            let (s, d) = (p.src as u32, p.dst as u32);
-            u64::from(s >> 16) + u64::from(s & 0xffff) + u64::from(d >> 16) + u64::from(d & 0xffff)
+    // The pseudo-header's 16-bit words summed two (IPv4) or four (IPv6)
+    // lanes at a time; at most 2^22, so two folds finish it.
+    let lanes = |x: u64| {
+        let y = (x & 0x0000_ffff_0000_ffff) + ((x >> 16) & 0x0000_ffff_0000_ffff);
+        (y & 0xffff_ffff) + (y >> 32)
+    };
+    let addrs = match p.family {
+        Family::V4 => lanes((p.src as u64 & 0xffff_ffff) | (p.dst as u64) << 32),
+        Family::V6 => {
+            lanes(p.src as u64)
+                + lanes((p.src >> 64) as u64)
+                + lanes(p.dst as u64)
+                + lanes((p.dst >> 64) as u64)
         }
-        Family::V6 => words(p.src) + words(p.dst),
-    } + u64::from(p.proto)
-        + (len >> 16)
-        + (len & 0xffff);
-    u16::from_be_bytes([a, b]) == checksum::fold(sum)
+    };
+    let len = u64::from(p.end.wrapping_sub(p.l4));
+    let sum = addrs + u64::from(p.proto) + (len & 0xffff) + (len >> 16);
+    let f = (sum & 0xffff) + (sum >> 16);
+    let f = (f & 0xffff) + (f >> 16);
+    u64::from(u16::from_be_bytes([a, b])) == f
 }
 
 /// Completes the TCP or UDP checksum of a frame whose checksum was partial

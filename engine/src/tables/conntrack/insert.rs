@@ -189,12 +189,18 @@ impl Conntrack {
             return Err(InsertError::ReplyExists);
         }
         if self.live.load(Relaxed) >= self.max {
-            // Expired entries go first; a bounded look, so a flood against a
-            // full table costs each refused flow little.
+            // Expired entries go first, then (as Linux's early drop) one
+            // that never saw a reply; each a bounded look, so a flood
+            // against a full table costs each flow little and cannot keep
+            // new connections out while it lasts.
             self.evict_some(now, to, EVICT_SCAN);
+            if self.live.load(Relaxed) >= self.max {
+                self.evict_unassured(now, EVICT_SCAN);
+            }
         }
         if self.live.fetch_add(1, AcqRel) >= self.max {
             self.live.fetch_sub(1, AcqRel);
+            self.refused_full.fetch_add(1, Relaxed);
             return Err(InsertError::Full);
         }
         let Some(id) = self.alloc() else {

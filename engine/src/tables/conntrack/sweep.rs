@@ -1,10 +1,13 @@
 //! Expiry: each worker sweeps its own slice of the entries a few per
 //! batch, and an insert into a full table sweeps a little from a point of
-//! its own; both remove entries past their timeout.
+//! its own; both remove entries past their timeout. When that frees
+//! nothing, the insert drops the least recently seen of a few entries that
+//! never saw a reply (Linux's early drop of unassured connections).
 
 use std::sync::atomic::Ordering::*;
 
-use super::entry::{aux_owner, st_state, EntryId, LIVE};
+use super::entry::{aux_owner, st_flags, st_state, EntryId, LIVE};
+use super::state::flags;
 use super::state::Timeouts;
 use super::table::Conntrack;
 
@@ -81,6 +84,43 @@ impl Conntrack {
         let mut cursor = (now as usize).wrapping_mul(0x9e37_79b9) % used;
         self.sweep(0..self.max, &mut cursor, budget, now, to);
     }
+
+    /// Looks at `budget` entries from a point picked by `now` and removes
+    /// the least recently seen one that never saw a reply (not assured),
+    /// if any: what an insert into a full table does when no entry has
+    /// expired. Established connections are never chosen. Returns whether
+    /// it removed one.
+    pub(super) fn evict_unassured(&self, now: u64, budget: usize) -> bool {
+        let used = self.bump.load(Relaxed).max(1);
+        let start = (now as usize ^ 0x5bd1_e995).wrapping_mul(0x9e37_79b9) % used;
+        let mut best: Option<(u64, EntryId)> = None;
+        for k in 0..budget.min(used) {
+            let id = ((start + k) % used) as EntryId;
+            let Some(e) = self.entries.get(id as usize) else {
+                continue;
+            };
+            let st = e.state.load(Relaxed);
+            if st & LIVE == 0 || st_flags(st) & flags::SEEN_REPLY != 0 {
+                continue;
+            }
+            let seen = e.seen.load(Relaxed);
+            if best.is_none_or(|(s, _)| seen < s) {
+                best = Some((seen, id));
+            }
+        }
+        let Some((_, id)) = best else {
+            return false;
+        };
+        // Read it whole and check again: it may have changed meanwhile.
+        match self.read(id) {
+            Some(s) if s.flags & flags::SEEN_REPLY == 0 => {
+                self.remove(&s);
+                self.evicted_unassured.fetch_add(1, Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,6 +131,65 @@ mod tests {
     use crate::tables::conntrack::state::{Dir, State};
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// A full table makes room by dropping the least recently seen entry
+    /// that never saw a reply (and counts it); when every entry has seen
+    /// one, the insert is refused (and counted), and nothing established
+    /// is touched.
+    #[test]
+    fn full_table_drops_unassured_before_refusing() {
+        let ct = Conntrack::new(4, 1);
+        let to = Timeouts::default();
+        let udp = |p: u16| Tuple {
+            proto: 17,
+            ..t(1, 2, p, 53)
+        };
+        let mut ids = Vec::new();
+        for p in 1..=4u16 {
+            ids.push(
+                ct.insert(
+                    &udp(p),
+                    &udp(p).reverse(),
+                    State::Datagram,
+                    0,
+                    0,
+                    u64::from(p),
+                    &to,
+                )
+                .unwrap(),
+            );
+        }
+        // Flows 1 and 3 saw a reply; 2 was seen before 4.
+        ct.touch_id(ids[0], Dir::Reply, 0, 10);
+        ct.touch_id(ids[2], Dir::Reply, 0, 10);
+        ct.insert(&udp(5), &udp(5).reverse(), State::Datagram, 0, 0, 20, &to)
+            .unwrap();
+        assert_eq!(ct.evicted_unassured(), 1);
+        assert!(ct
+            .lookup(&udp(2), ct.hash_key(&udp(2).words()), 20, &to)
+            .is_none());
+        for p in [1, 3, 4, 5] {
+            assert!(
+                ct.lookup(&udp(p), ct.hash_key(&udp(p).words()), 20, &to)
+                    .is_some(),
+                "{p}"
+            );
+        }
+        // Now 4 and 5 are the unassured ones; make them assured too.
+        for p in [4, 5] {
+            let h = ct
+                .lookup(&udp(p), ct.hash_key(&udp(p).words()), 21, &to)
+                .unwrap();
+            ct.touch_id(h.id, Dir::Reply, 0, 21);
+        }
+        assert_eq!(
+            ct.insert(&udp(6), &udp(6).reverse(), State::Datagram, 0, 0, 22, &to),
+            Err(InsertError::Full)
+        );
+        assert_eq!(ct.refused_full(), 1);
+        assert_eq!(ct.evicted_unassured(), 1);
+        assert_eq!(ct.len(), 4);
+    }
 
     #[test]
     fn expiry_on_lookup_and_full_table_evicts_expired() {
@@ -111,10 +210,15 @@ mod tests {
             proto: 17,
             ..t(1, 2, 3, 3)
         };
-        ct.insert(&a, &a.reverse(), State::Datagram, 0, 0, 0, &to)
+        let ia = ct
+            .insert(&a, &a.reverse(), State::Datagram, 0, 0, 0, &to)
             .unwrap();
-        ct.insert(&b, &b.reverse(), State::Datagram, 0, 0, 5, &to)
+        let ib = ct
+            .insert(&b, &b.reverse(), State::Datagram, 0, 0, 5, &to)
             .unwrap();
+        // Both saw a reply (assured): nothing may be dropped early.
+        ct.touch_id(ia, Dir::Reply, 0, 0);
+        ct.touch_id(ib, Dir::Reply, 0, 5);
         assert_eq!(
             ct.insert(&c, &c.reverse(), State::Datagram, 0, 0, 6, &to),
             Err(InsertError::Full)

@@ -26,6 +26,11 @@ pub struct Conntrack {
     pub(super) bump: AtomicUsize,
     pub(super) live: AtomicUsize,
     pub(super) max: usize,
+    /// Entries that never saw a reply, removed to make room in a full
+    /// table (Linux's early drop).
+    pub(super) evicted_unassured: AtomicU64,
+    /// Inserts refused because the table was full and nothing could go.
+    pub(super) refused_full: AtomicU64,
     pub(super) keys: HashKeys,
     pub(super) stripes: Box<[AtomicBool]>,
     pub(super) nat_refs: Option<NatRefs>,
@@ -56,6 +61,8 @@ impl Conntrack {
             bump: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             max,
+            evicted_unassured: AtomicU64::new(0),
+            refused_full: AtomicU64::new(0),
             keys: HashKeys::from_seed(seed),
             stripes: (0..STRIPES).map(|_| AtomicBool::new(false)).collect(),
             nat_refs: None,
@@ -88,6 +95,16 @@ impl Conntrack {
     /// Live connections (including expired ones not yet removed).
     pub fn len(&self) -> usize {
         self.live.load(Relaxed)
+    }
+
+    /// Entries removed to make room because they never saw a reply.
+    pub fn evicted_unassured(&self) -> u64 {
+        self.evicted_unassured.load(Relaxed)
+    }
+
+    /// Inserts refused because the table was full.
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full.load(Relaxed)
     }
 
     /// No live connections.
