@@ -412,7 +412,9 @@ fn iperf3(t: &mut Topo, dst: &str, port: u16, args: &[&str]) -> Result<f64, Stri
 /// With the kernel's default offloads on the pods' veths (transmit
 /// checksum offload on: partial checksums), TCP streams (IPv4 and IPv6,
 /// 5 s each) and UDP pass through sluice directly, through a service VIP
-/// and masqueraded, and so does an HTTP-style exchange.
+/// and masqueraded, and so does an HTTP-style exchange. (iperf3's UDP test
+/// has a TCP control connection on the same port: the UDP VIP has a TCP
+/// service beside it.)
 #[test]
 fn default_offloads_tcp_and_udp_v4_v6_direct_vip_masquerade() {
     let mut t = Topo::new("d", 1);
@@ -423,6 +425,7 @@ fn default_offloads_tcp_and_udp_v4_v6_direct_vip_masquerade() {
             "services:\n  - {{name: v4, vip: \"10.96.0.10\", port: 5301, protocol: TCP, backends: [\"{SERVER_IP}:5301\"]}}\n\
              \x20 - {{name: v6, vip: \"fd96::10\", port: 5302, protocol: TCP, backends: [\"[fd77:2::2]:5302\"]}}\n\
              \x20 - {{name: u4, vip: \"10.96.0.10\", port: 5303, protocol: UDP, backends: [\"{SERVER_IP}:5303\"]}}\n\
+             \x20 - {{name: u4c, vip: \"10.96.0.10\", port: 5303, protocol: TCP, backends: [\"{SERVER_IP}:5303\"]}}\n\
              masquerade:\n  - {{from: \"10.77.1.0/24\", port: b, address: \"{NODE_B}\"}}\n"
         ),
     );

@@ -10,7 +10,8 @@
 //! Stages, in order, each a loop over the batch (VPP-style), each documented
 //! with what it reads, what it sets and which actions it can produce:
 //!
-//! 1. [`stages::parse`]: Ethernet, VLAN/QinQ, IPv4/IPv6 and transport.
+//! 1. [`stages::parse`]: Ethernet, VLAN/QinQ, IPv4/IPv6 and transport;
+//!    live, [`stages::checksum`] then completes partial checksums.
 //! 2. [`stages::track`]: conntrack and NAT lookup (before the local
 //!    decision because a reply to a masqueraded flow is addressed to the
 //!    node itself, as Linux's conntrack runs in PREROUTING); service DNAT
@@ -94,7 +95,7 @@ pub struct Pipeline {
     /// batch (0: none yet) and the entry-nanoseconds owed.
     sweep_last: u64,
     sweep_credit: u128,
-    /// Complete partial TCP/UDP checksums of forwarded frames (see
+    /// Complete partial TCP/UDP checksums (see
     /// [`Pipeline::complete_partial_checksums`]).
     complete_partial: bool,
 }
@@ -149,14 +150,14 @@ impl Pipeline {
         self.sweep_cursor = self.sweep.start;
     }
 
-    /// Completes the partial TCP and UDP checksums of the frames it
-    /// forwards (off by default). Live, frames from a veth whose sender has
-    /// transmit checksum offload on carry a checksum field holding only the
+    /// Completes partial TCP and UDP checksums ([`stages::checksum`]; off
+    /// by default). Live, frames from a veth whose sender has transmit
+    /// checksum offload on carry a checksum field holding only the
     /// pseudo-header sum (the kernel's `CHECKSUM_PARTIAL`, which XDP does
-    /// not see); the egress device would complete it, and sluice's AF_XDP
-    /// transmit does not, so the live engine turns this on. A frame from a
-    /// capture or a wire is never partial: replay leaves it off, as the
-    /// kernel forwards such a frame's checksum untouched.
+    /// not see); the egress device would complete it, and AF_XDP transmit
+    /// does not, so the live engine turns this on. A frame from a capture
+    /// or a wire is never partial: replay leaves it off, as the kernel
+    /// forwards such a frame's checksum untouched.
     pub fn complete_partial_checksums(&mut self, on: bool) {
         self.complete_partial = on;
     }
@@ -203,6 +204,9 @@ impl Pipeline {
         let t = &*self.tables;
         let ct = &*self.ct;
         stages::parse::run(slots, meta);
+        if self.complete_partial {
+            stages::checksum::run(slots, meta);
+        }
         let general = &mut self.general;
         stages::track::prepare(
             t,
@@ -213,7 +217,6 @@ impl Pipeline {
             slots,
             meta,
             general,
-            self.complete_partial,
         );
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
@@ -226,7 +229,7 @@ impl Pipeline {
             stages::policy::run(t, &mut self.policy, slots, meta, round, &mut self.counters);
             stages::neigh::run(t, slots, meta, round);
             stages::commit::run(t, ct, now, self.owner, slots, meta, round);
-            stages::rewrite::run(t, slots, meta, round, self.complete_partial);
+            stages::rewrite::run(t, slots, meta, round);
             rest = next;
         }
         count(&mut self.counters, slots);

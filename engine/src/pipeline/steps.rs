@@ -122,22 +122,10 @@ pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u
 }
 
 /// The rewrite stage's work on one frame with the MACs given: NAT, TTL
-/// and MACs written, a partial checksum completed when
-/// `complete_partial`, the frame forwarded.
+/// and MACs written, the frame forwarded.
 #[inline(always)]
-pub(crate) fn write_out(
-    s: &mut Slot<'_>,
-    m: &mut Meta,
-    dst_mac: &Mac,
-    src_mac: &Mac,
-    complete_partial: bool,
-) {
+pub(crate) fn write_out(s: &mut Slot<'_>, m: &mut Meta, dst_mac: &Mac, src_mac: &Mac) {
     let p = &m.parsed;
-    // A sender's partial checksum (transmit offload, `CHECKSUM_PARTIAL`)
-    // is completed after the rewrites, as the egress device would; only
-    // where frames can carry one (live, from a veth: see
-    // `Pipeline::complete_partial_checksums`).
-    let partial = complete_partial && rewrite::has_partial_checksum(s.frame, p);
     let mut w = rewrite::set_macs(s.frame, dst_mac, src_mac);
     // The kernel's order: destination NAT (PREROUTING), TTL (forward),
     // source NAT (POSTROUTING); checksum updates follow the same order.
@@ -173,9 +161,6 @@ pub(crate) fn write_out(
         if let Some((a, port)) = m.new_src {
             w = w.max(rewrite::nat_rewrite(s.frame, p, Side::Src, a, port));
         }
-    }
-    if partial {
-        w = w.max(rewrite::complete_checksum(s.frame, p));
     }
     s.written = s.written.max(w);
     decide(s, m, Action::Forward(m.out_port));

@@ -569,6 +569,11 @@ mod tests {
                     nat_rewrite(&mut x, &p, Side::Dst, a, port);
                     complete_checksum(&mut x, &p);
                     prop_assert!(verifies(&x));
+                    // Completed first (as the pipeline does), then translated.
+                    let mut y = part.clone();
+                    complete_checksum(&mut y, &p);
+                    nat_rewrite(&mut y, &p, Side::Dst, a, port);
+                    prop_assert!(verifies(&y));
                 }
             }
     }

@@ -34,36 +34,22 @@ use crate::tables::Tables;
 /// the lookups and, when they end in a hop, caches it
 /// ([`Conntrack::cache_hop`]).
 #[inline(always)]
-pub(crate) fn one(
-    t: &Tables,
-    ct: &Conntrack,
-    s: &mut Slot<'_>,
-    m: &mut Meta,
-    at: &Located,
-    complete_partial: bool,
-) {
+pub(crate) fn one(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Located) {
     if let Some(h) = t.hop(conntrack::hops_of(at.hops, at.dir, t.generation())) {
         if m.parsed.ttl <= 1 {
             decide(s, m, Action::Drop(DropReason::TtlExceeded));
             return;
         }
         m.out_port = h.port;
-        write_out(s, m, &h.dst_mac, &h.src_mac, complete_partial);
+        write_out(s, m, &h.dst_mac, &h.src_mac);
         return;
     }
-    uncached(t, ct, s, m, at, complete_partial);
+    uncached(t, ct, s, m, at);
 }
 
 /// [`one`] without a cached hop: the lookups, then the cache filled.
 #[inline(never)]
-fn uncached(
-    t: &Tables,
-    ct: &Conntrack,
-    s: &mut Slot<'_>,
-    m: &mut Meta,
-    at: &Located,
-    complete_partial: bool,
-) {
+fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Located) {
     let Some(a) = route_one::<true>(t, s, m) else {
         return;
     };
@@ -72,7 +58,7 @@ fn uncached(
             if hop != 0 {
                 ct.cache_hop(at, t.generation(), hop);
             }
-            write_out(s, m, &mac, &a.src_mac, complete_partial)
+            write_out(s, m, &mac, &a.src_mac)
         }
         None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }

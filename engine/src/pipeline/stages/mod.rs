@@ -2,6 +2,7 @@
 //! Each takes the batch's slots and the per-frame scratch, skips frames whose
 //! action is already decided, and documents its contract.
 
+pub mod checksum;
 pub mod commit;
 pub mod known;
 pub mod neigh;

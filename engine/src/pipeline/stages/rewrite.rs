@@ -18,27 +18,21 @@ use crate::tables::Tables;
 // Not inlined: a stage is a unit of cost in profiles (callgrind's per-stage
 // breakdown); the call is once per batch.
 #[inline(never)]
-pub(crate) fn run(
-    t: &Tables,
-    slots: &mut [Slot<'_>],
-    meta: &mut [Meta],
-    idx: &[u16],
-    complete_partial: bool,
-) {
+pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[u16]) {
     for &i in idx {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
             continue;
         };
         if !m.done {
-            one(t, s, m, complete_partial);
+            one(t, s, m);
         }
     }
 }
 
 /// The stage for one undecided frame.
 #[inline(always)]
-pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta, complete_partial: bool) {
+pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
     let (dst_mac, src_mac) = (m.next_mac, t.port_mac(m.out_port));
-    write_out(s, m, &dst_mac, &src_mac, complete_partial);
+    write_out(s, m, &dst_mac, &src_mac);
 }

@@ -102,7 +102,6 @@ pub(crate) fn prepare(
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
     general: &mut Frames,
-    complete_partial: bool,
 ) {
     general.clear();
     // Pass 1: keys and hashes.
@@ -178,7 +177,7 @@ pub(crate) fn prepare(
                     id: at.id,
                     dir: at.dir,
                 };
-                known::one(t, ct, s, m, &at, complete_partial);
+                known::one(t, ct, s, m, &at);
             }
             Probe::Miss => {
                 // A denied flow's packet is settled here unless an earlier
