@@ -251,10 +251,8 @@ fn no_frame_leaks_after_a_million_packets() {
     assert_no_leak(&r);
 }
 
-/// Two workers on two cores, each with its own queue of both ports (and
-/// its own UMEM): connections spread over both and all complete.
-#[test]
-fn two_workers_on_two_queues() {
+/// Two cores to pin two workers on.
+fn two_cores() -> Vec<usize> {
     let cores: Vec<usize> = core_affinity::get_core_ids()
         .unwrap()
         .iter()
@@ -262,6 +260,14 @@ fn two_workers_on_two_queues() {
         .take(2)
         .collect();
     assert_eq!(cores.len(), 2, "this test needs two cores");
+    cores
+}
+
+/// Two workers on two cores, each with its own queue of both ports (and
+/// its own UMEM): connections spread over both and all complete.
+#[test]
+fn two_workers_on_two_queues() {
+    let cores = two_cores();
     let mut t = Topo::new("q", 2);
     let cfg = t.config(&cores, "");
     let s = t.start_sluice(&cfg, &[]);
@@ -289,13 +295,7 @@ fn two_workers_on_two_queues() {
 /// makes that work. 200 HTTP exchanges, none may fail.
 #[test]
 fn two_workers_vip_and_masquerade() {
-    let cores: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .take(2)
-        .collect();
-    assert_eq!(cores.len(), 2, "this test needs two cores");
+    let cores = two_cores();
     let mut t = Topo::new("w", 2);
     let cfg = t.config(
         &cores,
@@ -986,5 +986,133 @@ fn reload_under_load_loses_and_misclassifies_nothing() {
     // sluice forwarded every allowed datagram (and whatever else the
     // namespaces sent, e.g. ARP goes to the kernel, not counted here).
     assert!(n(&r["actions"]["forward"]) >= SENT, "{r}");
+    assert_no_leak(&r);
+}
+
+/// A flood of new UDP flows, four times the connection table's size, for
+/// 10 s (as one pod scanning the network would): new TCP connections keep
+/// getting in within a second, during the flood and after it, because a
+/// full table drops an entry that never saw a reply to make room (Linux's
+/// early drop), and an established stream is never dropped. The evictions
+/// are counted.
+#[test]
+fn conntrack_flood_does_not_lock_out_new_connections() {
+    let mut t = Topo::new("f", 1);
+    let cfg = t.config(&[worker_core()], "conntrack: {max_entries: 4096}\n");
+    let s = t.start_sluice(&cfg, &[]);
+    // An established stream, answered both ways, before the flood.
+    let stream_listener = netns_listener(&t.server, 7600);
+    let stream_server = std::thread::spawn(move || {
+        let (mut c, _) = stream_listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 4096];
+        let mut total = 0usize;
+        // One acknowledgement byte per chunk, until the client closes.
+        while c.read_exact(&mut buf).is_ok() {
+            total += buf.len();
+            if c.write_all(&buf[..1]).is_err() {
+                break;
+            }
+        }
+        total
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_stream = stop.clone();
+    let stream = in_netns(&t.client, move || {
+        let mut c = TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:7600").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let chunk = [7u8; 4096];
+        let mut ack = [0u8; 1];
+        let mut sent = 0usize;
+        while !stop_stream.load(std::sync::atomic::Ordering::Relaxed) {
+            // One chunk, one acknowledgement byte: the stream stalls if
+            // its connection is ever lost.
+            c.write_all(&chunk).unwrap();
+            c.read_exact(&mut ack).unwrap();
+            sent += chunk.len();
+        }
+        sent
+    });
+    // Connections that must get in: a listener answering each with a byte.
+    let listener = netns_listener(&t.server, 7601);
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(mut c) = c else { break };
+            let _ = c.write_all(b"x");
+        }
+    });
+    let probe = |t: &Topo| -> Result<Duration, String> {
+        in_netns(&t.client, || {
+            let t0 = std::time::Instant::now();
+            let mut c = TcpStream::connect_timeout(
+                &format!("{SERVER_IP}:7601").parse().unwrap(),
+                Duration::from_secs(3),
+            )
+            .map_err(|e| format!("connect: {e}"))?;
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).map_err(|e| format!("read: {e}"))?;
+            Ok(t0.elapsed())
+        })
+        .join()
+        .unwrap()
+    };
+    // The flood: 16,384 distinct flows (destination ports), ~20 kpps, 10 s.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let f2 = flooding.clone();
+    let flood = in_netns(&t.client, move || {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let t0 = std::time::Instant::now();
+        let mut sent = 0u64;
+        while t0.elapsed() < Duration::from_secs(10) {
+            for _ in 0..200 {
+                let port = 20_000 + (sent % 16_384) as u16;
+                let _ = sock.send_to(b"flood", format!("{SERVER_IP}:{port}"));
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        f2.store(false, std::sync::atomic::Ordering::Relaxed);
+        sent
+    });
+    let mut worst = Duration::ZERO;
+    let mut probes = 0;
+    std::thread::sleep(Duration::from_millis(1500));
+    while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+        let d = probe(&t).unwrap_or_else(|e| panic!("new connection during the flood: {e}"));
+        worst = worst.max(d);
+        probes += 1;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let flooded = flood.join().unwrap();
+    for _ in 0..3 {
+        let d = probe(&t).unwrap_or_else(|e| panic!("new connection after the flood: {e}"));
+        worst = worst.max(d);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let streamed = stream.join().expect("the established stream never stalled");
+    let (code, v, err) = t.ctl(&["stats"]);
+    assert_eq!(code, 0, "{err}");
+    let evicted = n(&v["conntrack"]["evicted_unassured"]);
+    eprintln!(
+        "flood: {flooded} datagrams; {probes} connections during it, worst {worst:?}; \
+         evicted_unassured {evicted}, full {}; established stream {} KiB",
+        n(&v["conntrack"]["full"]),
+        streamed / 1024
+    );
+    assert!(probes >= 10, "{probes} probes");
+    assert!(
+        worst <= Duration::from_secs(1),
+        "worst new connection {worst:?}"
+    );
+    assert!(evicted > 1000, "evictions counted: {v}");
+    assert!(streamed > 0);
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(stream_server.join().unwrap() >= streamed);
     assert_no_leak(&r);
 }
