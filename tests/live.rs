@@ -1116,3 +1116,65 @@ fn conntrack_flood_does_not_lock_out_new_connections() {
     assert!(stream_server.join().unwrap() >= streamed);
     assert_no_leak(&r);
 }
+
+/// The interfaces' MTU is checked against the UMEM frame: MTU 3000 veths
+/// are refused with the default 2048-byte frames (exit 2, naming the port
+/// and the remedy), served with `--frame-size 4096` (full-size pings with
+/// DF and a TCP exchange pass), and MTU 9000 is refused outright.
+#[test]
+fn interface_mtu_is_checked_and_served() {
+    let mut t = Topo::new("u", 1);
+    let set_mtu = |t: &Topo, mtu: &str| {
+        for (ns, ifn) in [
+            (&t.client, "c0"),
+            (&t.router, "p0"),
+            (&t.router, "p1"),
+            (&t.server, "s0"),
+        ] {
+            t.exec(ns, &["ip", "link", "set", ifn, "mtu", mtu]);
+        }
+    };
+    set_mtu(&t, "3000");
+    let cfg = t.config(&[worker_core()], "");
+    let router = t.router.clone();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .args(["--netns", &router])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("ports[0].interface")
+            && err.contains("p0 has MTU 3000")
+            && err.contains("--frame-size 4096"),
+        "{err}"
+    );
+    let s = t.start_sluice(&cfg, &["--frame-size", "4096"]);
+    assert!(
+        sh(&[
+            "ip", "netns", "exec", &t.client, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-M",
+            "do", "-s", "2972", SERVER_IP
+        ])
+        .status
+        .success(),
+        "full-size pings with DF at MTU 3000"
+    );
+    tcp_exchange(&t, 7700, 1_000_000, 1_000_000);
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_no_leak(&r);
+    set_mtu(&t, "9000");
+    let o = run(&["--frame-size", "4096"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("MTU 9000") && err.contains("lower its MTU"),
+        "{err}"
+    );
+}

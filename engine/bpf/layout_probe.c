@@ -82,6 +82,7 @@ int main(void)
 	OFF(ifreq, ifr_name);
 	OFF(ifreq, ifr_hwaddr);
 	OFF(ifreq, ifr_data);
+	OFF(ifreq, ifr_mtu);
 	printf("    (\"bpf_attr.test.prog_fd\", %zu),\n", offsetof(union bpf_attr, test.prog_fd));
 	printf("    (\"bpf_attr.test.retval\", %zu),\n", offsetof(union bpf_attr, test.retval));
 	printf("    (\"bpf_attr.test.data_size_in\", %zu),\n", offsetof(union bpf_attr, test.data_size_in));
@@ -170,6 +171,7 @@ int main(void)
 	CONST(XDP_UMEM_PGOFF_COMPLETION_RING);
 	CONST(AF_XDP);
 	CONST(SIOCGIFHWADDR);
+	CONST(SIOCGIFMTU);
 	CONST(SIOCETHTOOL);
 	CONST(ETHTOOL_GCHANNELS);
 	CONST(SO_BUSY_POLL);

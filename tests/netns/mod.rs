@@ -28,7 +28,7 @@ pub const NODE_B: &str = "10.77.2.1";
 const CLIENT_MAC: &str = "02:00:00:77:01:02";
 const SERVER_MAC: &str = "02:00:00:77:02:02";
 
-fn sh(args: &[&str]) -> std::process::Output {
+pub fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
         .args(&args[1..])
         .output()

@@ -190,6 +190,15 @@ pub fn run(a: RunArgs) -> i32 {
     let Some(ct) = ct else {
         return fail(1, "no worker was started");
     };
+    for (ifname, why) in engine.xdp_fallbacks() {
+        let w = format!(
+            "{ifname}: native XDP failed ({why}); attached in generic mode instead \
+             (each frame becomes an skb before XDP sees it: slower; `xdp.attach: native` \
+             makes this an error)"
+        );
+        tracing::warn!("{w}");
+        eprintln!("sluice: warning: {w}");
+    }
     let desc: Vec<String> = engine
         .ports()
         .iter()

@@ -81,6 +81,9 @@ struct Link {
 pub struct XdpProgram {
     ebpf: Ebpf,
     links: Vec<Link>,
+    /// Interfaces where `auto` fell back to generic mode, with why native
+    /// attachment failed.
+    fallbacks: Vec<(String, String)>,
 }
 
 /// Loads the program and takes typed handles on its maps.
@@ -98,6 +101,7 @@ pub fn load() -> Result<(XdpProgram, XdpMaps), BpfError> {
         XdpProgram {
             ebpf,
             links: Vec::new(),
+            fallbacks: Vec::new(),
         },
         maps,
     ))
@@ -167,6 +171,7 @@ impl XdpProgram {
         let stale = pin
             .filter(|p| p.exists())
             .and_then(|p| PinnedLink::from_pin(p).ok());
+        let mut fell_back = None;
         let prog = self.prog()?;
         let (id, attached) = if let Some(old) = stale {
             let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(old)).map_err(|e| {
@@ -203,19 +208,25 @@ impl XdpProgram {
                 ),
                 AttachMode::Auto => match try_mode(prog, XdpMode::Driver) {
                     Ok(id) => (id, Attached::Native),
-                    Err(_) => (
+                    Err(native) => (
                         try_mode(prog, XdpMode::Skb).map_err(|source| BpfError::Attach {
                             ifname: ifname.to_string(),
                             mode: "auto: native failed, then generic",
                             source: Box::new(source),
                             hint,
                         })?,
-                        Attached::Generic,
+                        {
+                            fell_back = Some(native.to_string());
+                            Attached::Generic
+                        },
                     ),
                 },
             }
         };
         let link = prog.take_link(id)?;
+        if let Some(why) = fell_back {
+            self.fallbacks.push((ifname.to_string(), why));
+        }
         let fd = FdLink::try_from(link).map_err(|e| BpfError::Pin {
             ifname: ifname.to_string(),
             path: PathBuf::new(),
@@ -268,6 +279,12 @@ impl XdpProgram {
     /// Interfaces attached so far.
     pub fn attached(&self) -> Vec<String> {
         self.links.iter().map(|l| l.ifname.clone()).collect()
+    }
+
+    /// The interfaces where `auto` attachment fell back to generic mode,
+    /// each with the reason native attachment failed.
+    pub fn fallbacks(&self) -> &[(String, String)] {
+        &self.fallbacks
     }
 
     /// Pin files of the attached links (for the panic hook).

@@ -36,6 +36,7 @@ pub const SO_BUSY_POLL: i32 = 46;
 pub const SO_PREFER_BUSY_POLL: i32 = 69;
 pub const SO_BUSY_POLL_BUDGET: i32 = 70;
 pub const SIOCGIFHWADDR: u64 = 0x8927;
+pub const SIOCGIFMTU: u64 = 0x8921;
 pub const SIOCETHTOOL: u64 = 0x8946;
 pub const ETHTOOL_GCHANNELS: u32 = 0x3c;
 pub const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
@@ -131,6 +132,7 @@ pub(super) struct IfReq {
 pub(super) union IfReqU {
     pub(super) hwaddr: libc::sockaddr,
     pub(super) data: *mut libc::c_void,
+    pub(super) mtu: libc::c_int,
     pub(super) _pad: [u8; 24],
 }
 
@@ -352,6 +354,7 @@ mod tests {
         assert_eq!(std::mem::offset_of!(IfReq, name), c_off("ifreq.ifr_name"));
         assert_eq!(std::mem::offset_of!(IfReq, ifru), c_off("ifreq.ifr_hwaddr"));
         assert_eq!(std::mem::offset_of!(IfReq, ifru), c_off("ifreq.ifr_data"));
+        assert_eq!(std::mem::offset_of!(IfReq, ifru), c_off("ifreq.ifr_mtu"));
     }
 
     #[test]
@@ -380,6 +383,7 @@ mod tests {
                 XDP_UMEM_PGOFF_COMPLETION_RING,
             ),
             ("SIOCGIFHWADDR", SIOCGIFHWADDR),
+            ("SIOCGIFMTU", SIOCGIFMTU),
             ("SIOCETHTOOL", SIOCETHTOOL),
             ("ETHTOOL_GCHANNELS", u64::from(ETHTOOL_GCHANNELS)),
             ("SO_BUSY_POLL", SO_BUSY_POLL as u64),

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::abi::{
     zeroed, BpfAttrTestRun, EthtoolChannels, IfReq, IfReqU, KernelPod, SockaddrXdp, XdpMd, AF_XDP,
-    BPF_PROG_TEST_RUN, ETHTOOL_GCHANNELS, SIOCETHTOOL, SIOCGIFHWADDR,
+    BPF_PROG_TEST_RUN, ETHTOOL_GCHANNELS, SIOCETHTOOL, SIOCGIFHWADDR, SIOCGIFMTU,
 };
 use super::error::{check, SysError};
 
@@ -325,6 +325,23 @@ pub fn interface_mac(name: &str) -> Result<[u8; 6], SysError> {
         *m = *d as u8;
     }
     Ok(mac)
+}
+
+/// The MTU of `name` (`SIOCGIFMTU`), in the caller's network namespace.
+pub fn interface_mtu(name: &str) -> Result<u32, SysError> {
+    let s = ioctl_socket()?;
+    let mut req = IfReq {
+        name: ifname(name)?,
+        ifru: IfReqU { _pad: [0; 24] },
+    };
+    // SAFETY: SIOCGIFMTU reads the name and writes an int into the union
+    // of our correctly sized ifreq.
+    check("ioctl(SIOCGIFMTU)", unsafe {
+        libc::ioctl(s.as_raw_fd(), SIOCGIFMTU as _, &mut req as *mut IfReq)
+    })?;
+    // SAFETY: the kernel filled the `mtu` member.
+    let mtu = unsafe { req.ifru.mtu };
+    Ok(u32::try_from(mtu).unwrap_or(0))
 }
 
 /// Number of receive queues of `name` (`ETHTOOL_GCHANNELS`: combined plus

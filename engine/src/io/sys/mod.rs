@@ -21,8 +21,8 @@ pub mod mmap;
 pub use abi::*;
 pub use calls::{
     bind_xdp, bpf_xdp_test_run, bpf_xdp_test_run_with, enter_netns, fs_magic, getsockopt,
-    if_nametoindex, interface_mac, interface_rx_queues, kick_rx, kick_tx, mount_bpffs, setsockopt,
-    xsk_socket, Kick, PollSet,
+    if_nametoindex, interface_mac, interface_mtu, interface_rx_queues, kick_rx, kick_tx,
+    mount_bpffs, setsockopt, xsk_socket, Kick, PollSet,
 };
 pub use error::SysError;
 pub use mmap::{page_size, Mmap};

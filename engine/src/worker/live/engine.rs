@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use crossbeam::channel::{self, Sender};
 
-use super::plan::{assign_queues, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan};
+use super::plan::{
+    assign_queues, check_mtus, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan,
+};
 use super::sockets::open_worker_io;
 use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
 use super::worker::{Worker, WorkerCommand};
@@ -70,6 +72,7 @@ impl LiveEngine {
         let cores = resolve_cores(state)?;
         let nw = cores.len();
         let assignment = assign_queues(state, &ports, nw)?;
+        check_mtus(state, &ports, opts.frame_size)?;
         if !opts.ring_size.is_power_of_two() || opts.ring_size < 64 {
             return Err(plan_err(
                 state,
@@ -206,6 +209,15 @@ impl LiveEngine {
     /// The resolved ports.
     pub fn ports(&self) -> &[PortPlan] {
         &self.ports
+    }
+
+    /// Interfaces where `xdp.attach: auto` fell back to generic XDP, with
+    /// why native attachment failed.
+    pub fn xdp_fallbacks(&self) -> Vec<(String, String)> {
+        self.program
+            .as_ref()
+            .map(|p| p.fallbacks().to_vec())
+            .unwrap_or_default()
     }
 
     /// How XDP is attached on each interface.

@@ -48,6 +48,6 @@ mod stats;
 mod worker;
 
 pub use engine::{install_panic_hook, LiveEngine, LiveReport};
-pub use plan::{assign_queues, plan_ports, LiveError, LiveOptions, PortPlan};
+pub use plan::{assign_queues, check_mtus, plan_ports, LiveError, LiveOptions, PortPlan};
 pub use stats::{StatsSnapshot, WorkerReport, WorkerStats};
 pub use worker::WorkerCommand;

@@ -81,6 +81,8 @@ pub struct PortPlan {
     /// Queues sluice binds (config `queues`, `all` = every rx queue).
     pub queues: Vec<u32>,
     pub mode: XskMode,
+    /// The interface's MTU.
+    pub mtu: u32,
 }
 
 pub(super) fn plan_err(
@@ -115,6 +117,7 @@ pub fn plan_ports(state: &NodeState) -> Result<Vec<PortPlan>, LiveError> {
         };
         let ifindex = sys::if_nametoindex(&ifname).map_err(bad)?;
         let mac = sys::interface_mac(&ifname).map_err(bad)?;
+        let mtu = sys::interface_mtu(&ifname).map_err(bad)?;
         let n = sys::interface_rx_queues(&ifname).map_err(bad)?;
         let queues = match &p.queues {
             QueueSel::All => (0..n).collect(),
@@ -163,9 +166,46 @@ pub fn plan_ports(state: &NodeState) -> Result<Vec<PortPlan>, LiveError> {
             mac,
             queues,
             mode: p.mode,
+            mtu,
         });
     }
     Ok(out)
+}
+
+/// Bytes of link-layer header a frame may carry beyond the MTU: Ethernet
+/// and two VLAN tags.
+pub const LINK_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// Refuses a port whose MTU sluice cannot serve: every frame the interface
+/// may receive (MTU plus link headers) must fit one UMEM frame, or the
+/// kernel drops the larger ones before sluice sees them, uncounted by it.
+/// (AF_XDP multi-buffer receive would lift this; sluice does not use it
+/// yet.)
+pub fn check_mtus(state: &NodeState, ports: &[PortPlan], frame_size: u32) -> Result<(), LiveError> {
+    for p in ports {
+        let need = p.mtu.saturating_add(LINK_OVERHEAD);
+        if need > frame_size {
+            let hint = if need <= 4096 {
+                "run with `--frame-size 4096`".to_string()
+            } else {
+                format!(
+                    "lower its MTU to {} or less (`ip link set {} mtu ...`)",
+                    4096 - LINK_OVERHEAD,
+                    p.ifname
+                )
+            };
+            return Err(plan_err(
+                state,
+                format!("ports[{}].interface", p.port),
+                format!(
+                    "{} has MTU {}: its frames (up to {need} bytes with link headers) do not fit \
+                     a {frame_size}-byte UMEM frame, and larger frames would be lost; {hint}",
+                    p.ifname, p.mtu
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The sockets of each worker: queue `queues[k]` of a port goes to worker
@@ -253,6 +293,7 @@ mod tests {
             mac: [2, 0, 0, 0, 0, port as u8],
             queues,
             mode: XskMode::Auto,
+            mtu: 1500,
         }
     }
 
@@ -283,5 +324,24 @@ mod tests {
         assert!(!p[0].queues.is_empty());
         let c = state(&[("a", Some("lo"), QueueSel::List(vec![99]))]);
         assert!(plan_ports(&c).is_err());
+    }
+
+    #[test]
+    fn mtus_that_do_not_fit_a_frame_are_refused() {
+        let c = state(&[("a", None, QueueSel::All)]);
+        let mut p = plan(0, vec![0]);
+        assert!(check_mtus(&c, &[p.clone()], 2048).is_ok());
+        p.mtu = 3000;
+        let e = check_mtus(&c, &[p.clone()], 2048).unwrap_err().to_string();
+        assert!(
+            e.contains("ports[0].interface") && e.contains("if0 has MTU 3000"),
+            "{e}"
+        );
+        assert!(e.contains("--frame-size 4096"), "{e}");
+        assert!(check_mtus(&c, &[p.clone()], 4096).is_ok());
+        p.mtu = 9000;
+        let e = check_mtus(&c, &[p], 4096).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("lower its MTU to 4074"), "{e}");
     }
 }
