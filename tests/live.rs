@@ -1178,3 +1178,77 @@ fn interface_mtu_is_checked_and_served() {
         "{err}"
     );
 }
+
+/// `ctl conntrack` lists only what its filter names and only entries
+/// still live; `--delete` removes exactly those (the flow's next packet
+/// opens, and is judged as, a new connection), `--flush` removes all, and
+/// a delete without a filter is refused.
+#[test]
+fn conntrack_filter_delete_flush() {
+    let mut t = Topo::new("k", 1);
+    let cfg = t.config(&[worker_core()], "conntrack: {timeouts: {udp: 3s}}\n");
+    let s = t.start_sluice(&cfg, &[]);
+    let send = |t: &Topo, port: u16| {
+        in_netns(&t.client, move || {
+            let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+            u.send_to(b"x", format!("{SERVER_IP}:{port}")).unwrap();
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let list = |t: &Topo, args: &[&str]| {
+        let mut a = vec!["conntrack"];
+        a.extend_from_slice(args);
+        let (code, v, err) = t.ctl(&a);
+        assert_eq!(code, 0, "{err}");
+        v
+    };
+    send(&t, 9100);
+    send(&t, 9101);
+    assert_eq!(n(&list(&t, &[])["count"]), 2);
+    let v = list(&t, &["--proto", "udp", "--port", "9100"]);
+    assert_eq!(n(&v["count"]), 1, "{v}");
+    assert_eq!(
+        v["entries"][0]["original"]["dst"],
+        format!("{SERVER_IP}:9100")
+    );
+    assert_eq!(n(&list(&t, &["--dport", "9999"])["count"]), 0);
+    // Delete names exactly what it filters.
+    let v = list(&t, &["--delete", "--dport", "9100"]);
+    assert_eq!(n(&v["deleted"]), 1, "{v}");
+    let v = list(&t, &[]);
+    assert_eq!(n(&v["count"]), 1);
+    assert_eq!(
+        v["entries"][0]["original"]["dst"],
+        format!("{SERVER_IP}:9101")
+    );
+    // The deleted flow's next packet is a new connection, judged again.
+    let (_, before, _) = t.ctl(&["stats"]);
+    send(&t, 9100);
+    let (_, after, _) = t.ctl(&["stats"]);
+    assert_eq!(
+        n(&after["policy"]["allowed"]),
+        n(&before["policy"]["allowed"]) + 1,
+        "judged again"
+    );
+    let v = list(&t, &["--dport", "9100"]);
+    assert_eq!(n(&v["count"]), 1);
+    // A delete without a filter is refused; flush takes everything.
+    let (code, _, err) = t.ctl(&["conntrack", "--delete"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs a filter"), "{err}");
+    assert_eq!(n(&list(&t, &["--flush"])["deleted"]), 2);
+    assert_eq!(n(&list(&t, &[])["count"]), 0);
+    // Expired entries are neither listed nor counted (before the sweep
+    // removes them).
+    send(&t, 9102);
+    assert_eq!(n(&list(&t, &[])["count"]), 1);
+    std::thread::sleep(Duration::from_millis(3300));
+    assert_eq!(n(&list(&t, &[])["count"]), 0);
+    let (_, v, _) = t.ctl(&["stats"]);
+    assert_eq!(n(&v["conntrack"]["entries"]), 0, "{v}");
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_no_leak(&r);
+}

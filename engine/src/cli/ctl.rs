@@ -31,11 +31,21 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Counters: per action, drop reason, port, worker; conntrack; XDP.
     Stats,
-    /// Conntrack entries (state, tuples, translation, policy decision).
+    /// Conntrack entries (state, tuples, translation, policy decision) the
+    /// filter names, expired ones left out; `--delete` removes them (their
+    /// next packet is judged again), `--flush` removes every entry.
     Conntrack {
-        /// At most this many entries.
+        /// At most this many entries listed.
         #[arg(long, default_value_t = 100)]
         limit: u64,
+        #[command(flatten)]
+        filter: CtFilterArgs,
+        /// Delete the entries the filter names (a filter is required).
+        #[arg(long, conflicts_with = "flush")]
+        delete: bool,
+        /// Delete every entry.
+        #[arg(long)]
+        flush: bool,
     },
     /// Services, backends and the connections tracked on each.
     Services,
@@ -49,6 +59,32 @@ pub enum CtlCommand {
     /// What the running classifier, conntrack and NAT do with a flow, and
     /// which tier/policy/rule decided.
     Explain(ExplainArgs),
+}
+
+/// Which conntrack entries: every flag set must match.
+#[derive(Debug, Args)]
+pub struct CtFilterArgs {
+    /// Protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number.
+    #[arg(long)]
+    pub proto: Option<String>,
+    /// An address on either end of either direction.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// A port on either end of either direction.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The original direction's source address.
+    #[arg(long)]
+    pub src: Option<String>,
+    /// The original direction's destination address.
+    #[arg(long)]
+    pub dst: Option<String>,
+    /// The original direction's source port.
+    #[arg(long)]
+    pub sport: Option<u16>,
+    /// The original direction's destination port.
+    #[arg(long)]
+    pub dport: Option<u16>,
 }
 
 /// A flow for `explain`: flags, `--json`, or a conntrack entry.
@@ -129,7 +165,14 @@ pub fn ctl(a: CtlArgs) -> i32 {
     };
     let req = match &a.command {
         CtlCommand::Stats => json!({"cmd": "stats"}),
-        CtlCommand::Conntrack { limit } => json!({"cmd": "conntrack", "limit": limit}),
+        CtlCommand::Conntrack {
+            limit,
+            filter: f,
+            delete,
+            flush,
+        } => json!({"cmd": "conntrack", "limit": limit, "delete": delete, "flush": flush,
+                    "proto": f.proto, "addr": f.addr, "port": f.port, "src": f.src,
+                    "dst": f.dst, "sport": f.sport, "dport": f.dport}),
         CtlCommand::Services => json!({"cmd": "services"}),
         CtlCommand::Routes => json!({"cmd": "routes"}),
         CtlCommand::Reload { file } => match file {

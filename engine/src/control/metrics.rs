@@ -198,7 +198,7 @@ pub fn render(v: &View<'_>) -> String {
         &mut o,
         "sluice_conntrack_entries",
         "gauge",
-        "Live conntrack entries.",
+        "Conntrack entries lookups still find (expired ones excluded).",
     );
     let _ = writeln!(o, "sluice_conntrack_entries {}", v.conntrack_entries);
     head(

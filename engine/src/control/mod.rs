@@ -2,6 +2,7 @@
 //! ([`socket`], [`metrics`]), `explain`, and the runtime that applies a new
 //! desired state (reload: load, diff, build, swap).
 
+pub mod ctfilter;
 pub mod explain;
 pub mod metrics;
 pub mod runtime;

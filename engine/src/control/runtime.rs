@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::ctfilter::{expired, CtFilter};
 use super::explain::{self, Query};
 use super::metrics::{self, WorkerView};
 use crate::pipeline::DropReason;
@@ -116,7 +117,7 @@ impl Runtime {
         let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
         let r = match cmd {
             "stats" => Ok(self.stats(engine)),
-            "conntrack" => Ok(self.conntrack(engine, req)),
+            "conntrack" => self.conntrack(engine, req),
             "services" => Ok(self.services()),
             "routes" => Ok(self.routes()),
             "reload" => {
@@ -180,7 +181,7 @@ impl Runtime {
             "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
             "drops": drops,
             "policy": {"allowed": c.policy_allowed, "denied": c.policy_denied},
-            "conntrack": {"entries": self.ct.len(), "capacity": self.ct.capacity(),
+            "conntrack": {"entries": self.live_entries(engine.now()), "capacity": self.ct.capacity(),
                           "evicted_unassured": self.ct.evicted_unassured(),
                           "full": self.ct.refused_full()},
             "reloads": {"ok": self.reloads.0, "rejected": self.reloads.1},
@@ -192,16 +193,50 @@ impl Runtime {
         })
     }
 
-    fn conntrack(&self, engine: &LiveEngine, req: &Value) -> Value {
+    /// Lists the live entries a filter names (expired ones are neither
+    /// listed nor counted), or deletes them (`delete`; an empty filter
+    /// only with `flush`). A deleted connection's next packet is judged
+    /// again, as a new one.
+    fn conntrack(&self, engine: &LiveEngine, req: &Value) -> Result<Value, String> {
         let limit = req.get("limit").and_then(Value::as_u64).unwrap_or(100) as usize;
+        let filter = CtFilter::from_request(req)?;
+        let flag = |k: &str| req.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let (delete, flush) = (flag("delete"), flag("flush"));
+        if delete && filter.is_empty() && !flush {
+            return Err(
+                "conntrack delete needs a filter (proto, addr, port, src, dst, sport, \
+                        dport); `conntrack flush` deletes every entry"
+                    .into(),
+            );
+        }
+        if flush && !filter.is_empty() {
+            return Err("conntrack flush takes no filter (use delete with one)".into());
+        }
         let now = engine.now();
-        let all = self.ct.snapshot_all();
-        let entries: Vec<Value> = all
+        let to = &self.tables.timeouts;
+        let named: Vec<_> = self
+            .ct
+            .snapshot_all()
+            .into_iter()
+            .filter(|s| !expired(s, now, to) && filter.matches(s))
+            .collect();
+        if delete || flush {
+            for s in &named {
+                self.ct.remove(s);
+            }
+            return Ok(json!({"deleted": named.len(), "count": self.live_entries(now)}));
+        }
+        let entries: Vec<Value> = named
             .iter()
             .take(limit)
             .map(|s| explain::entry_json(&self.tables, s, now))
             .collect();
-        json!({"entries": entries, "count": all.len(), "capacity": self.ct.capacity()})
+        Ok(json!({"entries": entries, "count": named.len(), "capacity": self.ct.capacity()}))
+    }
+
+    /// Entries lookups still find (not expired).
+    fn live_entries(&self, now: u64) -> usize {
+        self.ct.unexpired(now, &self.tables.timeouts)
     }
 
     /// Services with their backends and the tracked connections on each.
@@ -338,7 +373,7 @@ impl Runtime {
             ports: &names,
             workers: &workers,
             classifier: &self.tables.policy,
-            conntrack_entries: self.ct.len(),
+            conntrack_entries: self.live_entries(engine.now()),
             conntrack_capacity: self.ct.capacity(),
             conntrack_evicted_unassured: self.ct.evicted_unassured(),
             conntrack_refused_full: self.ct.refused_full(),

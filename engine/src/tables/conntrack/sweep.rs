@@ -56,6 +56,21 @@ impl Conntrack {
         removed
     }
 
+    /// Entries lookups still find at `now`: live and not past their
+    /// timeout (what `ctl` and the metrics count; expired entries wait for
+    /// the sweep). One pass over the entries handed out so far.
+    pub fn unexpired(&self, now: u64, to: &Timeouts) -> usize {
+        let used = self.bump.load(Relaxed).min(self.max);
+        self.entries
+            .iter()
+            .take(used)
+            .filter(|e| {
+                let st = e.state.load(Relaxed);
+                st & LIVE != 0 && now.saturating_sub(e.seen.load(Relaxed)) <= to.of(st_state(st))
+            })
+            .count()
+    }
+
     /// The part of `range` whose entries have ever been handed out: what a
     /// sweep of `range` visits.
     pub fn used_part(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
