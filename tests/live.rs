@@ -1182,7 +1182,8 @@ fn interface_mtu_is_checked_and_served() {
 /// `ctl conntrack` lists only what its filter names and only entries
 /// still live; `--delete` removes exactly those (the flow's next packet
 /// opens, and is judged as, a new connection), `--flush` removes all, and
-/// a delete without a filter is refused.
+/// a delete without a filter is refused. `ctl stats --reset` starts the
+/// counters over.
 #[test]
 fn conntrack_filter_delete_flush() {
     let mut t = Topo::new("k", 1);
@@ -1248,6 +1249,24 @@ fn conntrack_filter_delete_flush() {
     assert_eq!(n(&list(&t, &[])["count"]), 0);
     let (_, v, _) = t.ctl(&["stats"]);
     assert_eq!(n(&v["conntrack"]["entries"]), 0, "{v}");
+    // Counters reset: `stats --reset` answers the counters so far, later
+    // answers count from then.
+    let (code, v, err) = t.ctl(&["stats", "--reset"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(n(&v["packets"]) >= 4, "{v}");
+    let (_, v, _) = t.ctl(&["stats"]);
+    assert_eq!(n(&v["packets"]), 0, "{v}");
+    assert!(v["since_reset_s"].is_number(), "{v}");
+    // A listener, so the server answers no ICMP error.
+    let _sink = in_netns(&t.server, || {
+        UdpSocket::bind(format!("{SERVER_IP}:9103")).unwrap()
+    })
+    .join()
+    .unwrap();
+    send(&t, 9103);
+    let (_, v, _) = t.ctl(&["stats"]);
+    assert_eq!(n(&v["packets"]), 1, "{v}");
+    assert_eq!(n(&v["actions"]["forward"]), 1, "{v}");
     let (code, r, err) = s.stop();
     assert_eq!(code, 0, "{err}");
     assert_no_leak(&r);

@@ -29,8 +29,14 @@ pub struct CtlArgs {
 /// What to ask.
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
-    /// Counters: per action, drop reason, port, worker; conntrack; XDP.
-    Stats,
+    /// Counters: per action, drop reason, port, worker; conntrack; XDP
+    /// (since the last `--reset`, if any).
+    Stats {
+        /// Print the counters, then start them from zero for later `ctl
+        /// stats` (the metrics endpoint's counters never reset).
+        #[arg(long)]
+        reset: bool,
+    },
     /// Conntrack entries (state, tuples, translation, policy decision) the
     /// filter names, expired ones left out; `--delete` removes them (their
     /// next packet is judged again), `--flush` removes every entry.
@@ -164,7 +170,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
         (None, None) => crate::sources::config::ControlConfig::default().socket,
     };
     let req = match &a.command {
-        CtlCommand::Stats => json!({"cmd": "stats"}),
+        CtlCommand::Stats { reset } => json!({"cmd": "stats", "reset": reset}),
         CtlCommand::Conntrack {
             limit,
             filter: f,

@@ -231,6 +231,7 @@ pub fn run(a: RunArgs) -> i32 {
         ct,
         reloads: (0, 0),
         started: Instant::now(),
+        baseline: None,
     };
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {

@@ -71,6 +71,18 @@ pub struct Runtime {
     /// Successful and rejected reloads.
     pub reloads: (u64, u64),
     pub started: Instant,
+    /// The counters as they were at the last `ctl stats --reset`: `ctl
+    /// stats` shows what came since (Prometheus counters never reset).
+    pub baseline: Option<Baseline>,
+}
+
+/// Readings taken at a counter reset.
+#[derive(Debug, Default)]
+pub struct Baseline {
+    pub workers: Vec<StatsSnapshot>,
+    pub total: StatsSnapshot,
+    pub xdp: Vec<u64>,
+    pub at: Option<Instant>,
 }
 
 fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapshot) {
@@ -116,7 +128,7 @@ impl Runtime {
     pub fn handle(&mut self, engine: &LiveEngine, req: &Value) -> Value {
         let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
         let r = match cmd {
-            "stats" => Ok(self.stats(engine)),
+            "stats" => Ok(self.stats(engine, req)),
             "conntrack" => self.conntrack(engine, req),
             "services" => Ok(self.services()),
             "routes" => Ok(self.routes()),
@@ -141,8 +153,33 @@ impl Runtime {
         }
     }
 
-    fn stats(&self, engine: &LiveEngine) -> Value {
-        let (per, t) = totals(engine, self.cfg.ports.len());
+    fn stats(&mut self, engine: &LiveEngine, req: &Value) -> Value {
+        let (mut per, mut t) = totals(engine, self.cfg.ports.len());
+        let xdp_now: Vec<u64> = engine.xdp_counters().iter().map(|(_, v)| *v).collect();
+        let mut xdp_since = xdp_now.clone();
+        if let Some(b) = &self.baseline {
+            t.sub(&b.total);
+            for (s, o) in per.iter_mut().zip(&b.workers) {
+                s.sub(o);
+            }
+            for (v, o) in xdp_since.iter_mut().zip(&b.xdp) {
+                *v = v.saturating_sub(*o);
+            }
+        }
+        let since_reset_s = self
+            .baseline
+            .as_ref()
+            .and_then(|b| b.at)
+            .map(|at| at.elapsed().as_secs_f64());
+        if req.get("reset").and_then(Value::as_bool).unwrap_or(false) {
+            let (workers, total) = totals(engine, self.cfg.ports.len());
+            self.baseline = Some(Baseline {
+                workers,
+                total,
+                xdp: xdp_now,
+                at: Some(Instant::now()),
+            });
+        }
         let c = &t.counters;
         let drops: serde_json::Map<String, Value> = DropReason::ALL
             .iter()
@@ -170,10 +207,12 @@ impl Runtime {
         let xdp: serde_json::Map<String, Value> = engine
             .xdp_counters()
             .iter()
-            .map(|(k, v)| (k.name().to_string(), (*v).into()))
+            .zip(&xdp_since)
+            .map(|((k, _), v)| (k.name().to_string(), (*v).into()))
             .collect();
         json!({
             "uptime_s": self.started.elapsed().as_secs_f64(),
+            "since_reset_s": since_reset_s,
             "packets": c.packets,
             "bytes": c.bytes,
             "rx": t.rx,

@@ -227,6 +227,31 @@ impl Counters {
         }
     }
 
+    /// Takes `other` (an earlier reading of the same counters) out of
+    /// `self`, each counter saturating at zero.
+    pub fn sub(&mut self, other: &Counters) {
+        let sub = |a: &mut u64, b: u64| *a = a.saturating_sub(b);
+        sub(&mut self.packets, other.packets);
+        sub(&mut self.bytes, other.bytes);
+        for (a, b) in self.actions.iter_mut().zip(other.actions) {
+            sub(a, b);
+        }
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            sub(a, b);
+        }
+        for (a, b) in self.port_rx.iter_mut().zip(&other.port_rx) {
+            sub(a, *b);
+        }
+        for (a, b) in self.port_tx.iter_mut().zip(&other.port_tx) {
+            sub(a, *b);
+        }
+        sub(&mut self.policy_allowed, other.policy_allowed);
+        sub(&mut self.policy_denied, other.policy_denied);
+        for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
+            sub(a, *b);
+        }
+    }
+
     /// Count of drops for `reason`.
     pub fn drop_count(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize]

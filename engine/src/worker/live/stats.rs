@@ -68,6 +68,21 @@ impl StatsSnapshot {
         self.table_swaps += o.table_swaps;
         self.counters.add(&o.counters);
     }
+
+    /// Takes `o` (an earlier snapshot of the same worker or total) out of
+    /// `self`.
+    pub fn sub(&mut self, o: &StatsSnapshot) {
+        let sub = |a: &mut u64, b: u64| *a = a.saturating_sub(b);
+        sub(&mut self.batches, o.batches);
+        sub(&mut self.rx, o.rx);
+        sub(&mut self.tx, o.tx);
+        sub(&mut self.tx_ring_full, o.tx_ring_full);
+        sub(&mut self.kernel_unreachable, o.kernel_unreachable);
+        sub(&mut self.tx_wakeups, o.tx_wakeups);
+        sub(&mut self.rx_wakeups, o.rx_wakeups);
+        sub(&mut self.table_swaps, o.table_swaps);
+        self.counters.sub(&o.counters);
+    }
 }
 
 pub(super) fn zeros<const N: usize>() -> [AtomicU64; N] {
