@@ -1267,6 +1267,18 @@ fn conntrack_filter_delete_flush() {
     let (_, v, _) = t.ctl(&["stats"]);
     assert_eq!(n(&v["packets"]), 1, "{v}");
     assert_eq!(n(&v["actions"]["forward"]), 1, "{v}");
+    // `ctl reload --config X` reloads X, not the running file.
+    let other = t.dir().join("other.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&cfg).unwrap() + "services:\n  - {name: w, vip: \"10.96.0.9\", port: 80, backends: [\"10.77.2.2:80\"]}\n",
+    )
+    .unwrap();
+    let (code, v, err) = t.ctl(&["reload", "--config", other.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(v["config"].as_str().unwrap().ends_with("other.yaml"), "{v}");
+    let (_, v, _) = t.ctl(&["services"]);
+    assert_eq!(v["services"][0]["name"], "w", "{v}");
     let (code, r, err) = s.stop();
     assert_eq!(code, 0, "{err}");
     assert_no_leak(&r);

@@ -305,8 +305,37 @@ fn bad_inputs_exit_2_naming_the_problem() {
         .arg(fixtures().join("sluice.yaml"))
         .arg("--pcap")
         .arg(tmp.path().join("missing.pcap")));
-    assert_eq!(code, 1, "a missing file is an I/O failure");
+    assert_eq!(code, 2, "a missing capture is bad input");
     assert!(err.contains("missing.pcap"), "{err}");
+
+    // A port name that is no port (and no such file): named, with the
+    // ports there are.
+    let (code, _, err) = run(sluice()
+        .args(["replay", "--config"])
+        .arg(fixtures().join("sluice.yaml"))
+        .arg("--pcap")
+        .arg(format!("uplnk={}", fixtures().join("udp.pcap").display())));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no port named \"uplnk\"") && err.contains("uplink, pods"),
+        "{err}"
+    );
+
+    // A truncated capture: the frames before the cut are replayed and
+    // reported, and the exit status says the input was bad.
+    let mut cut = std::fs::read(fixtures().join("udp.pcap")).unwrap();
+    cut.truncate(cut.len() - 7);
+    let cut_path = tmp.path().join("cut.pcap");
+    std::fs::write(&cut_path, &cut).unwrap();
+    let (code, out, err) = run(sluice()
+        .args(["replay", "--json", "--config"])
+        .arg(fixtures().join("sluice.yaml"))
+        .arg("--pcap")
+        .arg(&cut_path));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cut short"), "{err}");
+    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(s["packets"].as_u64().unwrap() > 0, "{out}");
 
     let (code, _, err) = run(sluice()
         .args(["replay", "--config"])

@@ -83,7 +83,9 @@ struct RunArgs {
 
 #[derive(Parser)]
 struct CompareArgs {
+    /// The baseline results file (e.g. bench/baselines/quick.json).
     base: PathBuf,
+    /// The results to judge against it.
     new: PathBuf,
     /// Largest tolerated growth of instructions per packet, percent.
     #[arg(long, default_value_t = 3.0)]

@@ -59,7 +59,8 @@ pub enum CtlCommand {
     Routes,
     /// Reload the config and policy (the running one stays if it is bad).
     Reload {
-        /// Config file (default: the one `run` was started with).
+        /// Config file (default: `--config` if given, else the one `run`
+        /// was started with).
         file: Option<PathBuf>,
     },
     /// What the running classifier, conntrack and NAT do with a flow, and
@@ -99,16 +100,22 @@ pub struct ExplainArgs {
     /// tcp, udp, sctp, udplite, icmp, icmpv6 or a number.
     #[arg(long)]
     pub proto: Option<String>,
+    /// Source address (IPv4 or IPv6).
     #[arg(long)]
     pub src: Option<String>,
+    /// Source port (TCP, UDP, SCTP).
     #[arg(long)]
     pub sport: Option<u16>,
+    /// Destination address.
     #[arg(long)]
     pub dst: Option<String>,
+    /// Destination port (TCP, UDP, SCTP).
     #[arg(long)]
     pub dport: Option<u16>,
+    /// ICMP type (ICMP and ICMPv6).
     #[arg(long)]
     pub icmp_type: Option<u8>,
+    /// ICMP code.
     #[arg(long)]
     pub icmp_code: Option<u8>,
     /// Port the packet arrives on (default: the first).
@@ -181,7 +188,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
                     "dst": f.dst, "sport": f.sport, "dport": f.dport}),
         CtlCommand::Services => json!({"cmd": "services"}),
         CtlCommand::Routes => json!({"cmd": "routes"}),
-        CtlCommand::Reload { file } => match file {
+        CtlCommand::Reload { file } => match file.as_ref().or(a.config.as_ref()) {
             // Relative to where ctl runs, not where sluice runs.
             Some(f) => match std::fs::canonicalize(f) {
                 Ok(f) => json!({"cmd": "reload", "config": f.display().to_string()}),

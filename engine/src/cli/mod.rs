@@ -48,9 +48,9 @@ pub struct ReplayArgs {
     /// Config file (YAML).
     #[arg(long)]
     pub config: PathBuf,
-    /// Capture file, as FILE or PORT=FILE; repeat to merge several in
-    /// timestamp order.
-    #[arg(long = "pcap", required = true)]
+    /// Capture file, as FILE or PORT=FILE (repeatable: several are merged
+    /// in timestamp order, each entering on its port).
+    #[arg(long = "pcap", required = true, value_name = "[PORT=]FILE")]
     pub pcap: Vec<String>,
     /// Port frames of a plain FILE enter on (default: the first port).
     #[arg(long)]
@@ -125,8 +125,15 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
         Err(e) => return fail(2, e),
     };
     let names = state.port_names();
+    let mut inputs = Vec::with_capacity(a.pcap.len());
+    for s in &a.pcap {
+        match Input::parse_checked(s, &names) {
+            Ok(i) => inputs.push(i),
+            Err(e) => return fail(2, e),
+        }
+    }
     let opts = ReplayOptions {
-        inputs: a.pcap.iter().map(|s| Input::parse(s, &names)).collect(),
+        inputs,
         ingress: a.ingress,
         workers: a.workers,
         loops: a.loops,
@@ -139,7 +146,7 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
     match replay::run(&state, tables, &opts) {
         Ok(s) => {
             for w in &s.warnings {
-                eprintln!("sluice: warning: {w}");
+                eprintln!("sluice: {w}");
             }
             let mut out = std::io::stdout().lock();
             let r = if a.json {
@@ -148,6 +155,10 @@ fn replay_cmd(a: ReplayArgs) -> i32 {
                 write!(out, "{}", s.to_text())
             };
             match r {
+                // A truncated capture: the frames before the cut were
+                // replayed and reported, and the input is still bad (as
+                // tcpdump and tshark end on one).
+                Ok(()) if !s.warnings.is_empty() => 2,
                 Ok(()) => 0,
                 Err(e) => fail(1, e),
             }

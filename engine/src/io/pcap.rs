@@ -69,7 +69,17 @@ pub enum PcapError {
 impl PcapError {
     /// Whether the error is the input's fault (exit 2) rather than I/O (exit 1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, PcapError::Io { .. })
+        match self {
+            // A file that is not there or cannot be opened is the user's
+            // input; a read that fails midway is the machine's.
+            PcapError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::IsADirectory
+            ),
+            _ => true,
+        }
     }
 }
 

@@ -87,6 +87,21 @@ impl Input {
             path: PathBuf::from(arg),
         }
     }
+
+    /// [`Input::parse`], refusing `NAME=FILE` when NAME is no port and no
+    /// file is called `NAME=FILE` (a typo in the port name).
+    pub fn parse_checked(arg: &str, ports: &[String]) -> Result<Input, String> {
+        let i = Input::parse(arg, ports);
+        if let (None, Some((p, _))) = (&i.port, arg.split_once('=')) {
+            if !i.path.exists() {
+                return Err(format!(
+                    "--pcap {arg}: no port named {p:?} (the ports are {}) and no file {arg:?}",
+                    ports.join(", ")
+                ));
+            }
+        }
+        Ok(i)
+    }
 }
 
 /// What to replay and how.

@@ -28,10 +28,7 @@ impl Config {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
             // serde_norway prefixes the path itself; keep one copy.
-            let msg = inner
-                .strip_prefix(&format!("{path}: "))
-                .unwrap_or(&inner)
-                .to_string();
+            let msg = users_words(inner.strip_prefix(&format!("{path}: ")).unwrap_or(&inner));
             ConfigError::Invalid {
                 file: file.to_string(),
                 path: if path == "." { "(top)".into() } else { path },
@@ -233,6 +230,29 @@ impl Config {
     }
 }
 
+/// A serde message in a user's words: Rust's type names (`expected
+/// usize`) become what the field takes.
+fn users_words(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, words) in [
+        ("expected usize", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected i64", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list"),
+        ("expected struct ", "expected a mapping of "),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +357,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("workers.batch"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_no_rust_types() {
+        let e = load(&format!("{MIN}workers: {{batch: many}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("workers.batch") && e.contains("expected a whole number"),
+            "{e}"
+        );
+        assert!(!e.contains("usize"), "{e}");
+        let e = load(&format!(
+            "{MIN}xdp: {{failsafe: [{{protocol: TCP, port: 99999}}]}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("u16"), "{e}");
     }
 
     #[test]
