@@ -463,3 +463,89 @@ fn the_checker_finds_upward_imports_and_cycles() {
     ]);
     assert!(t.edges().is_empty(), "{:?}", t.edges());
 }
+
+/// The files that opt into `unsafe`, expanded from a list as the lint
+/// comment writes it (`engine/src/io/sys/{abi,calls}.rs, ...`).
+fn expand_unsafe_list(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for word in text.split([' ', '\n', '`', ';']) {
+        let w = word.trim_matches(|c: char| c == ',' || c == '.' || c == '`');
+        if !w.ends_with(".rs") && !w.contains("}.rs") {
+            continue;
+        }
+        match (w.find('{'), w.find('}')) {
+            (Some(a), Some(b)) => {
+                for part in w[a + 1..b].split(',') {
+                    out.insert(format!("{}{}{}", &w[..a], part, &w[b + 1..]));
+                }
+            }
+            _ => {
+                out.insert(w.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The sentence that lists them, with comment markers and line breaks
+/// taken out.
+fn unsafe_sentence(file: &Path, marker: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let joined: String = text
+        .lines()
+        .map(|l| l.trim_start().trim_start_matches(marker).trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let start = joined
+        .find("unsafe` is denied everywhere except")
+        .or_else(|| joined.find("unsafe is denied everywhere except"))
+        .unwrap_or_else(|| panic!("{}: no list of the files allowed unsafe", file.display()));
+    let end = joined[start..].find("every block").unwrap() + start;
+    joined[start..end].replace('`', "")
+}
+
+/// The list of files allowed `unsafe` is the same wherever it is written
+/// (the workspace lints, the engine's crate docs, the io module's docs),
+/// and it is exactly the files that opt in.
+#[test]
+fn the_unsafe_list_agrees_everywhere_and_with_the_code() {
+    let root = root();
+    let lints = unsafe_sentence(&root.join("Cargo.toml"), "#");
+    for f in ["engine/src/lib.rs", "engine/src/io/mod.rs"] {
+        let s = unsafe_sentence(&root.join(f), "//!");
+        assert_eq!(
+            expand_unsafe_list(&s),
+            expand_unsafe_list(&lints),
+            "{f} lists other files than Cargo.toml"
+        );
+    }
+    let mut opted = BTreeSet::new();
+    for dir in ["engine/src", "bench/src", "policy-compiler/src"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && std::fs::read_to_string(&p)
+                        .unwrap()
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("#![allow(unsafe_code)]"))
+                {
+                    opted.insert(
+                        p.strip_prefix(&root)
+                            .unwrap()
+                            .to_string_lossy()
+                            .replace('\\', "/"),
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        opted,
+        expand_unsafe_list(&lints),
+        "files that opt into unsafe"
+    );
+}

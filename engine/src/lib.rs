@@ -32,7 +32,11 @@
 //!    and `explain`.
 //! 5. [`io`]: the outside world — AF_XDP (UMEM, rings, sockets), syscalls,
 //!    the XDP program and its maps, pcap files. With [`mem`], the only
-//!    place `unsafe` lives (`io::sys`, `io::xsk`, `io::bpf`).
+//!    place `unsafe` lives: `unsafe` is denied everywhere except in
+//!    `engine/src/mem.rs`, `engine/src/io/sys/{abi,calls,mmap}.rs`,
+//!    `engine/src/io/xsk/{ring,umem,socket}.rs`, `engine/src/io/bpf/maps.rs`
+//!    and `bench/src/trafficgen.rs`; each of those files opts in with
+//!    `#![allow(unsafe_code)]` and argues every block.
 //! 6. [`state`]: the node's desired state as plain data
 //!    ([`state::NodeState`]), the difference of two states
 //!    ([`state::StateDiff`]), and the one builder ([`state::build`]) that
