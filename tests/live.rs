@@ -1208,6 +1208,22 @@ fn conntrack_filter_delete_flush() {
     send(&t, 9100);
     send(&t, 9101);
     assert_eq!(n(&list(&t, &[])["count"]), 2);
+    // For a person: tables (the default on a terminal; `--table` here).
+    for (cmd, head) in [
+        ("conntrack", "ID  PROTO  STATE"),
+        ("stats", "PORT  INTERFACE"),
+        ("routes", "PREFIX"),
+    ] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["ctl", "--socket"])
+            .arg(t.control_socket())
+            .args([cmd, "--table"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains(head), "{cmd}: {out}");
+        assert!(!out.trim_start().starts_with('{'), "{cmd}: {out}");
+    }
     let v = list(&t, &["--proto", "udp", "--port", "9100"]);
     assert_eq!(n(&v["count"]), 1, "{v}");
     assert_eq!(

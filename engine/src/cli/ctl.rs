@@ -1,6 +1,7 @@
 //! `sluice ctl`: one request to a running `sluice run` over its control
 //! socket (JSON lines, see [`crate::control::socket`]); the answer is
-//! printed as JSON. Exit status: 0 when the engine answered `ok`, 2 when it
+//! printed as tables for a person on a terminal, as JSON with `--json` or
+//! when stdout is not a terminal (scripts and pipes get JSON unasked). Exit status: 0 when the engine answered `ok`, 2 when it
 //! rejected the request (a bad reload, a malformed flow), 1 when it could
 //! not be reached.
 
@@ -22,6 +23,13 @@ pub struct CtlArgs {
     /// Read `control.socket` from this config file.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Print the answer as JSON (the default when stdout is not a
+    /// terminal).
+    #[arg(long, global = true, conflicts_with = "table")]
+    pub json: bool,
+    /// Print the answer as tables (the default on a terminal).
+    #[arg(long, global = true)]
+    pub table: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -210,10 +218,17 @@ pub fn ctl(a: CtlArgs) -> i32 {
     match socket::request(&path, &req) {
         Ok(reply) => {
             if reply["ok"] == Value::Bool(true) {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&reply).unwrap_or_default()
-                );
+                use std::io::IsTerminal;
+                let people = a.table || (!a.json && std::io::stdout().is_terminal());
+                if people {
+                    let cmd = req["cmd"].as_str().unwrap_or("");
+                    print!("{}", super::table::render(cmd, &reply));
+                } else {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&reply).unwrap_or_default()
+                    );
+                }
                 0
             } else {
                 eprintln!(

@@ -16,6 +16,7 @@ use crate::worker::replay::{self, Input, ReplayOptions};
 pub mod ctl;
 pub mod demo;
 pub mod run;
+pub mod table;
 
 /// sluice: a userspace packet-processing engine.
 #[derive(Debug, Parser)]
