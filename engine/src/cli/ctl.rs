@@ -102,7 +102,7 @@ pub struct CtFilterArgs {
     pub dport: Option<u16>,
 }
 
-/// A flow for `explain`: flags, `--json`, or a conntrack entry.
+/// A flow for `explain`: flags, `--packet`, or a conntrack entry.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// tcp, udp, sctp, udplite, icmp, icmpv6 or a number.
@@ -129,9 +129,9 @@ pub struct ExplainArgs {
     /// Port the packet arrives on (default: the first).
     #[arg(long)]
     pub ingress: Option<String>,
-    /// The packet as `policy eval` JSON.
-    #[arg(long, conflicts_with_all = ["proto", "src", "dst", "entry"])]
-    pub json: Option<String>,
+    /// The packet as `policy eval` JSON (`{"proto": "tcp", "src": ...}`).
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["proto", "src", "dst", "entry"])]
+    pub packet: Option<String>,
     /// Explain a conntrack entry by id (from `ctl conntrack`).
     #[arg(long, conflicts_with_all = ["proto", "src", "dst"])]
     pub entry: Option<u64>,
@@ -142,12 +142,12 @@ impl ExplainArgs {
         if let Some(id) = self.entry {
             return Ok(json!({"cmd": "explain", "entry": id}));
         }
-        let mut pkt = match &self.json {
-            Some(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("--json: {e}"))?,
+        let mut pkt = match &self.packet {
+            Some(s) => serde_json::from_str::<Value>(s).map_err(|e| format!("--packet: {e}"))?,
             None => {
                 let need = |v: &Option<String>, n: &str| {
                     v.clone()
-                        .ok_or_else(|| format!("explain needs --{n} (or --json, or --entry)"))
+                        .ok_or_else(|| format!("explain needs --{n} (or --packet, or --entry)"))
                 };
                 let mut p = json!({"proto": need(&self.proto, "proto")?,
                                    "src": need(&self.src, "src")?, "dst": need(&self.dst, "dst")?});

@@ -1,8 +1,12 @@
 //! The control socket (`control.socket`, mode 0600) and the `/metrics`
-//! HTTP listener: small blocking servers on their own threads, far from the
-//! fast path. The control protocol is one JSON request line, one JSON
+//! HTTP listener, on their own threads, far from the fast path. Each
+//! serves clients concurrently: a slow or idle client never delays
+//! another. The control protocol is one JSON request line, one JSON
 //! response line: `{"cmd": "stats"}` → `{"ok": true, ...}` or
-//! `{"ok": false, "error": "..."}`.
+//! `{"ok": false, "error": "..."}`; each connection gets a thread of its
+//! own (at most [`MAX_CLIENTS`] at once), reads the line whole, however it
+//! was split, and answers. `/metrics` is served by `tiny_http` (whole
+//! requests, HTTP/1.1 keep-alive, a reader thread per connection).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -53,10 +57,13 @@ impl Drop for Server {
     }
 }
 
+/// Most control clients served at once; more are answered "busy".
+pub const MAX_CLIENTS: usize = 32;
+
 /// Serves the control socket at `path`, calling `handle` for each request.
 pub fn serve_control<F>(path: &Path, handle: F) -> Result<Server, ControlError>
 where
-    F: Fn(&Value) -> Value + Send + 'static,
+    F: Fn(&Value) -> Value + Send + Sync + 'static,
 {
     let err = |source| ControlError::Socket {
         path: path.display().to_string(),
@@ -74,18 +81,40 @@ where
     listener.set_nonblocking(true).map_err(err)?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let handle = Arc::new(handle);
+    let clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let thread = std::thread::Builder::new()
         .name("sluice-control".into())
         .spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let _ = answer(stream, &handle);
+                        if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+                            clients.fetch_sub(1, Ordering::AcqRel);
+                            let _ = stream.set_nonblocking(false);
+                            let mut w = stream;
+                            let _ = writeln!(
+                                w,
+                                "{}",
+                                json!({"ok": false, "error": format!("busy: {MAX_CLIENTS} clients are being served")})
+                            );
+                            continue;
+                        }
+                        let (h, c) = (handle.clone(), clients.clone());
+                        let spawned = std::thread::Builder::new()
+                            .name("sluice-control-client".into())
+                            .spawn(move || {
+                                let _ = answer(stream, &*h);
+                                c.fetch_sub(1, Ordering::AcqRel);
+                            });
+                        if spawned.is_err() {
+                            clients.fetch_sub(1, Ordering::AcqRel);
+                        }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(20))
+                        std::thread::sleep(Duration::from_millis(5))
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         })
@@ -99,7 +128,8 @@ where
 
 fn answer<F: Fn(&Value) -> Value>(stream: UnixStream, handle: &F) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Its own thread: an idle client only holds that thread, for this long.
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut line = String::new();
     BufReader::new(stream.try_clone()?)
         .take(1 << 20)
@@ -146,43 +176,49 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
 /// `render` per scrape.
 pub fn serve_metrics<F>(addr: std::net::SocketAddr, render: F) -> Result<Server, ControlError>
 where
-    F: Fn() -> String + Send + 'static,
+    F: Fn() -> String + Send + Sync + 'static,
 {
-    let err = |source| ControlError::Metrics {
+    let server = tiny_http::Server::http(addr).map_err(|e| ControlError::Metrics {
         addr: addr.to_string(),
-        source,
-    };
-    let listener = std::net::TcpListener::bind(addr).map_err(err)?;
-    listener.set_nonblocking(true).map_err(err)?;
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
+    let render = Arc::new(render);
     let thread = std::thread::Builder::new()
         .name("sluice-metrics".into())
         .spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                        let mut buf = [0u8; 2048];
-                        let n = stream.read(&mut buf).unwrap_or(0);
-                        let req = String::from_utf8_lossy(&buf[..n]);
-                        let (status, body, ctype) = if req.starts_with("GET /metrics") || req.starts_with("GET / ") {
-                            ("200 OK", render(), "text/plain; version=0.0.4")
-                        } else {
-                            ("404 Not Found", "not found: try /metrics\n".to_string(), "text/plain")
-                        };
-                        let _ = write!(
-                            stream,
-                            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                let req = match server.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
+                    Err(_) => break,
+                };
+                let path = req.url().split('?').next().unwrap_or("");
+                let ok =
+                    *req.method() == tiny_http::Method::Get && matches!(path, "/metrics" | "/");
+                let (code, body, ctype) = if ok {
+                    (200, render(), "text/plain; version=0.0.4; charset=utf-8")
+                } else {
+                    (
+                        404,
+                        "not found: try GET /metrics\n".to_string(),
+                        "text/plain",
+                    )
+                };
+                let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());
+                let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
+                if let Ok(h) = header {
+                    resp = resp.with_header(h);
                 }
+                // A client gone mid-answer is its own loss.
+                let _ = req.respond(resp);
             }
         })
-        .map_err(err)?;
+        .map_err(|source| ControlError::Metrics {
+            addr: addr.to_string(),
+            source,
+        })?;
     Ok(Server {
         stop,
         thread: Some(thread),
@@ -215,10 +251,64 @@ mod tests {
         drop(l);
         let _srv = serve_metrics(addr, || "sluice_up 1\n".into()).unwrap();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         assert!(out.ends_with("sluice_up 1\n"));
+    }
+
+    /// Ten idle clients on each server delay neither a scrape nor a
+    /// control request; a request split over two writes is read whole.
+    #[test]
+    fn idle_clients_delay_no_one() {
+        let dir = std::env::temp_dir().join(format!("sluice-idle-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let _ctl = serve_control(&path, |v| json!({"ok": true, "echo": v["cmd"]})).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let _m = serve_metrics(addr, || "sluice_up 1\n".into()).unwrap();
+        let idle_ctl: Vec<UnixStream> = (0..10)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        let idle_http: Vec<std::net::TcpStream> = (0..10)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                // Half a request, never finished.
+                write!(s, "GET /met").unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = std::time::Instant::now();
+        let r = request(&path, &json!({"cmd": "stats"})).unwrap();
+        assert_eq!(r["echo"], "stats");
+        let ctl_took = t0.elapsed();
+        let t0 = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        // Split over two writes.
+        write!(s, "GET /metr").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        write!(s, "ics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let scrape_took = t0.elapsed();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(out.ends_with("sluice_up 1\n"), "{out}");
+        assert!(
+            ctl_took < Duration::from_millis(50),
+            "ctl took {ctl_took:?}"
+        );
+        assert!(
+            scrape_took < Duration::from_millis(100),
+            "scrape took {scrape_took:?}"
+        );
+        drop((idle_ctl, idle_http));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
