@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use super::calico;
 use super::k8s;
 use super::policies::{applies, ordered_tiers, policies_by_tier, PolicyRef};
-use super::resolve::{wep_effective, Resolver};
+use super::resolve::{profiles_and_endpoints, wep_effective, Resolver};
 use super::types::{
     Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrError, IrRule, RuleAction, Segment,
     SegmentKind, Term, MAX_TERMS,
 };
 use crate::model::{
-    Action, Cidr, K8sPolicy, Object, PolicySet, Profile, Rule, Tier, TierAction, WorkloadEndpoint,
+    Action, Cidr, K8sPolicy, PolicySet, Profile, Rule, Tier, TierAction, WorkloadEndpoint,
 };
 use crate::ranges::RangeSet;
 use crate::selector::Labels;
@@ -43,22 +43,7 @@ struct Inputs<'s> {
 /// Compile a policy set into the IR.
 pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
     let tiers = ordered_tiers(set);
-    let profiles: HashMap<&str, &Profile> = set
-        .objects
-        .iter()
-        .filter_map(|l| match &l.object {
-            Object::Profile(p) => Some((p.name.as_str(), p)),
-            _ => None,
-        })
-        .collect();
-    let weps: Vec<&WorkloadEndpoint> = set
-        .objects
-        .iter()
-        .filter_map(|l| match &l.object {
-            Object::WorkloadEndpoint(w) => Some(w),
-            _ => None,
-        })
-        .collect();
+    let (profiles, weps) = profiles_and_endpoints(set);
     let endpoints = endpoints(&weps)?;
     let wep_labels: Vec<Labels> = weps.iter().map(|w| wep_effective(w, &profiles)).collect();
     let mut res = Resolver::new(set, &weps, &wep_labels);
@@ -494,6 +479,7 @@ fn k8s_rules(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Object;
 
     const SET: &str = r#"
 apiVersion: projectcalico.org/v3

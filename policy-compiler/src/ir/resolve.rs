@@ -260,10 +260,11 @@ impl<'a> Resolver<'a> {
     }
 }
 
-/// Runs `f` with the resolver of `set` (for the translations' tests).
-#[cfg(test)]
-pub(super) fn with_resolver_of<R>(set: &PolicySet, f: impl FnOnce(&mut Resolver<'_>) -> R) -> R {
-    let profiles: HashMap<&str, &Profile> = set
+/// A set's profiles by name and its workload endpoints, in set order.
+pub(super) fn profiles_and_endpoints(
+    set: &PolicySet,
+) -> (HashMap<&str, &Profile>, Vec<&WorkloadEndpoint>) {
+    let profiles = set
         .objects
         .iter()
         .filter_map(|l| match &l.object {
@@ -271,7 +272,7 @@ pub(super) fn with_resolver_of<R>(set: &PolicySet, f: impl FnOnce(&mut Resolver<
             _ => None,
         })
         .collect();
-    let weps: Vec<&WorkloadEndpoint> = set
+    let weps = set
         .objects
         .iter()
         .filter_map(|l| match &l.object {
@@ -279,6 +280,13 @@ pub(super) fn with_resolver_of<R>(set: &PolicySet, f: impl FnOnce(&mut Resolver<
             _ => None,
         })
         .collect();
+    (profiles, weps)
+}
+
+/// Runs `f` with the resolver of `set` (for the translations' tests).
+#[cfg(test)]
+pub(super) fn with_resolver_of<R>(set: &PolicySet, f: impl FnOnce(&mut Resolver<'_>) -> R) -> R {
+    let (profiles, weps) = profiles_and_endpoints(set);
     let labels: Vec<Labels> = weps.iter().map(|w| wep_effective(w, &profiles)).collect();
     f(&mut Resolver::new(set, &weps, &labels))
 }
