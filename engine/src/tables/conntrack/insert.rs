@@ -205,6 +205,7 @@ impl Conntrack {
         }
         let Some(id) = self.alloc() else {
             self.live.fetch_sub(1, AcqRel);
+            self.refused_full.fetch_add(1, Relaxed);
             return Err(InsertError::Full);
         };
         let Some(e) = self.entries.get(id as usize) else {
@@ -227,14 +228,21 @@ impl Conntrack {
         let plain = if *reply == orig.reverse() { PLAIN } else { 0 };
         e.state.store(st_make(state, flags) | plain, Relaxed);
         e.unlock_seq(s);
-        let ok1 = self.put_slot(ho, slot_make(slot_tag(ho), Dir::Original, id));
-        let ok2 = ok1 && self.put_slot(hr, slot_make(slot_tag(hr), Dir::Reply, id));
+        // A key whose two buckets are full (rare, but a table kept full by
+        // churn meets it) makes room there by the early drop, once.
+        let put = |h: u64, dir: Dir| {
+            let v = slot_make(slot_tag(h), dir, id);
+            self.put_slot(h, v) || (self.evict_unassured_in(h, id) && self.put_slot(h, v))
+        };
+        let ok1 = put(ho, Dir::Original);
+        let ok2 = ok1 && put(hr, Dir::Reply);
         if !ok2 {
-            // Both buckets of a key full: treat as a full table.
+            // Still no room for a key: a full table.
             if ok1 {
                 self.clear_slot(orig, id, Dir::Original);
             }
             self.kill(id);
+            self.refused_full.fetch_add(1, Relaxed);
             return Err(InsertError::Full);
         }
         if flags & flags::SNAT != 0 {

@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering::*;
 
 use super::entry::{aux_owner, st_flags, st_state, EntryId, LIVE};
+use super::index::slot_entry;
 use super::state::flags;
 use super::state::Timeouts;
 use super::table::Conntrack;
@@ -123,10 +124,43 @@ impl Conntrack {
                 best = Some((seen, id));
             }
         }
-        let Some((_, id)) = best else {
-            return false;
-        };
-        // Read it whole and check again: it may have changed meanwhile.
+        best.is_some_and(|(_, id)| self.remove_unassured(id))
+    }
+
+    /// Removes the least recently seen entry that never saw a reply among
+    /// those indexed in the two buckets of hash `h`, other than `keep`: an
+    /// insert whose key finds both its buckets full makes room there (as
+    /// Linux's early drop looks in the new entry's own hash chain). Returns
+    /// whether one went.
+    pub(super) fn evict_unassured_in(&self, h: u64, keep: EntryId) -> bool {
+        let (b1, b2) = self.buckets(h);
+        let mut best: Option<(u64, EntryId)> = None;
+        for b in [b1, b2] {
+            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
+                let v = s.load(Relaxed);
+                if v == 0 {
+                    continue;
+                }
+                let (id, _) = slot_entry(v);
+                let Some(e) = self.entries.get(id as usize).filter(|_| id != keep) else {
+                    continue;
+                };
+                let st = e.state.load(Relaxed);
+                if st & LIVE == 0 || st_flags(st) & flags::SEEN_REPLY != 0 {
+                    continue;
+                }
+                let seen = e.seen.load(Relaxed);
+                if best.is_none_or(|(x, _)| seen < x) {
+                    best = Some((seen, id));
+                }
+            }
+        }
+        best.is_some_and(|(_, id)| self.remove_unassured(id))
+    }
+
+    /// Removes entry `id` if, read whole, it still never saw a reply (it
+    /// may have changed since it was chosen), and counts it.
+    fn remove_unassured(&self, id: EntryId) -> bool {
         match self.read(id) {
             Some(s) if s.flags & flags::SEEN_REPLY == 0 => {
                 self.remove(&s);
