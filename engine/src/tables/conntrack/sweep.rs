@@ -109,22 +109,8 @@ impl Conntrack {
     pub(super) fn evict_unassured(&self, now: u64, budget: usize) -> bool {
         let used = self.bump.load(Relaxed).max(1);
         let start = (now as usize ^ 0x5bd1_e995).wrapping_mul(0x9e37_79b9) % used;
-        let mut best: Option<(u64, EntryId)> = None;
-        for k in 0..budget.min(used) {
-            let id = ((start + k) % used) as EntryId;
-            let Some(e) = self.entries.get(id as usize) else {
-                continue;
-            };
-            let st = e.state.load(Relaxed);
-            if st & LIVE == 0 || st_flags(st) & flags::SEEN_REPLY != 0 {
-                continue;
-            }
-            let seen = e.seen.load(Relaxed);
-            if best.is_none_or(|(s, _)| seen < s) {
-                best = Some((seen, id));
-            }
-        }
-        best.is_some_and(|(_, id)| self.remove_unassured(id))
+        let ids = (0..budget.min(used)).map(|k| ((start + k) % used) as EntryId);
+        self.drop_oldest_unassured(ids)
     }
 
     /// Removes the least recently seen entry that never saw a reply among
@@ -134,25 +120,32 @@ impl Conntrack {
     /// whether one went.
     pub(super) fn evict_unassured_in(&self, h: u64, keep: EntryId) -> bool {
         let (b1, b2) = self.buckets(h);
+        let ids = [b1, b2]
+            .into_iter()
+            .filter_map(|b| self.index.get(b))
+            .flat_map(|b| &b.0)
+            .map(|s| s.load(Relaxed))
+            .filter(|&v| v != 0)
+            .map(|v| slot_entry(v).0)
+            .filter(|&id| id != keep);
+        self.drop_oldest_unassured(ids)
+    }
+
+    /// Of the entries `ids`, removes the least recently seen live one that
+    /// never saw a reply, if any. Returns whether one went.
+    fn drop_oldest_unassured(&self, ids: impl Iterator<Item = EntryId>) -> bool {
         let mut best: Option<(u64, EntryId)> = None;
-        for b in [b1, b2] {
-            for s in self.index.get(b).into_iter().flat_map(|b| &b.0) {
-                let v = s.load(Relaxed);
-                if v == 0 {
-                    continue;
-                }
-                let (id, _) = slot_entry(v);
-                let Some(e) = self.entries.get(id as usize).filter(|_| id != keep) else {
-                    continue;
-                };
-                let st = e.state.load(Relaxed);
-                if st & LIVE == 0 || st_flags(st) & flags::SEEN_REPLY != 0 {
-                    continue;
-                }
-                let seen = e.seen.load(Relaxed);
-                if best.is_none_or(|(x, _)| seen < x) {
-                    best = Some((seen, id));
-                }
+        for id in ids {
+            let Some(e) = self.entries.get(id as usize) else {
+                continue;
+            };
+            let st = e.state.load(Relaxed);
+            if st & LIVE == 0 || st_flags(st) & flags::SEEN_REPLY != 0 {
+                continue;
+            }
+            let seen = e.seen.load(Relaxed);
+            if best.is_none_or(|(x, _)| seen < x) {
+                best = Some((seen, id));
             }
         }
         best.is_some_and(|(_, id)| self.remove_unassured(id))
