@@ -202,10 +202,7 @@ pub fn explain(t: &Tables, ct: &Conntrack, now: u64, q: &Query) -> Value {
         );
     }
     // Route.
-    let id = match p.family {
-        Family::V4 => t.fib.lookup_v4_id(dst.0 as u32),
-        Family::V6 => t.fib.lookup_v6_id(dst.0),
-    };
+    let id = t.fib.lookup_id(p.family, dst.0);
     let verdict = |action: &str, reason: Option<&str>| match reason {
         Some(r) => json!({"action": action, "reason": r}),
         None => json!({"action": action}),

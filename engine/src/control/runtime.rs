@@ -27,13 +27,14 @@ use crate::tables::Tables;
 use crate::wire::{self, Mac};
 use crate::worker::live::{LiveEngine, StatsSnapshot};
 
-/// What a reload from `old` to `new` cannot apply without a restart: the
-/// desired state's restart-only differences ([`StateDiff::restart_only`]:
+/// What a reload from `old` to `new` (whose desired states differ by
+/// `diff`) cannot apply without a restart: the state's restart-only
+/// differences ([`StateDiff::restart_only`]:
 /// ports, workers, XDP settings, the connection table's size, masquerade
 /// addresses) and the process settings beside it (metrics listener,
 /// control socket). A reload that changes one is rejected, naming it.
-pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut out = StateDiff::between(&old.state(), &new.state()).restart_only();
+pub fn restart_only_changes(old: &Config, new: &Config, diff: &StateDiff) -> Vec<&'static str> {
+    let mut out = diff.restart_only();
     let d = |x: &dyn std::fmt::Debug| format!("{x:?}");
     if d(&old.metrics) != d(&new.metrics) {
         out.push("metrics");
@@ -48,7 +49,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
 /// is touched.
 pub fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config, Tables), String> {
     let new = Config::load(path).map_err(|e| e.to_string())?;
-    let changed = restart_only_changes(cur, &new);
+    let state = new.state();
+    let changed = restart_only_changes(cur, &new, &StateDiff::between(&cur.state(), &state));
     if !changed.is_empty() {
         return Err(format!(
             "{}: {} changed; these need a restart (the running config stays)",
@@ -56,7 +58,7 @@ pub fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config
             changed.join(", ")
         ));
     }
-    let tables = build::tables(&new.state(), macs).map_err(|e| e.to_string())?;
+    let tables = build::tables(&state, macs).map_err(|e| e.to_string())?;
     Ok((new, tables))
 }
 
@@ -77,12 +79,12 @@ pub struct Runtime {
 }
 
 /// Readings taken at a counter reset.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Baseline {
     pub workers: Vec<StatsSnapshot>,
     pub total: StatsSnapshot,
     pub xdp: Vec<u64>,
-    pub at: Option<Instant>,
+    pub at: Instant,
 }
 
 fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapshot) {
@@ -154,9 +156,10 @@ impl Runtime {
     }
 
     fn stats(&mut self, engine: &LiveEngine, req: &Value) -> Value {
-        let (mut per, mut t) = totals(engine, self.cfg.ports.len());
-        let xdp_now: Vec<u64> = engine.xdp_counters().iter().map(|(_, v)| *v).collect();
-        let mut xdp_since = xdp_now.clone();
+        let (now_per, now_t) = totals(engine, self.cfg.ports.len());
+        let xdp_now = engine.xdp_counters();
+        let (mut per, mut t) = (now_per.clone(), now_t.clone());
+        let mut xdp_since: Vec<u64> = xdp_now.iter().map(|(_, v)| *v).collect();
         if let Some(b) = &self.baseline {
             t.sub(&b.total);
             for (s, o) in per.iter_mut().zip(&b.workers) {
@@ -166,18 +169,14 @@ impl Runtime {
                 *v = v.saturating_sub(*o);
             }
         }
-        let since_reset_s = self
-            .baseline
-            .as_ref()
-            .and_then(|b| b.at)
-            .map(|at| at.elapsed().as_secs_f64());
+        let since_reset_s = self.baseline.as_ref().map(|b| b.at.elapsed().as_secs_f64());
         if req.get("reset").and_then(Value::as_bool).unwrap_or(false) {
-            let (workers, total) = totals(engine, self.cfg.ports.len());
+            // What this answer read is the new zero.
             self.baseline = Some(Baseline {
-                workers,
-                total,
-                xdp: xdp_now,
-                at: Some(Instant::now()),
+                workers: now_per,
+                total: now_t,
+                xdp: xdp_now.iter().map(|(_, v)| *v).collect(),
+                at: Instant::now(),
             });
         }
         let c = &t.counters;
@@ -204,8 +203,7 @@ impl Runtime {
                        "tx_ring_full": s.tx_ring_full, "table_swaps": s.table_swaps})
             })
             .collect();
-        let xdp: serde_json::Map<String, Value> = engine
-            .xdp_counters()
+        let xdp: serde_json::Map<String, Value> = xdp_now
             .iter()
             .zip(&xdp_since)
             .map(|((k, _), v)| (k.name().to_string(), (*v).into()))

@@ -40,11 +40,7 @@ fn martian_source(family: Family, src: u128) -> bool {
 /// its next-hop id, 0 for no route.
 #[inline(always)]
 pub(crate) fn fib_lookup(t: &Tables, m: &Meta) -> u16 {
-    let dst = effective_dst(m);
-    match m.parsed.family {
-        Family::V4 => t.fib.lookup_v4_id(dst as u32),
-        Family::V6 => t.fib.lookup_v6_id(dst),
-    }
+    t.fib.lookup_id(m.parsed.family, effective_dst(m))
 }
 
 /// The stage for one undecided frame: its next hop when it is to be

@@ -509,6 +509,15 @@ impl Fib {
         }
     }
 
+    /// The next-hop id (1-based, 0 = no route) of `addr` of `family`.
+    #[inline(always)]
+    pub fn lookup_id(&self, family: crate::wire::Family, addr: u128) -> u16 {
+        match family {
+            crate::wire::Family::V4 => self.lookup_v4_id(addr as u32),
+            crate::wire::Family::V6 => self.lookup_v6_id(addr),
+        }
+    }
+
     /// Raw IPv4 lookup: 1-based next-hop id, 0 = no route.
     #[inline]
     pub fn lookup_v4_id(&self, addr: u32) -> u16 {

@@ -373,12 +373,8 @@ impl Tables {
     /// Whether `dst` is one of the node's own (local-route) addresses.
     #[inline]
     pub fn is_local(&self, family: Family, dst: u128) -> bool {
-        let id = match family {
-            Family::V4 => self.fib.lookup_v4_id(dst as u32),
-            Family::V6 => self.fib.lookup_v6_id(dst),
-        };
         self.fib
-            .next_hop(id)
+            .next_hop(self.fib.lookup_id(family, dst))
             .is_some_and(|nh| nh.kind == RouteKind::Local)
     }
 

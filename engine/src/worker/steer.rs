@@ -75,11 +75,9 @@ impl<'a> Steering<'a> {
 
     /// The egress port of a packet forwarded to `dst`, if it is forwarded.
     fn egress(&self, family: wire::Family, dst: u128) -> Option<u16> {
-        let id = match family {
-            wire::Family::V4 => self.tables.fib.lookup_v4_id(dst as u32),
-            wire::Family::V6 => self.tables.fib.lookup_v6_id(dst),
-        };
-        let a = self.tables.adjacency(id);
+        let a = self
+            .tables
+            .adjacency(self.tables.fib.lookup_id(family, dst));
         (a.kind == Some(crate::tables::RouteKind::Forward)).then_some(a.port)
     }
 
