@@ -63,8 +63,12 @@ pub enum CtlCommand {
     },
     /// Services, backends and the connections tracked on each.
     Services,
-    /// Routes, neighbours and the node's own addresses.
+    /// Routes, neighbours and the node's own addresses, each with its
+    /// source (config or kernel).
     Routes,
+    /// The kernel mirror: what it follows and took, what it left out,
+    /// updates and how long they took to reach the workers.
+    Kernel,
     /// Reload the config and policy (the running one stays if it is bad).
     Reload {
         /// Config file (default: `--config` if given, else the one `run`
@@ -196,6 +200,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
                     "dst": f.dst, "sport": f.sport, "dport": f.dport}),
         CtlCommand::Services => json!({"cmd": "services"}),
         CtlCommand::Routes => json!({"cmd": "routes"}),
+        CtlCommand::Kernel => json!({"cmd": "kernel"}),
         CtlCommand::Reload { file } => match file.as_ref().or(a.config.as_ref()) {
             // Relative to where ctl runs, not where sluice runs.
             Some(f) => match std::fs::canonicalize(f) {

@@ -17,12 +17,13 @@ use clap::Args;
 
 use crossbeam::channel::{self, Sender};
 
-use crate::control::runtime::Runtime;
+use crate::control::runtime::{KernelMirror, Runtime};
 use crate::control::socket;
 use crate::io::bpf::NatPorts;
 use crate::io::sys;
 use crate::pipeline::{DropReason, Pipeline};
 use crate::sources::config::Config;
+use crate::sources::kernel;
 use crate::state::build;
 use crate::tables::conntrack::Conntrack;
 use crate::worker::live::{self, LiveEngine, LiveOptions, LiveReport};
@@ -62,6 +63,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "/sys/fs/bpf/sluice")]
     pub pin_dir: PathBuf,
 }
+
+/// The longest a burst of kernel changes is held before its tables are
+/// built (a quiet kernel hands each change over within a millisecond).
+const KERNEL_COALESCE: Duration = Duration::from_millis(10);
 
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
     eprintln!("sluice: {msg}");
@@ -121,14 +126,33 @@ pub fn run(a: RunArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(1, e),
     };
-    drop(req_tx);
     if let Some(ns) = &a.netns {
         let path = PathBuf::from("/run/netns").join(ns);
         if let Err(e) = sys::enter_netns(&path) {
             return fail(2, format!("--netns {ns}: {}: {e}", path.display()));
         }
     }
-    let state = cfg.state();
+    // The kernel mirror, when the config asks for one: subscribed and
+    // dumped before anything is built, so the first tables hold the
+    // kernel's routes and neighbours.
+    let (ktx, krx) = channel::unbounded::<kernel::Update>();
+    let mut state = cfg.state();
+    let mut mirror = None;
+    let mut kview = None;
+    if state.kernel.any() {
+        let kinds = kernel::Kinds {
+            routes: state.kernel.routes,
+            neighbors: state.kernel.neighbors,
+        };
+        match kernel::Mirror::start(kinds, KERNEL_COALESCE, ktx.clone()) {
+            Ok((view, m)) => {
+                state = kernel::merge(&state, &view).0;
+                mirror = Some(m);
+                kview = Some(view);
+            }
+            Err(e) => return fail(1, format!("kernel mirror: netlink: {e}")),
+        }
+    }
     let ports = match live::plan_ports(&state) {
         Ok(p) => p,
         Err(e) => return fail(e.exit_code(), e),
@@ -232,6 +256,11 @@ pub fn run(a: RunArgs) -> i32 {
         reloads: (0, 0),
         started: Instant::now(),
         baseline: None,
+        kernel: kview.map(|view| KernelMirror {
+            report: kernel::merge(&cfg.state(), &view).1,
+            view,
+            ..KernelMirror::default()
+        }),
     };
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {
@@ -241,14 +270,22 @@ pub fn run(a: RunArgs) -> i32 {
 
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) && !engine.any_worker_finished() {
-        match req_rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(Request::Control(v, reply)) => {
-                let _ = reply.send(rt.handle(&engine, &v));
-            }
-            Ok(Request::Metrics(reply)) => {
-                let _ = reply.send(rt.metrics(&engine));
-            }
-            Err(_) => {}
+        // Both senders stay alive here (`req_tx`, `ktx`), so neither
+        // channel disconnects and the wait is a wait.
+        channel::select! {
+            recv(req_rx) -> r => match r {
+                Ok(Request::Control(v, reply)) => {
+                    let _ = reply.send(rt.handle(&engine, &v));
+                }
+                Ok(Request::Metrics(reply)) => {
+                    let _ = reply.send(rt.metrics(&engine));
+                }
+                Err(_) => {}
+            },
+            recv(krx) -> u => if let Ok(u) = u {
+                rt.apply_kernel(&engine, u);
+            },
+            default(Duration::from_millis(20)) => {}
         }
         if hup.swap(false, Ordering::Relaxed) {
             match rt.reload(&engine, None) {
@@ -276,6 +313,8 @@ pub fn run(a: RunArgs) -> i32 {
         }
     }
     drop(servers);
+    drop(mirror);
+    drop((req_tx, ktx));
     let worker_died = !stop.load(Ordering::Relaxed);
     match engine.shutdown() {
         Ok(report) => {
@@ -340,6 +379,8 @@ pub fn report_json(r: &LiveReport) -> serde_json::Value {
         "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
         "drops": drops,
         "kernel_unreachable": r.total.kernel_unreachable,
+        "via_kernel": {"frames": c.via_kernel, "sent": r.total.kernel_sent,
+                       "failed": r.total.kernel_send_failed},
         "tx_ring_full": r.total.tx_ring_full,
         "tx_wakeups": r.total.tx_wakeups,
         "table_swaps": r.total.table_swaps,
@@ -372,6 +413,12 @@ pub fn report_text(r: &LiveReport) -> String {
     }
     if r.total.tx_ring_full > 0 {
         s += &format!("tx ring full: {}\n", r.total.tx_ring_full);
+    }
+    if c.via_kernel > 0 {
+        s += &format!(
+            "via the kernel (next hop unresolved): {}, {} refused by the kernel\n",
+            c.via_kernel, r.total.kernel_send_failed
+        );
     }
     let xdp: Vec<String> = r
         .xdp

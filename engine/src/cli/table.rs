@@ -230,22 +230,29 @@ fn routes(v: &Value) -> String {
             .unwrap_or_default()
     };
     let mut out = table(
-        &["PREFIX", "PORT", "VIA"],
+        &["PREFIX", "PORT", "VIA", "SOURCE"],
         &rows("routes", &|r| {
-            vec![s(&r["prefix"]), s(&r["port"]), s(&r["via"])]
+            vec![
+                s(&r["prefix"]),
+                s(&r["port"]),
+                s(&r["via"]),
+                s(&r["source"]),
+            ]
         }),
     );
     out += "\n";
     out += &table(
-        &["NEIGHBOUR", "MAC", "PORT"],
+        &["NEIGHBOUR", "MAC", "PORT", "SOURCE"],
         &rows("neighbors", &|n| {
-            vec![s(&n["ip"]), s(&n["mac"]), s(&n["port"])]
+            vec![s(&n["ip"]), s(&n["mac"]), s(&n["port"]), s(&n["source"])]
         }),
     );
     out += "\n";
     out += &table(
-        &["LOCAL ADDRESS", "PORT"],
-        &rows("local", &|l| vec![s(&l["address"]), s(&l["port"])]),
+        &["LOCAL ADDRESS", "PORT", "SOURCE"],
+        &rows("local", &|l| {
+            vec![s(&l["address"]), s(&l["port"]), s(&l["source"])]
+        }),
     );
     out
 }

@@ -21,7 +21,8 @@ use super::explain::{self, Query};
 use super::metrics::{self, WorkerView};
 use crate::pipeline::DropReason;
 use crate::sources::config::Config;
-use crate::state::{build, StateDiff};
+use crate::sources::kernel::{self, KernelView, MergeReport, Update};
+use crate::state::{build, NodeState, StateDiff};
 use crate::tables::conntrack::Conntrack;
 use crate::tables::Tables;
 use crate::wire::{self, Mac};
@@ -45,12 +46,22 @@ pub fn restart_only_changes(old: &Config, new: &Config, diff: &StateDiff) -> Vec
     out
 }
 
-/// Loads `path` and builds its tables, or says why not. Nothing running
-/// is touched.
-pub fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config, Tables), String> {
+/// Loads `path` and builds its tables (with the kernel's state merged in
+/// when the mirror runs), or says why not. Nothing running is touched.
+pub fn prepare_reload(
+    cur: &Config,
+    path: &Path,
+    macs: &[Mac],
+    kernel: Option<&KernelView>,
+) -> Result<(Config, Tables), String> {
     let new = Config::load(path).map_err(|e| e.to_string())?;
-    let state = new.state();
-    let changed = restart_only_changes(cur, &new, &StateDiff::between(&cur.state(), &state));
+    let with_kernel = |s: NodeState| match kernel {
+        Some(v) => kernel::merge(&s, v).0,
+        None => s,
+    };
+    let state = with_kernel(new.state());
+    let old = with_kernel(cur.state());
+    let changed = restart_only_changes(cur, &new, &StateDiff::between(&old, &state));
     if !changed.is_empty() {
         return Err(format!(
             "{}: {} changed; these need a restart (the running config stays)",
@@ -76,6 +87,30 @@ pub struct Runtime {
     /// The counters as they were at the last `ctl stats --reset`: `ctl
     /// stats` shows what came since (Prometheus counters never reset).
     pub baseline: Option<Baseline>,
+    /// The kernel mirror's view and record, when it runs.
+    pub kernel: Option<KernelMirror>,
+}
+
+/// The kernel mirror as the control thread keeps it.
+#[derive(Debug, Default)]
+pub struct KernelMirror {
+    pub view: KernelView,
+    pub report: MergeReport,
+    /// Updates received, messages they carried, unparsable messages,
+    /// re-dumps after a notification overflow.
+    pub updates: u64,
+    pub events: u64,
+    pub malformed: u64,
+    pub resyncs: u64,
+    /// Updates that changed the data plane (a table swap each).
+    pub swaps: u64,
+    /// From the first change of an update read to its tables swapped in,
+    /// ms: the last and the worst.
+    pub last_ms: Option<f64>,
+    pub max_ms: f64,
+    /// Updates whose state could not be built (the tables stayed).
+    pub failed: u64,
+    pub last_error: Option<String>,
 }
 
 /// Readings taken at a counter reset.
@@ -100,11 +135,71 @@ fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapsh
 }
 
 impl Runtime {
+    /// The desired state running: the config's, with the kernel's merged
+    /// in when the mirror runs.
+    pub fn state(&self) -> NodeState {
+        let s = self.cfg.state();
+        match &self.kernel {
+            Some(k) => kernel::merge(&s, &k.view).0,
+            None => s,
+        }
+    }
+
+    /// Applies a kernel mirror update: the merged state's tables built
+    /// aside (the compiled policy reused) and swapped in, and the XDP
+    /// program's address map synced when the ports' addresses moved. A
+    /// state that cannot be built leaves the running tables, counted.
+    pub fn apply_kernel(&mut self, engine: &LiveEngine, u: Update) {
+        let base = self.cfg.state();
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        let (old, _) = kernel::merge(&base, &k.view);
+        k.view = u.view;
+        k.updates += 1;
+        k.events += u.events;
+        k.malformed = u.malformed;
+        k.resyncs = u.resyncs;
+        let (new, rep) = kernel::merge(&base, &k.view);
+        k.report = rep;
+        let d = StateDiff::between(&old, &new);
+        if d.is_empty() {
+            return;
+        }
+        let built = build::tables_with_policy(&new, &self.macs, self.tables.policy.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                if d.rebuild().xdp_maps {
+                    let mut maps = engine.maps().lock().map_err(|_| "XDP maps lock poisoned")?;
+                    maps.sync(&build::xdp_contents(&new))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(t)
+            });
+        match built {
+            Ok(t) => {
+                let t = Arc::new(t);
+                engine.set_tables(t.clone());
+                self.tables = t;
+                let ms = u.first.elapsed().as_secs_f64() * 1e3;
+                k.swaps += 1;
+                k.last_ms = Some(ms);
+                k.max_ms = k.max_ms.max(ms);
+            }
+            Err(e) => {
+                k.failed += 1;
+                tracing::warn!("kernel mirror: update not applied: {e}");
+                k.last_error = Some(e);
+            }
+        }
+    }
+
     /// Reloads from `path` (default: the file `run` was started with).
     pub fn reload(&mut self, engine: &LiveEngine, path: Option<&Path>) -> Result<Value, String> {
         let path = path.unwrap_or(&self.config_path).to_path_buf();
         let t0 = Instant::now();
-        match prepare_reload(&self.cfg, &path, &self.macs) {
+        let view = self.kernel.as_ref().map(|k| &k.view);
+        match prepare_reload(&self.cfg, &path, &self.macs, view) {
             Ok((cfg, tables)) => {
                 let tables = Arc::new(tables);
                 engine.set_tables(tables.clone());
@@ -134,6 +229,7 @@ impl Runtime {
             "conntrack" => self.conntrack(engine, req),
             "services" => Ok(self.services()),
             "routes" => Ok(self.routes()),
+            "kernel" => Ok(self.kernel_status()),
             "reload" => {
                 let p = req.get("config").and_then(Value::as_str).map(PathBuf::from);
                 self.reload(engine, p.as_deref())
@@ -141,7 +237,7 @@ impl Runtime {
             "explain" => self.explain(engine, req),
             "" => Err("request has no \"cmd\"".to_string()),
             other => Err(format!(
-                "unknown command {other:?} (stats, conntrack, services, routes, reload, explain)"
+                "unknown command {other:?} (stats, conntrack, services, routes, kernel, reload, explain)"
             )),
         };
         match r {
@@ -224,6 +320,8 @@ impl Runtime {
             "reloads": {"ok": self.reloads.0, "rejected": self.reloads.1},
             "tx_ring_full": t.tx_ring_full,
             "kernel_unreachable": t.kernel_unreachable,
+            "via_kernel": {"frames": c.via_kernel, "sent": t.kernel_sent,
+                           "failed": t.kernel_send_failed},
             "ports": ports,
             "workers": workers,
             "xdp": xdp,
@@ -311,30 +409,80 @@ impl Runtime {
         json!({"services": svcs})
     }
 
+    /// The running routes, neighbours and local addresses, each with where
+    /// it came from (`config` or `kernel`).
     fn routes(&self) -> Value {
-        let routes: Vec<Value> = self
-            .cfg
+        let base = self.cfg.state();
+        let st = self.state();
+        let name = |p: u16| st.ports.get(usize::from(p)).map(|p| p.name.clone());
+        let from = |is_static: bool| if is_static { "config" } else { "kernel" };
+        let routes: Vec<Value> = st
             .routes
             .iter()
-            .map(|r| json!({"prefix": r.prefix.to_string(), "port": r.port, "via": r.via.map(|v| v.to_string())}))
+            .map(|r| {
+                json!({"prefix": r.prefix.to_string(), "port": name(r.port),
+                       "via": r.via.map(|v| wire::to_ip(r.prefix.family, v).to_string()),
+                       "source": from(base.routes.contains(r))})
+            })
             .collect();
-        let neighbors: Vec<Value> = self
-            .cfg
+        let neighbors: Vec<Value> = st
             .neighbors
             .iter()
-            .map(|n| json!({"ip": n.ip.to_string(), "mac": wire::mac_to_string(&n.mac.0), "port": n.port}))
+            .map(|n| {
+                json!({"ip": wire::to_ip(n.family, n.ip).to_string(),
+                       "mac": wire::mac_to_string(&n.mac), "port": name(n.port),
+                       "source": from(base.neighbors.contains(n))})
+            })
             .collect();
-        let local: Vec<Value> = self
-            .cfg
+        let local: Vec<Value> = st
             .ports
             .iter()
-            .flat_map(|p| {
-                p.addresses
-                    .iter()
-                    .map(move |a| json!({"address": a.to_string(), "port": p.name}))
+            .zip(&base.ports)
+            .flat_map(|(p, b)| {
+                p.addresses.iter().map(move |a| {
+                    json!({"address": a.to_string(), "port": p.name,
+                           "source": from(b.addresses.contains(a))})
+                })
             })
             .collect();
         json!({"routes": routes, "neighbors": neighbors, "local": local})
+    }
+
+    /// The kernel mirror's record (`ctl kernel`).
+    fn kernel_status(&self) -> Value {
+        let Some(k) = &self.kernel else {
+            return json!({"mirror": false});
+        };
+        let spec = self.cfg.state().kernel;
+        let r = &k.report;
+        let links: Vec<Value> = self
+            .cfg
+            .ports
+            .iter()
+            .map(|p| {
+                let l = p
+                    .interface
+                    .as_deref()
+                    .and_then(|n| k.view.ifindex(n).and_then(|i| k.view.links.get(&i)));
+                json!({"port": p.name, "interface": p.interface, "up": l.map(|l| l.up)})
+            })
+            .collect();
+        json!({
+            "mirror": true,
+            "routes": spec.routes, "neighbors": spec.neighbors, "addresses": spec.addresses,
+            "unresolved": format!("{:?}", spec.unresolved).to_lowercase(),
+            "mirrored": {"routes": r.routes, "neighbors": r.neighbors, "addresses": r.addresses},
+            "left_out": {"routes_elsewhere": r.routes_elsewhere,
+                         "routes_unsupported": r.routes_unsupported,
+                         "routes_link_down": r.routes_link_down,
+                         "routes_overridden": r.routes_overridden,
+                         "neighbors_unusable": r.neighbors_unusable},
+            "links": links,
+            "updates": k.updates, "events": k.events, "swaps": k.swaps,
+            "malformed": k.malformed, "resyncs": k.resyncs,
+            "failed": k.failed, "last_error": k.last_error,
+            "last_update_ms": k.last_ms, "max_update_ms": k.max_ms,
+        })
     }
 
     fn explain(&self, engine: &LiveEngine, req: &Value) -> Result<Value, String> {
@@ -395,6 +543,8 @@ impl Runtime {
                         ("batches", s.batches),
                         ("tx_ring_full", s.tx_ring_full),
                         ("kernel_unreachable", s.kernel_unreachable),
+                        ("kernel_sent", s.kernel_sent),
+                        ("kernel_send_failed", s.kernel_send_failed),
                         ("table_swaps", s.table_swaps),
                     ],
                 }
@@ -448,21 +598,21 @@ routes:
         let macs: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
         // Routes and services may change.
         let more = format!("{BASE}  - {{prefix: \"10.9.0.0/16\", port: b, via: \"10.0.2.9\"}}\nservices:\n  - {{name: w, vip: \"10.96.0.1\", port: 80, backends: [\"10.0.2.5:80\"]}}\n");
-        let (cfg, t) = prepare_reload(&cur, &write(&dir, "b.yaml", &more), &macs).unwrap();
+        let (cfg, t) = prepare_reload(&cur, &write(&dir, "b.yaml", &more), &macs, None).unwrap();
         assert_eq!(cfg.routes.len(), 3);
         assert_eq!(t.nat.services.len(), 1);
         // Workers may not.
         let w = format!("{BASE}workers: {{cores: [0, 1]}}\n");
-        let e = prepare_reload(&cur, &write(&dir, "c.yaml", &w), &macs).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "c.yaml", &w), &macs, None).unwrap_err();
         assert!(e.contains("workers changed") && e.contains("c.yaml"), "{e}");
         // A broken file names the file and the key.
         let bad = format!("{BASE}routes: 7\n");
-        let e = prepare_reload(&cur, &write(&dir, "d.yaml", &bad), &macs).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "d.yaml", &bad), &macs, None).unwrap_err();
         assert!(e.contains("d.yaml"), "{e}");
         // A policy path that does not compile.
         let pol = write(&dir, "p.yaml", "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {selector: \"a ==\"}\n");
         let bp = format!("{BASE}policy: {{paths: [\"{}\"]}}\n", pol.display());
-        let e = prepare_reload(&cur, &write(&dir, "e.yaml", &bp), &macs).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "e.yaml", &bp), &macs, None).unwrap_err();
         assert!(e.contains("p.yaml"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

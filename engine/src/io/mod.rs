@@ -1,5 +1,6 @@
 //! Everything that touches the outside world: capture files, AF_XDP
-//! sockets, the XDP program and its maps, syscalls.
+//! sockets, the XDP program and its maps, frames handed to the kernel's
+//! stack, syscalls.
 //!
 //! `unsafe` is denied everywhere except in `engine/src/mem.rs`,
 //! `engine/src/io/sys/{abi,calls,mmap}.rs`,
@@ -8,6 +9,7 @@
 //! `#![allow(unsafe_code)]` and argues every block.
 
 pub mod bpf;
+pub mod inject;
 pub mod pcap;
 pub mod sys;
 pub mod xsk;

@@ -66,15 +66,22 @@ pub enum Action {
     Drop(DropReason),
     /// Hand to the kernel's stack (XDP_PASS live).
     Kernel,
+    /// Forwarded, but the next hop's MAC is unknown: the network layer is
+    /// written as it leaves (NAT, TTL), and the kernel's stack resolves the
+    /// neighbour (ARP / ND) and sends it (live: a raw IP socket). Counted
+    /// with `kernel` in [`Counters::actions`] and on its own in
+    /// [`Counters::via_kernel`].
+    ViaKernel,
 }
 
 impl Action {
-    /// Index in [`Counters::actions`]: forward 0, drop 1, kernel 2.
+    /// Index in [`Counters::actions`]: forward 0, drop 1, kernel 2 (both
+    /// ways to the kernel).
     pub fn index(self) -> usize {
         match self {
             Action::Forward(_) => 0,
             Action::Drop(_) => 1,
-            Action::Kernel => 2,
+            Action::Kernel | Action::ViaKernel => 2,
         }
     }
 }
@@ -174,6 +181,9 @@ pub struct Counters {
     pub bytes: u64,
     /// forward, drop, kernel.
     pub actions: [u64; 3],
+    /// Of the `kernel` action: frames forwarded through the kernel because
+    /// their next hop had no neighbour entry ([`Action::ViaKernel`]).
+    pub via_kernel: u64,
     pub drops: [u64; DropReason::COUNT],
     /// Frames received per port.
     pub port_rx: Vec<u64>,
@@ -207,6 +217,7 @@ impl Counters {
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
             *a += b;
         }
+        self.via_kernel += other.via_kernel;
         if self.port_rx.len() < other.port_rx.len() {
             self.port_rx.resize(other.port_rx.len(), 0);
             self.port_tx.resize(other.port_tx.len(), 0);
@@ -247,6 +258,7 @@ impl Counters {
         }
         sub(&mut self.policy_allowed, other.policy_allowed);
         sub(&mut self.policy_denied, other.policy_denied);
+        sub(&mut self.via_kernel, other.via_kernel);
         for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
             sub(a, *b);
         }

@@ -61,8 +61,11 @@ pub(crate) struct Meta {
     /// Route stage: next hop (1-based id) and egress port.
     pub nh: u16,
     pub out_port: PortId,
-    /// Neighbour stage: next-hop MAC.
+    /// Neighbour stage: next-hop MAC, or none known and the frame goes to
+    /// the kernel once written (`unresolved`; the commit stage still
+    /// commits its connection first).
     pub next_mac: Mac,
+    pub unresolved: bool,
 }
 
 /// A list of frames (indices into the batch, ascending): what a stage

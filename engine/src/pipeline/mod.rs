@@ -298,6 +298,11 @@ fn count(c: &mut Counters, slots: &[Slot<'_>]) {
                 other += 1;
                 c.actions[2] += 1;
             }
+            Action::ViaKernel => {
+                other += 1;
+                c.actions[2] += 1;
+                c.via_kernel += 1;
+            }
         }
     }
     let n = slots.len() as u64;

@@ -117,6 +117,22 @@ pub(crate) fn resolve_hop(t: &Tables, a: &Adjacency, m: &Meta) -> Option<(Mac, u
     t.resolve(a, m.parsed.family, effective_dst(m))
 }
 
+/// A frame of a known connection whose next hop has no neighbour entry:
+/// with `Tables::unresolved_to_kernel` its network layer is written as it
+/// leaves (the MACs are the kernel's to write: zero here) and the kernel
+/// resolves the neighbour and sends it ([`Action::ViaKernel`]); else it
+/// is dropped as `no_neighbor`. (A new connection's frame is first
+/// committed: see the neighbour stage.)
+#[inline(never)]
+pub(crate) fn unresolved(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
+    if t.unresolved_to_kernel {
+        write_out(s, m, &[0; 6], &t.port_mac(m.out_port));
+        decide(s, m, Action::ViaKernel);
+    } else {
+        decide(s, m, Action::Drop(DropReason::NoNeighbor));
+    }
+}
+
 /// The rewrite stage's work on one frame with the MACs given: NAT, TTL
 /// and MACs written, the frame forwarded.
 #[inline(always)]

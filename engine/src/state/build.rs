@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::node::{NodeState, PolicyInput};
+use super::node::{NodeState, PolicyInput, Unresolved};
 use crate::io::bpf::XdpContents;
 use crate::tables::fib::FibError;
 use crate::tables::{
@@ -118,6 +118,7 @@ pub fn tables_with_policy(
     t.nat = nat::Nat::build(&s.services, &s.masquerade);
     t.timeouts = s.conntrack.timeouts;
     t.tcp_loose = s.conntrack.tcp_loose;
+    t.unresolved_to_kernel = s.kernel.unresolved == Unresolved::Kernel;
     t.policy = policy;
     Ok(t)
 }

@@ -29,6 +29,8 @@ pub struct StateDiff {
     pub conntrack_settings: bool,
     pub xdp: bool,
     pub policy: bool,
+    /// The kernel mirror's settings.
+    pub kernel: bool,
 }
 
 /// What a [`StateDiff`] asks to rebuild.
@@ -84,6 +86,7 @@ impl StateDiff {
             || old.conntrack.tcp_loose != new.conntrack.tcp_loose;
         d.xdp = old.xdp != new.xdp;
         d.policy = old.policy != new.policy;
+        d.kernel = old.kernel != new.kernel;
         d
     }
 
@@ -132,6 +135,9 @@ impl StateDiff {
         }
         if self.masquerade_addresses {
             out.push("masquerade addresses");
+        }
+        if self.kernel {
+            out.push("kernel");
         }
         out
     }

@@ -28,6 +28,39 @@ pub struct NodeState {
     pub conntrack: ConntrackSpec,
     pub xdp: XdpSpec,
     pub policy: PolicyInput,
+    /// What the running engine mirrors from the kernel (the state above is
+    /// then the merge of the source's and the kernel's: `sources::kernel`).
+    pub kernel: KernelSpec,
+}
+
+/// The kernel mirror's settings: which of the node's kernel state sluice
+/// follows (over netlink, live only) and what a frame whose next hop is
+/// unresolved does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSpec {
+    /// The main table's routes out of the ports' interfaces.
+    pub routes: bool,
+    /// ARP and ND entries on the ports' interfaces.
+    pub neighbors: bool,
+    /// The ports' addresses (global scope).
+    pub addresses: bool,
+    pub unresolved: Unresolved,
+}
+
+impl KernelSpec {
+    /// Whether anything is mirrored.
+    pub fn any(&self) -> bool {
+        self.routes || self.neighbors || self.addresses
+    }
+}
+
+/// What happens to a frame whose next hop has no neighbour entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Dropped, counted as `no_neighbor`.
+    Drop,
+    /// Handed to the kernel, which resolves the neighbour and sends it.
+    Kernel,
 }
 
 /// A logical port.
@@ -151,6 +184,12 @@ impl NodeState {
                 attach: AttachMode::Auto,
             },
             policy: PolicyInput::AllowAll,
+            kernel: KernelSpec {
+                routes: false,
+                neighbors: false,
+                addresses: false,
+                unresolved: Unresolved::Drop,
+            },
         }
     }
 

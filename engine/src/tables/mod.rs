@@ -179,6 +179,9 @@ pub struct Tables {
     /// Conntrack timeouts and pickup rule.
     pub timeouts: conntrack::Timeouts,
     pub tcp_loose: bool,
+    /// A frame whose next hop has no neighbour entry goes to the kernel to
+    /// resolve and send (else it is dropped as `no_neighbor`).
+    pub unresolved_to_kernel: bool,
     /// The compiled policy (allow-all without policy paths).
     pub policy: std::sync::Arc<policy_compiler::Classifier>,
     /// The forwarding table, including the node's local routes (its
@@ -304,6 +307,7 @@ impl Tables {
             nat: nat::Nat::default(),
             timeouts: conntrack::Timeouts::default(),
             tcp_loose: true,
+            unresolved_to_kernel: false,
             policy: std::sync::Arc::new(policy_compiler::Classifier::allow_all()),
             fib,
             neigh,

@@ -27,7 +27,7 @@ pub enum Unparsed {
 }
 
 /// IP version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub enum Family {
     #[default]
     V4,

@@ -723,6 +723,7 @@ fn write_verdicts(path: &PathBuf, actions: &[Action], ports: &[String]) -> Resul
                 serde_json::json!({"index": i, "action": "drop", "reason": r.name()})
             }
             Action::Kernel => serde_json::json!({"index": i, "action": "kernel"}),
+            Action::ViaKernel => serde_json::json!({"index": i, "action": "via_kernel"}),
         };
         writeln!(w, "{line}").map_err(io_err(what.clone()))?;
     }
@@ -770,7 +771,9 @@ fn write_out_dir(
                 Some(w) => w,
                 None => continue,
             },
-            Action::Kernel => &mut kernel_w,
+            // Offline there is no kernel to resolve the next hop: the
+            // frame, as written for it, goes with the kernel's.
+            Action::Kernel | Action::ViaKernel => &mut kernel_w,
             Action::Drop(_) => &mut drops_w,
         };
         w.write(ts, bytes).map_err(io_err(what.clone()))?;

@@ -17,7 +17,7 @@
 
 use super::super::batch::{Action, DropReason, Slot};
 use super::super::meta::Meta;
-use super::super::steps::{decide, resolve_hop, route_one, write_out};
+use super::super::steps::{decide, resolve_hop, route_one, unresolved, write_out};
 use crate::tables::conntrack::{self, Conntrack, Located};
 use crate::tables::Tables;
 
@@ -60,6 +60,6 @@ fn uncached(t: &Tables, ct: &Conntrack, s: &mut Slot<'_>, m: &mut Meta, at: &Loc
             }
             write_out(s, m, &mac, &a.src_mac)
         }
-        None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
+        None => unresolved(t, s, m),
     }
 }

@@ -1,8 +1,11 @@
 //! Neighbour stage: the next hop's MAC.
 //!
-//! Reads: `meta.nh`, the destination after DNAT. Sets: `meta.next_mac`. Actions:
-//! `Drop(NoNeighbor)` when the gateway (or, for a directly connected
-//! prefix, the destination) has no neighbour entry.
+//! Reads: `meta.nh`, the destination after DNAT. Sets: `meta.next_mac`,
+//! `meta.unresolved`. When the gateway (or, for a directly connected
+//! prefix, the destination) has no neighbour entry: with
+//! `Tables::unresolved_to_kernel`, `meta.unresolved` (the commit stage
+//! commits the connection, the rewrite stage writes the frame and hands it
+//! to the kernel: `ViaKernel`), else the action `Drop(NoNeighbor)`.
 
 use super::super::batch::{Action, DropReason, Slot};
 use super::super::meta::Meta;
@@ -29,7 +32,14 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
 #[inline(always)]
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
     match resolve_mac(t, &t.adjacency(m.nh), m) {
-        Some(mac) => m.next_mac = mac,
+        Some(mac) => {
+            m.next_mac = mac;
+            m.unresolved = false;
+        }
+        None if t.unresolved_to_kernel => {
+            m.next_mac = [0; 6];
+            m.unresolved = true;
+        }
         None => decide(s, m, Action::Drop(DropReason::NoNeighbor)),
     }
 }

@@ -7,11 +7,12 @@
 //! translated and its checksum recomputed, as the kernel does), destination
 //! MAC = next hop, source MAC = egress port (VLAN tags, IP ID and options
 //! untouched). Sets `slot.written`. Actions: `Forward(port)` for
-//! every frame still undecided.
+//! every frame still undecided, `ViaKernel` for those whose next hop is
+//! unresolved (`meta.unresolved`).
 
-use super::super::batch::Slot;
+use super::super::batch::{Action, Slot};
 use super::super::meta::Meta;
-use super::super::steps::write_out;
+use super::super::steps::{decide, write_out};
 use crate::tables::Tables;
 
 /// Runs the stage on the frames `idx` names.
@@ -35,4 +36,7 @@ pub(crate) fn run(t: &Tables, slots: &mut [Slot<'_>], meta: &mut [Meta], idx: &[
 pub(crate) fn one(t: &Tables, s: &mut Slot<'_>, m: &mut Meta) {
     let (dst_mac, src_mac) = (m.next_mac, t.port_mac(m.out_port));
     write_out(s, m, &dst_mac, &src_mac);
+    if m.unresolved {
+        decide(s, m, Action::ViaKernel);
+    }
 }

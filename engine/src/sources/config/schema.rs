@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 pub use crate::io::bpf::{AttachMode, FailMode};
-pub use crate::state::{QueueSel as Queues, XskMode};
+pub use crate::state::{QueueSel as Queues, Unresolved, XskMode};
 pub use crate::tables::nat::Affinity;
 pub use crate::wire::Cidr;
 use crate::wire::{self, Mac};
@@ -145,6 +145,10 @@ named_enum!(de_attach_mode, AttachMode, {
     "auto" => AttachMode::Auto,
     "native" => AttachMode::Native,
     "generic" => AttachMode::Generic,
+});
+named_enum!(de_unresolved, Option<Unresolved>, {
+    "kernel" => Some(Unresolved::Kernel),
+    "drop" => Some(Unresolved::Drop),
 });
 
 /// A logical port.
@@ -479,6 +483,28 @@ impl Default for XdpConfig {
     }
 }
 
+/// The kernel mirror (`sluice run` only; replay ignores it): which of the
+/// node's kernel state to follow over netlink, merged with the static
+/// sections (see README "The kernel mirror").
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelConfig {
+    /// The main table's routes out of the ports' interfaces.
+    #[serde(default)]
+    pub routes: bool,
+    /// ARP and ND entries on the ports' interfaces.
+    #[serde(default)]
+    pub neighbors: bool,
+    /// The ports' global addresses.
+    #[serde(default)]
+    pub addresses: bool,
+    /// `kernel` (the kernel resolves the next hop and sends the frame) or
+    /// `drop` (`no_neighbor`); default `kernel` when neighbours are
+    /// mirrored, else `drop`.
+    #[serde(default, deserialize_with = "de_unresolved")]
+    pub unresolved: Option<Unresolved>,
+}
+
 /// The whole config.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -504,6 +530,8 @@ pub struct Config {
     pub control: ControlConfig,
     #[serde(default)]
     pub xdp: XdpConfig,
+    #[serde(default)]
+    pub kernel: KernelConfig,
     /// Directory of the config file; relative policy paths resolve from it.
     #[serde(skip)]
     pub base_dir: PathBuf,

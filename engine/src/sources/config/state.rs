@@ -2,8 +2,8 @@
 
 use super::schema::{Config, Dur};
 use crate::state::{
-    ConntrackSpec, NeighborSpec, NodeState, PolicyInput, PortSpec, RouteSpec, ServiceSpec,
-    WorkerSpec, XdpSpec,
+    ConntrackSpec, KernelSpec, NeighborSpec, NodeState, PolicyInput, PortSpec, RouteSpec,
+    ServiceSpec, Unresolved, WorkerSpec, XdpSpec,
 };
 use crate::tables::conntrack;
 use crate::tables::nat::Masquerade;
@@ -109,6 +109,16 @@ impl Config {
                 attach: self.xdp.attach,
             },
             policy: PolicyInput::Paths(self.policy_paths()),
+            kernel: KernelSpec {
+                routes: self.kernel.routes,
+                neighbors: self.kernel.neighbors,
+                addresses: self.kernel.addresses,
+                unresolved: self.kernel.unresolved.unwrap_or(if self.kernel.neighbors {
+                    Unresolved::Kernel
+                } else {
+                    Unresolved::Drop
+                }),
+            },
         }
     }
 }

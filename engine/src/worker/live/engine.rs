@@ -16,6 +16,7 @@ use super::sockets::open_worker_io;
 use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
 use super::worker::{Worker, WorkerCommand};
 use crate::io::bpf::{self, Attached, FailMode, NatPorts, XdpCounter, XdpMaps, XdpProgram};
+use crate::io::inject::KernelInjector;
 use crate::io::xsk::BusyPoll;
 use crate::pipeline::{Counters, Pipeline};
 use crate::state::{build, NodeState};
@@ -125,6 +126,10 @@ impl LiveEngine {
         let nat = maps.nat_ports().clone();
         let mut workers = Vec::with_capacity(nw);
         for (w, (io, core)) in ios.into_iter().zip(cores).enumerate() {
+            let (inject, why) = KernelInjector::open();
+            for w in why {
+                tracing::warn!("{w}: frames for the kernel to resolve will be counted as failed");
+            }
             let (tx, rx) = channel::unbounded();
             let stats = Arc::new(WorkerStats::new(core.id, ports.len()));
             let worker = Worker {
@@ -133,6 +138,7 @@ impl LiveEngine {
                 core_num: core.id,
                 pipeline: pipelines(w, nw, &nat),
                 io,
+                inject,
                 commands: rx,
                 stats: stats.clone(),
                 stop: stop.clone(),

@@ -20,6 +20,10 @@ pub struct WorkerStats {
     pub tx_ring_full: AtomicU64,
     /// Frames the pipeline sent to the kernel that XDP had redirected.
     pub kernel_unreachable: AtomicU64,
+    /// Frames handed to the kernel's stack to send (next hop unresolved).
+    pub kernel_sent: AtomicU64,
+    /// Of those, frames the kernel refused (no route of its own, ...).
+    pub kernel_send_failed: AtomicU64,
     pub tx_wakeups: AtomicU64,
     pub rx_wakeups: AtomicU64,
     /// Table swaps applied.
@@ -31,6 +35,7 @@ pub struct WorkerStats {
     pub bytes: AtomicU64,
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
+    pub via_kernel: AtomicU64,
     /// Hits per policy decision of the tables they belong to, copied by the
     /// worker every `HITS_EVERY` batches and when idle, with `try_lock`
     /// (a worker never waits for a reader).
@@ -48,6 +53,8 @@ pub struct StatsSnapshot {
     pub tx: u64,
     pub tx_ring_full: u64,
     pub kernel_unreachable: u64,
+    pub kernel_sent: u64,
+    pub kernel_send_failed: u64,
     pub tx_wakeups: u64,
     pub rx_wakeups: u64,
     pub table_swaps: u64,
@@ -63,6 +70,8 @@ impl StatsSnapshot {
         self.tx += o.tx;
         self.tx_ring_full += o.tx_ring_full;
         self.kernel_unreachable += o.kernel_unreachable;
+        self.kernel_sent += o.kernel_sent;
+        self.kernel_send_failed += o.kernel_send_failed;
         self.tx_wakeups += o.tx_wakeups;
         self.rx_wakeups += o.rx_wakeups;
         self.table_swaps += o.table_swaps;
@@ -78,6 +87,8 @@ impl StatsSnapshot {
         sub(&mut self.tx, o.tx);
         sub(&mut self.tx_ring_full, o.tx_ring_full);
         sub(&mut self.kernel_unreachable, o.kernel_unreachable);
+        sub(&mut self.kernel_sent, o.kernel_sent);
+        sub(&mut self.kernel_send_failed, o.kernel_send_failed);
         sub(&mut self.tx_wakeups, o.tx_wakeups);
         sub(&mut self.rx_wakeups, o.rx_wakeups);
         sub(&mut self.table_swaps, o.table_swaps);
@@ -98,6 +109,8 @@ impl WorkerStats {
             tx: AtomicU64::new(0),
             tx_ring_full: AtomicU64::new(0),
             kernel_unreachable: AtomicU64::new(0),
+            kernel_sent: AtomicU64::new(0),
+            kernel_send_failed: AtomicU64::new(0),
             tx_wakeups: AtomicU64::new(0),
             rx_wakeups: AtomicU64::new(0),
             table_swaps: AtomicU64::new(0),
@@ -108,6 +121,7 @@ impl WorkerStats {
             bytes: AtomicU64::new(0),
             policy_allowed: AtomicU64::new(0),
             policy_denied: AtomicU64::new(0),
+            via_kernel: AtomicU64::new(0),
             policy_hits: Mutex::new((None, Vec::new())),
         }
     }
@@ -132,12 +146,15 @@ impl WorkerStats {
         c.bytes = l(&self.bytes);
         c.policy_allowed = l(&self.policy_allowed);
         c.policy_denied = l(&self.policy_denied);
+        c.via_kernel = l(&self.via_kernel);
         StatsSnapshot {
             batches: l(&self.batches),
             rx: l(&self.rx),
             tx: l(&self.tx),
             tx_ring_full: l(&self.tx_ring_full),
             kernel_unreachable: l(&self.kernel_unreachable),
+            kernel_sent: l(&self.kernel_sent),
+            kernel_send_failed: l(&self.kernel_send_failed),
             tx_wakeups: l(&self.tx_wakeups),
             rx_wakeups: l(&self.rx_wakeups),
             table_swaps: l(&self.table_swaps),
@@ -154,6 +171,8 @@ pub(super) struct Local {
     pub(super) tx: u64,
     pub(super) tx_ring_full: u64,
     pub(super) kernel_unreachable: u64,
+    pub(super) kernel_sent: u64,
+    pub(super) kernel_send_failed: u64,
     pub(super) tx_wakeups: u64,
     pub(super) rx_wakeups: u64,
     pub(super) table_swaps: u64,
@@ -166,6 +185,8 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.tx, l.tx);
     st(&s.tx_ring_full, l.tx_ring_full);
     st(&s.kernel_unreachable, l.kernel_unreachable);
+    st(&s.kernel_sent, l.kernel_sent);
+    st(&s.kernel_send_failed, l.kernel_send_failed);
     st(&s.tx_wakeups, l.tx_wakeups);
     st(&s.rx_wakeups, l.rx_wakeups);
     st(&s.table_swaps, l.table_swaps);
@@ -184,6 +205,7 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.bytes, c.bytes);
     st(&s.policy_allowed, c.policy_allowed);
     st(&s.policy_denied, c.policy_denied);
+    st(&s.via_kernel, c.via_kernel);
 }
 
 /// Copies the pipeline's policy hits for readers, unless one holds them.

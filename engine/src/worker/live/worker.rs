@@ -10,6 +10,7 @@ use crossbeam::channel::Receiver;
 
 use super::sockets::WorkerIo;
 use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
+use crate::io::inject::KernelInjector;
 use crate::io::sys::{self};
 use crate::io::xsk::{Accounting, RxFrame};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
@@ -30,6 +31,8 @@ pub(super) struct Worker {
     pub(super) core_num: usize,
     pub(super) pipeline: Pipeline,
     pub(super) io: WorkerIo,
+    /// Where `ViaKernel` frames go.
+    pub(super) inject: KernelInjector,
     pub(super) commands: Receiver<WorkerCommand>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) stop: Arc<AtomicBool>,
@@ -107,6 +110,17 @@ impl Worker {
                     }
                 }
                 Action::Drop(_) => io.pool.push(f.frame),
+                Action::ViaKernel => {
+                    let mut frame = f.frame;
+                    match self
+                        .inject
+                        .send(io.umem.bytes_mut(&mut frame, f.off, f.len))
+                    {
+                        Ok(()) => local.kernel_sent += 1,
+                        Err(_) => local.kernel_send_failed += 1,
+                    }
+                    io.pool.push(frame);
+                }
                 Action::Kernel => {
                     local.kernel_unreachable += 1;
                     io.pool.push(f.frame);
