@@ -508,6 +508,43 @@ fn tcp_with_checksum_offload_off() {
     assert_no_leak(&r);
 }
 
+/// iperf3 TCP (IPv4 and IPv6, 3 s each) through the same topology, in one
+/// run: the kernel forwarding, sluice with the pods' default offloads,
+/// sluice with transmit offloads off, the kernel again with them off. The
+/// figures go to the note; each must be a working stream.
+#[test]
+fn iperf3_default_offloads_vs_offloads_off_vs_kernel() {
+    let _heavy = heavy();
+    let mut t = Topo::new("i", 1);
+    t.enable_v6();
+    t.exec(
+        &t.router,
+        &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+    );
+    let cfg = t.config(&[worker_core()], "");
+    let mut rows = Vec::new();
+    let mut port = 5500u16;
+    let mut run = |t: &mut Topo, what: &str| {
+        for dst in [SERVER_IP, "fd77:2::2"] {
+            port += 1;
+            let r =
+                iperf3(t, dst, port, &["-t", "3"]).unwrap_or_else(|e| panic!("{what}, {dst}: {e}"));
+            assert!(r > 0.05, "{what}, {dst}: {r} Gbit/s");
+            rows.push(format!("{what:<34} {dst:<10} {r:6.2} Gbit/s"));
+        }
+    };
+    run(&mut t, "kernel, default offloads");
+    let s = t.start_sluice(&cfg, &[]);
+    run(&mut t, "sluice, default offloads");
+    t.offloads_off();
+    run(&mut t, "sluice, tx offloads off");
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_no_leak(&r);
+    run(&mut t, "kernel, tx offloads off");
+    eprintln!("iperf3 TCP, one run:\n  {}", rows.join("\n  "));
+}
+
 /// Generic (skb) XDP attachment and busy polling work too.
 #[test]
 fn generic_xdp_and_busy_polling() {
