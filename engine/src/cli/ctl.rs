@@ -133,6 +133,14 @@ pub struct ExplainArgs {
     /// Port the packet arrives on (default: the first).
     #[arg(long)]
     pub ingress: Option<String>,
+    /// TCP flags as letters (`S`, `SA`, `A`, `FA`, `R`, `PA`); default: a
+    /// SYN for a flow conntrack does not know, else what its state expects
+    /// next.
+    #[arg(long)]
+    pub flags: Option<String>,
+    /// TTL / hop limit as received (default 64).
+    #[arg(long)]
+    pub ttl: Option<u8>,
     /// The packet as `policy eval` JSON (`{"proto": "tcp", "src": ...}`).
     #[arg(long, value_name = "JSON", conflicts_with_all = ["proto", "src", "dst", "entry"])]
     pub packet: Option<String>,
@@ -170,6 +178,12 @@ impl ExplainArgs {
         };
         if let Some(i) = &self.ingress {
             pkt["ingress"] = i.clone().into();
+        }
+        if let Some(f) = &self.flags {
+            pkt["flags"] = f.clone().into();
+        }
+        if let Some(t) = self.ttl {
+            pkt["ttl"] = t.into();
         }
         Ok(json!({"cmd": "explain", "packet": pkt}))
     }

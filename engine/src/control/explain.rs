@@ -1,20 +1,32 @@
-//! `explain`: what the running data plane would do with a flow, and why.
+//! `explain`: what the running data plane would do with a flow, and why —
+//! answered by the data plane itself.
 //!
-//! Given a 5-tuple (or ICMP type/code), it answers from the live tables and
-//! conntrack without changing them: the connection it belongs to (state,
-//! direction, translation, and the policy decision recorded when it was
-//! allowed), or, for a new connection, the service backend Maglev would
-//! pick, the route (local, martian, no route, port and next hop), the
-//! policy verdict with what decided it (the spec's `decided_by`, the
-//! answer to "which policy dropped this"), and whether masquerade applies.
+//! The flow becomes a frame ([`crate::wire::build`]) that runs through
+//! [`Pipeline::process`] on the live tables in a dry run: the pipeline
+//! gets a scratch connection table holding a copy of the one live entry
+//! the frame can meet (so a known connection is found with its state and
+//! translation) and no link to the XDP program's maps, and its counters
+//! are its own, so nothing running changes. What each stage decided is
+//! then read back ([`crate::pipeline::report`]): the connection (state,
+//! direction, translation, the policy decision recorded when it was
+//! allowed), the service and backend, the route, the policy verdict with
+//! what decided it (the spec's `decided_by`), the source NAT chosen, the
+//! egress port and the final action. There is no second implementation
+//! to disagree with the pipeline. One limit of the scratch table: a
+//! masqueraded connection's source port is the one the pipeline takes
+//! when that port is free (it cannot see the live table's other entries).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::pipeline::report::{CtOutcome, FrameReport};
 use crate::pipeline::stages::track::tuple_of;
-use crate::tables::conntrack::{aux_decision, aux_service, Conntrack, Dir, Found, Snapshot, Tuple};
+use crate::pipeline::{Action, Batch, Pipeline};
+use crate::tables::conntrack::{aux_decision, aux_service, Conntrack, Dir, Snapshot, Tuple};
 use crate::tables::{RouteKind, Tables};
+use crate::wire::build::{self, FrameSpec};
 use crate::wire::{self, Family, L4Kind, Parsed};
 
 /// A flow to explain.
@@ -29,6 +41,11 @@ pub struct Query {
     pub icmp: Option<(u8, u8)>,
     /// Port the packet arrives on (its conntrack zone).
     pub ingress: u16,
+    /// TCP flags; `None`: SYN for a flow conntrack does not know, else
+    /// what the connection's state expects next (see [`default_flags`]).
+    pub tcp_flags: Option<u8>,
+    /// TTL / hop limit as received (default 64).
+    pub ttl: Option<u8>,
 }
 
 impl Query {
@@ -63,6 +80,16 @@ impl Query {
             dport,
             icmp,
             ingress,
+            tcp_flags: v
+                .get("flags")
+                .and_then(Value::as_str)
+                .map(parse_tcp_flags)
+                .transpose()?,
+            ttl: v
+                .get("ttl")
+                .and_then(Value::as_u64)
+                .map(|t| u8::try_from(t).map_err(|_| format!("ttl: {t} is not 0-255")))
+                .transpose()?,
         })
     }
 
@@ -126,150 +153,251 @@ pub fn entry_json(t: &Tables, s: &Snapshot, now: u64) -> Value {
     })
 }
 
+/// TCP flags written as letters (`S`, `SA`, `A`, `FA`, `R`, `PA`: the
+/// tcpdump / Scapy letters F S R P A U).
+pub fn parse_tcp_flags(s: &str) -> Result<u8, String> {
+    s.chars().try_fold(0u8, |f, c| {
+        Ok(f | match c.to_ascii_uppercase() {
+            'F' => 0x01,
+            'S' => 0x02,
+            'R' => 0x04,
+            'P' => 0x08,
+            'A' => 0x10,
+            'U' => 0x20,
+            _ => return Err(format!("flags: {c:?} is not one of F S R P A U")),
+        })
+    })
+}
+
+/// The TCP flags of the next packet of a connection in direction `dir`
+/// and state `state`, as `explain` assumes when none are given: a SYN
+/// opening a flow conntrack does not know, the SYN+ACK answering one, and
+/// an ACK otherwise.
+pub fn default_flags(hit: Option<(&Snapshot, Dir)>) -> u8 {
+    match hit {
+        None => 0x02,
+        Some((s, Dir::Reply)) if s.state.name() == "SYN_SENT" => 0x12,
+        Some((s, Dir::Original)) if s.state.name() == "SYN_SENT" => 0x02,
+        Some(_) => 0x10,
+    }
+}
+
+/// The frame of `q` as it arrives on its ingress port.
+fn frame_of(t: &Tables, q: &Query, flags: u8) -> Vec<u8> {
+    let (family, src) = wire::from_ip(q.src);
+    let (_, dst) = wire::from_ip(q.dst);
+    build::frame(&FrameSpec {
+        dst_mac: t.port_mac(q.ingress),
+        src_mac: [0x02, 0, 0, 0, 0, 0x01],
+        family,
+        src,
+        dst,
+        proto: q.proto,
+        sport: q.sport,
+        dport: q.dport,
+        icmp: q.icmp.unwrap_or((0, 0)),
+        tcp_flags: flags,
+        ttl: q.ttl.unwrap_or(64),
+        payload: 0,
+    })
+}
+
+/// The live entry `tuple` belongs to, if any, and its direction.
+fn live_entry(t: &Tables, ct: &Conntrack, now: u64, tuple: &Tuple) -> Option<(Snapshot, Dir)> {
+    let h = ct.peek(tuple, ct.hash(tuple), now, &t.timeouts)?;
+    let snap = ct.read_entry(h.id).unwrap_or_else(|| h.snapshot());
+    Some((snap, h.dir))
+}
+
 /// Explains `q` against the tables and conntrack as they are at `now`.
-pub fn explain(t: &Tables, ct: &Conntrack, now: u64, q: &Query) -> Value {
+pub fn explain(t: &Arc<Tables>, ct: &Conntrack, now: u64, q: &Query) -> Value {
     let p = q.parsed();
     let tuple: Tuple = tuple_of(&p, t.zone(q.ingress));
-    let mut out = serde_json::Map::new();
-    out.insert("packet".into(), tuple_json(&tuple));
-    // Conntrack: a known connection skips the classifier.
     let hit = if matches!(p.l4kind, L4Kind::IcmpOther) {
         None
     } else {
-        ct.lookup(&tuple, ct.hash(&tuple), now, &t.timeouts)
+        live_entry(t, ct, now, &tuple)
     };
-    let (new_dst, new_src, known) = match &hit {
-        Some(h) => {
-            let f = Found::of_hit(h);
-            let (d, s) = (f.new_dst, f.new_src);
-            let full = ct.read_entry(h.id).unwrap_or_else(|| h.snapshot());
-            let mut e = entry_json(t, &full, now);
+    let flags = q
+        .tcp_flags
+        .unwrap_or_else(|| default_flags(hit.as_ref().map(|(s, d)| (s, *d))));
+    explain_frame(t, ct, now, q.ingress, &frame_of(t, q, flags)).1
+}
+
+/// Runs `frame`, arriving on port `ingress`, through the pipeline in a dry
+/// run against the live tables and (a copy of the entry it meets in) the
+/// live connection table at `now`; the action it takes and the report.
+pub fn explain_frame(
+    t: &Arc<Tables>,
+    ct: &Conntrack,
+    now: u64,
+    ingress: u16,
+    frame: &[u8],
+) -> (Action, Value) {
+    let parsed = wire::parse(frame).ok();
+    let tuple = parsed.as_ref().map(|p| tuple_of(p, t.zone(ingress)));
+    // The live entry the frame belongs to (for an ICMP error, the one its
+    // quoted packet does), copied into a scratch table.
+    let lookup = match &parsed {
+        Some(p) if p.l4kind == L4Kind::IcmpError => wire::parse::parse_quoted(frame, p)
+            .map(|inner| tuple_of(&inner, t.zone(ingress)).reverse()),
+        Some(p) if p.l4kind == L4Kind::IcmpOther => None,
+        _ => tuple,
+    };
+    let hit = lookup.and_then(|k| live_entry(t, ct, now, &k));
+    let scratch = Conntrack::new(64, 1);
+    if let Some((s, _)) = &hit {
+        // A copy as it is: same tuples, state, flags and decision, last
+        // seen at the same time (so it expires when the live one does).
+        let _ = scratch.insert(
+            &s.orig,
+            &s.reply,
+            s.state,
+            s.flags,
+            s.aux,
+            s.last_seen,
+            &t.timeouts,
+        );
+    }
+    let mut pl = Pipeline::new(t.clone(), Arc::new(scratch));
+    let mut bytes = frame.to_vec();
+    let mut batch = Batch::new();
+    if batch.push(&mut bytes, ingress).is_err() {
+        return (Action::Kernel, json!({"error": "no room for one frame"}));
+    }
+    pl.process(now, &mut batch);
+    let Some(r) = pl.report(0, &batch) else {
+        return (Action::Kernel, json!({"error": "no report"}));
+    };
+    let v = render(t, now, tuple.as_ref(), hit.as_ref(), &r);
+    (r.action, v)
+}
+
+fn port_name(t: &Tables, p: u16) -> Option<String> {
+    t.ports.get(usize::from(p)).map(|p| p.name.clone())
+}
+
+/// The report as `ctl explain` prints it.
+fn render(
+    t: &Tables,
+    now: u64,
+    tuple: Option<&Tuple>,
+    hit: Option<&(Snapshot, Dir)>,
+    r: &FrameReport,
+) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("dry_run".into(), json!(true));
+    out.insert("packet".into(), tuple.map_or(Value::Null, tuple_json));
+    let verdict = match r.action {
+        Action::Forward(p) => json!({"action": "forward", "port": port_name(t, p)}),
+        Action::Drop(d) => json!({"action": "drop", "reason": d.name()}),
+        Action::Kernel => json!({"action": "kernel"}),
+        Action::ViaKernel => {
+            json!({"action": "via_kernel", "port": r.out_port.and_then(|p| port_name(t, p)),
+                   "why": "next hop unresolved: the kernel resolves it and sends the packet"})
+        }
+    };
+    let Some(p) = r.parsed else {
+        out.insert("verdict".into(), verdict);
+        return Value::Object(out);
+    };
+    // Conntrack: the live entry, and what the pipeline did with it.
+    match hit {
+        Some((s, dir)) => {
+            let mut e = entry_json(t, s, now);
             if let Some(m) = e.as_object_mut() {
-                m.insert(
-                    "direction".into(),
-                    json!(if h.dir == Dir::Original {
-                        "original"
-                    } else {
-                        "reply"
-                    }),
-                );
+                let d = if *dir == Dir::Original {
+                    "original"
+                } else {
+                    "reply"
+                };
+                m.insert("direction".into(), json!(d));
             }
             out.insert("conntrack".into(), e);
-            (d, s, true)
         }
         None => {
             out.insert("conntrack".into(), Value::Null);
-            (None, None, false)
         }
+    }
+    let outcome = match r.conntrack {
+        CtOutcome::Untracked => "untracked",
+        CtOutcome::Invalid => "invalid",
+        CtOutcome::New => "new, not committed",
+        CtOutcome::Committed(_) => "new, committed",
+        CtOutcome::Known(..) => "known",
+        CtOutcome::Related(..) => "related",
     };
-    // Services (new connections only).
-    let mut dst = new_dst.unwrap_or((p.dst, p.dport));
-    if !known && p.l4kind.has_ports() {
+    out.insert("conntrack_outcome".into(), json!(outcome));
+    let new = matches!(r.conntrack, CtOutcome::New | CtOutcome::Committed(_));
+    // The service a new connection went to (or found without backends).
+    if let Some(i) = r.service {
+        if let Some(svc) = t.nat.services.get(i) {
+            let b = r.new_dst.map(|d| endpoint(p.family, d.0, d.1));
+            out.insert("service".into(), json!({"name": svc.name, "backend": b}));
+        }
+    } else if r.action == Action::Drop(crate::pipeline::DropReason::NoBackend) {
         let is_node = t.is_local(p.family, p.dst);
         if let Some((_, svc)) = t
             .nat
             .service_index(p.proto, p.family, p.dst, p.dport, is_node)
         {
-            match svc.pick(p.src, p.sport, p.dst, p.dport) {
-                Some(b) => {
-                    dst = b;
-                    out.insert(
-                        "service".into(),
-                        json!({"name": svc.name, "backend": endpoint(p.family, b.0, b.1)}),
-                    );
-                }
-                None => {
-                    out.insert("service".into(), json!({"name": svc.name, "backend": null}));
-                    out.insert(
-                        "verdict".into(),
-                        json!({"action": "drop", "reason": "no_backend"}),
-                    );
-                    return Value::Object(out);
-                }
-            }
+            out.insert("service".into(), json!({"name": svc.name, "backend": null}));
         }
     }
-    if let Some(d) = new_dst {
+    if let Some(d) = r.new_dst {
         out.insert(
             "translated_destination".into(),
             json!(endpoint(p.family, d.0, d.1)),
         );
     }
-    if let Some(s) = new_src {
+    if let Some(s) = r.new_src {
         out.insert(
             "translated_source".into(),
             json!(endpoint(p.family, s.0, s.1)),
         );
+        if new {
+            out.insert(
+                "masquerade".into(),
+                json!({"address": wire::to_ip(p.family, s.0).to_string()}),
+            );
+        }
     }
     // Route.
-    let id = t.fib.lookup_id(p.family, dst.0);
-    let verdict = |action: &str, reason: Option<&str>| match reason {
-        Some(r) => json!({"action": action, "reason": r}),
-        None => json!({"action": action}),
-    };
-    let route = match t.fib.next_hop(id) {
-        None => {
-            out.insert("route".into(), Value::Null);
-            out.insert("verdict".into(), verdict("drop", Some("no_route")));
-            return Value::Object(out);
-        }
-        Some(nh) => nh,
-    };
-    match route.kind {
-        RouteKind::Local => {
-            out.insert("route".into(), json!({"local": true}));
-            out.insert("verdict".into(), verdict("kernel", None));
-            return Value::Object(out);
-        }
-        RouteKind::Martian => {
-            out.insert("route".into(), json!({"martian": true}));
-            out.insert("verdict".into(), verdict("drop", Some("martian")));
-            return Value::Object(out);
-        }
-        RouteKind::Forward => {}
-    }
-    let port = t.ports.get(usize::from(route.port)).map(|p| p.name.clone());
-    out.insert(
-        "route".into(),
-        json!({"port": port, "via": route.via.map(|v| wire::to_ip(p.family, v).to_string()), "next_hop_mac": t.gateway_mac(id).map(|m| wire::mac_to_string(&m))}),
-    );
-    // Policy: only a new connection is classified.
-    if known {
-        out.insert("policy".into(), json!({"evaluated": false, "why": "packet of a known connection: allowed when the connection was"}));
-        out.insert("verdict".into(), verdict("forward", None));
-        return Value::Object(out);
-    }
-    let meta_like = |d: (u128, u16)| {
-        let l4 = match p.l4kind {
-            k if k.has_ports() => policy_compiler::L4::Ports {
-                sport: p.sport,
-                dport: d.1,
+    if let Some(id) = r.route {
+        let route = match t.fib.next_hop(id) {
+            None => Value::Null,
+            Some(nh) => match nh.kind {
+                RouteKind::Local => json!({"local": true}),
+                RouteKind::Martian => json!({"martian": true}),
+                RouteKind::Forward => json!({
+                    "port": port_name(t, nh.port),
+                    "via": nh.via.map(|v| wire::to_ip(p.family, v).to_string()),
+                    "next_hop_mac": r.next_mac.map(|m| wire::mac_to_string(&m)),
+                }),
             },
-            k if k.is_icmp() => policy_compiler::L4::Icmp {
-                ty: p.icmp_type,
-                code: p.icmp_code,
-            },
-            _ => policy_compiler::L4::None,
         };
-        match p.family {
-            Family::V4 => policy_compiler::FlowKey::v4(p.src as u32, d.0 as u32, p.proto, l4),
-            Family::V6 => policy_compiler::FlowKey::v6(p.src, d.0, p.proto, l4),
+        out.insert("route".into(), route);
+    }
+    // Policy: the pipeline's decision, with the classifier's account of
+    // both directions for the same key.
+    match &r.policy {
+        Some((key, d)) => {
+            let v = t.policy.classify(key, &mut t.policy.new_scratch());
+            let mut pol = t.policy.verdict_json(&v);
+            if let Some(m) = pol.as_object_mut() {
+                m.insert("evaluated".into(), json!(true));
+                m.insert("decision".into(), t.policy.decision_info(*d).json());
+            }
+            out.insert("policy".into(), pol);
         }
-    };
-    let key = meta_like(dst);
-    let v = t.policy.classify(&key, &mut t.policy.new_scratch());
-    let mut pol = t.policy.verdict_json(&v);
-    if let Some(m) = pol.as_object_mut() {
-        m.insert("evaluated".into(), json!(true));
+        None if matches!(r.conntrack, CtOutcome::Known(..) | CtOutcome::Related(..)) => {
+            out.insert(
+                "policy".into(),
+                json!({"evaluated": false, "why": "packet of a known connection: allowed when the connection was"}),
+            );
+        }
+        None => {}
     }
-    out.insert("policy".into(), pol);
-    if !v.allow {
-        out.insert("verdict".into(), verdict("drop", Some("policy")));
-        return Value::Object(out);
-    }
-    if let Some(m) = t.nat.masquerade_for(p.family, p.src, route.port) {
-        out.insert("masquerade".into(), json!({"address": wire::to_ip(p.family, m.addr).to_string(), "keeps_port_if_free": true}));
-    }
-    out.insert("verdict".into(), verdict("forward", None));
+    out.insert("verdict".into(), verdict);
     Value::Object(out)
 }

@@ -514,6 +514,8 @@ impl Runtime {
                 dport: o.dport,
                 icmp,
                 ingress,
+                tcp_flags: None,
+                ttl: None,
             }
         } else {
             let pkt = req.get("packet").unwrap_or(req);

@@ -56,8 +56,12 @@ pub(crate) struct Meta {
     pub new_src: Option<(u128, u16)>,
     pub inner: Parsed,
     pub service: u16,
-    /// Policy stage: the classifier's decision id for a new connection.
+    /// Policy stage: the classifier's decision id for a new connection
+    /// ([`NO_DECISION`] when the stage did not judge the frame).
     pub decision: u32,
+    /// Commit stage: this frame's connection was committed by it (a new
+    /// connection; `track` then says `Known`).
+    pub committed: bool,
     /// Route stage: next hop (1-based id) and egress port.
     pub nh: u16,
     pub out_port: PortId,
@@ -67,6 +71,9 @@ pub(crate) struct Meta {
     pub next_mac: Mac,
     pub unresolved: bool,
 }
+
+/// `Meta::decision` of a frame the policy stage did not judge.
+pub(crate) const NO_DECISION: u32 = u32::MAX;
 
 /// A list of frames (indices into the batch, ascending): what a stage
 /// visits, as VPP passes a node its frame vector.

@@ -45,10 +45,12 @@
 //! (route decision, next-hop MAC, writing the frame) live in `steps`.
 //!
 //! Files: `batch` (what callers hand in and get back), `meta` (per-frame
-//! scratch), `steps`, `stages/`, and [`Pipeline`] here.
+//! scratch), `report` (a frame's path through the stages, read back after
+//! processing), `steps`, `stages/`, and [`Pipeline`] here.
 
 pub mod batch;
 pub(crate) mod meta;
+pub mod report;
 pub mod stages;
 pub(crate) mod steps;
 
@@ -177,6 +179,14 @@ impl Pipeline {
         // Decision ids belong to a classifier: a new one starts its hits over.
         self.counters.policy_hits = vec![0; tables.policy.decisions().len()];
         self.tables = tables;
+    }
+
+    /// What the last [`Pipeline::process`] did with the frame in slot `i`
+    /// of `batch` (the same batch, still holding its frames).
+    pub fn report(&self, i: usize, batch: &Batch<'_>) -> Option<report::FrameReport> {
+        let s = batch.slots().get(i)?;
+        let m = self.meta.get(i)?;
+        Some(report::of(&self.tables, m, s))
     }
 
     /// The tables in use.

@@ -1,5 +1,6 @@
-//! Packet bytes: parsing into offsets ([`parse`](mod@parse)), checksums ([`checksum`])
-//! and the small in-place rewrites the pipeline performs ([`rewrite`]); and
+//! Packet bytes: parsing into offsets ([`parse`](mod@parse)), checksums ([`checksum`]),
+//! the small in-place rewrites the pipeline performs ([`rewrite`]) and
+//! whole frames built from a description ([`build`]); and
 //! the network value types every layer above shares ([`addr`]: MAC
 //! addresses, IP addresses as `(Family, u128)`, [`Cidr`] prefixes and masks).
 //!
@@ -7,6 +8,7 @@
 //! [`Parsed`] (offsets validated once on receive) and calls into here.
 
 pub mod addr;
+pub mod build;
 pub mod checksum;
 pub mod parse;
 pub mod rewrite;

@@ -94,6 +94,7 @@ pub(crate) fn run(
         match result {
             Ok((id, snat)) => {
                 m.new_src = snat;
+                m.committed = true;
                 m.track = Track::Known {
                     id,
                     dir: crate::tables::conntrack::Dir::Original,

@@ -15,7 +15,7 @@
 use arrayvec::ArrayVec;
 
 use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
-use super::super::meta::{Frames, Meta, Track};
+use super::super::meta::{Frames, Meta, Track, NO_DECISION};
 use super::super::steps::{decide, route_one};
 use super::known;
 use super::policy::{self, PolicyScratch};
@@ -110,6 +110,8 @@ pub(crate) fn prepare(
         m.new_dst = None;
         m.new_src = None;
         m.service = 0;
+        m.decision = NO_DECISION;
+        m.committed = false;
         if m.done {
             continue;
         }

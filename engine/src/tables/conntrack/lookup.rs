@@ -161,6 +161,14 @@ impl Conntrack {
         self.lookup_with(t, h, now, |s| to.of(State::from_u8(s)))
     }
 
+    /// [`Conntrack::lookup`] that changes nothing: an entry past its
+    /// timeout is not returned but stays (for `explain`).
+    pub fn peek(&self, t: &Tuple, h: u64, now: u64, to: &Timeouts) -> Option<Hit> {
+        let timeout = |s: u8| to.of(State::from_u8(s));
+        self.find_keyed(t, h)
+            .filter(|hit| now.saturating_sub(hit.last_seen) <= timeout(hit.state as u8))
+    }
+
     /// [`Conntrack::lookup`] with the timeout of a state byte given by
     /// `timeout`.
     #[inline]
@@ -171,6 +179,17 @@ impl Conntrack {
         now: u64,
         timeout: impl Fn(u8) -> u64,
     ) -> Option<Hit> {
+        let hit = self.find_keyed(t, h)?;
+        if now.saturating_sub(hit.last_seen) > timeout(hit.state as u8) {
+            self.remove(&hit.snapshot());
+            return None;
+        }
+        Some(hit)
+    }
+
+    /// The entry `t` belongs to (either direction), expired or not.
+    #[inline]
+    fn find_keyed(&self, t: &Tuple, h: u64) -> Option<Hit> {
         let tag = slot_tag(h);
         let (b1, b2) = self.buckets(h);
         let key = t.words();
@@ -187,10 +206,6 @@ impl Conntrack {
                 let Some(hit) = self.read_keyed(id, dir, &key) else {
                     continue;
                 };
-                if now.saturating_sub(hit.last_seen) > timeout(hit.state as u8) {
-                    self.remove(&hit.snapshot());
-                    return None;
-                }
                 return Some(hit);
             }
         }
