@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Back UMEMs with 2 MiB huge pages when available.
     #[arg(long)]
     pub hugepages: bool,
+    /// UMEM frames each worker holds beyond what the ports at start need,
+    /// for the sockets of ports added while running (`ctl port add`).
+    #[arg(long, default_value_t = 8192)]
+    pub spare_frames: u32,
     /// bpffs directory for fail-closed XDP links.
     #[arg(long, default_value = "/sys/fs/bpf/sluice")]
     pub pin_dir: PathBuf,
@@ -181,9 +185,10 @@ pub fn run(a: RunArgs) -> i32 {
         frame_size: a.frame_size,
         hugepages: a.hugepages,
         pin_dir: a.pin_dir.clone(),
+        spare_frames: a.spare_frames,
         ..LiveOptions::default()
     };
-    let engine = match LiveEngine::start(&state, ports, pipelines, &opts, stop.clone()) {
+    let mut engine = match LiveEngine::start(&state, ports, pipelines, &opts, stop.clone()) {
         Ok(e) => e,
         Err(e) => return fail(e.exit_code(), e),
     };
@@ -223,16 +228,7 @@ pub fn run(a: RunArgs) -> i32 {
             "copy"
         }
     );
-    let mut rt = Runtime {
-        config_path: a.config.clone(),
-        cfg: cfg.clone(),
-        macs,
-        tables,
-        ct,
-        reloads: (0, 0),
-        started: Instant::now(),
-        baseline: None,
-    };
+    let mut rt = Runtime::new(a.config.clone(), cfg.clone(), macs, tables, ct);
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {
             eprintln!("sluice: warning: --ready-file {}: {e}", f.display());
@@ -243,15 +239,16 @@ pub fn run(a: RunArgs) -> i32 {
     while !stop.load(Ordering::Relaxed) && !engine.any_worker_finished() {
         match req_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(Request::Control(v, reply)) => {
-                let _ = reply.send(rt.handle(&engine, &v));
+                let _ = reply.send(rt.handle(&mut engine, &v));
             }
             Ok(Request::Metrics(reply)) => {
                 let _ = reply.send(rt.metrics(&engine));
             }
             Err(_) => {}
         }
+        rt.tick(&mut engine);
         if hup.swap(false, Ordering::Relaxed) {
-            match rt.reload(&engine, None) {
+            match rt.reload(&mut engine, None) {
                 Ok(v) => eprintln!("sluice: SIGHUP: reloaded {}", v["config"]),
                 Err(e) => eprintln!(
                     "sluice: SIGHUP: reload rejected, still running the previous config: {e}"
