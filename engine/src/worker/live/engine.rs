@@ -12,7 +12,7 @@ use crossbeam::channel::{self, Sender};
 use super::plan::{
     assign_queues, check_mtus, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan,
 };
-use super::sockets::open_worker_io;
+use super::sockets::{open_worker_io, start_reaper};
 use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
 use super::worker::{Worker, WorkerCommand};
 use crate::io::bpf::{
@@ -54,6 +54,8 @@ pub struct LiveEngine {
     /// Where fail-closed links are pinned (`None`: fail open).
     pin_dir: Option<PathBuf>,
     frame_size: u32,
+    /// Closes the sockets of removed ports off the workers' threads.
+    reaper: Option<std::thread::JoinHandle<()>>,
 }
 
 /// How long the control thread waits for the workers to open or close a
@@ -134,9 +136,13 @@ impl LiveEngine {
 
         let epoch = Instant::now();
         let nat = maps.nat_ports().clone();
+        let (reaper, reaper_thread) =
+            start_reaper().map_err(|e| LiveError::Worker(0, format!("reaper thread: {e}")))?;
         let mut workers = Vec::with_capacity(nw);
-        for (w, (io, core)) in ios.into_iter().zip(cores).enumerate() {
+        for (w, (mut io, core)) in ios.into_iter().zip(cores).enumerate() {
             let (tx, rx) = channel::unbounded();
+            let (done_tx, done_rx) = channel::unbounded();
+            io.reaper = Some((reaper.clone(), done_tx, done_rx));
             // Counters for every port number a port may take while running.
             let stats = Arc::new(WorkerStats::new(core.id, bpf::MAX_PORTS as usize));
             let worker = Worker {
@@ -176,6 +182,7 @@ impl LiveEngine {
             attach: state.xdp.attach,
             pin_dir: pin.then(|| opts.pin_dir.clone()),
             frame_size: opts.frame_size,
+            reaper: Some(reaper_thread),
         })
     }
 
@@ -459,6 +466,9 @@ impl LiveEngine {
                     }
                 }
             }
+        }
+        if let Some(t) = self.reaper.take() {
+            let _ = t.join();
         }
         if let Some(e) = failed {
             return Err(e);

@@ -10,14 +10,19 @@
 //! it any more), keeps draining it (RX frames back to the free list, TX
 //! kicked, completions collected) until its TX and completion rings are
 //! empty or [`CLOSE_DEADLINE`] passes (a deleted device never transmits),
-//! and closes it. [`RECLAIM_GRACE`] later, when the kernel has released the
-//! socket's buffer pool (zero-copy drivers stop DMA in deferred work), the
-//! frames still lent through it (fill ring, TX ring, inside the kernel) are
-//! taken back by their lending record ([`FramePool::reclaim_lent`]).
+//! and hands it to the reaper thread, which closes it (closing an AF_XDP
+//! socket waits for the network stack's RCU grace period and the RTNL
+//! lock: milliseconds the worker must not stall for) and, [`RECLAIM_GRACE`]
+//! later, when the kernel has released the socket's buffer pool
+//! (zero-copy drivers stop DMA in deferred work), tells the worker to take
+//! back the frames still lent through it (fill ring, TX ring, inside the
+//! kernel) by their lending record ([`FramePool::reclaim_lent`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
 
 use super::plan::{LiveError, LiveOptions, PortPlan};
 use crate::io::xsk::{
@@ -63,6 +68,51 @@ pub(super) struct WorkerIo {
     pub(super) busy_poll: Option<BusyPoll>,
     /// The socket set changed (the loop rebuilds its poll set).
     pub(super) changed: bool,
+    /// Where closed sockets go, with where the reaper answers (the serial
+    /// of each socket closed and released); `None`: the worker closes them
+    /// itself.
+    pub(super) reaper: Option<(Sender<Reap>, Sender<u16>, Receiver<u16>)>,
+    /// Sockets with the reaper, by serial, with their port.
+    pub(super) reaping: Vec<(u16, PortId)>,
+}
+
+/// A socket for the reaper to close.
+pub(super) struct Reap {
+    sock: XskSocket,
+    reply: Sender<u16>,
+}
+
+/// The reaper thread: closes the sockets workers hand it and, a grace
+/// period later, tells each worker to take back the frames lent through
+/// them. Ends when every sender is gone and nothing is pending.
+pub(super) fn start_reaper() -> std::io::Result<(Sender<Reap>, std::thread::JoinHandle<()>)> {
+    let (tx, rx): (Sender<Reap>, Receiver<Reap>) = channel::unbounded();
+    let t = std::thread::Builder::new()
+        .name("sluice-reaper".into())
+        .spawn(move || {
+            let mut pending: Vec<(Instant, u16, Sender<u16>)> = Vec::new();
+            let mut open = true;
+            while open || !pending.is_empty() {
+                match rx.recv_timeout(Duration::from_millis(10)) {
+                    Ok(r) => {
+                        let serial = r.sock.serial();
+                        drop(r.sock);
+                        pending.push((Instant::now() + RECLAIM_GRACE, serial, r.reply));
+                    }
+                    Err(channel::RecvTimeoutError::Disconnected) => open = false,
+                    Err(channel::RecvTimeoutError::Timeout) => {}
+                }
+                let now = Instant::now();
+                pending.retain(|(at, serial, reply)| {
+                    let due = !open || now >= *at;
+                    if due {
+                        let _ = reply.send(*serial);
+                    }
+                    !due
+                });
+            }
+        })?;
+    Ok((tx, t))
 }
 
 pub(super) fn bind_mode(modes: &[XskMode]) -> BindMode {
@@ -150,6 +200,8 @@ pub(super) fn open_worker_io(
         mode,
         busy_poll,
         changed: false,
+        reaper: None,
+        reaping: Vec::new(),
     };
     io.reindex();
     for s in &mut io.sockets {
@@ -273,7 +325,15 @@ impl WorkerIo {
 
     /// Whether a socket of `port` is still open (active or closing).
     pub(super) fn has_port(&self, port: PortId) -> bool {
-        self.port_of.contains(&port) || self.closing.iter().any(|c| c.port == port)
+        self.port_of.contains(&port)
+            || self.closing.iter().any(|c| c.port == port)
+            || self.reaping.iter().any(|(_, p)| *p == port)
+    }
+
+    /// The reaper closed socket `serial`: takes back its frames.
+    pub(super) fn reclaim(&mut self, serial: u16) -> u32 {
+        self.reaping.retain(|(s, _)| *s != serial);
+        self.pool.reclaim_lent(&self.umem, serial)
     }
 
     /// Drains the closing sockets, closes those done (or out of time) and
@@ -292,13 +352,43 @@ impl WorkerIo {
             if drained || force || now >= c.deadline {
                 let c = self.closing.swap_remove(i);
                 let serial = c.sock.serial();
-                drop(c.sock);
-                self.reclaim.push((now + RECLAIM_GRACE, serial));
+                match (&self.reaper, force) {
+                    (Some((reaper, me, _)), false) => {
+                        self.reaping.push((serial, c.port));
+                        let r = Reap {
+                            sock: c.sock,
+                            reply: me.clone(),
+                        };
+                        if let Err(channel::SendError(r)) = reaper.send(r) {
+                            drop(r.sock);
+                            self.reaping.retain(|(s, _)| *s != serial);
+                            self.reclaim.push((now + RECLAIM_GRACE, serial));
+                        }
+                    }
+                    _ => {
+                        drop(c.sock);
+                        self.reclaim.push((now + RECLAIM_GRACE, serial));
+                    }
+                }
             } else {
                 i += 1;
             }
         }
         let mut got = 0;
+        let done: Vec<u16> = match &self.reaper {
+            Some((_, _, rx)) => rx.try_iter().collect(),
+            None => Vec::new(),
+        };
+        for serial in done {
+            got += self.reclaim(serial);
+        }
+        if force {
+            // Shutting down: XDP is detached everywhere and the reaper has
+            // closed (or will drop) what it was given.
+            for (serial, _) in std::mem::take(&mut self.reaping) {
+                got += self.pool.reclaim_lent(&self.umem, serial);
+            }
+        }
         let mut i = 0;
         while i < self.reclaim.len() {
             let (at, serial) = self.reclaim[i];
@@ -314,7 +404,7 @@ impl WorkerIo {
 
     /// Nothing is closing or waiting to be taken back.
     pub(super) fn settled(&self) -> bool {
-        self.closing.is_empty() && self.reclaim.is_empty()
+        self.closing.is_empty() && self.reclaim.is_empty() && self.reaping.is_empty()
     }
 }
 
