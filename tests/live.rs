@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod netns;
+mod ports;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};

@@ -457,6 +457,104 @@ fn wait_timeout(mut child: Child, limit: Duration) -> std::process::Output {
     }
 }
 
+/// A pod: a namespace of its own and a veth pair, `eth0` inside and
+/// `pdN` in the router namespace, with `10.78.N.2/24` behind the node's
+/// `10.78.N.1` (the kernel forwards until sluice takes the port). Removed
+/// on drop (also when the test fails), whether or not the link was already
+/// deleted.
+pub struct Pod {
+    pub ns: String,
+    router: String,
+    /// The router side's interface.
+    pub ifname: String,
+    pub ip: String,
+    pub node_ip: String,
+    pub mac: String,
+    pub subnet: String,
+}
+
+impl Pod {
+    /// Pod `n` (1..=250) of `t`.
+    pub fn new(t: &Topo, n: u32) -> Pod {
+        let p = Pod {
+            ns: format!("{}d{n}", t.router),
+            router: t.router.clone(),
+            ifname: format!("pd{n}"),
+            ip: format!("10.78.{n}.2"),
+            node_ip: format!("10.78.{n}.1"),
+            mac: format!("02:00:00:78:{:02x}:02", n),
+            subnet: format!("10.78.{n}.0/24"),
+        };
+        must(&["ip", "netns", "add", &p.ns]);
+        must(&["ip", "-n", &p.ns, "link", "set", "lo", "up"]);
+        must(&[
+            "ip", "link", "add", "eth0", "netns", &p.ns, "address", &p.mac, "type", "veth", "peer",
+            "name", &p.ifname, "netns", &p.router,
+        ]);
+        let cidr = format!("{}/24", p.ip);
+        must(&["ip", "-n", &p.ns, "addr", "add", &cidr, "dev", "eth0"]);
+        must(&["ip", "-n", &p.ns, "link", "set", "eth0", "up"]);
+        must(&[
+            "ip", "-n", &p.ns, "route", "add", "default", "via", &p.node_ip,
+        ]);
+        let node = format!("{}/24", p.node_ip);
+        must(&[
+            "ip", "-n", &p.router, "addr", "add", &node, "dev", &p.ifname,
+        ]);
+        must(&["ip", "-n", &p.router, "link", "set", &p.ifname, "up"]);
+        p
+    }
+
+    /// `sluice ctl port add` arguments for this pod, as port `name`.
+    pub fn add_args(&self, name: &str) -> Vec<String> {
+        [
+            "port",
+            "add",
+            name,
+            "--interface",
+            &self.ifname,
+            "--address",
+            &format!("{}/24", self.node_ip),
+            "--route",
+            &self.subnet,
+            "--neighbor",
+            &format!("{}={}", self.ip, self.mac),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Deletes the pod's link under whoever uses it (a pod gone).
+    pub fn delete_link(&self) {
+        must(&["ip", "-n", &self.router, "link", "del", &self.ifname]);
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if let Ok(o) = Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).output();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["-n", &self.router, "link", "del", &self.ifname])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Open descriptors of process `pid`.
+pub fn fd_count(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
 /// Runs `f` on a thread inside network namespace `ns` (sockets it creates
 /// live there).
 pub fn in_netns<T: Send + 'static>(

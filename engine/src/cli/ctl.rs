@@ -78,6 +78,93 @@ pub enum CtlCommand {
     /// What the running classifier, conntrack and NAT do with a flow, and
     /// which tier/policy/rule decided.
     Explain(ExplainArgs),
+    /// Add, remove or list ports while running (no restart).
+    #[command(subcommand)]
+    Port(PortCommand),
+}
+
+/// `ctl port`.
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Attach an interface as a new port: AF_XDP sockets on its queues, XDP
+    /// on it, tables rebuilt with it (and the routes and neighbours given);
+    /// the other ports keep forwarding.
+    Add(PortAddArgs),
+    /// Detach a port (XDP first: the kernel takes its traffic) and close its
+    /// sockets; a port added with `port add` goes with its routes and
+    /// neighbours; a config file's port is refused while the file's routes,
+    /// neighbours or masquerade rules name it.
+    Remove {
+        /// The port's name.
+        name: String,
+    },
+    /// Every port: number, interface, queues, up or down, config or ctl.
+    List,
+}
+
+/// `ctl port add`.
+#[derive(Debug, Args)]
+pub struct PortAddArgs {
+    /// The port's name (routes and counters name it).
+    pub name: String,
+    /// The interface it is.
+    #[arg(long)]
+    pub interface: String,
+    /// `all`, or queue ids separated by commas.
+    #[arg(long, default_value = "all")]
+    pub queues: String,
+    /// AF_XDP bind mode: auto, copy or zerocopy.
+    #[arg(long, default_value = "auto")]
+    pub mode: String,
+    /// Conntrack zone of traffic entering here.
+    #[arg(long, default_value_t = 0)]
+    pub zone: u16,
+    /// A node address on this port (address/prefix); repeatable.
+    #[arg(long = "address", value_name = "CIDR")]
+    pub addresses: Vec<String>,
+    /// A route out of this port: `PREFIX` (directly connected) or `PREFIX
+    /// via GATEWAY`; repeatable.
+    #[arg(long = "route", value_name = "PREFIX[ via GW]")]
+    pub routes: Vec<String>,
+    /// A static neighbour on this port, `IP=MAC`; repeatable.
+    #[arg(long = "neighbor", value_name = "IP=MAC")]
+    pub neighbors: Vec<String>,
+}
+
+impl PortAddArgs {
+    fn request(&self) -> Result<Value, String> {
+        let queues: Value = if self.queues == "all" {
+            "all".into()
+        } else {
+            let q: Result<Vec<u32>, _> = self.queues.split(',').map(|q| q.trim().parse()).collect();
+            q.map_err(|_| format!("--queues {:?}: `all` or numbers like 0,1", self.queues))?
+                .into()
+        };
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| {
+                let w: Vec<&str> = r.split_whitespace().collect();
+                match w.as_slice() {
+                    [p] => Ok(json!({"prefix": p})),
+                    [p, "via", g] => Ok(json!({"prefix": p, "via": g})),
+                    _ => Err(format!("--route {r:?}: `PREFIX` or `PREFIX via GATEWAY`")),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let neighbors = self
+            .neighbors
+            .iter()
+            .map(|n| match n.split_once('=') {
+                Some((ip, mac)) => Ok(json!({"ip": ip, "mac": mac})),
+                None => Err(format!("--neighbor {n:?}: `IP=MAC`")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({"cmd": "port", "op": "add",
+                  "port": {"name": self.name, "interface": self.interface, "queues": queues,
+                           "mode": self.mode, "zone": self.zone, "addresses": self.addresses},
+                  "routes": routes, "neighbors": neighbors}))
+    }
 }
 
 /// Which conntrack entries: every flag set must match.
@@ -226,6 +313,17 @@ pub fn ctl(a: CtlArgs) -> i32 {
             },
             None => json!({"cmd": "reload"}),
         },
+        CtlCommand::Port(PortCommand::Add(p)) => match p.request() {
+            Ok(r) => r,
+            Err(m) => {
+                eprintln!("sluice: {m}");
+                return 2;
+            }
+        },
+        CtlCommand::Port(PortCommand::Remove { name }) => {
+            json!({"cmd": "port", "op": "remove", "name": name})
+        }
+        CtlCommand::Port(PortCommand::List) => json!({"cmd": "port", "op": "list"}),
         CtlCommand::Explain(e) => match e.request() {
             Ok(r) => r,
             Err(m) => {

@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// Back UMEMs with 2 MiB huge pages when available.
     #[arg(long)]
     pub hugepages: bool,
+    /// UMEM frames each worker holds beyond what the ports at start need,
+    /// for the sockets of ports added while running (`ctl port add`).
+    #[arg(long, default_value_t = 8192)]
+    pub spare_frames: u32,
     /// bpffs directory for fail-closed XDP links.
     #[arg(long, default_value = "/sys/fs/bpf/sluice")]
     pub pin_dir: PathBuf,
@@ -205,9 +209,10 @@ pub fn run(a: RunArgs) -> i32 {
         frame_size: a.frame_size,
         hugepages: a.hugepages,
         pin_dir: a.pin_dir.clone(),
+        spare_frames: a.spare_frames,
         ..LiveOptions::default()
     };
-    let engine = match LiveEngine::start(&state, ports, pipelines, &opts, stop.clone()) {
+    let mut engine = match LiveEngine::start(&state, ports, pipelines, &opts, stop.clone()) {
         Ok(e) => e,
         Err(e) => return fail(e.exit_code(), e),
     };
@@ -247,21 +252,12 @@ pub fn run(a: RunArgs) -> i32 {
             "copy"
         }
     );
-    let mut rt = Runtime {
-        config_path: a.config.clone(),
-        cfg: cfg.clone(),
-        macs,
-        tables,
-        ct,
-        reloads: (0, 0),
-        started: Instant::now(),
-        baseline: None,
-        kernel: kview.map(|view| KernelMirror {
-            report: kernel::merge(&cfg.state(), &view).1,
-            view,
-            ..KernelMirror::default()
-        }),
-    };
+    let mut rt = Runtime::new(a.config.clone(), cfg.clone(), macs, tables, ct);
+    rt.kernel = kview.map(|view| KernelMirror {
+        report: kernel::merge(&cfg.state(), &view).1,
+        view,
+        ..KernelMirror::default()
+    });
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {
             eprintln!("sluice: warning: --ready-file {}: {e}", f.display());
@@ -275,7 +271,7 @@ pub fn run(a: RunArgs) -> i32 {
         channel::select! {
             recv(req_rx) -> r => match r {
                 Ok(Request::Control(v, reply)) => {
-                    let _ = reply.send(rt.handle(&engine, &v));
+                    let _ = reply.send(rt.handle(&mut engine, &v));
                 }
                 Ok(Request::Metrics(reply)) => {
                     let _ = reply.send(rt.metrics(&engine));
@@ -287,8 +283,9 @@ pub fn run(a: RunArgs) -> i32 {
             },
             default(Duration::from_millis(20)) => {}
         }
+        rt.tick(&mut engine);
         if hup.swap(false, Ordering::Relaxed) {
-            match rt.reload(&engine, None) {
+            match rt.reload(&mut engine, None) {
                 Ok(v) => eprintln!("sluice: SIGHUP: reloaded {}", v["config"]),
                 Err(e) => eprintln!(
                     "sluice: SIGHUP: reload rejected, still running the previous config: {e}"

@@ -3,24 +3,24 @@
 //!
 //! The flow becomes a frame ([`crate::wire::build`]) that runs through
 //! [`Pipeline::process`] on the live tables in a dry run: the pipeline
-//! gets a scratch connection table holding a copy of the one live entry
-//! the frame can meet (so a known connection is found with its state and
-//! translation) and no link to the XDP program's maps, and its counters
-//! are its own, so nothing running changes. What each stage decided is
+//! gets a scratch connection table holding copies of the live entries the
+//! frame can meet (the connection it belongs to, found with its state and
+//! translation, and those a new connection's translation could collide
+//! with) and no link to the XDP program's maps, and its counters are its
+//! own, so nothing running changes. What each stage decided is
 //! then read back ([`crate::pipeline::report`]): the connection (state,
 //! direction, translation, the policy decision recorded when it was
 //! allowed), the service and backend, the route, the policy verdict with
 //! what decided it (the spec's `decided_by`), the source NAT chosen, the
 //! egress port and the final action. There is no second implementation
-//! to disagree with the pipeline. One limit of the scratch table: a
-//! masqueraded connection's source port is the one the pipeline takes
-//! when that port is free (it cannot see the live table's other entries).
+//! to disagree with the pipeline.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::ctfilter::expired;
 use crate::pipeline::report::{CtOutcome, FrameReport};
 use crate::pipeline::stages::track::tuple_of;
 use crate::pipeline::{Action, Batch, Pipeline};
@@ -245,10 +245,30 @@ pub fn explain_frame(
         _ => tuple,
     };
     let hit = lookup.and_then(|k| live_entry(t, ct, now, &k));
-    let scratch = Conntrack::new(64, 1);
-    if let Some((s, _)) = &hit {
-        // A copy as it is: same tuples, state, flags and decision, last
-        // seen at the same time (so it expires when the live one does).
+    // The scratch table holds copies of the live entries the frame can
+    // meet: the one it belongs to, and every one with an end at its
+    // source or destination address — those a new connection's reply
+    // tuple could collide with (a masquerade port in use, a DNAT reply),
+    // so the commit stage decides as it would live. Each copy keeps its
+    // tuples, state, flags and decision, last seen at the same time (so
+    // it expires when the live one does).
+    let ends: Vec<(Family, u128)> = parsed
+        .iter()
+        .flat_map(|p| [(p.family, p.src), (p.family, p.dst)])
+        .collect();
+    let copies: Vec<Snapshot> = ct
+        .snapshot_all()
+        .into_iter()
+        .filter(|s| !expired(s, now, &t.timeouts))
+        .filter(|s| {
+            hit.as_ref().is_some_and(|(h, _)| h.orig == s.orig)
+                || [&s.orig, &s.reply]
+                    .iter()
+                    .any(|u| ends.contains(&(u.family, u.src)) || ends.contains(&(u.family, u.dst)))
+        })
+        .collect();
+    let scratch = Conntrack::new((copies.len() * 2 + 64).next_power_of_two(), 1);
+    for s in &copies {
         let _ = scratch.insert(
             &s.orig,
             &s.reply,

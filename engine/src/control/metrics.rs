@@ -42,6 +42,8 @@ pub struct View<'a> {
     pub xdp: &'a [(String, u64)],
     /// Successful and failed reloads.
     pub reloads: (u64, u64),
+    /// Ports added, removed and vanished (interface deleted) while running.
+    pub port_events: [(&'static str, u64); 3],
 }
 
 fn esc(s: &str) -> String {
@@ -109,6 +111,10 @@ pub fn render(v: &View<'_>) -> String {
         "Packets received on and forwarded out of each port.",
     );
     for (p, name) in v.ports.iter().enumerate() {
+        if name.is_empty() {
+            // A vacant port number.
+            continue;
+        }
         let rx: u64 = v
             .workers
             .iter()
@@ -271,6 +277,15 @@ pub fn render(v: &View<'_>) -> String {
         "sluice_reloads_total{{result=\"rejected\"}} {}",
         v.reloads.1
     );
+    head(
+        &mut o,
+        "sluice_port_events_total",
+        "counter",
+        "Ports added, removed and vanished (interface deleted under sluice) while running.",
+    );
+    for (event, n) in v.port_events {
+        let _ = writeln!(o, "sluice_port_events_total{{event=\"{event}\"}} {n}");
+    }
     o
 }
 
@@ -302,7 +317,9 @@ mod tests {
             conntrack_refused_full: 2,
             xdp: &[("redirect".into(), 9)],
             reloads: (1, 0),
+            port_events: [("added", 2), ("removed", 1), ("vanished", 1)],
         });
+        assert!(text.contains("sluice_port_events_total{event=\"vanished\"} 1"));
         assert!(text.contains("sluice_packets_total{worker=\"0\",action=\"forward\"} 5"));
         assert!(text.contains("sluice_drops_total{worker=\"0\",reason=\"policy\"} 2"));
         assert!(text.contains("sluice_port_packets_total{port=\"uplink\",direction=\"rx\"} 6"));

@@ -1,9 +1,11 @@
 //! The running engine's control plane: the control socket and metrics
 //! ([`socket`], [`metrics`]), `explain`, and the runtime that applies a new
-//! desired state (reload: load, diff, build, swap).
+//! desired state (reload: load, diff, build, swap), and [`ports`]: the
+//! numbers of ports that come and go while running.
 
 pub mod ctfilter;
 pub mod explain;
 pub mod metrics;
+pub mod ports;
 pub mod runtime;
 pub mod socket;

@@ -9,16 +9,23 @@
 //! compiled policy), and only a complete, valid set of tables handed to the
 //! workers (each swaps it in between two batches). A bad file is rejected
 //! with its error and the running tables stay.
+//!
+//! Ports come and go the same way (`ctl port add`/`remove`, a reload whose
+//! `ports` changed, an interface deleted under sluice): see
+//! [`super::ports`] for their numbers and [`Runtime::apply`] for the order
+//! things change in.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::ctfilter::{expired, CtFilter};
 use super::explain::{self, Query};
 use super::metrics::{self, WorkerView};
+use super::ports::{merge, AddedPort, PortChanges, PortNumbers};
+use crate::io::sys;
 use crate::pipeline::DropReason;
 use crate::sources::config::Config;
 use crate::sources::kernel::{self, KernelView, MergeReport, Update};
@@ -26,7 +33,10 @@ use crate::state::{build, NodeState, StateDiff};
 use crate::tables::conntrack::Conntrack;
 use crate::tables::Tables;
 use crate::wire::{self, Mac};
-use crate::worker::live::{LiveEngine, StatsSnapshot};
+use crate::worker::live::{plan_port, LiveEngine, PortPlan, StatsSnapshot};
+
+/// How often the control loop looks for interfaces deleted under sluice.
+pub const VANISHED_EVERY: Duration = Duration::from_millis(100);
 
 /// What a reload from `old` to `new` (whose desired states differ by
 /// `diff`) cannot apply without a restart: the state's restart-only
@@ -46,38 +56,137 @@ pub fn restart_only_changes(old: &Config, new: &Config, diff: &StateDiff) -> Vec
     out
 }
 
-/// Loads `path` and builds its tables (with the kernel's state merged in
-/// when the mirror runs), or says why not. Nothing running is touched.
-pub fn prepare_reload(
+/// A new config checked and built aside, ready to apply.
+#[derive(Debug)]
+pub struct Prepared {
+    pub cfg: Config,
+    pub numbers: PortNumbers,
+    /// The state with ports at their numbers.
+    pub state: NodeState,
+    pub tables: Tables,
+    pub macs: Vec<Mac>,
+    pub changes: PortChanges,
+    /// The ports coming up (added or rebound), resolved on this machine.
+    pub plans: Vec<PortPlan>,
+}
+
+/// Checks `new` against the running `cur` (numbered by `numbers`, with
+/// MACs `macs` by number), resolves the ports it brings up (`down`: ports
+/// without sockets since their interface vanished, brought up again if it
+/// is back) and builds its tables, with the `mirror`ed kernel state merged
+/// in when the mirror runs. Nothing running is touched.
+pub fn prepare(
     cur: &Config,
-    path: &Path,
+    numbers: &PortNumbers,
     macs: &[Mac],
-    kernel: Option<&KernelView>,
-) -> Result<(Config, Tables), String> {
-    let new = Config::load(path).map_err(|e| e.to_string())?;
-    let with_kernel = |s: NodeState| match kernel {
-        Some(v) => kernel::merge(&s, v).0,
-        None => s,
-    };
-    let state = with_kernel(new.state());
-    let old = with_kernel(cur.state());
-    let changed = restart_only_changes(cur, &new, &StateDiff::between(&old, &state));
+    down: &[String],
+    new: Config,
+    mirror: Option<&KernelView>,
+) -> Result<Prepared, String> {
+    let (old_s, new_s) = (cur.state(), new.state());
+    let diff = StateDiff::between(&old_s, &new_s);
+    let changed = restart_only_changes(cur, &new, &diff);
     if !changed.is_empty() {
         return Err(format!(
             "{}: {} changed; these need a restart (the running config stays)",
-            path.display(),
+            new.source,
             changed.join(", ")
         ));
     }
-    let tables = build::tables(&state, macs).map_err(|e| e.to_string())?;
-    Ok((new, tables))
+    let mut changes = PortChanges::of(&old_s, &new_s, &diff);
+    for d in down {
+        let back = new_s
+            .ports
+            .iter()
+            .find(|p| p.name == *d)
+            .and_then(|p| p.interface.as_deref())
+            .is_some_and(|i| sys::if_nametoindex(i).is_ok());
+        if back && !changes.up.contains(d) && !changes.rebind.contains(d) {
+            changes.up.push(d.clone());
+        }
+    }
+    let new_numbers = numbers.renumber(new_s.ports.iter().map(|p| p.name.as_str()));
+    if new_numbers.len() > crate::io::bpf::MAX_PORTS as usize {
+        return Err(format!(
+            "{}: ports: the XDP program handles port numbers 0..{}",
+            new.source,
+            crate::io::bpf::MAX_PORTS
+        ));
+    }
+    let state = new_numbers.place(&new_s);
+    let state = match mirror {
+        Some(v) => kernel::merge(&state, v).0,
+        None => state,
+    };
+    let mut plans = Vec::new();
+    for name in changes.up.iter().chain(&changes.rebind) {
+        let Some(n) = new_numbers.of(name) else {
+            continue;
+        };
+        let spec = &state.ports[usize::from(n)];
+        let plan =
+            plan_port(&new.source, &format!("port {name}"), n, spec).map_err(|e| e.to_string())?;
+        plans.push(plan);
+    }
+    let new_macs: Vec<Mac> = (0..new_numbers.len() as u16)
+        .map(|n| {
+            let Some(name) = new_numbers.name(n) else {
+                return [0; 6];
+            };
+            plans
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.mac)
+                .or_else(|| {
+                    numbers
+                        .of(name)
+                        .and_then(|o| macs.get(usize::from(o)).copied())
+                })
+                .unwrap_or([0; 6])
+        })
+        .collect();
+    let tables = build::tables(&state, &new_macs).map_err(|e| e.to_string())?;
+    Ok(Prepared {
+        cfg: new,
+        numbers: new_numbers,
+        state,
+        tables,
+        macs: new_macs,
+        changes,
+        plans,
+    })
+}
+
+/// Ports added, removed and vanished while running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortEvents {
+    pub added: u64,
+    pub removed: u64,
+    /// Removed because their interface was deleted under sluice.
+    pub vanished: u64,
 }
 
 /// The live engine's control state.
 #[derive(Debug)]
 pub struct Runtime {
     pub config_path: PathBuf,
+    /// The config running: the file's, minus ports removed and plus ports
+    /// added with `ctl port` (see [`super::ports`]).
     pub cfg: Config,
+    /// The config file as last loaded.
+    pub file: Config,
+    /// Each port's number.
+    pub numbers: PortNumbers,
+    /// Ports added with `ctl port add`.
+    pub added: Vec<AddedPort>,
+    /// Ports of the file removed with `ctl port remove`.
+    pub removed: Vec<String>,
+    /// Ports of the file whose interface vanished: configured, without
+    /// sockets; a reload brings them up again once the interface is back.
+    pub down: Vec<String>,
+    pub port_events: PortEvents,
+    last_vanished_check: Instant,
+    /// Each port's MAC, by number.
     pub macs: Vec<Mac>,
     pub tables: Arc<Tables>,
     pub ct: Arc<Conntrack>,
@@ -135,10 +244,40 @@ fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapsh
 }
 
 impl Runtime {
-    /// The desired state running: the config's, with the kernel's merged
-    /// in when the mirror runs.
+    /// The control state of an engine started from `cfg` (ports numbered
+    /// in the config's order, `macs` by number).
+    pub fn new(
+        config_path: PathBuf,
+        cfg: Config,
+        macs: Vec<Mac>,
+        tables: Arc<Tables>,
+        ct: Arc<Conntrack>,
+    ) -> Runtime {
+        Runtime {
+            config_path,
+            numbers: PortNumbers::dense(&cfg.state()),
+            file: cfg.clone(),
+            cfg,
+            added: Vec::new(),
+            removed: Vec::new(),
+            down: Vec::new(),
+            port_events: PortEvents::default(),
+            last_vanished_check: Instant::now(),
+            macs,
+            tables,
+            ct,
+            reloads: (0, 0),
+            started: Instant::now(),
+            baseline: None,
+            kernel: None,
+        }
+    }
+
+    /// The running desired state, ports at their numbers: the config's
+    /// (and `ctl port`'s), with the kernel's merged in when the mirror
+    /// runs.
     pub fn state(&self) -> NodeState {
-        let s = self.cfg.state();
+        let s = self.numbers.place(&self.cfg.state());
         match &self.kernel {
             Some(k) => kernel::merge(&s, &k.view).0,
             None => s,
@@ -150,7 +289,7 @@ impl Runtime {
     /// program's address map synced when the ports' addresses moved. A
     /// state that cannot be built leaves the running tables, counted.
     pub fn apply_kernel(&mut self, engine: &LiveEngine, u: Update) {
-        let base = self.cfg.state();
+        let base = self.numbers.place(&self.cfg.state());
         let Some(k) = self.kernel.as_mut() else {
             return;
         };
@@ -194,25 +333,140 @@ impl Runtime {
         }
     }
 
-    /// Reloads from `path` (default: the file `run` was started with).
-    pub fn reload(&mut self, engine: &LiveEngine, path: Option<&Path>) -> Result<Value, String> {
+    /// Applies `new`, prepared by [`prepare`], to the engine, in an order
+    /// that keeps every other port forwarding: new ports come up first
+    /// (sockets, maps, XDP; if one fails, those brought up are taken down
+    /// again and nothing else changed), then the tables that route to them
+    /// and no longer to the ports going away are swapped in, then those
+    /// ports go down (XDP detached, then sockets closed and their frames
+    /// taken back), rebound ports come up again, and the XDP maps get the
+    /// new addresses.
+    fn apply(&mut self, engine: &mut LiveEngine, p: Prepared) -> Result<Value, String> {
+        let Prepared {
+            cfg,
+            numbers,
+            state,
+            tables,
+            macs,
+            changes,
+            plans,
+        } = p;
+        let (fresh, rebound): (Vec<PortPlan>, Vec<PortPlan>) = plans
+            .into_iter()
+            .partition(|p| changes.up.contains(&p.name));
+        let mut brought_up = Vec::new();
+        for plan in fresh {
+            let (n, name) = (plan.port, plan.name.clone());
+            if let Err(e) = engine.add_port(plan) {
+                for d in brought_up {
+                    engine.remove_port(d);
+                }
+                return Err(e.to_string());
+            }
+            brought_up.push(n);
+            self.down.retain(|d| *d != name);
+        }
+        let tables = Arc::new(tables);
+        engine.set_tables(tables.clone());
+        let mut errors = Vec::new();
+        for name in changes.down.iter().chain(&changes.rebind) {
+            if let Some(n) = self.numbers.of(name) {
+                if engine.remove_port(n).is_some() {
+                    self.port_events.removed += 1;
+                }
+            }
+        }
+        for plan in rebound {
+            let name = plan.name.clone();
+            match engine.add_port(plan) {
+                Ok(()) => self.port_events.added += 1,
+                Err(e) => {
+                    errors.push(format!("{e} (the port is down)"));
+                    self.down.push(name);
+                }
+            }
+        }
+        self.port_events.added += brought_up.len() as u64;
+        if let Ok(mut m) = engine.maps().lock() {
+            if let Err(e) = m.sync(&build::xdp_contents(&state)) {
+                errors.push(e.to_string());
+            }
+        }
+        self.down.retain(|d| cfg.ports.iter().any(|p| p.name == *d));
+        self.cfg = cfg;
+        self.numbers = numbers;
+        self.macs = macs;
+        self.tables = tables;
+        if errors.is_empty() {
+            Ok(json!({
+                "ports_up": changes.up, "ports_down": changes.down, "ports_rebound": changes.rebind,
+            }))
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// Prepares and applies the config the file `file` and the `ctl`
+    /// port changes `removed` and `added` add up to.
+    fn change(
+        &mut self,
+        engine: &mut LiveEngine,
+        file: &Config,
+        removed: &[String],
+        added: &[AddedPort],
+    ) -> Result<Value, String> {
+        let new = merge(file, removed, added)?;
+        let kernel = self.kernel.as_ref().map(|k| &k.view);
+        let p = prepare(
+            &self.cfg,
+            &self.numbers,
+            &self.macs,
+            &self.down,
+            new,
+            kernel,
+        )?;
+        self.apply(engine, p)
+    }
+
+    /// Reloads from `path` (default: the file `run` was started with). The
+    /// ports added with `ctl port add` stay (unless the file now defines
+    /// one of the same name); the file's ports are as it lists them.
+    pub fn reload(
+        &mut self,
+        engine: &mut LiveEngine,
+        path: Option<&Path>,
+    ) -> Result<Value, String> {
         let path = path.unwrap_or(&self.config_path).to_path_buf();
         let t0 = Instant::now();
-        let view = self.kernel.as_ref().map(|k| &k.view);
-        match prepare_reload(&self.cfg, &path, &self.macs, view) {
-            Ok((cfg, tables)) => {
-                let tables = Arc::new(tables);
-                engine.set_tables(tables.clone());
-                self.tables = tables;
-                self.cfg = cfg;
+        let r = Config::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| {
+                let added: Vec<AddedPort> = self
+                    .added
+                    .iter()
+                    .filter(|a| !file.ports.iter().any(|p| p.name == a.port.name))
+                    .cloned()
+                    .collect();
+                let v = self.change(engine, &file, &[], &added)?;
+                self.file = file;
+                self.added = added;
+                self.removed.clear();
+                Ok(v)
+            });
+        match r {
+            Ok(v) => {
                 self.config_path = path;
                 self.reloads.0 += 1;
-                Ok(json!({
+                let mut out = json!({
                     "ok": true,
                     "config": self.config_path.display().to_string(),
                     "build_ms": t0.elapsed().as_secs_f64() * 1e3,
                     "policy_decisions": self.tables.policy.decisions().len(),
-                }))
+                });
+                if let (Some(o), Some(p)) = (out.as_object_mut(), v.as_object()) {
+                    o.extend(p.clone());
+                }
+                Ok(out)
             }
             Err(e) => {
                 self.reloads.1 += 1;
@@ -221,8 +475,148 @@ impl Runtime {
         }
     }
 
+    /// `port add`: a port (the config's port keys), with routes and
+    /// neighbours through it.
+    fn port_add(&mut self, engine: &mut LiveEngine, req: &Value) -> Result<Value, String> {
+        let t0 = Instant::now();
+        let a = AddedPort::from_request(req)?;
+        let name = a.port.name.clone();
+        if self.cfg.ports.iter().any(|p| p.name == name) {
+            return Err(format!("port add: there is already a port named {name:?}"));
+        }
+        let mut added = self.added.clone();
+        added.push(a);
+        let mut removed = self.removed.clone();
+        removed.retain(|r| *r != name);
+        let file = self.file.clone();
+        self.change(engine, &file, &removed, &added)
+            .map_err(|e| format!("port add {name}: {e}"))?;
+        self.added = added;
+        self.removed = removed;
+        let n = self.numbers.of(&name);
+        Ok(json!({"port": name, "number": n, "ms": t0.elapsed().as_secs_f64() * 1e3}))
+    }
+
+    /// `port remove`: a port added with `ctl` (with its routes and
+    /// neighbours) or one of the file's (refused while a route, neighbour
+    /// or masquerade rule of the file names it).
+    fn port_remove(&mut self, engine: &mut LiveEngine, req: &Value) -> Result<Value, String> {
+        let t0 = Instant::now();
+        let name = req
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("port remove: which port? (\"name\")")?
+            .to_string();
+        if !self.cfg.ports.iter().any(|p| p.name == name) {
+            return Err(format!(
+                "port remove: no port named {name:?} (ports: {})",
+                self.cfg
+                    .ports
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let number = self.numbers.of(&name);
+        let mut added = self.added.clone();
+        let mut removed = self.removed.clone();
+        if added.iter().any(|a| a.port.name == name) {
+            added.retain(|a| a.port.name != name);
+        } else {
+            removed.push(name.clone());
+        }
+        let file = self.file.clone();
+        self.change(engine, &file, &removed, &added)
+            .map_err(|e| format!("port remove {name}: {e}"))?;
+        self.added = added;
+        self.removed = removed;
+        self.down.retain(|d| *d != name);
+        Ok(json!({"port": name, "number": number, "ms": t0.elapsed().as_secs_f64() * 1e3}))
+    }
+
+    /// `port list`: every port with its number, interface and state.
+    fn port_list(&self, engine: &LiveEngine) -> Value {
+        let ports: Vec<Value> = self
+            .cfg
+            .ports
+            .iter()
+            .map(|p| {
+                let n = self.numbers.of(&p.name);
+                let plan = engine.ports().iter().find(|x| x.name == p.name);
+                let from = if self.added.iter().any(|a| a.port.name == p.name) {
+                    "ctl"
+                } else {
+                    "config"
+                };
+                json!({"name": p.name, "number": n, "interface": p.interface,
+                       "ifindex": plan.map(|x| x.ifindex),
+                       "queues": plan.map(|x| x.queues.clone()),
+                       "state": if plan.is_some() { "up" } else { "down" },
+                       "from": from})
+            })
+            .collect();
+        json!({"ports": ports, "events": {"added": self.port_events.added,
+               "removed": self.port_events.removed, "vanished": self.port_events.vanished}})
+    }
+
+    /// Removes the ports whose interface was deleted (or replaced by
+    /// another of the same name) under sluice: a port added with `ctl` is
+    /// removed with its routes and neighbours; a port of the file stays
+    /// configured and goes down (its sockets closed; frames routed to it
+    /// are counted as `tx_no_socket`) until a reload finds its interface
+    /// back. Counted in `ports.vanished` and logged once per port. Returns
+    /// the ports removed. (The control loop calls this every
+    /// [`VANISHED_EVERY`]; a netlink link event can call it directly.)
+    pub fn remove_vanished(&mut self, engine: &mut LiveEngine) -> Vec<String> {
+        let gone: Vec<PortPlan> = engine
+            .ports()
+            .iter()
+            .filter(|p| sys::if_nametoindex(&p.ifname).ok() != Some(p.ifindex))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for p in gone {
+            let msg = format!(
+                "port {}: interface {} (index {}) is gone; port removed",
+                p.name, p.ifname, p.ifindex
+            );
+            tracing::warn!("{msg}");
+            eprintln!("sluice: {msg}");
+            self.port_events.vanished += 1;
+            if self.added.iter().any(|a| a.port.name == p.name) {
+                let mut added = self.added.clone();
+                added.retain(|a| a.port.name != p.name);
+                let file = self.file.clone();
+                let removed = self.removed.clone();
+                match self.change(engine, &file, &removed, &added) {
+                    Ok(_) => self.added = added,
+                    Err(e) => {
+                        eprintln!("sluice: port {}: {e}", p.name);
+                        engine.remove_port(p.port);
+                    }
+                }
+            } else {
+                engine.remove_port(p.port);
+                self.port_events.removed += 1;
+                self.down.push(p.name.clone());
+            }
+            out.push(p.name);
+        }
+        out
+    }
+
+    /// Periodic work of the control loop: looks for vanished interfaces
+    /// every [`VANISHED_EVERY`].
+    pub fn tick(&mut self, engine: &mut LiveEngine) {
+        if self.last_vanished_check.elapsed() >= VANISHED_EVERY {
+            self.last_vanished_check = Instant::now();
+            self.remove_vanished(engine);
+        }
+    }
+
     /// Answers one control request.
-    pub fn handle(&mut self, engine: &LiveEngine, req: &Value) -> Value {
+    pub fn handle(&mut self, engine: &mut LiveEngine, req: &Value) -> Value {
         let cmd = req.get("cmd").and_then(Value::as_str).unwrap_or("");
         let r = match cmd {
             "stats" => Ok(self.stats(engine, req)),
@@ -235,9 +629,15 @@ impl Runtime {
                 self.reload(engine, p.as_deref())
             }
             "explain" => self.explain(engine, req),
+            "port" => match req.get("op").and_then(Value::as_str).unwrap_or("") {
+                "add" => self.port_add(engine, req),
+                "remove" => self.port_remove(engine, req),
+                "list" => Ok(self.port_list(engine)),
+                other => Err(format!("port: unknown operation {other:?} (add, remove, list)")),
+            },
             "" => Err("request has no \"cmd\"".to_string()),
             other => Err(format!(
-                "unknown command {other:?} (stats, conntrack, services, routes, kernel, reload, explain)"
+                "unknown command {other:?} (stats, conntrack, services, routes, kernel, reload, explain, port)"
             )),
         };
         match r {
@@ -252,7 +652,7 @@ impl Runtime {
     }
 
     fn stats(&mut self, engine: &LiveEngine, req: &Value) -> Value {
-        let (now_per, now_t) = totals(engine, self.cfg.ports.len());
+        let (now_per, now_t) = totals(engine, self.numbers.len());
         let xdp_now = engine.xdp_counters();
         let (mut per, mut t) = (now_per.clone(), now_t.clone());
         let mut xdp_since: Vec<u64> = xdp_now.iter().map(|(_, v)| *v).collect();
@@ -284,8 +684,8 @@ impl Runtime {
             .cfg
             .ports
             .iter()
-            .enumerate()
-            .map(|(i, p)| {
+            .map(|p| {
+                let i = self.numbers.of(&p.name).map_or(usize::MAX, usize::from);
                 json!({"name": p.name, "interface": p.interface,
                        "rx": c.port_rx.get(i).copied().unwrap_or(0),
                        "tx": c.port_tx.get(i).copied().unwrap_or(0)})
@@ -322,6 +722,12 @@ impl Runtime {
             "kernel_unreachable": t.kernel_unreachable,
             "via_kernel": {"frames": c.via_kernel, "sent": t.kernel_sent,
                            "failed": t.kernel_send_failed},
+            "tx_no_socket": t.tx_no_socket,
+            "ports_added": self.port_events.added,
+            "ports_removed": self.port_events.removed,
+            "ports_vanished": self.port_events.vanished,
+            "sockets_gone": t.sockets_gone,
+            "frames_reclaimed": t.frames_reclaimed,
             "ports": ports,
             "workers": workers,
             "xdp": xdp,
@@ -412,7 +818,7 @@ impl Runtime {
     /// The running routes, neighbours and local addresses, each with where
     /// it came from (`config` or `kernel`).
     fn routes(&self) -> Value {
-        let base = self.cfg.state();
+        let base = self.numbers.place(&self.cfg.state());
         let st = self.state();
         let name = |p: u16| st.ports.get(usize::from(p)).map(|p| p.name.clone());
         let from = |is_static: bool| if is_static { "config" } else { "kernel" };
@@ -526,7 +932,7 @@ impl Runtime {
 
     /// The Prometheus exposition.
     pub fn metrics(&self, engine: &LiveEngine) -> String {
-        let (per, _) = totals(engine, self.cfg.ports.len());
+        let (per, _) = totals(engine, self.numbers.len());
         let hits = engine.policy_hits(&self.tables);
         let workers: Vec<WorkerView> = per
             .into_iter()
@@ -548,11 +954,17 @@ impl Runtime {
                         ("kernel_sent", s.kernel_sent),
                         ("kernel_send_failed", s.kernel_send_failed),
                         ("table_swaps", s.table_swaps),
+                        ("tx_no_socket", s.tx_no_socket),
+                        ("sockets_gone", s.sockets_gone),
+                        ("frames_reclaimed", s.frames_reclaimed),
                     ],
                 }
             })
             .collect();
-        let names: Vec<String> = self.cfg.ports.iter().map(|p| p.name.clone()).collect();
+        // By number; a vacant number has no name (and is not shown).
+        let names: Vec<String> = (0..self.numbers.len() as u16)
+            .map(|n| self.numbers.name(n).unwrap_or_default().to_string())
+            .collect();
         let xdp: Vec<(String, u64)> = engine
             .xdp_counters()
             .iter()
@@ -568,6 +980,11 @@ impl Runtime {
             conntrack_refused_full: self.ct.refused_full(),
             xdp: &xdp,
             reloads: self.reloads,
+            port_events: [
+                ("added", self.port_events.added),
+                ("removed", self.port_events.removed),
+                ("vanished", self.port_events.vanished),
+            ],
         })
     }
 }
@@ -577,6 +994,14 @@ mod tests {
     // Tests: a failed unwrap is a failed test.
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A reload of `path` over `cur` (no port comes up: no interface is
+    /// resolved).
+    fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config, Tables), String> {
+        let new = Config::load(path).map_err(|e| e.to_string())?;
+        let p = prepare(cur, &PortNumbers::dense(&cur.state()), macs, &[], new, None)?;
+        Ok((p.cfg, p.tables))
+    }
 
     fn write(dir: &Path, name: &str, s: &str) -> PathBuf {
         let p = dir.join(name);
@@ -600,21 +1025,21 @@ routes:
         let macs: [Mac; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]];
         // Routes and services may change.
         let more = format!("{BASE}  - {{prefix: \"10.9.0.0/16\", port: b, via: \"10.0.2.9\"}}\nservices:\n  - {{name: w, vip: \"10.96.0.1\", port: 80, backends: [\"10.0.2.5:80\"]}}\n");
-        let (cfg, t) = prepare_reload(&cur, &write(&dir, "b.yaml", &more), &macs, None).unwrap();
+        let (cfg, t) = prepare_reload(&cur, &write(&dir, "b.yaml", &more), &macs).unwrap();
         assert_eq!(cfg.routes.len(), 3);
         assert_eq!(t.nat.services.len(), 1);
         // Workers may not.
         let w = format!("{BASE}workers: {{cores: [0, 1]}}\n");
-        let e = prepare_reload(&cur, &write(&dir, "c.yaml", &w), &macs, None).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "c.yaml", &w), &macs).unwrap_err();
         assert!(e.contains("workers changed") && e.contains("c.yaml"), "{e}");
         // A broken file names the file and the key.
         let bad = format!("{BASE}routes: 7\n");
-        let e = prepare_reload(&cur, &write(&dir, "d.yaml", &bad), &macs, None).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "d.yaml", &bad), &macs).unwrap_err();
         assert!(e.contains("d.yaml"), "{e}");
         // A policy path that does not compile.
         let pol = write(&dir, "p.yaml", "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {selector: \"a ==\"}\n");
         let bp = format!("{BASE}policy: {{paths: [\"{}\"]}}\n", pol.display());
-        let e = prepare_reload(&cur, &write(&dir, "e.yaml", &bp), &macs, None).unwrap_err();
+        let e = prepare_reload(&cur, &write(&dir, "e.yaml", &bp), &macs).unwrap_err();
         assert!(e.contains("p.yaml"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -164,6 +164,17 @@ impl Pipeline {
         self.complete_partial = on;
     }
 
+    /// Starts port `port`'s counters over: its number now names another
+    /// port (a removed port's number is reused by the next one added).
+    pub fn reset_port_counters(&mut self, port: PortId) {
+        let i = usize::from(port);
+        for c in [&mut self.counters.port_rx, &mut self.counters.port_tx] {
+            if let Some(v) = c.get_mut(i) {
+                *v = 0;
+            }
+        }
+    }
+
     /// The shared connection table.
     pub fn conntrack(&self) -> &Arc<Conntrack> {
         &self.ct

@@ -117,13 +117,11 @@ impl StateDiff {
     }
 
     /// The parts of the difference a running engine cannot apply without a
-    /// restart today: they shape sockets, threads, the XDP program's
-    /// attachment or the connection table's size.
+    /// restart today: they shape threads, the XDP program's settings or the
+    /// connection table's size. (Ports are added, removed and rebound
+    /// while running.)
     pub fn restart_only(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
-        if self.ports() {
-            out.push("ports");
-        }
         if self.workers {
             out.push("workers");
         }
@@ -187,7 +185,7 @@ mod tests {
         assert!(!d.ports_reordered);
         let r = d.rebuild();
         assert!(r.forwarding && r.xdp_maps && !r.policy);
-        assert_eq!(d.restart_only(), vec!["ports"]);
+        assert!(d.restart_only().is_empty());
         // The same ports in another order move port numbers.
         let c = state(&[("pods", "10.1.0.1/16"), ("up", "192.0.2.1/24")]);
         let d = StateDiff::between(&a, &c);

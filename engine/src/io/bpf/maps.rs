@@ -415,6 +415,16 @@ impl XdpMaps {
             .map_err(map_err("sl_ports"))
     }
 
+    /// Forgets interface `ifindex` (its frames then go to the kernel).
+    pub fn remove_port(&mut self, ifindex: u32) -> Result<(), BpfError> {
+        match self.ports.remove(&ifindex) {
+            Ok(()) => Ok(()),
+            // Not there: nothing to forget.
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("sl_ports")(e)),
+        }
+    }
+
     fn xsk_key(port: u16, queue: u32) -> Result<u32, BpfError> {
         if u32::from(port) >= MAX_PORTS || queue >= MAX_QUEUES {
             return Err(BpfError::Limit(format!(

@@ -292,6 +292,22 @@ impl XdpProgram {
         self.links.iter().filter_map(|l| l.pin.clone()).collect()
     }
 
+    /// Detaches from `ifname` (unpinning first); false if it was not
+    /// attached there. An interface already deleted lost its link with it:
+    /// this then only closes sluice's descriptor and removes the pin.
+    pub fn detach(&mut self, ifname: &str) -> bool {
+        let Some(i) = self.links.iter().position(|l| l.ifname == ifname) else {
+            return false;
+        };
+        let l = self.links.remove(i);
+        if let Some(p) = &l.pin {
+            let _ = std::fs::remove_file(p);
+        }
+        drop(l.link);
+        self.fallbacks.retain(|(f, _)| f != ifname);
+        true
+    }
+
     /// Detaches from every interface (unpinning first).
     pub fn detach_all(&mut self) {
         for l in self.links.drain(..) {

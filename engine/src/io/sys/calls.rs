@@ -178,6 +178,16 @@ impl PollSet {
         }
     }
 
+    /// Positions (in the order given to [`PollSet::new`]) whose last wait
+    /// reported an error or hang-up rather than input.
+    pub fn failed(&self) -> impl Iterator<Item = usize> + '_ {
+        self.fds
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
+            .map(|(i, _)| i)
+    }
+
     /// Waits up to `timeout_ms` for input on any; returns how many are ready.
     pub fn wait(&mut self, timeout_ms: i32) -> Result<usize, SysError> {
         // SAFETY: `fds` is a valid array of `len` pollfd structs the kernel

@@ -29,6 +29,13 @@ impl SysError {
     pub fn errno(&self) -> Option<i32> {
         self.source.raw_os_error()
     }
+
+    /// The call failed because the device is gone: an AF_XDP socket whose
+    /// interface was deleted is unbound (ENXIO), an interface looked up
+    /// after deletion does not exist (ENODEV).
+    pub fn device_gone(&self) -> bool {
+        matches!(self.errno(), Some(libc::ENXIO | libc::ENODEV))
+    }
 }
 
 /// `ret` as a result: negative means the call failed (`errno`).

@@ -79,6 +79,8 @@ pub struct XskSocket {
     umem: Arc<Umem>,
     spec: SocketSpec,
     zerocopy: bool,
+    /// Marks the frames lent through this socket (see `umem`).
+    serial: u16,
     fd: OwnedFd,
 }
 
@@ -286,6 +288,7 @@ impl XskSocket {
             umem: umem.clone(),
             spec: spec.clone(),
             zerocopy: opts.flags & abi::XDP_OPTIONS_ZEROCOPY != 0,
+            serial: umem.new_serial(),
             fd,
         })
     }
@@ -310,6 +313,12 @@ impl XskSocket {
         &self.umem
     }
 
+    /// The serial its lent frames are marked with: once the socket is
+    /// closed, [`FramePool::reclaim_lent`] with it takes them back.
+    pub fn serial(&self) -> u16 {
+        self.serial
+    }
+
     /// Moves free frames into the fill ring, as many as fit; returns how
     /// many.
     #[inline]
@@ -322,6 +331,7 @@ impl XskSocket {
         for _ in 0..n {
             if let Some(f) = pool.pop() {
                 debug_assert_eq!(f.umem_id(), self.umem.id);
+                self.umem.note_lent(f.addr(), self.serial);
                 self.fill.push(f.addr());
             }
         }
@@ -371,6 +381,7 @@ impl XskSocket {
         if self.tx.free(1) == 0 || frame.umem_id() != self.umem.id {
             return Err(frame);
         }
+        self.umem.note_lent(frame.addr(), self.serial);
         self.tx.push(XdpDesc {
             addr: frame.addr() + u64::from(off),
             len,

@@ -3,10 +3,18 @@
 //! compiler enforces one owner per frame. A token carries its UMEM's id,
 //! and a UMEM lends bytes only for its own tokens. [`FramePool`] holds a
 //! worker's free frames.
+//!
+//! ## Lending record
+//! Every frame handed to the kernel (a fill or TX ring) is marked with the
+//! serial of the socket it went through: one store per frame, no lock.
+//! When a socket closes, the frames marked with its serial and not back in
+//! the free list are exactly those the kernel still held for it (in its
+//! rings or inside the kernel); [`FramePool::reclaim_lent`] makes them
+//! tokens again, so removing a socket never loses a frame.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::error::XskError;
 use crate::io::sys::mmap::Mmap;
@@ -70,6 +78,11 @@ pub struct Umem {
     pub(super) frame_size: u32,
     frames: u32,
     huge: bool,
+    /// Serial of the socket each frame was last lent through (0: never).
+    /// Written by the one worker owning the UMEM; read when a socket closes.
+    lent: Box<[AtomicU16]>,
+    /// Serials of the sockets not reclaimed yet (control path only).
+    serials: Mutex<Vec<u16>>,
 }
 
 impl Umem {
@@ -110,6 +123,8 @@ impl Umem {
                 frame_size: cfg.frame_size,
                 frames: cfg.frames,
                 huge,
+                lent: (0..cfg.frames).map(|_| AtomicU16::new(0)).collect(),
+                serials: Mutex::new(Vec::new()),
             }),
             tokens,
         ))
@@ -149,6 +164,30 @@ impl Umem {
         // no other slice of this chunk exists for 'a; the kernel does not
         // touch a chunk whose token we hold.
         unsafe { std::slice::from_raw_parts_mut(self.area.as_ptr().add(start), len as usize) }
+    }
+
+    /// A serial for a new socket: never 0, never one of a socket whose
+    /// frames were not reclaimed yet.
+    pub(super) fn new_serial(&self) -> u16 {
+        let mut live = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = live.last().copied().unwrap_or(0);
+        loop {
+            s = s.wrapping_add(1);
+            if s != 0 && !live.contains(&s) {
+                live.push(s);
+                return s;
+            }
+        }
+    }
+
+    /// Records that the chunk at `addr` was lent to the kernel through the
+    /// socket `serial`.
+    #[inline]
+    pub(super) fn note_lent(&self, addr: u64, serial: u16) {
+        let i = (addr / u64::from(self.frame_size)) as usize;
+        if let Some(l) = self.lent.get(i) {
+            l.store(serial, Ordering::Relaxed);
+        }
     }
 
     /// A token for the chunk containing `addr`, as handed back by the
@@ -204,11 +243,90 @@ impl FramePool {
     pub fn total(&self) -> u32 {
         self.total
     }
+
+    /// Takes back every frame of `umem` lent through the socket `serial`
+    /// and not returned: call once that socket is closed and the kernel is
+    /// done with its frames. Returns how many. Not for the fast path (it
+    /// walks the whole UMEM).
+    pub fn reclaim_lent(&mut self, umem: &Umem, serial: u16) -> u32 {
+        if serial == 0 {
+            return 0;
+        }
+        let mut free = vec![false; umem.frames as usize];
+        for f in &self.free {
+            if f.umem_id() == umem.id {
+                if let Some(x) = free.get_mut((f.addr() / u64::from(umem.frame_size)) as usize) {
+                    *x = true;
+                }
+            }
+        }
+        let mut n = 0;
+        for (i, (l, is_free)) in umem.lent.iter().zip(&free).enumerate() {
+            if l.load(Ordering::Relaxed) == serial {
+                l.store(0, Ordering::Relaxed);
+                if !is_free {
+                    let addr = i as u64 * u64::from(umem.frame_size);
+                    self.free
+                        .push(Frame((u64::from(umem.id) << ID_SHIFT) | addr));
+                    n += 1;
+                }
+            }
+        }
+        let mut live = umem.serials.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|s| *s != serial);
+        n
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames lent through a socket come back once, whether they were
+    /// still with the kernel or already returned; another socket's stay
+    /// lent.
+    #[test]
+    fn lent_frames_are_reclaimed_once() {
+        let (umem, tokens) = Umem::new(UmemConfig {
+            frames: 8,
+            frame_size: 2048,
+            hugepages: false,
+        })
+        .unwrap();
+        let mut pool = FramePool::new(tokens);
+        let (a, b) = (umem.new_serial(), umem.new_serial());
+        assert!(a != 0 && b != 0 && a != b);
+        // Three frames lent through `a` (the ring consumes the token), one
+        // of them returned; two through `b`.
+        let mut back = None;
+        for i in 0..3 {
+            let f = pool.pop().unwrap();
+            umem.note_lent(f.addr(), a);
+            if i == 0 {
+                back = Some(f);
+            }
+        }
+        for _ in 0..2 {
+            let f = pool.pop().unwrap();
+            umem.note_lent(f.addr(), b);
+        }
+        pool.push(back.unwrap());
+        assert_eq!(pool.len(), 4);
+        assert_eq!(pool.reclaim_lent(&umem, a), 2);
+        assert_eq!(pool.len(), 6);
+        assert_eq!(pool.reclaim_lent(&umem, a), 0, "once");
+        // `a` is free again: a new serial may take it, never `b`'s.
+        let c = umem.new_serial();
+        assert_ne!(c, b);
+        assert_eq!(pool.reclaim_lent(&umem, b), 2);
+        assert_eq!(pool.len(), 8);
+        let mut addrs: Vec<u64> = std::iter::from_fn(|| pool.pop())
+            .map(|f| f.addr())
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        assert_eq!(addrs.len(), 8, "no frame twice");
+    }
 
     #[test]
     fn frames_are_tokens_of_their_umem() {

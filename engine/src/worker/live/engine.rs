@@ -5,20 +5,22 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Sender};
 
 use super::plan::{
     assign_queues, check_mtus, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan,
 };
-use super::sockets::open_worker_io;
+use super::sockets::{open_worker_io, start_reaper};
 use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
 use super::worker::{Worker, WorkerCommand};
-use crate::io::bpf::{self, Attached, FailMode, NatPorts, XdpCounter, XdpMaps, XdpProgram};
+use crate::io::bpf::{
+    self, AttachMode, Attached, FailMode, NatPorts, XdpCounter, XdpMaps, XdpProgram,
+};
 use crate::io::inject::KernelInjector;
 use crate::io::xsk::BusyPoll;
-use crate::pipeline::{Counters, Pipeline};
+use crate::pipeline::{Counters, Pipeline, PortId};
 use crate::state::{build, NodeState};
 use crate::tables::Tables;
 
@@ -48,7 +50,18 @@ pub struct LiveEngine {
     attached: Vec<(String, Attached)>,
     zerocopy: bool,
     epoch: Instant,
+    /// How ports added while running are attached.
+    attach: AttachMode,
+    /// Where fail-closed links are pinned (`None`: fail open).
+    pin_dir: Option<PathBuf>,
+    frame_size: u32,
+    /// Closes the sockets of removed ports off the workers' threads.
+    reaper: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long the control thread waits for the workers to open or close a
+/// port's sockets.
+const WORKER_ANSWER: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for LiveEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,14 +137,19 @@ impl LiveEngine {
 
         let epoch = Instant::now();
         let nat = maps.nat_ports().clone();
+        let (reaper, reaper_thread) =
+            start_reaper().map_err(|e| LiveError::Worker(0, format!("reaper thread: {e}")))?;
         let mut workers = Vec::with_capacity(nw);
-        for (w, (io, core)) in ios.into_iter().zip(cores).enumerate() {
+        for (w, (mut io, core)) in ios.into_iter().zip(cores).enumerate() {
             let (inject, why) = KernelInjector::open();
-            for w in why {
-                tracing::warn!("{w}: frames for the kernel to resolve will be counted as failed");
+            for msg in why {
+                tracing::warn!("{msg}: frames for the kernel to resolve will be counted as failed");
             }
             let (tx, rx) = channel::unbounded();
-            let stats = Arc::new(WorkerStats::new(core.id, ports.len()));
+            let (done_tx, done_rx) = channel::unbounded();
+            io.reaper = Some((reaper.clone(), done_tx, done_rx));
+            // Counters for every port number a port may take while running.
+            let stats = Arc::new(WorkerStats::new(core.id, bpf::MAX_PORTS as usize));
             let worker = Worker {
                 id: w,
                 core: Some(core),
@@ -167,7 +185,174 @@ impl LiveEngine {
             attached,
             zerocopy,
             epoch,
+            attach: state.xdp.attach,
+            pin_dir: pin.then(|| opts.pin_dir.clone()),
+            frame_size: opts.frame_size,
+            reaper: Some(reaper_thread),
         })
+    }
+
+    /// Adds a port while running: every worker opens sockets on its share
+    /// of the interface's queues (queue `k` to worker `k % workers`, as at
+    /// start) over its UMEM, the XDP maps learn the interface and the
+    /// sockets, and the program is attached to the interface. Other ports
+    /// keep forwarding throughout. On failure nothing of the port stays.
+    /// The caller swaps in tables that route to the port afterwards.
+    pub fn add_port(&mut self, plan: PortPlan) -> Result<(), LiveError> {
+        let nw = self.workers.len();
+        let gone = |msg: String| LiveError::Port {
+            name: plan.name.clone(),
+            msg,
+        };
+        if self
+            .ports
+            .iter()
+            .any(|p| p.port == plan.port || p.name == plan.name)
+        {
+            return Err(gone(format!("port number {} is in use", plan.port)));
+        }
+        if let Some(o) = self.ports.iter().find(|p| p.ifindex == plan.ifindex) {
+            return Err(gone(format!("{} is already port {}", plan.ifname, o.name)));
+        }
+        if u32::from(plan.port) >= bpf::MAX_PORTS {
+            return Err(gone(format!(
+                "the XDP program handles {} ports",
+                bpf::MAX_PORTS
+            )));
+        }
+        if plan.queues.len() < nw {
+            return Err(gone(format!(
+                "{} has {} queue(s) for {nw} workers; every worker needs a queue on every port",
+                plan.ifname,
+                plan.queues.len()
+            )));
+        }
+        let need = plan.mtu.saturating_add(super::plan::LINK_OVERHEAD);
+        if need > self.frame_size {
+            return Err(gone(format!(
+                "{} has MTU {}: its frames (up to {need} bytes) do not fit a {}-byte UMEM frame",
+                plan.ifname, plan.mtu, self.frame_size
+            )));
+        }
+        self.maps_locked()?.set_port(plan.ifindex, plan.port)?;
+        // Sockets, in every worker at once.
+        let mut answers = Vec::with_capacity(nw);
+        for (w, h) in self.workers.iter().enumerate() {
+            let queues: Vec<u32> = plan
+                .queues
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| k % nw == w)
+                .map(|(_, q)| *q)
+                .collect();
+            let (tx, rx) = channel::bounded(1);
+            let _ = h.commands.send(WorkerCommand::AddPort {
+                plan: plan.clone(),
+                queues,
+                reply: tx,
+            });
+            answers.push(rx);
+        }
+        let mut fds = Vec::new();
+        let mut failed = None;
+        for (w, rx) in answers.into_iter().enumerate() {
+            match rx.recv_timeout(WORKER_ANSWER) {
+                Ok(Ok(f)) => fds.extend(f),
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert(LiveError::Worker(w, "did not answer".into()));
+                }
+            }
+        }
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.attach_port(&plan, &fds),
+        };
+        drop(fds);
+        if let Err(e) = result {
+            self.release_port(&plan);
+            return Err(gone(e.to_string()));
+        }
+        self.ports.push(plan);
+        Ok(())
+    }
+
+    fn maps_locked(&self) -> Result<std::sync::MutexGuard<'_, XdpMaps>, LiveError> {
+        self.maps
+            .lock()
+            .map_err(|_| LiveError::Worker(0, "XDP maps lock poisoned".into()))
+    }
+
+    /// Points the XSKMAP at the port's sockets and attaches XDP.
+    fn attach_port(
+        &mut self,
+        plan: &PortPlan,
+        fds: &[(u32, std::os::fd::OwnedFd)],
+    ) -> Result<(), LiveError> {
+        {
+            let mut maps = self.maps_locked()?;
+            for (q, fd) in fds {
+                maps.set_socket(plan.port, *q, fd.as_fd())?;
+            }
+        }
+        let path = self
+            .pin_dir
+            .as_ref()
+            .map(|d| bpf::pin_path(d, &plan.ifname));
+        let program = self
+            .program
+            .as_mut()
+            .ok_or_else(|| LiveError::Worker(0, "XDP program unloaded".into()))?;
+        let a = program.attach(&plan.ifname, plan.ifindex, self.attach, path.as_deref())?;
+        register_pins(program.pins());
+        self.attached.push((plan.ifname.clone(), a));
+        Ok(())
+    }
+
+    /// Undoes whatever of `plan` is in place: XDP detached (the kernel
+    /// takes the interface's traffic), maps cleared, then every worker
+    /// closes its sockets on it and takes their frames back (waited for).
+    fn release_port(&mut self, plan: &PortPlan) {
+        if let Some(p) = self.program.as_mut() {
+            p.detach(&plan.ifname);
+            register_pins(p.pins());
+        }
+        self.attached.retain(|(i, _)| *i != plan.ifname);
+        if let Ok(mut maps) = self.maps.lock() {
+            for q in &plan.queues {
+                let _ = maps.clear_socket(plan.port, *q);
+            }
+            let _ = maps.remove_port(plan.ifindex);
+        }
+        let answers: Vec<_> = self
+            .workers
+            .iter()
+            .map(|h| {
+                let (tx, rx) = channel::bounded(1);
+                let _ = h.commands.send(WorkerCommand::RemovePort {
+                    port: plan.port,
+                    reply: tx,
+                });
+                rx
+            })
+            .collect();
+        for rx in answers {
+            let _ = rx.recv_timeout(WORKER_ANSWER);
+        }
+    }
+
+    /// Removes port `port` while running: XDP detached first (the kernel
+    /// takes the traffic), its maps entries and pin removed, then the
+    /// workers close its sockets and take back every frame they held.
+    /// Returns the removed port's plan (`None`: no such port). The caller
+    /// swaps in tables that no longer route to it first.
+    pub fn remove_port(&mut self, port: PortId) -> Option<PortPlan> {
+        let i = self.ports.iter().position(|p| p.port == port)?;
+        let plan = self.ports.remove(i);
+        self.release_port(&plan);
+        Some(plan)
     }
 
     /// The workers' clock: conntrack timestamps are nanoseconds since this.
@@ -288,11 +473,14 @@ impl LiveEngine {
                 }
             }
         }
+        if let Some(t) = self.reaper.take() {
+            let _ = t.join();
+        }
         if let Some(e) = failed {
             return Err(e);
         }
         let mut total = StatsSnapshot {
-            counters: Counters::new(self.ports.len()),
+            counters: Counters::new(bpf::MAX_PORTS as usize),
             ..StatsSnapshot::default()
         };
         for r in &reports {

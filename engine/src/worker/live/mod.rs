@@ -48,6 +48,8 @@ mod stats;
 mod worker;
 
 pub use engine::{install_panic_hook, LiveEngine, LiveReport};
-pub use plan::{assign_queues, check_mtus, plan_ports, LiveError, LiveOptions, PortPlan};
+pub use plan::{
+    assign_queues, check_mtus, plan_port, plan_ports, LiveError, LiveOptions, PortPlan,
+};
 pub use stats::{StatsSnapshot, WorkerReport, WorkerStats};
 pub use worker::WorkerCommand;

@@ -10,7 +10,7 @@ use crate::io::bpf::{self, BpfError};
 use crate::io::sys::{self, SysError};
 use crate::io::xsk::XskError;
 use crate::pipeline::PortId;
-use crate::state::{NodeState, QueueSel, XskMode};
+use crate::state::{NodeState, PortSpec, QueueSel, XskMode};
 use crate::wire::Mac;
 
 /// Why the live data plane could not start or run.
@@ -31,6 +31,9 @@ pub enum LiveError {
     Sys(#[from] SysError),
     #[error("worker {0} failed: {1}")]
     Worker(usize, String),
+    /// A port could not be added while running.
+    #[error("port {name}: {msg}")]
+    Port { name: String, msg: String },
 }
 
 impl LiveError {
@@ -56,6 +59,12 @@ pub struct LiveOptions {
     pub pin_dir: PathBuf,
     /// Idle sleep in `poll`, milliseconds.
     pub idle_ms: i32,
+    /// Frames each worker's UMEM holds beyond what its sockets at start
+    /// need, for the sockets of ports added while running.
+    pub spare_frames: u32,
+    /// Entries per ring of a socket opened for a port added while running
+    /// (at most `ring_size`).
+    pub added_ring_size: u32,
 }
 
 impl Default for LiveOptions {
@@ -66,6 +75,8 @@ impl Default for LiveOptions {
             hugepages: false,
             pin_dir: PathBuf::from("/sys/fs/bpf/sluice"),
             idle_ms: 1,
+            spare_frames: 8192,
+            added_ring_size: 1024,
         }
     }
 }
@@ -99,77 +110,81 @@ pub(super) fn plan_err(
 
 /// Resolves every port's interface: index, MAC, queues.
 pub fn plan_ports(state: &NodeState) -> Result<Vec<PortPlan>, LiveError> {
-    let mut out = Vec::new();
+    let mut out: Vec<PortPlan> = Vec::new();
     for (i, p) in state.ports.iter().enumerate() {
-        let ifname = p.interface.clone().ok_or_else(|| {
-            plan_err(
-                state,
-                format!("ports[{i}].interface"),
-                "required for run (the interface this port is)",
-            )
-        })?;
-        let bad = |e: SysError| {
-            plan_err(
-                state,
-                format!("ports[{i}].interface"),
-                format!("{ifname:?}: {e}"),
-            )
-        };
-        let ifindex = sys::if_nametoindex(&ifname).map_err(bad)?;
-        let mac = sys::interface_mac(&ifname).map_err(bad)?;
-        let mtu = sys::interface_mtu(&ifname).map_err(bad)?;
-        let n = sys::interface_rx_queues(&ifname).map_err(bad)?;
-        let queues = match &p.queues {
-            QueueSel::All => (0..n).collect(),
-            QueueSel::List(l) => {
-                for q in l {
-                    if *q >= n {
-                        return Err(plan_err(
-                            state,
-                            format!("ports[{i}].queues"),
-                            format!("{ifname} has {n} rx queue(s); queue {q} does not exist"),
-                        ));
-                    }
-                }
-                l.clone()
-            }
-        };
-        if queues.is_empty() {
-            return Err(plan_err(
-                state,
-                format!("ports[{i}].queues"),
-                "at least one queue",
-            ));
-        }
-        if let Some(q) = queues.iter().find(|&&q| q >= bpf::MAX_QUEUES) {
-            return Err(plan_err(
-                state,
-                format!("ports[{i}].queues"),
-                format!(
-                    "queue {q}: the XDP program handles queues 0..{}",
-                    bpf::MAX_QUEUES
-                ),
-            ));
-        }
-        if out.iter().any(|o: &PortPlan| o.ifindex == ifindex) {
+        let plan = plan_port(&state.origin, &format!("ports[{i}]"), i as PortId, p)?;
+        if out.iter().any(|o| o.ifindex == plan.ifindex) {
             return Err(plan_err(
                 state,
                 format!("ports[{i}].interface"),
-                format!("{ifname} is already another port"),
+                format!("{} is already another port", plan.ifname),
             ));
         }
-        out.push(PortPlan {
-            port: i as PortId,
-            name: p.name.clone(),
-            ifname,
-            ifindex,
-            mac,
-            queues,
-            mode: p.mode,
-            mtu,
-        });
+        out.push(plan);
     }
     Ok(out)
+}
+
+/// Resolves one port's interface as port number `number`; errors name
+/// `origin` and `at` (`ports[3]`, or the port added while running).
+pub fn plan_port(
+    origin: &str,
+    at: &str,
+    number: PortId,
+    p: &PortSpec,
+) -> Result<PortPlan, LiveError> {
+    let err = |key: &str, msg: String| LiveError::Config {
+        file: origin.to_string(),
+        path: format!("{at}.{key}"),
+        msg,
+    };
+    let ifname = p.interface.clone().ok_or_else(|| {
+        err(
+            "interface",
+            "required for run (the interface this port is)".into(),
+        )
+    })?;
+    let bad = |e: SysError| err("interface", format!("{ifname:?}: {e}"));
+    let ifindex = sys::if_nametoindex(&ifname).map_err(bad)?;
+    let mac = sys::interface_mac(&ifname).map_err(bad)?;
+    let mtu = sys::interface_mtu(&ifname).map_err(bad)?;
+    let n = sys::interface_rx_queues(&ifname).map_err(bad)?;
+    let queues = match &p.queues {
+        QueueSel::All => (0..n).collect(),
+        QueueSel::List(l) => {
+            for q in l {
+                if *q >= n {
+                    return Err(err(
+                        "queues",
+                        format!("{ifname} has {n} rx queue(s); queue {q} does not exist"),
+                    ));
+                }
+            }
+            l.clone()
+        }
+    };
+    if queues.is_empty() {
+        return Err(err("queues", "at least one queue".into()));
+    }
+    if let Some(q) = queues.iter().find(|&&q| q >= bpf::MAX_QUEUES) {
+        return Err(err(
+            "queues",
+            format!(
+                "queue {q}: the XDP program handles queues 0..{}",
+                bpf::MAX_QUEUES
+            ),
+        ));
+    }
+    Ok(PortPlan {
+        port: number,
+        name: p.name.clone(),
+        ifname,
+        ifindex,
+        mac,
+        queues,
+        mode: p.mode,
+        mtu,
+    })
 }
 
 /// Bytes of link-layer header a frame may carry beyond the MTU: Ethernet

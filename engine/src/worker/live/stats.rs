@@ -28,6 +28,13 @@ pub struct WorkerStats {
     pub rx_wakeups: AtomicU64,
     /// Table swaps applied.
     pub table_swaps: AtomicU64,
+    /// Frames routed to a port this worker has no socket on (a port being
+    /// added or removed, or whose device is gone).
+    pub tx_no_socket: AtomicU64,
+    /// Sockets whose device was deleted under them.
+    pub sockets_gone: AtomicU64,
+    /// UMEM frames taken back from closed sockets.
+    pub frames_reclaimed: AtomicU64,
     pub actions: [AtomicU64; 3],
     pub drops: [AtomicU64; DropReason::COUNT],
     pub port_rx: Vec<AtomicU64>,
@@ -58,6 +65,9 @@ pub struct StatsSnapshot {
     pub tx_wakeups: u64,
     pub rx_wakeups: u64,
     pub table_swaps: u64,
+    pub tx_no_socket: u64,
+    pub sockets_gone: u64,
+    pub frames_reclaimed: u64,
     /// The pipeline's counters.
     pub counters: Counters,
 }
@@ -75,6 +85,9 @@ impl StatsSnapshot {
         self.tx_wakeups += o.tx_wakeups;
         self.rx_wakeups += o.rx_wakeups;
         self.table_swaps += o.table_swaps;
+        self.tx_no_socket += o.tx_no_socket;
+        self.sockets_gone += o.sockets_gone;
+        self.frames_reclaimed += o.frames_reclaimed;
         self.counters.add(&o.counters);
     }
 
@@ -92,6 +105,9 @@ impl StatsSnapshot {
         sub(&mut self.tx_wakeups, o.tx_wakeups);
         sub(&mut self.rx_wakeups, o.rx_wakeups);
         sub(&mut self.table_swaps, o.table_swaps);
+        sub(&mut self.tx_no_socket, o.tx_no_socket);
+        sub(&mut self.sockets_gone, o.sockets_gone);
+        sub(&mut self.frames_reclaimed, o.frames_reclaimed);
         self.counters.sub(&o.counters);
     }
 }
@@ -114,6 +130,9 @@ impl WorkerStats {
             tx_wakeups: AtomicU64::new(0),
             rx_wakeups: AtomicU64::new(0),
             table_swaps: AtomicU64::new(0),
+            tx_no_socket: AtomicU64::new(0),
+            sockets_gone: AtomicU64::new(0),
+            frames_reclaimed: AtomicU64::new(0),
             actions: zeros(),
             drops: zeros(),
             port_rx: (0..ports).map(|_| AtomicU64::new(0)).collect(),
@@ -158,6 +177,9 @@ impl WorkerStats {
             tx_wakeups: l(&self.tx_wakeups),
             rx_wakeups: l(&self.rx_wakeups),
             table_swaps: l(&self.table_swaps),
+            tx_no_socket: l(&self.tx_no_socket),
+            sockets_gone: l(&self.sockets_gone),
+            frames_reclaimed: l(&self.frames_reclaimed),
             counters: c,
         }
     }
@@ -176,6 +198,9 @@ pub(super) struct Local {
     pub(super) tx_wakeups: u64,
     pub(super) rx_wakeups: u64,
     pub(super) table_swaps: u64,
+    pub(super) tx_no_socket: u64,
+    pub(super) sockets_gone: u64,
+    pub(super) frames_reclaimed: u64,
 }
 
 pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
@@ -190,6 +215,9 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.tx_wakeups, l.tx_wakeups);
     st(&s.rx_wakeups, l.rx_wakeups);
     st(&s.table_swaps, l.table_swaps);
+    st(&s.tx_no_socket, l.tx_no_socket);
+    st(&s.sockets_gone, l.sockets_gone);
+    st(&s.frames_reclaimed, l.frames_reclaimed);
     for (a, v) in s.actions.iter().zip(c.actions) {
         st(a, v);
     }

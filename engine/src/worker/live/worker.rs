@@ -5,9 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrayvec::ArrayVec;
-use crossbeam::channel::Receiver;
+use std::os::fd::OwnedFd;
 
+use arrayvec::ArrayVec;
+use crossbeam::channel::{Receiver, Sender};
+
+use super::plan::{LiveError, PortPlan};
 use super::sockets::WorkerIo;
 use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
 use crate::io::inject::KernelInjector;
@@ -21,6 +24,18 @@ use crate::tables::Tables;
 pub enum WorkerCommand {
     /// Use these tables from the next batch on.
     SetTables(Arc<Tables>),
+    /// Open sockets on `queues` of a port added while running (its number
+    /// may be a removed port's: its counters start over); answer with each
+    /// socket's descriptor, by queue, for the XSKMAP.
+    AddPort {
+        plan: PortPlan,
+        queues: Vec<u32>,
+        reply: Sender<Result<Vec<(u32, OwnedFd)>, LiveError>>,
+    },
+    /// Close the sockets of `port` (XDP is already detached from it and its
+    /// XSKMAP entries removed) and take back their frames; answer when
+    /// done.
+    RemovePort { port: PortId, reply: Sender<()> },
     /// Drain and exit.
     Stop,
 }
@@ -44,6 +59,13 @@ pub(super) struct Worker {
 
 pub(super) type Held = ArrayVec<(RxFrame, PortId), MAX_BATCH>;
 
+/// What a round of the loop noticed about its sockets.
+#[derive(Default)]
+pub(super) struct Noticed {
+    /// A socket whose device is gone (the first seen this round).
+    gone: Option<usize>,
+}
+
 impl Worker {
     /// One batch from socket `si`: RX, pipeline, dispatch. Returns frames
     /// received.
@@ -54,6 +76,7 @@ impl Worker {
         held: &mut Held,
         local: &mut Local,
         tx_dirty: &mut [bool],
+        noticed: &mut Noticed,
     ) -> u32 {
         let io = &mut self.io;
         let Some(sock) = io.sockets.get_mut(si) else {
@@ -61,8 +84,13 @@ impl Worker {
         };
         sock.complete(&mut io.pool);
         sock.refill(&mut io.pool);
-        if let Ok(true) = sock.kick_rx_if_needed() {
-            local.rx_wakeups += 1;
+        match sock.kick_rx_if_needed() {
+            Ok(true) => local.rx_wakeups += 1,
+            Ok(false) => {}
+            Err(e) if e.device_gone() => {
+                noticed.gone.get_or_insert(si);
+            }
+            Err(_) => {}
         }
         let port = io.port_of.get(si).copied().unwrap_or(0);
         held.clear();
@@ -106,7 +134,10 @@ impl Worker {
                                 io.pool.push(frame);
                             }
                         },
-                        None => io.pool.push(f.frame),
+                        None => {
+                            local.tx_no_socket += 1;
+                            io.pool.push(f.frame);
+                        }
                     }
                 }
                 Action::Drop(_) => io.pool.push(f.frame),
@@ -137,8 +168,14 @@ impl Worker {
 
     /// Kicks the TX rings that received frames; copy mode transmits a
     /// budget per call, so a few calls may be needed per batch.
-    fn flush_tx(&mut self, local: &mut Local, tx_dirty: &mut [bool]) {
-        for (s, d) in self.io.sockets.iter_mut().zip(tx_dirty.iter_mut()) {
+    fn flush_tx(&mut self, local: &mut Local, tx_dirty: &mut [bool], noticed: &mut Noticed) {
+        for (si, (s, d)) in self
+            .io
+            .sockets
+            .iter_mut()
+            .zip(tx_dirty.iter_mut())
+            .enumerate()
+        {
             if !*d {
                 continue;
             }
@@ -152,10 +189,21 @@ impl Worker {
                 match s.kick_tx() {
                     Ok(sys::Kick::Done) if s.tx_outstanding() >= before => break,
                     Ok(_) => {}
-                    Err(_) => break,
+                    Err(e) => {
+                        if e.device_gone() {
+                            noticed.gone.get_or_insert(si);
+                        }
+                        break;
+                    }
                 }
             }
         }
+    }
+
+    /// The poll set over the active sockets.
+    fn poll_set(&self) -> sys::PollSet {
+        let fds: Vec<_> = self.io.sockets.iter().map(|s| s.fd()).collect();
+        sys::PollSet::new(&fds)
     }
 
     pub(super) fn run(mut self) -> WorkerReport {
@@ -164,14 +212,15 @@ impl Worker {
         }
         let mut local = Local::default();
         let mut held = Held::new();
-        let nsock = self.io.sockets.len();
+        let mut nsock = self.io.sockets.len();
         let mut tx_dirty = vec![false; nsock];
-        let fds: Vec<_> = self.io.sockets.iter().map(|s| s.fd()).collect();
-        let mut poll = sys::PollSet::new(&fds);
-        drop(fds);
+        let mut poll = self.poll_set();
         let mut stopping = false;
         let mut hits_dirty = true;
         let mut hits_at = 0u64;
+        // Port removals to answer once their sockets are closed.
+        let mut removals: Vec<(PortId, Sender<()>)> = Vec::new();
+        let mut noticed = Noticed::default();
         loop {
             // Control, between batches.
             while let Ok(cmd) = self.commands.try_recv() {
@@ -182,17 +231,60 @@ impl Worker {
                         publish(&self.stats, &local, self.pipeline.counters());
                         publish_hits(&self.stats, &self.pipeline);
                     }
+                    WorkerCommand::AddPort {
+                        plan,
+                        queues,
+                        reply,
+                    } => {
+                        let r = self.io.add_port(&plan, &queues);
+                        if r.is_ok() {
+                            self.pipeline.reset_port_counters(plan.port);
+                        }
+                        let _ = reply.send(r);
+                    }
+                    WorkerCommand::RemovePort { port, reply } => {
+                        self.io.remove_port(port, Instant::now());
+                        removals.push((port, reply));
+                    }
                     WorkerCommand::Stop => stopping = true,
                 }
+            }
+            if let Some(si) = noticed.gone.take() {
+                // Its device was deleted: stop using it; the control
+                // thread sees the interface gone and removes the port.
+                if self.io.retire(si, Instant::now()).is_some() {
+                    local.sockets_gone += 1;
+                }
+            }
+            if !self.io.settled() {
+                local.frames_reclaimed += u64::from(self.io.service_closing(Instant::now(), false));
+            }
+            if !removals.is_empty() {
+                let io = &self.io;
+                removals.retain(|(p, reply)| {
+                    let busy = io.has_port(*p);
+                    if !busy {
+                        let _ = reply.send(());
+                    }
+                    busy
+                });
+            }
+            if self.io.changed {
+                self.io.changed = false;
+                nsock = self.io.sockets.len();
+                tx_dirty.clear();
+                tx_dirty.resize(nsock, false);
+                poll = self.poll_set();
+                publish(&self.stats, &local, self.pipeline.counters());
             }
             if self.stop.load(Ordering::Relaxed) {
                 stopping = true;
             }
             let mut got = 0u32;
             for si in 0..nsock {
-                got += self.burst(si, &mut held, &mut local, &mut tx_dirty);
+                got += self.burst(si, &mut held, &mut local, &mut tx_dirty, &mut noticed);
             }
-            self.flush_tx(&mut local, &mut tx_dirty);
+            self.flush_tx(&mut local, &mut tx_dirty, &mut noticed);
             if got > 0 {
                 publish(&self.stats, &local, self.pipeline.counters());
                 // Bursts per round vary (one per busy socket): compare
@@ -214,12 +306,28 @@ impl Worker {
                 break;
             }
             if self.busy_poll {
-                for s in &mut self.io.sockets {
-                    let _ = s.busy_poll();
+                for (si, s) in self.io.sockets.iter_mut().enumerate() {
+                    if let Err(e) = s.busy_poll() {
+                        if e.device_gone() {
+                            noticed.gone.get_or_insert(si);
+                        }
+                    }
                 }
-            } else {
-                let _ = poll.wait(self.idle_ms);
+            } else if poll.wait(self.idle_ms).is_ok() {
+                if let Some(si) = poll.failed().next() {
+                    noticed.gone.get_or_insert(si);
+                }
             }
+        }
+        // Sockets still closing close now (XDP is detached everywhere).
+        let t0 = Instant::now();
+        while !self.io.settled() && t0.elapsed() < Duration::from_millis(500) {
+            local.frames_reclaimed += u64::from(self.io.service_closing(Instant::now(), false));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        local.frames_reclaimed += u64::from(self.io.service_closing(Instant::now(), true));
+        for (_, reply) in removals {
+            let _ = reply.send(());
         }
         // Drain: everything queued for TX goes out, completions come back.
         let deadline = Instant::now() + Duration::from_millis(500);
