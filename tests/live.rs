@@ -665,6 +665,167 @@ spec:
       destination: {ports: [9000]}
 "#;
 
+/// `ctl capture` and `ctl trace` on a running engine: the capture of a
+/// ping, an allowed TCP exchange and a denied connection is a pcapng
+/// tshark reads, with each frame's interface (port), direction and
+/// verdict; the trace of the denied connection names the rule (here the
+/// end of the tier) that denied it.
+#[test]
+fn capture_and_trace_show_ports_verdicts_and_the_deciding_rule() {
+    let mut t = Topo::new("c", 1);
+    let pol = t.dir().join("policy.yaml");
+    std::fs::write(&pol, SERVER_POLICY).unwrap();
+    let cfg = t.config(
+        &[worker_core()],
+        &format!("policy: {{paths: [\"{}\"]}}\n", pol.display()),
+    );
+    let s = t.start_sluice(&cfg, &[]);
+    let wait_tap = |t: &Topo, on: bool| {
+        let t0 = std::time::Instant::now();
+        loop {
+            let (_, st, _) = t.ctl(&["--json", "stats"]);
+            if st["tap"].is_null() != on {
+                return;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "tap not {on}: {st}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let sock = t.control_socket();
+    let pcap = t.dir().join("cap.pcapng");
+    let cap = std::process::Command::new(sluice)
+        .args(["ctl", "--socket"])
+        .arg(&sock)
+        .args(["capture", "--timeout", "6", "-w"])
+        .arg(&pcap)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_tap(&t, true);
+    // The policy lets only TCP 7001 (and 8080, UDP 9000) in: ping is
+    // denied.
+    assert!(!t.ping(&t.client, SERVER_IP, 1));
+    tcp_exchange(&t, 7001, 2000, 2000);
+    let _l = netns_listener(&t.server, 7002);
+    let denied = in_netns(&t.client, || {
+        TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:7002").parse().unwrap(),
+            Duration::from_millis(300),
+        )
+        .is_err()
+    })
+    .join()
+    .unwrap();
+    assert!(denied);
+    let out = cap.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = sh(&[
+        "tshark",
+        "-r",
+        pcap.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-e",
+        "frame.interface_name",
+        "-e",
+        "frame.packet_flags_direction",
+        "-e",
+        "frame.comment",
+        "-e",
+        "ip.proto",
+        "-e",
+        "tcp.dstport",
+    ]);
+    assert!(
+        o.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect();
+    let has = |f: &dyn Fn(&[String]) -> bool| rows.iter().any(|r| f(r));
+    // The exchange in on a and out on b, as received and as sent, both
+    // ways; the ping and the denied SYN as dropped, with the reason.
+    // epb_flags: 1 inbound, 2 outbound (tshark prints the word in hex).
+    let dir =
+        |r: &[String], d: u32| u32::from_str_radix(r[1].trim_start_matches("0x"), 16) == Ok(d);
+    let rx_a = |r: &[String]| r[0] == "a" && dir(r, 1);
+    assert!(
+        has(&|r| rx_a(r) && r[2] == "rx port=a verdict=forward to b" && r[4] == "7001"),
+        "{rows:?}"
+    );
+    assert!(
+        has(&|r| r[0] == "b" && dir(r, 2) && r[2] == "tx port=b from=a" && r[4] == "7001"),
+        "{rows:?}"
+    );
+    assert!(
+        has(&|r| r[0] == "b" && dir(r, 1) && r[2] == "rx port=b verdict=forward to a"),
+        "{rows:?}"
+    );
+    assert!(
+        has(&|r| rx_a(r) && r[2] == "rx port=a verdict=drop: policy" && r[3] == "1"),
+        "{rows:?}"
+    );
+    assert!(
+        has(&|r| rx_a(r) && r[2] == "rx port=a verdict=drop: policy" && r[4] == "7002"),
+        "{rows:?}"
+    );
+    wait_tap(&t, false);
+
+    // Trace the next connection to the denied port.
+    let tr = std::process::Command::new(sluice)
+        .args(["ctl", "--json", "--socket"])
+        .arg(&sock)
+        .args(["trace", "--dport", "7002", "--count", "1", "--timeout", "6"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_tap(&t, true);
+    let _ = in_netns(&t.client, || {
+        TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:7002").parse().unwrap(),
+            Duration::from_millis(300),
+        )
+    })
+    .join();
+    let out = tr.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        v["verdict"],
+        serde_json::json!({"action": "drop", "reason": "policy"}),
+        "{v}"
+    );
+    assert_eq!(v["ingress"], "a", "{v}");
+    assert_eq!(
+        v["policy"]["ingress"]["endpoint"], "default/server-eth0",
+        "{v}"
+    );
+    assert_eq!(
+        v["policy"]["decision"],
+        serde_json::json!({"tier": "default", "end_of_tier": true}),
+        "{v}"
+    );
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_no_leak(&r);
+}
+
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -78,6 +78,28 @@ pub enum CtlCommand {
     /// What the running classifier, conntrack and NAT do with a flow, and
     /// which tier/policy/rule decided.
     Explain(ExplainArgs),
+    /// The next real packets matching a filter, each with its path through
+    /// the stages as `explain` reports it (one line each; JSON lines with
+    /// `--json` or into a pipe).
+    Trace(TapArgs),
+    /// Frames as received, as sent and as dropped, matching a filter, as
+    /// pcapng: one interface per port, each packet's direction and a
+    /// comment with its port and verdict (`-w FILE`, or into a pipe:
+    /// `sluice ctl capture | tshark -r -`).
+    Capture {
+        #[command(flatten)]
+        tap: TapArgs,
+        /// Write to FILE (`-`: stdout, which must not be a terminal).
+        #[arg(short = 'w', long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// Stop after this many bytes of pcapng.
+        #[arg(long)]
+        bytes: Option<u64>,
+        /// Which copies: rx (received, not dropped), tx (as sent), drop
+        /// (received and dropped); repeatable or comma-separated.
+        #[arg(long, value_delimiter = ',', value_parser = ["rx", "tx", "drop"])]
+        what: Vec<String>,
+    },
     /// Add, remove or list ports while running (no restart).
     #[command(subcommand)]
     Port(PortCommand),
@@ -193,6 +215,145 @@ pub struct CtFilterArgs {
     pub dport: Option<u16>,
 }
 
+/// Which frames a trace or capture takes (every flag set must match; on
+/// the frame as received) and when it ends.
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// Protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number.
+    #[arg(long)]
+    pub proto: Option<String>,
+    /// Source or destination address.
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Source or destination port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long)]
+    pub src: Option<String>,
+    #[arg(long)]
+    pub dst: Option<String>,
+    #[arg(long)]
+    pub sport: Option<u16>,
+    #[arg(long)]
+    pub dport: Option<u16>,
+    /// Only frames arriving on or leaving by this sluice port
+    /// (repeatable).
+    #[arg(long = "on", value_name = "PORT")]
+    pub on: Vec<String>,
+    /// Stop after this many frames (trace: 10, capture: 1000).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+impl TapArgs {
+    fn request(&self, cmd: &str) -> Value {
+        let mut r = json!({"cmd": cmd, "proto": self.proto, "addr": self.addr, "port": self.port,
+                           "src": self.src, "dst": self.dst, "sport": self.sport,
+                           "dport": self.dport, "count": self.count, "seconds": self.timeout});
+        if !self.on.is_empty() {
+            r["on"] = json!(self.on);
+        }
+        r
+    }
+}
+
+/// Streams a trace: each frame's line as it comes (a readable line on a
+/// terminal, the JSON line otherwise), the summary on stderr.
+fn trace(path: &std::path::Path, req: &Value, people: bool) -> i32 {
+    use std::io::BufRead;
+    let (head, mut r) = match socket::request_stream(path, req) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return 1;
+        }
+    };
+    if head["ok"] != Value::Bool(true) {
+        eprintln!(
+            "sluice: {}",
+            head["error"].as_str().unwrap_or("trace refused")
+        );
+        return 2;
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return 0,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("sluice: trace: {e}");
+                return 1;
+            }
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if let Some(d) = v.get("done") {
+            eprintln!(
+                "sluice: trace: {} frame(s), ended by {}{}",
+                d["frames"],
+                d["ended_by"].as_str().unwrap_or("?"),
+                match d["dropped"].as_u64() {
+                    Some(n) if n > 0 => format!(", {n} not shown (too many at once)"),
+                    _ => String::new(),
+                }
+            );
+            return 0;
+        }
+        if people {
+            println!("{}", super::table::trace_line(&v));
+        } else {
+            println!("{}", v);
+        }
+    }
+}
+
+/// Streams a capture's pcapng to `-w FILE` or stdout.
+fn capture(path: &std::path::Path, req: &Value, write: Option<&std::path::Path>) -> i32 {
+    use std::io::IsTerminal;
+    let to_stdout = write.is_none_or(|w| w.as_os_str() == "-");
+    if to_stdout && std::io::stdout().is_terminal() {
+        eprintln!(
+            "sluice: capture writes pcapng: give -w FILE, or pipe it (sluice ctl capture | tshark -r -)"
+        );
+        return 2;
+    }
+    let (head, mut r) = match socket::request_stream(path, req) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return 1;
+        }
+    };
+    if head["ok"] != Value::Bool(true) {
+        eprintln!(
+            "sluice: {}",
+            head["error"].as_str().unwrap_or("capture refused")
+        );
+        return 2;
+    }
+    let copied = match write.filter(|_| !to_stdout) {
+        Some(f) => std::fs::File::create(f)
+            .and_then(|mut out| std::io::copy(&mut r, &mut out))
+            .map_err(|e| format!("{}: {e}", f.display())),
+        None => std::io::copy(&mut r, &mut std::io::stdout().lock()).map_err(|e| e.to_string()),
+    };
+    match copied {
+        Ok(n) => {
+            eprintln!("sluice: capture: {n} bytes of pcapng");
+            0
+        }
+        Err(e) => {
+            eprintln!("sluice: capture: {e}");
+            1
+        }
+    }
+}
+
 /// A flow for `explain`: flags, `--packet`, or a conntrack entry.
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -289,6 +450,27 @@ pub fn ctl(a: CtlArgs) -> i32 {
         },
         (None, None) => crate::sources::config::ControlConfig::default().socket,
     };
+    {
+        use std::io::IsTerminal;
+        let people = a.table || (!a.json && std::io::stdout().is_terminal());
+        match &a.command {
+            CtlCommand::Trace(t) => return trace(&path, &t.request("trace"), people),
+            CtlCommand::Capture {
+                tap,
+                write,
+                bytes,
+                what,
+            } => {
+                let mut req = tap.request("capture");
+                req["bytes"] = json!(bytes);
+                if !what.is_empty() {
+                    req["what"] = json!(what);
+                }
+                return capture(&path, &req, write.as_deref());
+            }
+            _ => {}
+        }
+    }
     let req = match &a.command {
         CtlCommand::Stats { reset } => json!({"cmd": "stats", "reset": reset}),
         CtlCommand::Conntrack {
@@ -324,6 +506,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
             json!({"cmd": "port", "op": "remove", "name": name})
         }
         CtlCommand::Port(PortCommand::List) => json!({"cmd": "port", "op": "list"}),
+        CtlCommand::Trace(_) | CtlCommand::Capture { .. } => return 2,
         CtlCommand::Explain(e) => match e.request() {
             Ok(r) => r,
             Err(m) => {

@@ -19,6 +19,7 @@ use crossbeam::channel::{self, Sender};
 
 use crate::control::runtime::{KernelMirror, Runtime};
 use crate::control::socket;
+use crate::control::tap::TapSession;
 use crate::io::bpf::NatPorts;
 use crate::io::sys;
 use crate::pipeline::{DropReason, Pipeline};
@@ -82,6 +83,48 @@ fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
 enum Request {
     Control(serde_json::Value, Sender<serde_json::Value>),
     Metrics(Sender<String>),
+    /// Start a trace or capture; the client's thread streams it.
+    Tap(serde_json::Value, Sender<Result<TapSession, String>>),
+    TapStop(u64),
+}
+
+/// Answers a `trace` or `capture` request on the client's own thread: the
+/// main thread puts the tap on the workers, this thread streams its
+/// records (a JSON header line, then JSON lines or pcapng) and has the
+/// tap removed when a limit is reached or the client leaves.
+fn stream_tap(
+    tx: &Sender<Request>,
+    v: &serde_json::Value,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let (rtx, rrx) = channel::bounded(1);
+    let started = if tx.send(Request::Tap(v.clone(), rtx)).is_err() {
+        Err("sluice is stopping".to_string())
+    } else {
+        rrx.recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| Err("no answer from the engine".into()))
+    };
+    let session = match started {
+        Ok(s) => s,
+        Err(e) => {
+            writeln!(out, "{}", serde_json::json!({"ok": false, "error": e}))?;
+            return out.flush();
+        }
+    };
+    let id = session.tap.id;
+    writeln!(
+        out,
+        "{}",
+        serde_json::json!({"ok": true, "tap": id, "capture": session.req.capture,
+                           "ports": session.ports})
+    )?;
+    let r = session.stream(out);
+    let _ = tx.send(Request::TapStop(id));
+    let summary = r?;
+    if !session.req.capture {
+        writeln!(out, "{}", serde_json::json!({"done": summary}))?;
+    }
+    out.flush()
 }
 
 /// Starts the control socket and the metrics listener (if configured);
@@ -93,15 +136,24 @@ fn start_servers(
     let mut servers = Vec::new();
     if !cfg.control.socket.as_os_str().is_empty() {
         let tx = tx.clone();
-        servers.push(socket::serve_control(&cfg.control.socket, move |v| {
-            let (rtx, rrx) = channel::bounded(1);
-            if tx.send(Request::Control(v.clone(), rtx)).is_err() {
-                return serde_json::json!({"ok": false, "error": "sluice is stopping"});
-            }
-            rrx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(
-                |_| serde_json::json!({"ok": false, "error": "no answer from the engine"}),
-            )
-        })?);
+        servers.push(socket::serve_control_streaming(
+            &cfg.control.socket,
+            move |v, out| {
+                if matches!(v["cmd"].as_str(), Some("trace" | "capture")) {
+                    return stream_tap(&tx, v, out);
+                }
+                let (rtx, rrx) = channel::bounded(1);
+                let reply = if tx.send(Request::Control(v.clone(), rtx)).is_err() {
+                    serde_json::json!({"ok": false, "error": "sluice is stopping"})
+                } else {
+                    rrx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(
+                        |_| serde_json::json!({"ok": false, "error": "no answer from the engine"}),
+                    )
+                };
+                writeln!(out, "{reply}")?;
+                out.flush()
+            },
+        )?);
     }
     if let Some(addr) = cfg.metrics.listen {
         let tx = tx.clone();
@@ -276,6 +328,10 @@ pub fn run(a: RunArgs) -> i32 {
                 Ok(Request::Metrics(reply)) => {
                     let _ = reply.send(rt.metrics(&engine));
                 }
+                Ok(Request::Tap(v, reply)) => {
+                    let _ = reply.send(rt.tap_start(&engine, &v));
+                }
+                Ok(Request::TapStop(id)) => rt.tap_stop(&engine, id),
                 Err(_) => {}
             },
             recv(krx) -> u => if let Ok(u) = u {

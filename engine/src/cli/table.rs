@@ -257,6 +257,43 @@ fn routes(v: &Value) -> String {
     out
 }
 
+/// One traced frame on one line: when, where it came in, what conntrack,
+/// policy and the route did, and the verdict.
+pub fn trace_line(v: &Value) -> String {
+    let p = &v["packet"];
+    let mut out = format!(
+        "{:.6} {} {} > {} proto {}",
+        v["ts"].as_f64().unwrap_or(0.0),
+        s(&v["ingress"]),
+        s(&p["src"]),
+        s(&p["dst"]),
+        s(&p["proto"])
+    );
+    out += &format!(" | conntrack {}", s(&v["conntrack_outcome"]));
+    if let Some(svc) = v.get("service") {
+        out += &format!(" | service {} -> {}", s(&svc["name"]), s(&svc["backend"]));
+    }
+    if let Some(d) = v.get("translated_destination") {
+        out += &format!(" | dnat {}", s(d));
+    }
+    if let Some(x) = v.get("translated_source") {
+        out += &format!(" | snat {}", s(x));
+    }
+    if let Some(pol) = v.get("policy") {
+        if pol["evaluated"] == Value::Bool(true) {
+            out += &format!(" | policy {} by {}", s(&pol["verdict"]), pol["decision"]);
+        }
+    }
+    let vd = &v["verdict"];
+    out += &format!(" | {}", s(&vd["action"]));
+    for k in ["reason", "port"] {
+        if let Some(x) = vd.get(k) {
+            out += &format!(" {}", s(x));
+        }
+    }
+    out
+}
+
 /// The answer to `cmd` for a person.
 pub fn render(cmd: &str, v: &Value) -> String {
     match cmd {

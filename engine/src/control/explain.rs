@@ -297,6 +297,25 @@ fn port_name(t: &Tables, p: u16) -> Option<String> {
     t.ports.get(usize::from(p)).map(|p| p.name.clone())
 }
 
+/// A tapped frame's report as `ctl trace` prints it (the same shape as
+/// explain's, without the live entry's details).
+pub fn render_traced(t: &Tables, now: u64, ingress: u16, r: &FrameReport) -> Value {
+    let tuple = r.parsed.as_ref().map(|p| tuple_of(p, t.zone(ingress)));
+    let mut v = render(t, now, tuple.as_ref(), None, r);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("dry_run");
+        m.remove("conntrack");
+        let id = match r.conntrack {
+            CtOutcome::Committed(id) | CtOutcome::Known(id, _) | CtOutcome::Related(id, _) => {
+                Some(id)
+            }
+            _ => None,
+        };
+        m.insert("conntrack_entry".into(), json!(id));
+    }
+    v
+}
+
 /// The report as `ctl explain` prints it.
 fn render(
     t: &Tables,

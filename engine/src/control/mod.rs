@@ -1,7 +1,8 @@
 //! The running engine's control plane: the control socket and metrics
-//! ([`socket`], [`metrics`]), `explain`, and the runtime that applies a new
-//! desired state (reload: load, diff, build, swap), and [`ports`]: the
-//! numbers of ports that come and go while running.
+//! ([`socket`], [`metrics`]), `explain`, `trace` and `capture` ([`tap`]),
+//! the runtime that applies a new desired state (reload: load, diff,
+//! build, swap), and [`ports`]: the numbers of ports that come and go
+//! while running.
 
 pub mod ctfilter;
 pub mod explain;
@@ -9,3 +10,4 @@ pub mod metrics;
 pub mod ports;
 pub mod runtime;
 pub mod socket;
+pub mod tap;

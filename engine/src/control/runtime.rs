@@ -25,6 +25,7 @@ use super::ctfilter::{expired, CtFilter};
 use super::explain::{self, Query};
 use super::metrics::{self, WorkerView};
 use super::ports::{merge, AddedPort, PortChanges, PortNumbers};
+use super::tap::{TapRequest, TapSession};
 use crate::io::sys;
 use crate::pipeline::DropReason;
 use crate::sources::config::Config;
@@ -198,6 +199,9 @@ pub struct Runtime {
     pub baseline: Option<Baseline>,
     /// The kernel mirror's view and record, when it runs.
     pub kernel: Option<KernelMirror>,
+    /// The running trace or capture (its id), and the last id given.
+    pub tap: Option<u64>,
+    pub tap_ids: u64,
 }
 
 /// The kernel mirror as the control thread keeps it.
@@ -270,6 +274,34 @@ impl Runtime {
             started: Instant::now(),
             baseline: None,
             kernel: None,
+            tap: None,
+            tap_ids: 0,
+        }
+    }
+
+    /// Starts a trace or capture (one at a time): the tap is on every
+    /// worker when this returns; the caller streams its records and then
+    /// calls [`Runtime::tap_stop`].
+    pub fn tap_start(&mut self, engine: &LiveEngine, req: &Value) -> Result<TapSession, String> {
+        if let Some(id) = self.tap {
+            return Err(format!(
+                "a trace or capture is running (tap {id}); one at a time"
+            ));
+        }
+        let ports: Vec<String> = self.state().ports.iter().map(|p| p.name.clone()).collect();
+        let r = TapRequest::from_request(req, &ports)?;
+        self.tap_ids += 1;
+        let s = TapSession::new(self.tap_ids, r, self.tables.clone(), ports);
+        engine.set_tap(Some(s.tap.clone()));
+        self.tap = Some(self.tap_ids);
+        Ok(s)
+    }
+
+    /// Removes tap `id` from the workers.
+    pub fn tap_stop(&mut self, engine: &LiveEngine, id: u64) {
+        if self.tap == Some(id) {
+            engine.set_tap(None);
+            self.tap = None;
         }
     }
 
@@ -718,6 +750,7 @@ impl Runtime {
                           "evicted_unassured": self.ct.evicted_unassured(),
                           "full": self.ct.refused_full()},
             "reloads": {"ok": self.reloads.0, "rejected": self.reloads.1},
+            "tap": self.tap,
             "tx_ring_full": t.tx_ring_full,
             "kernel_unreachable": t.kernel_unreachable,
             "via_kernel": {"frames": c.via_kernel, "sent": t.kernel_sent,

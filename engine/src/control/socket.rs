@@ -65,6 +65,19 @@ pub fn serve_control<F>(path: &Path, handle: F) -> Result<Server, ControlError>
 where
     F: Fn(&Value) -> Value + Send + Sync + 'static,
 {
+    serve_control_streaming(path, move |v, out| {
+        writeln!(out, "{}", handle(v))?;
+        out.flush()
+    })
+}
+
+/// [`serve_control`] whose `handle` writes the answer itself: one JSON
+/// line, or (`ctl trace`, `ctl capture`) a JSON line and then a stream,
+/// until it returns.
+pub fn serve_control_streaming<F>(path: &Path, handle: F) -> Result<Server, ControlError>
+where
+    F: Fn(&Value, &mut dyn Write) -> std::io::Result<()> + Send + Sync + 'static,
+{
     let err = |source| ControlError::Socket {
         path: path.display().to_string(),
         source,
@@ -126,7 +139,10 @@ where
     })
 }
 
-fn answer<F: Fn(&Value) -> Value>(stream: UnixStream, handle: &F) -> std::io::Result<()> {
+fn answer<F>(stream: UnixStream, handle: &F) -> std::io::Result<()>
+where
+    F: Fn(&Value, &mut dyn Write) -> std::io::Result<()>,
+{
     stream.set_nonblocking(false)?;
     // Its own thread: an idle client only holds that thread, for this long.
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -134,13 +150,15 @@ fn answer<F: Fn(&Value) -> Value>(stream: UnixStream, handle: &F) -> std::io::Re
     BufReader::new(stream.try_clone()?)
         .take(1 << 20)
         .read_line(&mut line)?;
-    let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(v) => handle(&v),
-        Err(e) => json!({"ok": false, "error": format!("request is not JSON: {e}")}),
-    };
     let mut w = stream;
-    writeln!(w, "{reply}")?;
-    w.flush()
+    match serde_json::from_str::<Value>(&line) {
+        Ok(v) => handle(&v, &mut w),
+        Err(e) => {
+            let reply = json!({"ok": false, "error": format!("request is not JSON: {e}")});
+            writeln!(w, "{reply}")?;
+            w.flush()
+        }
+    }
 }
 
 /// Sends one request to the control socket at `path` and returns the reply.
@@ -170,6 +188,30 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
         path: p,
         msg: format!("bad reply: {e}"),
     })
+}
+
+/// Sends a request whose answer is a stream (`trace`, `capture`): the
+/// first line (`{"ok": ...}`) and the connection to read the rest from
+/// (no read timeout: the stream ends when the server's limits say).
+pub fn request_stream(
+    path: &Path,
+    req: &Value,
+) -> Result<(Value, BufReader<UnixStream>), ControlError> {
+    let p = path.display().to_string();
+    let io = |source| ControlError::Socket {
+        path: p.clone(),
+        source,
+    };
+    let mut s = UnixStream::connect(path).map_err(io)?;
+    writeln!(s, "{req}").map_err(io)?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(io)?;
+    let v = serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
+        path: p.clone(),
+        msg: format!("bad reply: {e}"),
+    })?;
+    Ok((v, r))
 }
 
 /// Serves `GET /metrics` (Prometheus text) on `addr`, rendering with

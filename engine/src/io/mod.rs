@@ -11,5 +11,6 @@
 pub mod bpf;
 pub mod inject;
 pub mod pcap;
+pub mod pcapng;
 pub mod sys;
 pub mod xsk;

@@ -157,6 +157,7 @@ impl LiveEngine {
                 pipeline: pipelines(w, nw, &nat),
                 io,
                 inject,
+                tap: None,
                 commands: rx,
                 stats: stats.clone(),
                 stop: stop.clone(),
@@ -384,6 +385,13 @@ impl LiveEngine {
     pub fn set_tables(&self, tables: Arc<Tables>) {
         for w in &self.workers {
             let _ = w.commands.send(WorkerCommand::SetTables(tables.clone()));
+        }
+    }
+
+    /// Starts (`Some`) or stops a trace or capture on every worker.
+    pub fn set_tap(&self, tap: Option<Arc<crate::worker::tap::Tap>>) {
+        for w in &self.workers {
+            let _ = w.commands.send(WorkerCommand::SetTap(tap.clone()));
         }
     }
 

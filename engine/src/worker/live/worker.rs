@@ -18,6 +18,7 @@ use crate::io::sys::{self};
 use crate::io::xsk::{Accounting, RxFrame};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
 use crate::tables::Tables;
+use crate::worker::tap::{self, Tap};
 
 /// A message to a worker, handled between batches.
 #[derive(Debug)]
@@ -36,6 +37,8 @@ pub enum WorkerCommand {
     /// XSKMAP entries removed) and take back their frames; answer when
     /// done.
     RemovePort { port: PortId, reply: Sender<()> },
+    /// Start (`Some`) or stop a trace or capture.
+    SetTap(Option<Arc<Tap>>),
     /// Drain and exit.
     Stop,
 }
@@ -48,6 +51,8 @@ pub(super) struct Worker {
     pub(super) io: WorkerIo,
     /// Where `ViaKernel` frames go.
     pub(super) inject: KernelInjector,
+    /// The running trace or capture, if any.
+    pub(super) tap: Option<Arc<Tap>>,
     pub(super) commands: Receiver<WorkerCommand>,
     pub(super) stats: Arc<WorkerStats>,
     pub(super) stop: Arc<AtomicBool>,
@@ -112,7 +117,12 @@ impl Worker {
                 let bytes = umem.bytes_mut(&mut f.frame, f.off, f.len);
                 let _ = batch.push(bytes, *p);
             }
+            // A tap costs one branch per batch when off.
+            let marks = self.tap.as_ref().map(|t| tap::before(t, &batch));
             self.pipeline.process(now, &mut batch);
+            if let (Some(t), Some(m)) = (&self.tap, marks) {
+                tap::after(t, &self.pipeline, &batch, m, self.id, now);
+            }
             for (a, s) in actions.iter_mut().zip(batch.slots()) {
                 *a = s.action;
             }
@@ -246,6 +256,7 @@ impl Worker {
                         self.io.remove_port(port, Instant::now());
                         removals.push((port, reply));
                     }
+                    WorkerCommand::SetTap(t) => self.tap = t,
                     WorkerCommand::Stop => stopping = true,
                 }
             }
