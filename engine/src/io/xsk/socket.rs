@@ -86,14 +86,15 @@ pub struct XskSocket {
 
 impl XskSocket {
     /// Creates a socket on `spec` over `umem`. The first socket of a UMEM
-    /// (`owner: None`) registers it; later ones share it with `owner`.
+    /// (`owner: None`) registers it; later ones share it with `owner` (a
+    /// bound socket of the same UMEM, or a duplicate of its descriptor).
     /// `mode` applies to the first socket; sharers inherit it.
     pub fn create(
         umem: &Arc<Umem>,
         spec: &SocketSpec,
         rings: RingSizes,
         mode: BindMode,
-        owner: Option<&XskSocket>,
+        owner: Option<BorrowedFd<'_>>,
         busy_poll: Option<BusyPoll>,
     ) -> Result<XskSocket, XskError> {
         for (what, n) in [
@@ -250,7 +251,7 @@ impl XskSocket {
         match owner {
             Some(o) => {
                 sa.sxdp_flags = abi::XDP_SHARED_UMEM;
-                sa.sxdp_shared_umem_fd = std::os::fd::AsRawFd::as_raw_fd(&o.fd) as u32;
+                sa.sxdp_shared_umem_fd = std::os::fd::AsRawFd::as_raw_fd(&o) as u32;
                 calls::bind_xdp(b, &sa)?;
             }
             None => {

@@ -12,7 +12,7 @@ use crossbeam::channel::{self, Sender};
 use super::plan::{
     assign_queues, check_mtus, plan_err, resolve_cores, LiveError, LiveOptions, PortPlan,
 };
-use super::sockets::{open_worker_io, start_reaper};
+use super::sockets::{open_worker_io, start_reaper, SocketFactory};
 use super::stats::{StatsSnapshot, WorkerReport, WorkerStats};
 use super::worker::{Worker, WorkerCommand};
 use crate::io::bpf::{
@@ -28,6 +28,8 @@ pub(super) struct WorkerHandle {
     thread: Option<std::thread::JoinHandle<WorkerReport>>,
     commands: Sender<WorkerCommand>,
     stats: Arc<WorkerStats>,
+    /// Opens sockets on the worker's UMEM for ports added while running.
+    factory: SocketFactory,
 }
 
 /// Everything `sluice run` reports at the end.
@@ -141,6 +143,7 @@ impl LiveEngine {
             start_reaper().map_err(|e| LiveError::Worker(0, format!("reaper thread: {e}")))?;
         let mut workers = Vec::with_capacity(nw);
         for (w, (mut io, core)) in ios.into_iter().zip(cores).enumerate() {
+            let factory = io.factory();
             let (inject, why) = KernelInjector::open();
             for msg in why {
                 tracing::warn!("{msg}: frames for the kernel to resolve will be counted as failed");
@@ -174,6 +177,7 @@ impl LiveEngine {
                 thread: Some(thread),
                 commands: tx,
                 stats,
+                factory,
             });
         }
         Ok(LiveEngine {
@@ -236,8 +240,13 @@ impl LiveEngine {
             )));
         }
         self.maps_locked()?.set_port(plan.ifindex, plan.port)?;
-        // Sockets, in every worker at once.
-        let mut answers = Vec::with_capacity(nw);
+        // Sockets, opened here on the control thread: binding one takes
+        // the kernel's RTNL lock, which under pod churn can hold a worker
+        // for milliseconds (long enough for TCP tail-loss probes on the
+        // streams it forwards). The workers only fill and poll them.
+        let mut per_worker = Vec::with_capacity(nw);
+        let mut fds = Vec::new();
+        let mut failed = None;
         for (w, h) in self.workers.iter().enumerate() {
             let queues: Vec<u32> = plan
                 .queues
@@ -247,22 +256,42 @@ impl LiveEngine {
                 .map(|(_, q)| *q)
                 .collect();
             let (tx, rx) = channel::bounded(1);
-            let _ = h.commands.send(WorkerCommand::AddPort {
-                plan: plan.clone(),
-                queues,
-                reply: tx,
-            });
-            answers.push(rx);
-        }
-        let mut fds = Vec::new();
-        let mut failed = None;
-        for (w, rx) in answers.into_iter().enumerate() {
-            match rx.recv_timeout(WORKER_ANSWER) {
-                Ok(Ok(f)) => fds.extend(f),
-                Ok(Err(e)) => {
-                    failed.get_or_insert(e);
-                }
+            let _ = h.commands.send(WorkerCommand::OwnerFd { reply: tx });
+            let owner = match rx.recv_timeout(WORKER_ANSWER) {
+                Ok(o) => o,
                 Err(_) => {
+                    failed = Some(LiveError::Worker(w, "did not answer".into()));
+                    break;
+                }
+            };
+            match h
+                .factory
+                .open(&plan, &queues, owner.as_ref().map(|o| o.as_fd()))
+            {
+                Ok((socks, f)) => {
+                    per_worker.push(socks);
+                    fds.extend(f);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            // Never in the XSKMAP or filled until here.
+            let mut answers = Vec::with_capacity(nw);
+            for (h, sockets) in self.workers.iter().zip(per_worker) {
+                let (tx, rx) = channel::bounded(1);
+                let _ = h.commands.send(WorkerCommand::AddPort {
+                    port: plan.port,
+                    sockets,
+                    reply: tx,
+                });
+                answers.push(rx);
+            }
+            for (w, rx) in answers.into_iter().enumerate() {
+                if rx.recv_timeout(WORKER_ANSWER).is_err() {
                     failed.get_or_insert(LiveError::Worker(w, "did not answer".into()));
                 }
             }

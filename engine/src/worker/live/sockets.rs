@@ -18,7 +18,7 @@
 //! back the frames still lent through it (fill ring, TX ring, inside the
 //! kernel) by their lending record ([`FramePool::reclaim_lent`]).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,60 @@ pub(super) struct WorkerIo {
     pub(super) reaper: Option<(Sender<Reap>, Sender<u16>, Receiver<u16>)>,
     /// Sockets with the reaper, by serial, with their port.
     pub(super) reaping: Vec<(u16, PortId)>,
+}
+
+/// How to open sockets on a worker's UMEM from another thread.
+#[derive(Debug, Clone)]
+pub(super) struct SocketFactory {
+    pub(super) umem: Arc<Umem>,
+    pub(super) rings: RingSizes,
+    pub(super) mode: BindMode,
+    pub(super) busy_poll: Option<BusyPoll>,
+}
+
+impl SocketFactory {
+    /// Opens a socket on each of `queues` of `plan`'s interface over the
+    /// UMEM (shared with `owner`, else registering it). Returns them and a
+    /// duplicate of each descriptor, by queue, for the XSKMAP. On failure
+    /// nothing stays open.
+    pub(super) fn open(
+        &self,
+        plan: &PortPlan,
+        queues: &[u32],
+        owner: Option<BorrowedFd<'_>>,
+    ) -> Result<(Vec<XskSocket>, Vec<(u32, OwnedFd)>), LiveError> {
+        let mut opened: Vec<XskSocket> = Vec::new();
+        let mut fds = Vec::new();
+        for q in queues {
+            let spec = SocketSpec {
+                ifname: plan.ifname.clone(),
+                ifindex: plan.ifindex,
+                queue: *q,
+            };
+            let own = owner.or(opened.first().map(|s| s.fd()));
+            let s = XskSocket::create(
+                &self.umem,
+                &spec,
+                self.rings,
+                self.mode,
+                own,
+                self.busy_poll,
+            )
+            .map_err(|source| LiveError::Xsk {
+                what: format!("AF_XDP socket on {} queue {q}", plan.ifname),
+                source,
+            })?;
+            let fd = s.fd().try_clone_to_owned().map_err(|source| {
+                LiveError::Sys(crate::io::sys::SysError {
+                    call: "dup(AF_XDP socket)",
+                    source,
+                })
+            })?;
+            opened.push(s);
+            fds.push((*q, fd));
+        }
+        Ok((opened, fds))
+    }
 }
 
 /// A socket for the reaper to close.
@@ -165,11 +219,13 @@ pub(super) fn open_worker_io(
                 ifindex: pp.ifindex,
                 queue: *q,
             };
-            let s = XskSocket::create(&umem, &spec, rings, mode, socks.first(), busy_poll)
-                .map_err(|source| LiveError::Xsk {
+            let owner = socks.first().map(|s| s.fd());
+            let s = XskSocket::create(&umem, &spec, rings, mode, owner, busy_poll).map_err(
+                |source| LiveError::Xsk {
                     what: format!("AF_XDP socket on {} queue {q}", pp.ifname),
                     source,
-                })?;
+                },
+            )?;
             socks.push(s);
         }
         Ok(socks)
@@ -226,69 +282,35 @@ impl WorkerIo {
         self.changed = true;
     }
 
-    /// Opens a socket on each of `queues` of `plan`'s interface, sharing
-    /// the UMEM, and fills their fill rings. Returns a duplicate of each
-    /// socket's descriptor, by queue, for the XSKMAP. On failure nothing
-    /// stays open.
-    pub(super) fn add_port(
-        &mut self,
-        plan: &PortPlan,
-        queues: &[u32],
-    ) -> Result<Vec<(u32, OwnedFd)>, LiveError> {
-        let mut opened: Vec<XskSocket> = Vec::new();
-        let mut fds = Vec::new();
-        let mut failed = None;
-        for q in queues {
-            let spec = SocketSpec {
-                ifname: plan.ifname.clone(),
-                ifindex: plan.ifindex,
-                queue: *q,
-            };
-            let owner = self.sockets.first().or(opened.first());
-            let made = XskSocket::create(
-                &self.umem,
-                &spec,
-                self.added_rings,
-                self.mode,
-                owner,
-                self.busy_poll,
-            )
-            .map_err(|source| LiveError::Xsk {
-                what: format!("AF_XDP socket on {} queue {q}", plan.ifname),
-                source,
-            })
-            .and_then(|s| {
-                let fd = s.fd().as_fd().try_clone_to_owned().map_err(|source| {
-                    LiveError::Sys(crate::io::sys::SysError {
-                        call: "dup(AF_XDP socket)",
-                        source,
-                    })
-                })?;
-                Ok((s, fd))
-            });
-            match made {
-                Ok((s, fd)) => {
-                    opened.push(s);
-                    fds.push((*q, fd));
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
+    /// What the control thread needs to open sockets on this worker's
+    /// UMEM for a port added while running.
+    pub(super) fn factory(&self) -> SocketFactory {
+        SocketFactory {
+            umem: self.umem.clone(),
+            rings: self.added_rings,
+            mode: self.mode,
+            busy_poll: self.busy_poll,
         }
-        if let Some(e) = failed {
-            // Never in the XSKMAP and never filled: closed at once.
-            drop(opened);
-            return Err(e);
-        }
-        for mut s in opened {
+    }
+
+    /// A duplicate of a bound socket's descriptor, for new sockets to share
+    /// the UMEM with (`None`: the worker has no socket left).
+    pub(super) fn owner_fd(&self) -> Option<OwnedFd> {
+        self.sockets
+            .first()
+            .and_then(|s| s.fd().try_clone_to_owned().ok())
+    }
+
+    /// Takes sockets opened for `port` into service: fills their fill
+    /// rings. No system call: opening them (which takes the kernel's RTNL
+    /// lock, milliseconds under churn) happened on the control thread.
+    pub(super) fn adopt(&mut self, port: PortId, sockets: Vec<XskSocket>) {
+        for mut s in sockets {
             s.refill(&mut self.pool);
             self.sockets.push(s);
-            self.port_of.push(plan.port);
+            self.port_of.push(port);
         }
         self.reindex();
-        Ok(fds)
     }
 
     /// Takes every socket of `port` out of service (they drain, then

@@ -10,12 +10,11 @@ use std::os::fd::OwnedFd;
 use arrayvec::ArrayVec;
 use crossbeam::channel::{Receiver, Sender};
 
-use super::plan::{LiveError, PortPlan};
 use super::sockets::WorkerIo;
 use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
 use crate::io::inject::KernelInjector;
 use crate::io::sys::{self};
-use crate::io::xsk::{Accounting, RxFrame};
+use crate::io::xsk::{Accounting, RxFrame, XskSocket};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
 use crate::tables::Tables;
 use crate::worker::tap::{self, Tap};
@@ -25,13 +24,16 @@ use crate::worker::tap::{self, Tap};
 pub enum WorkerCommand {
     /// Use these tables from the next batch on.
     SetTables(Arc<Tables>),
-    /// Open sockets on `queues` of a port added while running (its number
-    /// may be a removed port's: its counters start over); answer with each
-    /// socket's descriptor, by queue, for the XSKMAP.
+    /// A duplicate of a bound socket's descriptor, for the control thread
+    /// to open a new port's sockets on this worker's UMEM.
+    OwnerFd { reply: Sender<Option<OwnedFd>> },
+    /// Take into service the sockets the control thread opened for a port
+    /// added while running (its number may be a removed port's: its
+    /// counters start over); answer when they are polled.
     AddPort {
-        plan: PortPlan,
-        queues: Vec<u32>,
-        reply: Sender<Result<Vec<(u32, OwnedFd)>, LiveError>>,
+        port: PortId,
+        sockets: Vec<XskSocket>,
+        reply: Sender<()>,
     },
     /// Close the sockets of `port` (XDP is already detached from it and its
     /// XSKMAP entries removed) and take back their frames; answer when
@@ -241,16 +243,17 @@ impl Worker {
                         publish(&self.stats, &local, self.pipeline.counters());
                         publish_hits(&self.stats, &self.pipeline);
                     }
+                    WorkerCommand::OwnerFd { reply } => {
+                        let _ = reply.send(self.io.owner_fd());
+                    }
                     WorkerCommand::AddPort {
-                        plan,
-                        queues,
+                        port,
+                        sockets,
                         reply,
                     } => {
-                        let r = self.io.add_port(&plan, &queues);
-                        if r.is_ok() {
-                            self.pipeline.reset_port_counters(plan.port);
-                        }
-                        let _ = reply.send(r);
+                        self.io.adopt(port, sockets);
+                        self.pipeline.reset_port_counters(port);
+                        let _ = reply.send(());
                     }
                     WorkerCommand::RemovePort { port, reply } => {
                         self.io.remove_port(port, Instant::now());
