@@ -76,6 +76,10 @@ pub(super) struct WorkerIo {
     pub(super) reaping: Vec<(u16, PortId)>,
 }
 
+/// Sockets opened for a port and a duplicate of each descriptor, by queue
+/// (for the XSKMAP).
+pub(super) type Opened = (Vec<XskSocket>, Vec<(u32, OwnedFd)>);
+
 /// How to open sockets on a worker's UMEM from another thread.
 #[derive(Debug, Clone)]
 pub(super) struct SocketFactory {
@@ -95,7 +99,7 @@ impl SocketFactory {
         plan: &PortPlan,
         queues: &[u32],
         owner: Option<BorrowedFd<'_>>,
-    ) -> Result<(Vec<XskSocket>, Vec<(u32, OwnedFd)>), LiveError> {
+    ) -> Result<Opened, LiveError> {
         let mut opened: Vec<XskSocket> = Vec::new();
         let mut fds = Vec::new();
         for q in queues {
