@@ -1,6 +1,7 @@
 //! Builds the XDP redirector (`bpf/redirect.bpf.c`) with clang, and runs a
 //! host probe (`bpf/layout_probe.c`) that prints the C layouts of
-//! `bpf/shared.h` and `linux/if_xdp.h` for the layout test.
+//! `bpf/shared.h` and `linux/if_xdp.h` for the layout test. Also names the
+//! compiler and target for `sluice_build_info`.
 //!
 //! Needs clang with the BPF target and the libbpf headers (`libbpf-dev`);
 //! `scripts/ensure-deps.sh` installs both. `SLUICE_CLANG` overrides the
@@ -68,6 +69,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", bpf.join(f).display());
     }
     println!("cargo:rerun-if-env-changed=SLUICE_CLANG");
+    build_info();
 
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         fail(
@@ -105,4 +107,21 @@ fn main() {
     if let Err(e) = std::fs::write(out.join("c_layouts.rs"), layouts) {
         fail(&format!("writing c_layouts.rs: {e}"));
     }
+}
+
+/// What `sluice_build_info` reports beside the version: the compiler's
+/// version (cargo reruns build scripts when the compiler changes) and the
+/// target triple.
+fn build_info() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=SLUICE_RUSTC_VERSION={version}");
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=SLUICE_TARGET={target}");
 }

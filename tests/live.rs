@@ -934,8 +934,17 @@ fn denied_flow_is_blocked_counted_and_explained() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no hits line with {needle}: {m}"))
     };
-    assert!(hit("policy=\"default/web-in\",rule=\"0\"") >= 1, "{m}");
-    assert!(hit("end_of_tier") >= 1, "{m}");
+    assert!(
+        hit("kind=\"rule\",tier=\"default\",policy=\"default/web-in\",rule=\"0\"") >= 1,
+        "{m}"
+    );
+    // Every sample carries the same labels: "" where one does not apply.
+    assert!(
+        hit("kind=\"end_of_tier\",tier=\"default\",policy=\"\",rule=\"\"") >= 1,
+        "{m}"
+    );
+    assert!(m.contains("# TYPE sluice_batch_seconds histogram"), "{m}");
+    assert!(m.trim_end().ends_with("# EOF"), "{m}");
     assert!(m.contains("sluice_drops_total"), "{m}");
 
     let (code, r, err) = s.stop();

@@ -1,5 +1,5 @@
 //! The running engine's control plane: the control socket and metrics
-//! ([`socket`], [`metrics`]), `explain`, `trace` and `capture` ([`tap`]),
+//! ([`socket`], [`metrics`], [`process_metrics`]), `explain`, `trace` and `capture` ([`tap`]),
 //! the runtime that applies a new desired state (reload: load, diff,
 //! build, swap), and [`ports`]: the numbers of ports that come and go
 //! while running.
@@ -8,6 +8,7 @@ pub mod ctfilter;
 pub mod explain;
 pub mod metrics;
 pub mod ports;
+pub mod process_metrics;
 pub mod runtime;
 pub mod socket;
 pub mod tap;

@@ -971,26 +971,12 @@ impl Runtime {
             .into_iter()
             .enumerate()
             .zip(hits)
-            .map(|((i, s), h)| {
-                let mut counters = s.counters;
-                counters.policy_hits = h;
+            .map(|((i, mut stats), h)| {
+                stats.counters.policy_hits = h;
                 WorkerView {
                     id: i,
                     core: self.cfg.workers.cores.get(i).copied().unwrap_or(0),
-                    counters,
-                    io: vec![
-                        ("rx", s.rx),
-                        ("tx", s.tx),
-                        ("batches", s.batches),
-                        ("tx_ring_full", s.tx_ring_full),
-                        ("kernel_unreachable", s.kernel_unreachable),
-                        ("kernel_sent", s.kernel_sent),
-                        ("kernel_send_failed", s.kernel_send_failed),
-                        ("table_swaps", s.table_swaps),
-                        ("tx_no_socket", s.tx_no_socket),
-                        ("sockets_gone", s.sockets_gone),
-                        ("frames_reclaimed", s.frames_reclaimed),
-                    ],
+                    stats,
                 }
             })
             .collect();
@@ -1003,15 +989,15 @@ impl Runtime {
             .iter()
             .map(|(k, v)| (k.name().to_string(), *v))
             .collect();
-        metrics::render(&metrics::View {
-            ports: &names,
-            workers: &workers,
-            classifier: &self.tables.policy,
+        metrics::render(metrics::View {
+            ports: names,
+            workers,
+            classifier: self.tables.policy.clone(),
             conntrack_entries: self.live_entries(engine.now()),
             conntrack_capacity: self.ct.capacity(),
             conntrack_evicted_unassured: self.ct.evicted_unassured(),
             conntrack_refused_full: self.ct.refused_full(),
-            xdp: &xdp,
+            xdp,
             reloads: self.reloads,
             port_events: [
                 ("added", self.port_events.added),

@@ -214,8 +214,8 @@ pub fn request_stream(
     Ok((v, r))
 }
 
-/// Serves `GET /metrics` (Prometheus text) on `addr`, rendering with
-/// `render` per scrape.
+/// Serves `GET /metrics` (OpenMetrics text, [`super::metrics::CONTENT_TYPE`])
+/// on `addr`, rendering with `render` per scrape.
 pub fn serve_metrics<F>(addr: std::net::SocketAddr, render: F) -> Result<Server, ControlError>
 where
     F: Fn() -> String + Send + Sync + 'static,
@@ -240,7 +240,7 @@ where
                 let ok =
                     *req.method() == tiny_http::Method::Get && matches!(path, "/metrics" | "/");
                 let (code, body, ctype) = if ok {
-                    (200, render(), "text/plain; version=0.0.4; charset=utf-8")
+                    (200, render(), super::metrics::CONTENT_TYPE)
                 } else {
                     (
                         404,
@@ -301,6 +301,11 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        let ctype = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap_or_else(|| panic!("no Content-Type: {out}"));
+        assert_eq!(ctype, super::super::metrics::CONTENT_TYPE);
         assert!(out.ends_with("sluice_up 1\n"));
     }
 
@@ -347,7 +352,7 @@ mod tests {
             "ctl took {ctl_took:?}"
         );
         assert!(
-            scrape_took < Duration::from_millis(100),
+            scrape_took < Duration::from_millis(50),
             "scrape took {scrape_took:?}"
         );
         drop((idle_ctl, idle_http));

@@ -51,5 +51,5 @@ pub use engine::{install_panic_hook, LiveEngine, LiveReport};
 pub use plan::{
     assign_queues, check_mtus, plan_port, plan_ports, LiveError, LiveOptions, PortPlan,
 };
-pub use stats::{StatsSnapshot, WorkerReport, WorkerStats};
+pub use stats::{BatchTimes, StatsSnapshot, WorkerReport, WorkerStats, BATCH_BUCKETS};
 pub use worker::WorkerCommand;

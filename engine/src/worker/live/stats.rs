@@ -43,6 +43,10 @@ pub struct WorkerStats {
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
     pub via_kernel: AtomicU64,
+    /// Time of `Pipeline::process` per batch: a count per bucket of
+    /// [`BatchTimes`] (not cumulative) and the sum in nanoseconds.
+    pub batch_buckets: [AtomicU64; BATCH_BUCKETS],
+    pub batch_ns: AtomicU64,
     /// Hits per policy decision of the tables they belong to, copied by the
     /// worker every `HITS_EVERY` batches and when idle, with `try_lock`
     /// (a worker never waits for a reader).
@@ -51,6 +55,61 @@ pub struct WorkerStats {
 
 /// How often (in batches) a busy worker copies its policy hit counters.
 pub(super) const HITS_EVERY: u64 = 64;
+
+/// Buckets of the batch-time histogram: upper bounds 1 µs doubling to
+/// 8.192 ms, then one for anything longer.
+pub const BATCH_BUCKETS: usize = 15;
+
+/// A histogram of the time `Pipeline::process` took per batch. Doubling
+/// bounds keep the relative resolution constant over four decades (a
+/// batch of one frame, a full batch, a batch that met cold tables or a
+/// preempted thread) and find a bucket with one `leading_zeros`, no search.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// Batches per bucket (not cumulative); the last is `+Inf`.
+    pub counts: [u64; BATCH_BUCKETS],
+    /// Total time, nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl BatchTimes {
+    /// Upper bound of bucket `i` in nanoseconds (`None`: `+Inf`).
+    pub fn bound_ns(i: usize) -> Option<u64> {
+        (i + 1 < BATCH_BUCKETS).then(|| 1000 << i)
+    }
+
+    /// Counts one batch that took `ns` nanoseconds.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        // Bucket i holds (1000 << (i-1), 1000 << i] ns: the whole
+        // microseconds rounded up, then the bit length of one less.
+        let us = ns.div_ceil(1000);
+        let i = (u64::BITS - us.saturating_sub(1).leading_zeros()) as usize;
+        if let Some(c) = self.counts.get_mut(i.min(BATCH_BUCKETS - 1)) {
+            *c += 1;
+        }
+        self.sum_ns += ns;
+    }
+
+    /// Batches counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    fn add(&mut self, o: &BatchTimes) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a += b;
+        }
+        self.sum_ns += o.sum_ns;
+    }
+
+    fn sub(&mut self, o: &BatchTimes) {
+        for (a, b) in self.counts.iter_mut().zip(o.counts) {
+            *a = a.saturating_sub(b);
+        }
+        self.sum_ns = self.sum_ns.saturating_sub(o.sum_ns);
+    }
+}
 
 /// A plain copy of [`WorkerStats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,6 +127,7 @@ pub struct StatsSnapshot {
     pub tx_no_socket: u64,
     pub sockets_gone: u64,
     pub frames_reclaimed: u64,
+    pub batch_times: BatchTimes,
     /// The pipeline's counters.
     pub counters: Counters,
 }
@@ -88,6 +148,7 @@ impl StatsSnapshot {
         self.tx_no_socket += o.tx_no_socket;
         self.sockets_gone += o.sockets_gone;
         self.frames_reclaimed += o.frames_reclaimed;
+        self.batch_times.add(&o.batch_times);
         self.counters.add(&o.counters);
     }
 
@@ -108,6 +169,7 @@ impl StatsSnapshot {
         sub(&mut self.tx_no_socket, o.tx_no_socket);
         sub(&mut self.sockets_gone, o.sockets_gone);
         sub(&mut self.frames_reclaimed, o.frames_reclaimed);
+        self.batch_times.sub(&o.batch_times);
         self.counters.sub(&o.counters);
     }
 }
@@ -141,6 +203,8 @@ impl WorkerStats {
             policy_allowed: AtomicU64::new(0),
             policy_denied: AtomicU64::new(0),
             via_kernel: AtomicU64::new(0),
+            batch_buckets: zeros(),
+            batch_ns: AtomicU64::new(0),
             policy_hits: Mutex::new((None, Vec::new())),
         }
     }
@@ -166,6 +230,13 @@ impl WorkerStats {
         c.policy_allowed = l(&self.policy_allowed);
         c.policy_denied = l(&self.policy_denied);
         c.via_kernel = l(&self.via_kernel);
+        let mut batch_times = BatchTimes {
+            sum_ns: l(&self.batch_ns),
+            ..BatchTimes::default()
+        };
+        for (d, s) in batch_times.counts.iter_mut().zip(&self.batch_buckets) {
+            *d = l(s);
+        }
         StatsSnapshot {
             batches: l(&self.batches),
             rx: l(&self.rx),
@@ -180,6 +251,7 @@ impl WorkerStats {
             tx_no_socket: l(&self.tx_no_socket),
             sockets_gone: l(&self.sockets_gone),
             frames_reclaimed: l(&self.frames_reclaimed),
+            batch_times,
             counters: c,
         }
     }
@@ -201,6 +273,7 @@ pub(super) struct Local {
     pub(super) tx_no_socket: u64,
     pub(super) sockets_gone: u64,
     pub(super) frames_reclaimed: u64,
+    pub(super) batch_times: BatchTimes,
 }
 
 pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
@@ -218,6 +291,10 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.tx_no_socket, l.tx_no_socket);
     st(&s.sockets_gone, l.sockets_gone);
     st(&s.frames_reclaimed, l.frames_reclaimed);
+    for (a, v) in s.batch_buckets.iter().zip(l.batch_times.counts) {
+        st(a, v);
+    }
+    st(&s.batch_ns, l.batch_times.sum_ns);
     for (a, v) in s.actions.iter().zip(c.actions) {
         st(a, v);
     }
@@ -278,5 +355,53 @@ mod tests {
         t.add(&snap);
         t.add(&snap);
         assert_eq!(t.counters.packets, 8);
+    }
+
+    #[test]
+    fn batch_times_bucket_edges() {
+        let mut b = BatchTimes::default();
+        // (duration ns, bucket): a bound belongs to its own bucket.
+        let cases = [
+            (0, 0),
+            (1000, 0),
+            (1001, 1),
+            (2000, 1),
+            (2001, 2),
+            (8_192_000, 13),
+            (8_192_001, 14),
+            (u64::MAX / 2, 14),
+        ];
+        for (ns, want) in cases {
+            let mut one = BatchTimes::default();
+            one.record(ns);
+            assert_eq!(one.counts[want], 1, "{ns} ns in bucket {want}: {one:?}");
+            assert_eq!(one.count(), 1);
+            if let Some(hi) = BatchTimes::bound_ns(want) {
+                assert!(ns <= hi, "{ns} above bucket {want}'s bound {hi}");
+            }
+            if let Some(lo) = want.checked_sub(1).and_then(BatchTimes::bound_ns) {
+                assert!(ns > lo, "{ns} within bucket {}'s bound {lo}", want - 1);
+            }
+            b.record(ns);
+        }
+        assert_eq!(b.count(), cases.len() as u64);
+        assert_eq!(BatchTimes::bound_ns(0), Some(1000));
+        assert_eq!(BatchTimes::bound_ns(13), Some(8_192_000));
+        assert_eq!(BatchTimes::bound_ns(14), None);
+        let mut t = b;
+        t.sub(&b);
+        assert_eq!(t, BatchTimes::default());
+    }
+
+    #[test]
+    fn batch_times_are_published() {
+        let s = WorkerStats::new(0, 1);
+        let mut l = Local::default();
+        l.batch_times.record(1500);
+        l.batch_times.record(20_000);
+        publish(&s, &l, &Counters::new(1));
+        let snap = s.snapshot();
+        assert_eq!(snap.batch_times, l.batch_times);
+        assert_eq!(snap.batch_times.sum_ns, 21_500);
     }
 }

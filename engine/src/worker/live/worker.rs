@@ -110,7 +110,6 @@ impl Worker {
         }
         local.rx += u64::from(n);
         local.batches += 1;
-        let now = self.epoch.elapsed().as_nanos() as u64;
         let mut actions = [Action::Kernel; MAX_BATCH];
         {
             let umem = &*io.umem;
@@ -121,7 +120,12 @@ impl Worker {
             }
             // A tap costs one branch per batch when off.
             let marks = self.tap.as_ref().map(|t| tap::before(t, &batch));
+            // Two clock reads per batch: the pipeline's time, and the end
+            // of the batch for the batch-time histogram.
+            let now = self.epoch.elapsed().as_nanos() as u64;
             self.pipeline.process(now, &mut batch);
+            let done = self.epoch.elapsed().as_nanos() as u64;
+            local.batch_times.record(done.saturating_sub(now));
             if let (Some(t), Some(m)) = (&self.tap, marks) {
                 tap::after(t, &self.pipeline, &batch, m, self.id, now);
             }
