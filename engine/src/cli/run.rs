@@ -159,11 +159,8 @@ fn start_servers(
         let tx = tx.clone();
         servers.push(socket::serve_metrics(addr, move || {
             let (rtx, rrx) = channel::bounded(1);
-            if tx.send(Request::Metrics(rtx)).is_err() {
-                return String::new();
-            }
-            rrx.recv_timeout(Duration::from_secs(10))
-                .unwrap_or_default()
+            tx.send(Request::Metrics(rtx)).ok()?;
+            rrx.recv_timeout(Duration::from_secs(10)).ok()
         })?);
     }
     Ok(servers)

@@ -218,7 +218,7 @@ pub fn request_stream(
 /// on `addr`, rendering with `render` per scrape.
 pub fn serve_metrics<F>(addr: std::net::SocketAddr, render: F) -> Result<Server, ControlError>
 where
-    F: Fn() -> String + Send + Sync + 'static,
+    F: Fn() -> Option<String> + Send + Sync + 'static,
 {
     let server = tiny_http::Server::http(addr).map_err(|e| ControlError::Metrics {
         addr: addr.to_string(),
@@ -239,14 +239,18 @@ where
                 let path = req.url().split('?').next().unwrap_or("");
                 let ok =
                     *req.method() == tiny_http::Method::Get && matches!(path, "/metrics" | "/");
-                let (code, body, ctype) = if ok {
-                    (200, render(), super::metrics::CONTENT_TYPE)
-                } else {
+                let (code, body, ctype) = if !ok {
                     (
                         404,
                         "not found: try GET /metrics\n".to_string(),
                         "text/plain",
                     )
+                } else if let Some(body) = render() {
+                    (200, body, super::metrics::CONTENT_TYPE)
+                } else {
+                    // The engine did not answer in time: no exposition
+                    // rather than an empty (invalid) one.
+                    (503, "sluice is not answering\n".to_string(), "text/plain")
                 };
                 let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());
                 let mut resp = tiny_http::Response::from_string(body).with_status_code(code);
@@ -291,7 +295,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let _srv = serve_metrics(addr, || "sluice_up 1\n".into()).unwrap();
+        let _srv = serve_metrics(addr, || Some("sluice_up 1\n".into())).unwrap();
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
@@ -319,7 +323,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         drop(l);
-        let _m = serve_metrics(addr, || "sluice_up 1\n".into()).unwrap();
+        let _m = serve_metrics(addr, || Some("sluice_up 1\n".into())).unwrap();
         let idle_ctl: Vec<UnixStream> = (0..10)
             .map(|_| UnixStream::connect(&path).unwrap())
             .collect();
