@@ -161,7 +161,7 @@ pub fn shim(a: ShimArgs) -> i32 {
                         io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
                             End::SluiceClosed
                         }
-                        _ => End::Failed(format!("writing to {}: {e}", "the Felix socket")),
+                        _ => End::Failed(format!("writing to the Felix socket: {e}")),
                     };
                 }
                 if let Some(r) = &mut recorder {
@@ -177,11 +177,25 @@ pub fn shim(a: ShimArgs) -> i32 {
             std::thread::Builder::new()
                 .name("shim-down".into())
                 .spawn(move || {
+                    // A plain read/write loop: `io::copy` splices a
+                    // socket into a pipe, which holds small messages back
+                    // until the socket closes.
                     let (mut down, mut to_felix) = (down, to_felix);
-                    let end = match io::copy(&mut down, &mut to_felix) {
-                        Ok(_) => End::SluiceClosed,
-                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => End::FelixClosed,
-                        Err(e) => End::Failed(format!("relaying to fd 4: {e}")),
+                    let mut buf = vec![0u8; 64 << 10];
+                    let end = loop {
+                        let n = match down.read(&mut buf) {
+                            Ok(0) => break End::SluiceClosed,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => break End::Failed(format!("reading the Felix socket: {e}")),
+                        };
+                        match to_felix.write_all(&buf[..n]) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                                break End::FelixClosed
+                            }
+                            Err(e) => break End::Failed(format!("writing fd 4: {e}")),
+                        }
                     };
                     let _ = tx2.send(end);
                 })
