@@ -152,7 +152,15 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     }
     match UnixListener::bind(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            // A socket file nobody answers on is left from a previous run.
+            // A socket file nobody answers on is left from a previous run;
+            // anything else there is not sluice's to remove.
+            use std::os::unix::fs::FileTypeExt;
+            if !std::fs::symlink_metadata(path)?.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way",
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -520,6 +528,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-felix-{}", std::process::id()));
         let path = dir.join("felix.sock");
         let (tx, rx) = channel::unbounded();
+        // A regular file in the way is refused, not removed.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, b"not a socket").unwrap();
+        let (t2, _) = channel::unbounded();
+        let e = Listener::start(Options::new(path.clone(), 1 << 20), t2).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        std::fs::remove_file(&path).unwrap();
         let _l = Listener::start(Options::new(path.clone(), 1 << 20), tx).unwrap();
         let mut a = UnixStream::connect(&path).unwrap();
         let Event::Connected { session: 1, out } = next(&rx) else {
