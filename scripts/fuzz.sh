@@ -11,7 +11,7 @@ secs=${1:-8}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(parse_pipeline stateful_pipeline pcap_reader config policy)
+  targets=(parse_pipeline stateful_pipeline pcap_reader config policy felix_stream)
 fi
 if ! rustup toolchain list | grep -q '^nightly'; then
   rustup toolchain install nightly --profile minimal || {

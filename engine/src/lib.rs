@@ -45,9 +45,10 @@
 //!    XDP program's map contents.
 //! 7. [`worker`]: threads driving pipelines: live AF_XDP workers and pcap
 //!    replay, each started from a desired state.
-//! 8. [`sources`]: what produces a desired state: the YAML config today
-//!    (the only code below the CLI that knows its schema); the kernel and
-//!    Felix sessions next, each a module here.
+//! 8. [`sources`]: what produces a desired state: the YAML config (the
+//!    only code below the CLI that knows its schema), the kernel mirror,
+//!    and a Felix session (the external data-plane driver protocol), each
+//!    a module here.
 //! 9. [`control`]: the running engine's control plane: the control socket,
 //!    metrics, `explain`, reload (load, diff, build, swap).
 //! 10. [`cli`]: the `sluice` subcommands, called by `main.rs`.

@@ -69,6 +69,10 @@ pub enum CtlCommand {
     /// The kernel mirror: what it follows and took, what it left out,
     /// updates and how long they took to reach the workers.
     Kernel,
+    /// The Felix session: connected since, in sync, what the model holds,
+    /// the last update and how long it took, what is not applied yet,
+    /// sessions and why the last one ended.
+    Felix,
     /// Reload the config and policy (the running one stays if it is bad).
     Reload {
         /// Config file (default: `--config` if given, else the one `run`
@@ -484,6 +488,7 @@ pub fn ctl(a: CtlArgs) -> i32 {
         CtlCommand::Services => json!({"cmd": "services"}),
         CtlCommand::Routes => json!({"cmd": "routes"}),
         CtlCommand::Kernel => json!({"cmd": "kernel"}),
+        CtlCommand::Felix => json!({"cmd": "felix"}),
         CtlCommand::Reload { file } => match file.as_ref().or(a.config.as_ref()) {
             // Relative to where ctl runs, not where sluice runs.
             Some(f) => match std::fs::canonicalize(f) {

@@ -16,6 +16,7 @@ use crate::worker::replay::{self, Input, ReplayOptions};
 pub mod ctl;
 pub mod demo;
 pub mod run;
+pub mod shim;
 pub mod table;
 
 /// sluice: a userspace packet-processing engine.
@@ -41,6 +42,9 @@ pub enum Command {
     Policy(PolicyCommand),
     /// Talk to a running `sluice run` over its control socket.
     Ctl(ctl::CtlArgs),
+    /// The data-plane driver Felix starts: relays its pipes (fd 3 in, fd 4
+    /// out) to `sluice run`'s Felix socket.
+    FelixShim(shim::ShimArgs),
 }
 
 /// `sluice replay`.
@@ -107,6 +111,7 @@ pub fn main(cli: Cli) -> i32 {
         Command::Policy(p) => policy_cmd(p),
         Command::Ctl(a) => ctl::ctl(a),
         Command::Demo(a) => demo::demo(a),
+        Command::FelixShim(a) => shim::shim(a),
     }
 }
 

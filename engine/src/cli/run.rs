@@ -17,6 +17,7 @@ use clap::Args;
 
 use crossbeam::channel::{self, Sender};
 
+use crate::control::felix::FelixRecord;
 use crate::control::runtime::{KernelMirror, Runtime};
 use crate::control::socket;
 use crate::control::tap::TapSession;
@@ -24,7 +25,7 @@ use crate::io::bpf::NatPorts;
 use crate::io::sys;
 use crate::pipeline::{DropReason, Pipeline};
 use crate::sources::config::Config;
-use crate::sources::kernel;
+use crate::sources::{felix, kernel};
 use crate::state::build;
 use crate::tables::conntrack::Conntrack;
 use crate::worker::live::{self, LiveEngine, LiveOptions, LiveReport};
@@ -307,6 +308,22 @@ pub fn run(a: RunArgs) -> i32 {
         view,
         ..KernelMirror::default()
     });
+    rt.felix = cfg
+        .felix
+        .as_ref()
+        .map(|f| FelixRecord::new(f.socket.clone(), f.max_frame));
+    // The Felix socket, when configured: sessions report to the main loop.
+    let (ftx, frx) = channel::unbounded::<felix::Event>();
+    let listener = match &cfg.felix {
+        Some(f) => {
+            let o = felix::Options::new(f.socket.clone(), f.max_frame);
+            match felix::Listener::start(o, ftx.clone()) {
+                Ok(l) => Some(l),
+                Err(e) => return fail(1, e),
+            }
+        }
+        None => None,
+    };
     if let Some(f) = &a.ready_file {
         if let Err(e) = std::fs::write(f, b"ready\n") {
             eprintln!("sluice: warning: --ready-file {}: {e}", f.display());
@@ -315,7 +332,7 @@ pub fn run(a: RunArgs) -> i32 {
 
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) && !engine.any_worker_finished() {
-        // Both senders stay alive here (`req_tx`, `ktx`), so neither
+        // The senders stay alive here (`req_tx`, `ktx`, `ftx`), so no
         // channel disconnects and the wait is a wait.
         channel::select! {
             recv(req_rx) -> r => match r {
@@ -334,9 +351,13 @@ pub fn run(a: RunArgs) -> i32 {
             recv(krx) -> u => if let Ok(u) = u {
                 rt.apply_kernel(&engine, u);
             },
+            recv(frx) -> e => if let Ok(e) = e {
+                rt.apply_felix(&engine, e);
+            },
             default(Duration::from_millis(20)) => {}
         }
         rt.tick(&mut engine);
+        rt.felix_tick();
         if hup.swap(false, Ordering::Relaxed) {
             match rt.reload(&mut engine, None) {
                 Ok(v) => eprintln!("sluice: SIGHUP: reloaded {}", v["config"]),
@@ -364,7 +385,8 @@ pub fn run(a: RunArgs) -> i32 {
     }
     drop(servers);
     drop(mirror);
-    drop((req_tx, ktx));
+    drop(listener);
+    drop((req_tx, ktx, ftx));
     let worker_died = !stop.load(Ordering::Relaxed);
     match engine.shutdown() {
         Ok(report) => {

@@ -23,12 +23,14 @@ use serde_json::{json, Value};
 
 use super::ctfilter::{expired, CtFilter};
 use super::explain::{self, Query};
+use super::felix::FelixRecord;
 use super::metrics::{self, WorkerView};
 use super::ports::{merge, AddedPort, PortChanges, PortNumbers};
 use super::tap::{TapRequest, TapSession};
 use crate::io::sys;
 use crate::pipeline::DropReason;
 use crate::sources::config::Config;
+use crate::sources::felix;
 use crate::sources::kernel::{self, KernelView, MergeReport, Update};
 use crate::state::{build, NodeState, StateDiff};
 use crate::tables::conntrack::Conntrack;
@@ -53,6 +55,9 @@ pub fn restart_only_changes(old: &Config, new: &Config, diff: &StateDiff) -> Vec
     }
     if d(&old.control) != d(&new.control) {
         out.push("control");
+    }
+    if d(&old.felix) != d(&new.felix) {
+        out.push("felix");
     }
     out
 }
@@ -202,6 +207,8 @@ pub struct Runtime {
     /// The running trace or capture (its id), and the last id given.
     pub tap: Option<u64>,
     pub tap_ids: u64,
+    /// The Felix socket's record, when the config has a `felix` section.
+    pub felix: Option<FelixRecord>,
 }
 
 /// The kernel mirror as the control thread keeps it.
@@ -247,6 +254,14 @@ fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapsh
     (per, t)
 }
 
+/// `s` with the last Felix model's contribution, if there is one.
+fn with_felix(f: &Option<FelixRecord>, s: NodeState) -> NodeState {
+    match f {
+        Some(f) => f.overlay(&s),
+        None => s,
+    }
+}
+
 impl Runtime {
     /// The control state of an engine started from `cfg` (ports numbered
     /// in the config's order, `macs` by number).
@@ -276,6 +291,7 @@ impl Runtime {
             kernel: None,
             tap: None,
             tap_ids: 0,
+            felix: None,
         }
     }
 
@@ -307,12 +323,115 @@ impl Runtime {
 
     /// The running desired state, ports at their numbers: the config's
     /// (and `ctl port`'s), with the kernel's merged in when the mirror
-    /// runs.
+    /// runs and the Felix model's added.
     pub fn state(&self) -> NodeState {
+        with_felix(&self.felix, self.base_state())
+    }
+
+    /// The config's state (ports at their numbers) with the kernel's merged
+    /// in: what a Felix model adds to.
+    fn base_state(&self) -> NodeState {
         let s = self.numbers.place(&self.cfg.state());
         match &self.kernel {
             Some(k) => kernel::merge(&s, &k.view).0,
             None => s,
+        }
+    }
+
+    /// Builds `new`'s tables (the compiled policy reused) and swaps them
+    /// in, syncing the XDP maps when needed; false when nothing differs
+    /// from `old`. Refuses what needs a restart.
+    fn swap_state(
+        &mut self,
+        engine: &LiveEngine,
+        old: &NodeState,
+        new: &NodeState,
+    ) -> Result<bool, String> {
+        let d = StateDiff::between(old, new);
+        if d.is_empty() {
+            return Ok(false);
+        }
+        let r = d.restart_only();
+        if !r.is_empty() {
+            return Err(format!(
+                "{} would change; these need a restart",
+                r.join(", ")
+            ));
+        }
+        let t = build::tables_with_policy(new, &self.macs, self.tables.policy.clone())
+            .map_err(|e| e.to_string())?;
+        if d.rebuild().xdp_maps {
+            let mut maps = engine.maps().lock().map_err(|_| "XDP maps lock poisoned")?;
+            maps.sync(&build::xdp_contents(new))
+                .map_err(|e| e.to_string())?;
+        }
+        let t = Arc::new(t);
+        engine.set_tables(t.clone());
+        self.tables = t;
+        Ok(true)
+    }
+
+    /// Takes an event of the Felix socket: a session connected or ended
+    /// (recorded), or a model to apply — the running state plus what the
+    /// model adds ([`felix::to_state`]), built aside and swapped in like a
+    /// kernel update, what it cannot apply yet reported (`ctl felix`, the
+    /// log). A state that cannot be built leaves the running tables,
+    /// counted. The snapshot at `InSync` is answered at once with a
+    /// `ProcessStatusUpdate`.
+    pub fn apply_felix(&mut self, engine: &LiveEngine, ev: felix::Event) {
+        let uptime = self.started.elapsed();
+        let old = self.state();
+        let base = self.base_state();
+        let Some(f) = self.felix.as_mut() else {
+            return;
+        };
+        let u = match ev {
+            felix::Event::Connected { session, out } => return f.connected(session, out),
+            felix::Event::Ended {
+                session,
+                reason,
+                error,
+                stats,
+            } => return f.ended(session, reason, error, stats),
+            felix::Event::Update(u) => u,
+        };
+        if !f.take_update(&u) {
+            return;
+        }
+        let (new, rep) = felix::to_state(&u.model, &base);
+        f.reported(rep);
+        let t0 = Instant::now();
+        let r = self.swap_state(engine, &old, &new);
+        let Some(f) = self.felix.as_mut() else {
+            return;
+        };
+        match r {
+            Ok(_) => {
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                f.last_apply_ms = Some(ms);
+                f.max_apply_ms = f.max_apply_ms.max(ms);
+                f.last_latency_ms = Some(u.first.elapsed().as_secs_f64() * 1e3);
+            }
+            Err(e) => {
+                f.failed += 1;
+                eprintln!(
+                    "sluice: felix: update from session {} not applied: {e}",
+                    u.session
+                );
+                f.last_error = Some(e);
+            }
+        }
+        if u.initial {
+            f.status_tick(uptime, true);
+        }
+    }
+
+    /// Periodic work for the Felix session (`ProcessStatusUpdate` every
+    /// 10 s); called from the main loop.
+    pub fn felix_tick(&mut self) {
+        let uptime = self.started.elapsed();
+        if let Some(f) = self.felix.as_mut() {
+            f.status_tick(uptime, false);
         }
     }
 
@@ -325,13 +444,14 @@ impl Runtime {
         let Some(k) = self.kernel.as_mut() else {
             return;
         };
-        let (old, _) = kernel::merge(&base, &k.view);
+        let old = with_felix(&self.felix, kernel::merge(&base, &k.view).0);
         k.view = u.view;
         k.updates += 1;
         k.events += u.events;
         k.malformed = u.malformed;
         k.resyncs = u.resyncs;
         let (new, rep) = kernel::merge(&base, &k.view);
+        let new = with_felix(&self.felix, new);
         k.report = rep;
         let d = StateDiff::between(&old, &new);
         if d.is_empty() {
@@ -489,6 +609,14 @@ impl Runtime {
             Ok(v) => {
                 self.config_path = path;
                 self.reloads.0 += 1;
+                // The file's tables hold no Felix routes: add them back.
+                if self.felix.as_ref().is_some_and(|f| f.model.is_some()) {
+                    let base = self.base_state();
+                    let new = self.state();
+                    if let Err(e) = self.swap_state(engine, &base, &new) {
+                        eprintln!("sluice: felix: after the reload: {e}");
+                    }
+                }
                 let mut out = json!({
                     "ok": true,
                     "config": self.config_path.display().to_string(),
@@ -656,6 +784,10 @@ impl Runtime {
             "services" => Ok(self.services()),
             "routes" => Ok(self.routes()),
             "kernel" => Ok(self.kernel_status()),
+            "felix" => Ok(self
+                .felix
+                .as_ref()
+                .map_or_else(|| json!({"enabled": false}), FelixRecord::status)),
             "reload" => {
                 let p = req.get("config").and_then(Value::as_str).map(PathBuf::from);
                 self.reload(engine, p.as_deref())
@@ -669,7 +801,7 @@ impl Runtime {
             },
             "" => Err("request has no \"cmd\"".to_string()),
             other => Err(format!(
-                "unknown command {other:?} (stats, conntrack, services, routes, kernel, reload, explain, port)"
+                "unknown command {other:?} (stats, conntrack, services, routes, kernel, felix, reload, explain, port)"
             )),
         };
         match r {

@@ -435,6 +435,40 @@ pub fn mount_bpffs(path: &Path) -> Result<(), SysError> {
     .map(|_| ())
 }
 
+// ---------------------------------------------------------------------------
+// Inherited descriptors.
+
+/// Takes ownership of descriptor `fd` inherited from the parent process
+/// (Felix starts its data-plane driver with pipes on 3 and 4), after
+/// checking it is open, and marks it close-on-exec. Each descriptor
+/// (0..64) is handed out at most once per process.
+pub fn inherited_fd(fd: i32) -> Result<OwnedFd, SysError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TAKEN: AtomicU64 = AtomicU64::new(0);
+    let refuse = |msg: &str| SysError {
+        call: "inherited descriptor",
+        source: io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd}: {msg}")),
+    };
+    let bit = u32::try_from(fd)
+        .ok()
+        .and_then(|b| 1u64.checked_shl(b))
+        .ok_or_else(|| refuse("not in 0..64"))?;
+    if TAKEN.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+        return Err(refuse("already taken"));
+    }
+    // SAFETY: fcntl(F_GETFD) takes no pointers; it fails (EBADF) if `fd`
+    // is not open.
+    let flags = check("fcntl(F_GETFD)", unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above, F_SETFD takes an integer.
+    check("fcntl(F_SETFD)", unsafe {
+        libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC)
+    })?;
+    // SAFETY: `fd` is open (checked above); nothing in this process
+    // opened it (it was inherited) and the guard above hands it out once,
+    // so the returned owner is its only one.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

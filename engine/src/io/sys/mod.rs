@@ -5,7 +5,8 @@
 //! - [`abi`]: the kernel ABI mirrors, plain `#[repr(C)]` structs and
 //!   constants whose layouts and values a test checks against the C headers.
 //! - [`calls`]: the calls that use them (sockets and their options, ring
-//!   wakeups, `poll`, BPF test runs, interfaces, namespaces, bpffs).
+//!   wakeups, `poll`, BPF test runs, interfaces, namespaces, bpffs,
+//!   inherited descriptors).
 //! - [`mmap`]: owned memory mappings (UMEM, rings, mmapable BPF maps).
 //! - [`error`]: [`SysError`], the one error every call returns.
 //!
@@ -21,8 +22,8 @@ pub mod mmap;
 pub use abi::*;
 pub use calls::{
     bind_xdp, bpf_xdp_test_run, bpf_xdp_test_run_with, enter_netns, fs_magic, getsockopt,
-    if_nametoindex, interface_mac, interface_mtu, interface_rx_queues, kick_rx, kick_tx,
-    mount_bpffs, setsockopt, xsk_socket, Kick, PollSet,
+    if_nametoindex, inherited_fd, interface_mac, interface_mtu, interface_rx_queues, kick_rx,
+    kick_tx, mount_bpffs, setsockopt, xsk_socket, Kick, PollSet,
 };
 pub use error::SysError;
 pub use mmap::{page_size, Mmap};

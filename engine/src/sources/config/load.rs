@@ -197,6 +197,14 @@ impl Config {
         if self.conntrack.max_entries == 0 {
             return Err(self.err("conntrack.max_entries", "must be at least 1"));
         }
+        if let Some(f) = &self.felix {
+            if f.socket.as_os_str().is_empty() {
+                return Err(self.err("felix.socket", "must not be empty"));
+            }
+            if f.max_frame < 1024 {
+                return Err(self.err("felix.max_frame", "must be at least 1024 bytes"));
+            }
+        }
         Ok(())
     }
 

@@ -505,6 +505,26 @@ pub struct KernelConfig {
     pub unresolved: Option<Unresolved>,
 }
 
+/// The Felix socket (`sluice run` only; off when the section is absent):
+/// `sluice felix-shim`, the driver Felix starts, connects here (see README
+/// "Running under Felix").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FelixConfig {
+    #[serde(default = "default_felix_socket")]
+    pub socket: PathBuf,
+    /// The longest message accepted, bytes; a longer one ends the session.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: u64,
+}
+/// Where `sluice run` listens for Felix and `felix-shim` connects by default.
+pub fn default_felix_socket() -> PathBuf {
+    PathBuf::from("/run/sluice/felix.sock")
+}
+fn default_max_frame() -> u64 {
+    crate::sources::felix::DEFAULT_MAX_FRAME
+}
+
 /// The whole config.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -532,6 +552,8 @@ pub struct Config {
     pub xdp: XdpConfig,
     #[serde(default)]
     pub kernel: KernelConfig,
+    #[serde(default)]
+    pub felix: Option<FelixConfig>,
     /// Directory of the config file; relative policy paths resolve from it.
     #[serde(skip)]
     pub base_dir: PathBuf,

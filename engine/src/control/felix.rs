@@ -1,0 +1,269 @@
+//! The control thread's record of the Felix socket: the current session,
+//! the last model applied and what it changed, what it could not apply,
+//! and why sessions ended (`sluice ctl felix`, `shared/spec/felix.md`
+//! section 4). The runtime feeds it [`Event`]s and asks it for the state
+//! to run ([`FelixRecord::overlay`]).
+//!
+//! The last model applied outlives its session: when Felix restarts, the
+//! engine keeps forwarding on what it was told until the next session's
+//! `InSync` replaces it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::sources::felix::proto::{from_dataplane, ProcessStatusUpdate};
+use crate::sources::felix::session::iso8601;
+use crate::sources::felix::{self, FelixModel, Outbox, Report, Stats};
+use crate::state::NodeState;
+
+/// How often `ProcessStatusUpdate` goes back to Felix (Felix's own data
+/// plane reports every 10 s: `StatusReportingInterval`).
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The session connected now.
+#[derive(Debug)]
+pub struct Session {
+    pub id: u64,
+    pub since: SystemTime,
+    pub out: Outbox,
+    pub in_sync: bool,
+    pub stats: Stats,
+    /// When the last `ProcessStatusUpdate` was queued.
+    pub status_at: Option<Instant>,
+    pub status_sent: u64,
+}
+
+/// How a session ended.
+#[derive(Clone, Debug)]
+pub struct Ending {
+    pub id: u64,
+    pub at: SystemTime,
+    pub reason: String,
+    pub error: bool,
+    pub stats: Stats,
+}
+
+/// The record (see the module docs).
+#[derive(Debug)]
+pub struct FelixRecord {
+    pub socket: PathBuf,
+    pub max_frame: u64,
+    /// Sessions accepted so far.
+    pub sessions: u64,
+    pub current: Option<Session>,
+    pub last_end: Option<Ending>,
+    /// Sessions that ended with an error.
+    pub failed_sessions: u64,
+    /// The last model applied (from an `InSync` on) and the session it
+    /// came from.
+    pub model: Option<(u64, FelixModel)>,
+    pub report: Report,
+    /// Updates applied; those whose state could not be built.
+    pub updates: u64,
+    pub failed: u64,
+    pub last_error: Option<String>,
+    pub last_update: Option<SystemTime>,
+    /// Building and swapping the last update's tables, ms; from its first
+    /// message read to the swap, ms.
+    pub last_apply_ms: Option<f64>,
+    pub last_latency_ms: Option<f64>,
+    pub max_apply_ms: f64,
+    /// Unknown message types over all sessions.
+    pub unknown_total: u64,
+    /// The features reported unsupported so far (each logged once).
+    pub unsupported_seen: BTreeSet<&'static str>,
+}
+
+fn log(msg: &str) {
+    tracing::warn!("{msg}");
+    eprintln!("sluice: felix: {msg}");
+}
+
+impl FelixRecord {
+    pub fn new(socket: PathBuf, max_frame: u64) -> FelixRecord {
+        FelixRecord {
+            socket,
+            max_frame,
+            sessions: 0,
+            current: None,
+            last_end: None,
+            failed_sessions: 0,
+            model: None,
+            report: Report::default(),
+            updates: 0,
+            failed: 0,
+            last_error: None,
+            last_update: None,
+            last_apply_ms: None,
+            last_latency_ms: None,
+            max_apply_ms: 0.0,
+            unknown_total: 0,
+            unsupported_seen: BTreeSet::new(),
+        }
+    }
+
+    /// A session connected.
+    pub fn connected(&mut self, id: u64, out: Outbox) {
+        self.sessions += 1;
+        eprintln!("sluice: felix: session {id} connected");
+        self.current = Some(Session {
+            id,
+            since: SystemTime::now(),
+            out,
+            in_sync: false,
+            stats: Stats::default(),
+            status_at: None,
+            status_sent: 0,
+        });
+    }
+
+    /// A session ended (it may already have been replaced).
+    pub fn ended(&mut self, id: u64, reason: String, error: bool, stats: Stats) {
+        self.unknown_total += stats.unknown;
+        if error {
+            self.failed_sessions += 1;
+            log(&format!("session {id} ended: {reason}"));
+        } else {
+            eprintln!("sluice: felix: session {id} ended: {reason}");
+        }
+        if self.current.as_ref().is_some_and(|c| c.id == id) {
+            self.current = None;
+        }
+        self.last_end = Some(Ending {
+            id,
+            at: SystemTime::now(),
+            reason,
+            error,
+            stats,
+        });
+    }
+
+    /// `base` with the last model's contribution.
+    pub fn overlay(&self, base: &NodeState) -> NodeState {
+        match &self.model {
+            Some((_, m)) => felix::to_state(m, base).0,
+            None => base.clone(),
+        }
+    }
+
+    /// Takes a model update (from the current session) in; false if it is
+    /// from a session already replaced.
+    pub fn take_update(&mut self, u: &felix::Update) -> bool {
+        let Some(c) = self.current.as_mut().filter(|c| c.id == u.session) else {
+            return false;
+        };
+        c.in_sync = true;
+        c.stats = u.stats.clone();
+        self.model = Some((u.session, u.model.clone()));
+        self.updates += 1;
+        self.last_update = Some(SystemTime::now());
+        true
+    }
+
+    /// Records the report of the state just applied, logging each kind of
+    /// unsupported thing the first time it appears.
+    pub fn reported(&mut self, rep: Report) {
+        for (feature, what) in &rep.unsupported {
+            if self.unsupported_seen.insert(feature) {
+                log(&format!("not applied ({feature}): {what}"));
+            }
+        }
+        self.report = rep;
+    }
+
+    /// Queues a `ProcessStatusUpdate` when one is due (every
+    /// [`STATUS_INTERVAL`] once in sync; `now` forces one).
+    pub fn status_tick(&mut self, uptime: Duration, force: bool) {
+        let Some(c) = self.current.as_mut().filter(|c| c.in_sync) else {
+            return;
+        };
+        if !force && c.status_at.is_some_and(|t| t.elapsed() < STATUS_INTERVAL) {
+            return;
+        }
+        c.status_at = Some(Instant::now());
+        let p = from_dataplane::Payload::ProcessStatusUpdate(ProcessStatusUpdate {
+            iso_timestamp: iso8601(SystemTime::now()),
+            uptime: uptime.as_secs_f64(),
+        });
+        if c.out.send(p) {
+            c.status_sent += 1;
+        }
+    }
+
+    /// `sluice ctl felix`.
+    pub fn status(&self) -> Value {
+        let ago = |t: SystemTime| t.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let session = self.current.as_ref().map(|c| {
+            let by_type: serde_json::Map<String, Value> = c
+                .stats
+                .by_type
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).into()))
+                .collect();
+            json!({
+                "id": c.id,
+                "connected_since": iso8601(c.since),
+                "connected_s": ago(c.since),
+                "in_sync": c.in_sync,
+                "messages": c.stats.messages,
+                "bytes": c.stats.bytes,
+                "by_type": by_type,
+                "unknown_messages": c.stats.unknown,
+                "ignored_removes": c.stats.ignored_removes,
+                "status_sent": c.status_sent,
+                "status_dropped": c.out.dropped(),
+            })
+        });
+        let counts = self.model.as_ref().map(|(id, m)| {
+            json!({
+                "session": id,
+                "ip_sets": m.ip_sets.len(),
+                "ip_set_members": m.ip_set_members(),
+                "policies": m.policies.len(),
+                "profiles": m.profiles.len(),
+                "workload_endpoints": m.workload_endpoints.len(),
+                "host_endpoints": m.host_endpoints.len(),
+                "routes": m.routes.len(),
+                "pools": m.pools.len(),
+                "services": m.services.len(),
+            })
+        });
+        let unsupported: Vec<Value> = self
+            .report
+            .unsupported
+            .iter()
+            .map(|(f, w)| json!({"feature": f, "detail": w}))
+            .collect();
+        let current_unknown = self.current.as_ref().map_or(0, |c| c.stats.unknown);
+        json!({
+            "enabled": true,
+            "socket": self.socket.display().to_string(),
+            "max_frame": self.max_frame,
+            "connected": self.current.is_some(),
+            "in_sync": self.current.as_ref().is_some_and(|c| c.in_sync),
+            "session": session,
+            "model": counts,
+            "applied": {"routes": self.report.routes, "neighbors": self.report.neighbors,
+                        "masquerade": self.report.masquerade,
+                        "routes_overridden": self.report.routes_overridden},
+            "unsupported": unsupported,
+            "updates": self.updates,
+            "failed": self.failed,
+            "last_error": self.last_error,
+            "last_update": self.last_update.map(iso8601),
+            "last_update_ago_s": self.last_update.map(ago),
+            "last_apply_ms": self.last_apply_ms,
+            "last_latency_ms": self.last_latency_ms,
+            "max_apply_ms": self.max_apply_ms,
+            "unknown_messages": self.unknown_total + current_unknown,
+            "sessions": self.sessions,
+            "failed_sessions": self.failed_sessions,
+            "last_end": self.last_end.as_ref().map(|e| json!({
+                "session": e.id, "at": iso8601(e.at), "reason": e.reason, "error": e.error,
+                "messages": e.stats.messages})),
+        })
+    }
+}
