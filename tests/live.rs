@@ -1545,3 +1545,138 @@ fn conntrack_filter_delete_flush() {
     assert_eq!(code, 0, "{err}");
     assert_no_leak(&r);
 }
+
+/// What a too-big packet's ICMP error says, as the client receives it:
+/// the outer header and ICMP fields with the IPv4 identification, the
+/// header checksum and the IPv6 flow label masked (Linux draws those at
+/// random), whether the quote is the start of the packet the client sent,
+/// and whether the checksums verify.
+fn too_big_reply(t: &mut Topo, v6: bool) -> (Vec<u8>, bool) {
+    let pcap = t.dir().join(if v6 { "icmp6.pcap" } else { "icmp4.pcap" });
+    let filter = if v6 {
+        "icmp6 and ip6[40] <= 128"
+    } else {
+        "icmp"
+    };
+    let dump = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &t.client, "tcpdump", "-i", "c0", "-U", "-c", "2", "-w",
+        ])
+        .arg(&pcap)
+        .arg(filter)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // tcpdump says "listening on" once its socket is open.
+    let mut dump = dump;
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut r = std::io::BufReader::new(dump.stderr.take().unwrap());
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "tcpdump: {line}");
+    }
+    let dst = if v6 { "fd77:2::2" } else { SERVER_IP };
+    let mut ping = vec!["ip", "netns", "exec", &t.client, "ping"];
+    if v6 {
+        ping.push("-6");
+    }
+    ping.extend(["-M", "do", "-s", "1450", "-c", "1", "-W", "1", dst]);
+    let o = sh(&ping);
+    assert!(
+        !o.status.success(),
+        "a 1478-byte DF packet crossed a 1400-byte link"
+    );
+    let out = wait_timeout(dump, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cap = engine::io::pcap::read_file(&pcap, &[0; 6]).unwrap();
+    assert_eq!(cap.frames.len(), 2, "request and error");
+    let (req, err) = (cap.frame(0).to_vec(), cap.frame(1).to_vec());
+    let mut e = err.clone();
+    let (hdr, quote_max) = if v6 { (48, 1232) } else { (28, 548) };
+    let ip_len = req.len() - 14;
+    let q = ip_len.min(quote_max);
+    let quote_ok = e.len() == 14 + hdr + q && e[14 + hdr..] == req[14..14 + q];
+    let sums_ok = if v6 {
+        let ph = engine::wire::checksum::pseudo_header_sum(
+            &e[22..38],
+            &e[38..54],
+            58,
+            (e.len() - 54) as u32,
+        );
+        engine::wire::checksum::fold(engine::wire::checksum::sum_be_words(&e[54..], 0) + ph)
+            == 0xffff
+    } else {
+        engine::wire::checksum::checksum(&e[14..34]) == 0
+            && engine::wire::checksum::checksum(&e[34..]) == 0
+    };
+    if v6 {
+        e[15] &= 0xf0;
+        e[16] = 0;
+        e[17] = 0;
+    } else {
+        e[18] = 0;
+        e[19] = 0;
+        e[24] = 0;
+        e[25] = 0;
+    }
+    // The headers and the ICMP fields (type, code, checksum aside, MTU).
+    let mut fields = e[..14 + hdr].to_vec();
+    if v6 {
+        fields[56] = 0;
+        fields[57] = 0;
+    } else {
+        fields[36] = 0;
+        fields[37] = 0;
+    }
+    (fields, quote_ok && sums_ok)
+}
+
+/// Linux is the reference for path-MTU discovery: a DF packet bigger than
+/// the egress link's MTU gets the same ICMP "fragmentation needed" (IPv6:
+/// "packet too big") through sluice as through the kernel's forwarding —
+/// the same addresses, TOS, TTL, lengths, MTU and quote — byte for byte
+/// but for the fields Linux draws at random.
+#[test]
+fn too_big_packets_get_the_kernels_icmp_errors() {
+    let topo = || {
+        let mut t = Topo::new("m", 1);
+        t.enable_v6();
+        t.exec(
+            &t.router,
+            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        );
+        for (ns, ifn) in [(&t.router, "p1"), (&t.server, "s0")] {
+            t.exec(ns, &["ip", "link", "set", ifn, "mtu", "1400"]);
+        }
+        t
+    };
+    let mut k = topo();
+    let kernel4 = too_big_reply(&mut k, false);
+    let kernel6 = too_big_reply(&mut k, true);
+    drop(k);
+    let mut t = topo();
+    let cfg = t.config(&[worker_core()], "");
+    let s = t.start_sluice(&cfg, &[]);
+    let ours4 = too_big_reply(&mut t, false);
+    let ours6 = too_big_reply(&mut t, true);
+    assert!(
+        kernel4.1 && kernel6.1,
+        "the kernel's errors quote the packet, checksums verify"
+    );
+    assert!(ours4.1, "sluice's IPv4 error: quote or checksums wrong");
+    assert!(ours6.1, "sluice's IPv6 error: quote or checksums wrong");
+    assert_eq!(
+        ours4.0, kernel4.0,
+        "fragmentation needed: sluice vs the kernel"
+    );
+    assert_eq!(ours6.0, kernel6.0, "packet too big: sluice vs the kernel");
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&r["icmp_too_big"]), 2, "{r}");
+    assert_no_leak(&r);
+}

@@ -439,7 +439,7 @@ impl Drop for Sluice {
     }
 }
 
-fn wait_timeout(mut child: Child, limit: Duration) -> std::process::Output {
+pub fn wait_timeout(mut child: Child, limit: Duration) -> std::process::Output {
     let t0 = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {

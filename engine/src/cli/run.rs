@@ -239,6 +239,7 @@ pub fn run(a: RunArgs) -> i32 {
     // counts drive the XDP program's bitmap, so replies to masqueraded
     // connections are redirected to sluice rather than passed to the kernel.
     let mut ct: Option<Arc<Conntrack>> = None;
+    let mtus: Vec<(u16, u32)> = ports.iter().map(|p| (p.port, p.mtu)).collect();
     let pipelines = |w: usize, n: usize, nat: &NatPorts| {
         let ct = ct
             .get_or_insert_with(|| {
@@ -251,6 +252,10 @@ pub fn run(a: RunArgs) -> i32 {
         let mut p = Pipeline::new(tables.clone(), ct);
         // Frames from a veth may carry partial checksums (see the method).
         p.complete_partial_checksums(true);
+        // Packets too big for their egress port get Linux's ICMP errors.
+        for &(port, mtu) in &mtus {
+            p.set_port_mtu(port, mtu);
+        }
         p.set_sweep_slice(w, n);
         p
     };
@@ -451,6 +456,7 @@ pub fn report_json(r: &LiveReport) -> serde_json::Value {
         "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
         "drops": drops,
         "kernel_unreachable": r.total.kernel_unreachable,
+        "icmp_too_big": c.icmp_too_big,
         "via_kernel": {"frames": c.via_kernel, "sent": r.total.kernel_sent,
                        "failed": r.total.kernel_send_failed},
         "tx_ring_full": r.total.tx_ring_full,

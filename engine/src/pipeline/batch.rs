@@ -55,6 +55,9 @@ drop_reasons! {
     NatExhausted = "nat_exhausted",
     /// A service with no backends.
     NoBackend = "no_backend",
+    /// Larger than the egress port's MTU and not answered with an ICMP
+    /// error (IPv4 without DF, an ICMP error, no route back, rate limit).
+    TooBig = "too_big",
 }
 
 /// What happens to a frame.
@@ -184,6 +187,10 @@ pub struct Counters {
     /// Of the `kernel` action: frames forwarded through the kernel because
     /// their next hop had no neighbour entry ([`Action::ViaKernel`]).
     pub via_kernel: u64,
+    /// ICMP "fragmentation needed" / "packet too big" errors sent back
+    /// for packets larger than their egress MTU (each also counted as
+    /// forwarded, to the port it left by).
+    pub icmp_too_big: u64,
     pub drops: [u64; DropReason::COUNT],
     /// Frames received per port.
     pub port_rx: Vec<u64>,
@@ -218,6 +225,7 @@ impl Counters {
             *a += b;
         }
         self.via_kernel += other.via_kernel;
+        self.icmp_too_big += other.icmp_too_big;
         if self.port_rx.len() < other.port_rx.len() {
             self.port_rx.resize(other.port_rx.len(), 0);
             self.port_tx.resize(other.port_tx.len(), 0);
@@ -259,6 +267,7 @@ impl Counters {
         sub(&mut self.policy_allowed, other.policy_allowed);
         sub(&mut self.policy_denied, other.policy_denied);
         sub(&mut self.via_kernel, other.via_kernel);
+        sub(&mut self.icmp_too_big, other.icmp_too_big);
         for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
             sub(a, *b);
         }

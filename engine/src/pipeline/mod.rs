@@ -100,6 +100,8 @@ pub struct Pipeline {
     /// Complete partial TCP/UDP checksums (see
     /// [`Pipeline::complete_partial_checksums`]).
     complete_partial: bool,
+    /// The ports' MTUs and the ICMP error limiter ([`stages::mtu`]).
+    mtu: stages::mtu::MtuState,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -134,6 +136,7 @@ impl Pipeline {
             sweep_last: 0,
             sweep_credit: 0,
             complete_partial: false,
+            mtu: stages::mtu::MtuState::default(),
         }
     }
 
@@ -190,6 +193,17 @@ impl Pipeline {
         // Decision ids belong to a classifier: a new one starts its hits over.
         self.counters.policy_hits = vec![0; tables.policy.decisions().len()];
         self.tables = tables;
+    }
+
+    /// Checks forwarded packets against port `port`'s MTU (0: do not),
+    /// answering those too big as Linux does ([`stages::mtu`]). Live:
+    /// the interface's MTU; until one is set nothing is checked.
+    pub fn set_port_mtu(&mut self, port: PortId, mtu: u32) {
+        let i = usize::from(port);
+        if self.mtu.mtu.len() <= i {
+            self.mtu.mtu.resize(i + 1, 0);
+        }
+        self.mtu.mtu[i] = mtu;
     }
 
     /// What the last [`Pipeline::process`] did with the frame in slot `i`
@@ -252,6 +266,9 @@ impl Pipeline {
             stages::commit::run(t, ct, now, self.owner, slots, meta, round);
             stages::rewrite::run(t, slots, meta, round);
             rest = next;
+        }
+        if !self.mtu.mtu.is_empty() {
+            stages::mtu::run(t, &mut self.mtu, now, slots, meta, &mut self.counters);
         }
         count(&mut self.counters, slots);
         // Incremental expiry: a few entries per batch, no global pause.

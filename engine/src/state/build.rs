@@ -69,6 +69,7 @@ pub fn tables_with_policy(
         .map(|(p, m)| PortInfo {
             name: p.name.clone(),
             mac: *m,
+            addresses: p.addresses.clone(),
         })
         .collect();
     let mut local = Vec::new();

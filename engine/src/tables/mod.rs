@@ -19,6 +19,9 @@ use crate::wire::{Cidr, Family, Mac};
 pub struct PortInfo {
     pub name: String,
     pub mac: Mac,
+    /// The node's addresses on the port (the source of ICMP errors sent
+    /// out of it).
+    pub addresses: Vec<crate::wire::Cidr>,
 }
 
 /// Routes every node has, like Linux's `local` table and its martian

@@ -5,6 +5,7 @@
 pub mod checksum;
 pub mod commit;
 pub mod known;
+pub mod mtu;
 pub mod neigh;
 pub mod parse;
 pub mod policy;

@@ -285,6 +285,7 @@ impl LiveEngine {
                 let (tx, rx) = channel::bounded(1);
                 let _ = h.commands.send(WorkerCommand::AddPort {
                     port: plan.port,
+                    mtu: plan.mtu,
                     sockets,
                     reply: tx,
                 });

@@ -32,6 +32,8 @@ pub enum WorkerCommand {
     /// counters start over); answer when they are polled.
     AddPort {
         port: PortId,
+        /// The interface's MTU (forwarded packets are checked against it).
+        mtu: u32,
         sockets: Vec<XskSocket>,
         reply: Sender<()>,
     },
@@ -110,7 +112,7 @@ impl Worker {
         }
         local.rx += u64::from(n);
         local.batches += 1;
-        let mut actions = [Action::Kernel; MAX_BATCH];
+        let mut actions = [(Action::Kernel, 0u32); MAX_BATCH];
         {
             let umem = &*io.umem;
             let mut batch = Batch::new();
@@ -129,16 +131,18 @@ impl Worker {
             if let (Some(t), Some(m)) = (&self.tap, marks) {
                 tap::after(t, &self.pipeline, &batch, m, self.id, now);
             }
+            // The length too: an ICMP error written over its packet is
+            // shorter.
             for (a, s) in actions.iter_mut().zip(batch.slots()) {
-                *a = s.action;
+                *a = (s.action, s.frame.len() as u32);
             }
         }
-        for ((f, _), action) in held.drain(..).zip(actions) {
+        for ((f, _), (action, len)) in held.drain(..).zip(actions) {
             match action {
                 Action::Forward(p) => {
                     let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
                     match io.sockets.get_mut(ti) {
-                        Some(out) => match out.tx_push(f.frame, f.off, f.len) {
+                        Some(out) => match out.tx_push(f.frame, f.off, len.min(f.len)) {
                             Ok(()) => {
                                 local.tx += 1;
                                 if let Some(d) = tx_dirty.get_mut(ti) {
@@ -161,7 +165,7 @@ impl Worker {
                     let mut frame = f.frame;
                     match self
                         .inject
-                        .send(io.umem.bytes_mut(&mut frame, f.off, f.len))
+                        .send(io.umem.bytes_mut(&mut frame, f.off, len.min(f.len)))
                     {
                         Ok(()) => local.kernel_sent += 1,
                         Err(_) => local.kernel_send_failed += 1,
@@ -252,11 +256,13 @@ impl Worker {
                     }
                     WorkerCommand::AddPort {
                         port,
+                        mtu,
                         sockets,
                         reply,
                     } => {
                         self.io.adopt(port, sockets);
                         self.pipeline.reset_port_counters(port);
+                        self.pipeline.set_port_mtu(port, mtu);
                         let _ = reply.send(());
                     }
                     WorkerCommand::RemovePort { port, reply } => {
