@@ -128,15 +128,6 @@ impl Drop for Shim {
     }
 }
 
-fn worker_core() -> usize {
-    core_affinity::get_core_ids()
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .max()
-        .unwrap()
-}
-
 fn felix(t: &Topo) -> serde_json::Value {
     let (code, v, err) = t.ctl(&["--json", "felix"]);
     assert_eq!(code, 0, "{err}");

@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-/// The last core: the worker runs there.
-fn worker_core() -> usize {
-    core_affinity::get_core_ids()
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .max()
-        .unwrap()
-}
-
 fn config(t: &Topo) -> std::path::PathBuf {
     let y = format!(
         "ports:\n  - {{name: a, interface: p0}}\n  - {{name: b, interface: p1}}\n\

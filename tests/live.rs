@@ -15,20 +15,6 @@ use std::time::Duration;
 
 use netns::*;
 
-/// The last core: the worker runs there, traffic generators elsewhere.
-fn worker_core() -> usize {
-    core_affinity::get_core_ids()
-        .unwrap()
-        .iter()
-        .map(|c| c.id)
-        .max()
-        .unwrap()
-}
-
-fn n(v: &serde_json::Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
 /// Every worker's UMEM frames are all somewhere: free, in a ring, or held;
 /// none is lost in the kernel or leaked.
 fn assert_no_leak(report: &serde_json::Value) {
@@ -708,16 +694,7 @@ fn capture_and_trace_show_ports_verdicts_and_the_deciding_rule() {
     assert!(!t.ping(&t.client, SERVER_IP, 1));
     tcp_exchange(&t, 7001, 2000, 2000);
     let _l = netns_listener(&t.server, 7002);
-    let denied = in_netns(&t.client, || {
-        TcpStream::connect_timeout(
-            &format!("{SERVER_IP}:7002").parse().unwrap(),
-            Duration::from_millis(300),
-        )
-        .is_err()
-    })
-    .join()
-    .unwrap();
-    assert!(denied);
+    assert!(!connects(&t, 7002, 300));
     let out = cap.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -791,13 +768,7 @@ fn capture_and_trace_show_ports_verdicts_and_the_deciding_rule() {
         .spawn()
         .unwrap();
     wait_tap(&t, true);
-    let _ = in_netns(&t.client, || {
-        TcpStream::connect_timeout(
-            &format!("{SERVER_IP}:7002").parse().unwrap(),
-            Duration::from_millis(300),
-        )
-    })
-    .join();
+    let _ = connects(&t, 7002, 300);
     let out = tr.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -824,6 +795,19 @@ fn capture_and_trace_show_ports_verdicts_and_the_deciding_rule() {
     let (code, r, err) = s.stop();
     assert_eq!(code, 0, "{err}");
     assert_no_leak(&r);
+}
+
+/// Whether the client connects to the server's `port` within `ms`.
+fn connects(t: &Topo, port: u16, ms: u64) -> bool {
+    in_netns(&t.client, move || {
+        TcpStream::connect_timeout(
+            &format!("{SERVER_IP}:{port}").parse().unwrap(),
+            Duration::from_millis(ms),
+        )
+        .is_ok()
+    })
+    .join()
+    .unwrap()
 }
 
 fn free_tcp_port() -> u16 {
@@ -868,16 +852,10 @@ fn denied_flow_is_blocked_counted_and_explained() {
     tcp_exchange(&t, 7001, 10_000, 10_000);
     // Denied port: a listener is there, the SYN never reaches it.
     let _l = netns_listener(&t.server, 7002);
-    let denied = in_netns(&t.client, || {
-        TcpStream::connect_timeout(
-            &format!("{SERVER_IP}:7002").parse().unwrap(),
-            Duration::from_millis(1500),
-        )
-        .is_err()
-    })
-    .join()
-    .unwrap();
-    assert!(denied, "a connection to the denied port succeeded");
+    assert!(
+        !connects(&t, 7002, 1500),
+        "a connection to the denied port succeeded"
+    );
 
     let (code, st, err) = t.ctl(&["stats"]);
     assert_eq!(code, 0, "{err}");

@@ -28,6 +28,21 @@ pub const NODE_B: &str = "10.77.2.1";
 const CLIENT_MAC: &str = "02:00:00:77:01:02";
 const SERVER_MAC: &str = "02:00:00:77:02:02";
 
+/// The last core: the worker runs there, traffic generators elsewhere.
+pub fn worker_core() -> usize {
+    core_affinity::get_core_ids()
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .max()
+        .unwrap()
+}
+
+/// A JSON number, or the test fails naming the value.
+pub fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
 pub fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0])
         .args(&args[1..])
