@@ -1135,3 +1135,175 @@ impl RuleLists for proto::Profile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Tests: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use policy_compiler::{FlowKey, L4};
+
+    fn wep(
+        ip: &str,
+        tiers: Vec<proto::TierInfo>,
+        profiles: &[&str],
+    ) -> Arc<proto::WorkloadEndpoint> {
+        Arc::new(proto::WorkloadEndpoint {
+            ipv4_nets: vec![ip.into()],
+            tiers,
+            profile_ids: profiles.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn wid(w: &str) -> proto::WorkloadEndpointId {
+        proto::WorkloadEndpointId {
+            orchestrator_id: "k8s".into(),
+            workload_id: w.into(),
+            endpoint_id: "eth0".into(),
+        }
+    }
+
+    fn allow_from_set(set: &str) -> proto::Policy {
+        proto::Policy {
+            inbound_rules: vec![proto::Rule {
+                action: "allow".into(),
+                src_ip_set_ids: vec![set.into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unresolved_ip_set_fails_the_endpoint_closed_and_only_it() {
+        let mut m = FelixModel::default();
+        let pid = PolicyId {
+            name: "p".into(),
+            namespace: "prod".into(),
+            kind: "NetworkPolicy".into(),
+        };
+        m.policies
+            .insert(pid.clone(), Arc::new(allow_from_set("ghost")));
+        let tier = proto::TierInfo {
+            name: "default".into(),
+            ingress_policies: vec![pid],
+            egress_policies: vec![],
+            default_action: "Deny".into(),
+        };
+        m.workload_endpoints
+            .insert(wid("prod/a"), wep("10.0.0.1/32", vec![tier], &[]));
+        m.profiles.insert(
+            "open".into(),
+            Arc::new(proto::Profile {
+                inbound_rules: vec![proto::Rule::default()],
+                outbound_rules: vec![proto::Rule::default()],
+            }),
+        );
+        m.workload_endpoints
+            .insert(wid("prod/b"), wep("10.0.0.2/32", vec![], &["open"]));
+        let c = PolicyCompiler::default().compile(&m);
+        assert_eq!(c.report.fail_closed.len(), 1);
+        assert_eq!(c.report.fail_closed[0].0, "prod/a");
+        assert!(c.report.fail_closed[0]
+            .1
+            .contains("\"ghost\" was never sent"));
+        let k = |s: &str, d: &str| {
+            FlowKey::new(
+                s.parse().unwrap(),
+                d.parse().unwrap(),
+                6,
+                L4::Ports {
+                    sport: 1,
+                    dport: 80,
+                },
+            )
+        };
+        let cl = &c.classifier;
+        // Both directions of a deny all; b's own traffic is untouched.
+        for key in [k("10.0.0.2", "10.0.0.1"), k("10.0.0.1", "10.0.0.2")] {
+            let v = cl.classify(&key, &mut cl.new_scratch());
+            assert!(!v.allow);
+            let d = if v.egress.allow { v.ingress } else { v.egress };
+            assert!(matches!(
+                cl.decision_info(d.decided_by),
+                DecisionInfo::FailClosed { .. }
+            ));
+        }
+        let v = cl.classify(&k("10.9.9.9", "10.0.0.2"), &mut cl.new_scratch());
+        assert!(v.allow);
+        // The set arrives: a is enforced, and the set is parsed once.
+        let mut pc = PolicyCompiler::default();
+        m.ip_sets.insert(
+            "ghost".into(),
+            Arc::new(IpSet {
+                kind: IpSetType::Net,
+                members: ["10.0.0.2/32".to_string()].into(),
+            }),
+        );
+        let c = pc.compile(&m);
+        assert!(c.report.fail_closed.is_empty());
+        assert_eq!(pc.parsed_last, 1);
+        let cl = &c.classifier;
+        assert!(
+            cl.classify(&k("10.0.0.2", "10.0.0.1"), &mut cl.new_scratch())
+                .allow
+        );
+        assert!(
+            !cl.classify(&k("10.0.0.3", "10.0.0.1"), &mut cl.new_scratch())
+                .allow
+        );
+        pc.compile(&m);
+        assert_eq!(pc.parsed_last, 0, "an unchanged set is not parsed again");
+    }
+
+    #[test]
+    fn rules_are_filtered_per_family_as_felix_does() {
+        let r = proto::Rule {
+            src_net: vec!["10.0.0.0/8".into(), "fd00::/8".into()],
+            dst_net: vec!["10.1.0.0/16".into()],
+            ..Default::default()
+        };
+        let f4 = filter_to_family(&r, 4).unwrap();
+        assert_eq!(f4.src_net.len(), 1);
+        // IPv6: the destination list keeps nothing, so the rule is dropped.
+        assert!(filter_to_family(&r, 6).is_none());
+        // A negated list without the family's CIDRs drops the rule for
+        // that family; so does a negated catch-all.
+        let not4 = proto::Rule {
+            not_src_net: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        assert!(filter_to_family(&not4, 6).is_none());
+        assert!(filter_to_family(&not4, 4).is_some());
+        let catch_all = proto::Rule {
+            not_src_net: vec!["::/0".into(), "10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        assert!(filter_to_family(&catch_all, 6).is_none());
+        assert!(filter_to_family(&catch_all, 4).is_some());
+        let v6 = proto::Rule {
+            ip_version: proto::IpVersion::Ipv6 as i32,
+            ..Default::default()
+        };
+        assert!(filter_to_family(&v6, 4).is_none());
+    }
+
+    #[test]
+    fn conflicting_policy_orders_get_a_segment_each() {
+        let id = |n: &str| PolicyId {
+            name: n.into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        let (a, b, c) = (id("a"), id("b"), id("c"));
+        assert_eq!(
+            merged_order(&[&vec![a.clone(), c.clone()], &vec![b.clone(), c.clone()]]),
+            Some(vec![a.clone(), b.clone(), c.clone()])
+        );
+        assert_eq!(
+            merged_order(&[&vec![a.clone(), b.clone()], &vec![b, a]]),
+            None
+        );
+    }
+}
