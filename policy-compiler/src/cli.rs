@@ -241,6 +241,9 @@ enum DecidedBy<'a> {
     NoMatch {
         no_match: bool,
     },
+    FailClosed {
+        fail_closed: &'a str,
+    },
 }
 
 fn word(allow: bool) -> &'static str {
@@ -280,6 +283,9 @@ impl<'a> DirOut<'a> {
             DecisionInfo::Profile { profile, rule, .. } => Some(DecidedBy::Profile {
                 profile,
                 rule: *rule,
+            }),
+            DecisionInfo::FailClosed { reason, .. } => Some(DecidedBy::FailClosed {
+                fail_closed: reason,
             }),
         };
         DirOut {

@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 
 use crate::sources::felix::proto::{from_dataplane, ProcessStatusUpdate};
 use crate::sources::felix::session::iso8601;
-use crate::sources::felix::{self, FelixModel, Outbox, Report, Stats};
-use crate::state::NodeState;
+use crate::sources::felix::{
+    self, CompiledPolicy, FelixModel, Outbox, PolicyCompiler, Report, Stats,
+};
+use crate::state::{CompiledInput, NodeState, PolicyInput};
 
 /// How often `ProcessStatusUpdate` goes back to Felix (Felix's own data
 /// plane reports every 10 s: `StatusReportingInterval`).
@@ -60,6 +62,12 @@ pub struct FelixRecord {
     /// The last model applied (from an `InSync` on) and the session it
     /// came from.
     pub model: Option<(u64, FelixModel)>,
+    /// The last model's policy, compiled when the model was taken: it
+    /// replaces the config's policy (Felix wins while its model is
+    /// applied), and `overlay` reuses it instead of compiling per call.
+    pub policy: Option<CompiledPolicy>,
+    /// Keeps parsed IP sets between compiles.
+    pub compiler: PolicyCompiler,
     pub report: Report,
     /// Updates applied; those whose state could not be built.
     pub updates: u64,
@@ -92,6 +100,8 @@ impl FelixRecord {
             last_end: None,
             failed_sessions: 0,
             model: None,
+            policy: None,
+            compiler: PolicyCompiler::default(),
             report: Report::default(),
             updates: 0,
             failed: 0,
@@ -144,9 +154,20 @@ impl FelixRecord {
     /// `base` with the last model's contribution.
     pub fn overlay(&self, base: &NodeState) -> NodeState {
         match &self.model {
-            Some((_, m)) => felix::to_state(m, base).0,
+            Some((_, m)) => self.with_policy(felix::to_state(m, base).0),
             None => base.clone(),
         }
+    }
+
+    /// `s` with the model's compiled policy in place of the config's.
+    pub fn with_policy(&self, mut s: NodeState) -> NodeState {
+        if let Some(p) = &self.policy {
+            s.policy = PolicyInput::Compiled(CompiledInput {
+                origin: "felix".into(),
+                classifier: p.classifier.clone(),
+            });
+        }
+        s
     }
 
     /// Takes a model update (from the current session) in; false if it is
@@ -157,6 +178,11 @@ impl FelixRecord {
         };
         c.in_sync = true;
         c.stats = u.stats.clone();
+        let p = self.compiler.compile(&u.model);
+        for (ep, why) in p.report.fail_closed.iter().take(3) {
+            log(&format!("endpoint {ep} fails closed: {why}"));
+        }
+        self.policy = Some(p);
         self.model = Some((u.session, u.model.clone()));
         self.updates += 1;
         self.last_update = Some(SystemTime::now());
@@ -165,7 +191,26 @@ impl FelixRecord {
 
     /// Records the report of the state just applied, logging each kind of
     /// unsupported thing the first time it appears.
-    pub fn reported(&mut self, rep: Report) {
+    pub fn reported(&mut self, mut rep: Report) {
+        if let Some(p) = &self.policy {
+            rep.unsupported.extend(p.report.unsupported.iter().cloned());
+            if !p.report.fail_closed.is_empty() {
+                let eps: Vec<String> = p
+                    .report
+                    .fail_closed
+                    .iter()
+                    .map(|(e, why)| format!("{e} ({why})"))
+                    .collect();
+                rep.unsupported.push((
+                    "unresolved references",
+                    format!(
+                        "{} endpoint(s) fail closed: {}",
+                        eps.len(),
+                        eps.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                ));
+            }
+        }
         for (feature, what) in &rep.unsupported {
             if self.unsupported_seen.insert(feature) {
                 log(&format!("not applied ({feature}): {what}"));
@@ -250,6 +295,22 @@ impl FelixRecord {
                         "masquerade": self.report.masquerade,
                         "routes_overridden": self.report.routes_overridden},
             "unsupported": unsupported,
+            "policy": self.policy.as_ref().map(|p| {
+                let r = &p.report;
+                json!({
+                    "workload_endpoints": r.workload_endpoints,
+                    "host_endpoints": r.host_endpoints,
+                    "rules": r.rules,
+                    "decisions": p.classifier.decisions().len(),
+                    "fail_closed": r.fail_closed.iter()
+                        .map(|(e, why)| json!({"endpoint": e, "reason": why}))
+                        .collect::<Vec<_>>(),
+                    "staged_not_enforced": r.staged,
+                    "ir_ms": r.ir_ms,
+                    "compile_ms": r.compile_ms,
+                    "ip_sets_parsed": self.compiler.parsed_last,
+                })
+            }),
             "updates": self.updates,
             "failed": self.failed,
             "last_error": self.last_error,

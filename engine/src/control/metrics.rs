@@ -171,7 +171,8 @@ fn one<V>(v: V) -> [(Labels, V); 1] {
 /// direction, kind, tier, policy, rule — "" where one does not apply.
 /// `kind` is what decided, as `explain`'s `decided_by` says it: `rule`
 /// (tier, policy, rule), `end_of_tier` (tier), `profile` (the profile's
-/// name in `policy`, and rule) or `no_match`.
+/// name in `policy`, and rule), `no_match` or `fail_closed` (what did
+/// not resolve in `policy`).
 fn rule_labels(info: &DecisionInfo) -> Option<Labels> {
     let (dir, kind, tier, policy, rule) = match info {
         DecisionInfo::NoEndpoint => return None,
@@ -195,6 +196,9 @@ fn rule_labels(info: &DecisionInfo) -> Option<Labels> {
         DecisionInfo::Profile {
             dir, profile, rule, ..
         } => (dir, "profile", "", profile.as_str(), rule.to_string()),
+        DecisionInfo::FailClosed { dir, reason } => {
+            (dir, "fail_closed", "", reason.as_str(), String::new())
+        }
     };
     Some(vec![
         ("direction", dir.name().to_string()),

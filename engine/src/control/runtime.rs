@@ -358,8 +358,15 @@ impl Runtime {
                 r.join(", ")
             ));
         }
-        let t = build::tables_with_policy(new, &self.macs, self.tables.policy.clone())
-            .map_err(|e| e.to_string())?;
+        // The running policy unless the input changed: a Felix model's
+        // compiled policy comes with the state; back to the config's one
+        // (no model any more) is loaded again.
+        let policy = if d.policy {
+            build::load_policy(&new.origin, &new.policy).map_err(|e| e.to_string())?
+        } else {
+            self.tables.policy.clone()
+        };
+        let t = build::tables_with_policy(new, &self.macs, policy).map_err(|e| e.to_string())?;
         if d.rebuild().xdp_maps {
             let mut maps = engine.maps().lock().map_err(|_| "XDP maps lock poisoned")?;
             maps.sync(&build::xdp_contents(new))
@@ -399,6 +406,7 @@ impl Runtime {
             return;
         }
         let (new, rep) = felix::to_state(&u.model, &base);
+        let new = f.with_policy(new);
         f.reported(rep);
         let t0 = Instant::now();
         let r = self.swap_state(engine, &old, &new);

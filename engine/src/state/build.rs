@@ -29,31 +29,35 @@ pub enum BuildError {
     Policy { origin: String, msg: String },
 }
 
-/// Loads and compiles the policy (allow-all without any input).
+/// Loads and compiles the policy (allow-all without any input; a policy
+/// a source compiled is taken as it is).
 pub fn load_policy(
     origin: &str,
     input: &PolicyInput,
-) -> Result<policy_compiler::Classifier, BuildError> {
+) -> Result<Arc<policy_compiler::Classifier>, BuildError> {
     let paths = match input {
-        PolicyInput::AllowAll => return Ok(policy_compiler::Classifier::allow_all()),
+        PolicyInput::AllowAll => return Ok(Arc::new(policy_compiler::Classifier::allow_all())),
         PolicyInput::Paths(p) if p.is_empty() => {
-            return Ok(policy_compiler::Classifier::allow_all())
+            return Ok(Arc::new(policy_compiler::Classifier::allow_all()))
         }
         PolicyInput::Paths(p) => p,
+        PolicyInput::Compiled(c) => return Ok(c.classifier.clone()),
     };
     let err = |msg: String| BuildError::Policy {
         origin: origin.to_string(),
         msg,
     };
     let (set, _warnings) = policy_compiler::load(paths).map_err(|e| err(e.to_string()))?;
-    policy_compiler::compile(&set).map_err(|e| err(e.to_string()))
+    policy_compiler::compile(&set)
+        .map(Arc::new)
+        .map_err(|e| err(e.to_string()))
 }
 
 /// Builds the pipeline's tables for `s`; `macs` gives each port's MAC
 /// (from the state in replay, from the interface when live).
 pub fn tables(s: &NodeState, macs: &[Mac]) -> Result<Tables, BuildError> {
     let policy = load_policy(&s.origin, &s.policy)?;
-    tables_with_policy(s, macs, Arc::new(policy))
+    tables_with_policy(s, macs, policy)
 }
 
 /// [`tables`] with the policy already compiled.

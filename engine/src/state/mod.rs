@@ -14,6 +14,6 @@ pub use crate::tables::nat::ServiceSpec;
 pub use build::BuildError;
 pub use diff::{Rebuild, StateDiff};
 pub use node::{
-    ConntrackSpec, KernelSpec, NeighborSpec, NodeState, PolicyInput, PortSpec, QueueSel, RouteSpec,
-    Unresolved, WorkerSpec, XdpSpec, XskMode,
+    CompiledInput, ConntrackSpec, KernelSpec, NeighborSpec, NodeState, PolicyInput, PortSpec,
+    QueueSel, RouteSpec, Unresolved, WorkerSpec, XdpSpec, XskMode,
 };

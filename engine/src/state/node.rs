@@ -5,6 +5,7 @@
 //! the workers use; [`super::diff`] says what changed between two.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::io::bpf::{AttachMode, FailMode};
 use crate::tables::conntrack::Timeouts;
@@ -153,7 +154,28 @@ pub enum PolicyInput {
     /// Calico / Kubernetes YAML files or directories (absolute or relative
     /// to the working directory).
     Paths(Vec<PathBuf>),
+    /// A policy a source compiled itself (a Felix session's, which
+    /// replaces the config's while its model is applied).
+    Compiled(CompiledInput),
 }
+
+/// A compiled classifier as desired state: two are equal when they are
+/// the same compile (the same `Arc`), so a state diff sees a new compile
+/// as a policy change and an unchanged one as none.
+#[derive(Clone, Debug)]
+pub struct CompiledInput {
+    /// Who compiled it, for messages (`felix`).
+    pub origin: String,
+    pub classifier: Arc<policy_compiler::Classifier>,
+}
+
+impl PartialEq for CompiledInput {
+    fn eq(&self, o: &CompiledInput) -> bool {
+        Arc::ptr_eq(&self.classifier, &o.classifier)
+    }
+}
+
+impl Eq for CompiledInput {}
 
 impl NodeState {
     /// A state with no ports, routes, services or policy, and the same

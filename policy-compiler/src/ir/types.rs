@@ -105,6 +105,15 @@ pub enum DecisionInfo {
         /// The rule's action.
         action: Action,
     },
+    /// `{"fail_closed": REASON}`: the endpoint's policy names something
+    /// that does not resolve (an IP set, policy or profile never sent),
+    /// so it denies everything (`shared/spec/felix.md` section 2.4).
+    FailClosed {
+        /// Direction.
+        dir: Dir,
+        /// What did not resolve.
+        reason: String,
+    },
 }
 
 impl DecisionInfo {
@@ -121,6 +130,7 @@ impl DecisionInfo {
             DecisionInfo::Profile { profile, rule, .. } => {
                 json!({"profile": profile, "rule": rule})
             }
+            DecisionInfo::FailClosed { reason, .. } => json!({ "fail_closed": reason }),
         }
     }
 }
@@ -154,6 +164,9 @@ impl fmt::Display for DecisionInfo {
                 "{} profile {profile} rule {rule} ({action:?})",
                 dir.name()
             ),
+            DecisionInfo::FailClosed { dir, reason } => {
+                write!(f, "{} fail_closed: {reason}", dir.name())
+            }
         }
     }
 }

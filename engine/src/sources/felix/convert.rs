@@ -249,24 +249,12 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
             format!("{} VXLAN tunnel endpoint(s) ignored", m.vteps.len()),
         );
     }
-    if !m.policies.is_empty() || !m.profiles.is_empty() {
-        rep.add("policy", format!("{} policies and {} profiles are not compiled yet; the config's policy stays in force", m.policies.len(), m.profiles.len()));
-    }
     if !m.workload_endpoints.is_empty() {
         rep.add(
             "workload endpoints",
             format!(
-                "{} workload endpoint(s) not attached or enforced yet",
+                "{} workload endpoint(s) not attached yet (their policy is enforced by address)",
                 m.workload_endpoints.len()
-            ),
-        );
-    }
-    if !m.host_endpoints.is_empty() {
-        rep.add(
-            "host endpoints",
-            format!(
-                "{} host endpoint(s) not enforced yet",
-                m.host_endpoints.len()
             ),
         );
     }

@@ -1,0 +1,1309 @@
+//! Policy from the Felix stream (`shared/spec/felix.md` section 3): a
+//! [`FelixModel`]'s IP sets, policies, profiles and endpoints translated
+//! into policy-compiler's IR ([`policy_compiler::ir::Ir`]) and compiled by
+//! the same compiler, into the same kind of classifier, as the YAML path.
+//! There is no second evaluator: tiers, `Pass`, end of tier, profiles and
+//! `decided_by` are the IR's segment walk.
+//!
+//! Why here and not in policy-compiler: Felix has already resolved every
+//! selector, namespace and named port into IP sets, so this front end
+//! needs nothing of the compiler's model or resolver; it maps the proto
+//! rule fields (the engine's prost types, which policy-compiler cannot
+//! see) onto the IR's public term algebra. A copy of the messages as plain
+//! types in policy-compiler would be a second definition of the stream.
+//!
+//! The translation, as Felix's iptables data plane renders it
+//! (`felix/rules/policy.go`, `endpoints.go`):
+//! - A rule is rendered per address family, after
+//!   `FilterRuleToIPVersion`: a rule with an `ip_version` is kept only for
+//!   it; each CIDR list keeps the CIDRs of the family, and a non-empty list
+//!   that keeps none drops the rule for that family (a negated list holding
+//!   the catch-all `0.0.0.0/0` / `::/0` too).
+//! - Within a side, every field is ANDed: any positive net, no negated
+//!   net, every positive IP set, no negated IP set, every
+//!   `dst_ip_port_set_ids` set. Ports: a numeric range or a named-port IP
+//!   set (`ip,proto:port` members) — ORed; negated ports: none of the
+//!   ranges and none of the named-port sets. As in the YAML path, a packet
+//!   without ports never matches a rule with ports.
+//! - Actions: `""`/`allow`, `deny`, `next-tier`/`pass`, `log` (never
+//!   decides; rule indices still count it).
+//! - An endpoint walks, per direction, its tiers in order (a tier with no
+//!   non-staged policy for the direction is skipped; staged kinds are never
+//!   enforced), each ending in its `default_action` (`Pass` goes on,
+//!   anything else denies), then its profiles; nothing matched denies.
+//! - Host endpoints with expected addresses are endpoints at those
+//!   addresses: their normal `tiers` and profiles judge traffic to and from
+//!   the host, after the failsafe ports (always allowed). Forward,
+//!   pre-DNAT and untracked tiers, and host endpoints without addresses,
+//!   are reported, not enforced.
+//! - Anything an endpoint's policy names that does not resolve (an IP set,
+//!   policy or profile never sent, an IP set of the wrong type or with a
+//!   malformed member, an unknown action or protocol) makes that endpoint
+//!   fail closed in both directions: one deny-all segment whose decision
+//!   is [`DecisionInfo::FailClosed`] naming the reference.
+//!
+//! Parsed IP sets are cached across compiles ([`PolicyCompiler`]) keyed by
+//! the model's `Arc`: an IP set delta re-parses only that set.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use policy_compiler::ir::{
+    Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrRule, RuleAction, Segment, SegmentKind,
+    Term, ICMP_BASE, L4_MAX, PORT_MAX, PROTO_MAX,
+};
+use policy_compiler::model::{Action, Cidr};
+use policy_compiler::ranges::{AddrSet, RangeSet};
+use policy_compiler::Classifier;
+
+use super::model::{FelixModel, IpSet, ProtoPort};
+use super::proto::{self, rule, IpSetType, PolicyId};
+
+/// A parsed IP set: addresses (`NET`, `IP`) or `(protocol, port)` →
+/// addresses (`IP_AND_PORT`).
+#[derive(Debug)]
+enum Members {
+    Addrs(Arc<AddrSet>),
+    IpPorts(Arc<IpPorts>),
+}
+
+/// `(protocol, port)` → the addresses listed with it.
+type IpPorts = BTreeMap<(u8, u16), AddrSet>;
+
+/// An IP set as parsed, or why it could not be.
+type ParsedSet = Arc<Result<Members, String>>;
+
+/// What the last compile did and could not do.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyReport {
+    /// Workload and host endpoints enforced.
+    pub workload_endpoints: usize,
+    pub host_endpoints: usize,
+    /// Rules in the IR (both directions, every segment).
+    pub rules: usize,
+    /// Endpoints that fail closed, with why.
+    pub fail_closed: Vec<(String, String)>,
+    /// Staged policies (never enforced, not yet accounted).
+    pub staged: usize,
+    /// `(feature, what)`, as [`super::convert::Report::unsupported`].
+    pub unsupported: Vec<(&'static str, String)>,
+    /// Model → IR, IR → classifier, ms.
+    pub ir_ms: f64,
+    pub compile_ms: f64,
+}
+
+/// The compiled policy of a model.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    pub classifier: Arc<Classifier>,
+    pub report: PolicyReport,
+}
+
+/// Compiles models, keeping the parsed IP sets of the last one (see the
+/// module docs).
+#[derive(Debug, Default)]
+pub struct PolicyCompiler {
+    sets: HashMap<String, (Arc<IpSet>, ParsedSet)>,
+    /// Sets parsed by the last compile (the others came from the cache).
+    pub parsed_last: usize,
+}
+
+impl PolicyCompiler {
+    /// The model's policy, compiled (see the module docs).
+    pub fn compile(&mut self, m: &FelixModel) -> CompiledPolicy {
+        let t0 = Instant::now();
+        let (ir, mut report) = self.ir(m);
+        let t1 = Instant::now();
+        let classifier = Arc::new(policy_compiler::Builder::new().compile_ir(&ir));
+        report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
+        report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
+        CompiledPolicy { classifier, report }
+    }
+
+    /// The IR of `m` and the report.
+    pub fn ir(&mut self, m: &FelixModel) -> (Ir, PolicyReport) {
+        self.sets
+            .retain(|id, (a, _)| m.ip_sets.get(id).is_some_and(|cur| Arc::ptr_eq(a, cur)));
+        self.parsed_last = 0;
+        let mut b = IrBuilder {
+            m,
+            cache: self,
+            rules: HashMap::new(),
+            decisions: vec![
+                DecisionInfo::NoEndpoint,
+                DecisionInfo::NoMatch { dir: Dir::Egress },
+                DecisionInfo::NoMatch { dir: Dir::Ingress },
+            ],
+            report: PolicyReport::default(),
+        };
+        let eps = b.endpoints();
+        let mut dirs: [DirIr; 2] = Default::default();
+        for dir in [Dir::Egress, Dir::Ingress] {
+            dirs[dir.idx()] = b.direction(&eps, dir);
+        }
+        b.report.rules = dirs
+            .iter()
+            .flat_map(|d| &d.segments)
+            .map(|s| s.rules.len())
+            .sum();
+        let ir = Ir {
+            endpoints: eps.iter().map(|e| e.ir.clone()).collect(),
+            dirs,
+            decisions: b.decisions,
+        };
+        (ir, b.report)
+    }
+
+    /// IP set `id` parsed (from the cache when the model's set is the one
+    /// parsed last time); `None` when it was never sent.
+    fn set(&mut self, m: &FelixModel, id: &str) -> Option<ParsedSet> {
+        let cur = m.ip_sets.get(id)?;
+        if let Some((a, p)) = self.sets.get(id) {
+            if Arc::ptr_eq(a, cur) {
+                return Some(p.clone());
+            }
+        }
+        let p = Arc::new(parse_set(cur));
+        self.parsed_last += 1;
+        self.sets.insert(id.to_string(), (cur.clone(), p.clone()));
+        Some(p)
+    }
+}
+
+/// Parses an IP set's members.
+fn parse_set(s: &IpSet) -> Result<Members, String> {
+    match s.kind {
+        IpSetType::Ip | IpSetType::Net => {
+            let mut cidrs = Vec::with_capacity(s.members.len());
+            for m in &s.members {
+                cidrs.push(Cidr::parse(m).map_err(|e| format!("member {e}"))?);
+            }
+            Ok(Members::Addrs(Arc::new(AddrSet::from_cidrs(&cidrs))))
+        }
+        IpSetType::IpAndPort => {
+            let mut by: BTreeMap<(u8, u16), Vec<Cidr>> = BTreeMap::new();
+            for m in &s.members {
+                let (k, c) = parse_ip_port(m)?;
+                by.entry(k).or_default().push(c);
+            }
+            Ok(Members::IpPorts(Arc::new(
+                by.into_iter()
+                    .map(|(k, v)| (k, AddrSet::from_cidrs(&v)))
+                    .collect(),
+            )))
+        }
+    }
+}
+
+/// An `IP_AND_PORT` member, `ip,proto:port` (Felix writes `tcp`, `udp`
+/// or `sctp`).
+fn parse_ip_port(m: &str) -> Result<((u8, u16), Cidr), String> {
+    let bad = || format!("member {m:?} is not ip,proto:port");
+    let (ip, pp) = m.split_once(',').ok_or_else(bad)?;
+    let (p, port) = pp.split_once(':').ok_or_else(bad)?;
+    let ip: IpAddr = ip.trim().parse().map_err(|_| bad())?;
+    let proto = protocol_number(p).ok_or_else(bad)?;
+    let port: u16 = port.trim().parse().map_err(|_| bad())?;
+    let len = if ip.is_ipv4() { 32 } else { 128 };
+    Ok(((proto, port), Cidr::new(ip, len)))
+}
+
+/// A protocol name as Felix and iptables spell it.
+fn protocol_number(name: &str) -> Option<u8> {
+    Some(match name.trim().to_ascii_lowercase().as_str() {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        "sctp" => 132,
+        "udplite" => 136,
+        n => return n.parse().ok(),
+    })
+}
+
+fn protocol(p: &proto::Protocol) -> Result<u8, String> {
+    match &p.number_or_name {
+        Some(proto::protocol::NumberOrName::Number(n)) => {
+            u8::try_from(*n).map_err(|_| format!("protocol {n} out of range"))
+        }
+        Some(proto::protocol::NumberOrName::Name(n)) => {
+            protocol_number(n).ok_or_else(|| format!("unknown protocol {n:?}"))
+        }
+        None => Err("protocol without a number or name".into()),
+    }
+}
+
+/// Whether a policy kind is staged (never enforced).
+pub fn is_staged(kind: &str) -> bool {
+    kind.starts_with("Staged")
+}
+
+/// The key naming a policy in verdicts: `name`, or `namespace/name` (as
+/// the YAML path keys them: policy.md section 3).
+pub fn policy_key(id: &PolicyId) -> String {
+    if id.namespace.is_empty() {
+        id.name.clone()
+    } else {
+        format!("{}/{}", id.namespace, id.name)
+    }
+}
+
+/// One rule translated: its index as written, action and terms.
+#[derive(Debug)]
+struct TRule {
+    index: usize,
+    action: Action,
+    terms: Vec<Term>,
+}
+
+/// A rule list translated, or what in it does not resolve.
+type TRules = Result<Arc<Vec<TRule>>, String>;
+
+/// What an endpoint walks in one direction, step by step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Step {
+    /// A tier: its name, whether its default action passes, its
+    /// non-staged policies in order.
+    Tier(TierStep),
+    /// A segment that is the same for every endpoint walking it.
+    Shared(Shared),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TierStep {
+    name: String,
+    pass: bool,
+    policies: Vec<PolicyId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Shared {
+    /// The failsafe ports (host endpoints).
+    Failsafe,
+    Profile(String),
+    /// Deny everything, for this reason.
+    FailClosed(String),
+}
+
+/// Where a class walks a tier: (class, step index, the step).
+type TierUse<'s> = (usize, usize, &'s TierStep);
+
+/// An endpoint: its IR entry and what it walks per direction.
+struct Ep {
+    ir: EndpointIr,
+    steps: [Vec<Step>; 2],
+}
+
+/// Whose rules: names them in decisions.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Owner {
+    Policy(PolicyId),
+    Profile(String),
+}
+
+struct IrBuilder<'m, 'c> {
+    m: &'m FelixModel,
+    cache: &'c mut PolicyCompiler,
+    /// Translated rule lists by owner and direction.
+    rules: HashMap<(Owner, Dir), TRules>,
+    decisions: Vec<DecisionInfo>,
+    report: PolicyReport,
+}
+
+impl IrBuilder<'_, '_> {
+    fn decision(&mut self, info: DecisionInfo) -> Decision {
+        self.decisions.push(info);
+        Decision(self.decisions.len() as u32 - 1)
+    }
+
+    /// The endpoints, workload endpoints first (in id order), then host
+    /// endpoints with addresses; an address listed twice stays with the
+    /// first endpoint (reported).
+    fn endpoints(&mut self) -> Vec<Ep> {
+        let m = self.m;
+        let mut out = Vec::new();
+        let mut owners: HashMap<Cidr, String> = HashMap::new();
+        let mut dups = Vec::new();
+        let mut bad = Vec::new();
+        let mut nets = |name: &str, addrs: &mut dyn Iterator<Item = &String>| {
+            let mut v = Vec::new();
+            for a in addrs {
+                match Cidr::parse(a) {
+                    Ok(c) => match owners.get(&c) {
+                        Some(o) => dups.push(format!("{c} ({o} and {name})")),
+                        None => {
+                            owners.insert(c, name.to_string());
+                            v.push(c);
+                        }
+                    },
+                    Err(e) => bad.push(format!("{name}: {e}")),
+                }
+            }
+            v
+        };
+        for (id, w) in &m.workload_endpoints {
+            let name = if id.endpoint_id.is_empty() || id.endpoint_id == "eth0" {
+                id.workload_id.clone()
+            } else {
+                format!("{}/{}", id.workload_id, id.endpoint_id)
+            };
+            let nets = nets(&name, &mut w.ipv4_nets.iter().chain(&w.ipv6_nets));
+            let steps = self.steps(&name, &w.tiers, &w.profile_ids, false);
+            out.push(Ep {
+                ir: EndpointIr { name, nets },
+                steps,
+            });
+        }
+        self.report.workload_endpoints = out.len();
+        let (mut no_addr, mut other_tiers) = (Vec::new(), Vec::new());
+        for (id, h) in &m.host_endpoints {
+            let name = format!("host:{id}");
+            for (tiers, what) in [
+                (&h.forward_tiers, "forward"),
+                (&h.pre_dnat_tiers, "pre-DNAT"),
+                (&h.untracked_tiers, "untracked"),
+            ] {
+                if !tiers.is_empty() {
+                    other_tiers.push(format!("{name} ({what})"));
+                }
+            }
+            let nets = nets(
+                &name,
+                &mut h.expected_ipv4_addrs.iter().chain(&h.expected_ipv6_addrs),
+            );
+            if nets.is_empty() {
+                no_addr.push(format!("{name} (interface {:?})", h.name));
+                continue;
+            }
+            let steps = self.steps(&name, &h.tiers, &h.profile_ids, true);
+            out.push(Ep {
+                ir: EndpointIr { name, nets },
+                steps,
+            });
+            self.report.host_endpoints += 1;
+        }
+        let rep = &mut self.report.unsupported;
+        for (list, feature, what) in [
+            (&dups, "endpoint addresses", "address(es) listed by two endpoints (the first keeps it)"),
+            (&bad, "endpoint addresses", "malformed endpoint address(es), not enforced"),
+            (&no_addr, "host endpoints", "host endpoint(s) without expected addresses are not enforced (sluice applies host endpoint policy by address)"),
+            (&other_tiers, "host endpoint tiers", "host endpoint(s) with forward, pre-DNAT or untracked tiers: only the normal tiers (traffic to and from the host) are enforced"),
+        ] {
+            if !list.is_empty() {
+                rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
+            }
+        }
+        let staged: BTreeSet<&PolicyId> =
+            m.policies.keys().filter(|id| is_staged(&id.kind)).collect();
+        self.report.staged = staged.len();
+        if !staged.is_empty() {
+            let names: Vec<String> = staged.iter().map(|id| policy_key(id)).collect();
+            rep.push(("staged policies", format!("{} staged polic(ies) are never enforced; their would-be verdicts are not accounted yet: {}", staged.len(), examples(&names))));
+        }
+        out
+    }
+
+    /// What an endpoint walks in each direction; both directions fail
+    /// closed when anything either names does not resolve.
+    fn steps(
+        &mut self,
+        name: &str,
+        tiers: &[proto::TierInfo],
+        profiles: &[String],
+        host: bool,
+    ) -> [Vec<Step>; 2] {
+        let mut out: [Vec<Step>; 2] = Default::default();
+        let mut why: Option<String> = None;
+        for dir in [Dir::Egress, Dir::Ingress] {
+            let steps = &mut out[dir.idx()];
+            if host {
+                steps.push(Step::Shared(Shared::Failsafe));
+            }
+            for t in tiers {
+                let ids = match dir {
+                    Dir::Ingress => &t.ingress_policies,
+                    Dir::Egress => &t.egress_policies,
+                };
+                let policies: Vec<PolicyId> = ids
+                    .iter()
+                    .filter(|i| !is_staged(&i.kind))
+                    .cloned()
+                    .collect();
+                if policies.is_empty() {
+                    continue;
+                }
+                for id in &policies {
+                    if let Err(e) = self.translated(Owner::Policy(id.clone()), dir) {
+                        why.get_or_insert(e);
+                    }
+                }
+                steps.push(Step::Tier(TierStep {
+                    name: t.name.clone(),
+                    pass: t.default_action.eq_ignore_ascii_case("pass"),
+                    policies,
+                }));
+            }
+            for p in profiles {
+                if let Err(e) = self.translated(Owner::Profile(p.clone()), dir) {
+                    why.get_or_insert(e);
+                }
+                steps.push(Step::Shared(Shared::Profile(p.clone())));
+            }
+        }
+        if let Some(reason) = why {
+            self.report
+                .fail_closed
+                .push((name.to_string(), reason.clone()));
+            let fail = Step::Shared(Shared::FailClosed(reason));
+            return [vec![fail.clone()], vec![fail]];
+        }
+        out
+    }
+
+    /// The translated rules of `owner` in `dir` (cached for this compile).
+    fn translated(&mut self, owner: Owner, dir: Dir) -> TRules {
+        let key = (owner, dir);
+        if let Some(r) = self.rules.get(&key) {
+            return r.clone();
+        }
+        let m = self.m;
+        let (what, list) = match &key.0 {
+            Owner::Policy(id) => {
+                let what = format!("policy {}", policy_key(id));
+                match m.policies.get(id) {
+                    Some(p) => (what, Some(p.rules(dir))),
+                    None => (what, None),
+                }
+            }
+            Owner::Profile(n) => {
+                let what = format!("profile {n}");
+                match m.profiles.get(n) {
+                    Some(p) => (what, Some(p.rules(dir))),
+                    None => (what, None),
+                }
+            }
+        };
+        let r = match list {
+            None => Err(format!("{what} was never sent")),
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                let mut err = None;
+                for (index, r) in list.iter().enumerate() {
+                    match self.rule(r) {
+                        Ok((action, terms)) => out.push(TRule {
+                            index,
+                            action,
+                            terms,
+                        }),
+                        Err(e) => {
+                            err = Some(format!("{what} {} rule {index}: {e}", dir.name()));
+                            break;
+                        }
+                    }
+                }
+                match err {
+                    Some(e) => Err(e),
+                    None => Ok(Arc::new(out)),
+                }
+            }
+        };
+        self.rules.insert(key, r.clone());
+        r
+    }
+
+    /// One rule: its action and terms over both families.
+    fn rule(&mut self, r: &proto::Rule) -> Result<(Action, Vec<Term>), String> {
+        let action = match r.action.as_str() {
+            "" | "allow" => Action::Allow,
+            "deny" => Action::Deny,
+            "next-tier" | "pass" => Action::Pass,
+            "log" => Action::Log,
+            a => return Err(format!("unknown action {a:?}")),
+        };
+        if action == Action::Log {
+            return Ok((action, Vec::new()));
+        }
+        let mut terms = Vec::new();
+        for fam in [4u8, 6] {
+            if let Some(f) = filter_to_family(r, fam) {
+                terms.extend(self.family_terms(&f, fam)?);
+            }
+        }
+        Ok((action, terms))
+    }
+
+    /// The terms of rule `r` (already filtered to `fam`) for packets of
+    /// family `fam`.
+    fn family_terms(&mut self, r: &Filtered<'_>, fam: u8) -> Result<Vec<Term>, String> {
+        let mut base = Term::full();
+        base.src = base.src.only_family(fam);
+        base.dst = base.dst.only_family(fam);
+        let rule = r.rule;
+        if let Some(p) = &rule.protocol {
+            base.proto = RangeSet::single(u128::from(protocol(p)?));
+        }
+        if let Some(p) = &rule.not_protocol {
+            let n = RangeSet::single(u128::from(protocol(p)?));
+            base.proto = base.proto.minus(&n, PROTO_MAX);
+        }
+        let icmp_bytes = |v: i32, what: &str| {
+            u8::try_from(v).map_err(|_| format!("ICMP {what} {v} out of range"))
+        };
+        match &rule.icmp {
+            Some(rule::Icmp::IcmpType(t)) => {
+                let t = icmp_bytes(*t, "type")?;
+                base.sport = RangeSet::single(ICMP_BASE + u128::from(t));
+                base.dport = RangeSet::range(ICMP_BASE, ICMP_BASE + 255);
+            }
+            Some(rule::Icmp::IcmpTypeCode(tc)) => {
+                let (t, c) = (icmp_bytes(tc.r#type, "type")?, icmp_bytes(tc.code, "code")?);
+                base.sport = RangeSet::single(ICMP_BASE + u128::from(t));
+                base.dport = RangeSet::single(ICMP_BASE + u128::from(c));
+            }
+            None => {}
+        }
+        let mut terms = if base.is_empty() { vec![] } else { vec![base] };
+        let not_icmp = match &rule.not_icmp {
+            Some(rule::NotIcmp::NotIcmpType(t)) => Some((icmp_bytes(*t, "type")?, None)),
+            Some(rule::NotIcmp::NotIcmpTypeCode(tc)) => Some((
+                icmp_bytes(tc.r#type, "type")?,
+                Some(icmp_bytes(tc.code, "code")?),
+            )),
+            None => None,
+        };
+        if let Some((t, c)) = not_icmp {
+            // Not (type t [and code c]): another type, or type t with
+            // another code.
+            let ty = RangeSet::single(ICMP_BASE + u128::from(t));
+            let mut alts = vec![with_port(Side::Src, ty.complement(L4_MAX))];
+            if let Some(c) = c {
+                let mut x = with_port(Side::Src, ty);
+                x.dport = RangeSet::single(ICMP_BASE + u128::from(c)).complement(L4_MAX);
+                alts.push(x);
+            }
+            terms = and_terms(&terms, &alts);
+        }
+        for side in [Side::Src, Side::Dst] {
+            if terms.is_empty() {
+                break;
+            }
+            let t = self.side_terms(r, side)?;
+            terms = and_terms(&terms, &t);
+        }
+        Ok(terms)
+    }
+
+    /// The terms of one side of a filtered rule.
+    fn side_terms(&mut self, r: &Filtered<'_>, side: Side) -> Result<Vec<Term>, String> {
+        let rule = r.rule;
+        let (nets, not_nets, sets, not_sets, ports, named, not_ports, not_named) = match side {
+            Side::Src => (
+                &r.src_net,
+                &r.not_src_net,
+                &rule.src_ip_set_ids,
+                &rule.not_src_ip_set_ids,
+                &rule.src_ports,
+                &rule.src_named_port_ip_set_ids,
+                &rule.not_src_ports,
+                &rule.not_src_named_port_ip_set_ids,
+            ),
+            Side::Dst => (
+                &r.dst_net,
+                &r.not_dst_net,
+                &rule.dst_ip_set_ids,
+                &rule.not_dst_ip_set_ids,
+                &rule.dst_ports,
+                &rule.dst_named_port_ip_set_ids,
+                &rule.not_dst_ports,
+                &rule.not_dst_named_port_ip_set_ids,
+            ),
+        };
+        let mut addr = AddrSet::full();
+        if !nets.is_empty() {
+            addr = addr.intersect(&AddrSet::from_cidrs(nets.iter()));
+        }
+        if !not_nets.is_empty() {
+            addr = addr.intersect(&AddrSet::from_cidrs(not_nets.iter()).complement());
+        }
+        for id in sets {
+            addr = addr.intersect(&*self.addrs(id)?);
+        }
+        for id in not_sets {
+            addr = addr.intersect(&self.addrs(id)?.complement());
+        }
+        let mut terms = vec![with_addr(side, addr)];
+        if side == Side::Dst {
+            // Service matches: every set must hold (ip, proto, port).
+            for id in &rule.dst_ip_port_set_ids {
+                let alts = ip_port_terms(side, &*self.ip_ports(id)?);
+                terms = and_terms(&terms, &alts);
+            }
+        }
+        if !ports.is_empty() || !named.is_empty() {
+            let mut alts = Vec::new();
+            let nums = port_ranges(ports)?;
+            if !nums.is_empty() {
+                alts.push(with_port(side, nums));
+            }
+            for id in named {
+                alts.extend(ip_port_terms(side, &*self.ip_ports(id)?));
+            }
+            terms = and_terms(&terms, &alts);
+        }
+        if !not_ports.is_empty() || !not_named.is_empty() {
+            // A port outside the ranges, and (ip, proto, port) in none of
+            // the named-port sets.
+            let nums = port_ranges(not_ports)?;
+            let mut by_port: BTreeMap<u16, BTreeMap<u8, AddrSet>> = BTreeMap::new();
+            for id in not_named {
+                for (&(proto, port), a) in self.ip_ports(id)?.iter() {
+                    let e = by_port.entry(port).or_default().entry(proto).or_default();
+                    *e = e.union(a);
+                }
+            }
+            let allowed = RangeSet::full(PORT_MAX).minus(&nums, L4_MAX);
+            let named_ports = RangeSet::from_ranges(
+                by_port
+                    .keys()
+                    .map(|&p| (u128::from(p), u128::from(p)))
+                    .collect(),
+            );
+            let mut alts = vec![with_port(side, allowed.minus(&named_ports, L4_MAX))];
+            for (port, protos) in by_port {
+                if !allowed.contains(u128::from(port)) {
+                    continue;
+                }
+                let pset = RangeSet::single(u128::from(port));
+                let listed = RangeSet::from_ranges(
+                    protos
+                        .keys()
+                        .map(|&p| (u128::from(p), u128::from(p)))
+                        .collect(),
+                );
+                let mut t = with_port(side, pset.clone());
+                t.proto = listed.complement(PROTO_MAX);
+                alts.push(t);
+                for (proto, a) in protos {
+                    let mut t = with_addr(side, a.complement());
+                    t.proto = RangeSet::single(u128::from(proto));
+                    set_port(&mut t, side, pset.clone());
+                    alts.push(t);
+                }
+            }
+            alts.retain(|t| !t.is_empty());
+            terms = and_terms(&terms, &alts);
+        }
+        Ok(terms)
+    }
+
+    /// The addresses of IP set `id` (`NET` or `IP`).
+    fn addrs(&mut self, id: &str) -> Result<Arc<AddrSet>, String> {
+        match self.parsed(id)?.as_ref() {
+            Ok(Members::Addrs(a)) => Ok(a.clone()),
+            Ok(Members::IpPorts(_)) => Err(format!(
+                "IP set {id:?} is IP_AND_PORT where addresses are needed"
+            )),
+            Err(e) => Err(format!("IP set {id:?}: {e}")),
+        }
+    }
+
+    /// The `(proto, port)` → addresses of IP set `id` (`IP_AND_PORT`).
+    fn ip_ports(&mut self, id: &str) -> Result<Arc<IpPorts>, String> {
+        match self.parsed(id)?.as_ref() {
+            Ok(Members::IpPorts(a)) => Ok(a.clone()),
+            Ok(Members::Addrs(_)) => Err(format!(
+                "IP set {id:?} holds addresses where ip,proto:port members are needed"
+            )),
+            Err(e) => Err(format!("IP set {id:?}: {e}")),
+        }
+    }
+
+    fn parsed(&mut self, id: &str) -> Result<ParsedSet, String> {
+        self.cache
+            .set(self.m, id)
+            .ok_or_else(|| format!("IP set {id:?} was never sent"))
+    }
+
+    /// One direction of the IR: classes (endpoints walking the same
+    /// steps), segments, and each class's segments.
+    fn direction(&mut self, eps: &[Ep], dir: Dir) -> DirIr {
+        let d = dir.idx();
+        let mut sigs: Vec<&Vec<Step>> = eps.iter().map(|e| &e.steps[d]).collect();
+        sigs.sort();
+        sigs.dedup();
+        let class_of: HashMap<&Vec<Step>, u32> = sigs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (*s, i as u32))
+            .collect();
+        let endpoint_class: Vec<u32> = eps.iter().map(|e| class_of[&e.steps[d]]).collect();
+        let mut segments: Vec<Segment> = Vec::new();
+        // Segment of each (class, step).
+        let mut seg_of: Vec<Vec<u32>> = sigs.iter().map(|s| vec![0; s.len()]).collect();
+        let all = RangeSet::range(0, sigs.len().max(1) as u128 - 1);
+
+        // Failsafe, profiles and fail-closed segments: one each, shared.
+        let mut shared: HashMap<&Shared, u32> = HashMap::new();
+        // Tiers: grouped by (name, pass); where each class uses them.
+        let mut tiers: BTreeMap<(&str, bool), Vec<TierUse<'_>>> = BTreeMap::new();
+        for (c, steps) in sigs.iter().enumerate() {
+            for (i, s) in steps.iter().enumerate() {
+                match s {
+                    Step::Tier(t) => {
+                        tiers.entry((&t.name, t.pass)).or_default().push((c, i, t));
+                    }
+                    Step::Shared(sh) => {
+                        let seg = match shared.get(sh) {
+                            Some(&seg) => seg,
+                            None => {
+                                let seg = segments.len() as u32;
+                                segments.push(self.shared_segment(sh, dir, &all));
+                                shared.insert(sh, seg);
+                                seg
+                            }
+                        };
+                        seg_of[c][i] = seg;
+                    }
+                }
+            }
+        }
+        for ((name, pass), uses) in tiers {
+            let lists: Vec<&Vec<PolicyId>> = uses.iter().map(|u| &u.2.policies).collect();
+            // One segment for the tier when one order of its policies
+            // agrees with every endpoint's list (Felix sorts them one way
+            // for all); otherwise one segment per distinct list.
+            let groups: Vec<Vec<usize>> = match merged_order(&lists) {
+                Some(_) => vec![(0..uses.len()).collect()],
+                None => {
+                    let mut by: BTreeMap<&Vec<PolicyId>, Vec<usize>> = BTreeMap::new();
+                    for (k, l) in lists.iter().enumerate() {
+                        by.entry(l).or_default().push(k);
+                    }
+                    by.into_values().collect()
+                }
+            };
+            for g in groups {
+                let glists: Vec<&Vec<PolicyId>> = g.iter().map(|&k| lists[k]).collect();
+                let order = merged_order(&glists).unwrap_or_default();
+                let mut rules = Vec::new();
+                for id in &order {
+                    let classes = RangeSet::from_ranges(
+                        g.iter()
+                            .filter(|&&k| lists[k].contains(id))
+                            .map(|&k| (uses[k].0 as u128, uses[k].0 as u128))
+                            .collect(),
+                    );
+                    let Ok(tr) = self.translated(Owner::Policy(id.clone()), dir) else {
+                        continue;
+                    };
+                    for r in tr.iter() {
+                        if let Some(ir) =
+                            self.ir_rule(r, &classes, dir, Some(name), &policy_key(id))
+                        {
+                            rules.push(ir);
+                        }
+                    }
+                }
+                let miss = (!pass).then(|| {
+                    self.decision(DecisionInfo::EndOfTier {
+                        dir,
+                        tier: name.to_string(),
+                    })
+                });
+                let seg = segments.len() as u32;
+                segments.push(Segment {
+                    kind: SegmentKind::Tier(name.to_string()),
+                    miss,
+                    rules,
+                });
+                for &k in &g {
+                    let (c, i, _) = uses[k];
+                    seg_of[c][i] = seg;
+                }
+            }
+        }
+        DirIr {
+            endpoint_class,
+            class_segments: seg_of,
+            segments,
+        }
+    }
+
+    /// The segment of a failsafe, profile or fail-closed step.
+    fn shared_segment(&mut self, s: &Shared, dir: Dir, all: &RangeSet) -> Segment {
+        match s {
+            Shared::Failsafe => {
+                let (ports, key) = match dir {
+                    Dir::Ingress => (&self.m.settings.failsafe_inbound, "failsafe-inbound"),
+                    Dir::Egress => (&self.m.settings.failsafe_outbound, "failsafe-outbound"),
+                };
+                let ports: Vec<ProtoPort> = ports.clone();
+                let mut rules = Vec::new();
+                for (i, p) in ports.iter().enumerate() {
+                    let mut t = with_port(Side::Dst, RangeSet::single(u128::from(p.port)));
+                    t.proto = RangeSet::single(u128::from(p.proto));
+                    if let Some(net) = p.net.and_then(|n| Cidr::parse(&n.to_string()).ok()) {
+                        // Inbound: from the net; outbound: to it.
+                        let a = AddrSet::from_cidrs([&net]);
+                        match dir {
+                            Dir::Ingress => t.src = a,
+                            Dir::Egress => t.dst = a,
+                        }
+                    }
+                    let decision = self.decision(DecisionInfo::Rule {
+                        dir,
+                        tier: "failsafe".into(),
+                        policy: key.into(),
+                        rule: i as u32,
+                        action: Action::Allow,
+                    });
+                    rules.push(IrRule {
+                        decision,
+                        action: RuleAction::Allow,
+                        classes: all.clone(),
+                        terms: vec![t],
+                    });
+                }
+                Segment {
+                    kind: SegmentKind::Tier("failsafe".into()),
+                    miss: None,
+                    rules,
+                }
+            }
+            Shared::Profile(name) => {
+                let mut rules = Vec::new();
+                if let Ok(tr) = self.translated(Owner::Profile(name.clone()), dir) {
+                    for r in tr.iter() {
+                        if let Some(ir) = self.ir_rule(r, all, dir, None, name) {
+                            rules.push(ir);
+                        }
+                    }
+                }
+                Segment {
+                    kind: SegmentKind::Profile(name.clone()),
+                    miss: None,
+                    rules,
+                }
+            }
+            Shared::FailClosed(reason) => {
+                let decision = self.decision(DecisionInfo::FailClosed {
+                    dir,
+                    reason: reason.clone(),
+                });
+                Segment {
+                    kind: SegmentKind::Tier("fail-closed".into()),
+                    miss: None,
+                    rules: vec![IrRule {
+                        decision,
+                        action: RuleAction::Deny,
+                        classes: all.clone(),
+                        terms: vec![Term::full()],
+                    }],
+                }
+            }
+        }
+    }
+
+    /// The IR rule of a translated rule (`None` for `log`, which never
+    /// decides); `tier` is `None` for a profile, whose name is `owner`.
+    fn ir_rule(
+        &mut self,
+        r: &TRule,
+        classes: &RangeSet,
+        dir: Dir,
+        tier: Option<&str>,
+        owner: &str,
+    ) -> Option<IrRule> {
+        let action = match r.action {
+            Action::Allow => RuleAction::Allow,
+            Action::Deny => RuleAction::Deny,
+            Action::Pass => RuleAction::Pass,
+            Action::Log => return None,
+        };
+        let info = match tier {
+            Some(t) => DecisionInfo::Rule {
+                dir,
+                tier: t.to_string(),
+                policy: owner.to_string(),
+                rule: r.index as u32,
+                action: r.action,
+            },
+            None => DecisionInfo::Profile {
+                dir,
+                profile: owner.to_string(),
+                rule: r.index as u32,
+                action: r.action,
+            },
+        };
+        Some(IrRule {
+            decision: self.decision(info),
+            action,
+            classes: classes.clone(),
+            terms: r.terms.clone(),
+        })
+    }
+}
+
+/// An order of all policies in `lists` that keeps each list's order, if
+/// there is one (a topological sort; ties by first appearance).
+fn merged_order(lists: &[&Vec<PolicyId>]) -> Option<Vec<PolicyId>> {
+    let mut index: HashMap<&PolicyId, usize> = HashMap::new();
+    let mut nodes: Vec<&PolicyId> = Vec::new();
+    for l in lists {
+        for id in l.iter() {
+            index.entry(id).or_insert_with(|| {
+                nodes.push(id);
+                nodes.len() - 1
+            });
+        }
+    }
+    let mut succ: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+    for l in lists {
+        for w in l.windows(2) {
+            let (a, b) = (index[&w[0]], index[&w[1]]);
+            if a == b {
+                return None;
+            }
+            succ[a].insert(b);
+        }
+    }
+    let mut indeg = vec![0usize; nodes.len()];
+    for s in &succ {
+        for &b in s {
+            indeg[b] += 1;
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..nodes.len()).filter(|&i| indeg[i] == 0).collect();
+    let mut out = Vec::with_capacity(nodes.len());
+    while let Some(i) = ready.pop_first() {
+        out.push(nodes[i].clone());
+        for &b in &succ[i] {
+            indeg[b] -= 1;
+            if indeg[b] == 0 {
+                ready.insert(b);
+            }
+        }
+    }
+    (out.len() == nodes.len()).then_some(out)
+}
+
+/// A rule's CIDR lists for one family, after `FilterRuleToIPVersion`.
+struct Filtered<'r> {
+    rule: &'r proto::Rule,
+    src_net: Vec<Cidr>,
+    not_src_net: Vec<Cidr>,
+    dst_net: Vec<Cidr>,
+    not_dst_net: Vec<Cidr>,
+}
+
+/// `FilterRuleToIPVersion` (see the module docs): `None` when the rule
+/// does not apply to family `fam`. A CIDR that does not parse counts as
+/// of no family (so a list of only such CIDRs drops the rule).
+fn filter_to_family(r: &proto::Rule, fam: u8) -> Option<Filtered<'_>> {
+    let v = proto::IpVersion::try_from(r.ip_version).unwrap_or(proto::IpVersion::Any);
+    let want = match fam {
+        4 => proto::IpVersion::Ipv4,
+        _ => proto::IpVersion::Ipv6,
+    };
+    if v != proto::IpVersion::Any && v != want {
+        return None;
+    }
+    let filter = |nets: &[String], negated: bool| -> Option<Vec<Cidr>> {
+        if nets.is_empty() {
+            return Some(Vec::new());
+        }
+        let kept: Vec<Cidr> = nets
+            .iter()
+            .filter_map(|n| Cidr::parse(n).ok())
+            .filter(|c| c.is_v4() == (fam == 4))
+            .collect();
+        if kept.is_empty() || (negated && kept.iter().any(|c| c.len == 0)) {
+            return None;
+        }
+        Some(kept)
+    };
+    Some(Filtered {
+        rule: r,
+        src_net: filter(&r.src_net, false)?,
+        not_src_net: filter(&r.not_src_net, true)?,
+        dst_net: filter(&r.dst_net, false)?,
+        not_dst_net: filter(&r.not_dst_net, true)?,
+    })
+}
+
+/// Port ranges as a value set; a range outside 0..=65535 is an error.
+fn port_ranges(ports: &[proto::PortRange]) -> Result<RangeSet, String> {
+    let mut v = Vec::with_capacity(ports.len());
+    for p in ports {
+        let ok = |x: i32| (0..=65535).contains(&x);
+        if !ok(p.first) || !ok(p.last) || p.first > p.last {
+            return Err(format!(
+                "port range {}:{} is not within 0-65535",
+                p.first, p.last
+            ));
+        }
+        v.push((p.first as u128, p.last as u128));
+    }
+    Ok(RangeSet::from_ranges(v))
+}
+
+/// Terms matching `side`'s (address, protocol, port) in an `IP_AND_PORT`
+/// set.
+fn ip_port_terms(side: Side, set: &BTreeMap<(u8, u16), AddrSet>) -> Vec<Term> {
+    set.iter()
+        .map(|(&(proto, port), a)| {
+            let mut t = with_addr(side, a.clone());
+            t.proto = RangeSet::single(u128::from(proto));
+            set_port(&mut t, side, RangeSet::single(u128::from(port)));
+            t
+        })
+        .collect()
+}
+
+/// Which side of a packet a rule field constrains.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Src,
+    Dst,
+}
+
+fn with_addr(side: Side, a: AddrSet) -> Term {
+    let mut t = Term::full();
+    match side {
+        Side::Src => t.src = a,
+        Side::Dst => t.dst = a,
+    }
+    t
+}
+
+fn with_port(side: Side, p: RangeSet) -> Term {
+    let mut t = Term::full();
+    set_port(&mut t, side, p);
+    t
+}
+
+fn set_port(t: &mut Term, side: Side, p: RangeSet) {
+    match side {
+        Side::Src => t.sport = p,
+        Side::Dst => t.dport = p,
+    }
+}
+
+/// Conjunction of two disjunctions of terms.
+fn and_terms(a: &[Term], b: &[Term]) -> Vec<Term> {
+    let mut out = Vec::with_capacity(a.len() * b.len());
+    for x in a {
+        for y in b {
+            if let Some(t) = x.and(y) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Up to three examples, for messages.
+fn examples(v: &[String]) -> String {
+    let mut s = v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    if v.len() > 3 {
+        s += ", ...";
+    }
+    s
+}
+
+/// A policy's or profile's rules for one direction.
+trait RuleLists {
+    fn rules(&self, dir: Dir) -> &[proto::Rule];
+}
+
+impl RuleLists for proto::Policy {
+    fn rules(&self, dir: Dir) -> &[proto::Rule] {
+        match dir {
+            Dir::Ingress => &self.inbound_rules,
+            Dir::Egress => &self.outbound_rules,
+        }
+    }
+}
+
+impl RuleLists for proto::Profile {
+    fn rules(&self, dir: Dir) -> &[proto::Rule] {
+        match dir {
+            Dir::Ingress => &self.inbound_rules,
+            Dir::Egress => &self.outbound_rules,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use policy_compiler::{FlowKey, L4};
+
+    fn wep(
+        ip: &str,
+        tiers: Vec<proto::TierInfo>,
+        profiles: &[&str],
+    ) -> Arc<proto::WorkloadEndpoint> {
+        Arc::new(proto::WorkloadEndpoint {
+            ipv4_nets: vec![ip.into()],
+            tiers,
+            profile_ids: profiles.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn wid(w: &str) -> proto::WorkloadEndpointId {
+        proto::WorkloadEndpointId {
+            orchestrator_id: "k8s".into(),
+            workload_id: w.into(),
+            endpoint_id: "eth0".into(),
+        }
+    }
+
+    fn allow_from_set(set: &str) -> proto::Policy {
+        proto::Policy {
+            inbound_rules: vec![proto::Rule {
+                action: "allow".into(),
+                src_ip_set_ids: vec![set.into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_unresolved_ip_set_fails_the_endpoint_closed_and_only_it() {
+        let mut m = FelixModel::default();
+        let pid = PolicyId {
+            name: "p".into(),
+            namespace: "prod".into(),
+            kind: "NetworkPolicy".into(),
+        };
+        m.policies
+            .insert(pid.clone(), Arc::new(allow_from_set("ghost")));
+        let tier = proto::TierInfo {
+            name: "default".into(),
+            ingress_policies: vec![pid],
+            egress_policies: vec![],
+            default_action: "Deny".into(),
+        };
+        m.workload_endpoints
+            .insert(wid("prod/a"), wep("10.0.0.1/32", vec![tier], &[]));
+        m.profiles.insert(
+            "open".into(),
+            Arc::new(proto::Profile {
+                inbound_rules: vec![proto::Rule::default()],
+                outbound_rules: vec![proto::Rule::default()],
+            }),
+        );
+        m.workload_endpoints
+            .insert(wid("prod/b"), wep("10.0.0.2/32", vec![], &["open"]));
+        let c = PolicyCompiler::default().compile(&m);
+        assert_eq!(c.report.fail_closed.len(), 1);
+        assert_eq!(c.report.fail_closed[0].0, "prod/a");
+        assert!(c.report.fail_closed[0]
+            .1
+            .contains("\"ghost\" was never sent"));
+        let k = |s: &str, d: &str| {
+            FlowKey::new(
+                s.parse().unwrap(),
+                d.parse().unwrap(),
+                6,
+                L4::Ports {
+                    sport: 1,
+                    dport: 80,
+                },
+            )
+        };
+        let cl = &c.classifier;
+        // Both directions of a deny all; b's own traffic is untouched.
+        for key in [k("10.0.0.2", "10.0.0.1"), k("10.0.0.1", "10.0.0.2")] {
+            let v = cl.classify(&key, &mut cl.new_scratch());
+            assert!(!v.allow);
+            let d = if v.egress.allow { v.ingress } else { v.egress };
+            assert!(matches!(
+                cl.decision_info(d.decided_by),
+                DecisionInfo::FailClosed { .. }
+            ));
+        }
+        let v = cl.classify(&k("10.9.9.9", "10.0.0.2"), &mut cl.new_scratch());
+        assert!(v.allow);
+        // The set arrives: a is enforced, and the set is parsed once.
+        let mut pc = PolicyCompiler::default();
+        m.ip_sets.insert(
+            "ghost".into(),
+            Arc::new(IpSet {
+                kind: IpSetType::Net,
+                members: ["10.0.0.2/32".to_string()].into(),
+            }),
+        );
+        let c = pc.compile(&m);
+        assert!(c.report.fail_closed.is_empty());
+        assert_eq!(pc.parsed_last, 1);
+        let cl = &c.classifier;
+        assert!(
+            cl.classify(&k("10.0.0.2", "10.0.0.1"), &mut cl.new_scratch())
+                .allow
+        );
+        assert!(
+            !cl.classify(&k("10.0.0.3", "10.0.0.1"), &mut cl.new_scratch())
+                .allow
+        );
+        pc.compile(&m);
+        assert_eq!(pc.parsed_last, 0, "an unchanged set is not parsed again");
+    }
+
+    #[test]
+    fn rules_are_filtered_per_family_as_felix_does() {
+        let r = proto::Rule {
+            src_net: vec!["10.0.0.0/8".into(), "fd00::/8".into()],
+            dst_net: vec!["10.1.0.0/16".into()],
+            ..Default::default()
+        };
+        let f4 = filter_to_family(&r, 4).unwrap();
+        assert_eq!(f4.src_net.len(), 1);
+        // IPv6: the destination list keeps nothing, so the rule is dropped.
+        assert!(filter_to_family(&r, 6).is_none());
+        // A negated list without the family's CIDRs drops the rule for
+        // that family; so does a negated catch-all.
+        let not4 = proto::Rule {
+            not_src_net: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        assert!(filter_to_family(&not4, 6).is_none());
+        assert!(filter_to_family(&not4, 4).is_some());
+        let catch_all = proto::Rule {
+            not_src_net: vec!["::/0".into(), "10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        assert!(filter_to_family(&catch_all, 6).is_none());
+        assert!(filter_to_family(&catch_all, 4).is_some());
+        let v6 = proto::Rule {
+            ip_version: proto::IpVersion::Ipv6 as i32,
+            ..Default::default()
+        };
+        assert!(filter_to_family(&v6, 4).is_none());
+    }
+
+    #[test]
+    fn conflicting_policy_orders_get_a_segment_each() {
+        let id = |n: &str| PolicyId {
+            name: n.into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        let (a, b, c) = (id("a"), id("b"), id("c"));
+        assert_eq!(
+            merged_order(&[&vec![a.clone(), c.clone()], &vec![b.clone(), c.clone()]]),
+            Some(vec![a.clone(), b.clone(), c.clone()])
+        );
+        assert_eq!(
+            merged_order(&[&vec![a.clone(), b.clone()], &vec![b, a]]),
+            None
+        );
+    }
+}
