@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
   dirs=("$work/$t")
   if [ -d "fuzz/seeds/$t" ]; then dirs+=("fuzz/seeds/$t"); fi
   if ! cargo +nightly fuzz run -O "$t" "${dirs[@]}" -- \
-      -max_total_time="$secs" -print_final_stats=1 >"$work/$t.log" 2>&1; then
+      -max_total_time="$secs" -use_value_profile=1 -print_final_stats=1 >"$work/$t.log" 2>&1; then
     tail -n 40 "$work/$t.log" >&2
     echo "fuzz: $t crashed (the input is under engine/fuzz/artifacts/$t/)" >&2
     exit 1

@@ -4,7 +4,9 @@
 //! connection table, so connections open, translate, expire, fill the
 //! table and make room across a sequence of batches.
 //!
-//! Input: one flags byte (bit 0: complete partial checksums, as live),
+//! Input: one flags byte (bit 0: complete partial checksums, as live;
+//! bit 1: make every frame's checksums valid first, so mutations get past
+//! checksum validation into conntrack, NAT and policy),
 //! then batches, each `[frames 0..=15 | time step << 4]` and that many
 //! frames of `[length / 4][ingress port]` and the bytes. Time advances by
 //! the step squared in seconds between batches (so UDP and TCP timeouts
@@ -62,7 +64,11 @@ fuzz_target!(|data: &[u8]| {
                 let len = usize::from(rest[0]) * 4;
                 let port = u16::from(rest[1] & 1);
                 let n = len.min(rest.len() - 2);
-                frames.push((rest[2..2 + n].to_vec(), port));
+                let mut f = rest[2..2 + n].to_vec();
+                if flags & 2 != 0 {
+                    engine::wire::build::fix_checksums(&mut f);
+                }
+                frames.push((f, port));
                 rest = &rest[2 + n..];
             }
             let before: Vec<_> = frames.iter().map(|(f, _)| engine::wire::parse(f)).collect();

@@ -4,7 +4,8 @@
 
 use super::addr::Mac;
 use super::checksum::{checksum, fold, pseudo_header_sum, sum_be_words};
-use super::parse::Family;
+use super::parse::{self, Family, Frag, L4Kind};
+use super::rewrite;
 
 /// What to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,10 +126,123 @@ pub fn frame(s: &FrameSpec) -> Vec<u8> {
     f
 }
 
+/// Makes a frame's checksums valid in place: the IPv4 header's, then the
+/// transport's of a whole (unfragmented) TCP, UDP or ICMP packet. Fuzzers
+/// use it so mutated frames get past checksum validation into the state
+/// behind it (conntrack, NAT, policy); tests use it after editing bytes.
+/// Returns whether the frame parsed.
+pub fn fix_checksums(frame: &mut [u8]) -> bool {
+    // The IPv4 header first: the parser refuses a bad one.
+    let mut off = parse::ETH_LEN;
+    let mut ty = frame
+        .get(12..14)
+        .map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+    for _ in 0..parse::MAX_VLAN_TAGS {
+        if !matches!(ty, 0x8100 | 0x88a8 | 0x9100) {
+            break;
+        }
+        ty = frame
+            .get(off + 2..off + 4)
+            .map_or(0, |t| u16::from_be_bytes([t[0], t[1]]));
+        off += 4;
+    }
+    if ty == 0x0800 {
+        let ihl = frame.get(off).map_or(0, |b| usize::from(b & 15) * 4);
+        if ihl >= 20 {
+            if let Some(h) = frame.get_mut(off..off + ihl) {
+                h[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum(h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+    let Ok(p) = parse::parse(frame) else {
+        return false;
+    };
+    if p.frag == Frag::Whole {
+        match p.l4kind {
+            L4Kind::Tcp | L4Kind::Udp => {
+                rewrite::complete_checksum(frame, &p);
+            }
+            L4Kind::IcmpQuery | L4Kind::IcmpError | L4Kind::IcmpOther => {
+                rewrite::recompute_icmp(frame, &p);
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{parse, L4Kind};
+
+    #[test]
+    fn fixed_checksums_are_the_ones_built() {
+        for (family, src, dst, proto, icmp) in [
+            (Family::V4, 0x0a00_0001u128, 0x0a00_0002u128, 6, (0, 0)),
+            (Family::V4, 0x0a00_0001, 0x0a00_0002, 17, (0, 0)),
+            (Family::V4, 0x0a00_0001, 0x0a00_0002, 1, (8, 0)),
+            (
+                Family::V6,
+                0xfd00 << 112 | 1,
+                0xfd00 << 112 | 2,
+                58,
+                (128, 0),
+            ),
+            (Family::V6, 0xfd00 << 112 | 1, 0xfd00 << 112 | 2, 6, (0, 0)),
+        ] {
+            let good = frame(&FrameSpec {
+                dst_mac: [2, 0, 0, 0, 0, 1],
+                src_mac: [2, 0, 0, 0, 0, 2],
+                family,
+                src,
+                dst,
+                proto,
+                sport: 0xbeef,
+                dport: 80,
+                icmp,
+                tcp_flags: 0x02,
+                ttl: 64,
+                payload: 7,
+            });
+            let mut bad = good.clone();
+            // Change a port and break every checksum.
+            let l4 = if family == Family::V4 { 34 } else { 54 };
+            bad[l4] ^= 0x11;
+            if family == Family::V4 {
+                bad[24] ^= 0xff;
+            }
+            for b in bad.iter_mut().rev().take(2) {
+                *b ^= 0x5a;
+            }
+            assert!(fix_checksums(&mut bad), "{family:?} {proto}");
+            assert_ne!(parse(&bad).unwrap().l4kind, L4Kind::None);
+            let mut again = bad.clone();
+            assert!(fix_checksums(&mut again));
+            assert_eq!(again, bad, "fixing is idempotent");
+            if family == Family::V4 {
+                assert_eq!(checksum(&bad[14..34]), 0, "IPv4 header sums to zero");
+            }
+            let seg = &bad[l4..];
+            let (s, d) = if family == Family::V4 {
+                (&bad[26..30], &bad[30..34])
+            } else {
+                (&bad[22..38], &bad[38..54])
+            };
+            let ph = if proto == 1 {
+                0
+            } else {
+                pseudo_header_sum(s, d, proto, seg.len() as u32)
+            };
+            assert_eq!(
+                fold(sum_be_words(seg, 0) + ph),
+                0xffff,
+                "{family:?} {proto}"
+            );
+        }
+    }
 
     #[test]
     fn built_frames_parse_back_and_etherparse_agrees_on_checksums() {
