@@ -1659,3 +1659,95 @@ fn too_big_packets_get_the_kernels_icmp_errors() {
     assert_eq!(n(&r["icmp_too_big"]), 2, "{r}");
     assert_no_leak(&r);
 }
+
+/// The fragments of one `ping -M dont -s 1450` (1478 bytes, DF clear)
+/// that reach the server through a 1400-byte link, with the fields the
+/// client's kernel draws (the IPv4 identification, hence the header
+/// checksum) masked, after checking each header checksum verifies. The
+/// ping must be answered (the server reassembles the fragments).
+fn fragments_reaching_the_server(t: &mut Topo) -> Vec<Vec<u8>> {
+    let pcap = t.dir().join("frags.pcap");
+    let filter = format!("src host {CLIENT_IP} and (ip[6:2] & 0x3fff) != 0");
+    let mut dump = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &t.server, "tcpdump", "-i", "s0", "-U", "-c", "2", "-w",
+        ])
+        .arg(&pcap)
+        .arg(&filter)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut r = std::io::BufReader::new(dump.stderr.take().unwrap());
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("listening"), "tcpdump: {line}");
+    }
+    let o = sh(&[
+        "ip", "netns", "exec", &t.client, "ping", "-M", "dont", "-s", "1450", "-c", "1", "-W", "2",
+        SERVER_IP,
+    ]);
+    assert!(
+        o.status.success(),
+        "a 1478-byte packet without DF was not answered through a 1400-byte link: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let out = wait_timeout(dump, Duration::from_secs(5));
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cap = engine::io::pcap::read_file(&pcap, &[0; 6]).unwrap();
+    (0..cap.frames.len())
+        .map(|i| {
+            let mut f = cap.frame(i).to_vec();
+            assert_eq!(
+                engine::wire::checksum::checksum(&f[14..34]),
+                0,
+                "fragment {i}: IPv4 header checksum"
+            );
+            for b in [18, 19, 24, 25] {
+                f[b] = 0;
+            }
+            f
+        })
+        .collect()
+}
+
+/// Linux is the reference for fragmentation: an IPv4 packet without DF
+/// bigger than the egress MTU leaves sluice as the same fragments the
+/// kernel's forwarding sends — sizes, offsets, flags, TTL, the data —
+/// byte for byte but for the ID the client drew.
+#[test]
+fn packets_without_df_are_fragmented_as_the_kernel_does() {
+    let topo = || {
+        let t = Topo::new("f", 1);
+        for (ns, ifn) in [(&t.router, "p1"), (&t.server, "s0")] {
+            t.exec(ns, &["ip", "link", "set", ifn, "mtu", "1400"]);
+        }
+        t
+    };
+    let mut k = topo();
+    let kernel = fragments_reaching_the_server(&mut k);
+    drop(k);
+    let mut t = topo();
+    let cfg = t.config(&[worker_core()], "");
+    let s = t.start_sluice(&cfg, &[]);
+    let ours = fragments_reaching_the_server(&mut t);
+    assert_eq!(kernel.len(), 2, "the kernel sent two fragments");
+    assert_eq!(ours.len(), kernel.len(), "fragments: sluice vs the kernel");
+    for (i, (o, k)) in ours.iter().zip(&kernel).enumerate() {
+        // The ICMP payload starts with ping's timestamp: compare the
+        // headers, the lengths, and the data after the first 16 bytes.
+        assert_eq!(o.len(), k.len(), "fragment {i}: length");
+        assert_eq!(o[..34], k[..34], "fragment {i}: link and IPv4 header");
+        let from = if i == 0 { 34 + 8 + 16 } else { 34 };
+        assert_eq!(o[from..], k[from..], "fragment {i}: data");
+    }
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(n(&r["fragmented"]) >= 1, "{r}");
+    assert_no_leak(&r);
+}

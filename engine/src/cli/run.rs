@@ -457,6 +457,7 @@ pub fn report_json(r: &LiveReport) -> serde_json::Value {
         "drops": drops,
         "kernel_unreachable": r.total.kernel_unreachable,
         "icmp_too_big": c.icmp_too_big,
+            "fragmented": c.fragmented,
         "via_kernel": {"frames": c.via_kernel, "sent": r.total.kernel_sent,
                        "failed": r.total.kernel_send_failed},
         "tx_ring_full": r.total.tx_ring_full,

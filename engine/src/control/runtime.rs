@@ -894,6 +894,7 @@ impl Runtime {
             "tx_ring_full": t.tx_ring_full,
             "kernel_unreachable": t.kernel_unreachable,
             "icmp_too_big": c.icmp_too_big,
+            "fragmented": c.fragmented,
             "via_kernel": {"frames": c.via_kernel, "sent": t.kernel_sent,
                            "failed": t.kernel_send_failed},
             "tx_no_socket": t.tx_no_socket,

@@ -105,6 +105,11 @@ pub struct Slot<'a> {
     /// sets it from the capture so results do not depend on how frames
     /// were batched.
     pub ts: u64,
+    /// Set with `Forward`: send the IPv4 packet as fragments for this MTU
+    /// (0: as it is). Whoever transmits does the splitting
+    /// ([`crate::wire::frag::Fragments`]): the pipeline writes in place and
+    /// one frame becomes several.
+    pub fragment: u16,
 }
 
 /// Up to [`MAX_BATCH`] frames. Building one does not allocate.
@@ -142,6 +147,7 @@ impl<'a> Batch<'a> {
                 action: Action::Kernel,
                 written: 0,
                 ts,
+                fragment: 0,
             })
             .map_err(|e| e.element().frame)
     }
@@ -191,6 +197,9 @@ pub struct Counters {
     /// for packets larger than their egress MTU (each also counted as
     /// forwarded, to the port it left by).
     pub icmp_too_big: u64,
+    /// IPv4 packets without DF bigger than the egress MTU, forwarded as
+    /// fragments.
+    pub fragmented: u64,
     pub drops: [u64; DropReason::COUNT],
     /// Frames received per port.
     pub port_rx: Vec<u64>,
@@ -226,6 +235,7 @@ impl Counters {
         }
         self.via_kernel += other.via_kernel;
         self.icmp_too_big += other.icmp_too_big;
+        self.fragmented += other.fragmented;
         if self.port_rx.len() < other.port_rx.len() {
             self.port_rx.resize(other.port_rx.len(), 0);
             self.port_tx.resize(other.port_tx.len(), 0);
@@ -268,6 +278,7 @@ impl Counters {
         sub(&mut self.policy_denied, other.policy_denied);
         sub(&mut self.via_kernel, other.via_kernel);
         sub(&mut self.icmp_too_big, other.icmp_too_big);
+        sub(&mut self.fragmented, other.fragmented);
         for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
             sub(a, *b);
         }

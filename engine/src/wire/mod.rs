@@ -10,6 +10,7 @@
 pub mod addr;
 pub mod build;
 pub mod checksum;
+pub mod frag;
 pub mod icmp;
 pub mod parse;
 pub mod rewrite;

@@ -13,12 +13,20 @@
 //! destination as Linux's `icmp_ratelimit` (1 s, a burst of 6: only
 //! type 3 is in the default `icmp_ratemask`); IPv6 "packet too big" is not
 //! in Linux's default mask and is not limited. Not answered, counted as
-//! `too_big`: IPv4 without DF (Linux would fragment it; sluice does not),
-//! an ICMP error (never answered with another), a source with no route
-//! or neighbour, and what the limit holds back.
+//! `too_big`: an ICMP error with DF (never answered with another), a
+//! source with no route or neighbour, and what the limit holds back.
+//!
+//! IPv4 without DF is fragmented, as Linux's forwarding does: the packet
+//! stays `Forward` with `Slot::fragment` set to the MTU, and whoever
+//! transmits splits it (`wire::frag`, Linux's own sizes, flags and
+//! option rules), since one frame becomes several. Sluice fragments
+//! rather than handing the packet to the kernel because the kernel's raw
+//! sockets refuse a header-included packet bigger than the MTU
+//! (`EMSGSIZE`) instead of fragmenting it.
 //!
 //! Reads: the slot's action and frame, `meta.parsed`, the translation.
-//! Actions: `Forward(port)` (the error), `Drop(TooBig)`.
+//! Actions: `Forward(port)` (the error, or the packet to fragment),
+//! `Drop(TooBig)`.
 
 use super::super::batch::{Action, Counters, DropReason, Slot};
 use super::super::meta::{Meta, Track};
@@ -147,7 +155,13 @@ pub(crate) fn run(
         }
         let df = p.family == Family::V6 || s.frame.get(l3 + 6).is_some_and(|f| f & 0x40 != 0);
         let is_error = p.l4kind == L4Kind::IcmpError || matches!(m.track, Track::Related { .. });
-        if !df || is_error {
+        if !df {
+            // Fits u16: an IPv4 packet is at most 65,535 bytes.
+            s.fragment = u16::try_from(mtu).unwrap_or(u16::MAX);
+            c.fragmented += 1;
+            continue;
+        }
+        if is_error {
             s.action = Action::Drop(DropReason::TooBig);
             continue;
         }

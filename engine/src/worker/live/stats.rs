@@ -44,6 +44,7 @@ pub struct WorkerStats {
     pub policy_denied: AtomicU64,
     pub via_kernel: AtomicU64,
     pub icmp_too_big: AtomicU64,
+    pub fragmented: AtomicU64,
     /// Time of `Pipeline::process` per batch: a count per bucket of
     /// [`BatchTimes`] (not cumulative) and the sum in nanoseconds.
     pub batch_buckets: [AtomicU64; BATCH_BUCKETS],
@@ -205,6 +206,7 @@ impl WorkerStats {
             policy_denied: AtomicU64::new(0),
             via_kernel: AtomicU64::new(0),
             icmp_too_big: AtomicU64::new(0),
+            fragmented: AtomicU64::new(0),
             batch_buckets: zeros(),
             batch_ns: AtomicU64::new(0),
             policy_hits: Mutex::new((None, Vec::new())),
@@ -233,6 +235,7 @@ impl WorkerStats {
         c.policy_denied = l(&self.policy_denied);
         c.via_kernel = l(&self.via_kernel);
         c.icmp_too_big = l(&self.icmp_too_big);
+        c.fragmented = l(&self.fragmented);
         let mut batch_times = BatchTimes {
             sum_ns: l(&self.batch_ns),
             ..BatchTimes::default()
@@ -315,6 +318,7 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.policy_denied, c.policy_denied);
     st(&s.via_kernel, c.via_kernel);
     st(&s.icmp_too_big, c.icmp_too_big);
+    st(&s.fragmented, c.fragmented);
 }
 
 /// Copies the pipeline's policy hits for readers, unless one holds them.

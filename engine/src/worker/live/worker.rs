@@ -17,6 +17,7 @@ use crate::io::sys::{self};
 use crate::io::xsk::{Accounting, RxFrame, XskSocket};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
 use crate::tables::Tables;
+use crate::wire::{self, frag::Fragments};
 use crate::worker::tap::{self, Tap};
 
 /// A message to a worker, handled between batches.
@@ -112,7 +113,7 @@ impl Worker {
         }
         local.rx += u64::from(n);
         local.batches += 1;
-        let mut actions = [(Action::Kernel, 0u32); MAX_BATCH];
+        let mut actions = [(Action::Kernel, 0u32, 0u16); MAX_BATCH];
         {
             let umem = &*io.umem;
             let mut batch = Batch::new();
@@ -134,11 +135,15 @@ impl Worker {
             // The length too: an ICMP error written over its packet is
             // shorter.
             for (a, s) in actions.iter_mut().zip(batch.slots()) {
-                *a = (s.action, s.frame.len() as u32);
+                *a = (s.action, s.frame.len() as u32, s.fragment);
             }
         }
-        for ((f, _), (action, len)) in held.drain(..).zip(actions) {
+        for ((f, _), (action, len, frag)) in held.drain(..).zip(actions) {
             match action {
+                Action::Forward(p) if frag != 0 => {
+                    let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
+                    send_fragments(io, ti, f, len, frag, local, tx_dirty);
+                }
                 Action::Forward(p) => {
                     let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
                     match io.sockets.get_mut(ti) {
@@ -389,4 +394,64 @@ impl Worker {
             zerocopy,
         }
     }
+}
+
+/// Sends an IPv4 packet as fragments for `mtu` out of socket `ti`: each
+/// fragment is written into a free frame of the pool and queued; the
+/// packet's own frame goes back to the pool. Fragments that find no free
+/// frame or TX slot are counted as `tx_ring_full` (the rest still go: the
+/// receiver's reassembly times out, as after any loss).
+#[cold]
+fn send_fragments(
+    io: &mut WorkerIo,
+    ti: usize,
+    f: RxFrame,
+    len: u32,
+    mtu: u16,
+    local: &mut Local,
+    tx_dirty: &mut [bool],
+) {
+    let mut frame = f.frame;
+    let len = len.min(f.len);
+    let Some(out) = io.sockets.get_mut(ti) else {
+        local.tx_no_socket += 1;
+        io.pool.push(frame);
+        return;
+    };
+    let umem = &*io.umem;
+    let bytes = umem.bytes_mut(&mut frame, f.off, len);
+    let plan = wire::parse(bytes)
+        .ok()
+        .and_then(|p| Fragments::new(bytes, p.l3 as usize, p.end as usize, usize::from(mtu)));
+    let Some(mut plan) = plan else {
+        local.tx_ring_full += 1;
+        io.pool.push(frame);
+        return;
+    };
+    for _ in 0..plan.count() {
+        let Some(mut piece) = io.pool.pop() else {
+            local.tx_ring_full += 1;
+            continue;
+        };
+        let cap = umem.frame_size();
+        let bytes = umem.bytes_mut(&mut frame, f.off, len);
+        let room = umem.bytes_mut(&mut piece, 0, cap);
+        let Some(n) = plan.write_next(bytes, room) else {
+            io.pool.push(piece);
+            break;
+        };
+        match out.tx_push(piece, 0, n as u32) {
+            Ok(()) => {
+                local.tx += 1;
+                if let Some(d) = tx_dirty.get_mut(ti) {
+                    *d = true;
+                }
+            }
+            Err(piece) => {
+                local.tx_ring_full += 1;
+                io.pool.push(piece);
+            }
+        }
+    }
+    io.pool.push(frame);
 }
