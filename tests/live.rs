@@ -1531,6 +1531,15 @@ fn conntrack_filter_delete_flush() {
 /// random), whether the quote is the start of the packet the client sent,
 /// and whether the checksums verify.
 fn too_big_reply(t: &mut Topo, v6: bool) -> (Vec<u8>, bool) {
+    too_big_reply_of(t, v6, "1450")
+}
+
+/// [`too_big_reply`] for an IPv4 ping of `size` bytes of data.
+fn too_big_reply_sized(t: &mut Topo, size: &str) -> (Vec<u8>, bool) {
+    too_big_reply_of(t, false, size)
+}
+
+fn too_big_reply_of(t: &mut Topo, v6: bool, size: &str) -> (Vec<u8>, bool) {
     let pcap = t.dir().join(if v6 { "icmp6.pcap" } else { "icmp4.pcap" });
     let filter = if v6 {
         "icmp6 and ip6[40] <= 128"
@@ -1560,11 +1569,11 @@ fn too_big_reply(t: &mut Topo, v6: bool) -> (Vec<u8>, bool) {
     if v6 {
         ping.push("-6");
     }
-    ping.extend(["-M", "do", "-s", "1450", "-c", "1", "-W", "1", dst]);
+    ping.extend(["-M", "do", "-s", size, "-c", "1", "-W", "1", dst]);
     let o = sh(&ping);
     assert!(
         !o.status.success(),
-        "a 1478-byte DF packet crossed a 1400-byte link"
+        "a DF ping with {size} bytes of data crossed a smaller link"
     );
     let out = wait_timeout(dump, Duration::from_secs(5));
     assert!(
@@ -1749,5 +1758,58 @@ fn packets_without_df_are_fragmented_as_the_kernel_does() {
     let (code, r, err) = s.stop();
     assert_eq!(code, 0, "{err}");
     assert!(n(&r["fragmented"]) >= 1, "{r}");
+    assert_no_leak(&r);
+}
+
+/// sluice follows a port's MTU changed under it (`ip link set p1 mtu
+/// 1300` while running): `ctl port list` shows the new MTU, and a DF
+/// packet that fitted before now gets "fragmentation needed" carrying
+/// 1300.
+#[test]
+fn mtu_changes_under_sluice_are_followed() {
+    let mut t = Topo::new("u", 1);
+    let cfg = t.config(&[worker_core()], "");
+    let s = t.start_sluice(&cfg, &[]);
+    let ping = |t: &Topo| {
+        sh(&[
+            "ip", "netns", "exec", &t.client, "ping", "-M", "do", "-s", "1350", "-c", "1", "-W",
+            "1", SERVER_IP,
+        ])
+        .status
+        .success()
+    };
+    assert!(ping(&t), "a 1378-byte DF ping through 1500-byte links");
+    for (ns, ifn) in [(&t.router, "p1"), (&t.server, "s0")] {
+        t.exec(ns, &["ip", "link", "set", ifn, "mtu", "1300"]);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, l, _) = t.ctl(&["port", "list"]);
+        let mtus: Vec<u64> = l["ports"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["mtu"].as_u64()).collect())
+            .unwrap_or_default();
+        if mtus.contains(&1300) {
+            assert_eq!(l["events"]["mtu_changes"], 1, "{l}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MTU not followed: {l}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (fields, ok) = too_big_reply_sized(&mut t, "1350");
+    assert!(ok, "the error quotes the packet, checksums verify");
+    assert_eq!(fields[14 + 20], 3, "destination unreachable");
+    assert_eq!(fields[14 + 21], 4, "fragmentation needed");
+    assert_eq!(
+        u16::from_be_bytes([fields[14 + 26], fields[14 + 27]]),
+        1300,
+        "the new MTU"
+    );
+    let (code, r, err) = s.stop();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(n(&r["icmp_too_big"]), 1, "{r}");
     assert_no_leak(&r);
 }

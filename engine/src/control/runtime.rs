@@ -28,7 +28,7 @@ use super::metrics::{self, WorkerView};
 use super::ports::{merge, AddedPort, PortChanges, PortNumbers};
 use super::tap::{TapRequest, TapSession};
 use crate::io::sys;
-use crate::pipeline::DropReason;
+use crate::pipeline::{DropReason, PortId};
 use crate::sources::config::Config;
 use crate::sources::felix;
 use crate::sources::kernel::{self, KernelView, MergeReport, Update};
@@ -170,6 +170,8 @@ pub struct PortEvents {
     pub removed: u64,
     /// Removed because their interface was deleted under sluice.
     pub vanished: u64,
+    /// Interface MTU changes followed.
+    pub mtu_changes: u64,
 }
 
 /// The live engine's control state.
@@ -720,12 +722,14 @@ impl Runtime {
                 json!({"name": p.name, "number": n, "interface": p.interface,
                        "ifindex": plan.map(|x| x.ifindex),
                        "queues": plan.map(|x| x.queues.clone()),
+                       "mtu": plan.map(|x| x.mtu),
                        "state": if plan.is_some() { "up" } else { "down" },
                        "from": from})
             })
             .collect();
         json!({"ports": ports, "events": {"added": self.port_events.added,
-               "removed": self.port_events.removed, "vanished": self.port_events.vanished}})
+               "removed": self.port_events.removed, "vanished": self.port_events.vanished,
+               "mtu_changes": self.port_events.mtu_changes}})
     }
 
     /// Removes the ports whose interface was deleted (or replaced by
@@ -774,12 +778,43 @@ impl Runtime {
         out
     }
 
+    /// Follows the ports' interface MTUs (`ip link set IF mtu N` under
+    /// sluice): the MTU stage checks forwarded packets against the new
+    /// one; logged, counted in `ports.mtu_changes`. Returns the ports
+    /// whose MTU changed.
+    pub fn follow_mtus(&mut self, engine: &mut LiveEngine) -> Vec<String> {
+        let changed: Vec<(PortId, String, String, u32, u32)> = engine
+            .ports()
+            .iter()
+            .filter_map(|p| match sys::interface_mtu(&p.ifname) {
+                Ok(m) if m != p.mtu && m > 0 => {
+                    Some((p.port, p.name.clone(), p.ifname.clone(), p.mtu, m))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (port, name, ifname, old, new) in changed {
+            self.port_events.mtu_changes += 1;
+            let msg = format!("port {name}: {ifname} MTU {old} -> {new}");
+            tracing::info!("{msg}");
+            eprintln!("sluice: {msg}");
+            if let Err(e) = engine.set_port_mtu(port, new) {
+                tracing::error!("port {name}: {e}");
+                eprintln!("sluice: port {name}: {e}");
+            }
+            out.push(name);
+        }
+        out
+    }
+
     /// Periodic work of the control loop: looks for vanished interfaces
-    /// every [`VANISHED_EVERY`].
+    /// and changed MTUs every [`VANISHED_EVERY`].
     pub fn tick(&mut self, engine: &mut LiveEngine) {
         if self.last_vanished_check.elapsed() >= VANISHED_EVERY {
             self.last_vanished_check = Instant::now();
             self.remove_vanished(engine);
+            self.follow_mtus(engine);
         }
     }
 

@@ -418,6 +418,31 @@ impl LiveEngine {
         }
     }
 
+    /// Follows a port's new interface MTU: recorded in its plan and sent
+    /// to every worker's MTU stage. An MTU whose frames no longer fit a
+    /// UMEM frame is an error (the kernel drops the larger frames, counted
+    /// only in the sockets' `rx_dropped`): the MTU is still followed for
+    /// what is forwarded out of the port.
+    pub fn set_port_mtu(&mut self, port: PortId, mtu: u32) -> Result<(), String> {
+        let Some(p) = self.ports.iter_mut().find(|p| p.port == port) else {
+            return Ok(());
+        };
+        p.mtu = mtu;
+        for w in &self.workers {
+            let _ = w.commands.send(WorkerCommand::SetMtu { port, mtu });
+        }
+        let need = mtu.saturating_add(super::plan::LINK_OVERHEAD);
+        if need > self.frame_size {
+            return Err(format!(
+                "{} has MTU {mtu} now: its frames (up to {need} bytes) do not fit a {}-byte \
+                 UMEM frame and larger ones are dropped by the kernel (rx_dropped); lower the \
+                 MTU or restart sluice with a larger --frame-size",
+                p.ifname, self.frame_size
+            ));
+        }
+        Ok(())
+    }
+
     /// Starts (`Some`) or stops a trace or capture on every worker.
     pub fn set_tap(&self, tap: Option<Arc<crate::worker::tap::Tap>>) {
         for w in &self.workers {

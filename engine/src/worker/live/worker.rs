@@ -44,6 +44,9 @@ pub enum WorkerCommand {
     RemovePort { port: PortId, reply: Sender<()> },
     /// Start (`Some`) or stop a trace or capture.
     SetTap(Option<Arc<Tap>>),
+    /// A port's interface MTU changed: forwarded packets are checked
+    /// against the new one from the next batch on.
+    SetMtu { port: PortId, mtu: u32 },
     /// Drain and exit.
     Stop,
 }
@@ -275,6 +278,7 @@ impl Worker {
                         removals.push((port, reply));
                     }
                     WorkerCommand::SetTap(t) => self.tap = t,
+                    WorkerCommand::SetMtu { port, mtu } => self.pipeline.set_port_mtu(port, mtu),
                     WorkerCommand::Stop => stopping = true,
                 }
             }
