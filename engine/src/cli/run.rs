@@ -357,7 +357,7 @@ pub fn run(a: RunArgs) -> i32 {
                 rt.apply_kernel(&engine, u);
             },
             recv(frx) -> e => if let Ok(e) = e {
-                rt.apply_felix(&engine, e);
+                rt.apply_felix(&mut engine, e);
             },
             default(Duration::from_millis(20)) => {}
         }

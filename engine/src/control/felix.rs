@@ -8,13 +8,17 @@
 //! engine keeps forwarding on what it was told until the next session's
 //! `InSync` replaces it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::sources::felix::proto::{from_dataplane, ProcessStatusUpdate};
+use crate::sources::felix::proto::{
+    from_dataplane, EndpointStatus, ProcessStatusUpdate, WorkloadEndpoint, WorkloadEndpointId,
+    WorkloadEndpointStatusRemove, WorkloadEndpointStatusUpdate,
+};
 use crate::sources::felix::session::iso8601;
 use crate::sources::felix::{
     self, CompiledPolicy, FelixModel, Outbox, PolicyCompiler, Report, Stats,
@@ -36,6 +40,42 @@ pub struct Session {
     /// When the last `ProcessStatusUpdate` was queued.
     pub status_at: Option<Instant>,
     pub status_sent: u64,
+}
+
+/// A workload endpoint's status as Felix's data planes report it: `up`
+/// (attached and enforcing), `down` (its interface is absent) or `error`
+/// (attaching failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpStatus {
+    Up,
+    Down,
+    Error,
+}
+
+impl EpStatus {
+    /// The string Felix's status messages carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EpStatus::Up => "up",
+            EpStatus::Down => "down",
+            EpStatus::Error => "error",
+        }
+    }
+}
+
+/// Where one workload endpoint stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// The port serving it (attached for it, or a config port on its
+    /// interface), and its interface.
+    pub port: String,
+    pub interface: String,
+    pub status: EpStatus,
+    /// Why it is down or in error.
+    pub reason: Option<String>,
+    /// The endpoint as it was when attaching failed, with the interface's
+    /// index then: retried only once either changes.
+    pub failed: Option<(Arc<WorkloadEndpoint>, u32)>,
 }
 
 /// How a session ended.
@@ -83,6 +123,13 @@ pub struct FelixRecord {
     pub unknown_total: u64,
     /// The features reported unsupported so far (each logged once).
     pub unsupported_seen: BTreeSet<&'static str>,
+    /// The last model's workload endpoints and their status.
+    pub endpoints: BTreeMap<WorkloadEndpointId, Endpoint>,
+    /// The status last sent to the current session, per endpoint.
+    pub sent: BTreeMap<WorkloadEndpointId, EpStatus>,
+    /// Endpoint status messages sent (updates, removes).
+    pub status_updates: u64,
+    pub status_removes: u64,
 }
 
 fn log(msg: &str) {
@@ -112,6 +159,10 @@ impl FelixRecord {
             max_apply_ms: 0.0,
             unknown_total: 0,
             unsupported_seen: BTreeSet::new(),
+            endpoints: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            status_updates: 0,
+            status_removes: 0,
         }
     }
 
@@ -119,6 +170,8 @@ impl FelixRecord {
     pub fn connected(&mut self, id: u64, out: Outbox) {
         self.sessions += 1;
         eprintln!("sluice: felix: session {id} connected");
+        // A new session knows no status: each endpoint's goes again.
+        self.sent.clear();
         self.current = Some(Session {
             id,
             since: SystemTime::now(),
@@ -219,6 +272,54 @@ impl FelixRecord {
         self.report = rep;
     }
 
+    /// Sends the current session each endpoint status that changed since
+    /// it last heard (after the tables that program them are swapped in),
+    /// and a `WorkloadEndpointStatusRemove` for each endpoint it heard of
+    /// that is gone, as Felix's own data planes do.
+    pub fn send_statuses(&mut self) {
+        let Some(c) = self.current.as_mut().filter(|c| c.in_sync) else {
+            return;
+        };
+        let model = self.model.as_ref().map(|(_, m)| m);
+        for (id, e) in &self.endpoints {
+            if self.sent.get(id) == Some(&e.status) {
+                continue;
+            }
+            let p = from_dataplane::Payload::WorkloadEndpointStatusUpdate(
+                WorkloadEndpointStatusUpdate {
+                    id: Some(id.clone()),
+                    status: Some(EndpointStatus {
+                        status: e.status.as_str().into(),
+                    }),
+                    endpoint: model
+                        .and_then(|m| m.workload_endpoints.get(id))
+                        .map(|w| (**w).clone()),
+                },
+            );
+            if c.out.send(p) {
+                self.sent.insert(id.clone(), e.status);
+                self.status_updates += 1;
+            }
+        }
+        let gone: Vec<WorkloadEndpointId> = self
+            .sent
+            .keys()
+            .filter(|id| !self.endpoints.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let p = from_dataplane::Payload::WorkloadEndpointStatusRemove(
+                WorkloadEndpointStatusRemove {
+                    id: Some(id.clone()),
+                },
+            );
+            if c.out.send(p) {
+                self.sent.remove(&id);
+                self.status_removes += 1;
+            }
+        }
+    }
+
     /// Queues a `ProcessStatusUpdate` when one is due (every
     /// [`STATUS_INTERVAL`] once in sync; `now` forces one).
     pub fn status_tick(&mut self, uptime: Duration, force: bool) {
@@ -236,6 +337,34 @@ impl FelixRecord {
         if c.out.send(p) {
             c.status_sent += 1;
         }
+    }
+
+    /// The endpoints part of `ctl felix`: counts by status, and each
+    /// endpoint not up with its reason.
+    fn endpoints_status(&self) -> Value {
+        let count = |st: EpStatus| self.endpoints.values().filter(|e| e.status == st).count();
+        let name = |id: &WorkloadEndpointId| {
+            format!(
+                "{}/{}/{}",
+                id.orchestrator_id, id.workload_id, id.endpoint_id
+            )
+        };
+        let list: Vec<Value> = self
+            .endpoints
+            .iter()
+            .map(|(id, e)| {
+                json!({"endpoint": name(id), "port": e.port, "interface": e.interface,
+                       "status": e.status.as_str(), "reason": e.reason})
+            })
+            .collect();
+        json!({
+            "up": count(EpStatus::Up),
+            "down": count(EpStatus::Down),
+            "error": count(EpStatus::Error),
+            "status_updates_sent": self.status_updates,
+            "status_removes_sent": self.status_removes,
+            "list": list,
+        })
     }
 
     /// `sluice ctl felix`.
@@ -295,6 +424,7 @@ impl FelixRecord {
                         "masquerade": self.report.masquerade,
                         "routes_overridden": self.report.routes_overridden},
             "unsupported": unsupported,
+            "endpoints": self.endpoints_status(),
             "policy": self.policy.as_ref().map(|p| {
                 let r = &p.report;
                 json!({

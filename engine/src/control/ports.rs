@@ -130,6 +130,9 @@ impl PortNumbers {
         for m in &mut out.masquerade {
             m.port = map(m.port);
         }
+        for f in &mut out.source_filters {
+            f.port = map(f.port);
+        }
         out
     }
 }

@@ -80,7 +80,8 @@ pub struct Prepared {
 /// MACs `macs` by number), resolves the ports it brings up (`down`: ports
 /// without sockets since their interface vanished, brought up again if it
 /// is back) and builds its tables, with the `mirror`ed kernel state merged
-/// in when the mirror runs. Nothing running is touched.
+/// in when the mirror runs and the Felix model's contribution (`felix`)
+/// added. Nothing running is touched.
 pub fn prepare(
     cur: &Config,
     numbers: &PortNumbers,
@@ -88,6 +89,7 @@ pub fn prepare(
     down: &[String],
     new: Config,
     mirror: Option<&KernelView>,
+    felix: Option<&FelixRecord>,
 ) -> Result<Prepared, String> {
     let (old_s, new_s) = (cur.state(), new.state());
     let diff = StateDiff::between(&old_s, &new_s);
@@ -124,6 +126,7 @@ pub fn prepare(
         Some(v) => kernel::merge(&state, v).0,
         None => state,
     };
+    let state = with_felix_ref(felix, state);
     let mut plans = Vec::new();
     for name in changes.up.iter().chain(&changes.rebind) {
         let Some(n) = new_numbers.of(name) else {
@@ -189,6 +192,9 @@ pub struct Runtime {
     pub added: Vec<AddedPort>,
     /// Ports of the file removed with `ctl port remove`.
     pub removed: Vec<String>,
+    /// Ports attached for Felix's workload endpoints
+    /// ([`super::felix_ports`]).
+    pub felix_ports: Vec<AddedPort>,
     /// Ports of the file whose interface vanished: configured, without
     /// sockets; a reload brings them up again once the interface is back.
     pub down: Vec<String>,
@@ -257,6 +263,14 @@ fn totals(engine: &LiveEngine, ports: usize) -> (Vec<StatsSnapshot>, StatsSnapsh
 }
 
 /// `s` with the last Felix model's contribution, if there is one.
+fn with_felix_ref(f: Option<&FelixRecord>, s: NodeState) -> NodeState {
+    match f {
+        Some(f) => f.overlay(&s),
+        None => s,
+    }
+}
+
+/// `s` with the last Felix model's contribution, if there is one.
 fn with_felix(f: &Option<FelixRecord>, s: NodeState) -> NodeState {
     match f {
         Some(f) => f.overlay(&s),
@@ -281,6 +295,7 @@ impl Runtime {
             cfg,
             added: Vec::new(),
             removed: Vec::new(),
+            felix_ports: Vec::new(),
             down: Vec::new(),
             port_events: PortEvents::default(),
             last_vanished_check: Instant::now(),
@@ -330,6 +345,12 @@ impl Runtime {
         with_felix(&self.felix, self.base_state())
     }
 
+    /// The config's state with the kernel's merged in (see
+    /// [`Runtime::state`]).
+    pub(super) fn base(&self) -> NodeState {
+        self.base_state()
+    }
+
     /// The config's state (ports at their numbers) with the kernel's merged
     /// in: what a Felix model adds to.
     fn base_state(&self) -> NodeState {
@@ -343,7 +364,7 @@ impl Runtime {
     /// Builds `new`'s tables (the compiled policy reused) and swaps them
     /// in, syncing the XDP maps when needed; false when nothing differs
     /// from `old`. Refuses what needs a restart.
-    fn swap_state(
+    pub(super) fn swap_state(
         &mut self,
         engine: &LiveEngine,
         old: &NodeState,
@@ -387,10 +408,9 @@ impl Runtime {
     /// log). A state that cannot be built leaves the running tables,
     /// counted. The snapshot at `InSync` is answered at once with a
     /// `ProcessStatusUpdate`.
-    pub fn apply_felix(&mut self, engine: &LiveEngine, ev: felix::Event) {
+    pub fn apply_felix(&mut self, engine: &mut LiveEngine, ev: felix::Event) {
         let uptime = self.started.elapsed();
         let old = self.state();
-        let base = self.base_state();
         let Some(f) = self.felix.as_mut() else {
             return;
         };
@@ -407,16 +427,13 @@ impl Runtime {
         if !f.take_update(&u) {
             return;
         }
-        let (new, rep) = felix::to_state(&u.model, &base);
-        let new = f.with_policy(new);
-        f.reported(rep);
         let t0 = Instant::now();
-        let r = self.swap_state(engine, &old, &new);
+        let r = self.felix_program(engine, old);
         let Some(f) = self.felix.as_mut() else {
             return;
         };
         match r {
-            Ok(_) => {
+            Ok(()) => {
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
                 f.last_apply_ms = Some(ms);
                 f.max_apply_ms = f.max_apply_ms.max(ms);
@@ -570,14 +587,17 @@ impl Runtime {
 
     /// Prepares and applies the config the file `file` and the `ctl`
     /// port changes `removed` and `added` add up to.
-    fn change(
+    /// The ports attached for Felix's workload endpoints are added too.
+    pub(super) fn change(
         &mut self,
         engine: &mut LiveEngine,
         file: &Config,
         removed: &[String],
         added: &[AddedPort],
     ) -> Result<Value, String> {
-        let new = merge(file, removed, added)?;
+        let mut all = added.to_vec();
+        all.extend(self.felix_ports.iter().cloned());
+        let new = merge(file, removed, &all)?;
         let kernel = self.kernel.as_ref().map(|k| &k.view);
         let p = prepare(
             &self.cfg,
@@ -586,6 +606,7 @@ impl Runtime {
             &self.down,
             new,
             kernel,
+            self.felix.as_ref(),
         )?;
         self.apply(engine, p)
     }
@@ -688,6 +709,11 @@ impl Runtime {
                     .join(", ")
             ));
         }
+        if self.felix_ports.iter().any(|p| p.port.name == name) {
+            return Err(format!(
+                "port remove: {name:?} is attached for a Felix workload endpoint; it goes when Felix removes the endpoint"
+            ));
+        }
         let number = self.numbers.of(&name);
         let mut added = self.added.clone();
         let mut removed = self.removed.clone();
@@ -716,6 +742,8 @@ impl Runtime {
                 let plan = engine.ports().iter().find(|x| x.name == p.name);
                 let from = if self.added.iter().any(|a| a.port.name == p.name) {
                     "ctl"
+                } else if self.felix_ports.iter().any(|a| a.port.name == p.name) {
+                    "felix"
                 } else {
                     "config"
                 };
@@ -756,7 +784,9 @@ impl Runtime {
             tracing::warn!("{msg}");
             eprintln!("sluice: {msg}");
             self.port_events.vanished += 1;
-            if self.added.iter().any(|a| a.port.name == p.name) {
+            if self.felix_ports.iter().any(|a| a.port.name == p.name) {
+                self.felix_vanished(engine, &p);
+            } else if self.added.iter().any(|a| a.port.name == p.name) {
                 let mut added = self.added.clone();
                 added.retain(|a| a.port.name != p.name);
                 let file = self.file.clone();
@@ -815,6 +845,7 @@ impl Runtime {
             self.last_vanished_check = Instant::now();
             self.remove_vanished(engine);
             self.follow_mtus(engine);
+            self.felix_recheck(engine);
         }
     }
 
@@ -1195,7 +1226,15 @@ mod tests {
     /// resolved).
     fn prepare_reload(cur: &Config, path: &Path, macs: &[Mac]) -> Result<(Config, Tables), String> {
         let new = Config::load(path).map_err(|e| e.to_string())?;
-        let p = prepare(cur, &PortNumbers::dense(&cur.state()), macs, &[], new, None)?;
+        let p = prepare(
+            cur,
+            &PortNumbers::dense(&cur.state()),
+            macs,
+            &[],
+            new,
+            None,
+            None,
+        )?;
         Ok((p.cfg, p.tables))
     }
 

@@ -58,6 +58,9 @@ drop_reasons! {
     /// Larger than the egress port's MTU and not answered with an ICMP
     /// error (IPv4 without DF, an ICMP error, no route back, rate limit).
     TooBig = "too_big",
+    /// From a port with a source filter (a workload's, anti-spoofing) and
+    /// a source address the filter does not allow.
+    Spoofed = "spoofed",
 }
 
 /// What happens to a frame.

@@ -11,7 +11,9 @@
 //! with what it reads, what it sets and which actions it can produce:
 //!
 //! 1. [`stages::parse`]: Ethernet, VLAN/QinQ, IPv4/IPv6 and transport;
-//!    live, [`stages::checksum`] then completes partial checksums.
+//!    live, [`stages::checksum`] then completes partial checksums;
+//!    [`stages::spoof`] drops frames from a filtered port (a workload's)
+//!    whose source address it does not allow.
 //! 2. [`stages::track`]: conntrack and NAT lookup (before the local
 //!    decision because a reply to a masqueraded flow is addressed to the
 //!    node itself, as Linux's conntrack runs in PREROUTING); service DNAT
@@ -242,6 +244,7 @@ impl Pipeline {
         if self.complete_partial {
             stages::checksum::run(slots, meta);
         }
+        stages::spoof::run(t, slots, meta);
         let general = &mut self.general;
         stages::track::prepare(
             t,

@@ -125,6 +125,14 @@ pub fn tables_with_policy(
     t.tcp_loose = s.conntrack.tcp_loose;
     t.unresolved_to_kernel = s.kernel.unresolved == Unresolved::Kernel;
     t.policy = policy;
+    if !s.source_filters.is_empty() {
+        t.source_filters = vec![None; s.ports.len()];
+        for f in &s.source_filters {
+            if let Some(slot) = t.source_filters.get_mut(usize::from(f.port)) {
+                *slot = Some(crate::tables::SourceFilter::new(&f.allowed));
+            }
+        }
+    }
     Ok(t)
 }
 

@@ -22,6 +22,8 @@ pub struct StateDiff {
     pub neighbors: bool,
     pub services: bool,
     pub masquerade: bool,
+    /// The ports' source filters (anti-spoofing).
+    pub source_filters: bool,
     /// The distinct masquerade addresses (the XDP program's slots) differ.
     pub masquerade_addresses: bool,
     pub conntrack_size: bool,
@@ -80,6 +82,7 @@ impl StateDiff {
         d.neighbors = old.neighbors != new.neighbors;
         d.services = old.services != new.services;
         d.masquerade = old.masquerade != new.masquerade;
+        d.source_filters = old.source_filters != new.source_filters;
         d.masquerade_addresses = old.masquerade_slots() != new.masquerade_slots();
         d.conntrack_size = old.conntrack.max_entries != new.conntrack.max_entries;
         d.conntrack_settings = old.conntrack.timeouts != new.conntrack.timeouts
@@ -108,7 +111,7 @@ impl StateDiff {
     /// not, so a caller reloading from files rebuilds the policy anyway.
     pub fn rebuild(&self) -> Rebuild {
         Rebuild {
-            forwarding: self.ports() || self.routes || self.neighbors,
+            forwarding: self.ports() || self.routes || self.neighbors || self.source_filters,
             nat: self.services || self.masquerade || self.ports(),
             policy: self.policy,
             conntrack: self.conntrack_settings,

@@ -15,5 +15,5 @@ pub use build::BuildError;
 pub use diff::{Rebuild, StateDiff};
 pub use node::{
     CompiledInput, ConntrackSpec, KernelSpec, NeighborSpec, NodeState, PolicyInput, PortSpec,
-    QueueSel, RouteSpec, Unresolved, WorkerSpec, XdpSpec, XskMode,
+    QueueSel, RouteSpec, SourceFilterSpec, Unresolved, WorkerSpec, XdpSpec, XskMode,
 };

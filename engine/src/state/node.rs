@@ -26,6 +26,8 @@ pub struct NodeState {
     pub services: Vec<ServiceSpec>,
     /// Masquerade rules with their source address resolved.
     pub masquerade: Vec<Masquerade>,
+    /// Ports that accept only some source addresses (anti-spoofing).
+    pub source_filters: Vec<SourceFilterSpec>,
     pub conntrack: ConntrackSpec,
     pub xdp: XdpSpec,
     pub policy: PolicyInput,
@@ -117,6 +119,15 @@ pub struct RouteSpec {
     pub via: Option<u128>,
 }
 
+/// Port `port` accepts IP frames only from sources in `allowed` (IPv6
+/// link-local and unspecified sources excepted: see
+/// [`crate::tables::SourceFilter::allows`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFilterSpec {
+    pub port: u16,
+    pub allowed: Vec<Cidr>,
+}
+
 /// A neighbour: `ip` has `mac` on port `port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborSpec {
@@ -195,6 +206,7 @@ impl NodeState {
             neighbors: Vec::new(),
             services: Vec::new(),
             masquerade: Vec::new(),
+            source_filters: Vec::new(),
             conntrack: ConntrackSpec {
                 max_entries: 1 << 20,
                 timeouts: Timeouts::default(),

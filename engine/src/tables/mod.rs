@@ -8,9 +8,11 @@ pub mod conntrack;
 pub mod fib;
 pub mod nat;
 pub mod neigh;
+pub mod spoof;
 
 pub use fib::{Fib, NextHop, Route, RouteKind};
 pub use neigh::{Neighbor, Neighbors};
+pub use spoof::SourceFilter;
 
 use crate::wire::{Cidr, Family, Mac};
 
@@ -192,6 +194,9 @@ pub struct Tables {
     /// ranges, as Linux keeps them in its `local` table.
     pub fib: Fib,
     pub neigh: Neighbors,
+    /// Each port's source filter (anti-spoofing), by port number; empty
+    /// when no port has one (the pipeline then skips the check).
+    pub source_filters: Vec<Option<SourceFilter>>,
     /// What the data plane needs of each next hop, by next-hop id (entry 0:
     /// no route), in one small record: DPDK l3fwd's next-hop array.
     adjacency: Vec<Adjacency>,
@@ -314,6 +319,7 @@ impl Tables {
             policy: std::sync::Arc::new(policy_compiler::Classifier::allow_all()),
             fib,
             neigh,
+            source_filters: Vec::new(),
             adjacency,
         }
     }

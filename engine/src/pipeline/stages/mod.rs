@@ -11,4 +11,5 @@ pub mod parse;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
+pub mod spoof;
 pub mod track;

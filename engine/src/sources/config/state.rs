@@ -87,6 +87,7 @@ impl Config {
                     })
                 })
                 .collect(),
+            source_filters: Vec::new(),
             conntrack: ConntrackSpec {
                 max_entries: self.conntrack.max_entries,
                 timeouts: conntrack::Timeouts {

@@ -2,13 +2,25 @@
 //! it cannot yet: [`to_state`] takes the running state (the config's, with
 //! the kernel's merged in) and adds what needs no new engine feature.
 //!
+//! - **Workload endpoints** whose interface is a port (the port the
+//!   runtime attaches for the endpoint, named [`port_name`], or a port of
+//!   the config on that interface): each of the endpoint's `ipv4_nets` /
+//!   `ipv6_nets` routed directly out of it, the endpoint's MAC as the
+//!   neighbour of each host address, and a source filter on the port
+//!   (anti-spoofing: the endpoint's nets and its
+//!   `allow_spoofed_source_prefixes`). Felix's own data plane routes local
+//!   workloads from the endpoints the same way. 1:1 NATs (`ipv4_nat`,
+//!   `ipv6_nat`) are reported: sluice's NAT tables have no static
+//!   both-ways mapping of every port. Endpoints not attached (their
+//!   interface absent, or attaching failed) add nothing; the runtime
+//!   reports their status.
 //! - **Routes** (`RouteUpdate`) whose next hop sits on a port: a remote
 //!   workload or host route via `dst_node_ip` out of the port whose
-//!   subnet holds that address; a local workload route directly out of
-//!   the port that is the endpoint's interface, with the endpoint's MAC as
-//!   neighbour. A route with a prefix the running state already has is
-//!   left to it (the static and kernel routes win, as in the kernel
-//!   merge). Routes that need a tunnel are reported.
+//!   subnet holds that address. A local workload route is the endpoint's
+//!   (above); one no attached endpoint covers is reported. A route with a
+//!   prefix the running state already has is left to it (the static and
+//!   kernel routes win, as in the kernel merge). Routes that need a
+//!   tunnel are reported.
 //! - **NAT outgoing** (`IPAMPoolUpdate` with `masquerade`): traffic from
 //!   the pool leaving through a port whose node address is outside every
 //!   pool is masqueraded to that address — only where that is exactly
@@ -17,21 +29,23 @@
 //!   the address must already be one the engine masquerades to (the
 //!   masquerade addresses are fixed at start).
 //! - Everything else the model holds and the engine does not do yet
-//!   (policy from the stream, endpoint attachment, host endpoints,
-//!   encapsulation, WireGuard, services without backends) is listed in
+//!   (encapsulation, WireGuard, 1:1 NAT, services without backends) is
+//!   listed in
 //!   the [`Report`], never dropped silently.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::model::FelixModel;
-use super::proto::RouteType;
-use crate::state::{NeighborSpec, NodeState, RouteSpec};
+use super::proto::{RouteType, WorkloadEndpoint, WorkloadEndpointId};
+use crate::state::{NeighborSpec, NodeState, RouteSpec, SourceFilterSpec};
 use crate::tables::nat::Masquerade;
 use crate::wire::{self, Cidr, Family};
 
 /// What [`to_state`] applied and what it could not.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
+    /// Workload endpoints whose interface is a port (routed, filtered).
+    pub endpoints: usize,
     pub routes: usize,
     pub neighbors: usize,
     pub masquerade: usize,
@@ -70,6 +84,57 @@ fn some(v: &[String]) -> String {
     s
 }
 
+/// The name of the port sluice attaches for workload endpoint `id`:
+/// `orchestrator/workload/endpoint` (the endpoint, not its interface,
+/// names it, so an update that moves the endpoint to another interface
+/// rebinds the same port, keeping its number).
+pub fn port_name(id: &WorkloadEndpointId) -> String {
+    format!(
+        "{}/{}/{}",
+        id.orchestrator_id, id.workload_id, id.endpoint_id
+    )
+}
+
+/// The ports of `s` by name and by interface.
+struct PortIndex<'a> {
+    by_name: HashMap<&'a str, u16>,
+    by_interface: HashMap<&'a str, u16>,
+}
+
+impl<'a> PortIndex<'a> {
+    fn of(s: &'a NodeState) -> PortIndex<'a> {
+        let mut ix = PortIndex {
+            by_name: HashMap::new(),
+            by_interface: HashMap::new(),
+        };
+        for (i, p) in s.ports.iter().enumerate() {
+            let Ok(n) = u16::try_from(i) else { break };
+            if !p.name.is_empty() {
+                ix.by_name.insert(p.name.as_str(), n);
+            }
+            if let Some(ifn) = p.interface.as_deref() {
+                ix.by_interface.entry(ifn).or_insert(n);
+            }
+        }
+        ix
+    }
+
+    /// The port of endpoint `id`: the one attached for it, else one of the
+    /// config on its interface.
+    fn endpoint(&self, id: &WorkloadEndpointId, e: &WorkloadEndpoint) -> Option<u16> {
+        self.by_name
+            .get(port_name(id).as_str())
+            .or_else(|| self.by_interface.get(e.name.as_str()))
+            .copied()
+    }
+}
+
+/// The port of endpoint `id` in `s`, if it is attached (see [`port_name`];
+/// a port of the config on the endpoint's interface counts).
+pub fn endpoint_port(s: &NodeState, id: &WorkloadEndpointId, e: &WorkloadEndpoint) -> Option<u16> {
+    PortIndex::of(s).endpoint(id, e)
+}
+
 /// `base` with what `m` adds (see the module docs).
 pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
     let mut s = base.clone();
@@ -79,6 +144,7 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
         .iter()
         .map(|r| (r.prefix.family, r.prefix.network(), r.prefix.len))
         .collect();
+    let ep_routes = endpoints(m, base, &taken, &mut s, &mut rep);
     let (mut tunnel, mut no_port, mut local_unattached, mut bad) = (vec![], vec![], vec![], vec![]);
     for r in m.routes.values() {
         let Ok(prefix) = Cidr::parse(&r.dst) else {
@@ -106,41 +172,9 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
             }
         };
         if has(RouteType::LocalWorkload) || r.local_workload {
-            // The endpoint holding this prefix, if its interface is a port.
-            let ep = m.workload_endpoints.values().find(|e| {
-                e.ipv4_nets.iter().chain(&e.ipv6_nets).any(|n| {
-                    Cidr::parse(n)
-                        .is_ok_and(|c| c.family == prefix.family && c.network() == prefix.network())
-                })
-            });
-            let port = ep.and_then(|e| {
-                base.ports
-                    .iter()
-                    .position(|p| p.interface.as_deref() == Some(e.name.as_str()))
-            });
-            match (ep, port.and_then(|p| u16::try_from(p).ok())) {
-                (Some(e), Some(port)) => {
-                    push(
-                        &mut s,
-                        &mut rep,
-                        RouteSpec {
-                            prefix,
-                            port,
-                            via: None,
-                        },
-                    );
-                    let host = if prefix.family == Family::V4 { 32 } else { 128 };
-                    if let (true, Some(mac)) = (prefix.len == host, wire::parse_mac(&e.mac)) {
-                        s.neighbors.push(NeighborSpec {
-                            family: prefix.family,
-                            ip: prefix.network(),
-                            mac,
-                            port,
-                        });
-                        rep.neighbors += 1;
-                    }
-                }
-                _ => local_unattached.push(r.dst.clone()),
+            // Routed with its endpoint, if that is attached.
+            if !ep_routes.contains(&key) {
+                local_unattached.push(r.dst.clone());
             }
         } else if has(RouteType::RemoteWorkload) || has(RouteType::RemoteHost) {
             let Some((f, hop)) = parse_ip(&r.dst_node_ip).filter(|(f, _)| *f == prefix.family)
@@ -189,7 +223,14 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
         );
     }
     if !local_unattached.is_empty() {
-        rep.add("local workload routes", format!("{} route(s) to workloads whose interface is not a port (endpoints are not attached yet: {})", local_unattached.len(), some(&local_unattached)));
+        rep.add(
+            "local workload routes",
+            format!(
+                "{} route(s) to local workloads no attached endpoint holds ({})",
+                local_unattached.len(),
+                some(&local_unattached)
+            ),
+        );
     }
     if !bad.is_empty() {
         rep.add(
@@ -249,15 +290,6 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
             format!("{} VXLAN tunnel endpoint(s) ignored", m.vteps.len()),
         );
     }
-    if !m.workload_endpoints.is_empty() {
-        rep.add(
-            "workload endpoints",
-            format!(
-                "{} workload endpoint(s) not attached yet (their policy is enforced by address)",
-                m.workload_endpoints.len()
-            ),
-        );
-    }
     if !m.services.is_empty() {
         rep.add("services", format!("{} service(s) from Felix ignored (no backends in the stream; services come from the config)", m.services.len()));
     }
@@ -271,6 +303,95 @@ pub fn to_state(m: &FelixModel, base: &NodeState) -> (NodeState, Report) {
         );
     }
     (s, rep)
+}
+
+/// The attached workload endpoints' routes, neighbours and source
+/// filters (see the module docs); the prefixes routed.
+fn endpoints(
+    m: &FelixModel,
+    base: &NodeState,
+    taken: &BTreeSet<(Family, u128, u8)>,
+    s: &mut NodeState,
+    rep: &mut Report,
+) -> BTreeSet<(Family, u128, u8)> {
+    let ix = PortIndex::of(base);
+    let mut routed = BTreeSet::new();
+    let (mut bad, mut nat) = (Vec::new(), Vec::new());
+    for (id, e) in &m.workload_endpoints {
+        let Some(port) = ix.endpoint(id, e) else {
+            continue;
+        };
+        rep.endpoints += 1;
+        let mac = wire::parse_mac(&e.mac);
+        let mut allowed = Vec::new();
+        for n in e.ipv4_nets.iter().chain(&e.ipv6_nets) {
+            let Ok(c) = Cidr::parse(n) else {
+                bad.push(format!("{}: {n:?}", port_name(id)));
+                continue;
+            };
+            let prefix = Cidr {
+                addr: c.network(),
+                ..c
+            };
+            allowed.push(prefix);
+            let key = (prefix.family, prefix.network(), prefix.len);
+            let first = routed.insert(key);
+            if first && taken.contains(&key) {
+                rep.routes_overridden += 1;
+            } else if first {
+                s.routes.push(RouteSpec {
+                    prefix,
+                    port,
+                    via: None,
+                });
+                rep.routes += 1;
+            }
+            let host = if prefix.family == Family::V4 { 32 } else { 128 };
+            if let (true, Some(mac)) = (prefix.len == host, mac) {
+                s.neighbors.push(NeighborSpec {
+                    family: prefix.family,
+                    ip: prefix.network(),
+                    mac,
+                    port,
+                });
+                rep.neighbors += 1;
+            }
+        }
+        for n in &e.allow_spoofed_source_prefixes {
+            match Cidr::parse(n) {
+                Ok(c) => allowed.push(c),
+                Err(_) => bad.push(format!(
+                    "{}: allow_spoofed_source_prefixes {n:?}",
+                    port_name(id)
+                )),
+            }
+        }
+        s.source_filters.push(SourceFilterSpec { port, allowed });
+        for x in e.ipv4_nat.iter().chain(&e.ipv6_nat) {
+            nat.push(format!("{} {} <-> {}", port_name(id), x.ext_ip, x.int_ip));
+        }
+    }
+    if !bad.is_empty() {
+        rep.add(
+            "malformed endpoint addresses",
+            format!(
+                "{} endpoint address(es) that are not CIDRs, ignored (the source filter does not allow them): {}",
+                bad.len(),
+                some(&bad)
+            ),
+        );
+    }
+    if !nat.is_empty() {
+        rep.add(
+            "1:1 nat",
+            format!(
+                "{} 1:1 NAT(s) of workload endpoints not applied: sluice's NAT has no static both-ways mapping of every port (services translate given ports, masquerade rewrites source ports) ({})",
+                nat.len(),
+                some(&nat)
+            ),
+        );
+    }
+    routed
 }
 
 /// NAT outgoing for the pools that ask for it (see the module docs).
@@ -456,6 +577,14 @@ mod tests {
         );
         assert_eq!(s.neighbors.len(), 1);
         assert_eq!(s.neighbors[0].mac, [2, 0, 0, 0, 0, 5]);
+        // The attached endpoint's port filters sources; b is not attached.
+        assert_eq!(rep.endpoints, 1);
+        assert_eq!(s.source_filters.len(), 1);
+        assert_eq!(s.source_filters[0].port, 1);
+        assert_eq!(
+            s.source_filters[0].allowed,
+            vec![Cidr::parse("10.65.0.5/32").unwrap()]
+        );
         let features: Vec<_> = rep.unsupported.iter().map(|(f, _)| *f).collect();
         assert_eq!(
             features,
@@ -463,8 +592,12 @@ mod tests {
                 "encapsulated routes",
                 "routes off the ports",
                 "local workload routes",
-                "workload endpoints"
             ]
+        );
+        assert!(
+            rep.unsupported[2].1.contains("10.65.0.6/32"),
+            "{:?}",
+            rep.unsupported
         );
         assert!(
             rep.unsupported[1].1.contains("198.51.100.9"),
@@ -481,6 +614,96 @@ mod tests {
         let (s, rep) = to_state(&m, &b);
         assert_eq!(rep.routes_overridden, 1);
         assert_eq!(s.routes.iter().filter(|r| r.prefix.len == 26).count(), 1);
+    }
+
+    #[test]
+    fn endpoints_attached_by_port_name_route_filter_and_report_nat() {
+        let mut m = FelixModel::default();
+        let id = proto::WorkloadEndpointId {
+            orchestrator_id: "k8s".into(),
+            workload_id: "ns/pod-1".into(),
+            endpoint_id: "eth0".into(),
+        };
+        m.workload_endpoints.insert(
+            id.clone(),
+            Arc::new(proto::WorkloadEndpoint {
+                name: "cali77".into(),
+                mac: "02:00:00:00:00:77".into(),
+                ipv4_nets: vec!["10.65.0.77/32".into(), "10.66.0.0/28".into()],
+                ipv6_nets: vec!["fd00::77/128".into(), "nonsense".into()],
+                allow_spoofed_source_prefixes: vec!["172.16.0.0/12".into()],
+                ipv4_nat: vec![proto::NatInfo {
+                    ext_ip: "203.0.113.77".into(),
+                    int_ip: "10.65.0.77".into(),
+                }],
+                ..Default::default()
+            }),
+        );
+        // The interface is not a port: nothing is added.
+        let (s, rep) = to_state(&m, &base());
+        assert_eq!((rep.endpoints, s.source_filters.len()), (0, 0));
+        assert_eq!(s.routes.len(), base().routes.len());
+        // Attached as its own port (named after the endpoint).
+        let mut b = base();
+        b.ports.push(PortSpec {
+            name: port_name(&id),
+            interface: Some("cali77".into()),
+            queues: QueueSel::All,
+            mode: XskMode::Auto,
+            mac: None,
+            addresses: vec![],
+            zone: 0,
+        });
+        assert_eq!(port_name(&id), "k8s/ns/pod-1/eth0");
+        let (s, rep) = to_state(&m, &b);
+        assert_eq!(rep.endpoints, 1);
+        let routes: Vec<_> = s
+            .routes
+            .iter()
+            .map(|r| (r.prefix.to_string(), r.port, r.via))
+            .collect();
+        assert_eq!(
+            routes,
+            vec![
+                ("10.65.0.77/32".to_string(), 2, None),
+                ("10.66.0.0/28".to_string(), 2, None),
+                ("fd00::77/128".to_string(), 2, None),
+            ]
+        );
+        // Neighbours for the host addresses only.
+        assert_eq!(s.neighbors.len(), 2);
+        assert!(s
+            .neighbors
+            .iter()
+            .all(|n| n.port == 2 && n.mac == [2, 0, 0, 0, 0, 0x77]));
+        let f = &s.source_filters[0];
+        assert_eq!(f.port, 2);
+        let allowed: Vec<_> = f.allowed.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            allowed,
+            vec![
+                "10.65.0.77/32",
+                "10.66.0.0/28",
+                "fd00::77/128",
+                "172.16.0.0/12"
+            ]
+        );
+        let features: Vec<_> = rep.unsupported.iter().map(|(f, _)| *f).collect();
+        assert_eq!(features, vec!["malformed endpoint addresses", "1:1 nat"]);
+        assert!(
+            rep.unsupported[1].1.contains("203.0.113.77 <-> 10.65.0.77"),
+            "{:?}",
+            rep.unsupported
+        );
+        // A LocalWorkload route for its address is the endpoint's: not
+        // reported, not doubled.
+        m.routes.insert(
+            "10.65.0.77/32".into(),
+            route("10.65.0.77/32", RouteType::LocalWorkload as i32, ""),
+        );
+        let (s2, rep2) = to_state(&m, &b);
+        assert_eq!(s2.routes.len(), s.routes.len());
+        assert_eq!(rep2.unsupported.len(), 2, "{:?}", rep2.unsupported);
     }
 
     #[test]
