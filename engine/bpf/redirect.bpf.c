@@ -25,6 +25,12 @@
  *
  * Up to two VLAN tags (802.1Q, 802.1ad, 0x9100) are looked through, like
  * engine/src/wire/parse.rs.
+ *
+ * Loaded as "xdp.frags" (multi-buffer aware): a frame bigger than a page
+ * (jumbo MTUs) arrives in several buffers; the program reads only the
+ * headers, which are in the first, and native XDP stays available on
+ * devices whose MTU needs several buffers (veth refuses a program without
+ * the flag there).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -336,7 +342,7 @@ static __always_inline enum verdict classify_v6(void *data, void *end, __u32 off
 	return to_node(data + l4, end, nh, 1, a);
 }
 
-SEC("xdp")
+SEC("xdp.frags")
 int sluice_redirect(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

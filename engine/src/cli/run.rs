@@ -456,6 +456,8 @@ pub fn report_json(r: &LiveReport) -> serde_json::Value {
         "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
         "drops": drops,
         "kernel_unreachable": r.total.kernel_unreachable,
+        "multi_buffer": r.total.multi_buffer,
+        "too_long": r.total.too_long,
         "icmp_too_big": c.icmp_too_big,
             "fragmented": c.fragmented,
         "via_kernel": {"frames": c.via_kernel, "sent": r.total.kernel_sent,

@@ -964,6 +964,8 @@ impl Runtime {
             "via_kernel": {"frames": c.via_kernel, "sent": t.kernel_sent,
                            "failed": t.kernel_send_failed},
             "tx_no_socket": t.tx_no_socket,
+            "multi_buffer": t.multi_buffer,
+            "too_long": t.too_long,
             "ports_added": self.port_events.added,
             "ports_removed": self.port_events.removed,
             "ports_vanished": self.port_events.vanished,

@@ -28,6 +28,13 @@ pub const XDP_COPY: u16 = 1 << 1;
 pub const XDP_ZEROCOPY: u16 = 1 << 2;
 pub const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 pub const XDP_RING_NEED_WAKEUP: u32 = 1;
+/// `XDP_USE_SG` (Linux 6.6): the socket's packets may span several
+/// frames (AF_XDP multi-buffer). Newer than the build machine's headers,
+/// so not checked by the layout probe.
+pub const XDP_USE_SG: u16 = 1 << 4;
+/// `XDP_PKT_CONTD` in `xdp_desc.options` (Linux 6.6): the packet goes on
+/// in the next descriptor.
+pub const XDP_PKT_CONTD: u32 = 1;
 pub const XDP_PGOFF_RX_RING: u64 = 0;
 pub const XDP_PGOFF_TX_RING: u64 = 0x8000_0000;
 pub const XDP_UMEM_PGOFF_FILL_RING: u64 = 0x1_0000_0000;

@@ -190,6 +190,14 @@ impl<T: Copy> Consumer<T> {
         self.cached_prod.wrapping_sub(self.cached_cons)
     }
 
+    /// Reads the `i`-th entry after the next one without consuming it; the
+    /// caller checked [`Consumer::available`] covers it.
+    #[inline]
+    pub(super) fn peek(&self, i: u32) -> T {
+        debug_assert!(self.cached_prod.wrapping_sub(self.cached_cons) > i);
+        self.raw.read(self.cached_cons.wrapping_add(i))
+    }
+
     /// Reads one entry; the caller checked [`Consumer::available`].
     #[inline]
     pub(super) fn pop(&mut self) -> T {

@@ -262,21 +262,28 @@ impl XskSocket {
                     };
                     calls::bind_xdp(b, &sa)
                 };
-                match mode {
-                    BindMode::Copy => try_bind(abi::XDP_COPY)?,
+                // Multi-buffer first (packets bigger than a frame), then
+                // without where the kernel or driver lacks it; sharers of
+                // the UMEM inherit what the first socket got.
+                let bind_mode = |mode: u16| match try_bind(mode | abi::XDP_USE_SG) {
+                    Ok(()) => Ok(true),
+                    Err(_) => try_bind(mode).map(|()| false),
+                };
+                let sg = match mode {
+                    BindMode::Copy => bind_mode(abi::XDP_COPY)?,
                     BindMode::ZeroCopy => {
-                        try_bind(abi::XDP_ZEROCOPY).map_err(|source| XskError::NoZeroCopy {
+                        bind_mode(abi::XDP_ZEROCOPY).map_err(|source| XskError::NoZeroCopy {
                             ifname: spec.ifname.clone(),
                             queue: spec.queue,
                             source,
                         })?
                     }
-                    BindMode::Auto => {
-                        if try_bind(abi::XDP_ZEROCOPY).is_err() {
-                            try_bind(abi::XDP_COPY)?
-                        }
-                    }
-                }
+                    BindMode::Auto => match bind_mode(abi::XDP_ZEROCOPY) {
+                        Ok(sg) => sg,
+                        Err(_) => bind_mode(abi::XDP_COPY)?,
+                    },
+                };
+                umem.set_multi_buffer(sg);
             }
         }
         let opts: abi::XdpOptions =
@@ -342,10 +349,30 @@ impl XskSocket {
         n
     }
 
-    /// Takes up to `max` received frames, calling `f` with each.
+    /// Takes up to `max` received frames, calling `f` with each, in ring
+    /// order. Packets spanning several frames (multi-buffer: every frame
+    /// but the last has `cont` set) are never split between bursts: the
+    /// burst goes past `max` to finish one, and leaves a packet whose last
+    /// frame the kernel has not published yet for the next burst.
     #[inline]
     pub fn rx_burst(&mut self, max: u32, mut f: impl FnMut(RxFrame)) -> u32 {
-        let n = self.rx.available(max).min(max);
+        let avail = self.rx.available(max);
+        let mut n = avail.min(max);
+        if n > 0 && self.rx.peek(n - 1).options & abi::XDP_PKT_CONTD != 0 {
+            // Finish the last packet if its frames are there, else stop
+            // before it.
+            let mut end = n;
+            while end < avail && self.rx.peek(end - 1).options & abi::XDP_PKT_CONTD != 0 {
+                end += 1;
+            }
+            if self.rx.peek(end - 1).options & abi::XDP_PKT_CONTD == 0 {
+                n = end;
+            } else {
+                while n > 0 && self.rx.peek(n - 1).options & abi::XDP_PKT_CONTD != 0 {
+                    n -= 1;
+                }
+            }
+        }
         for _ in 0..n {
             let d = self.rx.pop();
             match self.umem.reclaim(d.addr) {
@@ -354,6 +381,7 @@ impl XskSocket {
                         frame,
                         off,
                         len: d.len,
+                        cont: d.options & abi::XDP_PKT_CONTD != 0,
                     })
                 }
                 // The kernel handed back a descriptor outside the UMEM
@@ -379,6 +407,21 @@ impl XskSocket {
     /// [`XskSocket::tx_free`]. Gives the frame back if the ring is full.
     #[inline]
     pub fn tx_push(&mut self, frame: Frame, off: u32, len: u32) -> Result<(), Frame> {
+        self.tx_push_part(frame, off, len, false)
+    }
+
+    /// Queues one frame of a packet; `more`: the packet goes on in the
+    /// next frame queued (multi-buffer). The caller checked
+    /// [`XskSocket::tx_free`] for the whole packet: a packet must never be
+    /// left half queued.
+    #[inline]
+    pub fn tx_push_part(
+        &mut self,
+        frame: Frame,
+        off: u32,
+        len: u32,
+        more: bool,
+    ) -> Result<(), Frame> {
         if self.tx.free(1) == 0 || frame.umem_id() != self.umem.id {
             return Err(frame);
         }
@@ -386,9 +429,14 @@ impl XskSocket {
         self.tx.push(XdpDesc {
             addr: frame.addr() + u64::from(off),
             len,
-            options: 0,
+            options: if more { abi::XDP_PKT_CONTD } else { 0 },
         });
         Ok(())
+    }
+
+    /// Whether this socket carries packets spanning several frames.
+    pub fn multi_buffer(&self) -> bool {
+        self.umem.multi_buffer()
     }
 
     /// Publishes queued TX entries.

@@ -13,7 +13,7 @@
 //! tokens again, so removing a socket never loses a frame.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::XskError;
@@ -47,6 +47,8 @@ pub struct RxFrame {
     /// Offset of the packet in the chunk.
     pub off: u32,
     pub len: u32,
+    /// The packet goes on in the next frame received (multi-buffer).
+    pub cont: bool,
 }
 
 /// UMEM geometry.
@@ -83,6 +85,9 @@ pub struct Umem {
     lent: Box<[AtomicU16]>,
     /// Serials of the sockets not reclaimed yet (control path only).
     serials: Mutex<Vec<u16>>,
+    /// The first socket bound with `XDP_USE_SG`: every socket of this UMEM
+    /// receives and sends packets spanning several frames.
+    multi_buffer: AtomicBool,
 }
 
 impl Umem {
@@ -125,9 +130,20 @@ impl Umem {
                 huge,
                 lent: (0..cfg.frames).map(|_| AtomicU16::new(0)).collect(),
                 serials: Mutex::new(Vec::new()),
+                multi_buffer: AtomicBool::new(false),
             }),
             tokens,
         ))
+    }
+
+    /// Whether this UMEM's sockets carry packets spanning several frames
+    /// (set when its first socket is bound).
+    pub fn multi_buffer(&self) -> bool {
+        self.multi_buffer.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_multi_buffer(&self, on: bool) {
+        self.multi_buffer.store(on, Ordering::Relaxed);
     }
 
     /// Chunk size.

@@ -57,6 +57,8 @@ pub struct LiveEngine {
     /// Where fail-closed links are pinned (`None`: fail open).
     pin_dir: Option<PathBuf>,
     frame_size: u32,
+    /// The workers' UMEMs carry packets over several frames.
+    multi_buffer: bool,
     /// Closes the sockets of removed ports off the workers' threads.
     reaper: Option<std::thread::JoinHandle<()>>,
 }
@@ -88,7 +90,8 @@ impl LiveEngine {
         let cores = resolve_cores(state)?;
         let nw = cores.len();
         let assignment = assign_queues(state, &ports, nw)?;
-        check_mtus(state, &ports, opts.frame_size)?;
+        // Optimistic (multi-buffer) until the sockets say what they got.
+        check_mtus(state, &ports, opts.frame_size, true)?;
         if !opts.ring_size.is_power_of_two() || opts.ring_size < 64 {
             return Err(plan_err(
                 state,
@@ -113,6 +116,8 @@ impl LiveEngine {
         for mine in &assignment {
             ios.push(open_worker_io(&ports, mine, opts, busy)?);
         }
+        let multi_buffer = ios.iter().all(|io| io.umem.multi_buffer());
+        check_mtus(state, &ports, opts.frame_size, multi_buffer)?;
         let mut zerocopy = true;
         for io in &ios {
             for (s, p) in io.sockets.iter().zip(&io.port_of) {
@@ -160,6 +165,7 @@ impl LiveEngine {
                 pipeline: pipelines(w, nw, &nat),
                 io,
                 inject,
+                scratch: Default::default(),
                 tap: None,
                 commands: rx,
                 stats: stats.clone(),
@@ -193,6 +199,7 @@ impl LiveEngine {
             attach: state.xdp.attach,
             pin_dir: pin.then(|| opts.pin_dir.clone()),
             frame_size: opts.frame_size,
+            multi_buffer,
             reaper: Some(reaper_thread),
         })
     }
@@ -233,10 +240,22 @@ impl LiveEngine {
             )));
         }
         let need = plan.mtu.saturating_add(super::plan::LINK_OVERHEAD);
-        if need > self.frame_size {
+        let limit = if self.multi_buffer {
+            super::jumbo::MAX_PACKET as u32
+        } else {
+            self.frame_size
+        };
+        if need > limit {
             return Err(gone(format!(
-                "{} has MTU {}: its frames (up to {need} bytes) do not fit a {}-byte UMEM frame",
-                plan.ifname, plan.mtu, self.frame_size
+                "{} has MTU {}: its frames (up to {need} bytes) exceed the {limit} bytes sluice \
+                 takes in one packet ({})",
+                plan.ifname,
+                plan.mtu,
+                if self.multi_buffer {
+                    "multi-buffer"
+                } else {
+                    "one UMEM frame: this kernel or driver refused AF_XDP multi-buffer"
+                }
             )));
         }
         self.maps_locked()?.set_port(plan.ifindex, plan.port)?;
@@ -432,12 +451,17 @@ impl LiveEngine {
             let _ = w.commands.send(WorkerCommand::SetMtu { port, mtu });
         }
         let need = mtu.saturating_add(super::plan::LINK_OVERHEAD);
-        if need > self.frame_size {
+        let limit = if self.multi_buffer {
+            super::jumbo::MAX_PACKET as u32
+        } else {
+            self.frame_size
+        };
+        if need > limit {
             return Err(format!(
-                "{} has MTU {mtu} now: its frames (up to {need} bytes) do not fit a {}-byte \
-                 UMEM frame and larger ones are dropped by the kernel (rx_dropped); lower the \
-                 MTU or restart sluice with a larger --frame-size",
-                p.ifname, self.frame_size
+                "{} has MTU {mtu} now: its frames (up to {need} bytes) exceed the {limit} bytes \
+                 sluice takes in one packet and larger ones are dropped by the kernel \
+                 (rx_dropped); lower the MTU",
+                p.ifname
             ));
         }
         Ok(())

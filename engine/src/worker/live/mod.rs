@@ -42,6 +42,7 @@
 //! (what workers publish and report), `engine` ([`LiveEngine`]).
 
 mod engine;
+mod jumbo;
 mod plan;
 mod sockets;
 mod stats;

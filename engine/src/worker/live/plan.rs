@@ -192,20 +192,39 @@ pub fn plan_port(
 pub const LINK_OVERHEAD: u32 = 14 + 2 * 4;
 
 /// Refuses a port whose MTU sluice cannot serve: every frame the interface
-/// may receive (MTU plus link headers) must fit one UMEM frame, or the
-/// kernel drops the larger ones before sluice sees them, uncounted by it.
-/// (AF_XDP multi-buffer receive would lift this; sluice does not use it
-/// yet.)
-pub fn check_mtus(state: &NodeState, ports: &[PortPlan], frame_size: u32) -> Result<(), LiveError> {
+/// may receive (MTU plus link headers) must fit what sluice takes in one
+/// packet — `limit` bytes: [`super::jumbo::MAX_PACKET`] with AF_XDP
+/// multi-buffer (a packet over several UMEM frames), one UMEM frame
+/// (`frame_size`) where the kernel refused it — or the kernel drops the
+/// larger ones before sluice sees them, uncounted by it.
+pub fn check_mtus(
+    state: &NodeState,
+    ports: &[PortPlan],
+    frame_size: u32,
+    multi_buffer: bool,
+) -> Result<(), LiveError> {
+    let limit = if multi_buffer {
+        super::jumbo::MAX_PACKET as u32
+    } else {
+        frame_size
+    };
     for p in ports {
         let need = p.mtu.saturating_add(LINK_OVERHEAD);
-        if need > frame_size {
-            let hint = if need <= 4096 {
+        if need > limit {
+            let why = if multi_buffer {
+                format!("the longest packet sluice takes is {limit} bytes")
+            } else {
+                format!(
+                    "they do not fit a {frame_size}-byte UMEM frame, and this kernel or driver \
+                     refused AF_XDP multi-buffer (XDP_USE_SG)"
+                )
+            };
+            let hint = if !multi_buffer && need <= 4096 && frame_size < 4096 {
                 "run with `--frame-size 4096`".to_string()
             } else {
                 format!(
                     "lower its MTU to {} or less (`ip link set {} mtu ...`)",
-                    4096 - LINK_OVERHEAD,
+                    limit - LINK_OVERHEAD,
                     p.ifname
                 )
             };
@@ -213,8 +232,8 @@ pub fn check_mtus(state: &NodeState, ports: &[PortPlan], frame_size: u32) -> Res
                 state,
                 format!("ports[{}].interface", p.port),
                 format!(
-                    "{} has MTU {}: its frames (up to {need} bytes with link headers) do not fit \
-                     a {frame_size}-byte UMEM frame, and larger frames would be lost; {hint}",
+                    "{} has MTU {}: its frames (up to {need} bytes with link headers) would be \
+                     lost: {why}; {hint}",
                     p.ifname, p.mtu
                 ),
             ));
@@ -342,21 +361,31 @@ mod tests {
     }
 
     #[test]
-    fn mtus_that_do_not_fit_a_frame_are_refused() {
+    fn mtus_that_do_not_fit_are_refused() {
         let c = state(&[("a", None, QueueSel::All)]);
         let mut p = plan(0, vec![0]);
-        assert!(check_mtus(&c, &[p.clone()], 2048).is_ok());
+        assert!(check_mtus(&c, &[p.clone()], 2048, false).is_ok());
         p.mtu = 3000;
-        let e = check_mtus(&c, &[p.clone()], 2048).unwrap_err().to_string();
+        let e = check_mtus(&c, &[p.clone()], 2048, false)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("ports[0].interface") && e.contains("if0 has MTU 3000"),
             "{e}"
         );
-        assert!(e.contains("--frame-size 4096"), "{e}");
-        assert!(check_mtus(&c, &[p.clone()], 4096).is_ok());
+        assert!(
+            e.contains("XDP_USE_SG") && e.contains("--frame-size 4096"),
+            "{e}"
+        );
+        assert!(check_mtus(&c, &[p.clone()], 4096, false).is_ok());
+        // Multi-buffer: jumbo frames over several UMEM frames.
         p.mtu = 9000;
-        let e = check_mtus(&c, &[p], 4096).unwrap_err();
+        assert!(check_mtus(&c, &[p.clone()], 2048, true).is_ok());
+        let e = check_mtus(&c, &[p.clone()], 4096, false).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("lower its MTU to 4074"), "{e}");
+        p.mtu = 16_363;
+        let e = check_mtus(&c, &[p], 2048, true).unwrap_err().to_string();
+        assert!(e.contains("lower its MTU to 16362"), "{e}");
     }
 }

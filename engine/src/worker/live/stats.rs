@@ -31,6 +31,11 @@ pub struct WorkerStats {
     /// Frames routed to a port this worker has no socket on (a port being
     /// added or removed, or whose device is gone).
     pub tx_no_socket: AtomicU64,
+    /// Packets received in several frames (multi-buffer).
+    pub multi_buffer: AtomicU64,
+    /// Packets lost for their size: longer than sluice reassembles, or
+    /// spanning several frames toward a socket without multi-buffer.
+    pub too_long: AtomicU64,
     /// Sockets whose device was deleted under them.
     pub sockets_gone: AtomicU64,
     /// UMEM frames taken back from closed sockets.
@@ -127,6 +132,8 @@ pub struct StatsSnapshot {
     pub rx_wakeups: u64,
     pub table_swaps: u64,
     pub tx_no_socket: u64,
+    pub multi_buffer: u64,
+    pub too_long: u64,
     pub sockets_gone: u64,
     pub frames_reclaimed: u64,
     pub batch_times: BatchTimes,
@@ -148,6 +155,8 @@ impl StatsSnapshot {
         self.rx_wakeups += o.rx_wakeups;
         self.table_swaps += o.table_swaps;
         self.tx_no_socket += o.tx_no_socket;
+        self.multi_buffer += o.multi_buffer;
+        self.too_long += o.too_long;
         self.sockets_gone += o.sockets_gone;
         self.frames_reclaimed += o.frames_reclaimed;
         self.batch_times.add(&o.batch_times);
@@ -169,6 +178,8 @@ impl StatsSnapshot {
         sub(&mut self.rx_wakeups, o.rx_wakeups);
         sub(&mut self.table_swaps, o.table_swaps);
         sub(&mut self.tx_no_socket, o.tx_no_socket);
+        sub(&mut self.multi_buffer, o.multi_buffer);
+        sub(&mut self.too_long, o.too_long);
         sub(&mut self.sockets_gone, o.sockets_gone);
         sub(&mut self.frames_reclaimed, o.frames_reclaimed);
         self.batch_times.sub(&o.batch_times);
@@ -195,6 +206,8 @@ impl WorkerStats {
             rx_wakeups: AtomicU64::new(0),
             table_swaps: AtomicU64::new(0),
             tx_no_socket: AtomicU64::new(0),
+            multi_buffer: AtomicU64::new(0),
+            too_long: AtomicU64::new(0),
             sockets_gone: AtomicU64::new(0),
             frames_reclaimed: AtomicU64::new(0),
             actions: zeros(),
@@ -255,6 +268,8 @@ impl WorkerStats {
             rx_wakeups: l(&self.rx_wakeups),
             table_swaps: l(&self.table_swaps),
             tx_no_socket: l(&self.tx_no_socket),
+            multi_buffer: l(&self.multi_buffer),
+            too_long: l(&self.too_long),
             sockets_gone: l(&self.sockets_gone),
             frames_reclaimed: l(&self.frames_reclaimed),
             batch_times,
@@ -277,6 +292,8 @@ pub(super) struct Local {
     pub(super) rx_wakeups: u64,
     pub(super) table_swaps: u64,
     pub(super) tx_no_socket: u64,
+    pub(super) multi_buffer: u64,
+    pub(super) too_long: u64,
     pub(super) sockets_gone: u64,
     pub(super) frames_reclaimed: u64,
     pub(super) batch_times: BatchTimes,
@@ -295,6 +312,8 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.rx_wakeups, l.rx_wakeups);
     st(&s.table_swaps, l.table_swaps);
     st(&s.tx_no_socket, l.tx_no_socket);
+    st(&s.multi_buffer, l.multi_buffer);
+    st(&s.too_long, l.too_long);
     st(&s.sockets_gone, l.sockets_gone);
     st(&s.frames_reclaimed, l.frames_reclaimed);
     for (a, v) in s.batch_buckets.iter().zip(l.batch_times.counts) {

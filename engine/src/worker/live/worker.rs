@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::OwnedFd;
 
-use arrayvec::ArrayVec;
 use crossbeam::channel::{Receiver, Sender};
 
+use super::jumbo::{self, Head, Held, Scratch, SendError, MAX_PACKET, NONE};
 use super::sockets::WorkerIo;
 use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
 use crate::io::inject::KernelInjector;
 use crate::io::sys::{self};
-use crate::io::xsk::{Accounting, RxFrame, XskSocket};
+use crate::io::xsk::{Accounting, FramePool, Umem, XskSocket};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
 use crate::tables::Tables;
 use crate::wire::{self, frag::Fragments};
@@ -59,6 +59,8 @@ pub(super) struct Worker {
     pub(super) io: WorkerIo,
     /// Where `ViaKernel` frames go.
     pub(super) inject: KernelInjector,
+    /// Packets that arrived in several frames, while processed.
+    pub(super) scratch: Scratch,
     /// The running trace or capture, if any.
     pub(super) tap: Option<Arc<Tap>>,
     pub(super) commands: Receiver<WorkerCommand>,
@@ -69,8 +71,6 @@ pub(super) struct Worker {
     pub(super) idle_ms: i32,
     pub(super) epoch: Instant,
 }
-
-pub(super) type Held = ArrayVec<(RxFrame, PortId), MAX_BATCH>;
 
 /// What a round of the loop noticed about its sockets.
 #[derive(Default)]
@@ -107,9 +107,13 @@ impl Worker {
         }
         let port = io.port_of.get(si).copied().unwrap_or(0);
         held.clear();
+        let pool = &mut io.pool;
         let n = sock.rx_burst(self.batch, |f| {
-            // Capacity is MAX_BATCH >= batch: never full.
-            let _ = held.try_push((f, port));
+            // Heads: at most `batch` <= MAX_BATCH; a frame given back
+            // belongs to a packet marked too long (counted with it).
+            if let Some(f) = held.take(f, port) {
+                pool.push(f.frame);
+            }
         });
         if n == 0 {
             return 0;
@@ -117,12 +121,37 @@ impl Worker {
         local.rx += u64::from(n);
         local.batches += 1;
         let mut actions = [(Action::Kernel, 0u32, 0u16); MAX_BATCH];
+        let jumbos = held.heads.iter().filter(|h| h.parts > 0).count();
+        if jumbos > 0 {
+            self.scratch.reserve(jumbos);
+        }
         {
             let umem = &*io.umem;
             let mut batch = Batch::new();
-            for (f, p) in held.iter_mut() {
-                let bytes = umem.bytes_mut(&mut f.frame, f.off, f.len);
-                let _ = batch.push(bytes, *p);
+            let Held { heads, rest, .. } = held;
+            let mut bufs = self.scratch.buf.chunks_exact_mut(MAX_PACKET).zip(0u16..);
+            for h in heads.iter_mut() {
+                if h.parts == 0 {
+                    h.slot = batch.len() as u16;
+                    let bytes = umem.bytes_mut(&mut h.rx.frame, h.rx.off, h.rx.len);
+                    let _ = batch.push(bytes, h.port);
+                    continue;
+                }
+                if h.too_long {
+                    continue;
+                }
+                let Some((buf, bi)) = bufs.next() else {
+                    h.too_long = true;
+                    continue;
+                };
+                match jumbo::gather(umem, h, rest, buf) {
+                    Some(len) => {
+                        h.slot = batch.len() as u16;
+                        h.buf = bi;
+                        let _ = batch.push(&mut buf[..len], h.port);
+                    }
+                    None => h.too_long = true,
+                }
             }
             // A tap costs one branch per batch when off.
             let marks = self.tap.as_ref().map(|t| tap::before(t, &batch));
@@ -141,11 +170,49 @@ impl Worker {
                 *a = (s.action, s.frame.len() as u32, s.fragment);
             }
         }
-        for ((f, _), (action, len, frag)) in held.drain(..).zip(actions) {
+        local.multi_buffer += jumbos as u64;
+        let mut heads = std::mem::take(&mut held.heads);
+        for h in heads.drain(..) {
+            if h.slot == NONE {
+                // Too long to take: its frames go back.
+                local.too_long += 1;
+                held.free_parts(&h, &mut io.pool);
+                io.pool.push(h.rx.frame);
+                continue;
+            }
+            let (action, len, frag) = actions[usize::from(h.slot)];
+            if h.parts > 0 {
+                let data = self.scratch.get(h.buf, len as usize);
+                send_jumbo(
+                    io,
+                    &self.inject,
+                    held,
+                    h,
+                    data,
+                    action,
+                    frag,
+                    local,
+                    tx_dirty,
+                );
+                continue;
+            }
+            let f = h.rx;
             match action {
                 Action::Forward(p) if frag != 0 => {
                     let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
-                    send_fragments(io, ti, f, len, frag, local, tx_dirty);
+                    let mut frame = f.frame;
+                    let bytes = io.umem.bytes_mut(&mut frame, f.off, len.min(f.len));
+                    send_fragments(
+                        &io.umem,
+                        &mut io.pool,
+                        io.sockets.get_mut(ti),
+                        ti,
+                        bytes,
+                        frag,
+                        local,
+                        tx_dirty,
+                    );
+                    io.pool.push(frame);
                 }
                 Action::Forward(p) => {
                     let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
@@ -185,6 +252,11 @@ impl Worker {
                     io.pool.push(f.frame);
                 }
             }
+        }
+        held.heads = heads;
+        // Frames of parts no packet took (none in practice).
+        for f in held.rest.drain(..).flatten() {
+            io.pool.push(f.frame);
         }
         for (s, d) in io.sockets.iter_mut().zip(tx_dirty.iter()) {
             if *d {
@@ -400,48 +472,42 @@ impl Worker {
     }
 }
 
-/// Sends an IPv4 packet as fragments for `mtu` out of socket `ti`: each
-/// fragment is written into a free frame of the pool and queued; the
-/// packet's own frame goes back to the pool. Fragments that find no free
-/// frame or TX slot are counted as `tx_ring_full` (the rest still go: the
-/// receiver's reassembly times out, as after any loss).
+/// Sends the IPv4 packet `src` as fragments for `mtu` out of socket `ti`
+/// (`out`): each fragment is written into a free frame of the pool and
+/// queued. Fragments that find no free frame or TX slot are counted as
+/// `tx_ring_full` (the rest still go: the receiver's reassembly times
+/// out, as after any loss).
 #[cold]
+#[allow(clippy::too_many_arguments)] // The worker's parts, split for the borrow checker.
 fn send_fragments(
-    io: &mut WorkerIo,
+    umem: &Umem,
+    pool: &mut FramePool,
+    out: Option<&mut XskSocket>,
     ti: usize,
-    f: RxFrame,
-    len: u32,
+    src: &mut [u8],
     mtu: u16,
     local: &mut Local,
     tx_dirty: &mut [bool],
 ) {
-    let mut frame = f.frame;
-    let len = len.min(f.len);
-    let Some(out) = io.sockets.get_mut(ti) else {
+    let Some(out) = out else {
         local.tx_no_socket += 1;
-        io.pool.push(frame);
         return;
     };
-    let umem = &*io.umem;
-    let bytes = umem.bytes_mut(&mut frame, f.off, len);
-    let plan = wire::parse(bytes)
+    let plan = wire::parse(src)
         .ok()
-        .and_then(|p| Fragments::new(bytes, p.l3 as usize, p.end as usize, usize::from(mtu)));
+        .and_then(|p| Fragments::new(src, p.l3 as usize, p.end as usize, usize::from(mtu)));
     let Some(mut plan) = plan else {
         local.tx_ring_full += 1;
-        io.pool.push(frame);
         return;
     };
     for _ in 0..plan.count() {
-        let Some(mut piece) = io.pool.pop() else {
+        let Some(mut piece) = pool.pop() else {
             local.tx_ring_full += 1;
             continue;
         };
-        let cap = umem.frame_size();
-        let bytes = umem.bytes_mut(&mut frame, f.off, len);
-        let room = umem.bytes_mut(&mut piece, 0, cap);
-        let Some(n) = plan.write_next(bytes, room) else {
-            io.pool.push(piece);
+        let room = umem.bytes_mut(&mut piece, 0, umem.frame_size());
+        let Some(n) = plan.write_next(src, room) else {
+            pool.push(piece);
             break;
         };
         match out.tx_push(piece, 0, n as u32) {
@@ -453,9 +519,77 @@ fn send_fragments(
             }
             Err(piece) => {
                 local.tx_ring_full += 1;
-                io.pool.push(piece);
+                pool.push(piece);
             }
         }
     }
-    io.pool.push(frame);
+}
+
+/// Dispatches a packet that arrived in several frames, processed in the
+/// scratch buffer `data`: sent in its own frames (several, marked
+/// "continues"), as fragments, or through the kernel; its frames go back
+/// to the pool otherwise.
+#[cold]
+#[allow(clippy::too_many_arguments)] // The worker's parts, split for the borrow checker.
+fn send_jumbo(
+    io: &mut WorkerIo,
+    inject: &KernelInjector,
+    held: &mut Held,
+    h: Head,
+    data: &mut [u8],
+    action: Action,
+    frag: u16,
+    local: &mut Local,
+    tx_dirty: &mut [bool],
+) {
+    let give_back = |held: &mut Held, h: Head, pool: &mut FramePool| {
+        held.free_parts(&h, pool);
+        pool.push(h.rx.frame);
+    };
+    match action {
+        Action::Forward(p) => {
+            let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
+            let Some(out) = io.sockets.get_mut(ti) else {
+                local.tx_no_socket += 1;
+                give_back(held, h, &mut io.pool);
+                return;
+            };
+            if frag != 0 {
+                send_fragments(
+                    &io.umem,
+                    &mut io.pool,
+                    Some(out),
+                    ti,
+                    data,
+                    frag,
+                    local,
+                    tx_dirty,
+                );
+                give_back(held, h, &mut io.pool);
+                return;
+            }
+            match held.send(&io.umem, &mut io.pool, out, h, data) {
+                Ok(_) => {
+                    local.tx += 1;
+                    if let Some(d) = tx_dirty.get_mut(ti) {
+                        *d = true;
+                    }
+                }
+                Err(SendError::RingFull) => local.tx_ring_full += 1,
+                Err(SendError::TooLong) => local.too_long += 1,
+            }
+        }
+        Action::ViaKernel => {
+            match inject.send(data) {
+                Ok(()) => local.kernel_sent += 1,
+                Err(_) => local.kernel_send_failed += 1,
+            }
+            give_back(held, h, &mut io.pool);
+        }
+        Action::Kernel => {
+            local.kernel_unreachable += 1;
+            give_back(held, h, &mut io.pool);
+        }
+        Action::Drop(_) => give_back(held, h, &mut io.pool),
+    }
 }
