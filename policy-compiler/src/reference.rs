@@ -384,8 +384,8 @@ impl<'a> Reference<'a> {
     }
 
     fn rule_matches(&self, r: &Rule, p: &Packet, ns: Option<&str>) -> bool {
-        // The rule's family: ipVersion, else ICMP / ICMPv6 by name, else
-        // that of its CIDRs.
+        // The rule's families (each a constraint): ipVersion, ICMP /
+        // ICMPv6 by name, that of its CIDRs.
         let cidr_family = [&r.source, &r.destination]
             .into_iter()
             .flatten()
@@ -397,7 +397,7 @@ impl<'a> Reference<'a> {
             (true, 58) => Some(6),
             _ => None,
         });
-        if let Some(v) = r.ip_version.or(by_name).or(cidr_family) {
+        for v in [r.ip_version, by_name, cidr_family].into_iter().flatten() {
             if family_of(&p.src) != v {
                 return false;
             }

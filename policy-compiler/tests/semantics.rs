@@ -884,6 +884,7 @@ spec:
   - {action: Allow, protocol: ICMP}
   - {action: Deny, protocol: 1}
   - {action: Allow, protocol: ICMPv6}
+  - {action: Deny, protocol: ICMPv6, source: {notNets: [10.9.0.0/16]}}
 "#,
     );
     let d = |pkt: &str| by(&eval(&y, pkt), "ingress");
@@ -905,6 +906,14 @@ spec:
     assert_eq!(d(&icmp("fd00::9", "fd00::1", "icmp")), rule(2));
     assert_eq!(d(&icmp("fd00::9", "fd00::1", "icmpv6")), rule(3));
     assert_eq!(d(&icmp("10.0.1.5", "10.0.0.1", "icmpv6")), eot);
+    // ICMPv6 with IPv4 CIDRs: of both families at once, so nothing (rule
+    // 4 never decides: rule 3 is before it, and a rule of its own shows it).
+    let y4 = y.replace(
+        "  - {action: Allow, protocol: ICMPv6}\n",
+        "  - {action: Log}\n",
+    );
+    let d4 = |pkt: &str| by(&eval(&y4, pkt), "ingress");
+    assert_eq!(d4(&icmp("fd00::9", "fd00::1", "icmpv6")), eot);
 }
 
 #[test]

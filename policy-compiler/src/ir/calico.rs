@@ -15,7 +15,7 @@ use crate::ranges::{AddrSet, RangeSet};
 /// GlobalNetworkPolicy or a profile).
 pub(super) fn rule_terms(res: &mut Resolver<'_>, r: &Rule, ns: Option<&str>) -> Vec<Term> {
     let mut base = Term::full();
-    if let Some(v) = rule_family(r) {
+    for v in rule_families(r) {
         base.src = base.src.only_family(v);
         base.dst = base.dst.only_family(v);
     }
@@ -58,21 +58,23 @@ pub(super) fn rule_terms(res: &mut Resolver<'_>, r: &Rule, ns: Option<&str>) -> 
     terms
 }
 
-/// The one address family a rule matches, if it is limited to one: its
-/// `ipVersion`, else the version `protocol: ICMP` / `ICMPv6` (by name)
-/// gives it, else the family of its CIDRs (the loader has checked they
-/// agree). Calico renders such a rule for that family alone, so a
-/// `notNets` of one family never matches a packet of the other.
-pub(super) fn rule_family(r: &Rule) -> Option<u8> {
-    if let Some(v) = r.ip_version.or(r.protocol.and_then(|p| p.ip_version())) {
-        return Some(v);
-    }
-    [&r.source, &r.destination]
+/// The address families a rule is limited to, each a constraint: its
+/// `ipVersion`, the version `protocol: ICMP` / `ICMPv6` (by name) gives
+/// it, the family of its CIDRs (the loader has checked the CIDRs agree
+/// with each other and with `ipVersion`). Calico renders such a rule for
+/// that family alone, so a `notNets` of one family never matches a packet
+/// of the other; two that disagree (ICMPv6 with IPv4 CIDRs) match nothing.
+pub(super) fn rule_families(r: &Rule) -> impl Iterator<Item = u8> + '_ {
+    let cidrs = [&r.source, &r.destination]
         .into_iter()
         .flatten()
         .flat_map(|e| e.nets.iter().chain(e.not_nets.iter()).flatten())
         .map(|c| if c.is_v4() { 4 } else { 6 })
-        .next()
+        .next();
+    r.ip_version
+        .into_iter()
+        .chain(r.protocol.and_then(|p| p.ip_version()))
+        .chain(cidrs)
 }
 
 /// A `ports` / `notPorts` list: its numbers and ranges, and its names.
