@@ -1138,3 +1138,176 @@ fn scale_figures() {
     m.policies.insert(id(3), Arc::new(p));
     run(&mut pc, &m, "one changed policy");
 }
+
+// ---------------------------------------------------------------------------
+// `sluice policy eval --felix` (issue 18, item 5).
+
+/// The model as the stream Felix would send (every object once, then
+/// `InSync`), framed as `felix-shim --record` writes it.
+fn stream_of(m: &FelixModel) -> Vec<u8> {
+    use engine::sources::felix::codec::encode;
+    use proto::to_dataplane::Payload;
+    let mut msgs = vec![Payload::ConfigUpdate(proto::ConfigUpdate::default())];
+    for (id, s) in &m.ip_sets {
+        msgs.push(Payload::IpsetUpdate(proto::IpSetUpdate {
+            id: id.clone(),
+            members: s.members.iter().cloned().collect(),
+            r#type: s.kind as i32,
+        }));
+    }
+    for (name, p) in &m.profiles {
+        msgs.push(Payload::ActiveProfileUpdate(proto::ActiveProfileUpdate {
+            id: Some(proto::ProfileId { name: name.clone() }),
+            profile: Some((**p).clone()),
+        }));
+    }
+    for (id, p) in &m.policies {
+        msgs.push(Payload::ActivePolicyUpdate(proto::ActivePolicyUpdate {
+            id: Some(id.clone()),
+            policy: Some((**p).clone()),
+        }));
+    }
+    for (id, e) in &m.workload_endpoints {
+        msgs.push(Payload::WorkloadEndpointUpdate(
+            proto::WorkloadEndpointUpdate {
+                id: Some(id.clone()),
+                endpoint: Some((**e).clone()),
+            },
+        ));
+    }
+    msgs.push(Payload::InSync(proto::InSync {}));
+    msgs.into_iter()
+        .flat_map(|p| {
+            encode(&proto::ToDataplane {
+                sequence_number: 0,
+                payload: Some(p),
+            })
+        })
+        .collect()
+}
+
+/// A packet as a `policy eval` input line.
+fn packet_line(k: &FlowKey) -> String {
+    let mut v = json!({"proto": k.proto(), "src": k.src().to_string(), "dst": k.dst().to_string()});
+    match k.l4() {
+        L4::Ports { sport, dport } => {
+            v["sport"] = json!(sport);
+            v["dport"] = json!(dport);
+        }
+        L4::Icmp { ty, code } => {
+            v["icmp_type"] = json!(ty);
+            v["icmp_code"] = json!(code);
+        }
+        L4::None => {}
+    }
+    v.to_string()
+}
+
+#[test]
+fn policy_eval_felix_answers_as_policy_eval_of_the_same_yaml() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("sluice-felix-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let mut compared = 0;
+    let mut decided_by_rule = 0;
+    let mut denied = 0;
+    // Scenarios without a host endpoint (named differently on the two
+    // paths: a WorkloadEndpoint stand-in in YAML).
+    for seed in (1..400u64)
+        .filter(|&s| !generate(s).weps.iter().any(|w| w.host))
+        .take(20)
+    {
+        let s = generate(seed);
+        let yaml = dir.join("policy.yaml");
+        let rec = dir.join("felix.rec");
+        let pk = dir.join("packets.jsonl");
+        std::fs::write(&yaml, to_yaml(&s)).unwrap();
+        std::fs::write(&rec, stream_of(&to_felix(&s))).unwrap();
+        let r = &mut Rng(seed.wrapping_mul(31) | 1);
+        let lines: Vec<String> = packets(r, &s, 64).iter().map(packet_line).collect();
+        std::fs::write(&pk, lines.join("\n") + "\n").unwrap();
+        let (c1, a, e1) = run(&[
+            "policy".as_ref(),
+            "eval".as_ref(),
+            "--policy".as_ref(),
+            yaml.as_os_str(),
+            "--packets".as_ref(),
+            pk.as_os_str(),
+        ]);
+        let (c2, b, e2) = run(&[
+            "policy".as_ref(),
+            "eval".as_ref(),
+            "--felix".as_ref(),
+            rec.as_os_str(),
+            "--packets".as_ref(),
+            pk.as_os_str(),
+        ]);
+        assert_eq!((c1, c2), (Some(0), Some(0)), "seed {seed}: {e1} {e2}");
+        assert!(e2.is_empty(), "seed {seed}: {e2}");
+        assert_eq!(a.lines().count(), lines.len());
+        assert_eq!(a, b, "seed {seed}");
+        compared += lines.len();
+        decided_by_rule += a.matches("\"policy\":").count();
+        denied += a.matches("\"verdict\":\"deny\"").count();
+    }
+    // Both verdicts, and decisions by policy rules (the rest: end of tier,
+    // profiles, no endpoint).
+    assert!(
+        compared >= 1000 && decided_by_rule >= 10 && denied > 100 && denied < compared * 3,
+        "{compared} {decided_by_rule} {denied}"
+    );
+    // Without InSync: said on stderr, evaluated as it stands. Cut inside a
+    // frame: the frames before it, exit 2.
+    let s = generate(3);
+    let full = stream_of(&to_felix(&s));
+    let rec = dir.join("felix.rec");
+    let pk = dir.join("packets.jsonl");
+    std::fs::write(&pk, "{\"proto\": \"tcp\", \"src\": \"10.0.0.1\", \"sport\": 1, \"dst\": \"10.0.0.3\", \"dport\": 80}\n").unwrap();
+    // The stream without its last frame, InSync.
+    let insync = engine::sources::felix::codec::encode(&proto::ToDataplane {
+        sequence_number: 0,
+        payload: Some(proto::to_dataplane::Payload::InSync(proto::InSync {})),
+    })
+    .len();
+    std::fs::write(&rec, &full[..full.len() - insync]).unwrap();
+    let args = |rec: &std::path::Path| {
+        vec![
+            "policy".into(),
+            "eval".into(),
+            "--felix".into(),
+            rec.as_os_str().to_owned(),
+            "--packets".into(),
+            pk.as_os_str().to_owned(),
+        ]
+    };
+    let a: Vec<std::ffi::OsString> = args(&rec);
+    let (code, out, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("no InSync"), "{err}");
+    assert_eq!(out.lines().count(), 1);
+    std::fs::write(&rec, &full[..full.len() - 3]).unwrap();
+    let (code, out, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no InSync") && err.contains("whole frames before it"),
+        "{err}"
+    );
+    assert_eq!(out.lines().count(), 1);
+    // Not a stream at all: exit 2, naming the frame.
+    std::fs::write(&rec, b"\x05\0\0\0\0\0\0\0\xff\xff\xff\xff\xff").unwrap();
+    let (code, _, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("frame 0"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
