@@ -13,10 +13,14 @@
 //! endpoint (a WorkloadEndpoint at the host's address in YAML, with the
 //! failsafe ports as an allow-only first tier; a HostEndpoint in Felix).
 //!
-//! Left out on purpose, where the YAML path does not follow the amended
-//! policy.md yet: a side with both `selector` and `notSelector`, `notNets`
-//! without the rule's `ipVersion`, `protocol: ICMP` without `ipVersion`,
-//! profiles with no document.
+//! The places where policy.md was amended to follow Calico are generated
+//! on purpose: a side with `selector` and `notSelector` (folded into one
+//! selector, as Calico rewrites it, so Felix sends one IP set) and with
+//! `notSelector` alone (a negated IP set); `notNets` of one family without
+//! the rule's `ipVersion`; `protocol: ICMP` / `ICMPv6` without `ipVersion`
+//! (Calico gives the rule that version, so the Felix rule carries it);
+//! endpoints naming profiles with no document (Felix sends those as its
+//! default-drop profile: one deny rule each way).
 
 // Test helpers unwrap: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -185,9 +189,13 @@ fn side(r: &mut Rng, with_ports: bool, six: bool) -> (Side, bool) {
         s.not_nets = vec![cidr(r, six)];
         not_nets = true;
     }
-    match r.below(6) {
+    match r.below(7) {
         0 | 1 => s.selector = Some(r.word(SELECTORS)),
         2 => s.not_selector = Some(r.word(SELECTORS)),
+        3 => {
+            s.selector = Some(r.word(SELECTORS));
+            s.not_selector = Some(r.word(SELECTORS));
+        }
         _ => {}
     }
     if with_ports && r.chance(40) {
@@ -208,8 +216,11 @@ fn rule(r: &mut Rng) -> Rule {
         0 | 1 => protocol = Some("TCP"),
         2 => protocol = Some("UDP"),
         3 => {
-            protocol = Some(if six { "ICMPv6" } else { "ICMP" });
-            ip_version = Some(if six { 6 } else { 4 });
+            // Mostly of the rule's family; sometimes the other (a rule
+            // that can match nothing), never with a disagreeing ipVersion.
+            let v6 = six != r.chance(15);
+            protocol = Some(if v6 { "ICMPv6" } else { "ICMP" });
+            ip_version = ip_version.filter(|v| *v == if v6 { 6 } else { 4 });
             let ty = *r.pick(&[0u8, 3, 8, 128]);
             let code = r.chance(50).then(|| *r.pick(&[0u8, 1]));
             if r.chance(50) {
@@ -223,15 +234,24 @@ fn rule(r: &mut Rng) -> Rule {
     }
     let with_ports = matches!(protocol, Some("TCP" | "UDP"));
     let src_ports = with_ports && r.chance(30);
-    let (src, n1) = side(r, src_ports, six);
-    let (dst, n2) = side(r, with_ports, six);
+    let (src, _) = side(r, src_ports, six);
+    let (dst, _) = side(r, with_ports, six);
     let nets = !(src.nets.is_empty()
         && dst.nets.is_empty()
         && src.not_nets.is_empty()
         && dst.not_nets.is_empty());
-    if n1 || n2 || (nets && r.chance(30)) {
-        // Left out (module docs): notNets without the rule's version.
-        ip_version = Some(if six { 6 } else { 4 });
+    let icmp_v = match protocol {
+        Some("ICMP") => Some(4),
+        Some("ICMPv6") => Some(6),
+        _ => None,
+    };
+    let fam = if six { 6 } else { 4 };
+    if nets && ip_version.is_some_and(|v| v != fam) {
+        // Calico's validator: the CIDRs' family is the rule's version.
+        ip_version = None;
+    }
+    if nets && icmp_v.is_none_or(|v| v == fam) && r.chance(30) {
+        ip_version = Some(fam);
     }
     Rule {
         action,
@@ -285,8 +305,9 @@ fn generate(seed: u64) -> Scenario {
             ports,
             profiles: profiles
                 .iter()
-                .filter(|_| r.chance(50))
                 .map(|p| p.0.clone())
+                .chain(r.chance(15).then(|| "missing0".to_string()))
+                .filter(|_| r.chance(50))
                 .collect(),
             host: false,
         });
@@ -606,7 +627,14 @@ impl Felix<'_> {
             action: r.action.to_ascii_lowercase(),
             ..Default::default()
         };
-        p.ip_version = match r.ip_version {
+        // Calico gives a rule with protocol ICMP / ICMPv6 (by name) that
+        // IP version.
+        let icmp_v = match r.protocol {
+            Some("ICMP") => Some(4),
+            Some("ICMPv6") => Some(6),
+            _ => None,
+        };
+        p.ip_version = match r.ip_version.or(icmp_v) {
             Some(4) => proto::IpVersion::Ipv4 as i32,
             Some(6) => proto::IpVersion::Ipv6 as i32,
             _ => 0,
@@ -638,14 +666,25 @@ impl Felix<'_> {
             _ => unreachable!(),
         });
         for (s, src) in [(&r.src, true), (&r.dst, false)] {
-            let sets: Vec<String> = s.selector.map(|x| self.sel_set(x)).into_iter().collect();
-            let not_sets: Vec<String> = s
-                .not_selector
+            // Calico folds notSelector into the positive selector when
+            // there is one; alone it is a negated IP set.
+            let positive = match (s.selector, s.not_selector) {
+                (Some(a), Some(b)) => Some(format!("({a}) && !({b})")),
+                (a, _) => a.map(str::to_string),
+            };
+            let sets: Vec<String> = positive
+                .as_deref()
                 .map(|x| self.sel_set(x))
                 .into_iter()
                 .collect();
-            let (ports, named) = self.ports(&s.ports, s.selector);
-            let (not_ports, not_named) = self.ports(&s.not_ports, s.selector);
+            let not_sets: Vec<String> = s
+                .not_selector
+                .filter(|_| positive.is_none())
+                .map(|x| self.sel_set(x))
+                .into_iter()
+                .collect();
+            let (ports, named) = self.ports(&s.ports, positive.as_deref());
+            let (not_ports, not_named) = self.ports(&s.not_ports, positive.as_deref());
             if src {
                 p.src_net = s.nets.clone();
                 p.not_src_net = s.not_nets.clone();
@@ -707,6 +746,23 @@ fn to_felix(s: &Scenario) -> FelixModel {
             outbound_rules: f.rules(e),
         };
         m.profiles.insert(name.clone(), Arc::new(prof));
+    }
+    // A profile named but never defined: Felix sends its default-drop
+    // profile, one deny rule each way.
+    for w in &s.weps {
+        for p in &w.profiles {
+            if !m.profiles.contains_key(p) {
+                let deny = || proto::Rule {
+                    action: "deny".into(),
+                    ..Default::default()
+                };
+                let prof = proto::Profile {
+                    inbound_rules: vec![deny()],
+                    outbound_rules: vec![deny()],
+                };
+                m.profiles.insert(p.clone(), Arc::new(prof));
+            }
+        }
     }
     // Tiers in order (order, then name), policies by (order, name).
     let mut tiers = s.tiers.clone();
@@ -875,10 +931,36 @@ fn scenarios_decide_both_ways() {
     // decision, or the comparison above proves little.
     let mut kinds = BTreeSet::new();
     let (mut denied, mut total) = (0, 0);
+    // The amended places (module docs) the scenarios must reach.
+    let mut amended: BTreeMap<&str, usize> = BTreeMap::new();
     for seed in 1..200u64 {
         denied += check_seed(seed, 64).unwrap();
         total += 64;
         let s = generate(seed);
+        let all_rules = s
+            .pols
+            .iter()
+            .flat_map(|p| p.ingress.iter().chain(p.egress.iter()).flatten())
+            .chain(s.profiles.iter().flat_map(|p| p.1.iter().chain(p.2.iter())));
+        for r in all_rules {
+            for sd in [&r.src, &r.dst] {
+                if sd.not_selector.is_some() {
+                    *amended
+                        .entry(if sd.selector.is_some() {
+                            "selector and notSelector"
+                        } else {
+                            "notSelector alone"
+                        })
+                        .or_default() += 1;
+                }
+                if !sd.not_nets.is_empty() && r.ip_version.is_none() {
+                    *amended.entry("notNets without ipVersion").or_default() += 1;
+                }
+            }
+            if r.protocol.is_some_and(|p| p.starts_with("ICMP")) && r.ip_version.is_none() {
+                *amended.entry("ICMP by name without ipVersion").or_default() += 1;
+            }
+        }
         let m = to_felix(&s);
         let c = PolicyCompiler::default().compile(&m).classifier;
         let r = &mut Rng(seed.wrapping_mul(31) | 1);
@@ -896,6 +978,9 @@ fn scenarios_decide_both_ways() {
                     }
                     _ => "?".into(),
                 };
+                if by.get("profile").and_then(Value::as_str) == Some("missing0") {
+                    *amended.entry("missing profile decided").or_default() += 1;
+                }
                 kinds.insert(kind);
             }
         }
@@ -904,6 +989,8 @@ fn scenarios_decide_both_ways() {
         denied > total / 10 && denied < total * 9 / 10,
         "{denied} of {total}"
     );
+    assert_eq!(amended.len(), 5, "{amended:?}");
+    assert!(amended.values().all(|&n| n >= 10), "{amended:?}");
     for k in [
         "none",
         r#"["no_match"]"#,
@@ -1050,4 +1137,177 @@ fn scale_figures() {
     p.inbound_rules[0].action = "deny".into();
     m.policies.insert(id(3), Arc::new(p));
     run(&mut pc, &m, "one changed policy");
+}
+
+// ---------------------------------------------------------------------------
+// `sluice policy eval --felix` (issue 18, item 5).
+
+/// The model as the stream Felix would send (every object once, then
+/// `InSync`), framed as `felix-shim --record` writes it.
+fn stream_of(m: &FelixModel) -> Vec<u8> {
+    use engine::sources::felix::codec::encode;
+    use proto::to_dataplane::Payload;
+    let mut msgs = vec![Payload::ConfigUpdate(proto::ConfigUpdate::default())];
+    for (id, s) in &m.ip_sets {
+        msgs.push(Payload::IpsetUpdate(proto::IpSetUpdate {
+            id: id.clone(),
+            members: s.members.iter().cloned().collect(),
+            r#type: s.kind as i32,
+        }));
+    }
+    for (name, p) in &m.profiles {
+        msgs.push(Payload::ActiveProfileUpdate(proto::ActiveProfileUpdate {
+            id: Some(proto::ProfileId { name: name.clone() }),
+            profile: Some((**p).clone()),
+        }));
+    }
+    for (id, p) in &m.policies {
+        msgs.push(Payload::ActivePolicyUpdate(proto::ActivePolicyUpdate {
+            id: Some(id.clone()),
+            policy: Some((**p).clone()),
+        }));
+    }
+    for (id, e) in &m.workload_endpoints {
+        msgs.push(Payload::WorkloadEndpointUpdate(
+            proto::WorkloadEndpointUpdate {
+                id: Some(id.clone()),
+                endpoint: Some((**e).clone()),
+            },
+        ));
+    }
+    msgs.push(Payload::InSync(proto::InSync {}));
+    msgs.into_iter()
+        .flat_map(|p| {
+            encode(&proto::ToDataplane {
+                sequence_number: 0,
+                payload: Some(p),
+            })
+        })
+        .collect()
+}
+
+/// A packet as a `policy eval` input line.
+fn packet_line(k: &FlowKey) -> String {
+    let mut v = json!({"proto": k.proto(), "src": k.src().to_string(), "dst": k.dst().to_string()});
+    match k.l4() {
+        L4::Ports { sport, dport } => {
+            v["sport"] = json!(sport);
+            v["dport"] = json!(dport);
+        }
+        L4::Icmp { ty, code } => {
+            v["icmp_type"] = json!(ty);
+            v["icmp_code"] = json!(code);
+        }
+        L4::None => {}
+    }
+    v.to_string()
+}
+
+#[test]
+fn policy_eval_felix_answers_as_policy_eval_of_the_same_yaml() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("sluice-felix-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let mut compared = 0;
+    let mut decided_by_rule = 0;
+    let mut denied = 0;
+    // Scenarios without a host endpoint (named differently on the two
+    // paths: a WorkloadEndpoint stand-in in YAML).
+    for seed in (1..400u64)
+        .filter(|&s| !generate(s).weps.iter().any(|w| w.host))
+        .take(20)
+    {
+        let s = generate(seed);
+        let yaml = dir.join("policy.yaml");
+        let rec = dir.join("felix.rec");
+        let pk = dir.join("packets.jsonl");
+        std::fs::write(&yaml, to_yaml(&s)).unwrap();
+        std::fs::write(&rec, stream_of(&to_felix(&s))).unwrap();
+        let r = &mut Rng(seed.wrapping_mul(31) | 1);
+        let lines: Vec<String> = packets(r, &s, 64).iter().map(packet_line).collect();
+        std::fs::write(&pk, lines.join("\n") + "\n").unwrap();
+        let (c1, a, e1) = run(&[
+            "policy".as_ref(),
+            "eval".as_ref(),
+            "--policy".as_ref(),
+            yaml.as_os_str(),
+            "--packets".as_ref(),
+            pk.as_os_str(),
+        ]);
+        let (c2, b, e2) = run(&[
+            "policy".as_ref(),
+            "eval".as_ref(),
+            "--felix".as_ref(),
+            rec.as_os_str(),
+            "--packets".as_ref(),
+            pk.as_os_str(),
+        ]);
+        assert_eq!((c1, c2), (Some(0), Some(0)), "seed {seed}: {e1} {e2}");
+        assert!(e2.is_empty(), "seed {seed}: {e2}");
+        assert_eq!(a.lines().count(), lines.len());
+        assert_eq!(a, b, "seed {seed}");
+        compared += lines.len();
+        decided_by_rule += a.matches("\"policy\":").count();
+        denied += a.matches("\"verdict\":\"deny\"").count();
+    }
+    // Both verdicts, and decisions by policy rules (the rest: end of tier,
+    // profiles, no endpoint).
+    assert!(
+        compared >= 1000 && decided_by_rule >= 10 && denied > 100 && denied < compared * 3,
+        "{compared} {decided_by_rule} {denied}"
+    );
+    // Without InSync: said on stderr, evaluated as it stands. Cut inside a
+    // frame: the frames before it, exit 2.
+    let s = generate(3);
+    let full = stream_of(&to_felix(&s));
+    let rec = dir.join("felix.rec");
+    let pk = dir.join("packets.jsonl");
+    std::fs::write(&pk, "{\"proto\": \"tcp\", \"src\": \"10.0.0.1\", \"sport\": 1, \"dst\": \"10.0.0.3\", \"dport\": 80}\n").unwrap();
+    // The stream without its last frame, InSync.
+    let insync = engine::sources::felix::codec::encode(&proto::ToDataplane {
+        sequence_number: 0,
+        payload: Some(proto::to_dataplane::Payload::InSync(proto::InSync {})),
+    })
+    .len();
+    std::fs::write(&rec, &full[..full.len() - insync]).unwrap();
+    let args = |rec: &std::path::Path| {
+        vec![
+            "policy".into(),
+            "eval".into(),
+            "--felix".into(),
+            rec.as_os_str().to_owned(),
+            "--packets".into(),
+            pk.as_os_str().to_owned(),
+        ]
+    };
+    let a: Vec<std::ffi::OsString> = args(&rec);
+    let (code, out, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("no InSync"), "{err}");
+    assert_eq!(out.lines().count(), 1);
+    std::fs::write(&rec, &full[..full.len() - 3]).unwrap();
+    let (code, out, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no InSync") && err.contains("whole frames before it"),
+        "{err}"
+    );
+    assert_eq!(out.lines().count(), 1);
+    // Not a stream at all: exit 2, naming the frame.
+    std::fs::write(&rec, b"\x05\0\0\0\0\0\0\0\xff\xff\xff\xff\xff").unwrap();
+    let (code, _, err) = run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("frame 0"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

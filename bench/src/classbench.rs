@@ -469,7 +469,7 @@ pub mod calico {
                 let ip = 0x0a40_0000u32 + (n as u32) * 8 + a as u32;
                 let _ = writeln!(
                     s,
-                    "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {app}-{n}, namespace: ns{n}, labels: {{app: {app}, tier: t{}}}}}\nspec: {{ipNetworks: [{}/32], ports: [{{name: svc, port: {}}}]}}\n---",
+                    "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: {app}-{n}, namespace: ns{n}, labels: {{app: {app}, tier: t{}}}}}\nspec: {{ipNetworks: [{}/32], ports: [{{name: svc, port: {}, protocol: TCP}}]}}\n---",
                     a % 3,
                     std::net::Ipv4Addr::from(ip),
                     8000 + a

@@ -78,6 +78,13 @@ impl<'a> Reference<'a> {
                 Object::NetworkSet(s) => {
                     let ns = s.name.namespace.as_deref().unwrap_or("default");
                     let mut labels = s.labels.clone();
+                    if let Some(p) = profile(set, &format!("kns.{ns}")) {
+                        for (k, v) in p.spec.labels_to_apply.iter().flatten() {
+                            if !labels.contains_key(k) {
+                                labels.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
                     labels.insert("projectcalico.org/namespace".into(), ns.into());
                     objs.push(Obj {
                         namespace: Some(ns),
@@ -189,13 +196,31 @@ impl<'a> Reference<'a> {
             // Policies of this tier that apply, in order.
             let mut pols: Vec<(bool, f64, String, &Object)> = Vec::new();
             for l in &self.set.objects {
+                // Equal orders sort on `name/namespace/kind`.
                 let (tier, order, key) = match &l.object {
-                    Object::GlobalNetworkPolicy(cp) | Object::NetworkPolicy(cp) => (
+                    Object::GlobalNetworkPolicy(cp) => (
                         cp.spec.tier.clone().unwrap_or_else(|| "default".into()),
                         cp.spec.order,
-                        cp.key(),
+                        format!("{}//GlobalNetworkPolicy", cp.name.name),
                     ),
-                    Object::K8sNetworkPolicy(kp) => ("default".to_string(), Some(1000.0), kp.key()),
+                    Object::NetworkPolicy(cp) => (
+                        cp.spec.tier.clone().unwrap_or_else(|| "default".into()),
+                        cp.spec.order,
+                        format!(
+                            "{}/{}/NetworkPolicy",
+                            cp.name.name,
+                            cp.name.namespace.as_deref().unwrap_or("default")
+                        ),
+                    ),
+                    Object::K8sNetworkPolicy(kp) => (
+                        "default".to_string(),
+                        Some(1000.0),
+                        format!(
+                            "{}/{}/KubernetesNetworkPolicy",
+                            kp.name.name,
+                            kp.name.namespace.as_deref().unwrap_or("default")
+                        ),
+                    ),
                     _ => continue,
                 };
                 if tier != t.name || !self.applies(&l.object, e, ns, d) {
@@ -208,9 +233,10 @@ impl<'a> Reference<'a> {
             }
             pols.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
             let mut passed = false;
-            'policies: for (_, _, key, obj) in &pols {
+            'policies: for (_, _, _, obj) in &pols {
                 match obj {
                     Object::GlobalNetworkPolicy(cp) | Object::NetworkPolicy(cp) => {
+                        let key = cp.key();
                         let rules = if d == D::Egress {
                             &cp.spec.egress
                         } else {
@@ -233,6 +259,7 @@ impl<'a> Reference<'a> {
                         }
                     }
                     Object::K8sNetworkPolicy(kp) => {
+                        let key = kp.key();
                         let pns = kp.name.namespace.as_deref().unwrap_or("default");
                         let n = if d == D::Egress {
                             kp.spec.egress.as_ref().map_or(0, Vec::len)
@@ -263,7 +290,8 @@ impl<'a> Reference<'a> {
         if let Some(w) = e.wep {
             'profiles: for pn in w.spec.profiles.iter().flatten() {
                 let Some(prof) = profile(self.set, pn) else {
-                    continue;
+                    // No Profile document: Calico's default-drop profile.
+                    return Outcome::Deny(json!({"profile": pn, "rule": 0}));
                 };
                 let rules = if d == D::Egress {
                     &prof.spec.egress
@@ -356,15 +384,28 @@ impl<'a> Reference<'a> {
     }
 
     fn rule_matches(&self, r: &Rule, p: &Packet, ns: Option<&str>) -> bool {
-        if let Some(v) = r.ip_version {
+        // The rule's families (each a constraint): ipVersion, ICMP /
+        // ICMPv6 by name, that of its CIDRs.
+        let cidr_family = [&r.source, &r.destination]
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e.nets.iter().chain(e.not_nets.iter()).flatten())
+            .map(|c| if c.is_v4() { 4 } else { 6 })
+            .next();
+        let by_name = r.protocol.and_then(|x| match (x.by_name, x.number.0) {
+            (true, 1) => Some(4),
+            (true, 58) => Some(6),
+            _ => None,
+        });
+        for v in [r.ip_version, by_name, cidr_family].into_iter().flatten() {
             if family_of(&p.src) != v {
                 return false;
             }
         }
-        if r.protocol.is_some_and(|x| x.0 != p.proto) {
+        if r.protocol.is_some_and(|x| x.number.0 != p.proto) {
             return false;
         }
-        if r.not_protocol.is_some_and(|x| x.0 == p.proto) {
+        if r.not_protocol.is_some_and(|x| x.number.0 == p.proto) {
             return false;
         }
         let icmp_match = |m: &IcmpMatch| match p.l4 {
@@ -418,22 +459,25 @@ impl<'a> Reference<'a> {
             (None, None) => Scope::None,
         };
         let scoped = !matches!(scope, Scope::None) && e.has_selector_fields();
-        let sel_ok = |o: &Obj<'_>| e.selector.as_ref().is_none_or(|s| s.matches(&o.labels));
-        if scoped {
+        let positive = scoped || e.selector.is_some();
+        // The positive selector: in scope, `selector`, not `notSelector`,
+        // each owner tested on its own.
+        let sel_ok = |o: &Obj<'_>| {
+            e.selector.as_ref().is_none_or(|s| s.matches(&o.labels))
+                && !(positive
+                    && e.not_selector
+                        .as_ref()
+                        .is_some_and(|s| s.matches(&o.labels)))
+        };
+        if positive {
             if !self.objs.iter().any(|o| {
-                o.nets.iter().any(|c| c.contains(addr)) && self.in_scope(o, &scope) && sel_ok(o)
+                o.nets.iter().any(|c| c.contains(addr))
+                    && (!scoped || self.in_scope(o, &scope))
+                    && sel_ok(o)
             }) {
                 return false;
             }
-        } else if e.selector.is_some()
-            && !self
-                .objs
-                .iter()
-                .any(|o| o.nets.iter().any(|c| c.contains(addr)) && sel_ok(o))
-        {
-            return false;
-        }
-        if let Some(ns_) = &e.not_selector {
+        } else if let Some(ns_) = &e.not_selector {
             if self
                 .objs
                 .iter()
@@ -580,9 +624,11 @@ enum Scope<'s> {
 
 fn declares(o: &Obj<'_>, name: &str, proto: u8, port: u16) -> bool {
     o.wep.is_some_and(|w| {
-        w.spec.ports.iter().flatten().any(|p| {
-            p.name == name && p.protocol.unwrap_or(Protocol::TCP).0 == proto && p.port == port
-        })
+        w.spec
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.name == name && p.protocol.0 == proto && p.port == port)
     })
 }
 

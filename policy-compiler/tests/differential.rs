@@ -57,6 +57,16 @@ fn prefix(r: &mut Rng, v6: bool) -> String {
     }
 }
 
+/// A single address of the pool as an endpoint lists it (`/32`, `/128`).
+fn host(r: &mut Rng, v6: bool) -> String {
+    let h = r.below(256);
+    if v6 {
+        format!("fd00::{h:x}/128")
+    } else {
+        format!("10.0.0.{h}/32")
+    }
+}
+
 fn selector(r: &mut Rng, depth: usize) -> String {
     let k = *r.pick(KEYS);
     let v = *r.pick(VALS);
@@ -107,17 +117,12 @@ fn entity(r: &mut Rng, allow_ports: bool, v6: bool) -> Value {
     let mut m = serde_json::Map::new();
     if r.chance(30) {
         let n = 1 + r.below(2);
-        let nets: Vec<String> = (0..n)
-            .map(|_| {
-                let six = v6 && r.chance(70);
-                prefix(r, six)
-            })
-            .collect();
+        // All CIDRs of a rule are of one family (Calico's validator).
+        let nets: Vec<String> = (0..n).map(|_| prefix(r, v6)).collect();
         m.insert("nets".into(), json!(nets));
     }
     if r.chance(20) {
-        let six = v6 && r.chance(70);
-        m.insert("notNets".into(), json!([prefix(r, six)]));
+        m.insert("notNets".into(), json!([prefix(r, v6)]));
     }
     if r.chance(40) {
         m.insert("selector".into(), json!(selector(r, 0)));
@@ -187,6 +192,25 @@ fn calico_rule(r: &mut Rng) -> Value {
     }
     if r.chance(45) {
         m.insert("destination".into(), entity(r, allow_ports, v6));
+    }
+    // An ipVersion that disagrees with ICMP / ICMPv6 or with the CIDRs is
+    // an error: keep it only where it agrees.
+    if let Some(v) = m.get("ipVersion").and_then(Value::as_u64) {
+        let has_cidrs = ["source", "destination"].iter().any(|k| {
+            m.get(*k)
+                .is_some_and(|e| e.get("nets").is_some() || e.get("notNets").is_some())
+        });
+        let icmp_v = |f: &str| match m.get(f).and_then(Value::as_str) {
+            Some("ICMP") => Some(4),
+            Some("ICMPv6") => Some(6),
+            _ => None,
+        };
+        let bad = (has_cidrs && v != if v6 { 6 } else { 4 })
+            || icmp_v("protocol").is_some_and(|x| x != v)
+            || icmp_v("notProtocol").is_some_and(|x| x != v);
+        if bad {
+            m.remove("ipVersion");
+        }
     }
     Value::Object(m)
 }
@@ -328,7 +352,9 @@ fn generate(seed: u64) -> Generated {
         docs.push(json!({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "default"}, "spec": {"defaultAction": "Pass"}}));
     }
     // Profiles.
-    for p in ["p0", "p1"] {
+    // `kns.ns0` is also the parent of the NetworkSets of ns0 (its
+    // labelsToApply reach them).
+    for p in ["p0", "p1", "kns.ns0"] {
         if r.chance(60) {
             let ni = r.below(3);
             let ne = r.below(3);
@@ -338,7 +364,7 @@ fn generate(seed: u64) -> Generated {
                          "egress": (0..ne).map(|_| calico_rule(&mut r)).collect::<Vec<_>>()}}));
         }
     }
-    // Endpoints with unique prefixes.
+    // Endpoints with unique addresses.
     let mut used = std::collections::HashSet::new();
     let nw = 1 + r.below(6);
     let mut wep4 = Vec::new();
@@ -347,7 +373,7 @@ fn generate(seed: u64) -> Generated {
         let mut nets = Vec::new();
         for _ in 0..1 + r.below(2) {
             let six = r.chance(25);
-            let c = prefix(&mut r, six);
+            let c = host(&mut r, six);
             if used.insert(c.clone()) {
                 note(&c, &mut addrs4, &mut addrs6);
                 note(&c, &mut wep4, &mut wep6);
@@ -364,9 +390,7 @@ fn generate(seed: u64) -> Generated {
                 let mut p = serde_json::Map::new();
                 p.insert("name".into(), json!(r.pick(PORT_NAMES)));
                 p.insert("port".into(), json!(r.pick(&[53, 80, 8080, 8050])));
-                if r.chance(60) {
-                    p.insert("protocol".into(), json!(r.pick(&["TCP", "UDP"])));
-                }
+                p.insert("protocol".into(), json!(r.pick(&["TCP", "UDP"])));
                 Value::Object(p)
             })
             .collect();

@@ -73,20 +73,20 @@ kind: WorkloadEndpoint
 metadata: {name: web, namespace: prod, labels: {app: web}}
 spec:
   ipNetworks: [10.0.0.1/32, "fd00::1/128"]
-  ports: [{name: http, port: 8080}, {name: dns, port: 53, protocol: UDP}]
+  ports: [{name: http, port: 8080, protocol: TCP}, {name: dns, port: 53, protocol: UDP}]
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: db, namespace: prod, labels: {app: db}}
 spec:
   ipNetworks: [10.0.0.2/32, "fd00::2/128"]
-  ports: [{name: http, port: 9090}]
+  ports: [{name: http, port: 9090, protocol: TCP}]
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: client, namespace: dev, labels: {app: client}}
 spec:
-  ipNetworks: [10.0.1.0/24]
+  ipNetworks: [10.0.1.5/32]
 ---
 "#;
 
@@ -320,7 +320,7 @@ spec:
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: w, namespace: ns, labels: {app: own, projectcalico.org/namespace: other}}
-spec: {ipNetworks: [10.1.0.1/32], profiles: [missing, p1, p2]}
+spec: {ipNetworks: [10.1.0.1/32], profiles: [p1, p2, missing]}
 ---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -345,7 +345,7 @@ spec:
         r#"{"end_of_tier":true,"tier":"default"}"#
     );
     let y2 = y.replace("selector: team == 'blue'", "selector: team == 'red'");
-    // No policy applies: profiles in order (missing skipped); p1 Pass → p2.
+    // No policy applies: profiles in order; p1 Pass → p2.
     let udp = r#"{"proto": "udp", "src": "10.9.9.9", "sport": 1, "dst": "10.1.0.1", "dport": 53}"#;
     assert_eq!(
         by(&eval(&y2, udp), "ingress"),
@@ -356,9 +356,24 @@ spec:
         by(&eval(&y2, icmp), "ingress"),
         r#"{"profile":"p1","rule":1}"#
     );
+    // A profile without a document denies (Calico's default-drop
+    // profile), where it is reached: first in the list, before p1 and p2.
+    let first = y2.replace("profiles: [p1, p2, missing]", "profiles: [missing, p1, p2]");
+    for pkt in [udp, icmp] {
+        let v = eval(&first, pkt);
+        assert_eq!(v["verdict"], "deny");
+        assert_eq!(by(&v, "ingress"), r#"{"profile":"missing","rule":0}"#);
+        // Egress too: the default-drop profile has a Deny rule each way.
+        assert_eq!(by(&eval(&first, pkt), "egress"), "null");
+    }
+    let out = tcp("10.1.0.1", "10.9.9.9", 80);
+    assert_eq!(
+        by(&eval(&first, &out), "egress"),
+        r#"{"profile":"missing","rule":0}"#
+    );
     // No profiles at all → no_match deny.
     let v = eval(
-        &y2.replace("profiles: [missing, p1, p2]", "profiles: []"),
+        &y2.replace("profiles: [p1, p2, missing]", "profiles: []"),
         udp,
     );
     assert_eq!(v["verdict"], "deny");
@@ -538,7 +553,7 @@ spec:
     );
     // Ports without a port protocol are rejected.
     let e = load_str("t.yaml", "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\nspec:\n  ingress: [{action: Allow, destination: {ports: [80]}}]\n").unwrap_err();
-    assert!(e.to_string().contains("spec.ingress[0].destination.ports: ports are only allowed with protocol TCP, UDP, SCTP or UDPLite"), "{e}");
+    assert!(e.to_string().contains("spec.ingress[0].destination.ports: ports are only allowed with protocol TCP, UDP or SCTP"), "{e}");
 }
 
 #[test]
@@ -597,17 +612,17 @@ spec:
 // ---- section 3: whole verdict, endpoints ----------------------------------
 
 #[test]
-fn whole_verdict_and_longest_prefix() {
+fn whole_verdict_and_single_addresses() {
     let y = r#"
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: big, namespace: a}
-spec: {ipNetworks: [10.2.0.0/16]}
+spec: {ipNetworks: [10.2.4.4/32]}
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
 metadata: {name: small, namespace: a}
-spec: {ipNetworks: [10.2.3.0/24]}
+spec: {ipNetworks: [10.2.3.4]}
 ---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -623,11 +638,19 @@ spec: {types: [Egress], egress: [{action: Allow}]}
     let v = eval(y, &tcp("10.9.9.9", "10.8.8.8", 80));
     assert_eq!(v["verdict"], "allow");
     assert_eq!(v["egress"]["decided_by"], Value::Null);
-    let e = load_str("t.yaml", &format!("{y}---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: dup, namespace: b}}\nspec: {{ipNetworks: [10.2.3.0/24]}}\n")).unwrap_err();
+    let e = load_str("t.yaml", &format!("{y}---\napiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: dup, namespace: b}}\nspec: {{ipNetworks: [10.2.3.4/32]}}\n")).unwrap_err();
     assert!(
         e.to_string().contains(
-            "doc 3: spec.ipNetworks[0]: 10.2.3.0/24 is also listed by WorkloadEndpoint a/small"
+            "doc 3: spec.ipNetworks[0]: 10.2.3.4/32 is also listed by WorkloadEndpoint a/small"
         ),
+        "{e}"
+    );
+    // Amended bullet 1: an endpoint's ipNetworks are single addresses; a
+    // wider prefix is an error (Calico's validator), not a prefix it owns.
+    let e = load_str("t.yaml", &y.replace("10.2.4.4/32", "10.2.0.0/16")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("doc 0: spec.ipNetworks[0]: 10.2.0.0/16 is not a single address (/32)"),
         "{e}"
     );
 }
@@ -694,4 +717,264 @@ fn kubernetes_policy_types_default() {
 fn flow_key_is_small() {
     assert!(std::mem::size_of::<FlowKey>() <= 48);
     assert!(std::mem::size_of::<policy_compiler::Verdict>() <= 40);
+}
+
+// ---- "Changes on 2026-12-05 to follow Calico", one test per bullet ------
+
+fn udp(src: &str, dst: &str, dport: u16) -> String {
+    format!(r#"{{"proto": "udp", "src": "{src}", "sport": 1, "dst": "{dst}", "dport": {dport}}}"#)
+}
+
+fn load_err(yaml: &str) -> String {
+    load_str("t.yaml", yaml).unwrap_err().to_string()
+}
+
+#[test]
+fn amended_not_selector_is_folded_into_the_positive_selector() {
+    // Two owners of 192.0.2.7: a GlobalNetworkSet labelled bad and one
+    // labelled good. With a positive selector the notSelector is tested
+    // per owner: the good set still matches. Without one, any owner the
+    // notSelector matches excludes the address.
+    let y = with(
+        r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: bad, labels: {list: bad}}
+spec: {nets: [192.0.2.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: good, labels: {list: good}}
+spec: {nets: [192.0.2.0/28]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, protocol: TCP, source: {selector: has(list), notSelector: list == 'bad'}}
+  - {action: Allow, protocol: UDP, source: {notSelector: list == 'bad'}}
+"#,
+    );
+    let d = |pkt: &str| by(&eval(&y, pkt), "ingress");
+    let r0 = r#"{"policy":"g","rule":0,"tier":"default"}"#;
+    let r1 = r#"{"policy":"g","rule":1,"tier":"default"}"#;
+    let eot = r#"{"end_of_tier":true,"tier":"default"}"#;
+    assert_eq!(d(&tcp("192.0.2.7", "10.0.0.1", 80)), r0, "good owns it too");
+    assert_eq!(
+        d(&tcp("192.0.2.77", "10.0.0.1", 80)),
+        eot,
+        "only bad owns it"
+    );
+    assert_eq!(d(&udp("192.0.2.7", "10.0.0.1", 80)), eot, "bad owns it");
+    assert_eq!(d(&udp("203.0.113.1", "10.0.0.1", 80)), r1, "no owner");
+    // In a NetworkPolicy the namespace is the scope: notSelector alone is
+    // a positive selector over the namespace's objects.
+    let np = with(
+        r#"apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: n, namespace: prod}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, source: {notSelector: app == 'db'}}]
+"#,
+    );
+    let d = |src: &str| by(&eval(&np, &tcp(src, "10.0.0.1", 80)), "ingress");
+    assert_eq!(
+        d("10.0.0.1"),
+        r#"{"policy":"prod/n","rule":0,"tier":"default"}"#
+    );
+    assert_eq!(d("10.0.0.2"), eot, "db is excluded");
+    assert_eq!(d("10.0.1.5"), eot, "dev's client is outside the scope");
+    assert_eq!(d("203.0.113.1"), eot, "no owner in the scope");
+}
+
+#[test]
+fn amended_equal_orders_sort_on_name_namespace_kind() {
+    // Keys sort "a-pol" < "prod/a" < "prod/knp.default.a"; Felix sorts
+    // "a-pol//GlobalNetworkPolicy" ('-' is below '/') <
+    // "a/prod/KubernetesNetworkPolicy" < "a/prod/NetworkPolicy".
+    let y = with(
+        r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: a-pol}
+spec: {order: 1000, selector: app == 'web', ingress: [{action: Deny, protocol: UDP}]}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: a, namespace: prod}
+spec: {order: 1000, selector: app == 'web', ingress: [{action: Deny}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a, namespace: prod}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 80}]}]
+"#,
+    );
+    let d = |pkt: &str| by(&eval(&y, pkt), "ingress");
+    assert_eq!(
+        d(&udp("10.0.1.5", "10.0.0.1", 80)),
+        r#"{"policy":"a-pol","rule":0,"tier":"default"}"#
+    );
+    // The Kubernetes policy runs before the Calico NetworkPolicy of the
+    // same name and namespace (KubernetesNetworkPolicy < NetworkPolicy).
+    assert_eq!(
+        d(&tcp("10.0.1.5", "10.0.0.1", 80)),
+        r#"{"policy":"prod/knp.default.a","rule":0,"tier":"default"}"#
+    );
+    assert_eq!(
+        d(&tcp("10.0.1.5", "10.0.0.1", 81)),
+        r#"{"policy":"prod/a","rule":0,"tier":"default"}"#
+    );
+}
+
+#[test]
+fn amended_a_missing_profile_denies() {
+    // (profiles_and_labels_to_apply checks the decision and its place in
+    // the profile list.) An endpoint whose only profile has no document
+    // denies both ways, where it used to reach no_match after skipping it.
+    let y = "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: w, namespace: ns}\nspec: {ipNetworks: [10.1.0.1/32], profiles: [kns.ns]}\n";
+    let v = eval(y, &tcp("10.1.0.1", "10.1.0.1", 80));
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(by(&v, "egress"), r#"{"profile":"kns.ns","rule":0}"#);
+    assert_eq!(by(&v, "ingress"), r#"{"profile":"kns.ns","rule":0}"#);
+}
+
+#[test]
+fn amended_a_network_set_inherits_its_namespace_profile_labels() {
+    let y = with(
+        r#"apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: kns.prod}
+spec: {labelsToApply: {zone: inside, list: from-profile}}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: s, namespace: prod, labels: {list: own}}
+spec: {nets: [198.51.100.0/24]}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, source: {selector: zone == 'inside' && list == 'own'}}
+"#,
+    );
+    let v = eval(&y, &tcp("198.51.100.1", "10.0.0.1", 80));
+    assert_eq!(
+        by(&v, "ingress"),
+        r#"{"policy":"g","rule":0,"tier":"default"}"#
+    );
+}
+
+#[test]
+fn amended_a_rule_with_cidrs_or_icmp_by_name_is_of_one_family() {
+    let y = with(
+        r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, protocol: TCP, source: {notNets: [10.9.0.0/16]}}
+  - {action: Allow, protocol: ICMP}
+  - {action: Deny, protocol: 1}
+  - {action: Allow, protocol: ICMPv6}
+  - {action: Deny, protocol: ICMPv6, source: {notNets: [10.9.0.0/16]}}
+"#,
+    );
+    let d = |pkt: &str| by(&eval(&y, pkt), "ingress");
+    let rule = |i: u32| format!(r#"{{"policy":"g","rule":{i},"tier":"default"}}"#);
+    let eot = r#"{"end_of_tier":true,"tier":"default"}"#;
+    // notNets of IPv4 only: an IPv4 source outside it matches; an IPv6
+    // source never does (it used to).
+    assert_eq!(d(&tcp("10.0.1.5", "10.0.0.1", 80)), rule(0));
+    assert_eq!(d(&tcp("10.9.0.1", "10.0.0.1", 80)), eot);
+    assert_eq!(d(&tcp("fd00::9", "fd00::1", 80)), eot);
+    // `ICMP` by name: IPv4 packets only; `ICMPv6` IPv6 only; the number 1
+    // is not limited (an IPv6 packet with protocol 1 reaches rule 2).
+    let icmp = |src: &str, dst: &str, p: &str| {
+        format!(
+            r#"{{"proto": "{p}", "src": "{src}", "dst": "{dst}", "icmp_type": 8, "icmp_code": 0}}"#
+        )
+    };
+    assert_eq!(d(&icmp("10.0.1.5", "10.0.0.1", "icmp")), rule(1));
+    assert_eq!(d(&icmp("fd00::9", "fd00::1", "icmp")), rule(2));
+    assert_eq!(d(&icmp("fd00::9", "fd00::1", "icmpv6")), rule(3));
+    assert_eq!(d(&icmp("10.0.1.5", "10.0.0.1", "icmpv6")), eot);
+    // ICMPv6 with IPv4 CIDRs: of both families at once, so nothing (rule
+    // 4 never decides: rule 3 is before it, and a rule of its own shows it).
+    let y4 = y.replace(
+        "  - {action: Allow, protocol: ICMPv6}\n",
+        "  - {action: Log}\n",
+    );
+    let d4 = |pkt: &str| by(&eval(&y4, pkt), "ingress");
+    assert_eq!(d4(&icmp("fd00::9", "fd00::1", "icmpv6")), eot);
+}
+
+#[test]
+fn amended_rule_errors_as_calicos_validator() {
+    let gnp = |rule: &str| {
+        format!("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec:\n  ingress: [{rule}]\n")
+    };
+    for (rule, want) in [
+        ("{action: Allow, protocol: tcp}", "spec.ingress[0].protocol: \"tcp\" is not a protocol"),
+        ("{action: Allow, notProtocol: Udp}", "spec.ingress[0].notProtocol: \"Udp\" is not a protocol"),
+        (
+            "{action: Allow, protocol: UDPLite, destination: {ports: [53]}}",
+            "spec.ingress[0].destination.ports: ports are only allowed with protocol TCP, UDP or SCTP",
+        ),
+        (
+            "{action: Allow, protocol: 1, icmp: {type: 8}}",
+            "spec.ingress[0].icmp: icmp needs protocol ICMP or ICMPv6 (by name)",
+        ),
+        (
+            "{action: Allow, ipVersion: 6, protocol: ICMP}",
+            "spec.ingress[0].protocol: ICMP is IPv4 only but ipVersion is 6",
+        ),
+        (
+            "{action: Allow, ipVersion: 4, notProtocol: ICMPv6}",
+            "spec.ingress[0].notProtocol: ICMPv6 is IPv6 only but ipVersion is 4",
+        ),
+        (
+            "{action: Allow, ipVersion: 6, source: {nets: [10.0.0.0/8]}}",
+            "spec.ingress[0].source.nets[0]: 10.0.0.0/8 is IPv4 but ipVersion is IPv6",
+        ),
+        (
+            "{action: Allow, source: {nets: [10.0.0.0/8]}, destination: {notNets: ['fd00::/8']}}",
+            "spec.ingress[0].destination.notNets[0]: fd00::/8 is IPv6 but source.nets[0] is IPv4",
+        ),
+        (
+            "{action: Allow, source: {namespaceSelector: global() || has(x)}}",
+            "global() cannot be combined with other terms",
+        ),
+    ] {
+        let e = load_err(&gnp(rule));
+        assert!(e.contains(want), "{rule}: {e}");
+    }
+    // Still accepted: numbers and strings of digits, ICMP by name with
+    // its own version.
+    for rule in [
+        "{action: Allow, protocol: '17', destination: {ports: [53]}}",
+        "{action: Allow, ipVersion: 4, protocol: ICMP, icmp: {type: 8}}",
+        "{action: Allow, source: {namespaceSelector: global()}}",
+    ] {
+        assert!(load_str("t.yaml", &gnp(rule)).is_ok(), "{rule}");
+    }
+}
+
+#[test]
+fn amended_endpoint_ports_need_tcp_udp_or_sctp() {
+    let wep = |ports: &str| {
+        format!("apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{name: w, namespace: ns}}\nspec: {{ipNetworks: [10.1.0.1/32], ports: [{ports}]}}\n")
+    };
+    assert!(load_err(&wep("{name: http, port: 80}"))
+        .contains("spec.ports[0]: missing field `protocol`"));
+    assert!(load_err(&wep("{name: x, port: 80, protocol: UDPLite}"))
+        .contains("spec.ports[0].protocol: a port's protocol must be TCP, UDP or SCTP"));
+    assert!(load_str("t.yaml", &wep("{name: s, port: 80, protocol: SCTP}")).is_ok());
 }

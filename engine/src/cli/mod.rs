@@ -15,6 +15,7 @@ use crate::worker::replay::{self, Input, ReplayOptions};
 
 pub mod ctl;
 pub mod demo;
+pub mod felix_eval;
 pub mod run;
 pub mod shim;
 pub mod table;
@@ -95,8 +96,16 @@ pub enum PolicyCommand {
     /// Verdicts for packets given as JSON lines.
     Eval {
         /// Policy files or directories.
-        #[arg(long = "policy", required = true)]
+        #[arg(
+            long = "policy",
+            required_unless_present = "felix",
+            conflicts_with = "felix"
+        )]
         policy: Vec<PathBuf>,
+        /// A Felix stream recorded by `sluice felix-shim --record`: the
+        /// policy it carries, built to the end of the file.
+        #[arg(long)]
+        felix: Option<PathBuf>,
         /// JSON lines of packets; `-` is stdin.
         #[arg(long)]
         packets: PathBuf,
@@ -177,7 +186,26 @@ fn policy_cmd(p: PolicyCommand) -> i32 {
     let mut out = std::io::stdout().lock();
     let r = match p {
         PolicyCommand::Check { paths } => policy_compiler::cli::check(&paths, &mut out),
-        PolicyCommand::Eval { policy, packets } => {
+        PolicyCommand::Eval {
+            felix: Some(file),
+            packets,
+            ..
+        } => {
+            let mut err = std::io::stderr().lock();
+            return if packets.as_os_str() == "-" {
+                felix_eval::eval(&file, &mut std::io::stdin().lock(), &mut out, &mut err)
+            } else {
+                match std::fs::File::open(&packets) {
+                    Ok(f) => {
+                        felix_eval::eval(&file, &mut std::io::BufReader::new(f), &mut out, &mut err)
+                    }
+                    Err(e) => fail(2, format!("{}: cannot read: {e}", packets.display())),
+                }
+            };
+        }
+        PolicyCommand::Eval {
+            policy, packets, ..
+        } => {
             if packets.as_os_str() == "-" {
                 policy_compiler::cli::eval(&policy, &mut std::io::stdin().lock(), &mut out)
             } else {

@@ -32,7 +32,8 @@ struct Inputs<'s> {
     by_tier: Vec<Vec<PolicyRef<'s>>>,
     /// Profiles by name.
     profiles: HashMap<&'s str, &'s Profile>,
-    /// Profile names, sorted: a profile's index in a [`Signature`].
+    /// Names of the profiles with a document and of those endpoints name
+    /// without one, sorted: a profile's index in a [`Signature`].
     profile_names: Vec<&'s str>,
     /// WorkloadEndpoints in load order.
     weps: Vec<&'s WorkloadEndpoint>,
@@ -48,8 +49,16 @@ pub fn build(set: &PolicySet) -> Result<Ir, IrError> {
     let wep_labels: Vec<Labels> = weps.iter().map(|w| wep_effective(w, &profiles)).collect();
     let mut res = Resolver::new(set, &weps, &wep_labels);
     let by_tier = policies_by_tier(set, &tiers)?;
+    // Every profile named, with or without a document (a missing one
+    // denies: Calico's default-drop profile).
     let mut profile_names: Vec<&str> = profiles.keys().copied().collect();
+    profile_names.extend(
+        weps.iter()
+            .flat_map(|w| w.spec.profiles.iter().flatten())
+            .map(String::as_str),
+    );
     profile_names.sort_unstable();
+    profile_names.dedup();
     let inputs = Inputs {
         tiers,
         by_tier,
@@ -137,8 +146,7 @@ fn direction(
 }
 
 /// Per endpoint, the (tier, policy) pairs that apply to it in `dir` and
-/// its profiles (indices into `profile_names`; profiles without a document
-/// left out).
+/// its profiles (indices into `profile_names`).
 fn signatures(inputs: &Inputs<'_>, res: &Resolver<'_>, dir: Dir) -> Vec<Signature> {
     let profile_idx: HashMap<&str, usize> = inputs
         .profile_names
@@ -184,7 +192,7 @@ fn signatures(inputs: &Inputs<'_>, res: &Resolver<'_>, dir: Dir) -> Vec<Signatur
             .profiles
             .iter()
             .flatten()
-            .filter_map(|n| profile_idx.get(n.as_str()).copied())
+            .map(|n| profile_idx[n.as_str()])
             .collect();
         sigs.push((pol, profs));
     }
@@ -295,21 +303,30 @@ fn profile_segments(
             if prof_seg.contains_key(&pi) {
                 continue;
             }
-            let prof = inputs.profiles[inputs.profile_names[pi]];
-            let list = if dir == Dir::Egress {
-                &prof.spec.egress
-            } else {
-                &prof.spec.ingress
-            };
-            let owner = Owner::Profile {
-                dir,
-                name: &prof.name,
-            };
+            let name = inputs.profile_names[pi];
+            let owner = Owner::Profile { dir, name };
             let mut rules = Vec::new();
-            calico_rules(res, list, None, &all_classes, &owner, decisions, &mut rules)?;
+            match inputs.profiles.get(name) {
+                Some(prof) => {
+                    let list = if dir == Dir::Egress {
+                        &prof.spec.egress
+                    } else {
+                        &prof.spec.ingress
+                    };
+                    calico_rules(res, list, None, &all_classes, &owner, decisions, &mut rules)?;
+                }
+                // No Profile document: one Deny rule matching everything,
+                // as Felix's default-drop profile (policy.md section 3).
+                None => rules.push(IrRule {
+                    decision: decisions.add(owner.decision(0, Action::Deny)),
+                    action: RuleAction::Deny,
+                    classes: all_classes.clone(),
+                    terms: vec![Term::full()],
+                }),
+            }
             prof_seg.insert(pi, segments.len() as u32);
             segments.push(Segment {
-                kind: SegmentKind::Profile(prof.name.clone()),
+                kind: SegmentKind::Profile(name.to_string()),
                 miss: None,
                 rules,
             });

@@ -15,15 +15,17 @@ use crate::ranges::{AddrSet, RangeSet};
 /// GlobalNetworkPolicy or a profile).
 pub(super) fn rule_terms(res: &mut Resolver<'_>, r: &Rule, ns: Option<&str>) -> Vec<Term> {
     let mut base = Term::full();
-    if let Some(v) = r.ip_version {
+    for v in rule_families(r) {
         base.src = base.src.only_family(v);
         base.dst = base.dst.only_family(v);
     }
     if let Some(p) = r.protocol {
-        base.proto = RangeSet::single(p.0 as u128);
+        base.proto = RangeSet::single(p.number.0 as u128);
     }
     if let Some(p) = r.not_protocol {
-        base.proto = base.proto.minus(&RangeSet::single(p.0 as u128), PROTO_MAX);
+        base.proto = base
+            .proto
+            .minus(&RangeSet::single(p.number.0 as u128), PROTO_MAX);
     }
     if let Some(ic) = r.icmp {
         base.sport = base
@@ -56,6 +58,25 @@ pub(super) fn rule_terms(res: &mut Resolver<'_>, r: &Rule, ns: Option<&str>) -> 
     terms
 }
 
+/// The address families a rule is limited to, each a constraint: its
+/// `ipVersion`, the version `protocol: ICMP` / `ICMPv6` (by name) gives
+/// it, the family of its CIDRs (the loader has checked the CIDRs agree
+/// with each other and with `ipVersion`). Calico renders such a rule for
+/// that family alone, so a `notNets` of one family never matches a packet
+/// of the other; two that disagree (ICMPv6 with IPv4 CIDRs) match nothing.
+pub(super) fn rule_families(r: &Rule) -> impl Iterator<Item = u8> + '_ {
+    let cidrs = [&r.source, &r.destination]
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e.nets.iter().chain(e.not_nets.iter()).flatten())
+        .map(|c| if c.is_v4() { 4 } else { 6 })
+        .next();
+    r.ip_version
+        .into_iter()
+        .chain(r.protocol.and_then(|p| p.ip_version()))
+        .chain(cidrs)
+}
+
 /// A `ports` / `notPorts` list: its numbers and ranges, and its names.
 fn port_ranges(specs: &[PortSpec]) -> (RangeSet, Vec<&str>) {
     let mut r = Vec::new();
@@ -83,18 +104,22 @@ fn entity_terms(res: &mut Resolver<'_>, e: &EntityRule, ns: Option<&str>, side: 
         (None, Some(ns)) => ScopeKey::Ns(ns.to_string()),
         (None, None) => ScopeKey::None,
     };
+    // The positive selector (scope, `selector` and `notSelector` folded
+    // into one, as Calico rewrites them), tested per owning object; a side
+    // without one excludes every address an object `notSelector` matches
+    // owns.
     let scoped = scope != ScopeKey::None && e.has_selector_fields();
-    // Endpoints admitted for named ports.
-    let admitted_scope = if scoped {
-        scope.clone()
+    let positive = scoped || e.selector.is_some();
+    let admitted_scope = if scoped { scope } else { ScopeKey::None };
+    let folded_not = if positive {
+        e.not_selector.as_ref()
     } else {
-        ScopeKey::None
+        None
     };
-    if scoped || e.selector.is_some() {
-        let s = if scoped { scope } else { ScopeKey::None };
-        addr = addr.intersect(&res.select(s, e.selector.as_ref()).0);
-    }
-    if let Some(ns_) = &e.not_selector {
+    if positive {
+        let sel = res.select(admitted_scope.clone(), e.selector.as_ref(), folded_not);
+        addr = addr.intersect(&sel.0);
+    } else if let Some(ns_) = &e.not_selector {
         addr = addr.intersect(&res.not_select(ns_));
     }
     let mut terms = vec![with_addr(side, addr)];
@@ -105,7 +130,9 @@ fn entity_terms(res: &mut Resolver<'_>, e: &EntityRule, ns: Option<&str>, side: 
         .flatten()
         .any(|p| matches!(p, PortSpec::Named(_)));
     let admitted = if needs_named {
-        res.select(admitted_scope, e.selector.as_ref()).1.clone()
+        res.select(admitted_scope, e.selector.as_ref(), folded_not)
+            .1
+            .clone()
     } else {
         Vec::new()
     };

@@ -33,6 +33,23 @@ impl PolicyRef<'_> {
             PolicyRef::K8s(p) => p.key(),
         }
     }
+    /// The string equal orders sort on (policy.md section 3, *Order*):
+    /// `name/namespace/kind`, the namespace empty for a
+    /// GlobalNetworkPolicy.
+    pub(super) fn sort_name(&self) -> String {
+        let (name, ns, kind) = match self {
+            PolicyRef::Calico(p) => match &p.name.namespace {
+                Some(ns) => (&p.name.name, ns.as_str(), "NetworkPolicy"),
+                None => (&p.name.name, "", "GlobalNetworkPolicy"),
+            },
+            PolicyRef::K8s(p) => (
+                &p.name.name,
+                p.name.namespace.as_deref().unwrap_or("default"),
+                "KubernetesNetworkPolicy",
+            ),
+        };
+        format!("{name}/{ns}/{kind}")
+    }
     /// Its tier (`default` for Kubernetes).
     pub(super) fn tier(&self) -> &str {
         match self {
@@ -107,9 +124,11 @@ pub(super) fn policies_by_tier<'s>(
         by_tier[ti].push(p);
     }
     for v in &mut by_tier {
-        // Policies within a tier: by order, missing last, ties by key (the
-        // keys are built once, not per comparison).
-        let mut keyed: Vec<(String, PolicyRef<'_>)> = v.drain(..).map(|p| (p.key(), p)).collect();
+        // Policies within a tier: by order, missing last, ties by
+        // `name/namespace/kind` as Felix sorts them (built once, not per
+        // comparison).
+        let mut keyed: Vec<(String, PolicyRef<'_>)> =
+            v.drain(..).map(|p| (p.sort_name(), p)).collect();
         keyed.sort_by(|(ka, a), (kb, b)| {
             let oa = (a.order().is_none(), a.order().unwrap_or(0.0));
             let ob = (b.order().is_none(), b.order().unwrap_or(0.0));

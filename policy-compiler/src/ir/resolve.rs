@@ -6,7 +6,7 @@
 use ahash::AHashMap as HashMap;
 use std::collections::BTreeMap;
 
-use crate::model::{Cidr, Object, PolicySet, Profile, Protocol, WorkloadEndpoint};
+use crate::model::{Cidr, Object, PolicySet, Profile, WorkloadEndpoint};
 use crate::ranges::{AddrSet, RangeSet};
 use crate::selector::{EvalMode, Labels, Selector};
 
@@ -46,6 +46,26 @@ pub(super) fn wep_effective(w: &WorkloadEndpoint, profiles: &HashMap<&str, &Prof
     l
 }
 
+/// NetworkSet effective labels (section 2): its labels, then the
+/// `labelsToApply` keys not yet present of Profile `kns.<namespace>` (its
+/// parent in Calico), plus its namespace.
+pub(crate) fn netset_effective(set: &PolicySet, s: &crate::model::NetworkSet) -> Labels {
+    let ns = s.name.namespace.clone().unwrap_or_default();
+    let mut l = s.labels.clone();
+    let parent = format!("kns.{ns}");
+    for o in &set.objects {
+        if let Object::Profile(p) = &o.object {
+            if p.name == parent {
+                for (k, v) in p.spec.labels_to_apply.iter().flatten() {
+                    l.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+        }
+    }
+    l.insert("projectcalico.org/namespace".into(), ns);
+    l
+}
+
 /// An object selectors can match.
 struct SelObj {
     /// `Some(ns)` for namespaced objects.
@@ -78,8 +98,9 @@ pub(super) struct Resolver<'a> {
     ns_labels: HashMap<String, Labels>,
     /// The WorkloadEndpoints, in load order (endpoint indices index it).
     pub(super) weps: Vec<&'a WorkloadEndpoint>,
-    /// (scope, selector) → (address set, admitted endpoint indices)
-    cache: HashMap<(ScopeKey, Option<Selector>, bool), Selected>,
+    /// (scope, selector, notSelector) → (address set, admitted endpoint
+    /// indices)
+    cache: HashMap<(ScopeKey, Option<Selector>, Option<Selector>), Selected>,
     not_cache: HashMap<Selector, AddrSet>,
     k8s_cache: HashMap<(String, Option<Selector>, Option<Selector>), Selected>,
     named_cache: HashMap<(Vec<usize>, String), NamedPorts>,
@@ -105,14 +126,9 @@ impl<'a> Resolver<'a> {
         for l in &set.objects {
             match &l.object {
                 Object::NetworkSet(s) => {
-                    let mut lab = s.labels.clone();
-                    lab.insert(
-                        "projectcalico.org/namespace".into(),
-                        s.name.namespace.clone().unwrap_or_default(),
-                    );
                     objs.push(SelObj {
                         namespace: s.name.namespace.clone(),
-                        labels: lab,
+                        labels: netset_effective(set, s),
                         nets: AddrSet::from_cidrs(&s.nets),
                         wep: None,
                     });
@@ -157,10 +173,15 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// Objects in `scope` matching `sel`: their addresses and the endpoints
-    /// among them.
-    pub(super) fn select(&mut self, scope: ScopeKey, sel: Option<&Selector>) -> Selected {
-        let key = (scope, sel.cloned(), false);
+    /// Objects in `scope` matching `sel` and not matching `not`: their
+    /// addresses and the endpoints among them.
+    pub(super) fn select(
+        &mut self,
+        scope: ScopeKey,
+        sel: Option<&Selector>,
+        not: Option<&Selector>,
+    ) -> Selected {
+        let key = (scope, sel.cloned(), not.cloned());
         if let Some(v) = self.cache.get(&key) {
             return v.clone();
         }
@@ -169,7 +190,10 @@ impl<'a> Resolver<'a> {
         let mut ranges4 = Vec::new();
         let mut ranges6 = Vec::new();
         for o in &self.objs {
-            if self.in_scope(&key.0, o) && sel.is_none_or(|s| s.matches(&o.labels)) {
+            if self.in_scope(&key.0, o)
+                && sel.is_none_or(|s| s.matches(&o.labels))
+                && !not.is_some_and(|s| s.matches(&o.labels))
+            {
                 ranges4.extend_from_slice(o.nets.v4.ranges());
                 ranges6.extend_from_slice(o.nets.v6.ranges());
                 if let Some(w) = o.wep {
@@ -189,7 +213,7 @@ impl<'a> Resolver<'a> {
         if let Some(v) = self.not_cache.get(sel) {
             return v.clone();
         }
-        let c = self.select(ScopeKey::None, Some(sel)).0.complement();
+        let c = self.select(ScopeKey::None, Some(sel), None).0.complement();
         self.not_cache.insert(sel.clone(), c.clone());
         c
     }
@@ -244,7 +268,7 @@ impl<'a> Resolver<'a> {
             let w = self.weps[i];
             for p in w.spec.ports.iter().flatten() {
                 if p.name == name {
-                    let proto = p.protocol.unwrap_or(Protocol::TCP).0;
+                    let proto = p.protocol.0;
                     m.entry((proto, p.port))
                         .or_default()
                         .extend(w.spec.ip_networks.iter().flatten());
@@ -370,16 +394,16 @@ spec:
     fn selection_follows_the_scope() {
         with_resolver(|r| {
             let web = sel("app == 'web'");
-            let all = r.select(ScopeKey::None, Some(&web));
+            let all = r.select(ScopeKey::None, Some(&web), None);
             assert_eq!(
                 all.0,
                 addrs(&["10.0.0.1/32", "192.168.0.0/16", "172.16.0.0/12"])
             );
             assert_eq!(all.1, vec![0]);
-            let prod = r.select(ScopeKey::Ns("prod".into()), Some(&web));
+            let prod = r.select(ScopeKey::Ns("prod".into()), Some(&web), None);
             assert_eq!(prod.0, addrs(&["10.0.0.1/32", "192.168.0.0/16"]));
             // `global()` in a namespaceSelector picks the global sets.
-            let global = r.select(ScopeKey::NsSel(sel("global()")), None);
+            let global = r.select(ScopeKey::NsSel(sel("global()")), None, None);
             assert_eq!(global.0, addrs(&["172.16.0.0/12"]));
             assert!(global.1.is_empty());
             let not = r.not_select(&web);

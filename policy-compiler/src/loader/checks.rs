@@ -84,7 +84,8 @@ fn shared_prefixes(set: &PolicySet, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Warnings: profiles named by endpoints without a Profile document.
+/// Warnings: profiles named by endpoints without a Profile document (they
+/// deny, policy.md section 3).
 fn missing_profiles(set: &PolicySet) -> Vec<Warning> {
     let mut warnings = Vec::new();
     let profiles: BTreeMap<&str, ()> = set
@@ -102,7 +103,9 @@ fn missing_profiles(set: &PolicySet) -> Vec<Warning> {
                     warnings.push(Warning {
                         origin: l.origin.clone(),
                         field: l.origin.field(&format!("spec.profiles[{i}]")),
-                        msg: format!("profile {p:?} has no Profile document; skipped"),
+                        msg: format!(
+                            "profile {p:?} has no Profile document; it denies everything (Calico's default-drop profile)"
+                        ),
                     });
                 }
             }
@@ -176,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             w,
-            ["t.yaml doc 1: spec.profiles[0]: profile \"p\" has no Profile document; skipped"]
+            ["t.yaml doc 1: spec.profiles[0]: profile \"p\" has no Profile document; it denies everything (Calico's default-drop profile)"]
         );
         let tier = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: t}\n";
         let prof = "apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: p}\n";

@@ -100,14 +100,21 @@ pub(super) fn wep(v: Value) -> Result<Object, (String, String)> {
     let d: Doc<WorkloadEndpointSpec> = typed(v)?;
     let name = d.name()?;
     let spec = d.spec.clone().unwrap_or_default();
+    for (i, c) in spec.ip_networks.iter().flatten().enumerate() {
+        let host = if c.is_v4() { 32 } else { 128 };
+        if c.len != host {
+            return Err((
+                format!("spec.ipNetworks[{i}]"),
+                format!("{c} is not a single address (/{host}): an endpoint's ipNetworks are its addresses, as in Calico"),
+            ));
+        }
+    }
     for (i, p) in spec.ports.iter().flatten().enumerate() {
-        if let Some(pr) = p.protocol {
-            if !pr.has_ports() {
-                return Err((
-                    format!("spec.ports[{i}].protocol"),
-                    "a port's protocol must be TCP, UDP, SCTP or UDPLite".into(),
-                ));
-            }
+        if !matches!(p.protocol.0, 6 | 17 | 132) {
+            return Err((
+                format!("spec.ports[{i}].protocol"),
+                "a port's protocol must be TCP, UDP or SCTP".into(),
+            ));
         }
     }
     Ok(Object::WorkloadEndpoint(WorkloadEndpoint {
@@ -194,7 +201,6 @@ fn check_rules(rules: &Option<Vec<Rule>>, path: &str) -> Result<(), (String, Str
         if r.http.is_some() {
             return Err((format!("{p}.http"), unsupported("http match")));
         }
-        let mut has_ports = false;
         for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
             let Some(e) = e else { continue };
             if e.service_accounts.is_some() {
@@ -215,32 +221,73 @@ fn check_rules(rules: &Option<Vec<Rule>>, path: &str) -> Result<(), (String, Str
                     unsupported("domains (Calico Enterprise)"),
                 ));
             }
-            if e.ports.is_some() || e.not_ports.is_some() {
-                has_ports = true;
-                if !r.protocol.is_some_and(|x| x.has_ports()) {
-                    let f = if e.ports.is_some() {
-                        "ports"
-                    } else {
-                        "notPorts"
-                    };
-                    return Err((
-                        format!("{p}.{side}.{f}"),
-                        "ports are only allowed with protocol TCP, UDP, SCTP or UDPLite".into(),
-                    ));
+            let port_proto = r
+                .protocol
+                .is_some_and(|x| matches!(x.number.0, 6 | 17 | 132));
+            if (e.ports.is_some() || e.not_ports.is_some()) && !port_proto {
+                let f = if e.ports.is_some() {
+                    "ports"
+                } else {
+                    "notPorts"
+                };
+                return Err((
+                    format!("{p}.{side}.{f}"),
+                    "ports are only allowed with protocol TCP, UDP or SCTP".into(),
+                ));
+            }
+        }
+        for (f, m) in [("icmp", &r.icmp), ("notICMP", &r.not_icmp)] {
+            if m.is_some() && r.protocol.and_then(|x| x.ip_version()).is_none() {
+                return Err((
+                    format!("{p}.{f}"),
+                    format!("{f} needs protocol ICMP or ICMPv6 (by name)"),
+                ));
+            }
+        }
+        if let Some(v) = r.ip_version {
+            for (f, pr) in [("protocol", r.protocol), ("notProtocol", r.not_protocol)] {
+                if let Some(pv) = pr.and_then(|x| x.ip_version()) {
+                    if pv != v {
+                        return Err((
+                            format!("{p}.{f}"),
+                            format!("{} is IPv{pv} only but ipVersion is {v}", pr_name(pv)),
+                        ));
+                    }
                 }
             }
         }
-        let _ = has_ports;
-        for (f, m) in [("icmp", &r.icmp), ("notICMP", &r.not_icmp)] {
-            if m.is_some() && !r.protocol.is_some_and(|x| x.is_icmp()) {
-                return Err((
-                    format!("{p}.{f}"),
-                    format!("{f} needs protocol ICMP or ICMPv6"),
-                ));
+        // All CIDRs of a rule are of one family, and of its ipVersion.
+        let mut family: Option<(u8, String)> = r.ip_version.map(|v| (v, "ipVersion".into()));
+        for (side, e) in [("source", &r.source), ("destination", &r.destination)] {
+            let Some(e) = e else { continue };
+            for (f, list) in [("nets", &e.nets), ("notNets", &e.not_nets)] {
+                for (j, c) in list.iter().flatten().enumerate() {
+                    let v = if c.is_v4() { 4 } else { 6 };
+                    let here = format!("{p}.{side}.{f}[{j}]");
+                    match &family {
+                        Some((fv, what)) if *fv != v => {
+                            return Err((
+                                here,
+                                format!("{c} is IPv{v} but {what} is IPv{fv}: a rule's CIDRs are of one family"),
+                            ))
+                        }
+                        Some(_) => {}
+                        None => family = Some((v, format!("{side}.{f}[{j}]"))),
+                    }
+                }
             }
         }
     }
     Ok(())
+}
+
+/// `ICMP` or `ICMPv6`, by the version it implies.
+fn pr_name(v: u8) -> &'static str {
+    if v == 4 {
+        "ICMP"
+    } else {
+        "ICMPv6"
+    }
 }
 
 /// The checks of a Kubernetes rule's peers and ports the typed pass cannot

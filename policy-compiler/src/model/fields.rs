@@ -256,6 +256,89 @@ impl<'de> Deserialize<'de> for Protocol {
     }
 }
 
+/// A Calico rule's `protocol` / `notProtocol`: the number, and whether it
+/// was written as a name. Calico's validator takes the names spelled
+/// exactly `TCP`, `UDP`, `ICMP`, `ICMPv6`, `SCTP`, `UDPLite` (or a number,
+/// or a string of digits); only the names `ICMP` / `ICMPv6` give a rule an
+/// IP version (policy.md section 3, *Rule fields*).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleProtocol {
+    /// The protocol number.
+    pub number: Protocol,
+    /// True when written as a name, not a number.
+    pub by_name: bool,
+}
+
+impl RuleProtocol {
+    /// Parse a name spelled as Calico requires, or a number 1..255.
+    pub fn parse(s: &str) -> Result<RuleProtocol, String> {
+        let named = |p| RuleProtocol {
+            number: p,
+            by_name: true,
+        };
+        Ok(match s {
+            "TCP" => named(Protocol::TCP),
+            "UDP" => named(Protocol::UDP),
+            "ICMP" => named(Protocol::ICMP),
+            "ICMPv6" => named(Protocol::ICMPV6),
+            "SCTP" => named(Protocol::SCTP),
+            "UDPLite" => named(Protocol::UDPLITE),
+            _ => match s.parse::<u8>() {
+                Ok(n) if n >= 1 && s.bytes().all(|b| b.is_ascii_digit()) => RuleProtocol {
+                    number: Protocol(n),
+                    by_name: false,
+                },
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not a protocol (TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite, spelled so, or 1..255)"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The IP version the name gives the rule: 4 for `ICMP`, 6 for
+    /// `ICMPv6` (never for the numbers 1 and 58).
+    pub fn ip_version(self) -> Option<u8> {
+        match (self.by_name, self.number) {
+            (true, Protocol::ICMP) => Some(4),
+            (true, Protocol::ICMPV6) => Some(6),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RuleProtocol;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a protocol name or number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RuleProtocol, E> {
+                match u8::try_from(v) {
+                    Ok(n) if n >= 1 => Ok(RuleProtocol {
+                        number: Protocol(n),
+                        by_name: false,
+                    }),
+                    _ => Err(E::custom(format!("{v} is not a protocol number (1..255)"))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RuleProtocol, E> {
+                match u64::try_from(v) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("{v} is not a protocol number (1..255)"))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RuleProtocol, E> {
+                RuleProtocol::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A rule action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub enum Action {
@@ -355,5 +438,19 @@ mod tests {
         assert!(Protocol::parse("0").is_err());
         assert!(Protocol::parse("256").is_err());
         assert!(Protocol::parse("foo").is_err());
+        // In a rule, names are spelled as Calico's validator requires.
+        let named = RuleProtocol::parse("ICMPv6").unwrap();
+        assert_eq!(
+            (named.number, named.ip_version()),
+            (Protocol::ICMPV6, Some(6))
+        );
+        let number = RuleProtocol::parse("58").unwrap();
+        assert_eq!(
+            (number.number, number.ip_version()),
+            (Protocol::ICMPV6, None)
+        );
+        assert!(RuleProtocol::parse("tcp").is_err());
+        assert!(RuleProtocol::parse("Icmp").is_err());
+        assert!(RuleProtocol::parse("+6").is_err());
     }
 }

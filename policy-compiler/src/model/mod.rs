@@ -23,7 +23,9 @@ use serde::Deserialize;
 use crate::selector::Selector;
 
 pub mod fields;
-pub use fields::{Action, Cidr, IcmpMatch, PolicyType, PortSpec, Protocol, TierAction};
+pub use fields::{
+    Action, Cidr, IcmpMatch, PolicyType, PortSpec, Protocol, RuleProtocol, TierAction,
+};
 
 /// A field accepted and ignored (no packet semantics).
 pub type Ignored = Option<IgnoredAny>;
@@ -113,10 +115,10 @@ pub struct Rule {
     pub ip_version: Option<u8>,
     /// `protocol`.
     #[serde(default)]
-    pub protocol: Option<Protocol>,
+    pub protocol: Option<RuleProtocol>,
     /// `notProtocol`.
     #[serde(default)]
-    pub not_protocol: Option<Protocol>,
+    pub not_protocol: Option<RuleProtocol>,
     /// `icmp`.
     #[serde(default)]
     pub icmp: Option<IcmpMatch>,
@@ -204,9 +206,8 @@ pub struct EndpointPort {
     pub name: String,
     /// `port`.
     pub port: u16,
-    /// `protocol` (TCP when absent).
-    #[serde(default)]
-    pub protocol: Option<Protocol>,
+    /// `protocol`: TCP, UDP or SCTP (required, as in Calico).
+    pub protocol: Protocol,
     /// Ignored: `hostPort`, `hostIP` (no packet semantics here).
     #[serde(default)]
     pub host_port: Ignored,
@@ -791,8 +792,16 @@ fn de_sel<'de, D: Deserializer<'de>>(d: D, global: bool) -> Result<Option<Select
     match v {
         None => Ok(None),
         Some(s) if s.trim().is_empty() => Ok(None),
-        Some(s) => Selector::parse(&s, global)
-            .map(Some)
-            .map_err(|e| de::Error::custom(format!("bad selector: {e}"))),
+        Some(s) => {
+            let sel = Selector::parse(&s, global)
+                .map_err(|e| de::Error::custom(format!("bad selector: {e}")))?;
+            // Calico's validator: `global()` is the whole selector or absent.
+            if sel.uses_global() && sel != Selector::Global {
+                return Err(de::Error::custom(format!(
+                    "bad selector: {s:?}: global() cannot be combined with other terms"
+                )));
+            }
+            Ok(Some(sel))
+        }
     }
 }
