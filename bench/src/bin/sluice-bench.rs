@@ -114,6 +114,15 @@ struct PeersArgs {
     /// Saturation seconds per live peer.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Trials of the loss-free search (NDR and PDR) per live peer (0:
+    /// saturation only).
+    #[arg(long, default_value_t = 8)]
+    search_steps: u32,
+    /// 2 MiB hugepages the DPDK peers need: reserved (and a hugetlbfs
+    /// mounted) if missing, put back as they were at the end. 0: leave the
+    /// host alone.
+    #[arg(long, default_value_t = 1024)]
+    hugepages: u64,
     /// nftables verdict caching for the kernel peer: per-connection or per-packet.
     #[arg(long, default_value = "per-connection")]
     nft_ct: String,
@@ -374,9 +383,16 @@ fn peers_cmd(a: PeersArgs) -> Result<i32> {
         fib_routes: a.fib_routes,
         live_rules: if a.skip_live { Vec::new() } else { a.rules },
         live_seconds: a.seconds,
+        search_steps: a.search_steps,
         nft_ct: a.nft_ct,
         skip_acl: a.skip_acl,
         skip_fib: a.skip_fib,
+    };
+    let needs_dpdk = !o.skip_acl || !o.skip_fib || !o.live_rules.is_empty();
+    let _hugepages = if needs_dpdk && a.hugepages > 0 {
+        Some(bench::suite::hugepages::Hugepages::ensure(a.hugepages).context("peers: hugepages")?)
+    } else {
+        None
     };
     let (ratios, errors) = peers::run_all(&o);
     println!("\npeer ratios (sluice / peer, > 1 means sluice is faster):");

@@ -5,9 +5,11 @@
 //! - [`measure`]: wall-clock replays on 1..N workers through the engine's
 //!   replay API, and instructions per packet under callgrind;
 //! - [`results`]: the JSON results file; [`compare`]: the regression gate;
-//! - [`plot`]: SVG and PNG plots; [`peers`]: the peer ratios in one run.
+//! - [`plot`]: SVG and PNG plots; [`peers`]: the peer ratios in one run
+//!   ([`hugepages`]: what its DPDK peers need from the host).
 
 pub mod compare;
+pub mod hugepages;
 pub mod measure;
 pub mod peers;
 pub mod plot;
