@@ -3,6 +3,8 @@
 //! ```text
 //! flock /tmp/sluice-cpu.lock target/release/sluice-bench run --suite quick --out bench/results/quick/results.json
 //! target/release/sluice-bench compare bench/baselines/quick.json bench/results/quick/results.json
+//! # a deliberately slower build, for the gate's own check:
+//! cargo build --release -p bench --bin sluice-bench --features gate-selftest
 //! sudo target/release/sluice-bench peers          # takes the CPU lock per step itself
 //! ```
 //! See `bench/src/suite/` for what each step measures and `tuning.md` for
@@ -34,7 +36,9 @@ enum Cmd {
     /// Compare two results files; exits 1 on a regression past the thresholds.
     Compare(CompareArgs),
     /// Peer ratios in one run: classifier vs dpdk-test-acl, FIB vs
-    /// dpdk-test-fib, live veth forwarding vs testpmd and kernel+nftables.
+    /// dpdk-test-fib, live veth forwarding vs the xdp-redirect ceiling,
+    /// testpmd and kernel+nftables (saturation, NDR and PDR). Exits 1
+    /// naming every peer that failed or produced no figures.
     Peers(PeersArgs),
     /// The measured child of the callgrind runs (internal).
     #[command(hide = true)]
