@@ -19,7 +19,7 @@
 # Usage (root): bench/peers/run.sh [ceiling] [sluice] [testpmd] [kernel]   (default: all)
 #
 # Each peer ends in one line `result PEER saturation MPPS offered MPPS ndr
-# MPPS pdr MPPS` (`-` where not measured). A peer that does not start or
+# MPPS pdr MPPS` (`-` where not measured, 0 when every trial lost more). A peer that does not start or
 # delivers nothing stops the script with `run.sh: error: PEER: why` on
 # stderr and exit status 1. Hugepages for testpmd are reserved and a
 # hugetlbfs mounted if missing, and put back on exit.

@@ -268,11 +268,13 @@ pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
                 f.offered
             );
         }
-        for (what, v) in [("NDR", f.ndr), ("PDR", f.pdr)] {
-            if v.is_some_and(|v| v.is_nan() || v <= 0.0) {
-                bail!("{name}: no loss-free rate ({what}) found at {rules} rules");
-            }
-        }
+        // A search that found no rate within its loss (0 from run.sh) has
+        // no figure to compare: the ratio is left out and the detail says so.
+        let f = LiveFigures {
+            ndr: f.ndr.filter(|v| *v > 0.0),
+            pdr: f.pdr.filter(|v| *v > 0.0),
+            ..f
+        };
         figs.push((peer, name, f));
     }
     let Some(&(_, _, sl)) = figs.iter().find(|(p, _, _)| *p == "sluice") else {
@@ -289,10 +291,12 @@ pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
         } else {
             name.to_string()
         };
+        let searched = o.search_steps > 0;
         let fig = |x: &LiveFigures| {
             let mut s = format!("saturation {:.3}", x.saturation);
-            if let (Some(n), Some(p)) = (x.ndr, x.pdr) {
-                s += &format!(", NDR {n:.3}, PDR {p:.3}");
+            if searched {
+                let v = |r: Option<f64>| r.map_or("none found".to_string(), |r| format!("{r:.3}"));
+                s += &format!(", NDR {}, PDR {}", v(x.ndr), v(x.pdr));
             }
             s
         };
