@@ -1,7 +1,8 @@
-//! Builds the benchmark traffic generator (`bpf/trafficgen.bpf.c`, used by
-//! `peer-gen tx --engine xdp`) with clang, as `engine/build.rs` builds the
-//! XDP redirector: the same compiler (`SLUICE_CLANG` overrides it) and the
-//! libbpf headers (`libbpf-dev`; `scripts/ensure-deps.sh` installs both).
+//! Builds the benchmark's XDP programs with clang, as `engine/build.rs`
+//! builds the XDP redirector: the traffic generator (`bpf/trafficgen.bpf.c`,
+//! `peer-gen tx --engine xdp`) and the ceiling forwarder
+//! (`bpf/xdp_fwd.bpf.c`, `peer-gen xdp-fwd`); the same compiler
+//! (`SLUICE_CLANG` overrides it) and the libbpf headers (`libbpf-dev`; `scripts/ensure-deps.sh` installs both).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,13 +15,16 @@ fn fail(msg: &str) -> ! {
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
-    let src = manifest.join("bpf").join("trafficgen.bpf.c");
-    println!("cargo:rerun-if-changed={}", src.display());
+    const PROGRAMS: [&str; 2] = ["trafficgen", "xdp_fwd"];
+    for p in PROGRAMS {
+        let src = manifest.join("bpf").join(format!("{p}.bpf.c"));
+        println!("cargo:rerun-if-changed={}", src.display());
+    }
     println!("cargo:rerun-if-env-changed=SLUICE_CLANG");
 
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         fail(
-            "/usr/include/bpf/bpf_helpers.h is missing: the traffic generator needs the \
+            "/usr/include/bpf/bpf_helpers.h is missing: the benchmark's XDP programs need the \
              libbpf headers (install libbpf-dev; scripts/ensure-deps.sh does)",
         );
     }
@@ -40,30 +44,33 @@ fn main() {
     let inc = Path::new("/usr/include").join(multiarch);
 
     let clang = std::env::var("SLUICE_CLANG").unwrap_or_else(|_| "clang".to_string());
-    let mut cmd = Command::new(&clang);
-    cmd.args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]);
-    if !multiarch.is_empty() && inc.is_dir() {
-        cmd.arg(format!("-I{}", inc.display()));
-    }
-    cmd.arg("-c")
-        .arg(&src)
-        .arg("-o")
-        .arg(out.join("trafficgen.bpf.o"));
-    let what = "compiling bench/bpf/trafficgen.bpf.c";
-    let o = match cmd.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(&format!(
-            "{what}: `{clang}` not found; install clang, llvm and libbpf-dev \
-             (scripts/ensure-deps.sh does) or set SLUICE_CLANG"
-        )),
-        Err(e) => fail(&format!("{what}: cannot run {cmd:?}: {e}")),
-    };
-    if !o.status.success() {
-        fail(&format!(
-            "{what} failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ));
+    for p in PROGRAMS {
+        let src = manifest.join("bpf").join(format!("{p}.bpf.c"));
+        let mut cmd = Command::new(&clang);
+        cmd.args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"]);
+        if !multiarch.is_empty() && inc.is_dir() {
+            cmd.arg(format!("-I{}", inc.display()));
+        }
+        cmd.arg("-c")
+            .arg(&src)
+            .arg("-o")
+            .arg(out.join(format!("{p}.bpf.o")));
+        let what = format!("compiling bench/bpf/{p}.bpf.c");
+        let o = match cmd.output() {
+            Ok(o) => o,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fail(&format!(
+                "{what}: `{clang}` not found; install clang, llvm and libbpf-dev \
+                 (scripts/ensure-deps.sh does) or set SLUICE_CLANG"
+            )),
+            Err(e) => fail(&format!("{what}: cannot run {cmd:?}: {e}")),
+        };
+        if !o.status.success() {
+            fail(&format!(
+                "{what} failed ({}):\n{}{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
     }
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Delivered packets/second for 64-byte UDP through three forwarders, with the
+# Delivered packets/second for 64-byte UDP through four forwarders, with the
 # same generator in the same run:
+#   ceiling  xdp-redirect: an in-kernel XDP forwarder with no processing (MACs
+#            rewritten, DEVMAP redirect; bench/bpf/xdp_fwd.bpf.c loaded by
+#            `peer-gen xdp-fwd`), which no AF_XDP forwarder can beat
 #   sluice   sluice run (AF_XDP, full pipeline, the policy in $SLUICE_POLICY)
 #   testpmd  dpdk-testpmd --vdev net_af_xdp (io forward mode)
 #   kernel   Linux forwarding with an nftables ruleset equivalent to the policy
@@ -13,13 +16,22 @@
 # ceiling (0.1-0.3 Mpps on this VM) bounds the search. Topology:
 # bench/peers/topo.sh.
 #
-# Usage (root): bench/peers/run.sh [sluice] [testpmd] [kernel]   (default: all)
+# Usage (root): bench/peers/run.sh [ceiling] [sluice] [testpmd] [kernel]   (default: all)
+#
+# Each peer ends in one line `result PEER saturation MPPS offered MPPS ndr
+# MPPS pdr MPPS` (`-` where not measured, 0 when every trial lost more). A peer that does not start or
+# delivers nothing stops the script with `run.sh: error: PEER: why` on
+# stderr and exit status 1. Hugepages for testpmd are reserved and a
+# hugetlbfs mounted if missing, and put back on exit.
 # Environment:
 #   SECONDS_RUN  saturation window per peer in seconds (default 10), after
 #                WARMUP seconds (default 2)
 #   SEARCH_STEPS binary-search trials for the loss-free rate (default 0: skip)
-#                between 0 and max(1.5 x saturation, SEARCH_MAX pps (1000000))
-#   TRIAL        seconds per trial (default 2); LOSS  tolerated loss (0.001)
+#                between 0 and max(1.5 x saturation, SEARCH_MAX pps (1000000)):
+#                NDR (loss <= NDR_LOSS, 0.001) and PDR (<= PDR_LOSS, 0.005),
+#                every trial narrowing both; SEARCH_STEPS/2 more for the PDR
+#   TRIAL        seconds per trial (default 2)
+#   TESTPMD      the testpmd command (default dpdk-testpmd)
 #   FLOWS        UDP flows (source ports) from the generator (default 256)
 #   RULES        rules in the generated policy / ruleset (default 1000)
 #   SLUICE_POLICY  policy path for sluice (default: generated, see gen-rules.py)
@@ -43,13 +55,20 @@ if [ "${SLUICE_PEERS_LOCKED:-}" != 1 ]; then
   exec flock /tmp/sluice-cpu.lock "$0" "$@"
 fi
 
-PEERS=("$@"); [ ${#PEERS[@]} -gt 0 ] || PEERS=(sluice testpmd kernel)
+die() { echo "run.sh: error: $*" >&2; exit 1; }
+
+PEERS=("$@"); [ ${#PEERS[@]} -gt 0 ] || PEERS=(ceiling sluice testpmd kernel)
+for p in "${PEERS[@]}"; do
+  case $p in ceiling|sluice|testpmd|kernel) ;; *) die "$p: no such peer (ceiling, sluice, testpmd, kernel)" ;; esac
+done
 SECONDS_RUN=${SECONDS_RUN:-10}
 WARMUP=${WARMUP:-2}
 FLOWS=${FLOWS:-256}
 SEARCH_STEPS=${SEARCH_STEPS:-0}
 TRIAL=${TRIAL:-2}
-LOSS=${LOSS:-0.001}
+NDR_LOSS=${NDR_LOSS:-0.001}
+PDR_LOSS=${PDR_LOSS:-0.005}
+TESTPMD=${TESTPMD:-dpdk-testpmd}
 RULES=${RULES:-1000}
 NFT_CT=${NFT_CT:-per-connection}
 NFT_MATCH=${NFT_MATCH:-linear}
@@ -62,9 +81,30 @@ P0_MAC=02:00:00:70:01:01
 OUT=$(mktemp -d /tmp/sluice-peers.XXXXXX)
 R=target/release
 
+HP_BEFORE= HP_MOUNTED= HP_MADE_DIR=
+hugepages_up() { # testpmd's 512 MB: reserved and mounted if missing
+  HP_NOW=$(cat /proc/sys/vm/nr_hugepages)
+  if [ "$HP_NOW" -lt 256 ]; then
+    HP_BEFORE=$HP_NOW
+    echo 1024 > /proc/sys/vm/nr_hugepages
+    [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 256 ] || die "testpmd: could not reserve 256 hugepages"
+  fi
+  if ! awk '$3 == "hugetlbfs" {f=1} END {exit !f}' /proc/mounts; then
+    [ -d /dev/hugepages ] || { mkdir -p /dev/hugepages; HP_MADE_DIR=1; }
+    mount -t hugetlbfs nodev /dev/hugepages || die "testpmd: cannot mount hugetlbfs on /dev/hugepages"
+    HP_MOUNTED=1
+  fi
+}
+hugepages_down() {
+  [ -z "$HP_MOUNTED" ] || umount /dev/hugepages || true
+  [ -z "$HP_MADE_DIR" ] || rmdir /dev/hugepages 2>/dev/null || true
+  [ -z "$HP_BEFORE" ] || echo "$HP_BEFORE" > /proc/sys/vm/nr_hugepages || true
+}
+
 cleanup() {
   for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
   bench/peers/topo.sh down || true
+  hugepages_down
   if [ -n "${KEEP:-}" ]; then echo "logs kept in $OUT" >&2; else rm -rf "$OUT"; fi
 }
 trap cleanup EXIT
@@ -100,10 +140,14 @@ saturate() { # name: the DUT is running
     --warmup "$WARMUP" --seconds "$SECONDS_RUN" > "$OUT/$name.sink.json" &
   local sink=$!
   sleep 0.3
-  gen "$OUT/$name.gen.json" --seconds "$((WARMUP + SECONDS_RUN + 1))" --call 100000 --burst 64
-  wait $sink
+  gen "$OUT/$name.gen.json" --seconds "$((WARMUP + SECONDS_RUN + 1))" --call 100000 --burst 64 \
+    || die "$name: the generator failed"
+  wait $sink || die "$name: the sink failed"
   printf "%-8s saturation: delivered %.3f Mpps (generator offered %.3f Mpps)\n" "$name" \
-    "$(jget "$OUT/$name.sink.json" mpps)" "$(jget "$OUT/$name.gen.json" mpps)"
+    "$(jget "$OUT/$name.sink.json" mpps)" "$(jget "$OUT/$name.gen.json" mpps)" >&2
+  [ "$(jget "$OUT/$name.gen.json" sent)" -gt 0 ] || die "$name: the generator sent nothing"
+  [ "$(jget "$OUT/$name.sink.json" delivered)" -gt 0 ] \
+    || die "$name: delivered nothing (the generator offered $(jget "$OUT/$name.gen.json" mpps) Mpps)"
 }
 
 trial() { # name rate_pps -> prints the loss ratio
@@ -112,30 +156,50 @@ trial() { # name rate_pps -> prints the loss ratio
     --warmup 0 --seconds "$(python3 -c "print($TRIAL + 1.0)")" > "$OUT/$name.trial.sink.json" &
   local sink=$!
   sleep 0.3
-  gen "$OUT/$name.trial.gen.json" --seconds "$TRIAL" --rate "$rate" --engine afxdp
-  wait $sink
+  gen "$OUT/$name.trial.gen.json" --seconds "$TRIAL" --rate "$rate" --engine afxdp \
+    || die "$name: the paced generator failed at $rate pps"
+  wait $sink || die "$name: the sink failed"
   python3 -c "import json
 s=json.load(open('$OUT/$name.trial.sink.json'))['delivered']
-g=json.load(open('$OUT/$name.trial.gen.json'))['sent']
-print(max(0.0, 1 - s / g) if g else 1.0)"
+g=json.load(open('$OUT/$name.trial.gen.json'))
+print(max(0.0, 1 - s / g['sent']) if g['sent'] else 1.0, g['mpps'] * 1e6)"
 }
 
-search() { # name: binary search for the highest rate with loss <= LOSS
+search() { # name: highest offered rates with loss <= NDR_LOSS and <= PDR_LOSS
   local name=$1
-  local lo=0
-  local hi
   # A forwarder can lose more at saturation than at its loss-free rate
   # (receive livelock), so search up to at least SEARCH_MAX.
-  hi=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-1000000})))")
-  for _ in $(seq "$SEARCH_STEPS"); do
-    local mid=$(( (lo + hi) / 2 ))
-    local loss
-    loss=$(trial "$name" "$mid")
-    if python3 -c "import sys; sys.exit(0 if $loss <= $LOSS else 1)"; then lo=$mid; else hi=$mid; fi
+  local top
+  top=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-1000000})))")
+  local nlo=0 nhi=$top plo=0 phi=$top step=0 pdr_steps=$(( SEARCH_STEPS + SEARCH_STEPS / 2 ))
+  while [ $step -lt $pdr_steps ]; do
+    local mid
+    # NDR first (its trials narrow the PDR too), then the PDR's own.
+    if [ $step -lt "$SEARCH_STEPS" ]; then mid=$(( (nlo + nhi) / 2 )); else mid=$(( (plo + phi) / 2 )); fi
+    step=$((step + 1))
+    local res loss sent_pps
+    res=$(trial "$name" "$mid"); loss=${res% *}; sent_pps=${res#* }
+    # The paced generator's own shortfall bounds the search: a trial it
+    # could not offer within 5% of the asked rate says nothing about the DUT.
+    if python3 -c "import sys; sys.exit(0 if $sent_pps < 0.95 * $mid else 1)"; then
+      printf "         trial %8d pps: generator offered only %.0f pps, search capped\n" "$mid" "$sent_pps" >&2
+      echo "$name" >> "$OUT/capped"
+      nhi=$mid; phi=$mid
+      continue
+    fi
+    if python3 -c "import sys; sys.exit(0 if $loss <= $NDR_LOSS else 1)"; then
+      [ $mid -le $nlo ] || nlo=$mid
+    elif [ $mid -lt $nhi ]; then nhi=$mid; fi
+    if python3 -c "import sys; sys.exit(0 if $loss <= $PDR_LOSS else 1)"; then
+      [ $mid -le $plo ] || plo=$mid
+    elif [ $mid -lt $phi ]; then phi=$mid; fi
+    [ $plo -ge $nlo ] || plo=$nlo
     printf "         trial %8d pps: loss %.4f\n" "$mid" "$loss" >&2
   done
-  echo "$lo" > "$OUT/$name.lossfree"
-  printf "%-8s loss-free (<= %s): %.3f Mpps\n" "$name" "$LOSS" "$(python3 -c "print($lo / 1e6)")"
+  echo "$nlo" > "$OUT/$name.ndr"
+  echo "$plo" > "$OUT/$name.pdr"
+  printf "%-8s NDR (loss <= %s): %.3f Mpps, PDR (loss <= %s): %.3f Mpps\n" "$name" \
+    "$NDR_LOSS" "$(python3 -c "print($nlo / 1e6)")" "$PDR_LOSS" "$(python3 -c "print($plo / 1e6)")" >&2
 }
 
 measure() { saturate "$1"; [ "$SEARCH_STEPS" -gt 0 ] && search "$1" || true; }
@@ -174,7 +238,7 @@ EOF
     ${SLUICE_ARGS:-} > "$OUT/sluice.report.json" 2> "$OUT/sluice.err" &
   local pid=$!
   for _ in $(seq 200); do [ -f "$OUT/ready" ] && break; sleep 0.05; done
-  [ -f "$OUT/ready" ] || { cat "$OUT/sluice.err" >&2; return 1; }
+  [ -f "$OUT/ready" ] || { tail -5 "$OUT/sluice.err" >&2; die "sluice: did not start (see above)"; }
   measure sluice
   iperf_tcp sluice
   kill -INT $pid; wait $pid || true
@@ -186,20 +250,38 @@ print(f"         sluice: rx {r['rx']} tx {r['tx']} tx_ring_full {r['tx_ring_full
 EOF
 }
 
+run_ceiling() {
+  $R/peer-gen xdp-fwd --netns $DUT --a p0 --b p1 --a-next-mac 02:00:00:70:01:02 \
+    --b-next-mac 02:00:00:70:02:02 --ready-file "$OUT/ceiling.ready" 2> "$OUT/ceiling.err" &
+  local pid=$!
+  for _ in $(seq 100); do [ -f "$OUT/ceiling.ready" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
+  [ -f "$OUT/ceiling.ready" ] || { tail -5 "$OUT/ceiling.err" >&2; die "ceiling: peer-gen xdp-fwd did not attach (see above)"; }
+  # The forwarder's NAPI work runs on p0's thread, pinned to the DUT core.
+  measure ceiling
+  kill $pid; wait $pid 2>/dev/null || true
+}
+
 run_testpmd() {
-  mkdir -p /dev/hugepages
-  mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
-  [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 256 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+  command -v "$TESTPMD" >/dev/null || die "testpmd: $TESTPMD not found (package dpdk)"
+  hugepages_up
   # nsenter keeps the host's mount namespace (bpffs for libxdp).
-  nsenter --net=/run/netns/$DUT dpdk-testpmd -l "$GEN_CORE,$DUT_CORE" --main-lcore "$GEN_CORE" \
+  nsenter --net=/run/netns/$DUT "$TESTPMD" -l "$GEN_CORE,$DUT_CORE" --main-lcore "$GEN_CORE" \
     --no-pci --file-prefix sluicepeers -m 512 \
     --vdev net_af_xdp0,iface=p0,start_queue=0,queue_count=1 \
     --vdev net_af_xdp1,iface=p1,start_queue=0,queue_count=1 \
     -- --forward-mode=io --nb-cores=1 --auto-start --stats-period=3600 ${TESTPMD_ARGS:-} \
     > "$OUT/testpmd.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 200); do grep -q "Start automatic packet forwarding\|io packet forwarding" "$OUT/testpmd.log" 2>/dev/null && break; sleep 0.05; done
-  if ! kill -0 $pid 2>/dev/null; then cat "$OUT/testpmd.log" >&2; return 1; fi
+  local started=
+  for _ in $(seq 200); do
+    grep -q "Start automatic packet forwarding\|io packet forwarding" "$OUT/testpmd.log" 2>/dev/null && { started=1; break; }
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.05
+  done
+  if ! kill -0 $pid 2>/dev/null; then
+    tail -8 "$OUT/testpmd.log" >&2; die "testpmd: $TESTPMD exited before forwarding (see above)"
+  fi
+  [ -n "$started" ] || { tail -8 "$OUT/testpmd.log" >&2; die "testpmd: not forwarding after 10 s (see above)"; }
   sleep 1
   measure testpmd
   kill -INT $pid; wait $pid || true
@@ -207,33 +289,39 @@ run_testpmd() {
 }
 
 run_kernel() {
-  ip netns exec $DUT nft -f "$OUT/ruleset.nft"
+  ip netns exec $DUT nft -f "$OUT/ruleset.nft" || die "kernel: nft -f ruleset.nft failed"
   measure kernel
   iperf_tcp kernel
   ip netns exec $DUT nft delete table inet sluice_bench
 }
 
-declare -A MPPS LOSSFREE GBPS
+declare -A MPPS NDR PDR GBPS
+declare -A LABEL=([ceiling]="xdp-redirect (ceiling)" [sluice]=sluice [testpmd]=testpmd [kernel]="kernel + nftables")
+mpps_of() { [ -f "$1" ] && python3 -c "print($(cat "$1") / 1e6)" || echo -; }
 for p in "${PEERS[@]}"; do
   echo "==> $p" >&2
   "run_$p"
   MPPS[$p]=$(jget "$OUT/$p.sink.json" mpps)
-  LOSSFREE[$p]=$( [ -f "$OUT/$p.lossfree" ] && python3 -c "print($(cat "$OUT/$p.lossfree") / 1e6)" || echo 0)
+  NDR[$p]=$(mpps_of "$OUT/$p.ndr")
+  PDR[$p]=$(mpps_of "$OUT/$p.pdr")
+  echo "result $p saturation ${MPPS[$p]} offered $(jget "$OUT/$p.gen.json" mpps) ndr ${NDR[$p]} pdr ${PDR[$p]}"
 done
 
 echo
-printf "64-byte UDP, %s flows, %s rules; saturation over %ss, loss-free search %s x %ss (loss <= %s); generator core %s, DUT core %s\n" \
-  "$FLOWS" "$RULES" "$SECONDS_RUN" "$SEARCH_STEPS" "$TRIAL" "$LOSS" "$GEN_CORE" "$DUT_CORE"
-printf "  %-8s %12s %12s\n" peer "saturation" "loss-free"
-for p in "${PEERS[@]}"; do printf "  %-8s %8.3f Mpps %8.3f Mpps\n" "$p" "${MPPS[$p]}" "${LOSSFREE[$p]}"; done
+printf "64-byte UDP, %s flows, %s rules; saturation over %ss; loss-free search %s x %ss trials (NDR loss <= %s, PDR <= %s); generator core %s, DUT core %s\n" \
+  "$FLOWS" "$RULES" "$SECONDS_RUN" "$SEARCH_STEPS" "$TRIAL" "$NDR_LOSS" "$PDR_LOSS" "$GEN_CORE" "$DUT_CORE"
+[ ! -f "$OUT/capped" ] || echo "  the paced generator could not offer the rate asked in some trials of: $(sort -u "$OUT/capped" | tr '\n' ' ')(NDR/PDR are lower bounds there)"
+printf "  %-24s %10s %10s %10s  (Mpps)\n" peer saturation NDR PDR
+f3() { if [ "$1" = - ]; then echo -; else printf %.3f "$1"; fi; }
+for p in "${PEERS[@]}"; do
+  printf "  %-24s %10s %10s %10s\n" "${LABEL[$p]}" "$(f3 "${MPPS[$p]}")" "$(f3 "${NDR[$p]}")" "$(f3 "${PDR[$p]}")"
+done
 if [ -n "${MPPS[sluice]:-}" ]; then
-  for p in testpmd kernel; do
+  for p in ceiling testpmd kernel; do
     [ -n "${MPPS[$p]:-}" ] || continue
     python3 -c "
-a, b = ${MPPS[sluice]}, ${MPPS[$p]}
-c, d = ${LOSSFREE[sluice]}, ${LOSSFREE[$p]}
-r = lambda x, y: f'{x / y:.2f}x' if y else 'n/a'
-print(f'  sluice / $p: saturation {r(a, b)}, loss-free {r(c, d)}')"
+r = lambda x, y: f'{float(x) / float(y):.2f}x' if y not in ('-', '0', '0.0') and x != '-' else 'n/a'
+print(f'  sluice / ${LABEL[$p]}: saturation {r(\"${MPPS[sluice]}\", \"${MPPS[$p]}\")}, NDR {r(\"${NDR[sluice]}\", \"${NDR[$p]}\")}, PDR {r(\"${PDR[sluice]}\", \"${PDR[$p]}\")}')"
   done
 fi
 if [ -n "${GBPS[sluice]:-}" ] && [ -n "${GBPS[kernel]:-}" ]; then

@@ -383,6 +383,13 @@ pub fn dpdk_run(rules: &Path, trace: &Path, alg: &str, iter: u32) -> Result<Dpdk
         .context("running dpdk-test-acl (is DPDK installed and are hugepages set up?)")?;
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!(
+            "dpdk-test-acl --alg={alg} exited with {} (are hugepages set up?):\n{}",
+            out.status,
+            tail(&text, 15)
+        );
+    }
     let mut run = DpdkRun {
         alg: alg.to_string(),
         ..Default::default()
@@ -405,10 +412,20 @@ pub fn dpdk_run(rules: &Path, trace: &Path, alg: &str, iter: u32) -> Result<Dpdk
             }
         }
     }
-    if !found {
-        bail!("dpdk-test-acl --alg={alg} printed no result:\n{text}");
+    if !(found && run.pps.is_finite() && run.pps > 0.0) {
+        bail!(
+            "dpdk-test-acl --alg={alg} produced no figures (no positive pkt/sec in a \
+             `search_ip5tuples @lcore` line):\n{}",
+            tail(&text, 15)
+        );
     }
     Ok(run)
+}
+
+/// The last `n` lines of a tool's output, for an error message.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// `dpdk-test-acl`'s answers (0-based rule index per header; `-1` none).

@@ -1,6 +1,7 @@
 //! sluice's workloads and benchmarks: a packet builder, the deterministic
 //! fixtures of `pcap-fixtures/`, synthetic workload generators, the XDP
-//! traffic generator of the peer comparison ([`trafficgen`]), and (in
+//! traffic generator and the in-kernel ceiling forwarder of the peer
+//! comparison ([`trafficgen`], [`xdpfwd`]), and (in
 //! `src/bin/`) the fixture generator and benchmark drivers.
 
 pub mod classbench;
@@ -9,3 +10,4 @@ pub mod packet;
 pub mod stateful;
 pub mod suite;
 pub mod trafficgen;
+pub mod xdpfwd;

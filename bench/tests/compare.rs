@@ -99,6 +99,11 @@ fn result(name: &str, pipeline: f64, mpps: Option<f64>) -> WorkloadResult {
                 packets: 10_000,
                 seconds: 0.01,
                 mpps: m,
+                mpps_runs: Vec::new(),
+                mpps_min: m,
+                mpps_max: m,
+                mpps_mad: 0.0,
+                p99_runs: Vec::new(),
                 ns_per_packet: 1e3 / m,
                 pipeline_ns_per_packet: 1e3 / m,
                 p50_ns: 100,
@@ -122,7 +127,7 @@ fn result(name: &str, pipeline: f64, mpps: Option<f64>) -> WorkloadResult {
 
 fn results(ws: Vec<WorkloadResult>) -> Results {
     Results {
-        schema: 1,
+        schema: 2,
         suite: "test".into(),
         workloads: ws,
         ..Results::default()
@@ -133,20 +138,21 @@ fn results(ws: Vec<WorkloadResult>) -> Results {
 fn thresholds() {
     let t = Thresholds::default();
     let base = results(vec![result("a", 1000.0, Some(10.0))]);
-    // +2.9% instructions, -9% Mpps: within.
-    let ok = results(vec![result("a", 1029.0, Some(9.1))]);
+    // +2.9% instructions, -4% Mpps (no repeats: the 5% floor): within.
+    let ok = results(vec![result("a", 1029.0, Some(9.6))]);
     assert!(!compare(&base, &ok, t).regressed());
     // +3.1% instructions.
     let slow = results(vec![result("a", 1031.0, Some(10.0))]);
     assert!(compare(&base, &slow, t).regressed());
-    // -11% Mpps.
-    let wall = results(vec![result("a", 1000.0, Some(8.9))]);
+    // -6% Mpps.
+    let wall = results(vec![result("a", 1000.0, Some(9.4))]);
     assert!(compare(&base, &wall, t).regressed());
     // Looser thresholds let both through.
     let loose = Thresholds {
         max_instr_regress: 5.0,
         max_loop_regress: 10.0,
         max_mpps_regress: 20.0,
+        noise_k: 3.0,
     };
     assert!(!compare(&base, &slow, loose).regressed());
     assert!(!compare(&base, &wall, loose).regressed());
@@ -159,4 +165,68 @@ fn thresholds() {
     let r = compare(&base, &fast, t);
     assert!(!r.regressed());
     assert!(r.warnings.iter().any(|w| w.starts_with("b:")));
+}
+
+/// A result whose Mpps comes from repeats.
+fn repeated(pipeline: f64, mpps: &[f64]) -> WorkloadResult {
+    let mut w = result("a", pipeline, Some(1.0));
+    let runs = mpps
+        .iter()
+        .map(|&m| Run {
+            mpps: m,
+            p99_ns: 200,
+            ..w.runs[0].clone()
+        })
+        .collect();
+    w.runs = vec![Run::of_repeats(runs).unwrap()];
+    w
+}
+
+#[test]
+fn throughput_band_follows_the_measured_spread() {
+    let t = Thresholds::default();
+    // Tight repeats (MAD 0.1 of 10: sigma 1.5%, band max(5%, 4.4%) = 5%).
+    let tight = results(vec![repeated(1000.0, &[10.0, 10.1, 9.9, 10.0, 10.2])]);
+    let r = &tight.workloads[0].runs[0];
+    assert_eq!((r.mpps, r.mpps_min, r.mpps_max), (10.0, 9.9, 10.2));
+    assert!((r.mpps_mad - 0.1).abs() < 1e-9);
+    let down8 = results(vec![repeated(1000.0, &[9.2, 9.3, 9.1, 9.2, 9.2])]);
+    let rep = compare(&tight, &down8, t);
+    assert!(rep.regressed(), "{}", rep.to_text());
+    // Noisy repeats (MAD 1 of 10: sigma 15%, band 44%): the same fall is
+    // noise, and so is a fall of 30%; 50% is not.
+    let noisy = results(vec![repeated(1000.0, &[10.0, 11.0, 9.0, 12.0, 8.0])]);
+    assert!(!compare(&noisy, &down8, t).regressed());
+    let down30 = results(vec![repeated(1000.0, &[7.0, 7.1, 6.9, 7.0, 7.0])]);
+    assert!(!compare(&noisy, &down30, t).regressed());
+    let down50 = results(vec![repeated(1000.0, &[5.0, 5.1, 4.9, 5.0, 5.0])]);
+    assert!(compare(&noisy, &down50, t).regressed());
+    // The band is printed.
+    assert!(compare(&noisy, &down50, t).to_text().contains("-44.5%"));
+}
+
+#[test]
+fn other_machine_gates_instructions_only() {
+    let t = Thresholds::default();
+    let mut base = results(vec![repeated(1000.0, &[10.0, 10.1, 9.9, 10.0, 10.2])]);
+    base.host.cpu_model = "AMD EPYC".into();
+    base.host.cpus = 2;
+    let mut half = results(vec![repeated(1000.0, &[5.0, 5.1, 4.9, 5.0, 5.0])]);
+    half.host.cpu_model = "Intel(R) Xeon(R) Processor".into();
+    half.host.cpus = 2;
+    let rep = compare(&base, &half, t);
+    assert!(!rep.regressed(), "{}", rep.to_text());
+    let text = rep.to_text();
+    assert!(
+        text.contains("WARNING: baseline and result come from different machines"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AMD EPYC") && text.contains("Intel(R) Xeon(R) Processor"),
+        "{text}"
+    );
+    // Instructions still gate.
+    let mut slow = results(vec![repeated(1040.0, &[10.0, 10.1, 9.9, 10.0, 10.2])]);
+    slow.host = half.host.clone();
+    assert!(compare(&base, &slow, t).regressed());
 }

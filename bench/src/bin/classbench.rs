@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use bench::classbench::{self as cb, Filter, Header};
 use clap::Parser;
 use policy_compiler::compile::{Builder, Config, EngineKind};
@@ -38,6 +38,10 @@ struct Args {
     /// Skip dpdk-test-acl.
     #[arg(long)]
     no_dpdk: bool,
+    /// rte_acl algorithms to run (the best counts). Each must produce
+    /// figures: a failed run is an error, never a ratio of zero.
+    #[arg(long, value_delimiter = ',', default_values_t = ["scalar".to_string(), "sse".to_string(), "avx2".to_string()])]
+    dpdk_algs: Vec<String>,
     /// Generate and run 100k sets from these 10k templates (e.g. acl1,fw1,ipc1).
     #[arg(long, value_delimiter = ',')]
     gen100k: Vec<String>,
@@ -262,17 +266,16 @@ fn run_filters(
         // sluice runs, best of each side: this VM's speed drifts over
         // seconds, and interleaving keeps a slow spell from landing on one
         // side only.
-        let algs = ["scalar", "sse", "avx2"];
-        let mut best: [Option<cb::DpdkRun>; 3] = [None, None, None];
+        if a.dpdk_algs.is_empty() {
+            bail!("--dpdk-algs is empty (use --no-dpdk to skip dpdk-test-acl)");
+        }
+        let mut best: Vec<Option<cb::DpdkRun>> = vec![None; a.dpdk_algs.len()];
         for _ in 0..3 {
-            for (alg, b) in algs.iter().zip(best.iter_mut()) {
-                match cb::dpdk_run(rules_path, trace_path, alg, a.iters) {
-                    Ok(r) => {
-                        if b.as_ref().is_none_or(|b| r.pps > b.pps) {
-                            *b = Some(r);
-                        }
-                    }
-                    Err(e) => eprintln!("{name}: dpdk-test-acl --alg={alg}: {e:#}"),
+            for (alg, b) in a.dpdk_algs.iter().zip(best.iter_mut()) {
+                let r = cb::dpdk_run(rules_path, trace_path, alg, a.iters)
+                    .with_context(|| format!("{name}: peer dpdk-test-acl failed"))?;
+                if b.as_ref().is_none_or(|b| r.pps > b.pps) {
+                    *b = Some(r);
                 }
             }
             pps = pps.max(time_lookups(&c, &ks, a.iters, a.single, 2).0);
@@ -281,9 +284,14 @@ fn run_filters(
         row.ns_per_lookup = 1e9 / pps;
         row.dpdk.extend(best.into_iter().flatten());
         row.dpdk_best_mpps = row.dpdk.iter().map(|r| r.pps).fold(0.0, f64::max) / 1e6;
-        if row.dpdk_best_mpps > 0.0 {
-            row.ratio = row.mpps / row.dpdk_best_mpps;
+        if !(row.dpdk_best_mpps > 0.0 && row.mpps > 0.0) {
+            bail!(
+                "{name}: no ratio: sluice {:.3} Mpps, dpdk-test-acl best {:.3} Mpps",
+                row.mpps,
+                row.dpdk_best_mpps
+            );
         }
+        row.ratio = row.mpps / row.dpdk_best_mpps;
         if let Ok(d) = cb::dpdk_results(rules_path, trace_path) {
             if d.len() == got.len() {
                 row.dpdk_mismatches = Some(d.iter().zip(&got).filter(|(x, y)| x != y).count());
@@ -403,7 +411,15 @@ fn run_calico(a: &Args, rules: usize) -> Result<CalicoRow> {
     Ok(row)
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // One line naming what failed (a peer's failure included), exit 1.
+    if let Err(e) = run() {
+        eprintln!("classbench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let mut a = Args::parse();
     if a.all {
         if a.gen100k.is_empty() {

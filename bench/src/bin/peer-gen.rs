@@ -15,7 +15,12 @@
 //!   keeps the sink's own cost (which runs on the sender's CPU with veth)
 //!   minimal and equal for every peer.
 //!
-//! Both print one JSON object. Pin them with `taskset -c`.
+//! - `peer-gen xdp-fwd`: the ceiling forwarder (`bench::xdpfwd`): attaches
+//!   an XDP program to two ports that sends what one receives out of the
+//!   other (MACs rewritten, DEVMAP redirect) and runs until SIGINT/SIGTERM
+//!   or `--seconds`; the attachments go away with the process.
+//!
+//! `tx` and `sink` print one JSON object. Pin them with `taskset -c`.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,7 @@ use clap::{Parser, Subcommand};
 
 use bench::packet::{self as pk, Ip};
 use bench::trafficgen::TrafficGen;
+use bench::xdpfwd::{Way, XdpFwd};
 use engine::io::bpf::AttachMode;
 use engine::io::bpf::{self, XdpCounter};
 use engine::io::sys;
@@ -77,6 +83,27 @@ enum Cmd {
         /// setup cost, so pacing works in calls of this many frames.
         #[arg(long, default_value_t = 1024)]
         call: u32,
+    },
+    /// Forward between two ports in XDP (the ceiling peer).
+    XdpFwd {
+        #[arg(long)]
+        netns: Option<String>,
+        /// The two ports.
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        /// Next hop's MAC out of `a` and out of `b`.
+        #[arg(long)]
+        a_next_mac: String,
+        #[arg(long)]
+        b_next_mac: String,
+        /// Written once the forwarder is attached.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
+        /// Run this long (0: until killed).
+        #[arg(long, default_value_t = 0.0)]
+        seconds: f64,
     },
     /// Count frames arriving on an interface (dropped by XDP).
     Sink {
@@ -133,6 +160,18 @@ fn main() -> Result<()> {
                 ),
                 e => bail!("--engine {e}: xdp or afxdp"),
             }
+        }
+        Cmd::XdpFwd {
+            netns,
+            a,
+            b,
+            a_next_mac,
+            b_next_mac,
+            ready_file,
+            seconds,
+        } => {
+            enter(&netns)?;
+            xdp_fwd(&a, &b, &a_next_mac, &b_next_mac, ready_file, seconds)
         }
         Cmd::Sink {
             netns,
@@ -324,6 +363,44 @@ fn tx_xdp(
         serde_json::json!({"engine": "xdp", "sent": sent, "seconds": secs,
                            "mpps": sent as f64 / secs / 1e6, "frame_bytes": frame.len()})
     );
+    Ok(())
+}
+
+fn xdp_fwd(
+    a: &str,
+    b: &str,
+    a_next_mac: &str,
+    b_next_mac: &str,
+    ready_file: Option<std::path::PathBuf>,
+    seconds: f64,
+) -> Result<()> {
+    let (ai, bi) = (sys::if_nametoindex(a)?, sys::if_nametoindex(b)?);
+    let (am, bm) = (sys::interface_mac(a)?, sys::interface_mac(b)?);
+    let a_next = engine::wire::parse_mac(a_next_mac).context("--a-next-mac")?;
+    let b_next = engine::wire::parse_mac(b_next_mac).context("--b-next-mac")?;
+    let _fwd = XdpFwd::attach(&[
+        Way {
+            ifindex: ai,
+            egress_ifindex: bi,
+            dst: b_next,
+            src: bm,
+        },
+        Way {
+            ifindex: bi,
+            egress_ifindex: ai,
+            dst: a_next,
+            src: am,
+        },
+    ])
+    .with_context(|| format!("xdp-fwd between {a} and {b}"))?;
+    if let Some(f) = ready_file {
+        std::fs::write(&f, "ready\n").with_context(|| format!("writing {}", f.display()))?;
+    }
+    eprintln!("xdp-fwd: forwarding {a} <-> {b}");
+    let t0 = Instant::now();
+    while seconds <= 0.0 || t0.elapsed().as_secs_f64() < seconds {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 //! ```text
 //! flock /tmp/sluice-cpu.lock target/release/sluice-bench run --suite quick --out bench/results/quick/results.json
 //! target/release/sluice-bench compare bench/baselines/quick.json bench/results/quick/results.json
+//! # a deliberately slower build, for the gate's own check:
+//! cargo build --release -p bench --bin sluice-bench --features gate-selftest
 //! sudo target/release/sluice-bench peers          # takes the CPU lock per step itself
 //! ```
 //! See `bench/src/suite/` for what each step measures and `tuning.md` for
@@ -13,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bench::suite::measure::{self, ChildCmd, Loaded};
-use bench::suite::results::{Host, Results, WorkloadResult, SCHEMA};
+use bench::suite::results::{Host, Results, Run, WorkloadResult, SCHEMA};
 use bench::suite::workload::Prepared;
 use bench::suite::{compare, peers, plot};
 use clap::{Parser, Subcommand};
@@ -34,7 +36,9 @@ enum Cmd {
     /// Compare two results files; exits 1 on a regression past the thresholds.
     Compare(CompareArgs),
     /// Peer ratios in one run: classifier vs dpdk-test-acl, FIB vs
-    /// dpdk-test-fib, live veth forwarding vs testpmd and kernel+nftables.
+    /// dpdk-test-fib, live veth forwarding vs the xdp-redirect ceiling,
+    /// testpmd and kernel+nftables (saturation, NDR and PDR). Exits 1
+    /// naming every peer that failed or produced no figures.
     Peers(PeersArgs),
     /// The measured child of the callgrind runs (internal).
     #[command(hide = true)]
@@ -58,6 +62,10 @@ struct RunArgs {
     /// No callgrind runs.
     #[arg(long, conflicts_with = "instr_only")]
     no_callgrind: bool,
+    /// Timed runs per workload and worker count (default: the suite's);
+    /// the median counts and the spread is recorded.
+    #[arg(long)]
+    repeat: Option<usize>,
     /// Batch size (workers.batch).
     #[arg(long, default_value_t = 64)]
     batch: usize,
@@ -94,9 +102,14 @@ struct CompareArgs {
     /// packet, percent (it carries a few percent of jitter).
     #[arg(long, default_value_t = 10.0)]
     max_loop_regress: f64,
-    /// Largest tolerated fall of Mpps, percent.
-    #[arg(long, default_value_t = 10.0)]
+    /// Smallest tolerated fall of the median Mpps, percent: the band is
+    /// the larger of this and --noise-k standard deviations of the repeats
+    /// (see `compare`).
+    #[arg(long, default_value_t = 5.0)]
     max_mpps_regress: f64,
+    /// Width of the throughput band in standard deviations of the repeats.
+    #[arg(long, default_value_t = 3.0)]
+    noise_k: f64,
 }
 
 #[derive(Parser)]
@@ -114,6 +127,15 @@ struct PeersArgs {
     /// Saturation seconds per live peer.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Trials of the loss-free search (NDR and PDR) per live peer (0:
+    /// saturation only).
+    #[arg(long, default_value_t = 8)]
+    search_steps: u32,
+    /// 2 MiB hugepages the DPDK peers need: reserved (and a hugetlbfs
+    /// mounted) if missing, put back as they were at the end. 0: leave the
+    /// host alone.
+    #[arg(long, default_value_t = 1024)]
+    hugepages: u64,
     /// nftables verdict caching for the kernel peer: per-connection or per-packet.
     #[arg(long, default_value = "per-connection")]
     nft_ct: String,
@@ -255,16 +277,14 @@ fn run(a: RunArgs) -> Result<()> {
         };
         if !a.instr_only {
             let loops = (target / frames.max(1)).max(3);
+            let repeat = a.repeat.unwrap_or(suite.repeat).max(1);
             for n in 1..=nw {
-                let mut best: Option<bench::suite::results::Run> = None;
-                for _ in 0..suite.repeat.max(1) {
+                let mut runs = Vec::with_capacity(repeat);
+                for _ in 0..repeat {
                     let s = loaded.replay(n, loops, a.batch)?;
-                    let run = measure::run_of(&s, loops);
-                    if best.as_ref().is_none_or(|b| run.mpps > b.mpps) {
-                        best = Some(run);
-                    }
+                    runs.push(measure::run_of(&s, loops));
                 }
-                r.runs.extend(best);
+                r.runs.extend(Run::of_repeats(runs));
             }
         }
         if !a.no_callgrind && suite.callgrind.contains(&w.name) {
@@ -313,9 +333,13 @@ fn summary(r: &WorkloadResult, secs: f64) -> String {
     );
     for run in &r.runs {
         s += &format!(
-            " | {}w {:.2} Mpps {:.0} ns/pkt (pipeline {:.0}) p50/p99/p999 {}/{}/{}",
+            " | {}w {:.2} Mpps ({:.2}-{:.2}, MAD {:.2}, {} runs) {:.0} ns/pkt (pipeline {:.0}) p50/p99/p999 {}/{}/{}",
             run.workers,
             run.mpps,
+            run.mpps_min,
+            run.mpps_max,
+            run.mpps_mad,
+            run.mpps_runs.len(),
             run.ns_per_packet,
             run.pipeline_ns_per_packet,
             run.p50_ns,
@@ -345,13 +369,14 @@ fn compare_cmd(a: CompareArgs) -> Result<i32> {
             max_instr_regress: a.max_instr_regress,
             max_loop_regress: a.max_loop_regress,
             max_mpps_regress: a.max_mpps_regress,
+            noise_k: a.noise_k,
         },
     );
     print!("{}", rep.to_text());
     if rep.regressed() {
         println!(
-            "REGRESSION: past the thresholds (instructions +{}%, loop +{}%, Mpps -{}%)",
-            a.max_instr_regress, a.max_loop_regress, a.max_mpps_regress
+            "REGRESSION: past the thresholds (instructions +{}%, loop +{}%, median Mpps below the noise band: max({}%, {} sigma of the repeats))",
+            a.max_instr_regress, a.max_loop_regress, a.max_mpps_regress, a.noise_k
         );
         Ok(1)
     } else {
@@ -374,9 +399,16 @@ fn peers_cmd(a: PeersArgs) -> Result<i32> {
         fib_routes: a.fib_routes,
         live_rules: if a.skip_live { Vec::new() } else { a.rules },
         live_seconds: a.seconds,
+        search_steps: a.search_steps,
         nft_ct: a.nft_ct,
         skip_acl: a.skip_acl,
         skip_fib: a.skip_fib,
+    };
+    let needs_dpdk = !o.skip_acl || !o.skip_fib || !o.live_rules.is_empty();
+    let _hugepages = if needs_dpdk && a.hugepages > 0 {
+        Some(bench::suite::hugepages::Hugepages::ensure(a.hugepages).context("peers: hugepages")?)
+    } else {
+        None
     };
     let (ratios, errors) = peers::run_all(&o);
     println!("\npeer ratios (sluice / peer, > 1 means sluice is faster):");

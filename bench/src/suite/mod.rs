@@ -5,9 +5,11 @@
 //! - [`measure`]: wall-clock replays on 1..N workers through the engine's
 //!   replay API, and instructions per packet under callgrind;
 //! - [`results`]: the JSON results file; [`compare`]: the regression gate;
-//! - [`plot`]: SVG and PNG plots; [`peers`]: the peer ratios in one run.
+//! - [`plot`]: SVG and PNG plots; [`peers`]: the peer ratios in one run
+//!   ([`hugepages`]: what its DPDK peers need from the host).
 
 pub mod compare;
+pub mod hugepages;
 pub mod measure;
 pub mod peers;
 pub mod plot;
@@ -31,8 +33,8 @@ pub struct Suite {
     pub callgrind_packets: u64,
     /// Packets per wall-clock run (loops are chosen to reach it, at least 3).
     pub target_packets: u64,
-    /// Wall-clock runs per worker count; the best counts (this machine is
-    /// shared and noisy).
+    /// Wall-clock runs per worker count: the median counts, and their
+    /// spread sets the throughput gate's band (see `compare`).
     pub repeat: usize,
 }
 
@@ -220,7 +222,7 @@ pub fn suite(name: &str) -> Option<Suite> {
                 ],
                 callgrind_packets: CALLGRIND_PACKETS,
                 target_packets: 1_000_000,
-                repeat: 3,
+                repeat: 5,
             })
         }
         "full" => {
@@ -247,7 +249,7 @@ pub fn suite(name: &str) -> Option<Suite> {
                 callgrind,
                 callgrind_packets: CALLGRIND_PACKETS,
                 target_packets: 5_000_000,
-                repeat: 3,
+                repeat: 5,
             })
         }
         _ => None,

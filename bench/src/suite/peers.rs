@@ -10,8 +10,15 @@
 //!   kernel forwarding + an equivalent nftables ruleset, at each rule count
 //!   (`bench/peers/run.sh`; root, network namespaces, hugepages).
 //!
-//! The in-process steps run under `flock /tmp/sluice-cpu.lock`; run.sh takes
-//! the lock itself, so do not wrap this command in the lock.
+//! - sluice as a fraction of the ceiling, `xdp-redirect`: an in-kernel XDP
+//!   forwarder that does nothing but rewrite the MACs and redirect through a
+//!   DEVMAP (`bench/bpf/xdp_fwd.bpf.c`), which no AF_XDP forwarder can beat.
+//!
+//! A peer that fails, produces no figures or delivers nothing is an error
+//! naming the peer and why (the command exits non-zero), never a ratio of
+//! zero. The in-process steps run under `flock /tmp/sluice-cpu.lock`; run.sh
+//! takes the lock itself, so do not wrap this command in the lock
+//! (`SLUICE_PEERS_LOCKED=1` says the caller already holds it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,6 +37,8 @@ pub struct PeerOptions {
     /// Rule counts of the live runs (empty: skip them).
     pub live_rules: Vec<usize>,
     pub live_seconds: u64,
+    /// Trials of each loss-free search (0: saturation only).
+    pub search_steps: u32,
     /// `NFT_CT` for run.sh.
     pub nft_ct: String,
     pub skip_acl: bool,
@@ -41,12 +50,23 @@ pub struct PeerOptions {
 pub struct Ratio {
     pub what: String,
     pub peer: String,
-    /// sluice / peer (> 1: sluice is faster).
+    /// sluice / peer (> 1: sluice is faster); for the live rows, of the
+    /// delivered rates at saturation.
     pub ratio: f64,
+    /// Live rows with the loss-free search: sluice / peer of the loss-free
+    /// rates (NDR, loss <= 0.1%) and PDR (loss <= 0.5%).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ndr_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pdr_ratio: Option<f64>,
     pub detail: String,
 }
 
+/// `exe` under the CPU lock, unless the caller holds it.
 fn locked(exe: &Path) -> Command {
+    if std::env::var_os("SLUICE_PEERS_LOCKED").is_some_and(|v| v == "1") {
+        return Command::new(exe);
+    }
     let mut c = Command::new("flock");
     c.arg("/tmp/sluice-cpu.lock").arg(exe);
     c
@@ -56,11 +76,16 @@ fn output(mut c: Command, what: &str) -> Result<String> {
     let o = c.output().with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        // run.sh names the failed peer on lines of their own.
+        let named: Vec<&str> = err.lines().filter(|l| l.starts_with("run.sh: ")).collect();
+        if !named.is_empty() {
+            bail!("{what} failed ({}): {}", o.status, named.join("; "));
+        }
         bail!(
-            "{what} failed ({}): {}{}",
+            "{what} failed ({}):\n{}",
             o.status,
-            text,
-            String::from_utf8_lossy(&o.stderr)
+            crate::classbench::tail(&(text + &err), 20)
         );
     }
     Ok(text)
@@ -108,17 +133,26 @@ pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
         let set = line.split_whitespace().next().unwrap_or("?").to_string();
         let sl = field(line, "sluice ", " Mpps");
         let dp = field(line, "best ", " Mpps");
-        if let Ok(ratio) = r.trim().parse::<f64>() {
-            v.push(Ratio {
-                what: format!("classifier {set}"),
-                peer: "dpdk-test-acl".into(),
-                ratio,
-                detail: format!("sluice {sl} Mpps, dpdk best {dp} Mpps (lookups, 1 core)"),
-            });
+        let ratio = r.trim().parse::<f64>().unwrap_or(f64::NAN);
+        if !(ratio.is_finite() && ratio > 0.0) {
+            bail!("classbench {set}: no ratio against dpdk-test-acl (sluice {sl} Mpps, dpdk best {dp} Mpps): {line}");
         }
+        v.push(Ratio {
+            what: format!("classifier {set}"),
+            peer: "dpdk-test-acl".into(),
+            ratio,
+            ndr_ratio: None,
+            pdr_ratio: None,
+            detail: format!("sluice {sl} Mpps, dpdk best {dp} Mpps (lookups, 1 core)"),
+        });
     }
-    if v.is_empty() {
-        bail!("classbench printed no ratios:\n{text}");
+    if v.len() != o.classbench_sets.len() {
+        bail!(
+            "classbench printed {} ratios for {} sets ({}):\n{text}",
+            v.len(),
+            o.classbench_sets.len(),
+            o.classbench_sets.join(", ")
+        );
     }
     Ok(v)
 }
@@ -143,7 +177,10 @@ pub fn fib(o: &PeerOptions) -> Result<Vec<Ratio>> {
             .lines()
             .find_map(|l| l.split_once("ratio sluice/dpdk speed:"))
             .and_then(|(_, r)| r.trim().trim_end_matches('x').parse::<f64>().ok())
-            .with_context(|| format!("fib-bench printed no ratio:\n{text}"))?;
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .with_context(|| {
+                format!("fib-bench printed no ratio against dpdk-test-fib:\n{text}")
+            })?;
         let sl = text
             .lines()
             .find(|l| l.trim_start().starts_with("sluice:"))
@@ -162,46 +199,119 @@ pub fn fib(o: &PeerOptions) -> Result<Vec<Ratio>> {
             ),
             peer: "dpdk-test-fib".into(),
             ratio,
+            ndr_ratio: None,
+            pdr_ratio: None,
             detail: format!("sluice {sl} cycles/lookup, dpdk {dp} cycles/lookup"),
         });
     }
     Ok(v)
 }
 
-/// Live forwarding at `rules` rules through run.sh.
+/// One forwarder's figures from run.sh (Mpps).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LiveFigures {
+    /// Delivered at saturation, and what the generator offered meanwhile.
+    pub saturation: f64,
+    pub offered: f64,
+    /// Highest offered rate with loss <= 0.1% / 0.5% (when searched).
+    pub ndr: Option<f64>,
+    pub pdr: Option<f64>,
+}
+
+/// The peers run.sh runs, as it names them, and how they are printed.
+pub const LIVE_PEERS: [(&str, &str); 4] = [
+    ("ceiling", "xdp-redirect (ceiling)"),
+    ("sluice", "sluice"),
+    ("testpmd", "dpdk-testpmd net_af_xdp io"),
+    ("kernel", "kernel + nftables"),
+];
+
+/// Parses run.sh's `result PEER saturation X offered Y ndr Z pdr W` line
+/// for `peer` (`-` for a figure not measured).
+pub fn parse_live(text: &str, peer: &str) -> Option<LiveFigures> {
+    let line = text.lines().find(|l| {
+        let mut it = l.split_whitespace();
+        it.next() == Some("result") && it.next() == Some(peer)
+    })?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let get = |key: &str| -> Option<f64> {
+        let i = words.iter().position(|w| *w == key)?;
+        words.get(i + 1)?.parse().ok()
+    };
+    Some(LiveFigures {
+        saturation: get("saturation")?,
+        offered: get("offered")?,
+        ndr: get("ndr"),
+        pdr: get("pdr"),
+    })
+}
+
+/// Live forwarding at `rules` rules through run.sh: every peer must report
+/// a positive delivered rate (run.sh fails first, naming the peer, when one
+/// does not start or delivers nothing; this checks again).
 pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
     let script = super::workspace_root().join("bench/peers/run.sh");
     let mut c = Command::new(&script);
-    c.env("RULES", rules.to_string())
+    c.args(LIVE_PEERS.map(|(p, _)| p))
+        .env("RULES", rules.to_string())
         .env("SECONDS_RUN", o.live_seconds.to_string())
+        .env("SEARCH_STEPS", o.search_steps.to_string())
         .env("NFT_CT", &o.nft_ct);
     let text = output(c, "bench/peers/run.sh")?;
-    let mpps = |peer: &str| -> Option<f64> {
-        text.lines().find_map(|l| {
-            let mut it = l.split_whitespace();
-            (it.next() == Some(peer))
-                .then(|| it.next())
-                .flatten()
-                .and_then(|x| x.parse().ok())
-        })
-    };
-    let sl = mpps("sluice").with_context(|| format!("run.sh printed no sluice rate:\n{text}"))?;
-    let mut v = Vec::new();
-    for peer in ["testpmd", "kernel"] {
-        if let Some(p) = mpps(peer) {
-            v.push(Ratio {
-                what: format!("live veth forwarding, {rules} rules"),
-                peer: if peer == "kernel" {
-                    format!("kernel + nftables ({})", o.nft_ct)
-                } else {
-                    "dpdk-testpmd net_af_xdp io".into()
-                },
-                ratio: if p > 0.0 { sl / p } else { 0.0 },
-                detail: format!(
-                    "sluice {sl:.3} Mpps, {peer} {p:.3} Mpps (64-byte UDP, saturation)"
-                ),
-            });
+    let mut figs = Vec::new();
+    for (peer, name) in LIVE_PEERS {
+        let f = parse_live(&text, peer)
+            .with_context(|| format!("run.sh printed no figures for {name}:\n{text}"))?;
+        if f.saturation.is_nan() || f.saturation <= 0.0 {
+            bail!(
+                "{name} delivered nothing at {rules} rules (generator offered {:.3} Mpps)",
+                f.offered
+            );
         }
+        // A search that found no rate within its loss (0 from run.sh) has
+        // no figure to compare: the ratio is left out and the detail says so.
+        let f = LiveFigures {
+            ndr: f.ndr.filter(|v| *v > 0.0),
+            pdr: f.pdr.filter(|v| *v > 0.0),
+            ..f
+        };
+        figs.push((peer, name, f));
+    }
+    let Some(&(_, _, sl)) = figs.iter().find(|(p, _, _)| *p == "sluice") else {
+        bail!("run.sh printed no figures for sluice");
+    };
+    let div = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    let mut v = Vec::new();
+    for (peer, name, f) in figs {
+        if peer == "sluice" {
+            continue;
+        }
+        let peer_label = if peer == "kernel" {
+            format!("{name} ({})", o.nft_ct)
+        } else {
+            name.to_string()
+        };
+        let searched = o.search_steps > 0;
+        let fig = |x: &LiveFigures| {
+            let mut s = format!("saturation {:.3}", x.saturation);
+            if searched {
+                let v = |r: Option<f64>| r.map_or("none found".to_string(), |r| format!("{r:.3}"));
+                s += &format!(", NDR {}, PDR {}", v(x.ndr), v(x.pdr));
+            }
+            s
+        };
+        v.push(Ratio {
+            what: format!("live veth forwarding, {rules} rules"),
+            peer: peer_label,
+            ratio: sl.saturation / f.saturation,
+            ndr_ratio: div(sl.ndr, f.ndr),
+            pdr_ratio: div(sl.pdr, f.pdr),
+            detail: format!(
+                "Mpps: sluice {}; {peer} {} (64-byte UDP, one DUT core)",
+                fig(&sl),
+                fig(&f)
+            ),
+        });
     }
     Ok(v)
 }
@@ -239,8 +349,40 @@ pub fn run_all(o: &PeerOptions) -> (Vec<Ratio>, Vec<String>) {
 
 /// One ratio for a person.
 pub fn line(r: &Ratio) -> String {
-    format!(
-        "{:<36} vs {:<36} {:>6.2}x   ({})",
-        r.what, r.peer, r.ratio, r.detail
-    )
+    let mut s = format!("{:<36} vs {:<36} {:>6.2}x", r.what, r.peer, r.ratio);
+    if let Some(n) = r.ndr_ratio {
+        s += &format!(" (NDR {n:.2}x");
+        if let Some(p) = r.pdr_ratio {
+            s += &format!(", PDR {p:.2}x");
+        }
+        s += ")";
+    }
+    s + &format!("   ({})", r.detail)
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests: a failed unwrap is a failed test.
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn live_result_lines() {
+        let text = "sluice: rx 1 tx 1\n\
+                    result sluice saturation 0.149 offered 2.81 ndr 0.6 pdr 0.65\n\
+                    result kernel saturation 0.0 offered 2.0 ndr - pdr -\n";
+        let s = parse_live(text, "sluice").unwrap();
+        assert_eq!(
+            s,
+            LiveFigures {
+                saturation: 0.149,
+                offered: 2.81,
+                ndr: Some(0.6),
+                pdr: Some(0.65)
+            }
+        );
+        let k = parse_live(text, "kernel").unwrap();
+        assert_eq!((k.saturation, k.ndr, k.pdr), (0.0, None, None));
+        assert!(parse_live(text, "testpmd").is_none());
+    }
 }

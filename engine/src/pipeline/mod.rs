@@ -273,6 +273,8 @@ impl Pipeline {
         if !self.mtu.mtu.is_empty() {
             stages::mtu::run(t, &mut self.mtu, now, slots, meta, &mut self.counters);
         }
+        #[cfg(feature = "gate-selftest")]
+        gate_selftest_pass(slots);
         count(&mut self.counters, slots);
         // Incremental expiry: a few entries per batch, no global pause.
         let last = slots
@@ -349,4 +351,19 @@ fn count(c: &mut Counters, slots: &[Slot<'_>]) {
     let n = slots.len() as u64;
     c.packets += n;
     c.actions[0] += n - other;
+}
+
+/// The `gate-selftest` feature's extra pass over a batch: folds the first
+/// 64 bytes of every frame, a slowdown of the kind a careless change adds,
+/// for the regression gate to catch. Not compiled in any real build.
+#[cfg(feature = "gate-selftest")]
+#[inline(never)]
+fn gate_selftest_pass(slots: &[Slot<'_>]) {
+    let mut acc = 0u32;
+    for s in slots {
+        for b in s.frame.iter().take(64) {
+            acc = acc.rotate_left(5) ^ u32::from(*b);
+        }
+    }
+    std::hint::black_box(acc);
 }
