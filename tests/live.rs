@@ -1524,6 +1524,33 @@ fn conntrack_filter_delete_flush() {
     assert_no_leak(&r);
 }
 
+/// Starts tcpdump in namespace `ns` on `ifname`, writing `count` frames
+/// that match `filter` to `pcap`; returns once its socket is open (it
+/// says "listening on").
+fn tcpdump(
+    ns: &str,
+    ifname: &str,
+    count: u32,
+    filter: &str,
+    pcap: &std::path::Path,
+) -> std::process::Child {
+    let mut dump = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "tcpdump", "-i", ifname, "-U", "-c"])
+        .arg(count.to_string())
+        .arg("-w")
+        .arg(pcap)
+        .arg(filter)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    let mut r = std::io::BufReader::new(dump.stderr.take().unwrap());
+    r.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "tcpdump: {line}");
+    dump
+}
+
 /// What a too-big packet's ICMP error says, as the client receives it:
 /// the outer header and ICMP fields with the IPv4 identification, the
 /// header checksum and the IPv6 flow label masked (Linux draws those at
@@ -1545,24 +1572,7 @@ fn too_big_reply_of(t: &mut Topo, v6: bool, size: &str) -> (Vec<u8>, bool) {
     } else {
         "icmp"
     };
-    let dump = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &t.client, "tcpdump", "-i", "c0", "-U", "-c", "2", "-w",
-        ])
-        .arg(&pcap)
-        .arg(filter)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // tcpdump says "listening on" once its socket is open.
-    let mut dump = dump;
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        let mut r = std::io::BufReader::new(dump.stderr.take().unwrap());
-        r.read_line(&mut line).unwrap();
-        assert!(line.contains("listening"), "tcpdump: {line}");
-    }
+    let dump = tcpdump(&t.client, "c0", 2, filter, &pcap);
     let dst = if v6 { "fd77:2::2" } else { SERVER_IP };
     let mut ping = vec!["ip", "netns", "exec", &t.client, "ping"];
     if v6 {
@@ -1676,22 +1686,7 @@ fn too_big_packets_get_the_kernels_icmp_errors() {
 fn fragments_reaching_the_server(t: &mut Topo) -> Vec<Vec<u8>> {
     let pcap = t.dir().join("frags.pcap");
     let filter = format!("src host {CLIENT_IP} and (ip[6:2] & 0x3fff) != 0");
-    let mut dump = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &t.server, "tcpdump", "-i", "s0", "-U", "-c", "2", "-w",
-        ])
-        .arg(&pcap)
-        .arg(&filter)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        let mut r = std::io::BufReader::new(dump.stderr.take().unwrap());
-        r.read_line(&mut line).unwrap();
-        assert!(line.contains("listening"), "tcpdump: {line}");
-    }
+    let dump = tcpdump(&t.server, "s0", 2, &filter, &pcap);
     let o = sh(&[
         "ip", "netns", "exec", &t.client, "ping", "-M", "dont", "-s", "1450", "-c", "1", "-W", "2",
         SERVER_IP,
