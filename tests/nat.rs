@@ -49,8 +49,16 @@ struct Node {
 
 impl Node {
     fn new(extra: &str) -> Node {
+        Node::with_state(extra, |_| {})
+    }
+
+    /// A node whose state `edit` changes first (what no YAML says: a
+    /// Felix model's floating IPs).
+    fn with_state(extra: &str, edit: impl FnOnce(&mut engine::state::NodeState)) -> Node {
         let cfg = config(extra);
-        let t = Arc::new(engine::state::build::replay_tables(&cfg.state()).unwrap());
+        let mut st = cfg.state();
+        edit(&mut st);
+        let t = Arc::new(engine::state::build::replay_tables(&st).unwrap());
         let ct = Arc::new(Conntrack::new(cfg.conntrack.max_entries.min(1 << 16), 9));
         Node {
             p: Pipeline::new(t, ct),
@@ -208,6 +216,113 @@ fn service_dnat_and_reply_reverse() {
     assert_eq!(addr(&f).2, v4("10.1.0.5"));
     assert_checksums(&f);
     assert_eq!(n.p.conntrack().len(), 1);
+}
+
+/// A 1:1 NAT (a Felix endpoint's floating IP), as Felix's cali-fip-dnat
+/// chain: new connections of any protocol to the external address go to
+/// the internal one with their ports (or ICMP identifier) kept, replies
+/// come back from the external address; other addresses are untouched.
+#[test]
+fn floating_ip_dnat_for_every_protocol_and_replies_reverse() {
+    let mut n = Node::with_state("", |st| {
+        st.floating.push(engine::state::FloatingIp {
+            family: Family::V4,
+            ext: v4("203.0.113.77"),
+            int: v4("10.1.0.5"),
+        });
+    });
+    let c = Ip::p("198.51.100.10");
+    let ext = Ip::p("203.0.113.77");
+    let int = Ip::p("10.1.0.5");
+    // TCP, any port.
+    let (a, f) = n.send(
+        0,
+        from_uplink(pk::ip(
+            c,
+            ext,
+            6,
+            64,
+            &pk::tcp(c, ext, 40000, 5432, 1, 0, flags::SYN, &[]),
+        )),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f), (v4("198.51.100.10"), 40000, v4("10.1.0.5"), 5432));
+    assert_eq!(&f[0..6], &[2, 0, 0, 1, 0, 5]);
+    assert_checksums(&f);
+    let (a, f) = n.send(
+        1,
+        from_pod(
+            5,
+            pk::ip(
+                int,
+                c,
+                6,
+                64,
+                &pk::tcp(int, c, 5432, 40000, 9, 2, flags::SYN | flags::ACK, &[]),
+            ),
+        ),
+    );
+    assert_eq!(a, Action::Forward(0));
+    assert_eq!(
+        addr(&f),
+        (v4("203.0.113.77"), 5432, v4("198.51.100.10"), 40000)
+    );
+    assert_checksums(&f);
+    // UDP.
+    let (a, f) = n.send(
+        0,
+        from_uplink(pk::ip(
+            c,
+            ext,
+            17,
+            64,
+            &pk::udp(c, ext, 5353, 53, b"q", false),
+        )),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f), (v4("198.51.100.10"), 5353, v4("10.1.0.5"), 53));
+    assert_checksums(&f);
+    // ICMP echo: the identifier kept, the reply from the external address.
+    let (a, f) = n.send(
+        0,
+        from_uplink(pk::ip(
+            c,
+            ext,
+            1,
+            64,
+            &pk::icmp4(8, 0, [0x12, 0x34, 0, 1], b"ping"),
+        )),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f).2, v4("10.1.0.5"));
+    assert_checksums(&f);
+    let (a, f) = n.send(
+        1,
+        from_pod(
+            5,
+            pk::ip(int, c, 1, 64, &pk::icmp4(0, 0, [0x12, 0x34, 0, 1], b"ping")),
+        ),
+    );
+    assert_eq!(a, Action::Forward(0));
+    let p = wire::parse(&f).unwrap();
+    assert_eq!(
+        (p.src, p.dst, p.sport),
+        (v4("203.0.113.77"), v4("198.51.100.10"), 0x1234)
+    );
+    assert_checksums(&f);
+    // The internal address reached directly is not translated.
+    let (a, f) = n.send(
+        0,
+        from_uplink(pk::ip(
+            c,
+            int,
+            6,
+            64,
+            &pk::tcp(c, int, 40001, 22, 1, 0, flags::SYN, &[]),
+        )),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f), (v4("198.51.100.10"), 40001, v4("10.1.0.5"), 22));
 }
 
 /// A backend reached by a directly connected host route (no gateway, so

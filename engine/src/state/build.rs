@@ -121,6 +121,8 @@ pub fn tables_with_policy(
     let mut t = Tables::assemble(ports, fib, neigh);
     t.zones = s.ports.iter().map(|p| p.zone).collect();
     t.nat = nat::Nat::build(&s.services, &s.masquerade);
+    t.nat
+        .set_floating(s.floating.iter().map(|f| (f.family, f.ext, f.int)));
     t.timeouts = s.conntrack.timeouts;
     t.tcp_loose = s.conntrack.tcp_loose;
     t.unresolved_to_kernel = s.kernel.unresolved == Unresolved::Kernel;

@@ -24,6 +24,8 @@ pub struct StateDiff {
     pub masquerade: bool,
     /// The ports' source filters (anti-spoofing).
     pub source_filters: bool,
+    /// 1:1 NATs (floating IPs).
+    pub floating: bool,
     /// The distinct masquerade addresses (the XDP program's slots) differ.
     pub masquerade_addresses: bool,
     pub conntrack_size: bool,
@@ -83,6 +85,7 @@ impl StateDiff {
         d.services = old.services != new.services;
         d.masquerade = old.masquerade != new.masquerade;
         d.source_filters = old.source_filters != new.source_filters;
+        d.floating = old.floating != new.floating;
         d.masquerade_addresses = old.masquerade_slots() != new.masquerade_slots();
         d.conntrack_size = old.conntrack.max_entries != new.conntrack.max_entries;
         d.conntrack_settings = old.conntrack.timeouts != new.conntrack.timeouts
@@ -112,7 +115,7 @@ impl StateDiff {
     pub fn rebuild(&self) -> Rebuild {
         Rebuild {
             forwarding: self.ports() || self.routes || self.neighbors || self.source_filters,
-            nat: self.services || self.masquerade || self.ports(),
+            nat: self.services || self.masquerade || self.floating || self.ports(),
             policy: self.policy,
             conntrack: self.conntrack_settings,
             xdp_maps: self.ports() || self.services || self.masquerade || self.xdp,

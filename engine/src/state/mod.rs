@@ -14,6 +14,6 @@ pub use crate::tables::nat::ServiceSpec;
 pub use build::BuildError;
 pub use diff::{Rebuild, StateDiff};
 pub use node::{
-    CompiledInput, ConntrackSpec, KernelSpec, NeighborSpec, NodeState, PolicyInput, PortSpec,
-    QueueSel, RouteSpec, SourceFilterSpec, Unresolved, WorkerSpec, XdpSpec, XskMode,
+    CompiledInput, ConntrackSpec, FloatingIp, KernelSpec, NeighborSpec, NodeState, PolicyInput,
+    PortSpec, QueueSel, RouteSpec, SourceFilterSpec, Unresolved, WorkerSpec, XdpSpec, XskMode,
 };

@@ -28,6 +28,8 @@ pub struct NodeState {
     pub masquerade: Vec<Masquerade>,
     /// Ports that accept only some source addresses (anti-spoofing).
     pub source_filters: Vec<SourceFilterSpec>,
+    /// 1:1 NATs (floating IPs): a new connection to `ext` goes to `int`.
+    pub floating: Vec<FloatingIp>,
     pub conntrack: ConntrackSpec,
     pub xdp: XdpSpec,
     pub policy: PolicyInput,
@@ -128,6 +130,17 @@ pub struct SourceFilterSpec {
     pub allowed: Vec<Cidr>,
 }
 
+/// A 1:1 NAT as Felix programs a workload endpoint's `ipv4_nat` /
+/// `ipv6_nat` (its `cali-fip-dnat` chain): every new connection to `ext`,
+/// whatever its protocol and ports, is translated to `int`; replies go
+/// back translated by conntrack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloatingIp {
+    pub family: Family,
+    pub ext: u128,
+    pub int: u128,
+}
+
 /// A neighbour: `ip` has `mac` on port `port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighborSpec {
@@ -207,6 +220,7 @@ impl NodeState {
             services: Vec::new(),
             masquerade: Vec::new(),
             source_filters: Vec::new(),
+            floating: Vec::new(),
             conntrack: ConntrackSpec {
                 max_entries: 1 << 20,
                 timeouts: Timeouts::default(),

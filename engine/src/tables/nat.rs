@@ -179,6 +179,8 @@ pub struct Nat {
     by_vip: HashMap<(u8, bool, u128, u16), usize>,
     by_node_port: HashMap<(u8, u16), usize>,
     pub masquerade: Vec<Masquerade>,
+    /// 1:1 NATs: external address → internal, by `(is_v6, ext)`.
+    floating: HashMap<(bool, u128), u128>,
     /// Every backend `(family, addr, port)`, for replay steering.
     backends: HashMap<(bool, u128, u16), ()>,
 }
@@ -242,6 +244,25 @@ impl Nat {
             .get(i)
             .filter(|s| s.family == family)
             .map(|s| (i, s))
+    }
+
+    /// Sets the 1:1 NATs `(family, ext, int)`. An external address given
+    /// twice keeps its first internal one (the caller orders them).
+    pub fn set_floating(&mut self, pairs: impl IntoIterator<Item = (Family, u128, u128)>) {
+        self.floating.clear();
+        for (f, ext, int) in pairs {
+            self.floating.entry((f == Family::V6, ext)).or_insert(int);
+        }
+    }
+
+    /// The internal address a new connection to `dst` is translated to, if
+    /// `dst` is a 1:1 NAT's external address.
+    #[inline]
+    pub fn floating_dnat(&self, family: Family, dst: u128) -> Option<u128> {
+        if self.floating.is_empty() {
+            return None;
+        }
+        self.floating.get(&(family == Family::V6, dst)).copied()
     }
 
     /// Whether `addr:port` is a backend of some service.

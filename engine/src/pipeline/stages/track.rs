@@ -312,7 +312,13 @@ pub(crate) fn run(
                     }
                     None => decide(s, m, Action::Drop(DropReason::NoBackend)),
                 }
+                continue;
             }
+        }
+        // 1:1 NATs (floating IPs): every protocol conntrack follows, ports
+        // (or the ICMP identifier) kept.
+        if let Some(int) = t.nat.floating_dnat(p.family, p.dst) {
+            m.new_dst = Some((int, p.dport));
         }
     }
     general.len()

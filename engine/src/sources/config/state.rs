@@ -88,6 +88,7 @@ impl Config {
                 })
                 .collect(),
             source_filters: Vec::new(),
+            floating: Vec::new(),
             conntrack: ConntrackSpec {
                 max_entries: self.conntrack.max_entries,
                 timeouts: conntrack::Timeouts {

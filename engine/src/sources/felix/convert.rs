@@ -10,8 +10,12 @@
 //!   (anti-spoofing: the endpoint's nets and its
 //!   `allow_spoofed_source_prefixes`). Felix's own data plane routes local
 //!   workloads from the endpoints the same way. 1:1 NATs (`ipv4_nat`,
-//!   `ipv6_nat`) are reported: sluice's NAT tables have no static
-//!   both-ways mapping of every port. Endpoints not attached (their
+//!   `ipv6_nat`, floating IPs) become [`FloatingIp`]s as Felix's
+//!   `cali-fip-dnat` chain has them: a new connection to the external
+//!   address goes to the internal one, an external address claimed twice
+//!   going to the alphabetically first internal one. (Felix's
+//!   `cali-fip-snat` hairpin, a workload reaching itself through its own
+//!   floating IP, is not done.) Endpoints not attached (their
 //!   interface absent, or attaching failed) add nothing; the runtime
 //!   reports their status.
 //! - **Routes** (`RouteUpdate`) whose next hop sits on a port: a remote
@@ -37,7 +41,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::model::FelixModel;
 use super::proto::{RouteType, WorkloadEndpoint, WorkloadEndpointId};
-use crate::state::{NeighborSpec, NodeState, RouteSpec, SourceFilterSpec};
+use crate::state::{FloatingIp, NeighborSpec, NodeState, RouteSpec, SourceFilterSpec};
 use crate::tables::nat::Masquerade;
 use crate::wire::{self, Cidr, Family};
 
@@ -51,6 +55,8 @@ pub struct Report {
     pub masquerade: usize,
     /// Routes whose prefix the running state already routes.
     pub routes_overridden: usize,
+    /// 1:1 NATs (floating IPs) applied.
+    pub floating: usize,
     /// `(feature, what)`: one line per kind of thing not applied, with
     /// counts and examples. The feature names are stable (for logging
     /// each once); the text is for people.
@@ -316,7 +322,7 @@ fn endpoints(
 ) -> BTreeSet<(Family, u128, u8)> {
     let ix = PortIndex::of(base);
     let mut routed = BTreeSet::new();
-    let (mut bad, mut nat) = (Vec::new(), Vec::new());
+    let (mut bad, mut nat, mut bad_nat) = (Vec::new(), Vec::new(), Vec::new());
     for (id, e) in &m.workload_endpoints {
         let Some(port) = ix.endpoint(id, e) else {
             continue;
@@ -368,7 +374,25 @@ fn endpoints(
         }
         s.source_filters.push(SourceFilterSpec { port, allowed });
         for x in e.ipv4_nat.iter().chain(&e.ipv6_nat) {
-            nat.push(format!("{} {} <-> {}", port_name(id), x.ext_ip, x.int_ip));
+            match (parse_ip(&x.ext_ip), parse_ip(&x.int_ip)) {
+                (Some((f, ext)), Some((g, int))) if f == g => {
+                    nat.push((
+                        x.ext_ip.clone(),
+                        x.int_ip.clone(),
+                        FloatingIp {
+                            family: f,
+                            ext,
+                            int,
+                        },
+                    ));
+                }
+                _ => bad_nat.push(format!(
+                    "{}: {:?} -> {:?}",
+                    port_name(id),
+                    x.ext_ip,
+                    x.int_ip
+                )),
+            }
         }
     }
     if !bad.is_empty() {
@@ -381,16 +405,22 @@ fn endpoints(
             ),
         );
     }
-    if !nat.is_empty() {
+    if !bad_nat.is_empty() {
         rep.add(
-            "1:1 nat",
+            "malformed 1:1 nat",
             format!(
-                "{} 1:1 NAT(s) of workload endpoints not applied: sluice's NAT has no static both-ways mapping of every port (services translate given ports, masquerade rewrites source ports) ({})",
-                nat.len(),
-                some(&nat)
+                "{} 1:1 NAT(s) whose addresses are not IPs of one family, ignored: {}",
+                bad_nat.len(),
+                some(&bad_nat)
             ),
         );
     }
+    // Felix's order: by external address, then the alphabetically first
+    // internal one wins (the tables keep the first of each).
+    nat.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    nat.dedup_by(|a, b| a.0 == b.0);
+    rep.floating = nat.len();
+    s.floating.extend(nat.into_iter().map(|(_, _, f)| f));
     routed
 }
 
@@ -617,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_attached_by_port_name_route_filter_and_report_nat() {
+    fn endpoints_attached_by_port_name_route_filter_and_nat() {
         let mut m = FelixModel::default();
         let id = proto::WorkloadEndpointId {
             orchestrator_id: "k8s".into(),
@@ -632,10 +662,20 @@ mod tests {
                 ipv4_nets: vec!["10.65.0.77/32".into(), "10.66.0.0/28".into()],
                 ipv6_nets: vec!["fd00::77/128".into(), "nonsense".into()],
                 allow_spoofed_source_prefixes: vec!["172.16.0.0/12".into()],
-                ipv4_nat: vec![proto::NatInfo {
-                    ext_ip: "203.0.113.77".into(),
-                    int_ip: "10.65.0.77".into(),
-                }],
+                ipv4_nat: vec![
+                    proto::NatInfo {
+                        ext_ip: "203.0.113.77".into(),
+                        int_ip: "10.65.0.78".into(),
+                    },
+                    proto::NatInfo {
+                        ext_ip: "203.0.113.77".into(),
+                        int_ip: "10.65.0.77".into(),
+                    },
+                    proto::NatInfo {
+                        ext_ip: "203.0.113.9".into(),
+                        int_ip: "fd00::77".into(),
+                    },
+                ],
                 ..Default::default()
             }),
         );
@@ -689,11 +729,27 @@ mod tests {
             ]
         );
         let features: Vec<_> = rep.unsupported.iter().map(|(f, _)| *f).collect();
-        assert_eq!(features, vec!["malformed endpoint addresses", "1:1 nat"]);
+        assert_eq!(
+            features,
+            vec!["malformed endpoint addresses", "malformed 1:1 nat"]
+        );
         assert!(
-            rep.unsupported[1].1.contains("203.0.113.77 <-> 10.65.0.77"),
+            rep.unsupported[1]
+                .1
+                .contains("\"203.0.113.9\" -> \"fd00::77\""),
             "{:?}",
             rep.unsupported
+        );
+        // One external address claimed twice: the alphabetically first
+        // internal one, as Felix's cali-fip-dnat has it.
+        assert_eq!(rep.floating, 1);
+        assert_eq!(
+            s.floating,
+            vec![crate::state::FloatingIp {
+                family: Family::V4,
+                ext: 0xcb00_714d,
+                int: 0x0a41_004d,
+            }]
         );
         // A LocalWorkload route for its address is the endpoint's: not
         // reported, not doubled.
