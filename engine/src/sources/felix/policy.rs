@@ -942,19 +942,25 @@ impl IrBuilder<'_, '_> {
         }
         for ((name, pass), uses) in tiers {
             let lists: Vec<&Vec<PolicyId>> = uses.iter().map(|u| &u.2.policies).collect();
-            // One segment for the tier when one order of its policies
-            // agrees with every endpoint's list (Felix sorts them one way
-            // for all); otherwise one segment per distinct list.
-            let groups: Vec<Vec<usize>> = match merged_order(&lists) {
-                Some(_) => vec![(0..uses.len()).collect()],
-                None => {
-                    let mut by: BTreeMap<&Vec<PolicyId>, Vec<usize>> = BTreeMap::new();
-                    for (k, l) in lists.iter().enumerate() {
-                        by.entry(l).or_default().push(k);
-                    }
-                    by.into_values().collect()
+            // Per group of classes that share policies (so a changed
+            // policy changes only its group's segment): one segment when
+            // one order of the group's policies agrees with every class's
+            // list (Felix sorts them one way for all); otherwise one
+            // segment per distinct list. Each class walks one segment for
+            // the tier either way.
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            for comp in sharing(&lists) {
+                let cl: Vec<&Vec<PolicyId>> = comp.iter().map(|&k| lists[k]).collect();
+                if merged_order(&cl).is_some() {
+                    groups.push(comp);
+                    continue;
                 }
-            };
+                let mut by: BTreeMap<&Vec<PolicyId>, Vec<usize>> = BTreeMap::new();
+                for &k in &comp {
+                    by.entry(lists[k]).or_default().push(k);
+                }
+                groups.extend(by.into_values());
+            }
             for g in groups {
                 let glists: Vec<&Vec<PolicyId>> = g.iter().map(|&k| lists[k]).collect();
                 let order = merged_order(&glists).unwrap_or_default();
@@ -1115,6 +1121,34 @@ impl IrBuilder<'_, '_> {
             terms: r.terms.clone(),
         })
     }
+}
+
+/// The lists grouped (by index, each group in index order, groups in
+/// order of their first) so that lists sharing a policy are in one group.
+fn sharing(lists: &[&Vec<PolicyId>]) -> Vec<Vec<usize>> {
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut parent: Vec<usize> = (0..lists.len()).collect();
+    let mut first: HashMap<&PolicyId, usize> = HashMap::new();
+    for (k, l) in lists.iter().enumerate() {
+        for id in l.iter() {
+            let o = *first.entry(id).or_insert(k);
+            let (a, b) = (root(&mut parent, o), root(&mut parent, k));
+            // The smaller index is the root: groups keep first-seen order.
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for k in 0..lists.len() {
+        let r = root(&mut parent, k);
+        groups.entry(r).or_default().push(k);
+    }
+    groups.into_values().collect()
 }
 
 /// An order of all policies in `lists` that keeps each list's order, if
@@ -1453,6 +1487,26 @@ mod tests {
             ..Default::default()
         };
         assert!(filter_to_family(&v6, 4).is_none());
+    }
+
+    #[test]
+    fn classes_sharing_policies_are_grouped() {
+        let id = |n: &str| PolicyId {
+            name: n.into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        let (a, b, c, d) = (id("a"), id("b"), id("c"), id("d"));
+        let l0 = vec![a.clone(), b.clone()];
+        let l1 = vec![c.clone()];
+        let l2 = vec![d.clone(), b];
+        let l3 = vec![c, a];
+        assert_eq!(sharing(&[&l0, &l1]), vec![vec![0], vec![1]]);
+        assert_eq!(sharing(&[&l0, &l1, &l2]), vec![vec![0, 2], vec![1]]);
+        // l3 joins l0's group and l1's.
+        assert_eq!(sharing(&[&l0, &l1, &l2, &l3]), vec![vec![0, 1, 2, 3]]);
+        assert_eq!(sharing(&[]), Vec::<Vec<usize>>::new());
+        let _ = d;
     }
 
     #[test]
