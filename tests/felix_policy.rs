@@ -1003,14 +1003,15 @@ fn scenarios_decide_both_ways() {
     }
 }
 
-/// Scale figures (issue 18, "Scale"): 1,000 workload endpoints, 10,000
-/// rules, IP sets with 100,000 members in all; the time to compile the
-/// whole model, after a one-member IP set delta, and after one changed
-/// policy. Prints its figures; run with `--ignored --nocapture`.
-#[test]
-#[ignore = "a measurement: prints figures"]
-fn scale_figures() {
-    use std::time::Instant;
+/// The acceptance-scale model (issue 18, "Scale"): 1,000 workload
+/// endpoints (200 groups of five, each group with its five policies), 1,000
+/// policies of 10 rules (10,000 rules), 200 IP sets of 500 members
+/// (100,000 in all); and the policy builder, for changing one.
+fn scale_model() -> (
+    FelixModel,
+    impl Fn(usize) -> proto::Policy,
+    impl Fn(usize) -> PolicyId,
+) {
     let mut m = FelixModel::default();
     let (nsets, per_set, npol, rules_per, neps) =
         (200usize, 500usize, 1000usize, 10usize, 1000usize);
@@ -1034,7 +1035,7 @@ fn scale_figures() {
         namespace: format!("ns{}", p % 50),
         kind: "NetworkPolicy".into(),
     };
-    let policy = |p: usize| {
+    let policy = move |p: usize| {
         let rule = |r: usize| proto::Rule {
             action: if r % 4 == 3 { "deny" } else { "allow" }.into(),
             protocol: Some(proto::Protocol {
@@ -1093,12 +1094,73 @@ fn scale_figures() {
             }],
         }),
     );
+    (m, policy, id)
+}
+
+/// Resident memory of this process, kB (Linux).
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Per-packet cost of `c` over the scale model's traffic: sources drawn
+/// from the IP sets' members (and other addresses), destinations from the
+/// endpoints, TCP to the rules' ports; batches of 64 as the pipeline
+/// classifies new connections. ns per packet, best of 5.
+fn lookup_ns(c: &Classifier) -> f64 {
+    let r = &mut Rng(0x5eed);
+    let keys: Vec<FlowKey> = (0..65536)
+        .map(|_| {
+            let s = r.below(200) as u32;
+            let src = 0x0a00_0000u32 + (s << 12) + r.below(600) as u32 * 3;
+            let dst = 0x0b00_0000u32 + r.below(1000) as u32;
+            let l4 = L4::Ports {
+                sport: 40000,
+                dport: 1000 + r.below(12) as u16,
+            };
+            FlowKey::v4(src, dst, 6, l4)
+        })
+        .collect();
+    let mut out = vec![policy_compiler::Verdict::default(); 64];
+    let mut scratch = c.new_scratch();
+    let mut best = f64::MAX;
+    let mut allowed = 0usize;
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for chunk in keys.chunks(64) {
+            c.classify_batch(chunk, &mut out, &mut scratch);
+            allowed += out.iter().filter(|v| v.allow).count();
+        }
+        best = best.min(t.elapsed().as_secs_f64() * 1e9 / keys.len() as f64);
+    }
+    assert!(allowed > 0);
+    best
+}
+
+/// Scale figures (issue 18, "Scale", model of [`scale_model`]): the time
+/// from the whole model (`InSync`) to a compiled classifier, from a
+/// one-member IP set delta, and from one changed policy; the classifier's
+/// size and the process's resident memory; the per-packet cost of
+/// classification. Prints its figures; run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints figures"]
+fn scale_figures() {
+    use std::time::Instant;
+    let rss0 = rss_kb();
+    let (mut m, policy, id) = scale_model();
+    let rss_model = rss_kb();
     let mut pc = PolicyCompiler::default();
     let run = |pc: &mut PolicyCompiler, m: &FelixModel, what: &str| {
         let t = Instant::now();
         let c = pc.compile(m);
         println!(
-            "{what}: {:.0} ms (model -> IR {:.0} ms, IR -> classifier {:.0} ms), {} rules, {} IP sets parsed, {} fail closed",
+            "{what}: {:.1} ms (model -> IR {:.1} ms, IR -> classifier {:.1} ms), {} rules, {} IP sets parsed, {} fail closed",
             t.elapsed().as_secs_f64() * 1e3,
             c.report.ir_ms,
             c.report.compile_ms,
@@ -1108,14 +1170,25 @@ fn scale_figures() {
         );
         c
     };
-    let c = run(&mut pc, &m, "whole model");
-    assert_eq!(c.report.rules, npol * rules_per + 2);
+    let c = run(&mut pc, &m, "InSync (whole model)");
+    assert_eq!(c.report.rules, 10_000 + 2);
     assert!(c.report.fail_closed.is_empty());
     println!(
         "model: {} endpoints, {} policies, {} IP set members",
         m.workload_endpoints.len(),
         m.policies.len(),
         m.ip_set_members()
+    );
+    println!(
+        "memory: classifier {:.1} MB (its own estimate); RSS {:.1} MB before the model, {:.1} MB with the model, {:.1} MB with the compiler's state and classifier",
+        c.classifier.memory() as f64 / 1e6,
+        rss0 as f64 / 1e3,
+        rss_model as f64 / 1e3,
+        rss_kb() as f64 / 1e3
+    );
+    println!(
+        "classification: {:.1} ns/packet (batches of 64, 64k new connections, best of 5)",
+        lookup_ns(&c.classifier)
     );
     // One member added to one set.
     let set = Arc::make_mut(m.ip_sets.get_mut("s7").unwrap());
@@ -1136,7 +1209,11 @@ fn scale_figures() {
     let mut p = policy(3);
     p.inbound_rules[0].action = "deny".into();
     m.policies.insert(id(3), Arc::new(p));
-    run(&mut pc, &m, "one changed policy");
+    let c = run(&mut pc, &m, "one changed policy");
+    println!(
+        "after the changes: classification {:.1} ns/packet",
+        lookup_ns(&c.classifier)
+    );
 }
 
 // ---------------------------------------------------------------------------

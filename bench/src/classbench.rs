@@ -235,6 +235,7 @@ pub fn filters_to_ir(fs: &[Filter]) -> Ir {
                 },
                 sport: RangeSet::range(f.sport.0 as u128, f.sport.1 as u128),
                 dport: RangeSet::range(f.dport.0 as u128, f.dport.1 as u128),
+                checks: Vec::new(),
             }],
         });
     }

@@ -3,9 +3,11 @@
 //! owns a [`Scratch`]. A lookup allocates nothing.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::compile::engine::{FirstMatch, V4Engine};
 use crate::compile::lpm::{Lpm, NONE};
+use crate::compile::sets::{SetMatch, SetTable};
 use crate::compile::tree::CutTree;
 use crate::compile::types::{Addr, EKey, BATCH};
 use crate::ir::{Decision, DecisionInfo, Dir, ICMP_BASE, NO_L4};
@@ -257,6 +259,14 @@ impl Outcome {
 pub(crate) struct CSeg {
     /// Per rule (by priority), then one more for a miss.
     pub(crate) outcome: Vec<Outcome>,
+    /// The engines, shared with later compiles of the same rules
+    /// ([`crate::compile::EngineCache`]).
+    pub(crate) eng: Arc<SegEngines>,
+}
+
+/// A segment's engines, one per address family.
+#[derive(Debug)]
+pub(crate) struct SegEngines {
     pub(crate) t4: V4Engine,
     pub(crate) t6: CutTree<u128>,
 }
@@ -347,12 +357,21 @@ pub struct ClassifierStats {
 /// time.
 pub const LOCKSTEP_MIN: usize = 8;
 
-/// The compiled classifier.
+/// The compiled classifier. Cloning it is cheap (the tables are shared);
+/// [`Classifier::with_set`] makes a copy with one set's members replaced.
 #[derive(Clone, Debug)]
 pub struct Classifier {
     /// Lockstep batch lookups (on unless turned off for tests or
     /// comparisons).
     lockstep: bool,
+    core: Arc<Core>,
+    /// The sets the rules' checks name (see [`crate::compile::sets`]).
+    sets: SetTable,
+}
+
+/// Everything but the sets.
+#[derive(Debug)]
+struct Core {
     endpoints: Vec<String>,
     lpm4: Lpm<u32>,
     lpm6: Lpm<u128>,
@@ -367,14 +386,18 @@ impl Classifier {
         lpm6: Lpm<u128>,
         dirs: [CDir; 2],
         decisions: Vec<DecisionInfo>,
+        sets: SetTable,
     ) -> Classifier {
         Classifier {
             lockstep: true,
-            endpoints,
-            lpm4,
-            lpm6,
-            dirs,
-            decisions,
+            core: Arc::new(Core {
+                endpoints,
+                lpm4,
+                lpm6,
+                dirs,
+                decisions,
+            }),
+            sets,
         }
     }
 
@@ -383,16 +406,33 @@ impl Classifier {
     pub fn allow_all() -> Classifier {
         Classifier {
             lockstep: false,
-            endpoints: Vec::new(),
-            lpm4: Lpm::default(),
-            lpm6: Lpm::default(),
-            dirs: Default::default(),
-            decisions: vec![
-                DecisionInfo::NoEndpoint,
-                DecisionInfo::NoMatch { dir: Dir::Egress },
-                DecisionInfo::NoMatch { dir: Dir::Ingress },
-            ],
+            core: Arc::new(Core {
+                endpoints: Vec::new(),
+                lpm4: Lpm::default(),
+                lpm6: Lpm::default(),
+                dirs: Default::default(),
+                decisions: vec![
+                    DecisionInfo::NoEndpoint,
+                    DecisionInfo::NoMatch { dir: Dir::Egress },
+                    DecisionInfo::NoMatch { dir: Dir::Ingress },
+                ],
+            }),
+            sets: Vec::new(),
         }
+    }
+
+    /// This classifier with set `index`'s members replaced by `set` (the
+    /// compiled rules and every other set shared, not copied); `None` when
+    /// the classifier has no set `index`.
+    pub fn with_set(&self, index: u32, set: Arc<SetMatch>) -> Option<Classifier> {
+        let mut c = self.clone();
+        *c.sets.get_mut(index as usize)? = set;
+        Some(c)
+    }
+
+    /// The sets the rules' checks name, by index.
+    pub fn sets(&self) -> &[Arc<SetMatch>] {
+        &self.sets
     }
 
     /// Scratch for one worker.
@@ -406,10 +446,10 @@ impl Classifier {
         let (sp, dp) = key.port_fields();
         if key.v6 {
             let k = EKey::new(0, key.src, key.dst, key.proto as u32, sp, dp);
-            self.classify_fam(&k, &self.lpm6, |s| &s.t6)
+            self.classify_fam(&k, &self.core.lpm6, |s| &s.eng.t6)
         } else {
             let k = EKey::new(0, key.src as u32, key.dst as u32, key.proto as u32, sp, dp);
-            self.classify_fam(&k, &self.lpm4, |s| &s.t4)
+            self.classify_fam(&k, &self.core.lpm4, |s| &s.eng.t4)
         }
     }
 
@@ -435,7 +475,7 @@ impl Classifier {
     fn batch4(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
         let n = kc.len().min(oc.len()).min(BATCH);
         let (kc, oc) = (&kc[..n], &mut oc[..n]);
-        match self.lpm4.single_owner() {
+        match self.core.lpm4.single_owner() {
             Some(e) => {
                 self.batch4_one::<0>(e, kc, oc, s);
                 self.batch4_one::<1>(e, kc, oc, s);
@@ -443,8 +483,8 @@ impl Classifier {
             None => {
                 for (e, k) in s.ep.iter_mut().zip(kc) {
                     *e = [
-                        self.lpm4.lookup(k.src as u32),
-                        self.lpm4.lookup(k.dst as u32),
+                        self.core.lpm4.lookup(k.src as u32),
+                        self.core.lpm4.lookup(k.dst as u32),
                     ];
                 }
                 self.batch4_dir::<0>(kc, oc, s);
@@ -466,7 +506,7 @@ impl Classifier {
         oc: &mut [Verdict],
         s: &mut Scratch,
     ) {
-        let dir = &self.dirs[D];
+        let dir = &self.core.dirs[D];
         let no_match = if D == 0 {
             Decision::NO_MATCH_EGRESS
         } else {
@@ -493,7 +533,9 @@ impl Classifier {
             *best = u32::MAX;
         }
         let seg = &dir.segs[first as usize];
-        seg.t4.first_match_many(&s.keys[..n], &mut s.best[..n]);
+        seg.eng
+            .t4
+            .first_match_many(&s.keys[..n], &mut s.best[..n], &self.sets);
         let outcomes = &seg.outcome[..];
         let last = outcomes.len().saturating_sub(1);
         for ((o, &r), key) in oc.iter_mut().zip(&s.best[..n]).zip(&s.keys[..n]) {
@@ -502,7 +544,7 @@ impl Classifier {
                 .copied()
                 .unwrap_or(Outcome::NEXT);
             *dir_mut::<D>(o) = if out.is_next() {
-                self.eval_dir_from(dir, e, key, |x| &x.t4, no_match, 1)
+                self.eval_dir_from(dir, e, key, |x| &x.eng.t4, no_match, 1)
             } else {
                 out.verdict(e)
             };
@@ -513,7 +555,7 @@ impl Classifier {
     /// endpoint's first segment, each group looked up together; a `Pass`
     /// (or a miss that goes on) finishes one key at a time.
     fn batch4_dir<const D: usize>(&self, kc: &[FlowKey], oc: &mut [Verdict], s: &mut Scratch) {
-        let dir = &self.dirs[D];
+        let dir = &self.core.dirs[D];
         let no_match = if D == 0 {
             Decision::NO_MATCH_EGRESS
         } else {
@@ -559,13 +601,15 @@ impl Classifier {
             }
             j += m;
             let seg = &dir.segs[seg_id as usize];
-            seg.t4.first_match_many(&s.keys[..m], &mut s.best[..m]);
+            seg.eng
+                .t4
+                .first_match_many(&s.keys[..m], &mut s.best[..m], &self.sets);
             for ((&i, &r), key) in s.idx[..m].iter().zip(&s.best[..m]).zip(&s.keys[..m]) {
                 let i = usize::from(i);
                 let e = s.ep[i][D];
                 let o = seg.outcome_of(r);
                 let v = if o.is_next() {
-                    self.eval_dir_from(dir, e, key, |x| &x.t4, no_match, 1)
+                    self.eval_dir_from(dir, e, key, |x| &x.eng.t4, no_match, 1)
                 } else {
                     o.verdict(e)
                 };
@@ -586,12 +630,12 @@ impl Classifier {
         let egress = if se == NONE {
             DirVerdict::NO_ENDPOINT
         } else {
-            self.eval_dir(&self.dirs[0], se, k, tree, Decision::NO_MATCH_EGRESS)
+            self.eval_dir(&self.core.dirs[0], se, k, tree, Decision::NO_MATCH_EGRESS)
         };
         let ingress = if de == NONE {
             DirVerdict::NO_ENDPOINT
         } else {
-            self.eval_dir(&self.dirs[1], de, k, tree, Decision::NO_MATCH_INGRESS)
+            self.eval_dir(&self.core.dirs[1], de, k, tree, Decision::NO_MATCH_INGRESS)
         };
         Verdict {
             allow: egress.allow & ingress.allow,
@@ -655,7 +699,7 @@ impl Classifier {
         key.set_class(class);
         for &s in segs {
             let seg = &d.segs[s as usize];
-            let o = seg.outcome(tree(seg).first_match(&key));
+            let o = seg.outcome(tree(seg).first_match(&key, &self.sets));
             if !o.is_next() {
                 return o.verdict(ep);
             }
@@ -665,19 +709,23 @@ impl Classifier {
 
     /// What a decision stands for.
     pub fn decision_info(&self, d: Decision) -> &DecisionInfo {
-        self.decisions
+        self.core
+            .decisions
             .get(d.0 as usize)
             .unwrap_or(&DecisionInfo::NoEndpoint)
     }
 
     /// Every decision, indexed by `Decision.0` (for per-rule counters).
     pub fn decisions(&self) -> &[DecisionInfo] {
-        &self.decisions
+        &self.core.decisions
     }
 
     /// `namespace/name` of an endpoint.
     pub fn endpoint_name(&self, e: EndpointId) -> &str {
-        self.endpoints.get(e.0 as usize).map_or("", String::as_str)
+        self.core
+            .endpoints
+            .get(e.0 as usize)
+            .map_or("", String::as_str)
     }
 
     /// Force the lockstep batch path on or off (tests, benchmarks).
@@ -692,7 +740,7 @@ impl Classifier {
 
     /// Number of endpoints.
     pub fn num_endpoints(&self) -> usize {
-        self.endpoints.len()
+        self.core.endpoints.len()
     }
 
     /// The `policy eval` output object of cli.md for a verdict.
@@ -711,18 +759,22 @@ impl Classifier {
         })
     }
 
-    /// Bytes of the compiled structure (tables and engines).
+    /// Bytes of the compiled structure (tables, engines and sets; an
+    /// engine or set shared by several segments or classifiers counted at
+    /// each use).
     pub fn memory(&self) -> usize {
-        let mut m = self.lpm4.memory()
-            + self.lpm6.memory()
-            + self.endpoints.iter().map(|s| s.len() + 24).sum::<usize>();
-        for d in &self.dirs {
+        let core = &self.core;
+        let mut m = core.lpm4.memory()
+            + core.lpm6.memory()
+            + core.endpoints.iter().map(|s| s.len() + 24).sum::<usize>()
+            + self.sets.iter().map(|s| s.memory() + 16).sum::<usize>();
+        for d in &core.dirs {
             m += d.endpoint_class.len() * 4
                 + d.class_segs.len() * 8
                 + d.seg_list.len() * 4
                 + d.start.len() * 8;
             for s in &d.segs {
-                m += s.outcome.len() * 4 + s.t4.memory() + s.t6.memory();
+                m += s.outcome.len() * 4 + s.eng.t4.memory() + s.eng.t6.memory();
             }
         }
         m
@@ -731,17 +783,17 @@ impl Classifier {
     /// Facts for `policy check`.
     pub fn stats(&self) -> ClassifierStats {
         let mut st = ClassifierStats {
-            endpoints: self.endpoints.len(),
+            endpoints: self.core.endpoints.len(),
             memory_bytes: self.memory(),
             ..Default::default()
         };
-        for (i, d) in self.dirs.iter().enumerate() {
+        for (i, d) in self.core.dirs.iter().enumerate() {
             st.classes[i] = d.class_segs.len();
             st.segments[i] = d.segs.len();
             for s in &d.segs {
                 st.rules += s.outcome.len() - 1;
-                st.leaf_entries[0] += s.t4.leaf_rules();
-                st.leaf_entries[1] += s.t6.stats().leaf_rules;
+                st.leaf_entries[0] += s.eng.t4.leaf_rules();
+                st.leaf_entries[1] += s.eng.t6.stats().leaf_rules;
             }
         }
         st
@@ -758,23 +810,23 @@ impl Classifier {
                 EKey::new(0, k.src as u32, k.dst as u32, k.proto as u32, sp, dp)
             })
             .collect();
-        self.dirs[0]
+        self.core.dirs[0]
             .segs
             .iter()
-            .map(|s| s.t4.debug_walks(&ks))
+            .map(|s| s.eng.t4.debug_walks(&ks))
             .collect()
     }
 
     /// Engine statistics, for debugging and `classbench`'s figures.
     pub fn debug_engine_stats(&self) -> String {
         let mut s = String::new();
-        for (i, d) in self.dirs.iter().enumerate() {
+        for (i, d) in self.core.dirs.iter().enumerate() {
             for (j, seg) in d.segs.iter().enumerate() {
                 s.push_str(&format!(
                     "dir {i} seg {j}: rules {} v4 memory {} {}\n",
                     seg.outcome.len() - 1,
-                    seg.t4.memory(),
-                    seg.t4.debug_stats()
+                    seg.eng.t4.memory(),
+                    seg.eng.t4.debug_stats()
                 ));
             }
         }

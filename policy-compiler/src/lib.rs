@@ -161,7 +161,7 @@ pub mod selector;
 pub use classifier::{
     Classifier, ClassifierStats, DirVerdict, EndpointId, FlowKey, Scratch, Verdict, L4,
 };
-pub use compile::{compile, Builder, CompileError, Config, EngineKind};
+pub use compile::{compile, Builder, CompileError, Config, EngineCache, EngineKind, SetMatch};
 pub use ir::{Decision, DecisionInfo, Dir};
 pub use loader::{load, LoadError, Warning};
 pub use model::PolicySet;

@@ -84,6 +84,7 @@ fn ir(r: &mut Rng) -> Ir {
                     },
                     sport: RangeSet::range(0, 65535),
                     dport: RangeSet::range(lo, lo + r.below(3000) as u128),
+                    checks: Vec::new(),
                 }],
             });
         }

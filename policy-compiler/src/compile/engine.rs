@@ -2,8 +2,11 @@
 //! the list is compiled) and the first-match interface the segment walk
 //! uses over both families.
 
+use std::sync::Arc;
+
 use super::config::{Config, EngineKind};
 use super::dfa;
+use super::sets::SetMatch;
 use super::tree;
 use super::types::{Addr, EKey, ERule};
 
@@ -28,17 +31,22 @@ impl V4Engine {
 
     /// Priority of the first matching rule, if any.
     #[inline]
-    pub(crate) fn first_match(&self, k: &EKey<u32>) -> Option<u32> {
+    pub(crate) fn first_match(&self, k: &EKey<u32>, sets: &[Arc<SetMatch>]) -> Option<u32> {
         match self {
-            V4Engine::Tree(t) => t.first_match(k),
+            V4Engine::Tree(t) => t.first_match_in(k, sets),
             V4Engine::Dfa(d) => d.first_match(k),
         }
     }
 
     /// First match of up to [`BATCH`](super::BATCH) keys (see `CutTree::first_match_many`).
-    pub(crate) fn first_match_many(&self, keys: &[EKey<u32>], best: &mut [u32]) {
+    pub(crate) fn first_match_many(
+        &self,
+        keys: &[EKey<u32>],
+        best: &mut [u32],
+        sets: &[Arc<SetMatch>],
+    ) {
         match self {
-            V4Engine::Tree(t) => t.first_match_many(keys, best),
+            V4Engine::Tree(t) => t.first_match_many_in(keys, best, sets),
             V4Engine::Dfa(d) => d.first_match_many(keys, best),
         }
     }
@@ -80,20 +88,21 @@ impl V4Engine {
 
 /// A first-match engine of one address family, as the segment walk uses it.
 pub(crate) trait FirstMatch<A> {
-    /// Priority of the first matching rule, if any.
-    fn first_match(&self, k: &EKey<A>) -> Option<u32>;
+    /// Priority of the first matching rule, if any (`sets`: the table
+    /// the rules' set checks name).
+    fn first_match(&self, k: &EKey<A>, sets: &[Arc<SetMatch>]) -> Option<u32>;
 }
 
 impl FirstMatch<u32> for V4Engine {
     #[inline]
-    fn first_match(&self, k: &EKey<u32>) -> Option<u32> {
-        V4Engine::first_match(self, k)
+    fn first_match(&self, k: &EKey<u32>, sets: &[Arc<SetMatch>]) -> Option<u32> {
+        V4Engine::first_match(self, k, sets)
     }
 }
 
 impl<A: Addr> FirstMatch<A> for tree::CutTree<A> {
     #[inline]
-    fn first_match(&self, k: &EKey<A>) -> Option<u32> {
-        tree::CutTree::first_match(self, k)
+    fn first_match(&self, k: &EKey<A>, sets: &[Arc<SetMatch>]) -> Option<u32> {
+        tree::CutTree::first_match_in(self, k, sets)
     }
 }

@@ -9,7 +9,8 @@
 //! and the first-match interface), [`dfa`] and [`tree`] (the two engines),
 //! `block` (the SIMD leaf blocks both scan), `partition` (rules split by
 //! the size of their address fields, for both), [`lpm`] (endpoints by
-//! longest prefix).
+//! longest prefix), [`sets`] (sets held apart from the rules, checked at
+//! the leaves).
 
 mod block;
 mod builder;
@@ -18,9 +19,11 @@ pub mod dfa;
 pub(crate) mod engine;
 pub mod lpm;
 mod partition;
+pub mod sets;
 pub mod tree;
 pub(crate) mod types;
 
-pub use builder::{compile, Builder, CompileError};
+pub use builder::{compile, Builder, CompileError, EngineCache};
 pub use config::{Config, EngineKind};
+pub use sets::{SetMatch, SetTable};
 pub use types::{Addr, EKey, ERule, BATCH, NFIELDS};

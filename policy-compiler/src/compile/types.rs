@@ -1,6 +1,7 @@
 //! What every engine shares: the match fields, the address types, the key
 //! and the rule as the engines take them, and the batch size.
 
+use crate::ir::SetCheck;
 use crate::ranges::RangeSet;
 
 /// Number of match fields: class, source, destination, protocol, source
@@ -116,4 +117,7 @@ pub struct ERule<'a> {
     /// Value set per field: class, src, dst, proto, sport, dport (borrowed
     /// from the IR: a big IP set is not copied per term).
     pub fields: [&'a RangeSet; NFIELDS],
+    /// Set checks that must also hold (see [`super::sets`]); engines that
+    /// cannot check sets (the DFA) refuse rules with any.
+    pub checks: &'a [SetCheck],
 }

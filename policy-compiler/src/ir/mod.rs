@@ -46,5 +46,6 @@ mod types;
 pub use build::build;
 pub use types::{
     Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrError, IrRule, RuleAction, Segment,
-    SegmentKind, Term, EGRESS, ICMP_BASE, INGRESS, L4_MAX, MAX_TERMS, NO_L4, PORT_MAX, PROTO_MAX,
+    SegmentKind, SetCheck, SetSide, Term, EGRESS, ICMP_BASE, INGRESS, L4_MAX, MAX_TERMS, NO_L4,
+    PORT_MAX, PROTO_MAX,
 };

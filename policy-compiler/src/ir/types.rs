@@ -182,7 +182,32 @@ pub enum RuleAction {
     Pass,
 }
 
-/// A conjunction of per-field value sets.
+/// Which side of a packet a [`SetCheck`] tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetSide {
+    /// The source address (and, for an `(address, protocol, port)` set,
+    /// the protocol and source port field).
+    Src,
+    /// The destination address (and protocol, destination port field).
+    Dst,
+}
+
+/// A membership test against a set held apart from the rules, by index
+/// into the classifier's set table ([`crate::SetMatch`]): an IP set whose
+/// members change often, so that a change replaces the set's table alone
+/// and leaves every compiled rule as it is. The set's kind says what is
+/// looked up: the side's address, or its (address, protocol, port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SetCheck {
+    /// Index into the set table.
+    pub set: u32,
+    /// Which side of the packet.
+    pub side: SetSide,
+    /// True: the packet must not be in the set.
+    pub negated: bool,
+}
+
+/// A conjunction of per-field value sets (and of set checks).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Term {
     /// Source address.
@@ -195,6 +220,9 @@ pub struct Term {
     pub sport: RangeSet,
     /// Destination port field.
     pub dport: RangeSet,
+    /// Set checks, all of which must hold (sorted, no repeats); empty for
+    /// the YAML front end, which resolves everything into the fields.
+    pub checks: Vec<SetCheck>,
 }
 
 impl Term {
@@ -206,14 +234,31 @@ impl Term {
             proto: RangeSet::full(PROTO_MAX),
             sport: RangeSet::full(L4_MAX),
             dport: RangeSet::full(L4_MAX),
+            checks: Vec::new(),
         }
     }
 
-    /// True when no packet of either family can match.
+    /// Matches every packet that passes `c` (a term of one check).
+    pub fn with_check(c: SetCheck) -> Term {
+        Term {
+            checks: vec![c],
+            ..Term::full()
+        }
+    }
+
+    /// True when no packet of either family can match (a check and its
+    /// negation together included).
     pub fn is_empty(&self) -> bool {
         let v4 = !self.src.v4.is_empty() && !self.dst.v4.is_empty();
         let v6 = !self.src.v6.is_empty() && !self.dst.v6.is_empty();
-        (!v4 && !v6) || self.proto.is_empty() || self.sport.is_empty() || self.dport.is_empty()
+        let contradiction = self.checks.windows(2).any(|w| {
+            (w[0].set, w[0].side) == (w[1].set, w[1].side) && w[0].negated != w[1].negated
+        });
+        (!v4 && !v6)
+            || self.proto.is_empty()
+            || self.sport.is_empty()
+            || self.dport.is_empty()
+            || contradiction
     }
 
     /// Conjunction, `None` when empty.
@@ -224,9 +269,21 @@ impl Term {
             proto: self.proto.intersect(&o.proto),
             sport: self.sport.intersect(&o.sport),
             dport: self.dport.intersect(&o.dport),
+            checks: merge_checks(&self.checks, &o.checks),
         };
         (!t.is_empty()).then_some(t)
     }
+}
+
+/// The union of two sorted check lists, sorted, without repeats.
+fn merge_checks(a: &[SetCheck], b: &[SetCheck]) -> Vec<SetCheck> {
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    let mut v: Vec<SetCheck> = a.iter().chain(b).copied().collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Conjunction of two disjunctions.
@@ -428,6 +485,25 @@ mod tests {
         let out = and_terms(vec![tcp.clone(), udp.clone()], &[tcp.clone(), port80]);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0], tcp);
+    }
+
+    #[test]
+    fn checks_are_conjoined_and_contradictions_are_empty() {
+        let c = |set, negated| SetCheck {
+            set,
+            side: SetSide::Src,
+            negated,
+        };
+        let a = Term::with_check(c(1, false));
+        let b = Term::with_check(c(0, false));
+        assert_eq!(a.and(&b).unwrap().checks, vec![c(0, false), c(1, false)]);
+        assert_eq!(a.and(&a).unwrap().checks, vec![c(1, false)]);
+        assert_eq!(a.and(&Term::with_check(c(1, true))), None);
+        let other_side = Term::with_check(SetCheck {
+            side: SetSide::Dst,
+            ..c(1, true)
+        });
+        assert!(a.and(&other_side).is_some());
     }
 
     #[test]

@@ -21,5 +21,5 @@ pub mod session;
 pub use codec::{FrameDecoder, FrameError, FrameReader, DEFAULT_MAX_FRAME};
 pub use convert::{to_state, Report};
 pub use model::{FelixModel, Settings};
-pub use policy::{CompiledPolicy, PolicyCompiler, PolicyReport};
+pub use policy::{CompiledPolicy, HowCompiled, PolicyCompiler, PolicyReport};
 pub use session::{Event, Listener, Options, Outbox, Stats, Update};

@@ -42,38 +42,49 @@
 //!   fail closed in both directions: one deny-all segment whose decision
 //!   is [`DecisionInfo::FailClosed`] naming the reference.
 //!
-//! Parsed IP sets are cached across compiles ([`PolicyCompiler`]) keyed by
-//! the model's `Arc`: an IP set delta re-parses only that set.
+//! Small updates stay small ([`PolicyCompiler`]):
+//! - IP sets are not expanded into the rules: a rule names a set by index
+//!   ([`SetCheck`]) and the classifier holds each set's members in its set
+//!   table ([`SetMatch`]). A batch of updates that changes only the members
+//!   of sets the policy already uses (every other part of the model as it
+//!   was, each changed set still parsing to the same kind) replaces those
+//!   sets' tables in a copy of the last classifier that shares its engines
+//!   ([`Classifier::with_set`]); nothing is recompiled.
+//! - Anything else compiles the model again, but set indices are kept
+//!   across compiles and each tier is split into one segment per group of
+//!   endpoint classes that share policies, so a changed policy changes only
+//!   the segments of the endpoints that use it, and the compiler takes
+//!   every other segment's engines from its cache
+//!   ([`policy_compiler::EngineCache`]).
+//! - Parsed IP sets are cached keyed by the model's `Arc`: a delta
+//!   re-parses only that set.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use policy_compiler::ir::{
     Decision, DecisionInfo, Dir, DirIr, EndpointIr, Ir, IrRule, RuleAction, Segment, SegmentKind,
-    Term, ICMP_BASE, L4_MAX, PORT_MAX, PROTO_MAX,
+    SetCheck, SetSide, Term, ICMP_BASE, L4_MAX, PORT_MAX, PROTO_MAX,
 };
 use policy_compiler::model::{Action, Cidr};
 use policy_compiler::ranges::{AddrSet, RangeSet};
-use policy_compiler::Classifier;
+use policy_compiler::{Classifier, EngineCache, SetMatch};
 
-use super::model::{FelixModel, IpSet, ProtoPort};
+use super::model::{FelixModel, IpSet, ProtoPort, Settings};
 use super::proto::{self, rule, IpSetType, PolicyId};
 
-/// A parsed IP set: addresses (`NET`, `IP`) or `(protocol, port)` →
-/// addresses (`IP_AND_PORT`).
-#[derive(Debug)]
-enum Members {
-    Addrs(Arc<AddrSet>),
-    IpPorts(Arc<IpPorts>),
+/// What an IP set's members are: addresses (`NET`, `IP`) or
+/// `ip,proto:port` (`IP_AND_PORT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Addrs,
+    IpPorts,
 }
 
-/// `(protocol, port)` → the addresses listed with it.
-type IpPorts = BTreeMap<(u8, u16), AddrSet>;
-
-/// An IP set as parsed, or why it could not be.
-type ParsedSet = Arc<Result<Members, String>>;
+/// An IP set as parsed (its kind and lookup table), or why it could not be.
+type ParsedSet = Arc<Result<(Kind, Arc<SetMatch>), String>>;
 
 /// What the last compile did and could not do.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -92,6 +103,30 @@ pub struct PolicyReport {
     /// Model → IR, IR → classifier, ms.
     pub ir_ms: f64,
     pub compile_ms: f64,
+    /// How the last model was compiled.
+    pub how: HowCompiled,
+}
+
+/// How a model was compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HowCompiled {
+    /// Model → IR → classifier; segments whose rules had not changed took
+    /// their engines from the cache.
+    Full {
+        segments_built: usize,
+        segments_reused: usize,
+    },
+    /// Only IP set members changed: these sets' tables were replaced.
+    SetsOnly { sets: usize },
+}
+
+impl Default for HowCompiled {
+    fn default() -> HowCompiled {
+        HowCompiled::Full {
+            segments_built: 0,
+            segments_reused: 0,
+        }
+    }
 }
 
 /// The compiled policy of a model.
@@ -101,35 +136,155 @@ pub struct CompiledPolicy {
     pub report: PolicyReport,
 }
 
-/// Compiles models, keeping the parsed IP sets of the last one (see the
+/// Compiles models, keeping what the next compile can reuse (see the
 /// module docs).
 #[derive(Debug, Default)]
 pub struct PolicyCompiler {
     sets: HashMap<String, (Arc<IpSet>, ParsedSet)>,
+    /// Set table index and kind of each IP set the last compile's rules
+    /// check; indices stay while a set is used, so unchanged rules compile
+    /// to the same terms.
+    set_index: HashMap<String, (u32, Kind)>,
+    engines: EngineCache,
+    last: Option<Last>,
     /// Sets parsed by the last compile (the others came from the cache).
     pub parsed_last: usize,
+}
+
+/// What the last compile read of the model, and its result.
+#[derive(Debug)]
+struct Last {
+    settings: Settings,
+    ip_sets: BTreeMap<String, Arc<IpSet>>,
+    policies: BTreeMap<PolicyId, Arc<proto::Policy>>,
+    profiles: BTreeMap<String, Arc<proto::Profile>>,
+    workload_endpoints: BTreeMap<proto::WorkloadEndpointId, Arc<proto::WorkloadEndpoint>>,
+    host_endpoints: BTreeMap<String, Arc<proto::HostEndpoint>>,
+    /// Every IP set id the policy named (sent or not).
+    referenced: HashSet<String>,
+    compiled: CompiledPolicy,
+}
+
+/// Whether two maps of shared values hold the same entries.
+fn same<K: Ord, V: PartialEq>(a: &BTreeMap<K, Arc<V>>, b: &BTreeMap<K, Arc<V>>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && (Arc::ptr_eq(va, vb) || va == vb))
 }
 
 impl PolicyCompiler {
     /// The model's policy, compiled (see the module docs).
     pub fn compile(&mut self, m: &FelixModel) -> CompiledPolicy {
         let t0 = Instant::now();
-        let (ir, mut report) = self.ir(m);
+        if let Some(c) = self.sets_only(m) {
+            return c;
+        }
+        let (ir, sets, referenced, mut report) = self.ir_and_sets(m);
         let t1 = Instant::now();
-        let classifier = Arc::new(policy_compiler::Builder::new().compile_ir(&ir));
+        let classifier =
+            Arc::new(policy_compiler::Builder::new().compile_ir_with(&ir, sets, &mut self.engines));
         report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
         report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
-        CompiledPolicy { classifier, report }
+        report.how = HowCompiled::Full {
+            segments_built: self.engines.misses,
+            segments_reused: self.engines.hits,
+        };
+        let compiled = CompiledPolicy { classifier, report };
+        self.last = Some(Last {
+            settings: m.settings.clone(),
+            ip_sets: m.ip_sets.clone(),
+            policies: m.policies.clone(),
+            profiles: m.profiles.clone(),
+            workload_endpoints: m.workload_endpoints.clone(),
+            host_endpoints: m.host_endpoints.clone(),
+            referenced,
+            compiled: compiled.clone(),
+        });
+        compiled
+    }
+
+    /// The last classifier with the changed IP sets' tables replaced, when
+    /// only members of sets it already checks changed (see the module
+    /// docs); `None` when the model must be compiled.
+    fn sets_only(&mut self, m: &FelixModel) -> Option<CompiledPolicy> {
+        let t0 = Instant::now();
+        let last = self.last.as_ref()?;
+        let unchanged = last.settings == m.settings
+            && same(&last.policies, &m.policies)
+            && same(&last.profiles, &m.profiles)
+            && same(&last.workload_endpoints, &m.workload_endpoints)
+            && same(&last.host_endpoints, &m.host_endpoints);
+        if !unchanged {
+            return None;
+        }
+        let mut changed: Vec<&String> = Vec::new();
+        for (id, a) in &m.ip_sets {
+            if last.ip_sets.get(id).is_none_or(|b| !Arc::ptr_eq(a, b)) {
+                changed.push(id);
+            }
+        }
+        changed.extend(
+            last.ip_sets
+                .keys()
+                .filter(|id| !m.ip_sets.contains_key(*id)),
+        );
+        // Sets the policy does not name change nothing.
+        changed.retain(|id| last.referenced.contains(*id));
+        let changed: Vec<String> = changed.into_iter().cloned().collect();
+        let mut classifier = (*last.compiled.classifier).clone();
+        let mut parsed = 0;
+        for id in &changed {
+            let (index, kind) = *self.set_index.get(id)?;
+            let cur = m.ip_sets.get(id)?;
+            let p = Arc::new(parse_set(cur));
+            parsed += 1;
+            let Ok((k, table)) = p.as_ref() else {
+                return None;
+            };
+            if *k != kind {
+                return None;
+            }
+            classifier = classifier.with_set(index, table.clone())?;
+            self.sets.insert(id.clone(), (cur.clone(), p.clone()));
+        }
+        let last = self.last.as_mut()?;
+        let mut report = last.compiled.report.clone();
+        report.how = HowCompiled::SetsOnly {
+            sets: changed.len(),
+        };
+        report.ir_ms = 0.0;
+        report.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let compiled = CompiledPolicy {
+            classifier: Arc::new(classifier),
+            report,
+        };
+        last.ip_sets = m.ip_sets.clone();
+        last.compiled = compiled.clone();
+        self.parsed_last = parsed;
+        Some(compiled)
     }
 
     /// The IR of `m` and the report.
     pub fn ir(&mut self, m: &FelixModel) -> (Ir, PolicyReport) {
+        let (ir, _, _, report) = self.ir_and_sets(m);
+        (ir, report)
+    }
+
+    /// The IR of `m`, the set table its checks index, the IP set ids it
+    /// names, and the report.
+    fn ir_and_sets(
+        &mut self,
+        m: &FelixModel,
+    ) -> (Ir, Vec<Arc<SetMatch>>, HashSet<String>, PolicyReport) {
         self.sets
             .retain(|id, (a, _)| m.ip_sets.get(id).is_some_and(|cur| Arc::ptr_eq(a, cur)));
         self.parsed_last = 0;
         let mut b = IrBuilder {
             m,
             cache: self,
+            referenced: HashSet::new(),
+            used: HashMap::new(),
             rules: HashMap::new(),
             decisions: vec![
                 DecisionInfo::NoEndpoint,
@@ -153,7 +308,32 @@ impl PolicyCompiler {
             dirs,
             decisions: b.decisions,
         };
-        (ir, b.report)
+        let (referenced, used, report) = (b.referenced, b.used, b.report);
+        // Indices of sets no longer used are free again; the table has a
+        // slot per index (free ones empty: no rule names them).
+        self.set_index.retain(|id, _| used.contains_key(id));
+        let n = self.set_index.values().map(|v| v.0 + 1).max().unwrap_or(0);
+        let empty = Arc::new(SetMatch::none());
+        let mut table: Vec<Arc<SetMatch>> = (0..n).map(|_| empty.clone()).collect();
+        for (id, (i, _)) in &self.set_index {
+            if let Some(t) = used.get(id) {
+                table[*i as usize] = t.clone();
+            }
+        }
+        (ir, table, referenced, report)
+    }
+
+    /// The set table index of IP set `id` (of kind `kind`), kept from the
+    /// last compile when it was used there, else the lowest free one.
+    fn index_of(&mut self, id: &str, kind: Kind) -> u32 {
+        if let Some((i, k)) = self.set_index.get_mut(id) {
+            *k = kind;
+            return *i;
+        }
+        let taken: HashSet<u32> = self.set_index.values().map(|v| v.0).collect();
+        let i = (0..).find(|i| !taken.contains(i)).unwrap_or(0);
+        self.set_index.insert(id.to_string(), (i, kind));
+        i
     }
 
     /// IP set `id` parsed (from the cache when the model's set is the one
@@ -172,42 +352,40 @@ impl PolicyCompiler {
     }
 }
 
-/// Parses an IP set's members.
-fn parse_set(s: &IpSet) -> Result<Members, String> {
+/// Parses an IP set's members into its kind and lookup table.
+fn parse_set(s: &IpSet) -> Result<(Kind, Arc<SetMatch>), String> {
     match s.kind {
         IpSetType::Ip | IpSetType::Net => {
             let mut cidrs = Vec::with_capacity(s.members.len());
             for m in &s.members {
                 cidrs.push(Cidr::parse(m).map_err(|e| format!("member {e}"))?);
             }
-            Ok(Members::Addrs(Arc::new(AddrSet::from_cidrs(&cidrs))))
+            let a = AddrSet::from_cidrs(&cidrs);
+            Ok((Kind::Addrs, Arc::new(SetMatch::addrs(&a))))
         }
         IpSetType::IpAndPort => {
-            let mut by: BTreeMap<(u8, u16), Vec<Cidr>> = BTreeMap::new();
+            let mut v = Vec::with_capacity(s.members.len());
             for m in &s.members {
-                let (k, c) = parse_ip_port(m)?;
-                by.entry(k).or_default().push(c);
+                v.push(parse_ip_port(m)?);
             }
-            Ok(Members::IpPorts(Arc::new(
-                by.into_iter()
-                    .map(|(k, v)| (k, AddrSet::from_cidrs(&v)))
-                    .collect(),
-            )))
+            Ok((Kind::IpPorts, Arc::new(SetMatch::ip_ports(v))))
         }
     }
 }
 
 /// An `IP_AND_PORT` member, `ip,proto:port` (Felix writes `tcp`, `udp`
-/// or `sctp`).
-fn parse_ip_port(m: &str) -> Result<((u8, u16), Cidr), String> {
+/// or `sctp`), as (IPv6?, address, protocol, port).
+fn parse_ip_port(m: &str) -> Result<(bool, u128, u8, u16), String> {
     let bad = || format!("member {m:?} is not ip,proto:port");
     let (ip, pp) = m.split_once(',').ok_or_else(bad)?;
     let (p, port) = pp.split_once(':').ok_or_else(bad)?;
     let ip: IpAddr = ip.trim().parse().map_err(|_| bad())?;
     let proto = protocol_number(p).ok_or_else(bad)?;
     let port: u16 = port.trim().parse().map_err(|_| bad())?;
-    let len = if ip.is_ipv4() { 32 } else { 128 };
-    Ok(((proto, port), Cidr::new(ip, len)))
+    Ok(match ip {
+        IpAddr::V4(a) => (false, u128::from(u32::from(a)), proto, port),
+        IpAddr::V6(a) => (true, u128::from(a), proto, port),
+    })
 }
 
 /// A protocol name as Felix and iptables spell it.
@@ -306,6 +484,10 @@ enum Owner {
 struct IrBuilder<'m, 'c> {
     m: &'m FelixModel,
     cache: &'c mut PolicyCompiler,
+    /// Every IP set id named (sent or not).
+    referenced: HashSet<String>,
+    /// The sets checked, by id: their tables.
+    used: HashMap<String, Arc<SetMatch>>,
     /// Translated rule lists by owner and direction.
     rules: HashMap<(Owner, Dir), TRules>,
     decisions: Vec<DecisionInfo>,
@@ -627,28 +809,35 @@ impl IrBuilder<'_, '_> {
         if !not_nets.is_empty() {
             addr = addr.intersect(&AddrSet::from_cidrs(not_nets.iter()).complement());
         }
+        let mut t = with_addr(side, addr);
         for id in sets {
-            addr = addr.intersect(&*self.addrs(id)?);
+            t.checks.push(self.check(id, side, false, Kind::Addrs)?);
         }
         for id in not_sets {
-            addr = addr.intersect(&self.addrs(id)?.complement());
+            t.checks.push(self.check(id, side, true, Kind::Addrs)?);
         }
-        let mut terms = vec![with_addr(side, addr)];
+        let mut terms = vec![normalized(t)];
         if side == Side::Dst {
             // Service matches: every set must hold (ip, proto, port).
             for id in &rule.dst_ip_port_set_ids {
-                let alts = ip_port_terms(side, &*self.ip_ports(id)?);
-                terms = and_terms(&terms, &alts);
+                let c = self.check(id, side, false, Kind::IpPorts)?;
+                terms = and_terms(&terms, &[Term::with_check(c)]);
             }
         }
         if !ports.is_empty() || !named.is_empty() {
+            // A port in the ranges, or (ip, proto, port) in a named-port set.
             let mut alts = Vec::new();
             let nums = port_ranges(ports)?;
             if !nums.is_empty() {
                 alts.push(with_port(side, nums));
             }
             for id in named {
-                alts.extend(ip_port_terms(side, &*self.ip_ports(id)?));
+                alts.push(Term::with_check(self.check(
+                    id,
+                    side,
+                    false,
+                    Kind::IpPorts,
+                )?));
             }
             terms = and_terms(&terms, &alts);
         }
@@ -656,74 +845,56 @@ impl IrBuilder<'_, '_> {
             // A port outside the ranges, and (ip, proto, port) in none of
             // the named-port sets.
             let nums = port_ranges(not_ports)?;
-            let mut by_port: BTreeMap<u16, BTreeMap<u8, AddrSet>> = BTreeMap::new();
+            let mut t = with_port(side, RangeSet::full(PORT_MAX).minus(&nums, L4_MAX));
             for id in not_named {
-                for (&(proto, port), a) in self.ip_ports(id)?.iter() {
-                    let e = by_port.entry(port).or_default().entry(proto).or_default();
-                    *e = e.union(a);
-                }
+                t.checks.push(self.check(id, side, true, Kind::IpPorts)?);
             }
-            let allowed = RangeSet::full(PORT_MAX).minus(&nums, L4_MAX);
-            let named_ports = RangeSet::from_ranges(
-                by_port
-                    .keys()
-                    .map(|&p| (u128::from(p), u128::from(p)))
-                    .collect(),
-            );
-            let mut alts = vec![with_port(side, allowed.minus(&named_ports, L4_MAX))];
-            for (port, protos) in by_port {
-                if !allowed.contains(u128::from(port)) {
-                    continue;
-                }
-                let pset = RangeSet::single(u128::from(port));
-                let listed = RangeSet::from_ranges(
-                    protos
-                        .keys()
-                        .map(|&p| (u128::from(p), u128::from(p)))
-                        .collect(),
-                );
-                let mut t = with_port(side, pset.clone());
-                t.proto = listed.complement(PROTO_MAX);
-                alts.push(t);
-                for (proto, a) in protos {
-                    let mut t = with_addr(side, a.complement());
-                    t.proto = RangeSet::single(u128::from(proto));
-                    set_port(&mut t, side, pset.clone());
-                    alts.push(t);
-                }
-            }
-            alts.retain(|t| !t.is_empty());
-            terms = and_terms(&terms, &alts);
+            terms = and_terms(&terms, &[normalized(t)]);
         }
         Ok(terms)
     }
 
-    /// The addresses of IP set `id` (`NET` or `IP`).
-    fn addrs(&mut self, id: &str) -> Result<Arc<AddrSet>, String> {
-        match self.parsed(id)?.as_ref() {
-            Ok(Members::Addrs(a)) => Ok(a.clone()),
-            Ok(Members::IpPorts(_)) => Err(format!(
-                "IP set {id:?} is IP_AND_PORT where addresses are needed"
-            )),
-            Err(e) => Err(format!("IP set {id:?}: {e}")),
+    /// The check that `side` is (or with `negated`, is not) in IP set
+    /// `id`, which must be of kind `kind`; an error when the set was never
+    /// sent, does not parse or is of the other kind.
+    fn check(
+        &mut self,
+        id: &str,
+        side: Side,
+        negated: bool,
+        kind: Kind,
+    ) -> Result<SetCheck, String> {
+        if !self.referenced.contains(id) {
+            self.referenced.insert(id.to_string());
         }
-    }
-
-    /// The `(proto, port)` → addresses of IP set `id` (`IP_AND_PORT`).
-    fn ip_ports(&mut self, id: &str) -> Result<Arc<IpPorts>, String> {
-        match self.parsed(id)?.as_ref() {
-            Ok(Members::IpPorts(a)) => Ok(a.clone()),
-            Ok(Members::Addrs(_)) => Err(format!(
-                "IP set {id:?} holds addresses where ip,proto:port members are needed"
-            )),
-            Err(e) => Err(format!("IP set {id:?}: {e}")),
-        }
-    }
-
-    fn parsed(&mut self, id: &str) -> Result<ParsedSet, String> {
-        self.cache
+        let p = self
+            .cache
             .set(self.m, id)
-            .ok_or_else(|| format!("IP set {id:?} was never sent"))
+            .ok_or_else(|| format!("IP set {id:?} was never sent"))?;
+        let table = match (p.as_ref(), kind) {
+            (Err(e), _) => return Err(format!("IP set {id:?}: {e}")),
+            (Ok((k, t)), _) if *k == kind => t.clone(),
+            (Ok(_), Kind::Addrs) => {
+                return Err(format!(
+                    "IP set {id:?} is IP_AND_PORT where addresses are needed"
+                ))
+            }
+            (Ok(_), Kind::IpPorts) => {
+                return Err(format!(
+                    "IP set {id:?} holds addresses where ip,proto:port members are needed"
+                ))
+            }
+        };
+        let set = self.cache.index_of(id, kind);
+        self.used.insert(id.to_string(), table);
+        Ok(SetCheck {
+            set,
+            side: match side {
+                Side::Src => SetSide::Src,
+                Side::Dst => SetSide::Dst,
+            },
+            negated,
+        })
     }
 
     /// One direction of the IR: classes (endpoints walking the same
@@ -771,19 +942,25 @@ impl IrBuilder<'_, '_> {
         }
         for ((name, pass), uses) in tiers {
             let lists: Vec<&Vec<PolicyId>> = uses.iter().map(|u| &u.2.policies).collect();
-            // One segment for the tier when one order of its policies
-            // agrees with every endpoint's list (Felix sorts them one way
-            // for all); otherwise one segment per distinct list.
-            let groups: Vec<Vec<usize>> = match merged_order(&lists) {
-                Some(_) => vec![(0..uses.len()).collect()],
-                None => {
-                    let mut by: BTreeMap<&Vec<PolicyId>, Vec<usize>> = BTreeMap::new();
-                    for (k, l) in lists.iter().enumerate() {
-                        by.entry(l).or_default().push(k);
-                    }
-                    by.into_values().collect()
+            // Per group of classes that share policies (so a changed
+            // policy changes only its group's segment): one segment when
+            // one order of the group's policies agrees with every class's
+            // list (Felix sorts them one way for all); otherwise one
+            // segment per distinct list. Each class walks one segment for
+            // the tier either way.
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            for comp in sharing(&lists) {
+                let cl: Vec<&Vec<PolicyId>> = comp.iter().map(|&k| lists[k]).collect();
+                if merged_order(&cl).is_some() {
+                    groups.push(comp);
+                    continue;
                 }
-            };
+                let mut by: BTreeMap<&Vec<PolicyId>, Vec<usize>> = BTreeMap::new();
+                for &k in &comp {
+                    by.entry(lists[k]).or_default().push(k);
+                }
+                groups.extend(by.into_values());
+            }
             for g in groups {
                 let glists: Vec<&Vec<PolicyId>> = g.iter().map(|&k| lists[k]).collect();
                 let order = merged_order(&glists).unwrap_or_default();
@@ -946,6 +1123,34 @@ impl IrBuilder<'_, '_> {
     }
 }
 
+/// The lists grouped (by index, each group in index order, groups in
+/// order of their first) so that lists sharing a policy are in one group.
+fn sharing(lists: &[&Vec<PolicyId>]) -> Vec<Vec<usize>> {
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut parent: Vec<usize> = (0..lists.len()).collect();
+    let mut first: HashMap<&PolicyId, usize> = HashMap::new();
+    for (k, l) in lists.iter().enumerate() {
+        for id in l.iter() {
+            let o = *first.entry(id).or_insert(k);
+            let (a, b) = (root(&mut parent, o), root(&mut parent, k));
+            // The smaller index is the root: groups keep first-seen order.
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for k in 0..lists.len() {
+        let r = root(&mut parent, k);
+        groups.entry(r).or_default().push(k);
+    }
+    groups.into_values().collect()
+}
+
 /// An order of all policies in `lists` that keeps each list's order, if
 /// there is one (a topological sort; ties by first appearance).
 fn merged_order(lists: &[&Vec<PolicyId>]) -> Option<Vec<PolicyId>> {
@@ -1049,19 +1254,6 @@ fn port_ranges(ports: &[proto::PortRange]) -> Result<RangeSet, String> {
     Ok(RangeSet::from_ranges(v))
 }
 
-/// Terms matching `side`'s (address, protocol, port) in an `IP_AND_PORT`
-/// set.
-fn ip_port_terms(side: Side, set: &BTreeMap<(u8, u16), AddrSet>) -> Vec<Term> {
-    set.iter()
-        .map(|(&(proto, port), a)| {
-            let mut t = with_addr(side, a.clone());
-            t.proto = RangeSet::single(u128::from(proto));
-            set_port(&mut t, side, RangeSet::single(u128::from(port)));
-            t
-        })
-        .collect()
-}
-
 /// Which side of a packet a rule field constrains.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -1089,6 +1281,14 @@ fn set_port(t: &mut Term, side: Side, p: RangeSet) {
         Side::Src => t.sport = p,
         Side::Dst => t.dport = p,
     }
+}
+
+/// `t` with its checks sorted and without repeats (as `Term::and` keeps
+/// them).
+fn normalized(mut t: Term) -> Term {
+    t.checks.sort_unstable();
+    t.checks.dedup();
+    t
 }
 
 /// Conjunction of two disjunctions of terms.
@@ -1287,6 +1487,26 @@ mod tests {
             ..Default::default()
         };
         assert!(filter_to_family(&v6, 4).is_none());
+    }
+
+    #[test]
+    fn classes_sharing_policies_are_grouped() {
+        let id = |n: &str| PolicyId {
+            name: n.into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        let (a, b, c, d) = (id("a"), id("b"), id("c"), id("d"));
+        let l0 = vec![a.clone(), b.clone()];
+        let l1 = vec![c.clone()];
+        let l2 = vec![d.clone(), b];
+        let l3 = vec![c, a];
+        assert_eq!(sharing(&[&l0, &l1]), vec![vec![0], vec![1]]);
+        assert_eq!(sharing(&[&l0, &l1, &l2]), vec![vec![0, 2], vec![1]]);
+        // l3 joins l0's group and l1's.
+        assert_eq!(sharing(&[&l0, &l1, &l2, &l3]), vec![vec![0, 1, 2, 3]]);
+        assert_eq!(sharing(&[]), Vec::<Vec<usize>>::new());
+        let _ = d;
     }
 
     #[test]

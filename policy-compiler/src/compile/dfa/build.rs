@@ -69,7 +69,7 @@ struct Builder<'a> {
 /// Why a build gave up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GaveUp {
-    /// A field of some rule is not one range.
+    /// A field of some rule is not one range (or the rule checks a set).
     NotOneRange,
     /// The automaton outgrew its budget of words.
     Words,
@@ -104,6 +104,9 @@ impl Dfa {
         let full = widths.map(|w| ones(u32::from(w)));
         let mut boxes = Vec::with_capacity(rules.len());
         for r in rules {
+            if !r.checks.is_empty() {
+                return Err(GaveUp::NotOneRange);
+            }
             let mut b = RBox {
                 lo: [0; NFIELDS],
                 hi: [0; NFIELDS],

@@ -263,6 +263,7 @@ pub(crate) mod tests {
             .map(|(i, r)| ERule {
                 prio: i as u32,
                 fields: [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]],
+                checks: &[],
             })
             .collect()
     }

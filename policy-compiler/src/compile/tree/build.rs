@@ -8,7 +8,8 @@ use super::super::block::{self, BlockRule, NO_EXT};
 use super::super::config::Config;
 use super::super::partition::partition_by;
 use super::super::types::{Addr, ERule, NFIELDS};
-use super::layout::{Cold, CutTree, Hot, LeafRule, Node, Slot, Tree, TreeStats};
+use super::layout::{Cold, CutTree, Hot, LeafRule, Node, Slot, Tree, TreeStats, CHECK_ITEM};
+use crate::ir::{SetCheck, SetSide};
 use crate::ranges::RangeSet;
 
 impl<A: Addr> CutTree<A> {
@@ -202,6 +203,11 @@ struct Builder<'a, A> {
 
 type Region = [(u128, u8); NFIELDS];
 
+/// The `ext_items` field byte of a set check (see [`CHECK_ITEM`]).
+fn check_item(c: &SetCheck) -> u8 {
+    CHECK_ITEM | u8::from(c.side == SetSide::Dst) | u8::from(c.negated) << 1
+}
+
 /// Whether the run of children `c0..=c1` is all `nchild` of them. Runs are
 /// maximal, so a rule meeting every child has that one run and no other.
 fn every_child(c0: usize, c1: usize, nchild: usize) -> bool {
@@ -219,7 +225,9 @@ fn region_hi(r: (u128, u8)) -> u128 {
 impl<A: Addr> Builder<'_, A> {
     fn covers(&self, id: u32, region: &Region) -> bool {
         let r = &self.rules[id as usize];
-        (0..NFIELDS).all(|f| r.fields[f].covers(region[f].0, region_hi(region[f])))
+        // A rule with set checks may fail anywhere: it shadows nothing.
+        r.checks.is_empty()
+            && (0..NFIELDS).all(|f| r.fields[f].covers(region[f].0, region_hi(region[f])))
     }
 
     /// Shrink each field of the region to the smallest aligned block that
@@ -518,6 +526,10 @@ impl<A: Addr> Builder<'_, A> {
                 n += 1;
             }
         }
+        for c in r.checks {
+            self.ext_items.push((check_item(c), c.set, 0));
+            n += 1;
+        }
         self.ext_heads.push((start, n));
         self.term_ext.insert(id, head);
         head
@@ -553,6 +565,7 @@ impl<A: Addr> Builder<'_, A> {
                     }
                 }
             }
+            needs_ext |= !self.rules[id as usize].checks.is_empty();
             let ext = if needs_ext { self.term_ext(id) } else { NO_EXT };
             out.push(LeafRule {
                 lo: lo.map(A::from_u128_sat),

@@ -6,6 +6,10 @@ use super::super::types::{Addr, NFIELDS};
 
 const LEAF_FIELD: u64 = 7;
 
+/// An `ext_items` entry whose field byte has this bit is a set check:
+/// bit 0 the side (1: destination), bit 1 negated, `start` the set index.
+pub(super) const CHECK_ITEM: u8 = 0x80;
+
 /// A node packed in 8 bytes: `base` (bits 0..32), field (32..35, 7 =
 /// leaf), shift (35..42), the cut's bit count or the leaf's rule count
 /// (42..63), and (bit 63) whether an internal node has pushed rules.
@@ -117,7 +121,8 @@ pub struct CutTree<A> {
     pub(super) blocks: Vec<Block>,
     /// (start, len) into `ext_items`.
     pub(super) ext_heads: Vec<(u32, u32)>,
-    /// (field, start, len) into `ext_ranges`.
+    /// (field, start, len) into `ext_ranges`, or a set check
+    /// ([`CHECK_ITEM`]).
     pub(super) ext_items: Vec<(u8, u32, u32)>,
     pub(super) ext_ranges: Vec<(A, A)>,
     pub(super) stats: TreeStats,

@@ -1,9 +1,16 @@
 //! Lookups in the cut trees: one key ([`CutTree::first_match`]) or a batch
 //! walked level by level ([`CutTree::first_match_many`]).
 
+use std::sync::Arc;
+
 use super::super::block::{self, KeyVec, NO_EXT};
+use super::super::sets::SetMatch;
 use super::super::types::{Addr, EKey, BATCH, NFIELDS};
-use super::layout::{CutTree, Node, Tree};
+use super::layout::{CutTree, Node, Tree, CHECK_ITEM};
+use crate::ir::SetSide;
+
+/// The sets a lookup checks rules against (the classifier's set table).
+type Sets<'s> = &'s [Arc<SetMatch>];
 
 impl<A: Addr> CutTree<A> {
     /// Index of the child slot of internal node `n` for key `k`.
@@ -16,10 +23,10 @@ impl<A: Addr> CutTree<A> {
     /// Walk tree `t` for `k`, scanning pushed rules on the way; returns
     /// the best priority (at most `best`).
     #[inline]
-    fn walk(&self, t: &Tree, k: &EKey<A>, kv: &KeyVec, mut best: u32) -> u32 {
+    fn walk(&self, t: &Tree, k: &EKey<A>, kv: &KeyVec, mut best: u32, sets: Sets<'_>) -> u32 {
         let mut n = t.root;
         if n.has_push() {
-            best = self.scan(t.root_push, k, kv, best);
+            best = self.scan(t.root_push, k, kv, best, sets);
         }
         while !n.is_leaf() {
             let i = Self::slot(n, k);
@@ -29,37 +36,37 @@ impl<A: Addr> CutTree<A> {
             }
             n = slot.node;
             if n.has_push() {
-                best = self.scan(self.push[i], k, kv, best);
+                best = self.scan(self.push[i], k, kv, best, sets);
             }
         }
-        self.scan(n, k, kv, best)
+        self.scan(n, k, kv, best, sets)
     }
 
     /// Scan a leaf (or a pushed list) for `k`; `kv` is its vector form ([`KeyVec::of`]).
     #[inline(always)]
-    fn scan(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
+    fn scan(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32, sets: Sets<'_>) -> u32 {
         if A::BITS == 32 {
-            self.scan_blocks(leaf, k, kv, best)
+            self.scan_blocks(leaf, k, kv, best, sets)
         } else {
-            self.scan_scalar(leaf, k, best)
+            self.scan_scalar(leaf, k, best, sets)
         }
     }
 
     /// The SIMD scan of a leaf (IPv4; see [`block::scan`]).
     #[inline(always)]
-    fn scan_blocks(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32) -> u32 {
+    fn scan_blocks(&self, leaf: Node, k: &EKey<A>, kv: &KeyVec, best: u32, sets: Sets<'_>) -> u32 {
         let start = leaf.base() as usize;
         let len = leaf.upper() as usize;
         block::scan(
             &self.blocks[start..start + len.div_ceil(4)],
             kv,
             best,
-            |e| self.ext_ok(e, k),
+            |e| self.ext_ok(e, k, sets),
         )
     }
 
     #[inline(always)]
-    fn scan_scalar(&self, leaf: Node, k: &EKey<A>, best: u32) -> u32 {
+    fn scan_scalar(&self, leaf: Node, k: &EKey<A>, best: u32, sets: Sets<'_>) -> u32 {
         let start = leaf.base() as usize;
         let end = start + leaf.upper() as usize;
         let (src, dst) = (k.f[1], k.f[2]);
@@ -77,7 +84,7 @@ impl<A: Addr> CutTree<A> {
                     & (k.f[4] <= c.hi[2])
                     & (c.lo[3] <= k.f[5])
                     & (k.f[5] <= c.hi[3]);
-                if ok && (c.ext == NO_EXT || self.ext_ok(c.ext, k)) {
+                if ok && (c.ext == NO_EXT || self.ext_ok(c.ext, k, sets)) {
                     return h.prio;
                 }
             }
@@ -91,6 +98,12 @@ impl<A: Addr> CutTree<A> {
     /// after another. `best[i]` must start at `u32::MAX` (or a bound);
     /// it ends as the priority of the first match (`u32::MAX`: none).
     pub fn first_match_many(&self, keys: &[EKey<A>], best: &mut [u32]) {
+        self.first_match_many_in(keys, best, &[]);
+    }
+
+    /// [`CutTree::first_match_many`] with the set table its rules' checks
+    /// name.
+    pub fn first_match_many_in(&self, keys: &[EKey<A>], best: &mut [u32], sets: Sets<'_>) {
         let n = keys.len().min(best.len()).min(BATCH);
         let (keys, best) = (&keys[..n], &mut best[..n]);
         let mut cur = [Node::default(); BATCH];
@@ -111,7 +124,8 @@ impl<A: Addr> CutTree<A> {
             for &i in open {
                 let i = usize::from(i);
                 if t.root.has_push() {
-                    best[i] = self.scan(t.root_push, &keys[i], &KeyVec::of(&keys[i]), best[i]);
+                    best[i] =
+                        self.scan(t.root_push, &keys[i], &KeyVec::of(&keys[i]), best[i], sets);
                 }
                 cur[i] = t.root;
             }
@@ -130,8 +144,13 @@ impl<A: Addr> CutTree<A> {
                         Node::leaf(0, 0)
                     } else {
                         if slot.node.has_push() {
-                            best[i] =
-                                self.scan(self.push[s], &keys[i], &KeyVec::of(&keys[i]), best[i]);
+                            best[i] = self.scan(
+                                self.push[s],
+                                &keys[i],
+                                &KeyVec::of(&keys[i]),
+                                best[i],
+                                sets,
+                            );
                         }
                         slot.node
                     };
@@ -144,15 +163,30 @@ impl<A: Addr> CutTree<A> {
             for &i in open {
                 let i = usize::from(i);
                 if best[i] > t.min_prio {
-                    best[i] = self.scan(cur[i], &keys[i], &KeyVec::of(&keys[i]), best[i]);
+                    best[i] = self.scan(cur[i], &keys[i], &KeyVec::of(&keys[i]), best[i], sets);
                 }
             }
         }
     }
 
-    fn ext_ok(&self, ext: u32, k: &EKey<A>) -> bool {
+    fn ext_ok(&self, ext: u32, k: &EKey<A>, sets: Sets<'_>) -> bool {
         let (s, l) = self.ext_heads[ext as usize];
         for &(f, rs, rl) in &self.ext_items[s as usize..(s + l) as usize] {
+            if f & CHECK_ITEM != 0 {
+                let side = if f & 1 != 0 {
+                    SetSide::Dst
+                } else {
+                    SetSide::Src
+                };
+                // A set index outside the table cannot be judged: no match.
+                let ok = sets
+                    .get(rs as usize)
+                    .is_some_and(|m| m.contains(k, side) != (f & 2 != 0));
+                if !ok {
+                    return false;
+                }
+                continue;
+            }
             let v = k.f[f as usize % NFIELDS];
             let r = &self.ext_ranges[rs as usize..(rs + rl) as usize];
             let i = r.partition_point(|&(_, hi)| hi < v);
@@ -166,13 +200,19 @@ impl<A: Addr> CutTree<A> {
     /// Priority of the first matching rule, if any.
     #[inline]
     pub fn first_match(&self, k: &EKey<A>) -> Option<u32> {
+        self.first_match_in(k, &[])
+    }
+
+    /// [`CutTree::first_match`] with the set table its rules' checks name.
+    #[inline]
+    pub fn first_match_in(&self, k: &EKey<A>, sets: Sets<'_>) -> Option<u32> {
         let mut best = u32::MAX;
         let kv = KeyVec::of(k);
         for t in &self.trees {
             if t.min_prio >= best {
                 break;
             }
-            best = self.walk(t, k, &kv, best);
+            best = self.walk(t, k, &kv, best, sets);
         }
         (best != u32::MAX).then_some(best)
     }
