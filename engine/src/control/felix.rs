@@ -422,6 +422,7 @@ impl FelixRecord {
             "model": counts,
             "applied": {"routes": self.report.routes, "neighbors": self.report.neighbors,
                         "masquerade": self.report.masquerade,
+                        "floating_ips": self.report.floating,
                         "routes_overridden": self.report.routes_overridden},
             "unsupported": unsupported,
             "endpoints": self.endpoints_status(),
