@@ -16,38 +16,174 @@ use crate::ranges::AddrSet;
 /// One set's members.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetMatch {
-    /// Addresses (Felix `NET` / `IP` sets): disjoint sorted ranges per
-    /// family.
+    /// Addresses (Felix `NET` / `IP` sets), per family.
     Addrs {
-        /// IPv4 ranges.
-        v4: Vec<(u32, u32)>,
-        /// IPv6 ranges.
-        v6: Vec<(u128, u128)>,
+        /// IPv4 members.
+        v4: AddrTable<u32>,
+        /// IPv6 members.
+        v6: AddrTable<u128>,
     },
     /// `(address, protocol, port)` members (Felix `IP_AND_PORT` sets,
-    /// named ports and services), sorted, per family.
+    /// named ports and services), per family.
     IpPorts {
         /// IPv4 members.
-        v4: Vec<(u32, u8, u16)>,
+        v4: HostTable<(u32, u8, u16)>,
         /// IPv6 members.
-        v6: Vec<(u128, u8, u16)>,
+        v6: HostTable<(u128, u8, u16)>,
     },
 }
 
 /// The sets of a classifier, by [`SetCheck::set`].
 pub type SetTable = Vec<Arc<SetMatch>>;
 
+/// Ranges of at most this many addresses are held as single addresses in
+/// the hash table (pods' addresses are single or a few consecutive ones);
+/// wider ranges stay sorted ranges.
+const HOST_RANGE_MAX: u128 = 16;
+
+/// One family's addresses: single addresses in a hash table (one probe
+/// whatever the set's size), wider ranges sorted and disjoint beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddrTable<T> {
+    hosts: HostTable<T>,
+    ranges: Vec<(T, T)>,
+}
+
+impl<T: HostKey + Into<u128> + TryFrom<u128>> AddrTable<T> {
+    /// The table of disjoint sorted ranges `r`.
+    fn of(r: impl IntoIterator<Item = (T, T)>) -> AddrTable<T> {
+        let (mut hosts, mut ranges) = (Vec::new(), Vec::new());
+        for (lo, hi) in r {
+            let (l, h): (u128, u128) = (lo.into(), hi.into());
+            if h - l < HOST_RANGE_MAX {
+                hosts.extend((l..=h).filter_map(|a| T::try_from(a).ok()));
+            } else {
+                ranges.push((lo, hi));
+            }
+        }
+        AddrTable {
+            hosts: HostTable::of(hosts),
+            ranges,
+        }
+    }
+
+    #[inline]
+    fn contains(&self, a: T) -> bool {
+        self.hosts.contains(a) || (!self.ranges.is_empty() && in_ranges(&self.ranges, a))
+    }
+
+    fn memory(&self) -> usize {
+        self.hosts.memory() + self.ranges.len() * 2 * std::mem::size_of::<T>()
+    }
+
+    fn len(&self) -> usize {
+        self.hosts.len() + self.ranges.len()
+    }
+}
+
+/// A key of a [`HostTable`].
+pub trait HostKey: Copy + Ord {
+    /// 64 well-mixed bits of the key (the table takes the high ones).
+    fn hash(self) -> u64;
+}
+
+const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl HostKey for u32 {
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        u64::from(self).wrapping_mul(MIX)
+    }
+}
+
+impl HostKey for u128 {
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        ((self as u64) ^ ((self >> 64) as u64).wrapping_mul(MIX)).wrapping_mul(MIX)
+    }
+}
+
+impl<A: HostKey> HostKey for (A, u8, u16) {
+    #[inline(always)]
+    fn hash(self) -> u64 {
+        (self.0.hash() ^ (u64::from(self.1) << 16 | u64::from(self.2))).wrapping_mul(MIX)
+    }
+}
+
+/// Exact keys in a static hash table without empty slots: the keys
+/// sorted by bucket (then value), `starts[b]..starts[b + 1]` bucket `b`'s.
+/// As many buckets as keys (rounded up to a power of two), so a lookup
+/// reads one bucket bound pair and about one key. Built the same from the
+/// same keys, so equal sets compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostTable<T> {
+    starts: Vec<u32>,
+    keys: Vec<T>,
+    /// log2 of the bucket count.
+    bits: u32,
+}
+
+impl<T: HostKey> HostTable<T> {
+    fn of(mut keys: Vec<T>) -> HostTable<T> {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return HostTable {
+                starts: Vec::new(),
+                keys,
+                bits: 0,
+            };
+        }
+        let bits = keys.len().next_power_of_two().trailing_zeros();
+        let bucket = |k: T| Self::bucket_of(k, bits);
+        keys.sort_by_key(|&k| (bucket(k), k));
+        let mut starts = vec![0u32; (1usize << bits) + 1];
+        for &k in &keys {
+            starts[bucket(k) + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        HostTable { starts, keys, bits }
+    }
+
+    #[inline(always)]
+    fn bucket_of(k: T, bits: u32) -> usize {
+        // The high `bits` bits of the hash (`bits` is at most 32, so the
+        // shift stays below 64).
+        (k.hash() >> 32 >> (32 - bits)) as usize
+    }
+
+    /// Whether `k` is a key.
+    #[inline]
+    pub fn contains(&self, k: T) -> bool {
+        if self.keys.is_empty() {
+            return false;
+        }
+        let b = Self::bucket_of(k, self.bits);
+        let (Some(&s), Some(&e)) = (self.starts.get(b), self.starts.get(b + 1)) else {
+            return false;
+        };
+        self.keys
+            .get(s as usize..e as usize)
+            .is_some_and(|ks| ks.contains(&k))
+    }
+
+    fn memory(&self) -> usize {
+        self.starts.len() * 4 + self.keys.len() * std::mem::size_of::<T>()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
 impl SetMatch {
     /// The set of `a`'s addresses.
     pub fn addrs(a: &AddrSet) -> SetMatch {
         SetMatch::Addrs {
-            v4: a
-                .v4
-                .ranges()
-                .iter()
-                .map(|&(x, y)| (x as u32, y as u32))
-                .collect(),
-            v6: a.v6.ranges().to_vec(),
+            v4: AddrTable::of(a.v4.ranges().iter().map(|&(x, y)| (x as u32, y as u32))),
+            v6: AddrTable::of(a.v6.ranges().iter().copied()),
         }
     }
 
@@ -62,18 +198,17 @@ impl SetMatch {
                 v4.push((a as u32, proto, port));
             }
         }
-        v4.sort_unstable();
-        v4.dedup();
-        v6.sort_unstable();
-        v6.dedup();
-        SetMatch::IpPorts { v4, v6 }
+        SetMatch::IpPorts {
+            v4: HostTable::of(v4),
+            v6: HostTable::of(v6),
+        }
     }
 
     /// The empty set of addresses (a set index no rule should reach).
     pub fn none() -> SetMatch {
         SetMatch::Addrs {
-            v4: Vec::new(),
-            v6: Vec::new(),
+            v4: AddrTable::of([]),
+            v6: AddrTable::of([]),
         }
     }
 
@@ -86,11 +221,11 @@ impl SetMatch {
         };
         let v6 = A::BITS == 128;
         match self {
-            SetMatch::Addrs { v4, v6: r6 } => {
+            SetMatch::Addrs { v4, v6: t6 } => {
                 if v6 {
-                    in_ranges(r6, addr.to_u128())
+                    t6.contains(addr.to_u128())
                 } else {
-                    in_ranges(v4, addr.to_u128() as u32)
+                    v4.contains(addr.to_u128() as u32)
                 }
             }
             SetMatch::IpPorts { v4, v6: m6 } => {
@@ -102,10 +237,9 @@ impl SetMatch {
                     return false;
                 };
                 if v6 {
-                    m6.binary_search(&(addr.to_u128(), proto, port)).is_ok()
+                    m6.contains((addr.to_u128(), proto, port))
                 } else {
-                    v4.binary_search(&(addr.to_u128() as u32, proto, port))
-                        .is_ok()
+                    v4.contains((addr.to_u128() as u32, proto, port))
                 }
             }
         }
@@ -114,12 +248,12 @@ impl SetMatch {
     /// Bytes of the table.
     pub fn memory(&self) -> usize {
         match self {
-            SetMatch::Addrs { v4, v6 } => v4.len() * 8 + v6.len() * 32,
-            SetMatch::IpPorts { v4, v6 } => v4.len() * 8 + v6.len() * 24,
+            SetMatch::Addrs { v4, v6 } => v4.memory() + v6.memory(),
+            SetMatch::IpPorts { v4, v6 } => v4.memory() + v6.memory(),
         }
     }
 
-    /// Members (ranges or triples).
+    /// Entries (single addresses, ranges or triples).
     pub fn len(&self) -> usize {
         match self {
             SetMatch::Addrs { v4, v6 } => v4.len() + v6.len(),
@@ -167,5 +301,65 @@ mod tests {
         assert!(!p.contains(&k(0x0a00_0001, 6, 0x10000 + 80), SetSide::Dst));
         let k6 = EKey::<u128>::new(0, 0, 7, 17, 9, 53);
         assert!(p.contains(&k6, SetSide::Dst));
+    }
+
+    #[test]
+    fn hosts_short_and_wide_ranges_agree_with_the_ranges() {
+        // Single addresses, short runs (hashed) and wide ranges (sorted),
+        // IPv4 and IPv6, against a linear check of the ranges.
+        let mut c: Vec<Cidr> = Vec::new();
+        for i in 0..300u32 {
+            let a = 0x0a00_0000 + i * 7;
+            c.push(Cidr::parse(&format!("{}/32", std::net::Ipv4Addr::from(a))).unwrap());
+        }
+        for s in [
+            "10.1.0.0/29",
+            "10.1.0.8/30",
+            "10.2.0.0/28",
+            "10.3.0.0/27",
+            "fd00::1/128",
+            "fd00::10/124",
+            "fd01::/64",
+        ] {
+            c.push(Cidr::parse(s).unwrap());
+        }
+        let a = AddrSet::from_cidrs(&c);
+        let s = SetMatch::addrs(&a);
+        let r4: Vec<(u32, u32)> =
+            a.v4.ranges()
+                .iter()
+                .map(|&(x, y)| (x as u32, y as u32))
+                .collect();
+        for v in (0x09ff_fff0u32..0x0a00_0a00).chain(0x0a00_fff0..0x0a04_0010) {
+            let want = r4.iter().any(|&(lo, hi)| lo <= v && v <= hi);
+            assert_eq!(
+                s.contains(&EKey::<u32>::new(0, v, 0, 6, 1, 2), SetSide::Src),
+                want,
+                "{v:#x}"
+            );
+        }
+        let r6 = a.v6.ranges();
+        for base in [0xfd00u128 << 112, 0xfd01u128 << 112, 0xfd02u128 << 112] {
+            for v in base.saturating_sub(4)..base + 40 {
+                let want = r6.iter().any(|&(lo, hi)| lo <= v && v <= hi);
+                assert_eq!(
+                    s.contains(&EKey::<u128>::new(0, 0, v, 6, 1, 2), SetSide::Dst),
+                    want
+                );
+            }
+        }
+        // Equal members build equal tables, and the count of entries
+        // counts each hashed address and each wide range once.
+        assert_eq!(s, SetMatch::addrs(&AddrSet::from_cidrs(&c)));
+        assert!(!s.is_empty());
+        assert!(!SetMatch::none().contains(&EKey::<u32>::new(0, 0, 0, 6, 1, 2), SetSide::Src));
+        let p = SetMatch::ip_ports(
+            (0..1000u32).map(|i| (false, u128::from(i * 5), 6, 80 + (i % 3) as u16)),
+        );
+        for i in 0..5000u32 {
+            let want = i % 5 == 0 && (i / 5) % 3 == 0;
+            let k = EKey::<u32>::new(0, 0, i, 6, 9, 80);
+            assert_eq!(p.contains(&k, SetSide::Dst), want, "{i}");
+        }
     }
 }
