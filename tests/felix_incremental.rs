@@ -18,23 +18,8 @@ use engine::sources::felix::{HowCompiled, PolicyCompiler};
 use policy_compiler::{FlowKey, L4};
 use proptest::prelude::*;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.next() % 100 < pct
-    }
-}
+mod common;
+use common::Rng;
 
 const SETS: usize = 6;
 const POLICIES: usize = 6;

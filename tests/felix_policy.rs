@@ -37,29 +37,8 @@ use policy_compiler::{Classifier, FlowKey, L4};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.next() % 100 < pct
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-    fn word(&mut self, v: &[&'static str]) -> &'static str {
-        v[self.below(v.len())]
-    }
-}
+mod common;
+use common::Rng;
 
 const SELECTORS: &[&str] = &[
     "all()",

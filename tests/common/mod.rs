@@ -138,3 +138,34 @@ pub fn tshark_checked(pcap: &Path, fields: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A small deterministic generator (xorshift64*) for generated test
+/// scenarios: the same seed gives the same scenario on every machine.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// True `pct` times in 100.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+
+    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[self.below(v.len())]
+    }
+
+    pub fn word(&mut self, v: &[&'static str]) -> &'static str {
+        v[self.below(v.len())]
+    }
+}
