@@ -44,6 +44,8 @@ pub(super) struct Head {
 pub(crate) struct Held {
     pub(super) heads: ArrayVec<Head, MAX_BATCH>,
     pub(super) rest: ArrayVec<Option<RxFrame>, { MAX_BATCH + MAX_PARTS }>,
+    /// Packets of more than one frame among `heads`.
+    pub(super) multi: usize,
     /// The last frame taken said the packet continues.
     open: bool,
 }
@@ -61,6 +63,7 @@ impl Held {
     pub(super) fn clear(&mut self) {
         self.heads.clear();
         self.rest.clear();
+        self.multi = 0;
         self.open = false;
     }
 
@@ -73,6 +76,9 @@ impl Held {
         let r = if self.open {
             match self.heads.last_mut() {
                 Some(h) if usize::from(h.parts) < MAX_PARTS && !self.rest.is_full() => {
+                    if h.parts == 0 {
+                        self.multi += 1;
+                    }
                     h.parts += 1;
                     self.rest.push(Some(f));
                     None
@@ -101,78 +107,78 @@ impl Held {
         self.open = cont;
         r
     }
+}
 
-    /// Gives the other frames of `h` back to the pool.
-    pub(super) fn free_parts(&mut self, h: &Head, pool: &mut FramePool) {
-        let (s, n) = (usize::from(h.start), usize::from(h.parts));
-        for f in self.rest.iter_mut().skip(s).take(n) {
-            if let Some(f) = f.take() {
-                pool.push(f.frame);
-            }
+/// Gives the other frames of `h` (in `rest`) back to the pool.
+pub(super) fn free_parts(rest: &mut [Option<RxFrame>], h: &Head, pool: &mut FramePool) {
+    let (s, n) = (usize::from(h.start), usize::from(h.parts));
+    for f in rest.iter_mut().skip(s).take(n) {
+        if let Some(f) = f.take() {
+            pool.push(f.frame);
         }
     }
+}
 
-    /// Sends `data` (the processed packet of `h`) out of `out` in the
-    /// packet's own frames, as many as it needs, every one but the last
-    /// marked "continues"; frames left over go back to the pool.
-    pub(super) fn send(
-        &mut self,
-        umem: &Umem,
-        pool: &mut FramePool,
-        out: &mut XskSocket,
-        h: Head,
-        data: &[u8],
-    ) -> Result<u32, SendError> {
-        let fs = umem.frame_size();
-        let (s, n) = (usize::from(h.start), usize::from(h.parts));
-        let mut pieces: ArrayVec<(Frame, u32), { MAX_PARTS + 1 }> = ArrayVec::new();
-        pieces.push((h.rx.frame, h.rx.off));
-        for f in self.rest.iter_mut().skip(s).take(n) {
-            if let Some(f) = f.take() {
-                pieces.push((f.frame, f.off));
-            }
+/// Sends `data` (the processed packet of `h`) out of `out` in the
+/// packet's own frames, as many as it needs, every one but the last
+/// marked "continues"; frames left over go back to the pool.
+pub(super) fn send(
+    rest: &mut [Option<RxFrame>],
+    umem: &Umem,
+    pool: &mut FramePool,
+    out: &mut XskSocket,
+    h: Head,
+    data: &[u8],
+) -> Result<u32, SendError> {
+    let fs = umem.frame_size();
+    let (s, n) = (usize::from(h.start), usize::from(h.parts));
+    let mut pieces: ArrayVec<(Frame, u32), { MAX_PARTS + 1 }> = ArrayVec::new();
+    pieces.push((h.rx.frame, h.rx.off));
+    for f in rest.iter_mut().skip(s).take(n) {
+        if let Some(f) = f.take() {
+            pieces.push((f.frame, f.off));
         }
-        let mut need = 0;
-        let mut room = 0usize;
-        for (_, off) in &pieces {
-            if room >= data.len() {
-                break;
-            }
-            room += (fs - off) as usize;
-            need += 1;
-        }
-        let err = if room < data.len() || (need > 1 && !out.multi_buffer()) {
-            Some(SendError::TooLong)
-        } else if out.tx_free(need) < need {
-            Some(SendError::RingFull)
-        } else {
-            None
-        };
-        if let Some(e) = err {
-            for (f, _) in pieces {
-                pool.push(f);
-            }
-            return Err(e);
-        }
-        let mut at = 0;
-        let mut queued = 0;
-        for (i, (mut f, off)) in pieces.into_iter().enumerate() {
-            if (i as u32) >= need {
-                pool.push(f);
-                continue;
-            }
-            let len = ((fs - off) as usize).min(data.len() - at);
-            umem.bytes_mut(&mut f, off, len as u32)
-                .copy_from_slice(&data[at..at + len]);
-            at += len;
-            // Cannot fail: the ring had room for all `need` (checked).
-            match out.tx_push_part(f, off, len as u32, (i as u32) + 1 < need) {
-                Ok(()) => queued += 1,
-                Err(f) => pool.push(f),
-            }
-        }
-        Ok(queued)
     }
+    let mut need = 0;
+    let mut room = 0usize;
+    for (_, off) in &pieces {
+        if room >= data.len() {
+            break;
+        }
+        room += (fs - off) as usize;
+        need += 1;
+    }
+    let err = if room < data.len() || (need > 1 && !out.multi_buffer()) {
+        Some(SendError::TooLong)
+    } else if out.tx_free(need) < need {
+        Some(SendError::RingFull)
+    } else {
+        None
+    };
+    if let Some(e) = err {
+        for (f, _) in pieces {
+            pool.push(f);
+        }
+        return Err(e);
+    }
+    let mut at = 0;
+    let mut queued = 0;
+    for (i, (mut f, off)) in pieces.into_iter().enumerate() {
+        if (i as u32) >= need {
+            pool.push(f);
+            continue;
+        }
+        let len = ((fs - off) as usize).min(data.len() - at);
+        umem.bytes_mut(&mut f, off, len as u32)
+            .copy_from_slice(&data[at..at + len]);
+        at += len;
+        // Cannot fail: the ring had room for all `need` (checked).
+        match out.tx_push_part(f, off, len as u32, (i as u32) + 1 < need) {
+            Ok(()) => queued += 1,
+            Err(f) => pool.push(f),
+        }
+    }
+    Ok(queued)
 }
 
 /// Copies the packet of `h` (its first frame, then its other frames in
@@ -272,6 +278,7 @@ mod tests {
         assert!(held.take(rx(&mut pool, 60, false), 0).is_none());
         assert_eq!(held.heads.len(), 3);
         assert_eq!(held.len(), 5);
+        assert_eq!(held.multi, 1);
         let (parts, start) = (held.heads[1].parts, held.heads[1].start);
         assert_eq!((parts, start), (2, 0));
         let mut h = held.heads.remove(1);
@@ -281,7 +288,7 @@ mod tests {
         assert!(buf[..1792].iter().all(|&b| b == 10));
         assert!(buf[1792..3584].iter().all(|&b| b == 11));
         assert!(buf[3584..n].iter().all(|&b| b == 12));
-        held.free_parts(&h, &mut pool);
+        free_parts(&mut held.rest, &h, &mut pool);
         pool.push(h.rx.frame);
         for h in held.heads.drain(..) {
             pool.push(h.rx.frame);

@@ -14,7 +14,7 @@ use super::sockets::WorkerIo;
 use super::stats::{publish, publish_hits, Local, WorkerReport, WorkerStats, HITS_EVERY};
 use crate::io::inject::KernelInjector;
 use crate::io::sys::{self};
-use crate::io::xsk::{Accounting, FramePool, Umem, XskSocket};
+use crate::io::xsk::{Accounting, FramePool, RxFrame, Umem, XskSocket};
 use crate::pipeline::{Action, Batch, Pipeline, PortId, MAX_BATCH};
 use crate::tables::Tables;
 use crate::wire::{self, frag::Fragments};
@@ -121,7 +121,7 @@ impl Worker {
         local.rx += u64::from(n);
         local.batches += 1;
         let mut actions = [(Action::Kernel, 0u32, 0u16); MAX_BATCH];
-        let jumbos = held.heads.iter().filter(|h| h.parts > 0).count();
+        let jumbos = held.multi;
         if jumbos > 0 {
             self.scratch.reserve(jumbos);
         }
@@ -171,12 +171,12 @@ impl Worker {
             }
         }
         local.multi_buffer += jumbos as u64;
-        let mut heads = std::mem::take(&mut held.heads);
+        let Held { heads, rest, .. } = &mut *held;
         for h in heads.drain(..) {
             if h.slot == NONE {
                 // Too long to take: its frames go back.
                 local.too_long += 1;
-                held.free_parts(&h, &mut io.pool);
+                jumbo::free_parts(rest, &h, &mut io.pool);
                 io.pool.push(h.rx.frame);
                 continue;
             }
@@ -186,7 +186,7 @@ impl Worker {
                 send_jumbo(
                     io,
                     &self.inject,
-                    held,
+                    rest,
                     h,
                     data,
                     action,
@@ -253,9 +253,8 @@ impl Worker {
                 }
             }
         }
-        held.heads = heads;
         // Frames of parts no packet took (none in practice).
-        for f in held.rest.drain(..).flatten() {
+        for f in rest.drain(..).flatten() {
             io.pool.push(f.frame);
         }
         for (s, d) in io.sockets.iter_mut().zip(tx_dirty.iter()) {
@@ -534,7 +533,7 @@ fn send_fragments(
 fn send_jumbo(
     io: &mut WorkerIo,
     inject: &KernelInjector,
-    held: &mut Held,
+    rest: &mut [Option<RxFrame>],
     h: Head,
     data: &mut [u8],
     action: Action,
@@ -542,8 +541,8 @@ fn send_jumbo(
     local: &mut Local,
     tx_dirty: &mut [bool],
 ) {
-    let give_back = |held: &mut Held, h: Head, pool: &mut FramePool| {
-        held.free_parts(&h, pool);
+    let give_back = |rest: &mut [Option<RxFrame>], h: Head, pool: &mut FramePool| {
+        jumbo::free_parts(rest, &h, pool);
         pool.push(h.rx.frame);
     };
     match action {
@@ -551,7 +550,7 @@ fn send_jumbo(
             let ti = io.tx_of.get(usize::from(p)).copied().unwrap_or(0);
             let Some(out) = io.sockets.get_mut(ti) else {
                 local.tx_no_socket += 1;
-                give_back(held, h, &mut io.pool);
+                give_back(rest, h, &mut io.pool);
                 return;
             };
             if frag != 0 {
@@ -565,10 +564,10 @@ fn send_jumbo(
                     local,
                     tx_dirty,
                 );
-                give_back(held, h, &mut io.pool);
+                give_back(rest, h, &mut io.pool);
                 return;
             }
-            match held.send(&io.umem, &mut io.pool, out, h, data) {
+            match jumbo::send(rest, &io.umem, &mut io.pool, out, h, data) {
                 Ok(_) => {
                     local.tx += 1;
                     if let Some(d) = tx_dirty.get_mut(ti) {
@@ -584,12 +583,12 @@ fn send_jumbo(
                 Ok(()) => local.kernel_sent += 1,
                 Err(_) => local.kernel_send_failed += 1,
             }
-            give_back(held, h, &mut io.pool);
+            give_back(rest, h, &mut io.pool);
         }
         Action::Kernel => {
             local.kernel_unreachable += 1;
-            give_back(held, h, &mut io.pool);
+            give_back(rest, h, &mut io.pool);
         }
-        Action::Drop(_) => give_back(held, h, &mut io.pool),
+        Action::Drop(_) => give_back(rest, h, &mut io.pool),
     }
 }
