@@ -113,7 +113,7 @@ fn kernel_routes_neighbours_and_addresses_are_followed() {
     // A next hop nobody resolved yet: the first packets go through the
     // kernel (which resolves it and sends them), the next through sluice.
     for dst in [SERVER_IP, "fd77:2::2"] {
-        let ok = t.ping(&t.client, dst, 3);
+        let ok = t.ping_waiting(&t.client, dst, 3, 3);
         let (_, r, _) = t.ctl(&["--json", "routes"]);
         assert!(ok, "ping {dst} with a cold neighbour: {}\n{r}", stats(&t));
     }

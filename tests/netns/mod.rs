@@ -314,6 +314,12 @@ routes:
 
     /// Pings `dst` from `ns`; true if at least one reply came back.
     pub fn ping(&self, ns: &str, dst: &str, count: u32) -> bool {
+        self.ping_waiting(ns, dst, count, 1)
+    }
+
+    /// [`Topo::ping`] waiting up to `wait_s` seconds for the last reply
+    /// (a cold neighbour: the kernel's ND retransmits after 1 s).
+    pub fn ping_waiting(&self, ns: &str, dst: &str, count: u32, wait_s: u32) -> bool {
         sh(&[
             "ip",
             "netns",
@@ -325,7 +331,7 @@ routes:
             "-i",
             "0.2",
             "-W",
-            "1",
+            &wait_s.to_string(),
             dst,
         ])
         .status
