@@ -131,11 +131,17 @@ fn policy(r: &mut Rng) -> proto::Policy {
     }
 }
 
+/// Policies 2 and 5 are staged (the pending classifier must follow small
+/// updates as the enforced one does).
 fn pid(p: usize) -> PolicyId {
     PolicyId {
         name: format!("p{p}"),
         namespace: String::new(),
-        kind: "GlobalNetworkPolicy".into(),
+        kind: if p % 3 == 2 {
+            "StagedGlobalNetworkPolicy".into()
+        } else {
+            "GlobalNetworkPolicy".into()
+        },
     }
 }
 
@@ -296,13 +302,14 @@ fn packets(r: &mut Rng, n: usize) -> Vec<FlowKey> {
 }
 
 /// Runs one sequence; returns how many batches were patched (set tables
-/// only) and how many reused some segment engines.
-fn check_seed(seed: u64) -> Result<(usize, usize), String> {
+/// only), how many reused some segment engines, and how many packets a
+/// pending walk judged.
+fn check_seed(seed: u64) -> Result<(usize, usize, usize), String> {
     let r = &mut Rng(seed | 1);
     let mut m = model(r);
     let mut inc = PolicyCompiler::default();
     inc.compile(&m);
-    let (mut patched, mut reused) = (0, 0);
+    let (mut patched, mut reused, mut staged) = (0, 0, 0);
     for step in 0..12 {
         for _ in 0..1 + r.below(3) {
             change(r, &mut m);
@@ -329,9 +336,22 @@ fn check_seed(seed: u64) -> Result<(usize, usize), String> {
                     ca.verdict_json(batch)
                 ));
             }
+            // The pending walk (staged policies enforced) too.
+            let pending = |c: &policy_compiler::Classifier| {
+                c.staged()
+                    .map(|p| p.verdict_json(&p.classify(k, &mut p.new_scratch())))
+            };
+            let (px, py) = (pending(ca), pending(cb));
+            if px != py {
+                return Err(format!(
+                    "seed {seed} step {step} ({:?}): {k:?}\n incremental pending: {px:?}\n scratch pending: {py:?}\nmodel: {m:#?}",
+                    a.report.how
+                ));
+            }
+            staged += usize::from(py.is_some());
         }
     }
-    Ok((patched, reused))
+    Ok((patched, reused, staged))
 }
 
 proptest! {
@@ -348,12 +368,14 @@ proptest! {
 fn sequences_take_both_small_paths() {
     // The comparison above proves little unless batches are patched and
     // compiles reuse engines.
-    let (mut patched, mut reused) = (0, 0);
+    let (mut patched, mut reused, mut staged) = (0, 0, 0);
     for seed in 1..40u64 {
-        let (p, r) = check_seed(seed).unwrap();
+        let (p, r, s) = check_seed(seed).unwrap();
         patched += p;
         reused += r;
+        staged += s;
     }
     assert!(patched > 40, "{patched} batches patched");
     assert!(reused > 40, "{reused} compiles reused engines");
+    assert!(staged > 1000, "{staged} packets judged by a pending walk");
 }

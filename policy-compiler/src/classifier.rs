@@ -367,6 +367,11 @@ pub struct Classifier {
     core: Arc<Core>,
     /// The sets the rules' checks name (see [`crate::compile::sets`]).
     sets: SetTable,
+    /// The pending classifier: the same policy with its staged policies
+    /// enforced where they stand, which says what the staged policies
+    /// would do (never what is enforced). It shares this classifier's set
+    /// indices and decisions.
+    staged: Option<Arc<Classifier>>,
 }
 
 /// Everything but the sets.
@@ -398,6 +403,7 @@ impl Classifier {
                 decisions,
             }),
             sets,
+            staged: None,
         }
     }
 
@@ -418,6 +424,7 @@ impl Classifier {
                 ],
             }),
             sets: Vec::new(),
+            staged: None,
         }
     }
 
@@ -426,8 +433,27 @@ impl Classifier {
     /// the classifier has no set `index`.
     pub fn with_set(&self, index: u32, set: Arc<SetMatch>) -> Option<Classifier> {
         let mut c = self.clone();
+        if let Some(p) = &self.staged {
+            c.staged = Some(Arc::new(p.with_set(index, set.clone())?));
+        }
         *c.sets.get_mut(index as usize)? = set;
         Some(c)
+    }
+
+    /// This classifier with `pending` as its pending classifier (see
+    /// [`Classifier::staged`]). `pending` must come from the same IR with
+    /// the staged policies enforced, and share the set table's indices and
+    /// the decisions.
+    pub fn with_staged(mut self, pending: Classifier) -> Classifier {
+        self.staged = Some(Arc::new(pending));
+        self
+    }
+
+    /// The pending classifier, when the policy has staged policies: the
+    /// verdicts the policy would give with them enforced. Its decisions
+    /// are this classifier's ([`Classifier::decisions`]).
+    pub fn staged(&self) -> Option<&Classifier> {
+        self.staged.as_deref()
     }
 
     /// The sets the rules' checks name, by index.

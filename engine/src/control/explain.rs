@@ -18,6 +18,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use policy_compiler::ir::DecisionInfo;
+use policy_compiler::model::Action as RuleAction;
 use serde_json::{json, Value};
 
 use super::ctfilter::expired;
@@ -426,6 +428,16 @@ fn render(
             if let Some(m) = pol.as_object_mut() {
                 m.insert("evaluated".into(), json!(true));
                 m.insert("decision".into(), t.policy.decision_info(*d).json());
+                // With staged policies: what they would make of it (the
+                // pending walk; never enforced).
+                if let Some(pc) = t.policy.staged() {
+                    let pv = pc.classify(key, &mut pc.new_scratch());
+                    let mut staged = pc.verdict_json(&pv);
+                    if let Some(sm) = staged.as_object_mut() {
+                        sm.insert("changes_verdict".into(), json!(pv.allow != v.allow));
+                    }
+                    m.insert("staged".into(), staged);
+                }
             }
             out.insert("policy".into(), pol);
         }
@@ -439,4 +451,65 @@ fn render(
     }
     out.insert("verdict".into(), verdict);
     Value::Object(out)
+}
+
+/// Whether a decision's policy key names a staged policy (`staged:NAME`,
+/// namespaced or not).
+pub fn is_staged_key(policy: &str) -> bool {
+    policy
+        .rsplit('/')
+        .next()
+        .is_some_and(|n| n.starts_with("staged:"))
+}
+
+/// The pending walk's hits per decision (`Counters::staged_hits`, summed
+/// over workers) gathered per staged policy: for each, by direction,
+/// how many connection directions its rules would have allowed, denied
+/// or passed, and the rules that did.
+pub fn staged_hits(decisions: &[DecisionInfo], hits: &[u64]) -> Value {
+    use std::collections::BTreeMap;
+    let mut by: BTreeMap<(&str, &str), serde_json::Map<String, Value>> = BTreeMap::new();
+    for (info, &n) in decisions.iter().zip(hits) {
+        let DecisionInfo::Rule {
+            dir,
+            tier,
+            policy,
+            rule,
+            action,
+        } = info
+        else {
+            continue;
+        };
+        if !is_staged_key(policy) {
+            continue;
+        }
+        let e = by.entry((tier.as_str(), policy.as_str())).or_default();
+        let what = match action {
+            RuleAction::Allow => "would_allow",
+            RuleAction::Deny => "would_deny",
+            RuleAction::Pass => "would_pass",
+            RuleAction::Log => continue,
+        };
+        let total = e.get(what).and_then(Value::as_u64).unwrap_or(0) + n;
+        e.insert(what.into(), json!(total));
+        if n > 0 {
+            let rules = e.entry("rules").or_insert_with(|| json!([]));
+            if let Some(a) = rules.as_array_mut() {
+                a.push(json!({"direction": dir.name(), "rule": rule, "action": what, "hits": n}));
+            }
+        }
+    }
+    Value::Array(
+        by.into_iter()
+            .map(|((tier, policy), mut m)| {
+                m.insert("tier".into(), json!(tier));
+                m.insert("policy".into(), json!(policy));
+                for k in ["would_allow", "would_deny", "would_pass"] {
+                    m.entry(k).or_insert(json!(0));
+                }
+                m.entry("rules").or_insert(json!([]));
+                Value::Object(m)
+            })
+            .collect(),
+    )
 }

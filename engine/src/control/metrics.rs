@@ -14,6 +14,7 @@
 //! Every family has its own HELP, one TYPE and one label set for all its
 //! samples (the README lists them).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use policy_compiler::{Classifier, DecisionInfo};
@@ -173,6 +174,29 @@ fn one<V>(v: V) -> [(Labels, V); 1] {
 /// (tier, policy, rule), `end_of_tier` (tier), `profile` (the profile's
 /// name in `policy`, and rule), `no_match` or `fail_closed` (what did
 /// not resolve in `policy`).
+/// One sample per rule, end of tier, profile rule or no-match: the hits
+/// (`hits(decision id)`) of every decision with the same labels summed
+/// (a rule walked in several segments, or by the enforced and the pending
+/// walk, has a decision id in each), in the order first seen.
+fn rule_hits(decisions: &[DecisionInfo], hits: impl Fn(usize) -> u64) -> Vec<(Labels, u64)> {
+    let mut out: Vec<(Labels, u64)> = Vec::new();
+    let mut at: HashMap<Labels, usize> = HashMap::new();
+    for (i, info) in decisions.iter().enumerate() {
+        let Some(l) = rule_labels(info) else {
+            continue;
+        };
+        let n = hits(i);
+        match at.get(&l).and_then(|&k| out.get_mut(k)) {
+            Some(e) => e.1 += n,
+            None => {
+                at.insert(l.clone(), out.len());
+                out.push((l, n));
+            }
+        }
+    }
+    out
+}
+
 fn rule_labels(info: &DecisionInfo) -> Option<Labels> {
     let (dir, kind, tier, policy, rule) = match info {
         DecisionInfo::NoEndpoint => return None,
@@ -321,17 +345,33 @@ impl Collector for View {
             &mut d,
             "sluice_policy_rule_hits",
             "New connections decided by each policy rule, end of tier, profile rule or no-match, per direction (explain's decided_by).",
-            self.classifier
-                .decisions()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, info)| {
-                    let hits = ws
-                        .iter()
-                        .map(|w| w.stats.counters.policy_hits.get(i).copied().unwrap_or(0))
-                        .sum();
-                    rule_labels(info).map(|l| (l, hits))
+            rule_hits(self.classifier.decisions(), |i| {
+                ws.iter()
+                    .map(|w| w.stats.counters.policy_hits.get(i).copied().unwrap_or(0))
+                    .sum()
+            }),
+        )?;
+        if self.classifier.staged().is_some() {
+            counters(
+                &mut d,
+                "sluice_policy_staged_rule_hits",
+                "With staged policies: new connection directions decided by each rule, end of tier, profile rule or no-match in the pending walk (staged policies enforced where they stand; never enforced).",
+                rule_hits(self.classifier.decisions(), |i| {
+                    ws.iter()
+                        .map(|w| w.stats.counters.staged_hits.get(i).copied().unwrap_or(0))
+                        .sum()
                 }),
+            )?;
+        }
+        counters(
+            &mut d,
+            "sluice_policy_staged_changes",
+            "New connections whose verdict the staged policies would change if enforced: allowed now and denied by them (deny), or the reverse (allow).",
+            [
+                ("deny", total(|s| s.counters.pending_denied)),
+                ("allow", total(|s| s.counters.pending_allowed)),
+            ]
+            .map(|(v, n)| (vec![("change", v.to_string())], n)),
         )?;
         gauges(
             &mut d,
@@ -452,6 +492,32 @@ mod tests {
 
     use super::*;
     use crate::pipeline::Counters;
+
+    /// A rule with two decision ids (walked in two segments, or by the
+    /// enforced and the pending walk) is one sample with their hits summed:
+    /// an exposition never repeats a label set.
+    #[test]
+    fn one_sample_per_rule_whatever_its_decision_ids() {
+        use policy_compiler::ir::Dir;
+        let rule = |rule| DecisionInfo::Rule {
+            dir: Dir::Ingress,
+            tier: "default".into(),
+            policy: "p".into(),
+            rule,
+            action: policy_compiler::model::Action::Allow,
+        };
+        let decisions = vec![
+            DecisionInfo::NoEndpoint,
+            rule(0),
+            rule(1),
+            rule(0),
+            DecisionInfo::NoMatch { dir: Dir::Ingress },
+        ];
+        let s = rule_hits(&decisions, |i| [100, 1, 2, 4, 8][i]);
+        let n: Vec<u64> = s.iter().map(|(_, n)| *n).collect();
+        assert_eq!(n, [5, 2, 8]);
+        assert_eq!(s[0].0, rule_labels(&rule(0)).unwrap());
+    }
 
     /// A policy whose decisions are of every kind: rules, the end of a
     /// tier, a profile's rule, no match.

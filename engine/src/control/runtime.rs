@@ -858,10 +858,14 @@ impl Runtime {
             "services" => Ok(self.services()),
             "routes" => Ok(self.routes()),
             "kernel" => Ok(self.kernel_status()),
-            "felix" => Ok(self
-                .felix
-                .as_ref()
-                .map_or_else(|| json!({"enabled": false}), FelixRecord::status)),
+            "felix" => Ok(self.felix.as_ref().map_or_else(
+                || json!({"enabled": false}),
+                |f| {
+                    let mut v = f.status();
+                    v["staged"] = self.staged(engine);
+                    v
+                },
+            )),
             "reload" => {
                 let p = req.get("config").and_then(Value::as_str).map(PathBuf::from);
                 self.reload(engine, p.as_deref())
@@ -951,7 +955,8 @@ impl Runtime {
             "tx": t.tx,
             "actions": {"forward": c.actions[0], "drop": c.actions[1], "kernel": c.actions[2]},
             "drops": drops,
-            "policy": {"allowed": c.policy_allowed, "denied": c.policy_denied},
+            "policy": {"allowed": c.policy_allowed, "denied": c.policy_denied,
+                       "staged": {"would_deny": c.pending_denied, "would_allow": c.pending_allowed}},
             "conntrack": {"entries": self.live_entries(engine.now()), "capacity": self.ct.capacity(),
                           "evicted_unassured": self.ct.evicted_unassured(),
                           "full": self.ct.refused_full()},
@@ -1173,6 +1178,30 @@ impl Runtime {
         Ok(explain::explain(&self.tables, &self.ct, now, &q))
     }
 
+    /// What the staged policies would have done since the tables were
+    /// last swapped: per staged policy, the connection directions its
+    /// rules decided in the pending walk, by the rule's action, and the
+    /// connections whose verdict enforcing them would change (since
+    /// start). `null` without staged policies.
+    fn staged(&self, engine: &LiveEngine) -> Value {
+        let policy = &self.tables.policy;
+        if policy.staged().is_none() {
+            return Value::Null;
+        }
+        let mut hits = vec![0u64; policy.decisions().len()];
+        for (_, w) in engine.policy_hits(&self.tables) {
+            for (a, b) in hits.iter_mut().zip(w) {
+                *a += b;
+            }
+        }
+        let (_, t) = totals(engine, self.numbers.len());
+        json!({
+            "would_deny": t.counters.pending_denied,
+            "would_allow": t.counters.pending_allowed,
+            "policies": explain::staged_hits(policy.decisions(), &hits),
+        })
+    }
+
     /// The Prometheus exposition.
     pub fn metrics(&self, engine: &LiveEngine) -> String {
         let (per, _) = totals(engine, self.numbers.len());
@@ -1181,8 +1210,9 @@ impl Runtime {
             .into_iter()
             .enumerate()
             .zip(hits)
-            .map(|((i, mut stats), h)| {
+            .map(|((i, mut stats), (h, sh))| {
                 stats.counters.policy_hits = h;
+                stats.counters.staged_hits = sh;
                 WorkerView {
                     id: i,
                     core: self.cfg.workers.cores.get(i).copied().unwrap_or(0),

@@ -214,6 +214,14 @@ pub struct Counters {
     /// Hits per policy decision (index: the classifier's decision id; the
     /// names are `Classifier::decision_info`).
     pub policy_hits: Vec<u64>,
+    /// With staged policies: per direction of each new connection judged,
+    /// what decided it in the pending walk (staged policies enforced;
+    /// `Classifier::staged`), by decision id. Empty without.
+    pub staged_hits: Vec<u64>,
+    /// New connections allowed that the pending walk denies, and denied
+    /// that it allows.
+    pub pending_denied: u64,
+    pub pending_allowed: u64,
 }
 
 impl Counters {
@@ -257,6 +265,14 @@ impl Counters {
         for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
             *a += b;
         }
+        if self.staged_hits.len() < other.staged_hits.len() {
+            self.staged_hits.resize(other.staged_hits.len(), 0);
+        }
+        for (a, b) in self.staged_hits.iter_mut().zip(&other.staged_hits) {
+            *a += b;
+        }
+        self.pending_denied += other.pending_denied;
+        self.pending_allowed += other.pending_allowed;
     }
 
     /// Takes `other` (an earlier reading of the same counters) out of
@@ -285,6 +301,11 @@ impl Counters {
         for (a, b) in self.policy_hits.iter_mut().zip(&other.policy_hits) {
             sub(a, *b);
         }
+        for (a, b) in self.staged_hits.iter_mut().zip(&other.staged_hits) {
+            sub(a, *b);
+        }
+        sub(&mut self.pending_denied, other.pending_denied);
+        sub(&mut self.pending_allowed, other.pending_allowed);
     }
 
     /// Count of drops for `reason`.

@@ -114,6 +114,13 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// Zeroed per-decision counters of the pending walk: one per decision
+/// when the policy has staged policies, none without.
+fn staged_hits(t: &Tables) -> Vec<u64> {
+    let n = t.policy.staged().map_or(0, |_| t.policy.decisions().len());
+    vec![0; n]
+}
+
 impl Pipeline {
     /// A pipeline over `tables` sharing the connection table `ct` with the
     /// other workers. It sweeps all of `ct` for expired entries until told
@@ -124,6 +131,7 @@ impl Pipeline {
         let sweep = 0..ct.capacity();
         let mut counters = Counters::new(ports);
         counters.policy_hits = vec![0; tables.policy.decisions().len()];
+        counters.staged_hits = staged_hits(&tables);
         Pipeline {
             tables,
             ct,
@@ -194,6 +202,7 @@ impl Pipeline {
         self.policy = stages::policy::PolicyScratch::new(&tables);
         // Decision ids belong to a classifier: a new one starts its hits over.
         self.counters.policy_hits = vec![0; tables.policy.decisions().len()];
+        self.counters.staged_hits = staged_hits(&tables);
         self.tables = tables;
     }
 

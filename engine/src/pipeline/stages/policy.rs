@@ -42,19 +42,26 @@ pub struct PolicyScratch {
     keys: Vec<FlowKey>,
     which: Vec<u16>,
     out: Vec<Verdict>,
+    /// The pending classifier's verdicts (staged policies enforced).
+    pending: Vec<Verdict>,
     scratch: policy_compiler::Scratch,
     denials: Box<[Option<Denial>]>,
 }
 
-/// A memoised denial: the classifier's key and answer, and whether the
+/// A memoised denial: the classifier's key and answer (and the pending
+/// classifier's, when the policy has staged policies), and whether the
 /// connection was left untranslated (no service DNAT), which
 /// [`memo_denial`] needs.
 #[derive(Clone, Copy, Debug)]
 struct Denial {
     key: FlowKey,
     verdict: Verdict,
+    pending: Option<Verdict>,
     direct: bool,
 }
+
+/// A memoised answer: the verdict and the pending verdict.
+pub(crate) type Memo = (Verdict, Option<Verdict>);
 
 impl PolicyScratch {
     /// Scratch for `tables`' classifier.
@@ -63,6 +70,7 @@ impl PolicyScratch {
             keys: Vec::with_capacity(MAX_BATCH),
             which: Vec::with_capacity(MAX_BATCH),
             out: vec![Verdict::default(); MAX_BATCH],
+            pending: vec![Verdict::default(); MAX_BATCH],
             scratch: t.policy.new_scratch(),
             denials: vec![None; DENIALS].into_boxed_slice(),
         }
@@ -145,9 +153,9 @@ pub(crate) fn run(
         if let Track::New(_) = m.track {
             if let Some(Some(d)) = ps.denials.get(denial_slot(m)) {
                 if d.key == key {
-                    let v = d.verdict;
+                    let memo = (d.verdict, d.pending);
                     if let Some(s) = slots.get_mut(usize::from(i)) {
-                        apply(&v, s, m, c);
+                        apply_memo(&memo, s, m, c);
                     }
                     continue;
                 }
@@ -164,21 +172,63 @@ pub(crate) fn run(
         return;
     };
     classifier.classify_batch(&ps.keys, out, &mut ps.scratch);
-    for ((v, &i), key) in out.iter().zip(&ps.which).zip(&ps.keys) {
+    // Staged policies: the pending classifier judges the same keys, for
+    // the counters only (one branch per batch without staged policies).
+    let pending = match (classifier.staged(), ps.pending.get_mut(..n)) {
+        (Some(pc), Some(p)) => {
+            pc.classify_batch(&ps.keys, p, &mut ps.scratch);
+            Some(&*p)
+        }
+        _ => None,
+    };
+    for (k, ((v, &i), key)) in out.iter().zip(&ps.which).zip(&ps.keys).enumerate() {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
             continue;
         };
         apply(v, s, m, c);
+        let pv = pending.and_then(|p| p.get(k)).copied();
+        if let Some(p) = &pv {
+            count_pending(v, p, c);
+        }
         if !v.allow && matches!(m.track, Track::New(_)) {
             if let Some(d) = ps.denials.get_mut(denial_slot(m)) {
                 *d = Some(Denial {
                     key: *key,
                     verdict: *v,
+                    pending: pv,
                     direct: m.new_dst.is_none(),
                 });
             }
         }
+    }
+}
+
+/// Counts what the staged policies would have done with a connection:
+/// per direction evaluated, the decision of the pending walk
+/// (`staged_hits`), and whether enforcing them would change the verdict.
+#[inline]
+fn count_pending(v: &Verdict, p: &Verdict, c: &mut Counters) {
+    for d in [&p.egress, &p.ingress] {
+        if d.endpoint.is_some() {
+            if let Some(h) = c.staged_hits.get_mut(d.decided_by.0 as usize) {
+                *h += 1;
+            }
+        }
+    }
+    match (v.allow, p.allow) {
+        (true, false) => c.pending_denied += 1,
+        (false, true) => c.pending_allowed += 1,
+        _ => {}
+    }
+}
+
+/// Applies a memoised answer: the verdict, and the pending one's counts.
+#[inline]
+pub(crate) fn apply_memo(memo: &Memo, s: &mut Slot<'_>, m: &mut Meta, c: &mut Counters) {
+    apply(&memo.0, s, m, c);
+    if let Some(p) = &memo.1 {
+        count_pending(&memo.0, p, c);
     }
 }
 
@@ -195,12 +245,12 @@ pub(crate) fn run(
 /// do first: that the frame may open a connection and that no earlier
 /// frame of the batch may open the one it belongs to; routing still runs.
 #[inline]
-pub(crate) fn memo_denial(ps: &PolicyScratch, m: &Meta) -> Option<Verdict> {
+pub(crate) fn memo_denial(ps: &PolicyScratch, m: &Meta) -> Option<Memo> {
     if !m.parsed.l4kind.has_ports() {
         return None;
     }
     let d = ps.denials.get(denial_slot(m))?.as_ref()?;
-    (d.direct && !d.verdict.allow && d.key == flow_key(m)).then_some(d.verdict)
+    (d.direct && !d.verdict.allow && d.key == flow_key(m)).then_some((d.verdict, d.pending))
 }
 
 /// Applies a verdict to a frame: what decided, the counters, the drop.

@@ -356,7 +356,7 @@ fn settle_denied(
     s: &mut Slot<'_>,
     m: &mut Meta,
 ) -> bool {
-    let Some(v) = policy::memo_denial(ps, m) else {
+    let Some(memo) = policy::memo_denial(ps, m) else {
         return false;
     };
     let Some(state) = opening_state(&m.parsed, t.tcp_loose) else {
@@ -364,7 +364,7 @@ fn settle_denied(
     };
     m.track = Track::New(state);
     if route_one::<false>(t, s, m).is_some() {
-        policy::apply(&v, s, m, c);
+        policy::apply_memo(&memo, s, m, c);
     }
     true
 }

@@ -31,6 +31,15 @@
 //!   non-staged policy for the direction is skipped; staged kinds are never
 //!   enforced), each ending in its `default_action` (`Pass` goes on,
 //!   anything else denies), then its profiles; nothing matched denies.
+//! - Staged policies are never enforced, but an endpoint whose tiers list
+//!   any also gets a pending walk: the same tiers with the staged policies
+//!   enforced where they stand (a tier of staged policies only is walked
+//!   there, ending in its `default_action`), which is what Calico calls
+//!   the flow's pending policies. It compiles into a second classifier
+//!   kept inside the first ([`Classifier::staged`]), with the same set
+//!   indices and decision numbers; the pipeline runs it on new
+//!   connections for accounting only. A staged policy is named
+//!   `staged:NAME` in decisions, as in Calico's flow logs.
 //! - Host endpoints with expected addresses are endpoints at those
 //!   addresses: their normal `tiers` and profiles judge traffic to and from
 //!   the host, after the failsafe ports (always allowed). Forward,
@@ -96,8 +105,12 @@ pub struct PolicyReport {
     pub rules: usize,
     /// Endpoints that fail closed, with why.
     pub fail_closed: Vec<(String, String)>,
-    /// Staged policies (never enforced, not yet accounted).
+    /// Staged policies in the model (never enforced; accounted by the
+    /// pending classifier, [`Classifier::staged`]).
     pub staged: usize,
+    /// Staged policies left out of the pending walk, with why (they do
+    /// not resolve).
+    pub staged_skipped: BTreeSet<String>,
     /// `(feature, what)`, as [`super::convert::Report::unsupported`].
     pub unsupported: Vec<(&'static str, String)>,
     /// Model → IR, IR → classifier, ms.
@@ -146,6 +159,8 @@ pub struct PolicyCompiler {
     /// to the same terms.
     set_index: HashMap<String, (u32, Kind)>,
     engines: EngineCache,
+    /// The pending classifier's engines (see [`Classifier::staged`]).
+    pending_engines: EngineCache,
     last: Option<Last>,
     /// Sets parsed by the last compile (the others came from the cache).
     pub parsed_last: usize,
@@ -180,10 +195,18 @@ impl PolicyCompiler {
         if let Some(c) = self.sets_only(m) {
             return c;
         }
-        let (ir, sets, referenced, mut report) = self.ir_and_sets(m);
+        let (ir, pending, sets, referenced, mut report) = self.ir_and_sets(m);
         let t1 = Instant::now();
-        let classifier =
-            Arc::new(policy_compiler::Builder::new().compile_ir_with(&ir, sets, &mut self.engines));
+        let builder = policy_compiler::Builder::new();
+        let mut classifier = builder.compile_ir_with(&ir, sets.clone(), &mut self.engines);
+        if let Some(p) = pending {
+            classifier = classifier.with_staged(builder.compile_ir_with(
+                &p,
+                sets,
+                &mut self.pending_engines,
+            ));
+        }
+        let classifier = Arc::new(classifier);
         report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
         report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
         report.how = HowCompiled::Full {
@@ -267,16 +290,23 @@ impl PolicyCompiler {
 
     /// The IR of `m` and the report.
     pub fn ir(&mut self, m: &FelixModel) -> (Ir, PolicyReport) {
-        let (ir, _, _, report) = self.ir_and_sets(m);
+        let (ir, _, _, _, report) = self.ir_and_sets(m);
         (ir, report)
     }
 
-    /// The IR of `m`, the set table its checks index, the IP set ids it
-    /// names, and the report.
+    /// The IR of `m`, the pending IR (staged policies enforced) when any
+    /// endpoint walks a staged policy, the set table their checks index,
+    /// the IP set ids they name, and the report.
     fn ir_and_sets(
         &mut self,
         m: &FelixModel,
-    ) -> (Ir, Vec<Arc<SetMatch>>, HashSet<String>, PolicyReport) {
+    ) -> (
+        Ir,
+        Option<Ir>,
+        Vec<Arc<SetMatch>>,
+        HashSet<String>,
+        PolicyReport,
+    ) {
         self.sets
             .retain(|id, (a, _)| m.ip_sets.get(id).is_some_and(|cur| Arc::ptr_eq(a, cur)));
         self.parsed_last = 0;
@@ -286,6 +316,7 @@ impl PolicyCompiler {
             referenced: HashSet::new(),
             used: HashMap::new(),
             rules: HashMap::new(),
+            pending: HashMap::new(),
             decisions: vec![
                 DecisionInfo::NoEndpoint,
                 DecisionInfo::NoMatch { dir: Dir::Egress },
@@ -303,8 +334,31 @@ impl PolicyCompiler {
             .flat_map(|d| &d.segments)
             .map(|s| s.rules.len())
             .sum();
+        // The pending walk, built after the enforced one so that the
+        // enforced decisions keep their numbers; both IRs carry every
+        // decision.
+        let pending_dirs = (!b.pending.is_empty()).then(|| {
+            let peps: Vec<Ep> = eps
+                .iter()
+                .map(|e| Ep {
+                    ir: e.ir.clone(),
+                    steps: b.pending.get(&e.ir.name).unwrap_or(&e.steps).clone(),
+                })
+                .collect();
+            let mut pd: [DirIr; 2] = Default::default();
+            for dir in [Dir::Egress, Dir::Ingress] {
+                pd[dir.idx()] = b.direction(&peps, dir);
+            }
+            pd
+        });
+        let endpoints: Vec<EndpointIr> = eps.iter().map(|e| e.ir.clone()).collect();
+        let pending = pending_dirs.map(|dirs| Ir {
+            endpoints: endpoints.clone(),
+            dirs,
+            decisions: b.decisions.clone(),
+        });
         let ir = Ir {
-            endpoints: eps.iter().map(|e| e.ir.clone()).collect(),
+            endpoints,
             dirs,
             decisions: b.decisions,
         };
@@ -320,7 +374,7 @@ impl PolicyCompiler {
                 table[*i as usize] = t.clone();
             }
         }
-        (ir, table, referenced, report)
+        (ir, pending, table, referenced, report)
     }
 
     /// The set table index of IP set `id` (of kind `kind`), kept from the
@@ -421,10 +475,13 @@ pub fn is_staged(kind: &str) -> bool {
 /// The key naming a policy in verdicts: `name`, or `namespace/name` (as
 /// the YAML path keys them: policy.md section 3).
 pub fn policy_key(id: &PolicyId) -> String {
+    // A staged policy may share its name with an enforced one: its key
+    // says `staged:`, as Calico's flow logs name staged policies.
+    let staged = if is_staged(&id.kind) { "staged:" } else { "" };
     if id.namespace.is_empty() {
-        id.name.clone()
+        format!("{staged}{}", id.name)
     } else {
-        format!("{}/{}", id.namespace, id.name)
+        format!("{}/{staged}{}", id.namespace, id.name)
     }
 }
 
@@ -490,6 +547,9 @@ struct IrBuilder<'m, 'c> {
     used: HashMap<String, Arc<SetMatch>>,
     /// Translated rule lists by owner and direction.
     rules: HashMap<(Owner, Dir), TRules>,
+    /// What each endpoint that has staged policies walks with them
+    /// enforced (the pending walk), by endpoint name.
+    pending: HashMap<String, [Vec<Step>; 2]>,
     decisions: Vec<DecisionInfo>,
     report: PolicyReport,
 }
@@ -577,18 +637,20 @@ impl IrBuilder<'_, '_> {
                 rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
             }
         }
-        let staged: BTreeSet<&PolicyId> =
-            m.policies.keys().filter(|id| is_staged(&id.kind)).collect();
-        self.report.staged = staged.len();
-        if !staged.is_empty() {
-            let names: Vec<String> = staged.iter().map(|id| policy_key(id)).collect();
-            rep.push(("staged policies", format!("{} staged polic(ies) are never enforced; their would-be verdicts are not accounted yet: {}", staged.len(), examples(&names))));
+        self.report.staged = m.policies.keys().filter(|id| is_staged(&id.kind)).count();
+        let skipped: Vec<String> = self.report.staged_skipped.iter().cloned().collect();
+        if !skipped.is_empty() {
+            rep.push(("staged policies", format!("{} staged polic(ies) not accounted (they do not resolve; the enforced policy is unaffected): {}", skipped.len(), examples(&skipped))));
         }
         out
     }
 
     /// What an endpoint walks in each direction; both directions fail
-    /// closed when anything either names does not resolve.
+    /// closed when anything either names does not resolve. When a tier
+    /// lists staged policies, what it walks with them enforced where they
+    /// stand is recorded in `pending` (a staged policy that does not
+    /// resolve is left out of that walk and reported, never failing the
+    /// endpoint).
     fn steps(
         &mut self,
         name: &str,
@@ -597,41 +659,63 @@ impl IrBuilder<'_, '_> {
         host: bool,
     ) -> [Vec<Step>; 2] {
         let mut out: [Vec<Step>; 2] = Default::default();
+        let mut pending: [Vec<Step>; 2] = Default::default();
+        let mut has_staged = false;
         let mut why: Option<String> = None;
         for dir in [Dir::Egress, Dir::Ingress] {
-            let steps = &mut out[dir.idx()];
+            let (steps, psteps) = (&mut out[dir.idx()], &mut pending[dir.idx()]);
             if host {
                 steps.push(Step::Shared(Shared::Failsafe));
+                psteps.push(Step::Shared(Shared::Failsafe));
             }
             for t in tiers {
                 let ids = match dir {
                     Dir::Ingress => &t.ingress_policies,
                     Dir::Egress => &t.egress_policies,
                 };
-                let policies: Vec<PolicyId> = ids
-                    .iter()
-                    .filter(|i| !is_staged(&i.kind))
-                    .cloned()
-                    .collect();
-                if policies.is_empty() {
-                    continue;
-                }
-                for id in &policies {
-                    if let Err(e) = self.translated(Owner::Policy(id.clone()), dir) {
+                let mut policies = Vec::new();
+                let mut all = Vec::new();
+                for id in ids {
+                    let tr = self.translated(Owner::Policy(id.clone()), dir);
+                    if is_staged(&id.kind) {
+                        match tr {
+                            Ok(_) => {
+                                has_staged = true;
+                                all.push(id.clone());
+                            }
+                            Err(e) => {
+                                self.report.staged_skipped.insert(e);
+                            }
+                        }
+                        continue;
+                    }
+                    if let Err(e) = tr {
                         why.get_or_insert(e);
                     }
+                    policies.push(id.clone());
+                    all.push(id.clone());
                 }
-                steps.push(Step::Tier(TierStep {
-                    name: t.name.clone(),
-                    pass: t.default_action.eq_ignore_ascii_case("pass"),
-                    policies,
-                }));
+                let pass = t.default_action.eq_ignore_ascii_case("pass");
+                let tier = |policies| {
+                    Step::Tier(TierStep {
+                        name: t.name.clone(),
+                        pass,
+                        policies,
+                    })
+                };
+                if !all.is_empty() {
+                    psteps.push(tier(all));
+                }
+                if !policies.is_empty() {
+                    steps.push(tier(policies));
+                }
             }
             for p in profiles {
                 if let Err(e) = self.translated(Owner::Profile(p.clone()), dir) {
                     why.get_or_insert(e);
                 }
                 steps.push(Step::Shared(Shared::Profile(p.clone())));
+                psteps.push(Step::Shared(Shared::Profile(p.clone())));
             }
         }
         if let Some(reason) = why {
@@ -640,6 +724,9 @@ impl IrBuilder<'_, '_> {
                 .push((name.to_string(), reason.clone()));
             let fail = Step::Shared(Shared::FailClosed(reason));
             return [vec![fail.clone()], vec![fail]];
+        }
+        if has_staged {
+            self.pending.insert(name.to_string(), pending);
         }
         out
     }

@@ -410,22 +410,27 @@ impl LiveEngine {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Each worker's policy hits per decision of `tables` (a worker still
-    /// on other tables shows none).
-    pub fn policy_hits(&self, tables: &Arc<Tables>) -> Vec<Vec<u64>> {
+    /// Each worker's policy hits and pending-walk hits
+    /// (`Counters::policy_hits`, `staged_hits`) per decision of `tables`
+    /// (a worker still on other tables shows none).
+    pub fn policy_hits(&self, tables: &Arc<Tables>) -> Vec<(Vec<u64>, Vec<u64>)> {
         let n = tables.policy.decisions().len();
+        let ns = tables.policy.staged().map_or(0, |_| n);
         self.workers
             .iter()
             .map(|w| {
-                let mut out = vec![0u64; n];
+                let (mut out, mut staged) = (vec![0u64; n], vec![0u64; ns]);
                 if let Ok(g) = w.stats.policy_hits.lock() {
-                    if g.0.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
-                        for (o, h) in out.iter_mut().zip(&g.1) {
+                    if g.tables.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
+                        for (o, h) in out.iter_mut().zip(&g.policy) {
+                            *o = *h;
+                        }
+                        for (o, h) in staged.iter_mut().zip(&g.staged) {
                             *o = *h;
                         }
                     }
                 }
-                out
+                (out, staged)
             })
             .collect()
     }

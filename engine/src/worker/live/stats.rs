@@ -47,6 +47,8 @@ pub struct WorkerStats {
     pub bytes: AtomicU64,
     pub policy_allowed: AtomicU64,
     pub policy_denied: AtomicU64,
+    pub pending_denied: AtomicU64,
+    pub pending_allowed: AtomicU64,
     pub via_kernel: AtomicU64,
     pub icmp_too_big: AtomicU64,
     pub fragmented: AtomicU64,
@@ -57,7 +59,16 @@ pub struct WorkerStats {
     /// Hits per policy decision of the tables they belong to, copied by the
     /// worker every `HITS_EVERY` batches and when idle, with `try_lock`
     /// (a worker never waits for a reader).
-    pub policy_hits: Mutex<(Option<Arc<Tables>>, Vec<u64>)>,
+    pub policy_hits: Mutex<Hits>,
+}
+
+/// A worker's per-decision counters (`Counters::policy_hits` and
+/// `staged_hits`) and the tables whose decisions they count.
+#[derive(Debug, Default)]
+pub struct Hits {
+    pub tables: Option<Arc<Tables>>,
+    pub policy: Vec<u64>,
+    pub staged: Vec<u64>,
 }
 
 /// How often (in batches) a busy worker copies its policy hit counters.
@@ -217,12 +228,14 @@ impl WorkerStats {
             bytes: AtomicU64::new(0),
             policy_allowed: AtomicU64::new(0),
             policy_denied: AtomicU64::new(0),
+            pending_denied: AtomicU64::new(0),
+            pending_allowed: AtomicU64::new(0),
             via_kernel: AtomicU64::new(0),
             icmp_too_big: AtomicU64::new(0),
             fragmented: AtomicU64::new(0),
             batch_buckets: zeros(),
             batch_ns: AtomicU64::new(0),
-            policy_hits: Mutex::new((None, Vec::new())),
+            policy_hits: Mutex::new(Hits::default()),
         }
     }
 
@@ -246,6 +259,8 @@ impl WorkerStats {
         c.bytes = l(&self.bytes);
         c.policy_allowed = l(&self.policy_allowed);
         c.policy_denied = l(&self.policy_denied);
+        c.pending_denied = l(&self.pending_denied);
+        c.pending_allowed = l(&self.pending_allowed);
         c.via_kernel = l(&self.via_kernel);
         c.icmp_too_big = l(&self.icmp_too_big);
         c.fragmented = l(&self.fragmented);
@@ -335,6 +350,8 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
     st(&s.bytes, c.bytes);
     st(&s.policy_allowed, c.policy_allowed);
     st(&s.policy_denied, c.policy_denied);
+    st(&s.pending_denied, c.pending_denied);
+    st(&s.pending_allowed, c.pending_allowed);
     st(&s.via_kernel, c.via_kernel);
     st(&s.icmp_too_big, c.icmp_too_big);
     st(&s.fragmented, c.fragmented);
@@ -343,12 +360,18 @@ pub(super) fn publish(s: &WorkerStats, l: &Local, c: &Counters) {
 /// Copies the pipeline's policy hits for readers, unless one holds them.
 pub(super) fn publish_hits(s: &WorkerStats, p: &Pipeline) {
     if let Ok(mut g) = s.policy_hits.try_lock() {
-        let (t, hits) = &mut *g;
-        if !t.as_ref().is_some_and(|t| Arc::ptr_eq(t, p.tables())) {
-            *t = Some(p.tables().clone());
+        let h = &mut *g;
+        if !h
+            .tables
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, p.tables()))
+        {
+            h.tables = Some(p.tables().clone());
         }
-        hits.clear();
-        hits.extend_from_slice(&p.counters().policy_hits);
+        h.policy.clear();
+        h.policy.extend_from_slice(&p.counters().policy_hits);
+        h.staged.clear();
+        h.staged.extend_from_slice(&p.counters().staged_hits);
     }
 }
 
