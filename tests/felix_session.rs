@@ -271,6 +271,13 @@ fn pid(name: &str) -> proto::PolicyId {
     }
 }
 
+fn staged_pid(name: &str) -> proto::PolicyId {
+    proto::PolicyId {
+        kind: "StagedGlobalNetworkPolicy".into(),
+        ..pid(name)
+    }
+}
+
 const POD_ID: &str = "default/pod-1";
 
 fn pod_id() -> proto::WorkloadEndpointId {
@@ -320,6 +327,17 @@ fn pod_endpoint(pod: &Pod) -> Payload {
             ..Default::default()
         }),
     })
+}
+
+/// The pod's endpoint with the staged policy `no-7001` ahead of its own.
+fn pod_endpoint_staged(pod: &Pod) -> Payload {
+    let Payload::WorkloadEndpointUpdate(mut u) = pod_endpoint(pod) else {
+        unreachable!()
+    };
+    if let Some(t) = u.endpoint.as_mut().and_then(|e| e.tiers.first_mut()) {
+        t.ingress_policies.insert(0, staged_pid("no-7001"));
+    }
+    Payload::WorkloadEndpointUpdate(u)
 }
 
 /// A snapshot: config, three IP sets, two policies, a profile, an
@@ -530,6 +548,37 @@ fn felix_sessions_through_the_shim() {
         n(&p["tx"]) >= 1 && n(&p["rx"]) >= 1,
         "sluice forwarded the pod: {p}"
     );
+    // A staged policy ahead of the pod's: never enforced (7001 still
+    // reachable), its would-be denials counted in `ctl felix`.
+    a.send(Payload::ActivePolicyUpdate(proto::ActivePolicyUpdate {
+        id: Some(staged_pid("no-7001")),
+        policy: Some(proto::Policy {
+            inbound_rules: vec![proto::Rule {
+                action: "deny".into(),
+                dst_ports: vec![proto::PortRange {
+                    first: 7001,
+                    last: 7001,
+                }],
+                protocol: Some(proto::Protocol {
+                    number_or_name: Some(proto::protocol::NumberOrName::Name("tcp".into())),
+                }),
+                ..Default::default()
+            }],
+            tier: "default".into(),
+            ..Default::default()
+        }),
+    }));
+    a.send(pod_endpoint_staged(&pod));
+    wait_felix(&t, "the staged policy compiled", |v| {
+        v["staged"].is_object()
+    });
+    assert!(reaches(&t, &pod, 7001), "a staged policy is never enforced");
+    let v = wait_felix(&t, "the staged denial counted", |v| {
+        v["staged"]["would_deny"].as_u64() >= Some(1)
+    });
+    let sp = &v["staged"]["policies"][0];
+    assert_eq!(sp["policy"], "staged:no-7001", "{v:#}");
+    assert!(sp["would_deny"].as_u64() >= Some(1), "{v:#}");
     // A connection that must outlive the session.
     let mut long = connect(&t, &pod.ip, 7001).expect("the long-lived connection");
     assert!(echoes(&mut long, b"before"));
