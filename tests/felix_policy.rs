@@ -31,7 +31,10 @@ use std::sync::Arc;
 
 use engine::sources::felix::model::{FelixModel, IpSet};
 use engine::sources::felix::proto::{self, rule as prule, IpSetType, PolicyId};
-use engine::sources::felix::PolicyCompiler;
+use engine::sources::felix::{self, PolicyCompiler};
+use engine::state::{
+    build, CompiledInput, NodeState, PolicyInput, PortSpec, QueueSel, StateDiff, XskMode,
+};
 use policy_compiler::selector::{Labels, Selector};
 use policy_compiler::{Classifier, FlowKey, L4};
 use proptest::prelude::*;
@@ -1048,6 +1051,7 @@ fn scale_model() -> (
             },
             Arc::new(proto::WorkloadEndpoint {
                 name: format!("cali{e}"),
+                mac: format!("02:00:0b:00:{:02x}:{:02x}", e >> 8, e & 0xff),
                 ipv4_nets: vec![format!("{}/32", Ipv4Addr::from(0x0b00_0000u32 + e as u32))],
                 tiers: vec![proto::TierInfo {
                     name: "default".into(),
@@ -1149,7 +1153,51 @@ fn scale_figures() {
         );
         c
     };
+    // The rest of the path to enforcing, as the control loop takes it
+    // (`Runtime::apply_felix`): the model's state over a node whose 1,000
+    // endpoint interfaces are attached ports, the diff against the
+    // running state, and the pipeline's tables with the classifier. Not
+    // timed: attaching the interfaces (once per pod, not per update) and
+    // handing the tables to the workers (an `Arc` per worker).
+    let mut base = NodeState::empty("scale");
+    base.ports = (0..1000u32)
+        .map(|e| PortSpec {
+            name: format!("cali{e}"),
+            interface: Some(format!("cali{e}")),
+            queues: QueueSel::All,
+            mode: XskMode::default(),
+            mac: Some([2, 0, 0, 0, (e >> 8) as u8, e as u8]),
+            addresses: Vec::new(),
+            zone: 0,
+        })
+        .collect();
+    let macs: Vec<[u8; 6]> = base.ports.iter().map(|p| p.mac.unwrap()).collect();
+    let enforce = |m: &FelixModel, c: &engine::sources::felix::CompiledPolicy, what: &str| {
+        let t = Instant::now();
+        let (mut s, _) = felix::to_state(m, &base);
+        s.policy = PolicyInput::Compiled(CompiledInput {
+            origin: "felix".into(),
+            classifier: c.classifier.clone(),
+        });
+        let t_state = t.elapsed();
+        let d = StateDiff::between(&base, &s);
+        let t_diff = t.elapsed();
+        let tables = build::tables_with_policy(&s, &macs, c.classifier.clone()).unwrap();
+        println!(
+            "{what}, state and tables: {:.1} ms (to_state {:.1} ms, diff {:.1} ms, tables {:.1} ms; {} routes, {} neighbours, policy changed: {})",
+            t.elapsed().as_secs_f64() * 1e3,
+            t_state.as_secs_f64() * 1e3,
+            (t_diff - t_state).as_secs_f64() * 1e3,
+            (t.elapsed() - t_diff).as_secs_f64() * 1e3,
+            s.routes.len(),
+            s.neighbors.len(),
+            d.policy
+        );
+        assert!(s.routes.len() >= 1000, "every endpoint routed");
+        tables
+    };
     let c = run(&mut pc, &m, "InSync (whole model)");
+    drop(enforce(&m, &c, "InSync (whole model)"));
     assert_eq!(c.report.rules, 10_000 + 2);
     assert!(c.report.fail_closed.is_empty());
     println!(
@@ -1173,6 +1221,7 @@ fn scale_figures() {
     let set = Arc::make_mut(m.ip_sets.get_mut("s7").unwrap());
     set.members.insert("10.99.0.1/32".into());
     let c = run(&mut pc, &m, "one-member IP set delta");
+    drop(enforce(&m, &c, "one-member IP set delta"));
     let k = FlowKey::new(
         "10.99.0.1".parse().unwrap(),
         "11.0.0.7".parse().unwrap(),
@@ -1189,6 +1238,7 @@ fn scale_figures() {
     p.inbound_rules[0].action = "deny".into();
     m.policies.insert(id(3), Arc::new(p));
     let c = run(&mut pc, &m, "one changed policy");
+    drop(enforce(&m, &c, "one changed policy"));
     println!(
         "after the changes: classification {:.1} ns/packet",
         lookup_ns(&c.classifier)
