@@ -325,6 +325,82 @@ fn floating_ip_dnat_for_every_protocol_and_replies_reverse() {
     assert_eq!(addr(&f), (v4("198.51.100.10"), 40001, v4("10.1.0.5"), 22));
 }
 
+/// A workload reaching itself through its own floating IP (the hairpin):
+/// as Felix's `cali-fip-dnat` then `cali-fip-snat`, the destination goes
+/// to the internal address and the source, now equal to it, to the
+/// external address — of two external addresses for the workload, the one
+/// first as text — so the reply comes back through sluice and is
+/// translated back.
+#[test]
+fn floating_ip_hairpin_snats_to_the_external_address() {
+    let mut n = Node::with_state("", |st| {
+        for ext in ["203.0.113.9", "203.0.113.10"] {
+            st.floating.push(engine::state::FloatingIp {
+                family: Family::V4,
+                ext: v4(ext),
+                int: v4("10.1.0.5"),
+            });
+        }
+    });
+    let int = Ip::p("10.1.0.5");
+    let ext9 = Ip::p("203.0.113.9");
+    let (a, f) = n.send(
+        1,
+        from_pod(
+            5,
+            pk::ip(
+                int,
+                ext9,
+                6,
+                64,
+                &pk::tcp(int, ext9, 40000, 5432, 1, 0, flags::SYN, &[]),
+            ),
+        ),
+    );
+    assert_eq!(a, Action::Forward(1), "back to the pod");
+    // "203.0.113.10" < "203.0.113.9" as text.
+    assert_eq!(addr(&f), (v4("203.0.113.10"), 40000, v4("10.1.0.5"), 5432));
+    assert_eq!(&f[0..6], &[2, 0, 0, 1, 0, 5]);
+    assert_checksums(&f);
+    // The pod answers the external address; it leaves as from the
+    // floating IP the pod dialled, to the pod.
+    let ext10 = Ip::p("203.0.113.10");
+    let (a, f) = n.send(
+        1,
+        from_pod(
+            5,
+            pk::ip(
+                int,
+                ext10,
+                6,
+                64,
+                &pk::tcp(int, ext10, 5432, 40000, 9, 2, flags::SYN | flags::ACK, &[]),
+            ),
+        ),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f), (v4("203.0.113.9"), 5432, v4("10.1.0.5"), 40000));
+    assert_checksums(&f);
+    assert_eq!(n.p.conntrack().len(), 1);
+    // Another source to the floating IP is not source-translated.
+    let c = Ip::p("10.1.0.6");
+    let (a, f) = n.send(
+        1,
+        from_pod(
+            6,
+            pk::ip(
+                c,
+                ext9,
+                6,
+                64,
+                &pk::tcp(c, ext9, 40001, 5432, 1, 0, flags::SYN, &[]),
+            ),
+        ),
+    );
+    assert_eq!(a, Action::Forward(1));
+    assert_eq!(addr(&f), (v4("10.1.0.6"), 40001, v4("10.1.0.5"), 5432));
+}
+
 /// A backend reached by a directly connected host route (no gateway, so
 /// its MAC is looked up per packet): the neighbour looked up is the
 /// backend, not the VIP the packet arrived for.

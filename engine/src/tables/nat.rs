@@ -181,6 +181,9 @@ pub struct Nat {
     pub masquerade: Vec<Masquerade>,
     /// 1:1 NATs: external address → internal, by `(is_v6, ext)`.
     floating: HashMap<(bool, u128), u128>,
+    /// Their reverse for hairpins: internal address → the external one a
+    /// connection from it to itself leaves with, by `(is_v6, int)`.
+    floating_snat: HashMap<(bool, u128), u128>,
     /// Every backend `(family, addr, port)`, for replay steering.
     backends: HashMap<(bool, u128, u16), ()>,
 }
@@ -247,12 +250,41 @@ impl Nat {
     }
 
     /// Sets the 1:1 NATs `(family, ext, int)`. An external address given
-    /// twice keeps its first internal one (the caller orders them).
+    /// twice keeps its first internal one (the caller orders them). As
+    /// Felix's `cali-fip-snat` chain, each internal address also gets the
+    /// external address of its hairpin source NAT: of the external
+    /// addresses kept for it, the one first as text (Felix's choice).
     pub fn set_floating(&mut self, pairs: impl IntoIterator<Item = (Family, u128, u128)>) {
         self.floating.clear();
         for (f, ext, int) in pairs {
             self.floating.entry((f == Family::V6, ext)).or_insert(int);
         }
+        let mut first: HashMap<(bool, u128), (String, u128)> = HashMap::new();
+        for (&(v6, ext), &int) in &self.floating {
+            let fam = if v6 { Family::V6 } else { Family::V4 };
+            let text = crate::wire::to_ip(fam, ext).to_string();
+            match first.get(&(v6, int)) {
+                Some((t, _)) if *t <= text => {}
+                _ => {
+                    first.insert((v6, int), (text, ext));
+                }
+            }
+        }
+        self.floating_snat = first.into_iter().map(|(k, (_, ext))| (k, ext)).collect();
+    }
+
+    /// The source a new connection from `src` to `dst` (after DNAT) is
+    /// translated to when both are one 1:1 NAT's internal address (a
+    /// workload reaching itself through its floating IP; Felix's
+    /// `cali-fip-snat`): that NAT's external address.
+    #[inline]
+    pub fn floating_snat(&self, family: Family, src: u128, dst: u128) -> Option<u128> {
+        if self.floating_snat.is_empty() || src != dst {
+            return None;
+        }
+        self.floating_snat
+            .get(&(family == Family::V6, src))
+            .copied()
     }
 
     /// The internal address a new connection to `dst` is translated to, if

@@ -2,10 +2,10 @@
 //! NAT chosen here (Linux's POSTROUTING masquerade + conntrack confirm).
 //!
 //! Reads: `meta.track`, `meta.key`, the translation so far, the egress
-//! port, the masquerade rules. Sets: `meta.new_src` for masqueraded
-//! connections, `meta.track = Known`. A connection is only committed when
-//! its first packet is about to be forwarded, so a dropped packet leaves no
-//! state. Masquerade keeps the original source port when the resulting
+//! port, the masquerade rules and 1:1 NATs. Sets: `meta.new_src` for
+//! masqueraded connections and 1:1 NAT hairpins, `meta.track = Known`. A
+//! connection is only committed when its first packet is about to be
+//! forwarded, so a dropped packet leaves no state. Masquerade keeps the original source port when the resulting
 //! tuple is free (as Linux does), else tries others of the same range.
 //! Actions: `Drop(ConntrackFull)`, `Drop(NatExhausted)`,
 //! `Drop(ConntrackInvalid)` (the reply tuple belongs to another
@@ -55,24 +55,32 @@ pub(crate) fn run(
         let mut fl = if m.new_dst.is_some() { flags::DNAT } else { 0 };
         let now = if s.ts != 0 { s.ts } else { now };
         let aux = crate::tables::conntrack::aux_pack(m.service, owner, m.decision);
-        let masq = t.nat.masquerade_for(p.family, p.src, m.out_port);
-        let result = match masq {
+        // Source NAT as Felix's POSTROUTING orders it: a 1:1 NAT's
+        // hairpin (`cali-fip-snat`) first, then masquerade (NAT outgoing).
+        let snat = match t.nat.floating_snat(p.family, p.src, dst) {
+            Some(ext) => Some((ext, None)),
+            None => t
+                .nat
+                .masquerade_for(p.family, p.src, m.out_port)
+                .map(|mq| (mq.addr, mq.ports)),
+        };
+        let result = match snat {
             None => ct
                 .insert(&orig, &reply, state, fl, aux, now, to)
                 .map(|id| (id, None)),
-            Some(mq) => {
+            Some((addr, ports)) => {
                 fl |= flags::SNAT;
                 let ported = p.l4kind.has_ports() || p.l4kind == L4Kind::IcmpQuery;
                 let mut out = Err(InsertError::ReplyExists);
                 let candidates =
-                    snat_candidates(orig.sport, mq.ports, p.l4kind == L4Kind::IcmpQuery, m.hash);
+                    snat_candidates(orig.sport, ports, p.l4kind == L4Kind::IcmpQuery, m.hash);
                 for port in candidates.take(if ported { 256 } else { 1 }) {
                     let port = if ported { port } else { 0 };
-                    reply.dst = mq.addr;
+                    reply.dst = addr;
                     reply.dport = port;
                     match ct.insert(&orig, &reply, state, fl, aux, now, to) {
                         Ok(id) => {
-                            out = Ok((id, Some((mq.addr, port))));
+                            out = Ok((id, Some((addr, port))));
                             break;
                         }
                         Err(InsertError::ReplyExists) => continue,
