@@ -78,6 +78,28 @@ fn ingress_policy(rules: Vec<proto::Rule>) -> Arc<proto::Policy> {
     })
 }
 
+/// The enforced `allow` policy: all TCP in.
+fn allow_tcp() -> (PolicyId, Arc<proto::Policy>) {
+    (
+        pid("allow", false),
+        ingress_policy(vec![tcp_rule("allow", None)]),
+    )
+}
+
+/// A pipeline over `m`'s policy (and its tables) after SYNs from
+/// 192.0.2.100 to the pod, one `(sport, dport)` per batch; their actions.
+fn run(m: &FelixModel, conns: &[(u16, u16)]) -> (Arc<Tables>, Pipeline, Vec<Action>) {
+    let c = PolicyCompiler::default().compile(m);
+    let t = tables(&c);
+    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
+    let frames: Vec<Vec<u8>> = conns
+        .iter()
+        .map(|&(sp, dp)| syn([192, 0, 2, 100], sp, dp))
+        .collect();
+    let actions = send_each(&mut p, &frames);
+    (t, p, actions)
+}
+
 fn tier(name: &str, ingress: Vec<PolicyId>, default_action: &str) -> proto::TierInfo {
     proto::TierInfo {
         name: name.into(),
@@ -174,10 +196,7 @@ fn staged_policies_are_counted_never_enforced() {
                 pid("no-ssh", true),
                 ingress_policy(vec![tcp_rule("deny", Some(22))]),
             ),
-            (
-                pid("allow", false),
-                ingress_policy(vec![tcp_rule("allow", None)]),
-            ),
+            allow_tcp(),
         ],
     );
     let c = PolicyCompiler::default().compile(&m);
@@ -187,19 +206,14 @@ fn staged_policies_are_counted_never_enforced() {
         "{:?}",
         c.report.unsupported
     );
-    let t = tables(&c);
-    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
-    let frames: Vec<Vec<u8>> = [
+    let conns = [
         (40001, 22),
         (40002, 22),
         (40003, 8080),
         (40004, 22),
         (40005, 9999),
-    ]
-    .iter()
-    .map(|&(sp, dp)| syn([192, 0, 2, 100], sp, dp))
-    .collect();
-    let actions = send_each(&mut p, &frames);
+    ];
+    let (t, p, actions) = run(&m, &conns);
     assert!(
         actions.iter().all(|a| matches!(a, Action::Forward(_))),
         "staged policies are never enforced: {actions:?}"
@@ -258,20 +272,10 @@ fn a_tier_of_staged_policies_only_ends_in_its_default_action_when_pending() {
                 pid("web-only", true),
                 ingress_policy(vec![tcp_rule("allow", Some(8080))]),
             ),
-            (
-                pid("allow", false),
-                ingress_policy(vec![tcp_rule("allow", None)]),
-            ),
+            allow_tcp(),
         ],
     );
-    let c = PolicyCompiler::default().compile(&m);
-    let t = tables(&c);
-    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
-    let frames: Vec<Vec<u8>> = [(40001, 8080), (40002, 22), (40003, 9999)]
-        .iter()
-        .map(|&(sp, dp)| syn([192, 0, 2, 100], sp, dp))
-        .collect();
-    let actions = send_each(&mut p, &frames);
+    let (t, p, actions) = run(&m, &[(40001, 8080), (40002, 22), (40003, 9999)]);
     assert!(
         actions.iter().all(|a| matches!(a, Action::Forward(_))),
         "{actions:?}"
@@ -311,17 +315,11 @@ fn denials_answered_from_the_memo_count_the_pending_verdict_too() {
                 pid("no-ssh", false),
                 ingress_policy(vec![tcp_rule("deny", Some(22))]),
             ),
-            (
-                pid("allow", false),
-                ingress_policy(vec![tcp_rule("allow", None)]),
-            ),
+            allow_tcp(),
         ],
     );
-    let c = PolicyCompiler::default().compile(&m);
-    let t = tables(&c);
-    let mut p = Pipeline::new(t.clone(), Arc::new(Conntrack::new(1024, 1)));
+    let (t, mut p, mut actions) = run(&m, &[(40001, 22), (40001, 22)]);
     let f = syn([192, 0, 2, 100], 40001, 22);
-    let mut actions = send_each(&mut p, &[f.clone(), f.clone()]);
     // Three more in one batch: the track stage's early memo answer.
     actions.extend(send_batch(&mut p, 9_000, &[f.clone(), f.clone(), f]));
     assert!(
@@ -355,10 +353,7 @@ fn a_staged_policy_that_does_not_resolve_changes_nothing_enforced() {
         )],
         vec![
             (pid("broken", true), ingress_policy(vec![bad])),
-            (
-                pid("allow", false),
-                ingress_policy(vec![tcp_rule("allow", None)]),
-            ),
+            allow_tcp(),
         ],
     );
     let c = PolicyCompiler::default().compile(&m);
@@ -416,10 +411,7 @@ fn an_ip_set_delta_reaches_the_pending_walk() {
         )],
         vec![
             (pid("block", true), ingress_policy(vec![block])),
-            (
-                pid("allow", false),
-                ingress_policy(vec![tcp_rule("allow", None)]),
-            ),
+            allow_tcp(),
         ],
     );
     m.ip_sets.insert(
