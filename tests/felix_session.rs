@@ -4,7 +4,10 @@
 //! and fd 4 exactly as Felix's `StartExtDataplaneDriver` hands them over.
 //! The test plays Felix: it streams a snapshot, reads the status back,
 //! checks `ctl felix` and the routes the model added, adds a pod (a veth
-//! into a new namespace, then its `WorkloadEndpointUpdate`: attached as a
+//! into a new namespace laid out as Calico's CNI plugin does — the pod's
+//! address alone, `169.254.1.1` as its gateway answered by the node's
+//! proxy ARP, no address on the node's side —, then its
+//! `WorkloadEndpointUpdate`: attached as a
 //! port, reachable as its policy allows, following a policy and an IP set
 //! change, its status back on fd 4), kills the shim in the middle of a
 //! frame (the engine keeps forwarding), resyncs from new sessions, each
@@ -486,7 +489,7 @@ fn felix_sessions_through_the_shim() {
 
     // A pod: its veth first (as the CNI does), then its endpoint. It is
     // attached as a port, up, and reachable on 7001 but not 7002.
-    let pod = Pod::new(&t, 1);
+    let pod = Pod::calico(&t, 1);
     echo_server(&pod.ns, 7001);
     echo_server(&pod.ns, 7002);
     let t0 = Instant::now();

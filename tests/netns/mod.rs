@@ -526,6 +526,94 @@ impl Pod {
         p
     }
 
+    /// Pod `n` (1..=250) of `t` as Calico's CNI plugin leaves it: the pod
+    /// has its address alone (`/32`) with `169.254.1.1` as its gateway on
+    /// the link; the node's side of the veth has no address, the MAC
+    /// `ee:ee:ee:ee:ee:ee` and proxy ARP on (no delay), so the node's kernel
+    /// answers the pod's ARP for the gateway; the node's route to the
+    /// gateway address goes elsewhere (proxy ARP answers only for targets
+    /// routed out of another interface: here towards the server, as a
+    /// node's default route would).
+    pub fn calico(t: &Topo, n: u32) -> Pod {
+        let p = Pod {
+            ns: format!("{}d{n}", t.router),
+            router: t.router.clone(),
+            ifname: format!("cali{n}"),
+            ip: format!("10.78.{n}.2"),
+            node_ip: "169.254.1.1".into(),
+            mac: format!("02:00:00:78:{:02x}:02", n),
+            subnet: format!("10.78.{n}.2/32"),
+        };
+        must(&["ip", "netns", "add", &p.ns]);
+        must(&["ip", "-n", &p.ns, "link", "set", "lo", "up"]);
+        must(&[
+            "ip",
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            &p.ns,
+            "address",
+            &p.mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &p.ifname,
+            "netns",
+            &p.router,
+            "address",
+            "ee:ee:ee:ee:ee:ee",
+        ]);
+        let cidr = format!("{}/32", p.ip);
+        must(&["ip", "-n", &p.ns, "addr", "add", &cidr, "dev", "eth0"]);
+        must(&["ip", "-n", &p.ns, "link", "set", "eth0", "up"]);
+        must(&[
+            "ip",
+            "-n",
+            &p.ns,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ]);
+        must(&[
+            "ip",
+            "-n",
+            &p.ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ]);
+        for (k, v) in [("proxy_arp", "1"), ("forwarding", "1")] {
+            let key = format!("net.ipv4.conf.{}.{k}={v}", p.ifname);
+            must(&["ip", "netns", "exec", &p.router, "sysctl", "-qw", &key]);
+        }
+        let delay = format!("net.ipv4.neigh.{}.proxy_delay=0", p.ifname);
+        must(&["ip", "netns", "exec", &p.router, "sysctl", "-qw", &delay]);
+        must(&["ip", "-n", &p.router, "link", "set", &p.ifname, "up"]);
+        // The route the kernel checks before answering for the gateway.
+        let _ = Command::new("ip")
+            .args([
+                "-n",
+                &p.router,
+                "route",
+                "replace",
+                "169.254.1.1/32",
+                "via",
+                SERVER_IP,
+            ])
+            .output();
+        p
+    }
+
     /// `sluice ctl port add` arguments for this pod, as port `name`.
     pub fn add_args(&self, name: &str) -> Vec<String> {
         [
