@@ -66,7 +66,10 @@
 //!   every other segment's engines from its cache
 //!   ([`policy_compiler::EngineCache`]).
 //! - Parsed IP sets are cached keyed by the model's `Arc`: a delta
-//!   re-parses only that set.
+//!   re-parses only that set. Translated rule lists are kept from one
+//!   compile to the next, keyed by their policy's or profile's `Arc`
+//!   (valid while the sets they check keep their kind and table index):
+//!   a changed policy translates only itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -161,6 +164,10 @@ pub struct PolicyCompiler {
     engines: EngineCache,
     /// The pending classifier's engines (see [`Classifier::staged`]).
     pending_engines: EngineCache,
+    /// Rule lists translated by the last compile, reused while their
+    /// policy or profile and the kinds of the sets they check are the same
+    /// (a changed policy translates only itself).
+    translations: HashMap<(Owner, Dir), Translation>,
     last: Option<Last>,
     /// Sets parsed by the last compile (the others came from the cache).
     pub parsed_last: usize,
@@ -317,6 +324,8 @@ impl PolicyCompiler {
             used: HashMap::new(),
             rules: HashMap::new(),
             pending: HashMap::new(),
+            recording: Vec::new(),
+            translations: HashMap::new(),
             decisions: vec![
                 DecisionInfo::NoEndpoint,
                 DecisionInfo::NoMatch { dir: Dir::Egress },
@@ -363,6 +372,7 @@ impl PolicyCompiler {
             decisions: b.decisions,
         };
         let (referenced, used, report) = (b.referenced, b.used, b.report);
+        self.translations = b.translations;
         // Indices of sets no longer used are free again; the table has a
         // slot per index (free ones empty: no rule names them).
         self.set_index.retain(|id, _| used.contains_key(id));
@@ -496,6 +506,32 @@ struct TRule {
 /// A rule list translated, or what in it does not resolve.
 type TRules = Result<Arc<Vec<TRule>>, String>;
 
+/// A rule list translated by an earlier compile: from which policy or
+/// profile, and the sets its checks name (id, kind, table index).
+#[derive(Debug)]
+struct Translation {
+    from: Source,
+    rules: Arc<Vec<TRule>>,
+    sets: Vec<(String, Kind, u32)>,
+}
+
+/// The object a rule list was translated from.
+#[derive(Debug)]
+enum Source {
+    Policy(Arc<proto::Policy>),
+    Profile(Arc<proto::Profile>),
+}
+
+impl Source {
+    fn same(&self, o: &Source) -> bool {
+        match (self, o) {
+            (Source::Policy(a), Source::Policy(b)) => Arc::ptr_eq(a, b),
+            (Source::Profile(a), Source::Profile(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
 /// What an endpoint walks in one direction, step by step.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Step {
@@ -532,7 +568,7 @@ struct Ep {
 }
 
 /// Whose rules: names them in decisions.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Owner {
     Policy(PolicyId),
     Profile(String),
@@ -550,6 +586,10 @@ struct IrBuilder<'m, 'c> {
     /// What each endpoint that has staged policies walks with them
     /// enforced (the pending walk), by endpoint name.
     pending: HashMap<String, [Vec<Step>; 2]>,
+    /// The sets checked by the rule list being translated.
+    recording: Vec<(String, Kind, u32)>,
+    /// This compile's translations, for the next.
+    translations: HashMap<(Owner, Dir), Translation>,
     decisions: Vec<DecisionInfo>,
     report: PolicyReport,
 }
@@ -738,22 +778,29 @@ impl IrBuilder<'_, '_> {
             return r.clone();
         }
         let m = self.m;
-        let (what, list) = match &key.0 {
+        let (what, list, from) = match &key.0 {
             Owner::Policy(id) => {
                 let what = format!("policy {}", policy_key(id));
                 match m.policies.get(id) {
-                    Some(p) => (what, Some(p.rules(dir))),
-                    None => (what, None),
+                    Some(p) => (what, Some(p.rules(dir)), Some(Source::Policy(p.clone()))),
+                    None => (what, None, None),
                 }
             }
             Owner::Profile(n) => {
                 let what = format!("profile {n}");
                 match m.profiles.get(n) {
-                    Some(p) => (what, Some(p.rules(dir))),
-                    None => (what, None),
+                    Some(p) => (what, Some(p.rules(dir)), Some(Source::Profile(p.clone()))),
+                    None => (what, None, None),
                 }
             }
         };
+        if let Some(from) = &from {
+            if let Some(r) = self.reuse(&key, from) {
+                self.rules.insert(key, Ok(r.clone()));
+                return Ok(r);
+            }
+        }
+        self.recording.clear();
         let r = match list {
             None => Err(format!("{what} was never sent")),
             Some(list) => {
@@ -778,8 +825,50 @@ impl IrBuilder<'_, '_> {
                 }
             }
         };
+        if let (Ok(rules), Some(from)) = (&r, from) {
+            let sets = std::mem::take(&mut self.recording);
+            let t = Translation {
+                from,
+                rules: rules.clone(),
+                sets,
+            };
+            self.translations.insert(key.clone(), t);
+        }
         self.rules.insert(key, r.clone());
         r
+    }
+
+    /// The last compile's translation of `key`, if it was translated from
+    /// `from` and every set it checks is still sent, parses to the same
+    /// kind and keeps its table index (so its terms are what translating
+    /// again would give); its sets are then marked used, as translating
+    /// would.
+    fn reuse(&mut self, key: &(Owner, Dir), from: &Source) -> Option<Arc<Vec<TRule>>> {
+        // Taken out: used now or stale (translated again).
+        let t = self.cache.translations.remove(key)?;
+        if !t.from.same(from) {
+            return None;
+        }
+        let mut tables = Vec::with_capacity(t.sets.len());
+        for (id, kind, index) in &t.sets {
+            let p = self.cache.set(self.m, id)?;
+            let table = match p.as_ref() {
+                Ok((k, table)) if k == kind => table.clone(),
+                _ => return None,
+            };
+            if self.cache.set_index.get(id).map(|v| v.0) != Some(*index) {
+                return None;
+            }
+            tables.push(table);
+        }
+        for ((id, kind, _), table) in t.sets.iter().zip(tables) {
+            self.referenced.insert(id.clone());
+            self.cache.index_of(id, *kind);
+            self.used.insert(id.clone(), table);
+        }
+        let rules = t.rules.clone();
+        self.translations.insert(key.clone(), t);
+        Some(rules)
     }
 
     /// One rule: its action and terms over both families.
@@ -974,6 +1063,7 @@ impl IrBuilder<'_, '_> {
         };
         let set = self.cache.index_of(id, kind);
         self.used.insert(id.to_string(), table);
+        self.recording.push((id.to_string(), kind, set));
         Ok(SetCheck {
             set,
             side: match side {
