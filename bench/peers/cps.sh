@@ -131,8 +131,13 @@ pin_napi() { # NAPI threads of the DUT's ports (veth has NAPI once XDP is attach
   for d in p0 p1; do
     ip netns exec $DUT sh -c "echo 1 > /sys/class/net/$d/threaded" || die "sluice: threaded NAPI on $d"
   done
-  local t
-  for t in $(pgrep -f "napi/p[01]-" || true); do taskset -pc "$DUT_CORE" "$t" >/dev/null; done
+  local t names=
+  for t in $(pgrep "napi/p[01]-" || true); do
+    taskset -pc "$DUT_CORE" "$t" >/dev/null
+    names="$names $(cat /proc/$t/comm)"
+  done
+  [ -n "$names" ] || die "sluice: no NAPI threads for p0/p1 to pin"
+  echo "              NAPI threads on core $DUT_CORE:$names" >&2
 }
 
 cpu_sample() { # core -> "busy total" jiffies: busy = user nice system irq softirq;

@@ -168,6 +168,19 @@ pub fn offline(exe: &Path, connections: u32, loops: u64) -> Result<Offline> {
     Ok(o)
 }
 
+/// Which core bounded a peer's rate: `DUT` when the DUT's core was
+/// (nearly) full, `generator` when only the generator's was, else `-`
+/// (latency: more connections in flight would go faster).
+pub fn bound(f: &CpsFigures) -> &'static str {
+    if f.dut_busy >= 0.9 {
+        "DUT"
+    } else if f.gen_busy >= 0.95 {
+        "generator"
+    } else {
+        "-"
+    }
+}
+
 /// The table for a person.
 pub fn table(live: &[CpsFigures], offline: Option<&Offline>, o: &LiveOptions) -> String {
     let mut s = String::new();
@@ -177,12 +190,12 @@ pub fn table(live: &[CpsFigures], offline: Option<&Offline>, o: &LiveOptions) ->
             o.concurrency, o.seconds, o.warmup
         );
         s += &format!(
-            "  {:<48} {:>9} {:>7} {:>15} {:>15} {:>9} {:>11}\n",
+            "  {:<48} {:>9} {:>7} {:>15} {:>15} {:>9} {:>11}  bound\n",
             "peer", "conn/s", "failed", "setup p50/p99", "exch. p50/p99", "busy g/d", "DUT us/conn"
         );
         for f in live {
             s += &format!(
-                "  {:<48} {:>9.0} {:>7} {:>15} {:>15} {:>9} {:>11}\n",
+                "  {:<48} {:>9.0} {:>7} {:>15} {:>15} {:>9} {:>11}  {}\n",
                 label(&f.peer),
                 f.cps,
                 f.failed,
@@ -190,7 +203,8 @@ pub fn table(live: &[CpsFigures], offline: Option<&Offline>, o: &LiveOptions) ->
                 format!("{}/{} us", f.exchange_p50_us, f.exchange_p99_us),
                 format!("{:.2}/{:.2}", f.gen_busy, f.dut_busy),
                 f.dut_us_per_conn
-                    .map_or("-".to_string(), |v| format!("{v:.1}"))
+                    .map_or("-".to_string(), |v| format!("{v:.1}")),
+                bound(f)
             );
         }
         for (a, b) in [("sluice", "kernel"), ("sluice-plain", "kernel-plain")] {
@@ -204,10 +218,8 @@ pub fn table(live: &[CpsFigures], offline: Option<&Offline>, o: &LiveOptions) ->
             if let (Some(p), Some(q)) = (x.dut_us_per_conn, y.dut_us_per_conn) {
                 s += &format!(", {:.2}x the DUT core's time per connection", p / q);
             }
-            if y.gen_busy >= 0.95 && y.dut_busy < 0.9 {
-                s += &format!(
-                    " ({b} was bound by the generator's core: its conn/s is a lower bound)"
-                );
+            if bound(y) == "generator" {
+                s += &format!(" ({b}'s conn/s is a lower bound: its generator core was the bound)");
             }
             s += "\n";
         }
