@@ -255,6 +255,8 @@ load() { # name target: the DUT is forwarding
     "$name" "$(jget "$j" cps)" "$completed" "$failed" "$(python3 -c "import json,sys; f = json.load(open(sys.argv[1]))['failures']; print({k: v for k, v in f.items() if v})" "$j")" \
     "$(jget "$j" setup_us.p50)" "$(jget "$j" setup_us.p99)" "$(jget "$j" exchange_us.p50)" "$(jget "$j" exchange_us.p99)" \
     "$GEN_BUSY" "$DUT_BUSY" >&2
+  [ "$(jget "$j" pairs_used)" -le "$(jget "$j" pairs)" ] \
+    || echo "              $name: warning: the client's source (address, port) pairs wrapped: 4-tuples repeated (raise SOURCES)" >&2
   [ "$completed" -gt 0 ] || die "$name: completed no connection in ${SECONDS_RUN}s ($failed failed: $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['failures'])" "$j"))"
 }
 
