@@ -30,11 +30,11 @@
 #
 # Each peer ends in one line `result PEER cps X completed N failed F
 # setup_p50_us A setup_p99_us B exchange_p50_us C exchange_p99_us D gen_busy G
-# dut_busy U dut_us_per_conn C` (busy as a fraction of one core over the
-# window; C = U / cps: the DUT core's time per connection, the comparable
-# figure when the generator's core, not the DUT's, is the bound). A peer that does not start or
-# completes no connection stops the script with `cps.sh: error: PEER: why`
-# on stderr and exit status 1.
+# dut_busy U dut_us_per_conn T` (busy as a fraction of one core over the
+# window; T = U / cps: the DUT core's time per connection, the comparable
+# figure when the generator's core, not the DUT's, is the bound). A peer
+# that does not start or completes no connection stops the script with
+# `cps.sh: error: PEER: why` on stderr and exit status 1.
 # Environment:
 #   SECONDS_RUN  measured window per peer in seconds (default 10), after
 #                WARMUP seconds (default 2)
