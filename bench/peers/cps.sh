@@ -118,7 +118,6 @@ topo_up() {
   ip -n $SINK neigh replace 10.70.2.1 lladdr $P1_MAC dev k0 nud permanent
   ip -n $GEN route replace $VIP/32 via 10.70.1.1
   ip -n $GEN route replace 10.70.2.0/24 via 10.70.1.1
-  ip -n $SINK route replace 10.70.1.0/24 via 10.70.2.1
   # Receive work on the right core (see the header).
   ip netns exec $GEN sh -c "echo $(mask "$GEN_CORE") > /sys/class/net/g0/queues/rx-0/rps_cpus"
   ip netns exec $SINK sh -c "echo $(mask "$GEN_CORE") > /sys/class/net/k0/queues/rx-0/rps_cpus"
@@ -228,10 +227,10 @@ v = json.load(open(sys.argv[1]))
 for k in sys.argv[2].split('.'): v = v[k]
 print(v)" "$1" "$2"; }
 
-load() { # name target: the DUT is forwarding
+load() { # name target nat: the DUT is forwarding
   local name=$1 target=$2
   taskset -c "$GEN_CORE" $R/cps-gen server --netns $SINK --listen 0.0.0.0:8080 \
-    --seconds "$((WARMUP + SECONDS_RUN + 5))" > "$OUT/$name.server.json" 2> "$OUT/$name.server.err" &
+    --seconds "$((WARMUP + SECONDS_RUN + 1))" > "$OUT/$name.server.json" 2> "$OUT/$name.server.err" &
   local srv=$!
   sleep 0.3
   kill -0 $srv 2>/dev/null || { cat "$OUT/$name.server.err" >&2; die "$name: the cps-gen server did not start"; }
@@ -246,7 +245,8 @@ load() { # name target: the DUT is forwarding
   sleep "$SECONDS_RUN"
   g1=$(cpu_sample "$GEN_CORE"); d1=$(cpu_sample "$DUT_CORE")
   wait $cli || { cat "$OUT/$name.client.err" >&2; die "$name: the cps-gen client failed"; }
-  kill $srv 2>/dev/null || true; wait $srv 2>/dev/null || true
+  # The server prints what it saw at the end of its --seconds.
+  wait $srv || { cat "$OUT/$name.server.err" >&2; die "$name: the cps-gen server failed"; }
   busy() { python3 -c "import sys; b0, t0, b1, t1 = map(int, sys.argv[1:]); print(f'{(b1 - b0) / max(t1 - t0, 1):.2f}')" $1 $2 $3 $4; }
   GEN_BUSY=$(busy $g0 $g1); DUT_BUSY=$(busy $d0 $d1)
   local j=$OUT/$name.client.json completed failed
@@ -257,6 +257,16 @@ load() { # name target: the DUT is forwarding
     "$GEN_BUSY" "$DUT_BUSY" >&2
   [ "$(jget "$j" pairs_used)" -le "$(jget "$j" pairs)" ] \
     || echo "              $name: warning: the client's source (address, port) pairs wrapped: 4-tuples repeated (raise SOURCES)" >&2
+  # Behind the NAT every connection comes from the masquerade address;
+  # without, from the client's own (the sink routes 10.70.1.0/24 back
+  # through the DUT only then, so a missing masquerade cannot go unseen).
+  python3 -c "import json, sys
+peers = json.load(open(sys.argv[1]))['peers']
+nat = sys.argv[2] == '1'
+bad = {a: n for a, n in peers.items() if (a != '10.70.2.1' if nat else not a.startswith('10.70.1.'))}
+if bad:
+    print(f'server saw {peers}; expected only ' + ('10.70.2.1 (masquerade)' if nat else '10.70.1.x'), file=sys.stderr)
+    sys.exit(1)" "$OUT/$name.server.json" "$3" || die "$name: the server saw connections from the wrong addresses (see above)"
   [ "$completed" -gt 0 ] || die "$name: completed no connection in ${SECONDS_RUN}s ($failed failed: $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['failures'])" "$j"))"
 }
 
@@ -270,7 +280,7 @@ run_sluice() { # name nat target
   for _ in $(seq 200); do [ -f "$OUT/ready" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
   [ -f "$OUT/ready" ] || { tail -5 "$OUT/$name.err" >&2; die "$name: sluice did not start (see above)"; }
   pin_napi
-  load "$name" "$target"
+  load "$name" "$target" "$nat"
   kill -INT $pid; wait $pid || true
   python3 - "$OUT/$name.report.json" "$name" <<'EOF'
 import json, sys
@@ -284,7 +294,7 @@ run_kernel() { # name nat target
   local name=$1 nat=$2 target=$3
   write_nft "$nat"
   ip netns exec $DUT nft -f "$OUT/ruleset.nft" || die "$name: nft -f ruleset.nft failed"
-  load "$name" "$target"
+  load "$name" "$target" "$nat"
   echo "              $name: conntrack entries at the end: $(ip netns exec $DUT cat /proc/sys/net/netfilter/nf_conntrack_count)" >&2
   ip netns exec $DUT nft delete table ip sluice_cps
 }
@@ -304,6 +314,7 @@ for p in "${PEERS[@]}"; do
   echo "==> $p" >&2
   # A fresh topology per peer: no conntrack or TIME_WAIT state carried over.
   topo_up
+  case $p in *-plain) ip -n $SINK route replace 10.70.1.0/24 via 10.70.2.1 ;; esac
   case $p in
     sluice) run_sluice "$p" 1 $VIP:80 ;;
     kernel) run_kernel "$p" 1 $VIP:80 ;;

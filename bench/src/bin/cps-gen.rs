@@ -9,7 +9,8 @@
 //!   (`connect()` until the handshake completes, i.e. the SYN-ACK came back)
 //!   and of the whole exchange. One JSON object on stdout.
 //! - `cps-gen server` accepts on `--listen`, reads the request, replies and
-//!   closes first.
+//!   closes first; it prints how many connections each client address
+//!   opened (behind masquerade: one, the forwarder's).
 //!
 //! TIME_WAIT and port exhaustion: the server closes first, so TIME_WAIT
 //! sits with the server, keyed by the client's (translated) address and
@@ -27,6 +28,7 @@
 //! run on that core) can open and close; run.sh reports each core's busy
 //! share so a run can tell which side was the bound.
 
+use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -546,6 +548,9 @@ fn abort(s: &mut Slot) {
 #[derive(Debug, Default, serde::Serialize)]
 struct ServerReport {
     accepted: u64,
+    /// Accepted connections by the client address the server saw (the
+    /// masquerade address behind a NAT-ing forwarder).
+    peers: BTreeMap<String, u64>,
     replied: u64,
     /// Closed by the client before its request arrived, or errors.
     dropped: u64,
@@ -574,6 +579,7 @@ fn server(listen: SocketAddrV4, seconds: Duration) -> Result<ServerReport> {
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let mut r = ServerReport::default();
+    let mut peers: BTreeMap<Ipv4Addr, u64> = BTreeMap::new();
     let mut reply = [b'y'; REPLY_LEN];
     reply[REPLY_LEN - 1] = b'\n';
     let mut buf = [0u8; 512];
@@ -596,7 +602,13 @@ fn server(listen: SocketAddrV4, seconds: Duration) -> Result<ServerReport> {
                 // Accept what is queued; the listener stays level-triggered.
                 for _ in 0..256 {
                     let sock = match l.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
-                        Ok((s, _)) => s,
+                        Ok((s, from)) => {
+                            let ip = from
+                                .as_socket_ipv4()
+                                .map_or(Ipv4Addr::UNSPECIFIED, |a| *a.ip());
+                            *peers.entry(ip).or_insert(0) += 1;
+                            s
+                        }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(_) => {
                             r.dropped += 1;
@@ -641,6 +653,7 @@ fn server(listen: SocketAddrV4, seconds: Duration) -> Result<ServerReport> {
             free.push(i);
         }
     }
+    r.peers = peers.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
     Ok(r)
 }
 
