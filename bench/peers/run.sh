@@ -17,6 +17,8 @@
 # bench/peers/topo.sh.
 #
 # Usage (root): bench/peers/run.sh [ceiling] [sluice] [testpmd] [kernel]   (default: all)
+# (Connection setup rate, sluice vs the kernel's conntrack + nftables NAT, on
+# the same topology: bench/peers/cps.sh, or `sluice-bench cps`.)
 #
 # Each peer ends in one line `result PEER saturation MPPS offered MPPS ndr
 # MPPS pdr MPPS` (`-` where not measured, 0 when every trial lost more). A peer that does not start or

@@ -5,6 +5,7 @@
 //! `src/bin/`) the fixture generator and benchmark drivers.
 
 pub mod classbench;
+pub mod cps;
 pub mod fixtures;
 pub mod packet;
 pub mod stateful;

@@ -6,6 +6,7 @@
 //! # a deliberately slower build, for the gate's own check:
 //! cargo build --release -p bench --bin sluice-bench --features gate-selftest
 //! sudo target/release/sluice-bench peers          # takes the CPU lock per step itself
+//! sudo target/release/sluice-bench cps            # connection setup rate vs the kernel
 //! ```
 //! See `bench/src/suite/` for what each step measures and `tuning.md` for
 //! what the numbers say.
@@ -17,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use bench::suite::measure::{self, ChildCmd, Loaded};
 use bench::suite::results::{Host, Results, Run, WorkloadResult, SCHEMA};
 use bench::suite::workload::Prepared;
-use bench::suite::{compare, peers, plot};
+use bench::suite::{compare, cps, peers, plot};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -40,6 +41,15 @@ enum Cmd {
     /// testpmd and kernel+nftables (saturation, NDR and PDR). Exits 1
     /// naming every peer that failed or produced no figures.
     Peers(PeersArgs),
+    /// Connection setup rate: new TCP connections per second through a
+    /// service VIP with masquerade and policy, sluice vs the kernel's
+    /// conntrack + nftables in one run of bench/peers/cps.sh (root), the
+    /// no-NAT rows, and sluice's offline replay of whole connections.
+    /// Exits 1 naming every peer that failed or completed nothing.
+    Cps(CpsArgs),
+    /// The offline connection replay under the CPU lock (internal).
+    #[command(hide = true)]
+    CpsOffline(CpsOfflineArgs),
     /// The measured child of the callgrind runs (internal).
     #[command(hide = true)]
     Child(ChildArgs),
@@ -151,6 +161,43 @@ struct PeersArgs {
 }
 
 #[derive(Parser)]
+struct CpsArgs {
+    /// Peers of bench/peers/cps.sh, in order.
+    #[arg(long, value_delimiter = ',', default_values_t = cps::CPS_PEERS.map(|(p, _)| p.to_string()))]
+    peers: Vec<String>,
+    /// Measured seconds per peer, after --warmup.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Connections in flight from the generator.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Connections per loop of the offline replay (one source port each).
+    #[arg(long, default_value_t = 60_000)]
+    offline_connections: u32,
+    #[arg(long, default_value_t = 5)]
+    offline_loops: u64,
+    #[arg(long)]
+    skip_live: bool,
+    #[arg(long)]
+    skip_offline: bool,
+    /// Also write the figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Parser)]
+struct CpsOfflineArgs {
+    #[arg(long, default_value_t = 60_000)]
+    connections: u32,
+    #[arg(long, default_value_t = 5)]
+    loops: u64,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+#[derive(Parser)]
 struct ChildArgs {
     /// A materialised workload directory (with prepared.json).
     #[arg(long)]
@@ -169,6 +216,8 @@ fn main() {
         Cmd::Run(a) => run(a).map(|()| 0),
         Cmd::Compare(a) => compare_cmd(a),
         Cmd::Peers(a) => peers_cmd(a),
+        Cmd::Cps(a) => cps_cmd(a),
+        Cmd::CpsOffline(a) => cps_offline(a).map(|()| 0),
         Cmd::Child(a) => child(a).map(|()| 0),
     };
     match r {
@@ -423,6 +472,64 @@ fn peers_cmd(a: PeersArgs) -> Result<i32> {
             &p,
             serde_json::to_string_pretty(&serde_json::json!({"ratios": ratios, "errors": errors}))?,
         )?;
+    }
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+fn cps_offline(a: CpsOfflineArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("sluice-cps-offline-{}", std::process::id()));
+    let w = bench::cps::write(
+        &bench::cps::CpsWorkload {
+            connections: a.connections,
+            ..bench::cps::CpsWorkload::default()
+        },
+        &dir,
+    );
+    let r = w.and_then(|w| bench::cps::replay(&w, a.loops, a.batch));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", serde_json::to_string(&r?)?);
+    Ok(())
+}
+
+fn cps_cmd(a: CpsArgs) -> Result<i32> {
+    let o = cps::LiveOptions {
+        peers: a.peers,
+        seconds: a.seconds,
+        warmup: a.warmup,
+        concurrency: a.concurrency,
+    };
+    let mut errors = Vec::new();
+    let live = if a.skip_live {
+        Vec::new()
+    } else {
+        eprintln!("==> connection setup rate, live: {}", o.peers.join(", "));
+        cps::live(&o).unwrap_or_else(|e| {
+            errors.push(format!("live: {e:#}"));
+            Vec::new()
+        })
+    };
+    let offline = if a.skip_offline {
+        None
+    } else {
+        eprintln!("==> connection setup rate, sluice offline");
+        let exe = std::env::current_exe().context("finding sluice-bench")?;
+        cps::offline(&exe, a.offline_connections, a.offline_loops)
+            .map_err(|e| errors.push(format!("offline: {e:#}")))
+            .ok()
+    };
+    println!();
+    print!("{}", cps::table(&live, offline.as_ref(), &o));
+    for e in &errors {
+        println!("  FAILED {e}");
+    }
+    if let Some(p) = a.json {
+        std::fs::write(
+            &p,
+            serde_json::to_string_pretty(
+                &serde_json::json!({"live": live, "offline": offline, "errors": errors}),
+            )?,
+        )
+        .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }

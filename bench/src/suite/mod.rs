@@ -6,9 +6,11 @@
 //!   replay API, and instructions per packet under callgrind;
 //! - [`results`]: the JSON results file; [`compare`]: the regression gate;
 //! - [`plot`]: SVG and PNG plots; [`peers`]: the peer ratios in one run
-//!   ([`hugepages`]: what its DPDK peers need from the host).
+//!   ([`hugepages`]: what its DPDK peers need from the host); [`cps`]: the
+//!   connection setup rate against the kernel, live and offline.
 
 pub mod compare;
+pub mod cps;
 pub mod hugepages;
 pub mod measure;
 pub mod peers;

@@ -63,7 +63,7 @@ pub struct Ratio {
 }
 
 /// `exe` under the CPU lock, unless the caller holds it.
-fn locked(exe: &Path) -> Command {
+pub(crate) fn locked(exe: &Path) -> Command {
     if std::env::var_os("SLUICE_PEERS_LOCKED").is_some_and(|v| v == "1") {
         return Command::new(exe);
     }
@@ -72,13 +72,18 @@ fn locked(exe: &Path) -> Command {
     c
 }
 
-fn output(mut c: Command, what: &str) -> Result<String> {
+/// Runs `c`; on failure the error carries the lines where a peers script
+/// (`run.sh`, `cps.sh`) names the failed peer, or else the output's tail.
+pub(crate) fn output(mut c: Command, what: &str) -> Result<String> {
     let o = c.output().with_context(|| format!("running {what}"))?;
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     if !o.status.success() {
         let err = String::from_utf8_lossy(&o.stderr);
-        // run.sh names the failed peer on lines of their own.
-        let named: Vec<&str> = err.lines().filter(|l| l.starts_with("run.sh: ")).collect();
+        // The scripts name the failed peer on lines of their own.
+        let named: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("run.sh: ") || l.starts_with("cps.sh: "))
+            .collect();
         if !named.is_empty() {
             bail!("{what} failed ({}): {}", o.status, named.join("; "));
         }
