@@ -218,6 +218,7 @@ impl FelixRecord {
             s.policy = PolicyInput::Compiled(CompiledInput {
                 origin: "felix".into(),
                 classifier: p.classifier.clone(),
+                host: p.host.clone(),
             });
         }
         s

@@ -59,6 +59,15 @@ pub(crate) struct Meta {
     /// Policy stage: the classifier's decision id for a new connection
     /// ([`NO_DECISION`] when the stage did not judge the frame).
     pub decision: u32,
+    /// Host stage (`stages::host`): the frame's host endpoint accepted it
+    /// in its untracked or pre-DNAT tiers (Felix's accept mark: that
+    /// endpoint's later policy for this side is skipped), and with
+    /// `notrack` untracked (no conntrack lookup, entry or NAT);
+    /// `pre_decision` is the decision that accepted or dropped it there
+    /// ([`NO_DECISION`] if none).
+    pub host_accept: bool,
+    pub notrack: bool,
+    pub pre_decision: u32,
     /// Commit stage: this frame's connection was committed by it (a new
     /// connection; `track` then says `Known`).
     pub committed: bool,

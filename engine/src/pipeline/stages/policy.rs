@@ -42,7 +42,7 @@ pub struct PolicyScratch {
     keys: Vec<FlowKey>,
     which: Vec<u16>,
     out: Vec<Verdict>,
-    scratch: policy_compiler::Scratch,
+    pub(crate) scratch: policy_compiler::Scratch,
     denials: Box<[Option<Denial>]>,
 }
 
@@ -79,7 +79,19 @@ fn denial_slot(m: &Meta) -> usize {
 #[inline]
 pub(crate) fn flow_key(m: &Meta) -> FlowKey {
     let p = &m.parsed;
-    let (dst, dport) = m.new_dst.unwrap_or((p.dst, p.dport));
+    key_to(m, m.new_dst.unwrap_or((p.dst, p.dport)))
+}
+
+/// The classifier's key for a packet as it arrived (before DNAT).
+#[inline]
+pub(crate) fn arrival_key(m: &Meta) -> FlowKey {
+    key_to(m, (m.parsed.dst, m.parsed.dport))
+}
+
+/// The classifier's key for a packet with destination `(dst, dport)`.
+#[inline]
+fn key_to(m: &Meta, (dst, dport): (u128, u16)) -> FlowKey {
+    let p = &m.parsed;
     let l4 = match p.l4kind {
         k if k.has_ports() => L4::Ports {
             sport: p.sport,
@@ -141,8 +153,13 @@ pub(crate) fn run(
         // Non-first fragments carry no ports: classified on addresses and
         // protocol (a rule with ports never matches them).
         let key = flow_key(m);
-        // Only new connections have a key hash to index the memo by.
-        if let Track::New(_) = m.track {
+        // Only new connections have a key hash to index the memo by; a
+        // port with a host role judges more than the key (see
+        // `stages::host`), so its frames neither use nor fill the memo.
+        let plain = slots
+            .get(usize::from(i))
+            .is_some_and(|s| t.host.role(s.ingress).is_plain());
+        if let (Track::New(_), true) = (m.track, plain) {
             if let Some(Some(d)) = ps.denials.get(denial_slot(m)) {
                 if d.key == key {
                     let v = d.verdict;
@@ -170,7 +187,11 @@ pub(crate) fn run(
             continue;
         };
         apply(v, s, m, c);
-        if !v.allow && matches!(m.track, Track::New(_)) {
+        if m.host_accept && v.allow && v.egress.endpoint.is_none() && v.ingress.endpoint.is_none() {
+            // Nothing here judged it: what accepted it upstream decided.
+            m.decision = m.pre_decision;
+        }
+        if !v.allow && matches!(m.track, Track::New(_)) && t.host.role(s.ingress).is_plain() {
             if let Some(d) = ps.denials.get_mut(denial_slot(m)) {
                 *d = Some(Denial {
                     key: *key,

@@ -15,7 +15,7 @@
 use arrayvec::ArrayVec;
 
 use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
-use super::super::meta::{Frames, Meta, Track, NO_DECISION};
+use super::super::meta::{Frames, Meta, Track};
 use super::super::steps::{decide, route_one};
 use super::known;
 use super::policy::{self, PolicyScratch};
@@ -110,9 +110,11 @@ pub(crate) fn prepare(
         m.new_dst = None;
         m.new_src = None;
         m.service = 0;
-        m.decision = NO_DECISION;
+        m.decision = m.pre_decision;
         m.committed = false;
-        if m.done {
+        // Accepted by untracked policy: no conntrack at all (left
+        // `Untracked`, listed for the general stages below).
+        if m.done || m.notrack {
             continue;
         }
         let zone = t.zone(s.ingress);
@@ -185,7 +187,7 @@ pub(crate) fn prepare(
                 // A denied flow's packet is settled here unless an earlier
                 // frame of the batch, not yet committed, may open its
                 // connection (the in-order part then decides).
-                if !opening && settle_denied(t, ps, c, s, m) {
+                if !opening && t.host.role(s.ingress).is_plain() && settle_denied(t, ps, c, s, m) {
                     continue;
                 }
                 opening = true;

@@ -72,8 +72,10 @@ use policy_compiler::model::{Action, Cidr};
 use policy_compiler::ranges::{AddrSet, RangeSet};
 use policy_compiler::{Classifier, EngineCache, SetMatch};
 
-use super::model::{FelixModel, IpSet, ProtoPort, Settings};
+use super::model::{EndpointToHost, FelixModel, IpSet, ProtoPort, Settings};
 use super::proto::{self, rule, IpSetType, PolicyId};
+use crate::tables::host::{Binding, Effect, HostEndpointPolicy, HostPolicy, KindPolicy, ToHost};
+use crate::wire::Family;
 
 /// What an IP set's members are: addresses (`NET`, `IP`) or
 /// `ip,proto:port` (`IP_AND_PORT`).
@@ -133,7 +135,40 @@ impl Default for HowCompiled {
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     pub classifier: Arc<Classifier>,
+    /// The host endpoints' untracked, pre-DNAT and forward tiers and
+    /// `DefaultEndpointToHostAction`, bound to ports when tables are built.
+    pub host: Arc<HostPolicy>,
     pub report: PolicyReport,
+}
+
+/// A host endpoint's kinds of tiers that are judged by interface, in the
+/// order of [`HostIr::kinds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostKind {
+    Untracked,
+    PreDnat,
+    Forward,
+}
+
+/// What [`IrBuilder`] makes of one host endpoint for the per-interface
+/// policy: its binding and the IR of each kind it has.
+struct HostIr {
+    id: String,
+    binding: Binding,
+    kinds: [Option<Ir>; 3],
+}
+
+/// Everything one model makes: the IR, the host endpoints' IRs, what
+/// `DefaultEndpointToHostAction` does and its decision, each decision's
+/// effect for the host IRs, the set table, the IP sets named, the report.
+struct Built {
+    ir: Ir,
+    hosts: Vec<HostIr>,
+    to_host: (ToHost, Decision),
+    effects: Arc<[Effect]>,
+    sets: Vec<Arc<SetMatch>>,
+    referenced: HashSet<String>,
+    report: PolicyReport,
 }
 
 /// Compiles models, keeping what the next compile can reuse (see the
@@ -180,17 +215,63 @@ impl PolicyCompiler {
         if let Some(c) = self.sets_only(m) {
             return c;
         }
-        let (ir, sets, referenced, mut report) = self.ir_and_sets(m);
+        let Built {
+            ir,
+            hosts,
+            to_host,
+            effects,
+            sets,
+            referenced,
+            mut report,
+        } = self.ir_and_sets(m);
         let t1 = Instant::now();
-        let classifier =
-            Arc::new(policy_compiler::Builder::new().compile_ir_with(&ir, sets, &mut self.engines));
+        let classifier = Arc::new(policy_compiler::Builder::new().compile_ir_with(
+            &ir,
+            sets.clone(),
+            &mut self.engines,
+        ));
+        let mut endpoints = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            let [u, p, f] = h.kinds.map(|k| {
+                k.map(|ir| KindPolicy {
+                    classifier: Arc::new(policy_compiler::Builder::new().compile_ir_with(
+                        &ir,
+                        sets.clone(),
+                        &mut self.engines,
+                    )),
+                    effects: effects.clone(),
+                })
+            });
+            endpoints.push(HostEndpointPolicy {
+                id: h.id,
+                binding: h.binding,
+                untracked: u,
+                pre_dnat: p,
+                forward: f,
+            });
+        }
+        let host = Arc::new(HostPolicy {
+            endpoints,
+            workload_interfaces: m
+                .workload_endpoints
+                .values()
+                .map(|w| w.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            workload_prefixes: m.settings.interface_prefixes.clone(),
+            to_host: Some(to_host),
+        });
         report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
         report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
         report.how = HowCompiled::Full {
             segments_built: self.engines.misses,
             segments_reused: self.engines.hits,
         };
-        let compiled = CompiledPolicy { classifier, report };
+        let compiled = CompiledPolicy {
+            classifier,
+            host,
+            report,
+        };
         self.last = Some(Last {
             settings: m.settings.clone(),
             ip_sets: m.ip_sets.clone(),
@@ -233,6 +314,7 @@ impl PolicyCompiler {
         changed.retain(|id| last.referenced.contains(*id));
         let changed: Vec<String> = changed.into_iter().cloned().collect();
         let mut classifier = (*last.compiled.classifier).clone();
+        let mut host = (*last.compiled.host).clone();
         let mut parsed = 0;
         for id in &changed {
             let (index, kind) = *self.set_index.get(id)?;
@@ -246,6 +328,14 @@ impl PolicyCompiler {
                 return None;
             }
             classifier = classifier.with_set(index, table.clone())?;
+            for e in &mut host.endpoints {
+                for k in [&mut e.untracked, &mut e.pre_dnat, &mut e.forward]
+                    .into_iter()
+                    .flatten()
+                {
+                    k.classifier = Arc::new(k.classifier.with_set(index, table.clone())?);
+                }
+            }
             self.sets.insert(id.clone(), (cur.clone(), p.clone()));
         }
         let last = self.last.as_mut()?;
@@ -257,6 +347,7 @@ impl PolicyCompiler {
         report.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
         let compiled = CompiledPolicy {
             classifier: Arc::new(classifier),
+            host: Arc::new(host),
             report,
         };
         last.ip_sets = m.ip_sets.clone();
@@ -267,16 +358,13 @@ impl PolicyCompiler {
 
     /// The IR of `m` and the report.
     pub fn ir(&mut self, m: &FelixModel) -> (Ir, PolicyReport) {
-        let (ir, _, _, report) = self.ir_and_sets(m);
-        (ir, report)
+        let b = self.ir_and_sets(m);
+        (b.ir, b.report)
     }
 
-    /// The IR of `m`, the set table its checks index, the IP set ids it
-    /// names, and the report.
-    fn ir_and_sets(
-        &mut self,
-        m: &FelixModel,
-    ) -> (Ir, Vec<Arc<SetMatch>>, HashSet<String>, PolicyReport) {
+    /// The IR of `m` and of its host endpoints' kinds, the set table
+    /// their checks index, the IP set ids they name, and the report.
+    fn ir_and_sets(&mut self, m: &FelixModel) -> Built {
         self.sets
             .retain(|id, (a, _)| m.ip_sets.get(id).is_some_and(|cur| Arc::ptr_eq(a, cur)));
         self.parsed_last = 0;
@@ -292,6 +380,7 @@ impl PolicyCompiler {
                 DecisionInfo::NoMatch { dir: Dir::Ingress },
             ],
             report: PolicyReport::default(),
+            failsafe: HashSet::new(),
         };
         let eps = b.endpoints();
         let mut dirs: [DirIr; 2] = Default::default();
@@ -303,6 +392,45 @@ impl PolicyCompiler {
             .flat_map(|d| &d.segments)
             .map(|s| s.rules.len())
             .sum();
+        let host_dirs = b.host_kinds();
+        let (action, value) = match m.settings.endpoint_to_host {
+            EndpointToHost::Drop => (ToHost::Drop, "DROP"),
+            EndpointToHost::Return => (ToHost::Return, "RETURN"),
+            EndpointToHost::Accept => (ToHost::Accept, "ACCEPT"),
+        };
+        let to_host = (
+            action,
+            b.decision(DecisionInfo::Setting {
+                dir: Dir::Egress,
+                setting: "DefaultEndpointToHostAction".into(),
+                value: value.into(),
+            }),
+        );
+        // Every IR shares one decision table, so a decision id means the
+        // same whichever classifier gave it (counters, `explain`).
+        let effects: Arc<[Effect]> = b
+            .decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| effect(d, b.failsafe.contains(&(i as u32))))
+            .collect();
+        let hosts = host_dirs
+            .into_iter()
+            .map(|(id, binding, kinds)| HostIr {
+                id,
+                binding,
+                kinds: kinds.map(|k| {
+                    k.map(|dirs| Ir {
+                        endpoints: vec![EndpointIr {
+                            name: "host-interface".into(),
+                            nets: all_addresses(),
+                        }],
+                        dirs,
+                        decisions: b.decisions.clone(),
+                    })
+                }),
+            })
+            .collect();
         let ir = Ir {
             endpoints: eps.iter().map(|e| e.ir.clone()).collect(),
             dirs,
@@ -320,7 +448,15 @@ impl PolicyCompiler {
                 table[*i as usize] = t.clone();
             }
         }
-        (ir, table, referenced, report)
+        Built {
+            ir,
+            hosts,
+            to_host,
+            effects,
+            sets: table,
+            referenced,
+            report,
+        }
     }
 
     /// The set table index of IP set `id` (of kind `kind`), kept from the
@@ -492,6 +628,9 @@ struct IrBuilder<'m, 'c> {
     rules: HashMap<(Owner, Dir), TRules>,
     decisions: Vec<DecisionInfo>,
     report: PolicyReport,
+    /// Decisions of failsafe rules (for host IRs they let the packet go
+    /// on: see [`effect`]).
+    failsafe: HashSet<u32>,
 }
 
 impl IrBuilder<'_, '_> {
@@ -539,24 +678,17 @@ impl IrBuilder<'_, '_> {
             });
         }
         self.report.workload_endpoints = out.len();
-        let (mut no_addr, mut other_tiers) = (Vec::new(), Vec::new());
+        let mut no_addr = Vec::new();
         for (id, h) in &m.host_endpoints {
             let name = format!("host:{id}");
-            for (tiers, what) in [
-                (&h.forward_tiers, "forward"),
-                (&h.pre_dnat_tiers, "pre-DNAT"),
-                (&h.untracked_tiers, "untracked"),
-            ] {
-                if !tiers.is_empty() {
-                    other_tiers.push(format!("{name} ({what})"));
-                }
-            }
             let nets = nets(
                 &name,
                 &mut h.expected_ipv4_addrs.iter().chain(&h.expected_ipv6_addrs),
             );
             if nets.is_empty() {
-                no_addr.push(format!("{name} (interface {:?})", h.name));
+                if !h.tiers.is_empty() || !h.profile_ids.is_empty() {
+                    no_addr.push(format!("{name} (interface {:?})", h.name));
+                }
                 continue;
             }
             let steps = self.steps(&name, &h.tiers, &h.profile_ids, true);
@@ -570,8 +702,7 @@ impl IrBuilder<'_, '_> {
         for (list, feature, what) in [
             (&dups, "endpoint addresses", "address(es) listed by two endpoints (the first keeps it)"),
             (&bad, "endpoint addresses", "malformed endpoint address(es), not enforced"),
-            (&no_addr, "host endpoints", "host endpoint(s) without expected addresses are not enforced (sluice applies host endpoint policy by address)"),
-            (&other_tiers, "host endpoint tiers", "host endpoint(s) with forward, pre-DNAT or untracked tiers: only the normal tiers (traffic to and from the host) are enforced"),
+            (&no_addr, "host endpoints", "host endpoint(s) without expected addresses: their normal tiers and profiles are not enforced (sluice applies those by address; untracked, pre-DNAT and forward tiers are applied by interface)"),
         ] {
             if !list.is_empty() {
                 rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
@@ -638,6 +769,131 @@ impl IrBuilder<'_, '_> {
             self.report
                 .fail_closed
                 .push((name.to_string(), reason.clone()));
+            let fail = Step::Shared(Shared::FailClosed(reason));
+            return [vec![fail.clone()], vec![fail]];
+        }
+        out
+    }
+
+    /// Each host endpoint (in id order): its binding and, per kind
+    /// (untracked, pre-DNAT, forward), the two directions of the IR of its
+    /// tiers of that kind, if it has any (see the module docs).
+    #[allow(clippy::type_complexity)] // (id, binding, [kind → [dir → IR]]): used once, by the caller
+    fn host_kinds(&mut self) -> Vec<(String, Binding, [Option<[DirIr; 2]>; 3])> {
+        let m = self.m;
+        let mut out = Vec::new();
+        let (mut star_untracked, mut egress_only) = (Vec::new(), Vec::new());
+        for (id, h) in &m.host_endpoints {
+            let name = format!("host:{id}");
+            let binding = match h.name.as_str() {
+                "*" => Binding::All,
+                "" => Binding::Addresses(
+                    h.expected_ipv4_addrs
+                        .iter()
+                        .chain(&h.expected_ipv6_addrs)
+                        .filter_map(|a| ip_of(a))
+                        .collect(),
+                ),
+                n => Binding::Name(n.to_string()),
+            };
+            let mut kinds: [Option<[DirIr; 2]>; 3] = Default::default();
+            for (k, kind, tiers) in [
+                (0, HostKind::Untracked, &h.untracked_tiers),
+                (1, HostKind::PreDnat, &h.pre_dnat_tiers),
+                (2, HostKind::Forward, &h.forward_tiers),
+            ] {
+                if tiers.is_empty() {
+                    continue;
+                }
+                if kind == HostKind::Untracked && binding == Binding::All {
+                    star_untracked.push(name.clone());
+                    continue;
+                }
+                if kind != HostKind::Forward
+                    && tiers
+                        .iter()
+                        .any(|t| t.egress_policies.iter().any(|p| !is_staged(&p.kind)))
+                {
+                    egress_only.push(format!("{name} ({})", kind_name(kind)));
+                }
+                let steps = self.kind_steps(&name, tiers, kind);
+                let eps = [Ep {
+                    ir: EndpointIr {
+                        name: name.clone(),
+                        nets: all_addresses(),
+                    },
+                    steps,
+                }];
+                kinds[k] = Some([
+                    self.direction(&eps, Dir::Egress),
+                    self.direction(&eps, Dir::Ingress),
+                ]);
+            }
+            out.push((id.clone(), binding, kinds));
+        }
+        let rep = &mut self.report.unsupported;
+        for (list, feature, what) in [
+            (&star_untracked, "untracked policy on all interfaces", "host endpoint(s) with interface \"*\" and untracked tiers: ignored, as Felix ignores them"),
+            (&egress_only, "untracked or pre-DNAT egress", "host endpoint(s) with egress rules in untracked or pre-DNAT tiers: only their ingress rules are applied (untracked egress judges traffic the host sends, which leaves through the kernel, not sluice; pre-DNAT has no egress)"),
+        ] {
+            if !list.is_empty() {
+                rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
+            }
+        }
+        out
+    }
+
+    /// What a host endpoint walks in each direction for one kind of its
+    /// tiers: untracked and pre-DNAT ingress only, after the failsafe
+    /// ports, each tier ending without a verdict; forward both ways, each
+    /// tier ending in its default action. Both directions fail closed
+    /// when anything named does not resolve.
+    fn kind_steps(
+        &mut self,
+        name: &str,
+        tiers: &[proto::TierInfo],
+        kind: HostKind,
+    ) -> [Vec<Step>; 2] {
+        let mut out: [Vec<Step>; 2] = Default::default();
+        let mut why: Option<String> = None;
+        for dir in [Dir::Egress, Dir::Ingress] {
+            if kind != HostKind::Forward && dir == Dir::Egress {
+                continue;
+            }
+            let steps = &mut out[dir.idx()];
+            if kind != HostKind::Forward {
+                steps.push(Step::Shared(Shared::Failsafe));
+            }
+            for t in tiers {
+                let ids = match dir {
+                    Dir::Ingress => &t.ingress_policies,
+                    Dir::Egress => &t.egress_policies,
+                };
+                let policies: Vec<PolicyId> = ids
+                    .iter()
+                    .filter(|i| !is_staged(&i.kind))
+                    .cloned()
+                    .collect();
+                if policies.is_empty() {
+                    continue;
+                }
+                for id in &policies {
+                    if let Err(e) = self.translated(Owner::Policy(id.clone()), dir) {
+                        why.get_or_insert(e);
+                    }
+                }
+                steps.push(Step::Tier(TierStep {
+                    name: t.name.clone(),
+                    pass: kind != HostKind::Forward
+                        || t.default_action.eq_ignore_ascii_case("pass"),
+                    policies,
+                }));
+            }
+        }
+        if let Some(reason) = why {
+            self.report
+                .fail_closed
+                .push((format!("{name} ({})", kind_name(kind)), reason.clone()));
             let fail = Step::Shared(Shared::FailClosed(reason));
             return [vec![fail.clone()], vec![fail]];
         }
@@ -1036,6 +1292,7 @@ impl IrBuilder<'_, '_> {
                         rule: i as u32,
                         action: Action::Allow,
                     });
+                    self.failsafe.insert(decision.0);
                     rules.push(IrRule {
                         decision,
                         action: RuleAction::Allow,
@@ -1302,6 +1559,53 @@ fn and_terms(a: &[Term], b: &[Term]) -> Vec<Term> {
         }
     }
     out
+}
+
+/// What a decision does in a host endpoint's untracked, pre-DNAT or
+/// forward tiers (`failsafe`: the decision of a failsafe rule, which lets
+/// the packet go on to the normal processing, as Felix's raw and mangle
+/// failsafe chains `ACCEPT` without the accept mark).
+fn effect(d: &DecisionInfo, failsafe: bool) -> Effect {
+    match d {
+        DecisionInfo::Rule {
+            action: Action::Allow,
+            ..
+        } if !failsafe => Effect::Accept,
+        DecisionInfo::Rule {
+            action: Action::Deny,
+            ..
+        }
+        | DecisionInfo::EndOfTier { .. }
+        | DecisionInfo::FailClosed { .. } => Effect::Deny,
+        _ => Effect::Continue,
+    }
+}
+
+fn kind_name(k: HostKind) -> &'static str {
+    match k {
+        HostKind::Untracked => "untracked",
+        HostKind::PreDnat => "pre-DNAT",
+        HostKind::Forward => "forward",
+    }
+}
+
+/// Every address: the one endpoint of a host IR, which the interface,
+/// not an address, selects.
+fn all_addresses() -> Vec<Cidr> {
+    ["0.0.0.0/0", "::/0"]
+        .into_iter()
+        .filter_map(|c| Cidr::parse(c).ok())
+        .collect()
+}
+
+/// An expected address (`10.0.0.1`, or with a prefix length) as the
+/// tables compare it.
+fn ip_of(a: &str) -> Option<(Family, u128)> {
+    let ip: IpAddr = a.split('/').next()?.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V4(v) => (Family::V4, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (Family::V6, u128::from(v)),
+    })
 }
 
 /// Up to three examples, for messages.

@@ -1,0 +1,275 @@
+//! Host endpoint stage: what Felix's host endpoints and
+//! `DefaultEndpointToHostAction` judge by interface rather than by address
+//! (`sources::felix::policy` gives the semantics and the Felix source each
+//! follows). Four passes, each at the point of the pipeline where Linux
+//! runs the chain it mirrors, each skipped with one branch per batch when
+//! no port needs it ([`crate::tables::host::HostTables`]):
+//!
+//! - [`untracked`] (raw PREROUTING, before conntrack): every packet
+//!   arriving on a port whose host endpoint has untracked tiers, judged on
+//!   its ingress rules. A deny drops it; an allow marks it `notrack` and
+//!   `host_accept`: the track stage then leaves it `Untracked` (no lookup,
+//!   no entry, no NAT) and the general stages route it and judge it by the
+//!   normal policy as a packet without a connection.
+//! - [`pre_dnat`] (mangle PREROUTING, before DNAT): a new connection
+//!   arriving on a port whose host endpoint has pre-DNAT tiers, judged on
+//!   its ingress rules with the destination it arrived with. A deny drops
+//!   it (before routing: to the host or forwarded alike); an allow sets
+//!   `host_accept`.
+//! - [`to_host`] (INPUT, `cali-wl-to-host`), after routing: a new
+//!   connection from a workload's port that routing hands to the kernel is
+//!   judged by the workload's egress policy, then by
+//!   `DefaultEndpointToHostAction`; the host endpoint's own policy does not
+//!   apply (it judges the host's interfaces). ICMPv6 130–137 (MLD,
+//!   router and neighbour discovery) is always allowed, as Felix does.
+//! - [`forward`] (FORWARD), after the policy stage: a new connection
+//!   forwarded in through a port whose host endpoint has forward tiers
+//!   (its ingress rules, unless `host_accept`: Felix skips them for a
+//!   packet raw or pre-DNAT policy accepted) and out through one (its
+//!   egress rules); a deny drops it.
+//!
+//! Reads: the ingress port, `meta.parsed`, `meta.track`, `meta.out_port`,
+//! the host tables and the main classifier (`to_host`). Sets:
+//! `meta.notrack`, `meta.host_accept`, `meta.pre_decision` and
+//! `meta.decision` (the deciding rule, as `explain` shows it). Actions:
+//! `Drop(Policy)`. Each judged frame is one classification (the host
+//! endpoint's classifiers hold few rules); frames of ports without a
+//! host role pay one indexed load per pass that runs.
+
+use policy_compiler::{Decision, FlowKey};
+
+use super::super::batch::{Action, Counters, DropReason, Slot};
+use super::super::meta::{Meta, Track};
+use super::super::steps::decide;
+use super::policy::{arrival_key, flow_key, PolicyScratch};
+use crate::tables::host::{Effect, KindPolicy, ToHost};
+use crate::tables::Tables;
+use crate::wire::Family;
+
+/// Judges `key` by `k` on one side (ingress: the packet arrives through
+/// the endpoint's interface; else it leaves through it): the effect and
+/// the deciding rule.
+#[inline]
+fn judge(k: &KindPolicy, key: &FlowKey, ingress: bool, ps: &mut PolicyScratch) -> (Effect, u32) {
+    let v = k.classifier.classify(key, &mut ps.scratch);
+    let d = if ingress { v.ingress } else { v.egress };
+    (k.effect(d.decided_by), d.decided_by.0)
+}
+
+/// Records a decision on a frame: hits, and a drop for a denial.
+#[inline]
+fn record(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: u32, allow: bool) {
+    if let Some(h) = c.policy_hits.get_mut(d as usize) {
+        *h += 1;
+    }
+    m.decision = d;
+    if allow {
+        c.policy_allowed += 1;
+    } else {
+        c.policy_denied += 1;
+        decide(s, m, Action::Drop(DropReason::Policy));
+    }
+}
+
+/// Raw PREROUTING: untracked tiers (see the module docs). Runs before the
+/// track stage, on every frame of the batch.
+// Not inlined: a stage is a unit of cost in profiles; once per batch.
+#[inline(never)]
+pub(crate) fn untracked(
+    t: &Tables,
+    ps: &mut PolicyScratch,
+    c: &mut Counters,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+) {
+    if !t.host.untracked {
+        return;
+    }
+    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+        if m.done {
+            continue;
+        }
+        let Some(k) = t
+            .host
+            .endpoint(s.ingress)
+            .and_then(|e| e.untracked.as_ref())
+        else {
+            continue;
+        };
+        let (effect, d) = judge(k, &arrival_key(m), true, ps);
+        match effect {
+            Effect::Deny => {
+                m.pre_decision = d;
+                record(c, s, m, d, false);
+            }
+            Effect::Accept => {
+                if let Some(h) = c.policy_hits.get_mut(d as usize) {
+                    *h += 1;
+                }
+                m.pre_decision = d;
+                m.notrack = true;
+                m.host_accept = true;
+            }
+            Effect::Continue => {}
+        }
+    }
+}
+
+/// Mangle PREROUTING: pre-DNAT tiers, on the frames `idx` names, after the
+/// track stage knows which are new and before routing.
+#[inline(never)]
+pub(crate) fn pre_dnat(
+    t: &Tables,
+    ps: &mut PolicyScratch,
+    c: &mut Counters,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+    idx: &[u16],
+) {
+    if !t.host.pre_dnat {
+        return;
+    }
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
+            continue;
+        };
+        if m.done || m.host_accept || !matches!(m.track, Track::New(_)) {
+            continue;
+        }
+        let Some(k) = t.host.endpoint(s.ingress).and_then(|e| e.pre_dnat.as_ref()) else {
+            continue;
+        };
+        let (effect, d) = judge(k, &arrival_key(m), true, ps);
+        match effect {
+            Effect::Deny => record(c, s, m, d, false),
+            Effect::Accept => {
+                if let Some(h) = c.policy_hits.get_mut(d as usize) {
+                    *h += 1;
+                }
+                m.pre_decision = d;
+                m.host_accept = true;
+            }
+            Effect::Continue => {}
+        }
+    }
+}
+
+/// Whether an ICMPv6 packet is one Felix always lets a workload send its
+/// host (MLD, router solicitation, neighbour discovery, redirects).
+#[inline]
+fn icmpv6_always(m: &Meta) -> bool {
+    let p = &m.parsed;
+    p.family == Family::V6 && p.l4kind.is_icmp() && (130..=137).contains(&p.icmp_type)
+}
+
+/// INPUT from a workload: the workload's egress policy, then
+/// `DefaultEndpointToHostAction`, on the frames `idx` names that routing
+/// handed to the kernel.
+#[inline(never)]
+pub(crate) fn to_host(
+    t: &Tables,
+    ps: &mut PolicyScratch,
+    c: &mut Counters,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+    idx: &[u16],
+) {
+    if !t.host.to_host {
+        return;
+    }
+    let Some((action, setting)) = t.host.policy.to_host else {
+        return;
+    };
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
+            continue;
+        };
+        if !m.done
+            || s.action != Action::Kernel
+            || !matches!(m.track, Track::New(_) | Track::Untracked)
+            || !t.host.role(s.ingress).workload
+            || icmpv6_always(m)
+        {
+            continue;
+        }
+        let v = t.policy.classify(&flow_key(m), &mut ps.scratch);
+        let (allow, d) = if !v.egress.allow {
+            (false, v.egress.decided_by)
+        } else {
+            (action != ToHost::Drop, setting)
+        };
+        // The frame is already decided (to the kernel): a denial replaces
+        // that action.
+        record_decided(c, s, m, d, allow);
+    }
+}
+
+/// [`record`] for a frame another stage already decided.
+#[inline]
+fn record_decided(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: Decision, allow: bool) {
+    if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
+        *h += 1;
+    }
+    m.decision = d.0;
+    if allow {
+        c.policy_allowed += 1;
+    } else {
+        c.policy_denied += 1;
+        s.action = Action::Drop(DropReason::Policy);
+    }
+}
+
+/// FORWARD: the forward tiers of the host endpoints of the ports a
+/// forwarded new connection comes in and goes out through, on the frames
+/// `idx` names, after the policy stage allowed them.
+#[inline(never)]
+pub(crate) fn forward(
+    t: &Tables,
+    ps: &mut PolicyScratch,
+    c: &mut Counters,
+    slots: &mut [Slot<'_>],
+    meta: &mut [Meta],
+    idx: &[u16],
+) {
+    if !t.host.forward {
+        return;
+    }
+    for &i in idx {
+        let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
+        else {
+            continue;
+        };
+        if m.done || !matches!(m.track, Track::New(_) | Track::Untracked) {
+            continue;
+        }
+        let from = (!m.host_accept)
+            .then(|| t.host.endpoint(s.ingress).and_then(|e| e.forward.as_ref()))
+            .flatten();
+        let to = t.host.endpoint(m.out_port).and_then(|e| e.forward.as_ref());
+        if from.is_none() && to.is_none() {
+            continue;
+        }
+        let key = flow_key(m);
+        for (k, ingress) in [(from, true), (to, false)] {
+            let Some(k) = k else { continue };
+            let (effect, d) = judge(k, &key, ingress, ps);
+            match effect {
+                Effect::Deny => {
+                    record(c, s, m, d, false);
+                    break;
+                }
+                // An allow names itself where nothing else judged the
+                // packet (no workload endpoint on either side).
+                Effect::Accept if m.decision == Decision::NONE.0 => {
+                    if let Some(h) = c.policy_hits.get_mut(d as usize) {
+                        *h += 1;
+                    }
+                    m.decision = d;
+                }
+                _ => {}
+            }
+        }
+    }
+}
