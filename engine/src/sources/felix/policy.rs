@@ -33,9 +33,80 @@
 //!   anything else denies), then its profiles; nothing matched denies.
 //! - Host endpoints with expected addresses are endpoints at those
 //!   addresses: their normal `tiers` and profiles judge traffic to and from
-//!   the host, after the failsafe ports (always allowed). Forward,
-//!   pre-DNAT and untracked tiers, and host endpoints without addresses,
-//!   are reported, not enforced.
+//!   the host, after the failsafe ports (always allowed). The normal tiers
+//!   of host endpoints without addresses are reported, not enforced.
+//!
+//! Host endpoints by interface ([`HostPolicy`], bound to ports by
+//! [`crate::tables::host::HostTables::bind`], applied by the pipeline's
+//! host stage `pipeline::stages::host`), as Felix's iptables data plane
+//! renders them:
+//! - Binding (`resolveHostEndpoints`, `felix/dataplane/linux/endpoint_mgr.go`):
+//!   a non-workload interface gets the first endpoint in id order whose
+//!   `name` is the interface or which, having no name, expects one of the
+//!   interface's addresses; failing those, the first `*` endpoint. Workload
+//!   interfaces (the workload endpoints' names and `InterfacePrefix`) never
+//!   get one. sluice binds ports: a port's interface and its addresses.
+//! - Each kind is the tiers' walk as for normal tiers, with these
+//!   differences (`endpointIptablesChain`, `felix/rules/endpoints.go`): in
+//!   untracked and pre-DNAT tiers no policy matching ends a tier without a
+//!   drop ("there may be normal rules still to be applied") and the walk
+//!   goes on to the next tier; after the last, the packet goes on to the
+//!   normal processing. An allow sets the accept mark; untracked, it also
+//!   `NOTRACK`s. A deny drops. Forward tiers end in the tier's default
+//!   action like normal ones; a host endpoint without forward tiers
+//!   allows forwarded traffic ("Allow forwarded traffic by default");
+//!   profiles never apply to forward, pre-DNAT or untracked traffic.
+//! - Untracked tiers (`HostEndpointToRawChains`; raw PREROUTING and
+//!   OUTPUT): ingress rules judge every packet arriving on the interface,
+//!   established or not, before conntrack, after the failsafe ports (whose
+//!   match lets the packet go on, tracked: the raw failsafe chains
+//!   `ACCEPT` without the mark). An allow leaves no connection and no NAT,
+//!   so a reply is judged again, by the untracked tiers of the interface
+//!   it arrives on. Egress rules (raw OUTPUT) judge only what the host
+//!   itself sends, which leaves through the kernel, not sluice: reported.
+//!   On a `*` endpoint they are ignored, as Felix ignores them (reported).
+//! - Pre-DNAT tiers (`HostEndpointToMangleIngressChains`; mangle
+//!   PREROUTING after `RELATED,ESTABLISHED` is accepted): ingress rules
+//!   only, on new connections arriving on the interface, whatever their
+//!   destination, with the destination they arrived with (before service
+//!   DNAT), after the failsafe ports.
+//! - The accept mark (`filterInputChain`, `StaticFilterForwardChains`,
+//!   `felix/rules/static.go`): a packet untracked or pre-DNAT policy
+//!   accepted skips its incoming host endpoint's forward tiers (and, for
+//!   the host, its normal policy); the workloads' policy and the outgoing
+//!   host endpoint's forward tiers still apply.
+//! - Forward tiers (`applyOnForward`; `HostEndpointToFilterChains`,
+//!   filter FORWARD): a new connection forwarded in through the interface
+//!   meets its ingress rules, one forwarded out through it its egress
+//!   rules; both, besides the workloads' own policy, for traffic between
+//!   a host endpoint and a local workload. No failsafe ports here.
+//! - `DefaultEndpointToHostAction` (`filterWorkloadToHostChain`): a
+//!   workload's new connection to the host is judged by the workload's
+//!   egress policy, then `DROP` drops it, `ACCEPT` accepts it and `RETURN`
+//!   leaves Calico's rules (the host's own INPUT rules, outside sluice,
+//!   decide: it is delivered). The host endpoints' policy does not apply
+//!   to it (their dispatch matches their own interfaces). ICMPv6 130–133,
+//!   135 and 136 are accepted before the workload's policy; sluice lets
+//!   130–137 through (routing already hands 133–137, router and neighbour
+//!   discovery and redirects, to the kernel before any policy).
+//!
+//! Design: a host endpoint's kind compiles, by the same compiler, to a
+//! classifier of its own whose one endpoint owns every address (the
+//! interface selects it, not an address); its ingress verdict judges a
+//! packet arriving through the interface, its egress verdict one leaving
+//! through it. Every IR of a model shares one decision table, so a
+//! decision id means the same whichever classifier gave it (counters,
+//! `explain`'s `decided_by`), and each decision carries its effect for
+//! the host stage ([`Effect`]: go on, accept, drop). The classifier's key
+//! has no interface, so the interface is the pipeline's to check: per
+//! port, a role (its endpoint, whether it is a workload's), with one
+//! branch per batch for each pass no port needs and one indexed load per
+//! frame otherwise; ports without a role keep the main classifier's path
+//! and its memo of denials untouched (frames of ports with a role neither
+//! use nor fill the memo, since their verdict depends on more than the
+//! key). The alternative, the interface as one more classifier field,
+//! would change every engine and the YAML path for what only ports with a
+//! host endpoint need.
 //! - Anything an endpoint's policy names that does not resolve (an IP set,
 //!   policy or profile never sent, an IP set of the wrong type or with a
 //!   malformed member, an unknown action or protocol) makes that endpoint
