@@ -347,6 +347,23 @@ fn pre_dnat_judges_the_service_address_on_its_interface_only() {
     );
     assert_eq!(a, Action::Forward(PODS));
     assert_eq!(ct.len(), 1);
+    // `explain` names the pre-DNAT rule for the packet arriving on eth0,
+    // and nothing of it for the same packet on eth1.
+    let explain = |ingress: &str| {
+        let q = serde_json::json!({"proto": "tcp", "src": CLIENT, "sport": 40002,
+                                   "dst": "10.96.0.10", "dport": 80, "ingress": ingress});
+        let t = p.tables().clone();
+        let q = engine::control::explain::Query::from_json(&q, &t).unwrap();
+        engine::control::explain::explain(&t, &ct, 1, &q)
+    };
+    let e = explain("eth0");
+    assert_eq!(
+        e["policy"]["decision"],
+        serde_json::json!({"tier": "default", "policy": "guard", "rule": 0}),
+        "{e}"
+    );
+    let e = explain("eth1");
+    assert_ne!(e["policy"]["decision"]["policy"], "guard", "{e}");
     // On eth0, what the pre-DNAT rule does not match goes on (no end of
     // tier drop): straight to the pod's address is allowed.
     let (a, _) = send(

@@ -225,3 +225,68 @@ impl HostTables {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(id: &str, binding: Binding) -> HostEndpointPolicy {
+        HostEndpointPolicy {
+            id: id.into(),
+            binding,
+            untracked: None,
+            pre_dnat: None,
+            forward: None,
+        }
+    }
+
+    fn v4(a: [u8; 4]) -> (Family, u128) {
+        (Family::V4, u128::from(u32::from_be_bytes(a)))
+    }
+
+    #[test]
+    fn ports_are_bound_as_felix_resolves_host_endpoints() {
+        let addr = |a: [u8; 4]| Cidr {
+            family: Family::V4,
+            addr: v4(a).1,
+            len: 24,
+        };
+        let policy = Arc::new(HostPolicy {
+            endpoints: vec![
+                ep("a-all", Binding::All),
+                ep("b-by-ip", Binding::Addresses(vec![v4([192, 0, 2, 1])])),
+                ep("c-eth1", Binding::Name("eth1".into())),
+                ep("d-eth1", Binding::Name("eth1".into())),
+                ep("e-nothing", Binding::Addresses(vec![])),
+            ],
+            workload_interfaces: vec!["pod-veth".into()],
+            workload_prefixes: vec!["cali".into()],
+            to_host: None,
+        });
+        let (a0, a1) = ([addr([192, 0, 2, 1])], [addr([198, 51, 100, 1])]);
+        let ports: [(&str, &[Cidr]); 5] = [
+            ("eth0", &a0),
+            ("eth1", &a1),
+            ("eth2", &[]),
+            ("cali123", &[]),
+            ("pod-veth", &a0),
+        ];
+        let t = HostTables::bind(policy, &ports);
+        // By address, by name (the first id of two), `*` for the rest;
+        // never a workload's interface.
+        assert_eq!(t.role(0).endpoint, 1);
+        assert_eq!(t.role(1).endpoint, 2);
+        assert_eq!(t.role(2).endpoint, 0);
+        for p in [3, 4] {
+            assert_eq!(t.role(p).endpoint, NO_ENDPOINT);
+            assert!(t.role(p).workload);
+        }
+        assert_eq!(t.ports_of(0), vec![2]);
+        assert!(t.ports_of(3).is_empty() && t.ports_of(4).is_empty());
+        assert!(!t.untracked && !t.pre_dnat && !t.forward && !t.to_host);
+        // No host endpoints and no workload ports: nothing to look up.
+        let none = HostTables::bind(Arc::default(), &ports[..3]);
+        assert!(none.ports.is_empty());
+        assert!(none.role(1).is_plain());
+    }
+}

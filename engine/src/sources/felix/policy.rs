@@ -1833,6 +1833,73 @@ mod tests {
     }
 
     #[test]
+    fn host_endpoint_kinds_follow_ip_set_updates_without_a_compile() {
+        let mut m = FelixModel::default();
+        let pid = PolicyId {
+            name: "fwd".into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        m.policies
+            .insert(pid.clone(), Arc::new(allow_from_set("clients")));
+        let set = |members: &[&str]| {
+            Arc::new(IpSet {
+                kind: IpSetType::Net,
+                members: members.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        m.ip_sets.insert("clients".into(), set(&["10.0.0.1/32"]));
+        m.host_endpoints.insert(
+            "eth0".into(),
+            Arc::new(proto::HostEndpoint {
+                name: "eth0".into(),
+                forward_tiers: vec![proto::TierInfo {
+                    name: "default".into(),
+                    ingress_policies: vec![pid],
+                    egress_policies: vec![],
+                    default_action: "Deny".into(),
+                }],
+                ..Default::default()
+            }),
+        );
+        let key = |src: &str| {
+            FlowKey::new(
+                src.parse().unwrap(),
+                "10.9.9.9".parse().unwrap(),
+                6,
+                L4::Ports {
+                    sport: 1,
+                    dport: 80,
+                },
+            )
+        };
+        let effect = |c: &CompiledPolicy, src: &str| {
+            let k = c.host.endpoints[0].forward.as_ref().unwrap();
+            let v = k
+                .classifier
+                .classify(&key(src), &mut k.classifier.new_scratch());
+            k.effect(v.ingress.decided_by)
+        };
+        let mut pc = PolicyCompiler::default();
+        let c = pc.compile(&m);
+        assert!(
+            c.report.unsupported.is_empty(),
+            "{:?}",
+            c.report.unsupported
+        );
+        assert_eq!(c.host.endpoints[0].binding, Binding::Name("eth0".into()));
+        assert!(c.host.endpoints[0].untracked.is_none());
+        assert_eq!(effect(&c, "10.0.0.1"), Effect::Accept);
+        // End of tier: the tier's default action drops.
+        assert_eq!(effect(&c, "10.0.0.2"), Effect::Deny);
+        m.ip_sets
+            .insert("clients".into(), set(&["10.0.0.1/32", "10.0.0.2/32"]));
+        let c = pc.compile(&m);
+        assert_eq!(c.report.how, HowCompiled::SetsOnly { sets: 1 });
+        assert_eq!(effect(&c, "10.0.0.2"), Effect::Accept);
+    }
+
+    #[test]
     fn rules_are_filtered_per_family_as_felix_does() {
         let r = proto::Rule {
             src_net: vec!["10.0.0.0/8".into(), "fd00::/8".into()],
