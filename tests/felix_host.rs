@@ -470,6 +470,21 @@ fn default_endpoint_to_host_action_each_value() {
             setting(&d),
             ("DefaultEndpointToHostAction".to_string(), value.to_string())
         );
+        // A pod's answer to the host (a connection the host opened) is
+        // not judged.
+        let (a, _) = send(
+            &mut p,
+            PODS,
+            &tcp(
+                FROM_POD,
+                "10.1.0.5",
+                "10.1.0.1",
+                8080,
+                40000,
+                flags::SYN | flags::ACK,
+            ),
+        );
+        assert_eq!(a, Action::Kernel, "DefaultEndpointToHostAction={value}");
         // The host's own traffic from the uplink is not the setting's.
         let (a, _) = send(
             &mut p,
@@ -499,4 +514,83 @@ fn default_endpoint_to_host_action_each_value() {
     );
     assert_eq!(a, Action::Kernel);
     let _ = Decision::NONE;
+}
+
+#[test]
+fn normal_tiers_of_a_host_endpoint_judge_new_connections_to_its_address() {
+    // eth0's endpoint expects 192.0.2.1; its normal tier denies TCP 9090
+    // and allows other TCP; its end of tier drops the rest.
+    let host = proto::Policy {
+        inbound_rules: vec![
+            tcp_rule("deny", 9090, None, None),
+            tcp_rule("allow", 0, None, None),
+        ],
+        ..Default::default()
+    };
+    let h = proto::HostEndpoint {
+        expected_ipv4_addrs: vec!["192.0.2.1".into()],
+        tiers: vec![tier("host", true, false, "Deny")],
+        ..hep("")
+    };
+    let m = model(vec![("eth0", h)], vec![("host", host)], "ACCEPT", vec![]);
+    let (mut p, _) = pipeline(&m);
+    let to = |dport: u16| tcp(FROM_ETH0, CLIENT, "192.0.2.1", 40000, dport, flags::SYN);
+    let (a, d) = send(&mut p, ETH0, &to(9090));
+    assert_eq!(a, Action::Drop(DropReason::Policy));
+    assert_eq!(rule_of(&d), ("default".into(), "host".into(), 0));
+    let (a, d) = send(&mut p, ETH0, &to(9091));
+    assert_eq!(a, Action::Kernel);
+    assert_eq!(rule_of(&d), ("default".into(), "host".into(), 1));
+    // An echo request: the end of the tier.
+    let echo = pk::icmp4(8, 0, [0, 1, 0, 1], b"ping");
+    let echo = pk::eth_ip(
+        ETH0_MAC,
+        GW_MAC,
+        &pk::ip(Ip::p(CLIENT), Ip::p("192.0.2.1"), 1, 64, &echo),
+    );
+    let (a, d) = send(&mut p, ETH0, &echo);
+    assert_eq!(a, Action::Drop(DropReason::Policy));
+    assert!(matches!(d, Some(DecisionInfo::EndOfTier { .. })), "{d:?}");
+    // What may answer a connection the host opened (through the kernel,
+    // which tracks it: sluice cannot tell) is not judged: a SYN/ACK, UDP.
+    let (a, _) = send(
+        &mut p,
+        ETH0,
+        &tcp(
+            FROM_ETH0,
+            CLIENT,
+            "192.0.2.1",
+            9090,
+            40000,
+            flags::SYN | flags::ACK,
+        ),
+    );
+    assert_eq!(a, Action::Kernel);
+    let seg = pk::udp(Ip::p(CLIENT), Ip::p("192.0.2.1"), 53, 40000, b"a", false);
+    let udp = pk::eth_ip(
+        ETH0_MAC,
+        GW_MAC,
+        &pk::ip(Ip::p(CLIENT), Ip::p("192.0.2.1"), 17, 64, &seg),
+    );
+    assert_eq!(send(&mut p, ETH0, &udp).0, Action::Kernel);
+    // A failsafe port is allowed first.
+    let (a, d) = send(&mut p, ETH0, &to(22));
+    assert_eq!(a, Action::Kernel);
+    assert_eq!(rule_of(&d).0, "failsafe");
+    // Another host address (no endpoint expects it) is not judged; the
+    // pod's traffic to 192.0.2.1 is judged by DefaultEndpointToHostAction,
+    // not by the host endpoint.
+    let (a, _) = send(
+        &mut p,
+        ETH1,
+        &tcp(FROM_ETH1, SERVER, "198.51.100.1", 40000, 9090, flags::SYN),
+    );
+    assert_eq!(a, Action::Kernel);
+    let (a, d) = send(
+        &mut p,
+        PODS,
+        &tcp(FROM_POD, "10.1.0.5", "192.0.2.1", 40000, 9090, flags::SYN),
+    );
+    assert_eq!(a, Action::Kernel);
+    assert!(matches!(d, Some(DecisionInfo::Setting { .. })), "{d:?}");
 }

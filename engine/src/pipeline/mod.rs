@@ -25,9 +25,9 @@
 //!    local routes and go to the kernel; martians, no route and TTL expiry
 //!    are dropped. The lookup precedes policy as Linux's routing decision
 //!    precedes its FORWARD hook.
-//!    [`stages::host`]'s pre-DNAT pass judges new connections from host
-//!    endpoint ports before routing, its to-host pass a workload's new
-//!    connections to the node after it.
+//!    After it, [`stages::host`]'s pre-DNAT pass judges new connections
+//!    from host endpoint ports, its input pass new connections to the node
+//!    itself.
 //! 4. [`stages::policy`]: the compiled classifier, once per new connection;
 //!    then [`stages::host`]'s forward pass (host endpoints' forward tiers).
 //! 5. [`stages::neigh`]: the next hop's MAC.
@@ -271,9 +271,9 @@ impl Pipeline {
             let k = stages::track::run(t, ct, now, slots, meta, rest).max(1);
             let (round, next) = rest.split_at(k.min(rest.len()));
             let (ps, c) = (&mut self.policy, &mut self.counters);
-            stages::host::pre_dnat(t, ps, c, slots, meta, round);
             stages::route::run(t, slots, meta, round);
-            stages::host::to_host(t, ps, c, slots, meta, round);
+            stages::host::pre_dnat(t, ps, c, slots, meta, round);
+            stages::host::input(t, ps, c, slots, meta, round);
             stages::policy::run(t, ps, slots, meta, round, c);
             stages::host::forward(t, ps, c, slots, meta, round);
             stages::neigh::run(t, slots, meta, round);

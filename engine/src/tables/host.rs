@@ -108,6 +108,12 @@ pub struct HostPolicy {
     /// for it (the YAML path: a workload's traffic to the host is not
     /// judged).
     pub to_host: Option<(ToHost, Decision)>,
+    /// Main classifier endpoints from this index on are host endpoints
+    /// at their expected addresses (`u32::MAX`: none): a new connection
+    /// routed to the host from a port that is not a workload's is judged
+    /// by the ingress policy of the one owning its destination; `None`
+    /// for sources that do not ask for it (the YAML path).
+    pub input_from: Option<u32>,
 }
 
 /// No host endpoint (in [`PortRole::endpoint`]).
@@ -149,6 +155,7 @@ pub struct HostTables {
     pub pre_dnat: bool,
     pub forward: bool,
     pub to_host: bool,
+    pub input: bool,
 }
 
 impl HostTables {
@@ -189,6 +196,7 @@ impl HostTables {
         let pre_dnat = bound(|e| e.pre_dnat.is_some());
         let forward = bound(|e| e.forward.is_some());
         let to_host = policy.to_host.is_some() && roles.iter().any(|r| r.workload);
+        let input = policy.input_from.is_some_and(|i| i != u32::MAX);
         if roles.iter().all(PortRole::is_plain) {
             roles.clear();
         }
@@ -199,6 +207,7 @@ impl HostTables {
             pre_dnat,
             forward,
             to_host,
+            input,
         }
     }
 
@@ -262,6 +271,7 @@ mod tests {
             workload_interfaces: vec!["pod-veth".into()],
             workload_prefixes: vec!["cali".into()],
             to_host: None,
+            input_from: None,
         });
         let (a0, a1) = ([addr([192, 0, 2, 1])], [addr([198, 51, 100, 1])]);
         let ports: [(&str, &[Cidr]); 5] = [
@@ -283,7 +293,7 @@ mod tests {
         }
         assert_eq!(t.ports_of(0), vec![2]);
         assert!(t.ports_of(3).is_empty() && t.ports_of(4).is_empty());
-        assert!(!t.untracked && !t.pre_dnat && !t.forward && !t.to_host);
+        assert!(!t.untracked && !t.pre_dnat && !t.forward && !t.to_host && !t.input);
         // No host endpoints and no workload ports: nothing to look up.
         let none = HostTables::bind(Arc::default(), &ports[..3]);
         assert!(none.ports.is_empty());

@@ -13,15 +13,20 @@
 //!   normal policy as a packet without a connection.
 //! - [`pre_dnat`] (mangle PREROUTING, before DNAT): a new connection
 //!   arriving on a port whose host endpoint has pre-DNAT tiers, judged on
-//!   its ingress rules with the destination it arrived with. A deny drops
-//!   it (before routing: to the host or forwarded alike); an allow sets
-//!   `host_accept`.
-//! - [`to_host`] (INPUT, `cali-wl-to-host`), after routing: a new
-//!   connection from a workload's port that routing hands to the kernel is
-//!   judged by the workload's egress policy, then by
-//!   `DefaultEndpointToHostAction`; the host endpoint's own policy does not
-//!   apply (it judges the host's interfaces). ICMPv6 130–137 (MLD,
-//!   router and neighbour discovery) is always allowed, as Felix does.
+//!   its ingress rules with the destination it arrived with, whether it
+//!   is forwarded or for the host (then only if it can only open a
+//!   connection: [`opening`]). A deny drops it; an allow sets
+//!   `host_accept`. It runs after routing, which it does not depend on,
+//!   so that it knows which frames are for the host.
+//! - [`input`] (INPUT), after routing, on new connections routing hands
+//!   to the kernel (only packets that can only open one: [`opening`]): from a workload's port (`cali-wl-to-host`), the
+//!   workload's egress policy, then `DefaultEndpointToHostAction`; the
+//!   host endpoint's own policy does not apply (it judges the host's
+//!   interfaces). From another port, the normal tiers and profiles of the
+//!   host endpoint at the destination address (the main classifier's
+//!   ingress verdict; Felix dispatches by the interface, sluice's normal
+//!   host endpoint policy is by address), unless untracked or pre-DNAT
+//!   policy accepted the packet (`acceptAlreadyAccepted`).
 //! - [`forward`] (FORWARD), after the policy stage: a new connection
 //!   forwarded in through a port whose host endpoint has forward tiers
 //!   (its ingress rules, unless `host_accept`: Felix skips them for a
@@ -29,7 +34,7 @@
 //!   egress rules); a deny drops it.
 //!
 //! Reads: the ingress port, `meta.parsed`, `meta.track`, `meta.out_port`,
-//! the host tables and the main classifier (`to_host`). Sets:
+//! the host tables and the main classifier (`input`). Sets:
 //! `meta.notrack`, `meta.host_accept`, `meta.pre_decision` and
 //! `meta.decision` (the deciding rule, as `explain` shows it). Actions:
 //! `Drop(Policy)`. Each judged frame is one classification (the host
@@ -44,7 +49,8 @@ use super::super::steps::decide;
 use super::policy::{arrival_key, flow_key, PolicyScratch};
 use crate::tables::host::{Effect, KindPolicy, ToHost};
 use crate::tables::Tables;
-use crate::wire::Family;
+use crate::wire::parse::tcp_flags;
+use crate::wire::L4Kind;
 
 /// Judges `key` by `k` on one side (ingress: the packet arrives through
 /// the endpoint's interface; else it leaves through it): the effect and
@@ -115,8 +121,9 @@ pub(crate) fn untracked(
     }
 }
 
-/// Mangle PREROUTING: pre-DNAT tiers, on the frames `idx` names, after the
-/// track stage knows which are new and before routing.
+/// Mangle PREROUTING: pre-DNAT tiers, on the frames `idx` names, after
+/// routing (the verdict does not depend on it, and a frame for the host
+/// is judged only if it can only open a connection: see [`opening`]).
 #[inline(never)]
 pub(crate) fn pre_dnat(
     t: &Tables,
@@ -134,7 +141,11 @@ pub(crate) fn pre_dnat(
         else {
             continue;
         };
-        if m.done || m.host_accept || !matches!(m.track, Track::New(_)) {
+        let local = m.done && s.action == Action::Kernel;
+        if (m.done && !local) || m.host_accept || !matches!(m.track, Track::New(_)) {
+            continue;
+        }
+        if local && !opening(m) {
             continue;
         }
         let Some(k) = t.host.endpoint(s.ingress).and_then(|e| e.pre_dnat.as_ref()) else {
@@ -142,6 +153,7 @@ pub(crate) fn pre_dnat(
         };
         let (effect, d) = judge(k, &arrival_key(m), true, ps);
         match effect {
+            Effect::Deny if local => record_decided(c, s, m, Decision(d), false),
             Effect::Deny => record(c, s, m, d, false),
             Effect::Accept => {
                 if let Some(h) = c.policy_hits.get_mut(d as usize) {
@@ -155,19 +167,34 @@ pub(crate) fn pre_dnat(
     }
 }
 
-/// Whether an ICMPv6 packet is one Felix always lets a workload send its
-/// host (MLD, router solicitation, neighbour discovery, redirects).
+/// Whether a packet for the host can only open a connection: a TCP SYN
+/// without ACK, or an ICMP request (echo, and the like), that no
+/// connection of sluice's knows. The kernel tracks the host's
+/// connections, and those the host opens leave through the kernel, not
+/// sluice: a reply to one (a SYN/ACK, a UDP answer) looks new here but is
+/// established for the kernel, which accepts it before any of Felix's
+/// rules (`RELATED,ESTABLISHED`). So only these are judged; UDP and
+/// other datagrams to the host are not (reported in the module docs of
+/// `sources::felix::policy`). ICMPv6 router and neighbour discovery is
+/// no request, and Felix lets a workload send it regardless.
 #[inline]
-fn icmpv6_always(m: &Meta) -> bool {
+fn opening(m: &Meta) -> bool {
     let p = &m.parsed;
-    p.family == Family::V6 && p.l4kind.is_icmp() && (130..=137).contains(&p.icmp_type)
+    matches!(m.track, Track::New(_))
+        && match p.l4kind {
+            L4Kind::Tcp => p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN,
+            L4Kind::IcmpQuery => true,
+            _ => false,
+        }
 }
 
-/// INPUT from a workload: the workload's egress policy, then
-/// `DefaultEndpointToHostAction`, on the frames `idx` names that routing
-/// handed to the kernel.
+/// INPUT: new connections routing handed to the kernel, on the frames
+/// `idx` names. From a workload: its egress policy, then
+/// `DefaultEndpointToHostAction`. From another port: the ingress policy of
+/// the host endpoint at the destination address, unless untracked or
+/// pre-DNAT policy accepted the packet.
 #[inline(never)]
-pub(crate) fn to_host(
+pub(crate) fn input(
     t: &Tables,
     ps: &mut PolicyScratch,
     c: &mut Counters,
@@ -175,34 +202,40 @@ pub(crate) fn to_host(
     meta: &mut [Meta],
     idx: &[u16],
 ) {
-    if !t.host.to_host {
+    if !t.host.to_host && !t.host.input {
         return;
     }
-    let Some((action, setting)) = t.host.policy.to_host else {
-        return;
-    };
     for &i in idx {
         let (Some(s), Some(m)) = (slots.get_mut(usize::from(i)), meta.get_mut(usize::from(i)))
         else {
             continue;
         };
-        if !m.done
-            || s.action != Action::Kernel
-            || !matches!(m.track, Track::New(_) | Track::Untracked)
-            || !t.host.role(s.ingress).workload
-            || icmpv6_always(m)
-        {
+        if !m.done || s.action != Action::Kernel || !opening(m) {
             continue;
         }
-        let v = t.policy.classify(&flow_key(m), &mut ps.scratch);
-        let (allow, d) = if !v.egress.allow {
-            (false, v.egress.decided_by)
-        } else {
-            (action != ToHost::Drop, setting)
-        };
-        // The frame is already decided (to the kernel): a denial replaces
-        // that action.
-        record_decided(c, s, m, d, allow);
+        if t.host.role(s.ingress).workload {
+            let Some((action, setting)) = t.host.policy.to_host else {
+                continue;
+            };
+            let v = t.policy.classify(&flow_key(m), &mut ps.scratch);
+            let (allow, d) = if !v.egress.allow {
+                (false, v.egress.decided_by)
+            } else {
+                (action != ToHost::Drop, setting)
+            };
+            // The frame is already decided (to the kernel): a denial
+            // replaces that action.
+            record_decided(c, s, m, d, allow);
+        } else if t.host.input && !m.host_accept {
+            let Some(from) = t.host.policy.input_from else {
+                continue;
+            };
+            let v = t.policy.classify(&flow_key(m), &mut ps.scratch);
+            let d = v.ingress;
+            if d.endpoint.is_some_and(|e| e.0 >= from) {
+                record_decided(c, s, m, d.decided_by, d.allow);
+            }
+        }
     }
 }
 

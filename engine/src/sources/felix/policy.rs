@@ -33,8 +33,13 @@
 //!   anything else denies), then its profiles; nothing matched denies.
 //! - Host endpoints with expected addresses are endpoints at those
 //!   addresses: their normal `tiers` and profiles judge traffic to and from
-//!   the host, after the failsafe ports (always allowed). The normal tiers
-//!   of host endpoints without addresses are reported, not enforced.
+//!   the host, after the failsafe ports (always allowed). New connections
+//!   routed to the host from a port that is not a workload's are judged by
+//!   the ingress policy of the endpoint at their destination (Felix's
+//!   `cali-from-host-endpoint` in INPUT; Felix picks the endpoint by the
+//!   interface the packet came in on, sluice by the address it is for).
+//!   The normal tiers of host endpoints without addresses are reported,
+//!   not enforced.
 //!
 //! Host endpoints by interface ([`HostPolicy`], bound to ports by
 //! [`crate::tables::host::HostTables::bind`], applied by the pipeline's
@@ -89,6 +94,14 @@
 //!   135 and 136 are accepted before the workload's policy; sluice lets
 //!   130–137 through (routing already hands 133–137, router and neighbour
 //!   discovery and redirects, to the kernel before any policy).
+//! - Traffic to the host (this setting, the host endpoints' normal tiers,
+//!   pre-DNAT): the kernel tracks the host's connections, and those the
+//!   host opens leave through the kernel, not sluice, so a reply to one
+//!   (a SYN/ACK, a UDP answer) looks new to sluice while the kernel
+//!   accepts it as established before any of Felix's rules. sluice judges
+//!   only packets for the host that can only open a connection (a TCP SYN
+//!   without ACK, an ICMP request); UDP and other datagrams to the host
+//!   are not judged (reported).
 //!
 //! Design: a host endpoint's kind compiles, by the same compiler, to a
 //! classifier of its own whose one endpoint owns every address (the
@@ -331,6 +344,11 @@ impl PolicyCompiler {
                 .collect(),
             workload_prefixes: m.settings.interface_prefixes.clone(),
             to_host: Some(to_host),
+            input_from: Some(if report.host_endpoints == 0 {
+                u32::MAX
+            } else {
+                report.workload_endpoints as u32
+            }),
         });
         report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
         report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
@@ -902,7 +920,13 @@ impl IrBuilder<'_, '_> {
             }
             out.push((id.clone(), binding, kinds));
         }
+        let judged_to_host = self.report.host_endpoints > 0
+            || (!m.workload_endpoints.is_empty()
+                && m.settings.endpoint_to_host != EndpointToHost::Accept);
         let rep = &mut self.report.unsupported;
+        if judged_to_host {
+            rep.push(("datagrams to the host", "UDP and other datagrams to the host are not judged by host endpoint policy or DefaultEndpointToHostAction (sluice does not see the connections the host opens, so it cannot tell a reply from a new flow); TCP SYNs and ICMP requests are".to_string()));
+        }
         for (list, feature, what) in [
             (&star_untracked, "untracked policy on all interfaces", "host endpoint(s) with interface \"*\" and untracked tiers: ignored, as Felix ignores them"),
             (&egress_only, "untracked or pre-DNAT egress", "host endpoint(s) with egress rules in untracked or pre-DNAT tiers: only their ingress rules are applied (untracked egress judges traffic the host sends, which leaves through the kernel, not sluice; pre-DNAT has no egress)"),
