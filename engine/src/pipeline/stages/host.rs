@@ -1,25 +1,27 @@
 //! Host endpoint stage: what Felix's host endpoints and
-//! `DefaultEndpointToHostAction` judge by interface rather than by address
-//! (`sources::felix::policy` gives the semantics and the Felix source each
+//! `DefaultEndpointToHostAction` judge besides the policy stage's
+//! classifier: by the interface a packet comes in or goes out through,
+//! and traffic to the host itself (`sources::felix::policy` gives the semantics and the Felix source each
 //! follows). Four passes, each at the point of the pipeline where Linux
 //! runs the chain it mirrors, each skipped with one branch per batch when
 //! no port needs it ([`crate::tables::host::HostTables`]):
 //!
-//! - [`untracked`] (raw PREROUTING, before conntrack): every packet
+//! - `untracked` (raw PREROUTING, before conntrack): every packet
 //!   arriving on a port whose host endpoint has untracked tiers, judged on
 //!   its ingress rules. A deny drops it; an allow marks it `notrack` and
 //!   `host_accept`: the track stage then leaves it `Untracked` (no lookup,
 //!   no entry, no NAT) and the general stages route it and judge it by the
 //!   normal policy as a packet without a connection.
-//! - [`pre_dnat`] (mangle PREROUTING, before DNAT): a new connection
+//! - `pre_dnat` (mangle PREROUTING, before DNAT): a new connection
 //!   arriving on a port whose host endpoint has pre-DNAT tiers, judged on
 //!   its ingress rules with the destination it arrived with, whether it
 //!   is forwarded or for the host (then only if it can only open a
-//!   connection: [`opening`]). A deny drops it; an allow sets
+//!   connection: `opening`). A deny drops it; an allow sets
 //!   `host_accept`. It runs after routing, which it does not depend on,
 //!   so that it knows which frames are for the host.
-//! - [`input`] (INPUT), after routing, on new connections routing hands
-//!   to the kernel (only packets that can only open one: [`opening`]): from a workload's port (`cali-wl-to-host`), the
+//! - `input` (INPUT), after routing, on new connections routing hands
+//!   to the kernel (only packets that can only open one: `opening`):
+//!   from a workload's port (`cali-wl-to-host`), the
 //!   workload's egress policy, then `DefaultEndpointToHostAction`; the
 //!   host endpoint's own policy does not apply (it judges the host's
 //!   interfaces). From another port, the normal tiers and profiles of the
@@ -27,7 +29,7 @@
 //!   ingress verdict; Felix dispatches by the interface, sluice's normal
 //!   host endpoint policy is by address), unless untracked or pre-DNAT
 //!   policy accepted the packet (`acceptAlreadyAccepted`).
-//! - [`forward`] (FORWARD), after the policy stage: a new connection
+//! - `forward` (FORWARD), after the policy stage: a new connection
 //!   forwarded in through a port whose host endpoint has forward tiers
 //!   (its ingress rules, unless `host_accept`: Felix skips them for a
 //!   packet raw or pre-DNAT policy accepted) and out through one (its
@@ -37,9 +39,9 @@
 //! the host tables and the main classifier (`input`). Sets:
 //! `meta.notrack`, `meta.host_accept`, `meta.pre_decision` and
 //! `meta.decision` (the deciding rule, as `explain` shows it). Actions:
-//! `Drop(Policy)`. Each judged frame is one classification (the host
-//! endpoint's classifiers hold few rules); frames of ports without a
-//! host role pay one indexed load per pass that runs.
+//! `Drop(Policy)`. Each judged frame is one classification (a host
+//! endpoint's classifier holds only its own tiers of that kind); frames
+//! of ports without a host role pay one indexed load per pass that runs.
 
 use policy_compiler::{Decision, FlowKey};
 
