@@ -263,6 +263,7 @@ impl Pipeline {
             meta,
             general,
         );
+        stages::host::untracked_after(&self.policy, meta, general);
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
         // `stages::track::run`).

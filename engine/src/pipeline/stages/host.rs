@@ -8,16 +8,18 @@
 //!
 //! - `untracked` (raw PREROUTING, before conntrack): every packet
 //!   arriving on a port whose host endpoint has untracked tiers, judged on
-//!   its ingress rules. A deny drops it; an allow marks it `notrack` and
-//!   `host_accept`: the track stage then leaves it `Untracked` (no lookup,
-//!   no entry, no NAT) and the general stages route it and judge it by the
-//!   normal policy as a packet without a connection.
+//!   its ingress rules. A deny drops it; an allow records the accepting
+//!   decision (`pre_decision`, Felix's accept mark) and holds the frame
+//!   through the track stage's first part, after which `untracked_after`
+//!   lists it for the general stages as `Untracked` (no lookup, no entry,
+//!   no NAT): they route it and judge it by the normal policy as a packet
+//!   without a connection.
 //! - `pre_dnat` (mangle PREROUTING, before DNAT): a new connection
 //!   arriving on a port whose host endpoint has pre-DNAT tiers, judged on
 //!   its ingress rules with the destination it arrived with, whether it
 //!   is forwarded or for the host (then only if it can only open a
-//!   connection: `opening`). A deny drops it; an allow sets
-//!   `host_accept`. It runs after routing, which it does not depend on,
+//!   connection: `opening`). A deny drops it; an allow records the
+//!   accepting decision (`pre_decision`). It runs after routing, which it does not depend on,
 //!   so that it knows which frames are for the host.
 //! - `input` (INPUT), after routing, on new connections routing hands
 //!   to the kernel (only packets that can only open one: `opening`):
@@ -31,14 +33,13 @@
 //!   policy accepted the packet (`acceptAlreadyAccepted`).
 //! - `forward` (FORWARD), after the policy stage: a new connection
 //!   forwarded in through a port whose host endpoint has forward tiers
-//!   (its ingress rules, unless `host_accept`: Felix skips them for a
+//!   (its ingress rules, unless accepted upstream: Felix skips them for a
 //!   packet raw or pre-DNAT policy accepted) and out through one (its
 //!   egress rules); a deny drops it.
 //!
 //! Reads: the ingress port, `meta.parsed`, `meta.track`, `meta.out_port`,
 //! the host tables and the main classifier (`input`). Sets:
-//! `meta.notrack`, `meta.host_accept`, `meta.pre_decision` and
-//! `meta.decision` (the deciding rule, as `explain` shows it). Actions:
+//! `meta.pre_decision`, `meta.track` (untracked) and `meta.decision` (the deciding rule, as `explain` shows it). Actions:
 //! `Drop(Policy)`. Each judged frame is one classification (a host
 //! endpoint's classifier holds only its own tiers of that kind); frames
 //! of ports without a host role pay one indexed load per pass that runs.
@@ -46,7 +47,7 @@
 use policy_compiler::{Decision, FlowKey};
 
 use super::super::batch::{Action, Counters, DropReason, Slot};
-use super::super::meta::{Meta, Track};
+use super::super::meta::{Frames, Meta, Track};
 use super::super::steps::decide;
 use super::policy::{arrival_key, flow_key, PolicyScratch};
 use crate::tables::host::{Effect, KindPolicy, ToHost};
@@ -80,7 +81,10 @@ fn record(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: u32, allow: bool)
 }
 
 /// Raw PREROUTING: untracked tiers (see the module docs). Runs before the
-/// track stage, on every frame of the batch.
+/// track stage, on every frame of the batch. A frame accepted here is
+/// held as decided through the track stage's first part (which then
+/// neither looks it up nor forwards it on a connection), and
+/// [`untracked_after`] hands it to the general stages.
 // Not inlined: a stage is a unit of cost in profiles; once per batch.
 #[inline(never)]
 pub(crate) fn untracked(
@@ -90,10 +94,12 @@ pub(crate) fn untracked(
     slots: &mut [Slot<'_>],
     meta: &mut [Meta],
 ) {
+    ps.untracked_accepted.clear();
+    ps.untracked_denied.clear();
     if !t.host.untracked {
         return;
     }
-    for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
+    for (i, (s, m)) in slots.iter_mut().zip(meta.iter_mut()).enumerate() {
         if m.done {
             continue;
         }
@@ -109,16 +115,44 @@ pub(crate) fn untracked(
             Effect::Deny => {
                 m.pre_decision = d;
                 record(c, s, m, d, false);
+                let _ = ps.untracked_denied.try_push(i as u16);
             }
             Effect::Accept => {
                 if let Some(h) = c.policy_hits.get_mut(d as usize) {
                     *h += 1;
                 }
                 m.pre_decision = d;
-                m.notrack = true;
-                m.host_accept = true;
+                m.done = true;
+                let _ = ps.untracked_accepted.try_push(i as u16);
             }
             Effect::Continue => {}
+        }
+    }
+}
+
+/// After the track stage's first part: the frames [`untracked`] judged
+/// get their decision back (that part starts every frame's over), and
+/// those it accepted go to the general stages as untracked packets
+/// (`general` kept in frame order). One branch per batch otherwise.
+#[inline(never)]
+pub(crate) fn untracked_after(ps: &PolicyScratch, meta: &mut [Meta], general: &mut Frames) {
+    if ps.untracked_accepted.is_empty() && ps.untracked_denied.is_empty() {
+        return;
+    }
+    for &i in &ps.untracked_denied {
+        if let Some(m) = meta.get_mut(usize::from(i)) {
+            m.decision = m.pre_decision;
+        }
+    }
+    for &i in &ps.untracked_accepted {
+        let Some(m) = meta.get_mut(usize::from(i)) else {
+            continue;
+        };
+        m.decision = m.pre_decision;
+        m.done = false;
+        m.track = Track::Untracked;
+        if let Err(at) = general.binary_search(&i) {
+            let _ = general.try_insert(at, i);
         }
     }
 }
@@ -144,7 +178,7 @@ pub(crate) fn pre_dnat(
             continue;
         };
         let local = m.done && s.action == Action::Kernel;
-        if (m.done && !local) || m.host_accept || !matches!(m.track, Track::New(_)) {
+        if (m.done && !local) || m.host_accepted() || !matches!(m.track, Track::New(_)) {
             continue;
         }
         if local && !opening(m) {
@@ -162,7 +196,6 @@ pub(crate) fn pre_dnat(
                     *h += 1;
                 }
                 m.pre_decision = d;
-                m.host_accept = true;
             }
             Effect::Continue => {}
         }
@@ -228,7 +261,7 @@ pub(crate) fn input(
             // The frame is already decided (to the kernel): a denial
             // replaces that action.
             record_decided(c, s, m, d, allow);
-        } else if t.host.input && !m.host_accept {
+        } else if t.host.input && !m.host_accepted() {
             let Some(from) = t.host.policy.input_from else {
                 continue;
             };
@@ -279,7 +312,7 @@ pub(crate) fn forward(
         if m.done || !matches!(m.track, Track::New(_) | Track::Untracked) {
             continue;
         }
-        let from = (!m.host_accept)
+        let from = (!m.host_accepted())
             .then(|| t.host.endpoint(s.ingress).and_then(|e| e.forward.as_ref()))
             .flatten();
         let to = t.host.endpoint(m.out_port).and_then(|e| e.forward.as_ref());

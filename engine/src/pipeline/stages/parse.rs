@@ -1,7 +1,7 @@
 //! Parse stage.
 //!
 //! Reads: the frame bytes. Sets: `meta.parsed`, `meta.done = false` for IP
-//! frames, and clears the host stage's marks. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
+//! frames, and clears the host stage's mark. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
 //! PPPoE, three or more VLAN tags).
 
 use super::super::batch::{Action, DropReason, Slot};
@@ -16,8 +16,6 @@ use crate::wire::{self, Unparsed};
 pub(crate) fn run(slots: &mut [Slot<'_>], meta: &mut [Meta]) {
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.done = false;
-        m.host_accept = false;
-        m.notrack = false;
         m.pre_decision = NO_DECISION;
         match wire::parse_into(s.frame, &mut m.parsed) {
             Ok(()) => {}

@@ -27,7 +27,7 @@
 use policy_compiler::{Classifier, Decision, FlowKey, Verdict, L4};
 
 use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
-use super::super::meta::{Meta, Track};
+use super::super::meta::{Frames, Meta, Track};
 use super::super::steps::decide;
 use crate::tables::Tables;
 use crate::wire::Family;
@@ -44,6 +44,10 @@ pub struct PolicyScratch {
     out: Vec<Verdict>,
     pub(crate) scratch: policy_compiler::Scratch,
     denials: Box<[Option<Denial>]>,
+    /// Frames the host stage's untracked pass accepted (no conntrack) and
+    /// denied in this batch (`stages::host`).
+    pub(crate) untracked_accepted: Frames,
+    pub(crate) untracked_denied: Frames,
 }
 
 /// A memoised denial: the classifier's key and answer, and whether the
@@ -65,6 +69,8 @@ impl PolicyScratch {
             out: vec![Verdict::default(); MAX_BATCH],
             scratch: t.policy.new_scratch(),
             denials: vec![None; DENIALS].into_boxed_slice(),
+            untracked_accepted: Frames::new(),
+            untracked_denied: Frames::new(),
         }
     }
 }
@@ -156,12 +162,14 @@ pub(crate) fn run(
         // Only new connections have a key hash to index the memo by; a
         // port with a host role judges more than the key (see
         // `stages::host`), so its frames neither use nor fill the memo.
-        let plain = slots
-            .get(usize::from(i))
-            .is_some_and(|s| t.host.role(s.ingress).is_plain());
-        if let (Track::New(_), true) = (m.track, plain) {
+        let plain = |slots: &[Slot<'_>]| {
+            slots
+                .get(usize::from(i))
+                .is_some_and(|s| t.host.role(s.ingress).is_plain())
+        };
+        if let Track::New(_) = m.track {
             if let Some(Some(d)) = ps.denials.get(denial_slot(m)) {
-                if d.key == key {
+                if d.key == key && plain(slots) {
                     let v = d.verdict;
                     if let Some(s) = slots.get_mut(usize::from(i)) {
                         apply(&v, s, m, c);
@@ -187,7 +195,11 @@ pub(crate) fn run(
             continue;
         };
         apply(v, s, m, c);
-        if m.host_accept && v.allow && v.egress.endpoint.is_none() && v.ingress.endpoint.is_none() {
+        if v.allow
+            && m.host_accepted()
+            && v.egress.endpoint.is_none()
+            && v.ingress.endpoint.is_none()
+        {
             // Nothing here judged it: what accepted it upstream decided.
             m.decision = m.pre_decision;
         }

@@ -15,7 +15,7 @@
 use arrayvec::ArrayVec;
 
 use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
-use super::super::meta::{Frames, Meta, Track};
+use super::super::meta::{Frames, Meta, Track, NO_DECISION};
 use super::super::steps::{decide, route_one};
 use super::known;
 use super::policy::{self, PolicyScratch};
@@ -110,11 +110,9 @@ pub(crate) fn prepare(
         m.new_dst = None;
         m.new_src = None;
         m.service = 0;
-        m.decision = m.pre_decision;
+        m.decision = NO_DECISION;
         m.committed = false;
-        // Accepted by untracked policy: no conntrack at all (left
-        // `Untracked`, listed for the general stages below).
-        if m.done || m.notrack {
+        if m.done {
             continue;
         }
         let zone = t.zone(s.ingress);
@@ -187,7 +185,7 @@ pub(crate) fn prepare(
                 // A denied flow's packet is settled here unless an earlier
                 // frame of the batch, not yet committed, may open its
                 // connection (the in-order part then decides).
-                if !opening && t.host.role(s.ingress).is_plain() && settle_denied(t, ps, c, s, m) {
+                if !opening && settle_denied(t, ps, c, s, m) {
                     continue;
                 }
                 opening = true;
@@ -361,6 +359,10 @@ fn settle_denied(
     let Some(v) = policy::memo_denial(ps, m) else {
         return false;
     };
+    // A port with a host role judges more than the key (`stages::host`).
+    if !t.host.role(s.ingress).is_plain() {
+        return false;
+    }
     let Some(state) = opening_state(&m.parsed, t.tcp_loose) else {
         return false;
     };
