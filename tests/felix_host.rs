@@ -294,6 +294,38 @@ fn untracked_allow_leaves_no_connection_both_ways_and_deny_drops() {
         1,
         "traffic untracked policy did not match is tracked"
     );
+    // In one batch with tracked frames around it, an untracked frame is
+    // forwarded in its place and opens nothing.
+    let udp2 = |sport: u16| {
+        let seg = pk::udp(Ip::p(CLIENT), Ip::p(SERVER), sport, 53, b"q", false);
+        pk::eth_ip(
+            ETH0_MAC,
+            GW_MAC,
+            &pk::ip(Ip::p(CLIENT), Ip::p(SERVER), 17, 64, &seg),
+        )
+    };
+    let mut frames = [
+        udp2(41000),
+        tcp(FROM_ETH0, CLIENT, SERVER, 40002, 5000, flags::SYN),
+        tcp(FROM_ETH0, CLIENT, SERVER, 40003, 6000, flags::SYN),
+        udp2(41001),
+    ];
+    let mut b = Batch::new();
+    for f in frames.iter_mut() {
+        b.push(f.as_mut_slice(), ETH0).unwrap();
+    }
+    p.process(1, &mut b);
+    let actions: Vec<Action> = b.slots().iter().map(|s| s.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            Action::Forward(ETH1),
+            Action::Forward(ETH1),
+            Action::Drop(DropReason::Policy),
+            Action::Forward(ETH1),
+        ]
+    );
+    assert_eq!(ct.len(), 3, "only the two UDP flows are tracked");
 
     // Without untracked tiers the same SYN is tracked.
     let m = model(vec![("eth0", hep("eth0"))], vec![], "DROP", vec![]);
