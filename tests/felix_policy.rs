@@ -1178,6 +1178,7 @@ fn scale_figures() {
         s.policy = PolicyInput::Compiled(CompiledInput {
             origin: "felix".into(),
             classifier: c.classifier.clone(),
+            host: c.host.clone(),
         });
         let t_state = t.elapsed();
         let d = StateDiff::between(&base, &s);

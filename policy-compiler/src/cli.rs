@@ -244,6 +244,10 @@ enum DecidedBy<'a> {
     FailClosed {
         fail_closed: &'a str,
     },
+    Setting {
+        setting: &'a str,
+        value: &'a str,
+    },
 }
 
 fn word(allow: bool) -> &'static str {
@@ -287,6 +291,9 @@ impl<'a> DirOut<'a> {
             DecisionInfo::FailClosed { reason, .. } => Some(DecidedBy::FailClosed {
                 fail_closed: reason,
             }),
+            DecisionInfo::Setting { setting, value, .. } => {
+                Some(DecidedBy::Setting { setting, value })
+            }
         };
         DirOut {
             verdict: word(d.allow),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 
 use crate::sources::felix::proto::{
-    from_dataplane, EndpointStatus, ProcessStatusUpdate, WorkloadEndpoint, WorkloadEndpointId,
+    from_dataplane, EndpointStatus, HostEndpointId, HostEndpointStatusRemove,
+    HostEndpointStatusUpdate, ProcessStatusUpdate, WorkloadEndpoint, WorkloadEndpointId,
     WorkloadEndpointStatusRemove, WorkloadEndpointStatusUpdate,
 };
 use crate::sources::felix::session::iso8601;
@@ -78,6 +79,16 @@ pub struct Endpoint {
     pub failed: Option<(Arc<WorkloadEndpoint>, u32)>,
 }
 
+/// Where one host endpoint stands ([`super::felix_hosts`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostEp {
+    /// The ports it governs.
+    pub ports: Vec<String>,
+    pub status: EpStatus,
+    /// Why it is down or in error.
+    pub reason: Option<String>,
+}
+
 /// How a session ended.
 #[derive(Clone, Debug)]
 pub struct Ending {
@@ -127,7 +138,11 @@ pub struct FelixRecord {
     pub endpoints: BTreeMap<WorkloadEndpointId, Endpoint>,
     /// The status last sent to the current session, per endpoint.
     pub sent: BTreeMap<WorkloadEndpointId, EpStatus>,
-    /// Endpoint status messages sent (updates, removes).
+    /// The last model's host endpoints (by id) and their status, and the
+    /// status last sent to the current session.
+    pub host_endpoints: BTreeMap<String, HostEp>,
+    pub host_sent: BTreeMap<String, EpStatus>,
+    /// Endpoint status messages sent (updates, removes; workload and host).
     pub status_updates: u64,
     pub status_removes: u64,
 }
@@ -161,6 +176,8 @@ impl FelixRecord {
             unsupported_seen: BTreeSet::new(),
             endpoints: BTreeMap::new(),
             sent: BTreeMap::new(),
+            host_endpoints: BTreeMap::new(),
+            host_sent: BTreeMap::new(),
             status_updates: 0,
             status_removes: 0,
         }
@@ -172,6 +189,7 @@ impl FelixRecord {
         eprintln!("sluice: felix: session {id} connected");
         // A new session knows no status: each endpoint's goes again.
         self.sent.clear();
+        self.host_sent.clear();
         self.current = Some(Session {
             id,
             since: SystemTime::now(),
@@ -218,6 +236,7 @@ impl FelixRecord {
             s.policy = PolicyInput::Compiled(CompiledInput {
                 origin: "felix".into(),
                 classifier: p.classifier.clone(),
+                host: p.host.clone(),
             });
         }
         s
@@ -274,8 +293,9 @@ impl FelixRecord {
 
     /// Sends the current session each endpoint status that changed since
     /// it last heard (after the tables that program them are swapped in),
-    /// and a `WorkloadEndpointStatusRemove` for each endpoint it heard of
-    /// that is gone, as Felix's own data planes do.
+    /// and a `WorkloadEndpointStatusRemove` / `HostEndpointStatusRemove`
+    /// for each endpoint it heard of that is gone, as Felix's own data
+    /// planes do.
     pub fn send_statuses(&mut self) {
         let Some(c) = self.current.as_mut().filter(|c| c.in_sync) else {
             return;
@@ -318,6 +338,40 @@ impl FelixRecord {
                 self.status_removes += 1;
             }
         }
+        for (id, e) in &self.host_endpoints {
+            if self.host_sent.get(id) == Some(&e.status) {
+                continue;
+            }
+            let p = from_dataplane::Payload::HostEndpointStatusUpdate(HostEndpointStatusUpdate {
+                id: Some(HostEndpointId {
+                    endpoint_id: id.clone(),
+                }),
+                status: Some(EndpointStatus {
+                    status: e.status.as_str().into(),
+                }),
+            });
+            if c.out.send(p) {
+                self.host_sent.insert(id.clone(), e.status);
+                self.status_updates += 1;
+            }
+        }
+        let gone: Vec<String> = self
+            .host_sent
+            .keys()
+            .filter(|id| !self.host_endpoints.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let p = from_dataplane::Payload::HostEndpointStatusRemove(HostEndpointStatusRemove {
+                id: Some(HostEndpointId {
+                    endpoint_id: id.clone(),
+                }),
+            });
+            if c.out.send(p) {
+                self.host_sent.remove(&id);
+                self.status_removes += 1;
+            }
+        }
     }
 
     /// Queues a `ProcessStatusUpdate` when one is due (every
@@ -357,10 +411,19 @@ impl FelixRecord {
                        "status": e.status.as_str(), "reason": e.reason})
             })
             .collect();
+        let hosts: Vec<Value> = self
+            .host_endpoints
+            .iter()
+            .map(|(id, e)| {
+                json!({"host_endpoint": id, "ports": e.ports,
+                       "status": e.status.as_str(), "reason": e.reason})
+            })
+            .collect();
         json!({
             "up": count(EpStatus::Up),
             "down": count(EpStatus::Down),
             "error": count(EpStatus::Error),
+            "hosts": hosts,
             "status_updates_sent": self.status_updates,
             "status_removes_sent": self.status_removes,
             "list": list,

@@ -16,7 +16,8 @@
 //! interface changes. An endpoint whose interface is already a port of the
 //! config is served by that port. The status of each goes back to Felix
 //! once the tables that program it are swapped in
-//! ([`FelixRecord::send_statuses`]).
+//! ([`FelixRecord::send_statuses`]), with the host endpoints' status
+//! ([`super::felix_hosts`]).
 
 use std::collections::BTreeMap;
 
@@ -83,6 +84,7 @@ impl Runtime {
         let new = f.with_policy(new);
         f.reported(rep);
         let r = self.swap_state(engine, &old, &new).map(|_| ());
+        self.felix_hosts_status(r.as_ref().err().map(|e| e.as_str()));
         let Some(f) = self.felix.as_mut() else {
             return r;
         };
@@ -97,6 +99,37 @@ impl Runtime {
         }
         f.send_statuses();
         r
+    }
+
+    /// Records each host endpoint's status under the tables in use
+    /// (`build_error`: why the last state could not be built); the caller
+    /// sends what changed.
+    fn felix_hosts_status(&mut self, build_error: Option<&str>) {
+        let tables = self.tables.clone();
+        let down = self.down.clone();
+        let Some(f) = self.felix.as_mut() else {
+            return;
+        };
+        let Some((_, m)) = f.model.as_ref() else {
+            return;
+        };
+        let fail_closed = f
+            .policy
+            .as_ref()
+            .map(|p| p.report.fail_closed.as_slice())
+            .unwrap_or_default();
+        f.host_endpoints =
+            super::felix_hosts::statuses(m, &tables, &down, fail_closed, build_error);
+    }
+
+    /// After ports went down or came back outside a Felix update (an
+    /// interface deleted, a reload): the host endpoints' status again,
+    /// sent if it changed.
+    pub(super) fn felix_hosts_refresh(&mut self) {
+        self.felix_hosts_status(None);
+        if let Some(f) = self.felix.as_mut() {
+            f.send_statuses();
+        }
     }
 
     /// Brings the Felix ports in line with the model's endpoints and

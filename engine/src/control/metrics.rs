@@ -223,6 +223,9 @@ fn rule_labels(info: &DecisionInfo) -> Option<Labels> {
         DecisionInfo::FailClosed { dir, reason } => {
             (dir, "fail_closed", "", reason.as_str(), String::new())
         }
+        DecisionInfo::Setting { dir, setting, .. } => {
+            (dir, "setting", "", setting.as_str(), String::new())
+        }
     };
     Some(vec![
         ("direction", dir.name().to_string()),

@@ -8,6 +8,7 @@
 pub mod ctfilter;
 pub mod explain;
 pub mod felix;
+pub mod felix_hosts;
 pub mod felix_ports;
 pub mod metrics;
 pub mod ports;

@@ -608,7 +608,10 @@ impl Runtime {
             kernel,
             self.felix.as_ref(),
         )?;
-        self.apply(engine, p)
+        let v = self.apply(engine, p)?;
+        // Ports came or went: the host endpoints they serve.
+        self.felix_hosts_refresh();
+        Ok(v)
     }
 
     /// Reloads from `path` (default: the file `run` was started with). The
@@ -804,6 +807,9 @@ impl Runtime {
                 self.down.push(p.name.clone());
             }
             out.push(p.name);
+        }
+        if !out.is_empty() {
+            self.felix_hosts_refresh();
         }
         out
     }

@@ -59,6 +59,11 @@ pub(crate) struct Meta {
     /// Policy stage: the classifier's decision id for a new connection
     /// ([`NO_DECISION`] when the stage did not judge the frame).
     pub decision: u32,
+    /// Host stage (`stages::host`): the decision of the frame's host
+    /// endpoint's untracked or pre-DNAT tiers that accepted it (Felix's
+    /// accept mark: that endpoint's later policy for this side is
+    /// skipped) or dropped it; [`NO_DECISION`] if none.
+    pub pre_decision: u32,
     /// Commit stage: this frame's connection was committed by it (a new
     /// connection; `track` then says `Known`).
     pub committed: bool,
@@ -70,6 +75,15 @@ pub(crate) struct Meta {
     /// commits its connection first).
     pub next_mac: Mac,
     pub unresolved: bool,
+}
+
+impl Meta {
+    /// Whether the frame's host endpoint accepted it in its untracked or
+    /// pre-DNAT tiers (a frame they dropped is decided: no stage asks).
+    #[inline]
+    pub(crate) fn host_accepted(&self) -> bool {
+        self.pre_decision != NO_DECISION
+    }
 }
 
 /// `Meta::decision` of a frame the policy stage did not judge.

@@ -14,6 +14,8 @@
 //!    live, [`stages::checksum`] then completes partial checksums;
 //!    [`stages::spoof`] drops frames from a filtered port (a workload's)
 //!    whose source address it does not allow.
+//!    With host endpoints, [`stages::host`]'s untracked pass (raw
+//!    PREROUTING) judges frames from their ports before conntrack.
 //! 2. [`stages::track`]: conntrack and NAT lookup (before the local
 //!    decision because a reply to a masqueraded flow is addressed to the
 //!    node itself, as Linux's conntrack runs in PREROUTING); service DNAT
@@ -23,7 +25,11 @@
 //!    local routes and go to the kernel; martians, no route and TTL expiry
 //!    are dropped. The lookup precedes policy as Linux's routing decision
 //!    precedes its FORWARD hook.
-//! 4. [`stages::policy`]: the compiled classifier, once per new connection.
+//!    After it, [`stages::host`]'s pre-DNAT pass judges new connections
+//!    from host endpoint ports, its input pass new connections to the node
+//!    itself.
+//! 4. [`stages::policy`]: the compiled classifier, once per new connection;
+//!    then [`stages::host`]'s forward pass (host endpoints' forward tiers).
 //! 5. [`stages::neigh`]: the next hop's MAC.
 //! 6. [`stages::commit`]: new connections enter the connection table, with
 //!    masquerade's source port chosen (POSTROUTING + conntrack confirm).
@@ -254,6 +260,7 @@ impl Pipeline {
             stages::checksum::run(slots, meta);
         }
         stages::spoof::run(t, slots, meta);
+        stages::host::untracked(t, &mut self.policy, &mut self.counters, slots, meta);
         let general = &mut self.general;
         stages::track::prepare(
             t,
@@ -265,6 +272,7 @@ impl Pipeline {
             meta,
             general,
         );
+        stages::host::untracked_after(&self.policy, meta, general);
         // The rest, usually in one round; more when a frame must wait for a
         // connection an earlier frame of the batch opens (see
         // `stages::track::run`).
@@ -272,8 +280,12 @@ impl Pipeline {
         while !rest.is_empty() {
             let k = stages::track::run(t, ct, now, slots, meta, rest).max(1);
             let (round, next) = rest.split_at(k.min(rest.len()));
+            let (ps, c) = (&mut self.policy, &mut self.counters);
             stages::route::run(t, slots, meta, round);
-            stages::policy::run(t, &mut self.policy, slots, meta, round, &mut self.counters);
+            stages::host::pre_dnat(t, ps, c, slots, meta, round);
+            stages::host::input(t, ps, c, slots, meta, round);
+            stages::policy::run(t, ps, slots, meta, round, c);
+            stages::host::forward(t, ps, c, slots, meta, round);
             stages::neigh::run(t, slots, meta, round);
             stages::commit::run(t, ct, now, self.owner, slots, meta, round);
             stages::rewrite::run(t, slots, meta, round);

@@ -12,11 +12,12 @@ use thiserror::Error;
 use super::node::{NodeState, PolicyInput, Unresolved};
 use crate::io::bpf::XdpContents;
 use crate::tables::fib::FibError;
+use crate::tables::host::HostTables;
 use crate::tables::{
     build_fib, nat, neighbor_host_routes, Neighbor, Neighbors, NextHop, PortInfo, Route, RouteKind,
     Tables,
 };
-use crate::wire::{Family, Mac};
+use crate::wire::{Cidr, Family, Mac};
 
 /// Why a desired state could not be built.
 #[derive(Debug, Error)]
@@ -127,6 +128,16 @@ pub fn tables_with_policy(
     t.tcp_loose = s.conntrack.tcp_loose;
     t.unresolved_to_kernel = s.kernel.unresolved == Unresolved::Kernel;
     t.policy = policy;
+    let host = match &s.policy {
+        PolicyInput::Compiled(c) => c.host.clone(),
+        _ => Arc::default(),
+    };
+    let bind: Vec<(&str, &[Cidr])> = s
+        .ports
+        .iter()
+        .map(|p| (p.interface.as_deref().unwrap_or(&p.name), &p.addresses[..]))
+        .collect();
+    t.host = HostTables::bind(host, &bind);
     if !s.source_filters.is_empty() {
         t.source_filters = vec![None; s.ports.len()];
         for f in &s.source_filters {

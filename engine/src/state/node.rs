@@ -191,11 +191,14 @@ pub struct CompiledInput {
     /// Who compiled it, for messages (`felix`).
     pub origin: String,
     pub classifier: Arc<policy_compiler::Classifier>,
+    /// Its host endpoints' per-interface policy (bound to ports when the
+    /// tables are built).
+    pub host: Arc<crate::tables::host::HostPolicy>,
 }
 
 impl PartialEq for CompiledInput {
     fn eq(&self, o: &CompiledInput) -> bool {
-        Arc::ptr_eq(&self.classifier, &o.classifier)
+        Arc::ptr_eq(&self.classifier, &o.classifier) && Arc::ptr_eq(&self.host, &o.host)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod conntrack;
 pub mod fib;
+pub mod host;
 pub mod nat;
 pub mod neigh;
 pub mod spoof;
@@ -197,6 +198,9 @@ pub struct Tables {
     /// Each port's source filter (anti-spoofing), by port number; empty
     /// when no port has one (the pipeline then skips the check).
     pub source_filters: Vec<Option<SourceFilter>>,
+    /// Host endpoint policy by port (empty without host endpoints or
+    /// workload ports).
+    pub host: host::HostTables,
     /// What the data plane needs of each next hop, by next-hop id (entry 0:
     /// no route), in one small record: DPDK l3fwd's next-hop array.
     adjacency: Vec<Adjacency>,
@@ -320,6 +324,7 @@ impl Tables {
             fib,
             neigh,
             source_filters: Vec::new(),
+            host: host::HostTables::default(),
             adjacency,
         }
     }

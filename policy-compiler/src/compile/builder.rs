@@ -66,19 +66,23 @@ impl Builder {
     /// Compile an IR whose terms check the sets of `sets` (by index),
     /// taking each segment's engines from `cache` when an earlier compile
     /// built them for the same rules, and leaving in `cache` the engines
-    /// of this compile only.
+    /// of this compile only (of its group's compiles, in a group:
+    /// [`EngineCache::begin_group`]).
     pub fn compile_ir_with(&self, ir: &Ir, sets: SetTable, cache: &mut EngineCache) -> Classifier {
         let cfg = self.cfg.effective();
         let cfg_key = format!("{cfg:?}");
         if cache.cfg_key != cfg_key {
             *cache = EngineCache {
                 cfg_key,
+                group: cache.group.as_ref().map(|_| HashMap::new()),
                 ..EngineCache::default()
             };
         }
         let mut next: HashMap<u64, Vec<CacheEntry>> = HashMap::new();
-        cache.hits = 0;
-        cache.misses = 0;
+        if cache.group.is_none() {
+            cache.hits = 0;
+            cache.misses = 0;
+        }
         let mut dirs: Vec<CDir> = Vec::with_capacity(2);
         for d in &ir.dirs {
             let nclasses = d.num_classes().max(1);
@@ -132,7 +136,19 @@ impl Builder {
             ir.decisions.clone(),
             sets,
         );
-        cache.map = next;
+        match cache.group.as_mut() {
+            Some(g) => {
+                for (h, v) in next {
+                    let e = g.entry(h).or_default();
+                    for x in v {
+                        if !e.iter().any(|y| y.0 == x.0) {
+                            e.push(x);
+                        }
+                    }
+                }
+            }
+            None => cache.map = next,
+        }
         c
     }
 }
@@ -157,6 +173,9 @@ type CacheEntry = (Arc<SegKey>, Arc<SegEngines>);
 pub struct EngineCache {
     cfg_key: String,
     map: HashMap<u64, Vec<CacheEntry>>,
+    /// Within a group of compiles ([`EngineCache::begin_group`]): the
+    /// engines of the group's compiles so far.
+    group: Option<HashMap<u64, Vec<CacheEntry>>>,
     /// Segments of the last compile whose engines were reused.
     pub hits: usize,
     /// Segments of the last compile whose engines were built.
@@ -164,6 +183,23 @@ pub struct EngineCache {
 }
 
 impl EngineCache {
+    /// Starts a group of compiles (classifiers built from one model): until
+    /// [`EngineCache::end_group`], each compile finds the engines of the
+    /// last group's and of this group's earlier compiles, and the cache
+    /// keeps all of the group's; `hits` and `misses` count the whole group.
+    pub fn begin_group(&mut self) {
+        self.group = Some(HashMap::new());
+        self.hits = 0;
+        self.misses = 0;
+    }
+
+    /// Ends the group: the cache holds the engines of its compiles only.
+    pub fn end_group(&mut self) {
+        if let Some(g) = self.group.take() {
+            self.map = g;
+        }
+    }
+
     /// The engines of `rules` from the cache or built, recorded in `next`.
     fn engines(
         &mut self,
@@ -188,7 +224,12 @@ impl EngineCache {
             self.hits += 1;
             return e.1;
         }
-        let entry = match found(&self.map) {
+        let entry = match self
+            .group
+            .as_ref()
+            .and_then(found)
+            .or_else(|| found(&self.map))
+        {
             Some(e) => {
                 self.hits += 1;
                 e

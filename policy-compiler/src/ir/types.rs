@@ -114,6 +114,17 @@ pub enum DecisionInfo {
         /// What did not resolve.
         reason: String,
     },
+    /// `{"setting": NAME, "value": V}`: a data-plane setting decided, not
+    /// a rule (Felix's `DefaultEndpointToHostAction` for a workload's
+    /// traffic to its own host, after its egress policy allowed it).
+    Setting {
+        /// Direction.
+        dir: Dir,
+        /// The setting's name.
+        setting: String,
+        /// Its value.
+        value: String,
+    },
 }
 
 impl DecisionInfo {
@@ -131,6 +142,9 @@ impl DecisionInfo {
                 json!({"profile": profile, "rule": rule})
             }
             DecisionInfo::FailClosed { reason, .. } => json!({ "fail_closed": reason }),
+            DecisionInfo::Setting { setting, value, .. } => {
+                json!({ "setting": setting, "value": value })
+            }
         }
     }
 }
@@ -167,6 +181,11 @@ impl fmt::Display for DecisionInfo {
             DecisionInfo::FailClosed { dir, reason } => {
                 write!(f, "{} fail_closed: {reason}", dir.name())
             }
+            DecisionInfo::Setting {
+                dir,
+                setting,
+                value,
+            } => write!(f, "{} setting {setting} = {value}", dir.name()),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod commit;
+pub mod host;
 pub mod known;
 pub mod mtu;
 pub mod neigh;

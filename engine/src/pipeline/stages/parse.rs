@@ -1,11 +1,11 @@
 //! Parse stage.
 //!
 //! Reads: the frame bytes. Sets: `meta.parsed`, `meta.done = false` for IP
-//! frames. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
+//! frames, and clears the host stage's mark. Actions: `Drop(Malformed)`, `Kernel` (non-IP: ARP, LLDP, MPLS,
 //! PPPoE, three or more VLAN tags).
 
 use super::super::batch::{Action, DropReason, Slot};
-use super::super::meta::Meta;
+use super::super::meta::{Meta, NO_DECISION};
 use super::super::steps::decide;
 use crate::wire::{self, Unparsed};
 
@@ -16,6 +16,7 @@ use crate::wire::{self, Unparsed};
 pub(crate) fn run(slots: &mut [Slot<'_>], meta: &mut [Meta]) {
     for (s, m) in slots.iter_mut().zip(meta.iter_mut()) {
         m.done = false;
+        m.pre_decision = NO_DECISION;
         match wire::parse_into(s.frame, &mut m.parsed) {
             Ok(()) => {}
             Err(Unparsed::NotIp) => decide(s, m, Action::Kernel),

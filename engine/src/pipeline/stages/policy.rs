@@ -27,7 +27,7 @@
 use policy_compiler::{Classifier, Decision, FlowKey, Verdict, L4};
 
 use super::super::batch::{Action, Counters, DropReason, Slot, MAX_BATCH};
-use super::super::meta::{Meta, Track};
+use super::super::meta::{Frames, Meta, Track};
 use super::super::steps::decide;
 use crate::tables::Tables;
 use crate::wire::Family;
@@ -44,8 +44,12 @@ pub struct PolicyScratch {
     out: Vec<Verdict>,
     /// The pending classifier's verdicts (staged policies enforced).
     pending: Vec<Verdict>,
-    scratch: policy_compiler::Scratch,
+    pub(crate) scratch: policy_compiler::Scratch,
     denials: Box<[Option<Denial>]>,
+    /// Frames the host stage's untracked pass accepted (no conntrack) and
+    /// denied in this batch (`stages::host`).
+    pub(crate) untracked_accepted: Frames,
+    pub(crate) untracked_denied: Frames,
 }
 
 /// A memoised denial: the classifier's key and answer (and the pending
@@ -73,6 +77,8 @@ impl PolicyScratch {
             pending: vec![Verdict::default(); MAX_BATCH],
             scratch: t.policy.new_scratch(),
             denials: vec![None; DENIALS].into_boxed_slice(),
+            untracked_accepted: Frames::new(),
+            untracked_denied: Frames::new(),
         }
     }
 }
@@ -87,7 +93,19 @@ fn denial_slot(m: &Meta) -> usize {
 #[inline]
 pub(crate) fn flow_key(m: &Meta) -> FlowKey {
     let p = &m.parsed;
-    let (dst, dport) = m.new_dst.unwrap_or((p.dst, p.dport));
+    key_to(m, m.new_dst.unwrap_or((p.dst, p.dport)))
+}
+
+/// The classifier's key for a packet as it arrived (before DNAT).
+#[inline]
+pub(crate) fn arrival_key(m: &Meta) -> FlowKey {
+    key_to(m, (m.parsed.dst, m.parsed.dport))
+}
+
+/// The classifier's key for a packet with destination `(dst, dport)`.
+#[inline]
+fn key_to(m: &Meta, (dst, dport): (u128, u16)) -> FlowKey {
+    let p = &m.parsed;
     let l4 = match p.l4kind {
         k if k.has_ports() => L4::Ports {
             sport: p.sport,
@@ -149,10 +167,17 @@ pub(crate) fn run(
         // Non-first fragments carry no ports: classified on addresses and
         // protocol (a rule with ports never matches them).
         let key = flow_key(m);
-        // Only new connections have a key hash to index the memo by.
+        // Only new connections have a key hash to index the memo by; a
+        // port with a host role judges more than the key (see
+        // `stages::host`), so its frames neither use nor fill the memo.
+        let plain = |slots: &[Slot<'_>]| {
+            slots
+                .get(usize::from(i))
+                .is_some_and(|s| t.host.role(s.ingress).is_plain())
+        };
         if let Track::New(_) = m.track {
             if let Some(Some(d)) = ps.denials.get(denial_slot(m)) {
-                if d.key == key {
+                if d.key == key && plain(slots) {
                     let memo = (d.verdict, d.pending);
                     if let Some(s) = slots.get_mut(usize::from(i)) {
                         apply_memo(&memo, s, m, c);
@@ -191,7 +216,15 @@ pub(crate) fn run(
         if let Some(p) = &pv {
             count_pending(v, p, c);
         }
-        if !v.allow && matches!(m.track, Track::New(_)) {
+        if v.allow
+            && m.host_accepted()
+            && v.egress.endpoint.is_none()
+            && v.ingress.endpoint.is_none()
+        {
+            // Nothing here judged it: what accepted it upstream decided.
+            m.decision = m.pre_decision;
+        }
+        if !v.allow && matches!(m.track, Track::New(_)) && t.host.role(s.ingress).is_plain() {
             if let Some(d) = ps.denials.get_mut(denial_slot(m)) {
                 *d = Some(Denial {
                     key: *key,

@@ -359,6 +359,10 @@ fn settle_denied(
     let Some(memo) = policy::memo_denial(ps, m) else {
         return false;
     };
+    // A port with a host role judges more than the key (`stages::host`).
+    if !t.host.role(s.ingress).is_plain() {
+        return false;
+    }
     let Some(state) = opening_state(&m.parsed, t.tcp_loose) else {
         return false;
     };

@@ -51,7 +51,8 @@ pub struct ProtoPort {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndpointToHost {
     Drop,
-    /// Host endpoint policy decides (iptables `RETURN`).
+    /// Leaves Calico's rules (iptables `RETURN` from `cali-INPUT`): the
+    /// host's own INPUT rules decide, outside sluice, so it is delivered.
     Return,
     Accept,
 }

@@ -42,9 +42,93 @@
 //!   `staged:NAME` in decisions, as in Calico's flow logs.
 //! - Host endpoints with expected addresses are endpoints at those
 //!   addresses: their normal `tiers` and profiles judge traffic to and from
-//!   the host, after the failsafe ports (always allowed). Forward,
-//!   pre-DNAT and untracked tiers, and host endpoints without addresses,
-//!   are reported, not enforced.
+//!   the host, after the failsafe ports (always allowed). New connections
+//!   routed to the host from a port that is not a workload's are judged by
+//!   the ingress policy of the endpoint at their destination (Felix's
+//!   `cali-from-host-endpoint` in INPUT; Felix picks the endpoint by the
+//!   interface the packet came in on, sluice by the address it is for).
+//!   The normal tiers of host endpoints without addresses are reported,
+//!   not enforced.
+//!
+//! Host endpoints by interface ([`HostPolicy`], bound to ports by
+//! [`crate::tables::host::HostTables::bind`], applied by the pipeline's
+//! host stage `pipeline::stages::host`), as Felix's iptables data plane
+//! renders them:
+//! - Binding (`resolveHostEndpoints`, `felix/dataplane/linux/endpoint_mgr.go`):
+//!   a non-workload interface gets the first endpoint in id order whose
+//!   `name` is the interface or which, having no name, expects one of the
+//!   interface's addresses; failing those, the first `*` endpoint. Workload
+//!   interfaces (the workload endpoints' names and `InterfacePrefix`) never
+//!   get one. sluice binds ports: a port's interface and its addresses.
+//! - Each kind is the tiers' walk as for normal tiers, with these
+//!   differences (`endpointIptablesChain`, `felix/rules/endpoints.go`): in
+//!   untracked and pre-DNAT tiers no policy matching ends a tier without a
+//!   drop ("there may be normal rules still to be applied") and the walk
+//!   goes on to the next tier; after the last, the packet goes on to the
+//!   normal processing. An allow sets the accept mark; untracked, it also
+//!   `NOTRACK`s. A deny drops. Forward tiers end in the tier's default
+//!   action like normal ones; a host endpoint without forward tiers
+//!   allows forwarded traffic ("Allow forwarded traffic by default");
+//!   profiles never apply to forward, pre-DNAT or untracked traffic.
+//! - Untracked tiers (`HostEndpointToRawChains`; raw PREROUTING and
+//!   OUTPUT): ingress rules judge every packet arriving on the interface,
+//!   established or not, before conntrack, after the failsafe ports (whose
+//!   match lets the packet go on, tracked: the raw failsafe chains
+//!   `ACCEPT` without the mark). An allow leaves no connection and no NAT,
+//!   so a reply is judged again, by the untracked tiers of the interface
+//!   it arrives on. Egress rules (raw OUTPUT) judge only what the host
+//!   itself sends, which leaves through the kernel, not sluice: reported.
+//!   On a `*` endpoint they are ignored, as Felix ignores them (reported).
+//! - Pre-DNAT tiers (`HostEndpointToMangleIngressChains`; mangle
+//!   PREROUTING after `RELATED,ESTABLISHED` is accepted): ingress rules
+//!   only, on new connections arriving on the interface, whatever their
+//!   destination, with the destination they arrived with (before service
+//!   DNAT), after the failsafe ports.
+//! - The accept mark (`filterInputChain`, `StaticFilterForwardChains`,
+//!   `felix/rules/static.go`): a packet untracked or pre-DNAT policy
+//!   accepted skips its incoming host endpoint's forward tiers (and, for
+//!   the host, its normal policy); the workloads' policy and the outgoing
+//!   host endpoint's forward tiers still apply.
+//! - Forward tiers (`applyOnForward`; `HostEndpointToFilterChains`,
+//!   filter FORWARD): a new connection forwarded in through the interface
+//!   meets its ingress rules, one forwarded out through it its egress
+//!   rules; both, besides the workloads' own policy, for traffic between
+//!   a host endpoint and a local workload. No failsafe ports here.
+//! - `DefaultEndpointToHostAction` (`filterWorkloadToHostChain`): a
+//!   workload's new connection to the host is judged by the workload's
+//!   egress policy, then `DROP` drops it, `ACCEPT` accepts it and `RETURN`
+//!   leaves Calico's rules (the host's own INPUT rules, outside sluice,
+//!   decide: it is delivered). The host endpoints' policy does not apply
+//!   to it (their dispatch matches their own interfaces). ICMPv6 130–133,
+//!   135 and 136 are accepted before the workload's policy; sluice lets
+//!   130–137 through (routing already hands 133–137, router and neighbour
+//!   discovery and redirects, to the kernel before any policy).
+//! - Traffic to the host (this setting, the host endpoints' normal tiers,
+//!   pre-DNAT): the kernel tracks the host's connections, and those the
+//!   host opens leave through the kernel, not sluice, so a reply to one
+//!   (a SYN/ACK, a UDP answer) looks new to sluice while the kernel
+//!   accepts it as established before any of Felix's rules. sluice judges
+//!   only packets for the host that can only open a connection (a TCP SYN
+//!   without ACK, an ICMP request); UDP and other datagrams to the host
+//!   are not judged (reported).
+//!
+//! Design: a host endpoint's kind compiles, by the same compiler, to a
+//! classifier of its own whose one endpoint owns every address (the
+//! interface selects it, not an address); its ingress verdict judges a
+//! packet arriving through the interface, its egress verdict one leaving
+//! through it. Every IR of a model shares one decision table, so a
+//! decision id means the same whichever classifier gave it (counters,
+//! `explain`'s `decided_by`), and each decision carries its effect for
+//! the host stage ([`Effect`]: go on, accept, drop). The classifier's key
+//! has no interface, so the interface is the pipeline's to check: per
+//! port, a role (its endpoint, whether it is a workload's), with one
+//! branch per batch for each pass no port needs and one indexed load per
+//! frame otherwise; ports without a role keep the main classifier's path
+//! and its memo of denials untouched (frames of ports with a role neither
+//! use nor fill the memo, since their verdict depends on more than the
+//! key). The alternative, the interface as one more classifier field,
+//! would change every engine and the YAML path for what only ports with a
+//! host endpoint need.
 //! - Anything an endpoint's policy names that does not resolve (an IP set,
 //!   policy or profile never sent, an IP set of the wrong type or with a
 //!   malformed member, an unknown action or protocol) makes that endpoint
@@ -84,8 +168,10 @@ use policy_compiler::model::{Action, Cidr};
 use policy_compiler::ranges::{AddrSet, RangeSet};
 use policy_compiler::{Classifier, EngineCache, SetMatch};
 
-use super::model::{FelixModel, IpSet, ProtoPort, Settings};
+use super::model::{EndpointToHost, FelixModel, IpSet, ProtoPort, Settings};
 use super::proto::{self, rule, IpSetType, PolicyId};
+use crate::tables::host::{Binding, Effect, HostEndpointPolicy, HostPolicy, KindPolicy, ToHost};
+use crate::wire::Family;
 
 /// What an IP set's members are: addresses (`NET`, `IP`) or
 /// `ip,proto:port` (`IP_AND_PORT`).
@@ -149,7 +235,41 @@ impl Default for HowCompiled {
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     pub classifier: Arc<Classifier>,
+    /// The host endpoints' untracked, pre-DNAT and forward tiers and
+    /// `DefaultEndpointToHostAction`, bound to ports when tables are built.
+    pub host: Arc<HostPolicy>,
     pub report: PolicyReport,
+}
+
+/// A host endpoint's kinds of tiers that are judged by interface, in the
+/// order of [`HostIr::kinds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostKind {
+    Untracked,
+    PreDnat,
+    Forward,
+}
+
+/// What [`IrBuilder`] makes of one host endpoint for the per-interface
+/// policy: its binding and the IR of each kind it has.
+struct HostIr {
+    id: String,
+    binding: Binding,
+    kinds: [Option<Ir>; 3],
+}
+
+/// Everything one model makes: the IR, the host endpoints' IRs, what
+/// `DefaultEndpointToHostAction` does and its decision, each decision's
+/// effect for the host IRs, the set table, the IP sets named, the report.
+struct Built {
+    ir: Ir,
+    pending: Option<Ir>,
+    hosts: Vec<HostIr>,
+    to_host: (ToHost, Decision),
+    effects: Arc<[Effect]>,
+    sets: Vec<Arc<SetMatch>>,
+    referenced: HashSet<String>,
+    report: PolicyReport,
 }
 
 /// Compiles models, keeping what the next compile can reuse (see the
@@ -202,25 +322,78 @@ impl PolicyCompiler {
         if let Some(c) = self.sets_only(m) {
             return c;
         }
-        let (ir, pending, sets, referenced, mut report) = self.ir_and_sets(m);
+        let Built {
+            ir,
+            pending,
+            hosts,
+            to_host,
+            effects,
+            sets,
+            referenced,
+            mut report,
+        } = self.ir_and_sets(m);
         let t1 = Instant::now();
         let builder = policy_compiler::Builder::new();
+        // One group: the host endpoints' classifiers share the cache with
+        // the main one, and the next compile finds all their engines.
+        self.engines.begin_group();
         let mut classifier = builder.compile_ir_with(&ir, sets.clone(), &mut self.engines);
         if let Some(p) = pending {
             classifier = classifier.with_staged(builder.compile_ir_with(
                 &p,
-                sets,
+                sets.clone(),
                 &mut self.pending_engines,
             ));
         }
         let classifier = Arc::new(classifier);
+        let mut endpoints = Vec::with_capacity(hosts.len());
+        for h in hosts {
+            let [u, p, f] = h.kinds.map(|k| {
+                k.map(|ir| KindPolicy {
+                    classifier: Arc::new(builder.compile_ir_with(
+                        &ir,
+                        sets.clone(),
+                        &mut self.engines,
+                    )),
+                    effects: effects.clone(),
+                })
+            });
+            endpoints.push(HostEndpointPolicy {
+                id: h.id,
+                binding: h.binding,
+                untracked: u,
+                pre_dnat: p,
+                forward: f,
+            });
+        }
+        let host = Arc::new(HostPolicy {
+            endpoints,
+            workload_interfaces: m
+                .workload_endpoints
+                .values()
+                .map(|w| w.name.clone())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            workload_prefixes: m.settings.interface_prefixes.clone(),
+            to_host: Some(to_host),
+            input_from: Some(if report.host_endpoints == 0 {
+                u32::MAX
+            } else {
+                report.workload_endpoints as u32
+            }),
+        });
+        self.engines.end_group();
         report.ir_ms = (t1 - t0).as_secs_f64() * 1e3;
         report.compile_ms = t1.elapsed().as_secs_f64() * 1e3;
         report.how = HowCompiled::Full {
             segments_built: self.engines.misses,
             segments_reused: self.engines.hits,
         };
-        let compiled = CompiledPolicy { classifier, report };
+        let compiled = CompiledPolicy {
+            classifier,
+            host,
+            report,
+        };
         self.last = Some(Last {
             settings: m.settings.clone(),
             ip_sets: m.ip_sets.clone(),
@@ -263,6 +436,7 @@ impl PolicyCompiler {
         changed.retain(|id| last.referenced.contains(*id));
         let changed: Vec<String> = changed.into_iter().cloned().collect();
         let mut classifier = (*last.compiled.classifier).clone();
+        let mut host = (*last.compiled.host).clone();
         let mut parsed = 0;
         for id in &changed {
             let (index, kind) = *self.set_index.get(id)?;
@@ -276,6 +450,14 @@ impl PolicyCompiler {
                 return None;
             }
             classifier = classifier.with_set(index, table.clone())?;
+            for e in &mut host.endpoints {
+                for k in [&mut e.untracked, &mut e.pre_dnat, &mut e.forward]
+                    .into_iter()
+                    .flatten()
+                {
+                    k.classifier = Arc::new(k.classifier.with_set(index, table.clone())?);
+                }
+            }
             self.sets.insert(id.clone(), (cur.clone(), p.clone()));
         }
         let last = self.last.as_mut()?;
@@ -287,6 +469,7 @@ impl PolicyCompiler {
         report.compile_ms = t0.elapsed().as_secs_f64() * 1e3;
         let compiled = CompiledPolicy {
             classifier: Arc::new(classifier),
+            host: Arc::new(host),
             report,
         };
         last.ip_sets = m.ip_sets.clone();
@@ -297,23 +480,15 @@ impl PolicyCompiler {
 
     /// The IR of `m` and the report.
     pub fn ir(&mut self, m: &FelixModel) -> (Ir, PolicyReport) {
-        let (ir, _, _, _, report) = self.ir_and_sets(m);
-        (ir, report)
+        let b = self.ir_and_sets(m);
+        (b.ir, b.report)
     }
 
-    /// The IR of `m`, the pending IR (staged policies enforced) when any
-    /// endpoint walks a staged policy, the set table their checks index,
-    /// the IP set ids they name, and the report.
-    fn ir_and_sets(
-        &mut self,
-        m: &FelixModel,
-    ) -> (
-        Ir,
-        Option<Ir>,
-        Vec<Arc<SetMatch>>,
-        HashSet<String>,
-        PolicyReport,
-    ) {
+    /// The IR of `m`, its pending IR (staged policies enforced) when any
+    /// endpoint walks a staged policy, the IRs of its host endpoints'
+    /// kinds, the set table their checks index, the IP set ids they name,
+    /// and the report.
+    fn ir_and_sets(&mut self, m: &FelixModel) -> Built {
         self.sets
             .retain(|id, (a, _)| m.ip_sets.get(id).is_some_and(|cur| Arc::ptr_eq(a, cur)));
         self.parsed_last = 0;
@@ -332,6 +507,7 @@ impl PolicyCompiler {
                 DecisionInfo::NoMatch { dir: Dir::Ingress },
             ],
             report: PolicyReport::default(),
+            failsafe: HashSet::new(),
         };
         let eps = b.endpoints();
         let mut dirs: [DirIr; 2] = Default::default();
@@ -344,7 +520,7 @@ impl PolicyCompiler {
             .map(|s| s.rules.len())
             .sum();
         // The pending walk, built after the enforced one so that the
-        // enforced decisions keep their numbers; both IRs carry every
+        // enforced decisions keep their numbers; every IR carries every
         // decision.
         let pending_dirs = (!b.pending.is_empty()).then(|| {
             let peps: Vec<Ep> = eps
@@ -360,6 +536,45 @@ impl PolicyCompiler {
             }
             pd
         });
+        let host_dirs = b.host_kinds();
+        let (action, value) = match m.settings.endpoint_to_host {
+            EndpointToHost::Drop => (ToHost::Drop, "DROP"),
+            EndpointToHost::Return => (ToHost::Return, "RETURN"),
+            EndpointToHost::Accept => (ToHost::Accept, "ACCEPT"),
+        };
+        let to_host = (
+            action,
+            b.decision(DecisionInfo::Setting {
+                dir: Dir::Egress,
+                setting: "DefaultEndpointToHostAction".into(),
+                value: value.into(),
+            }),
+        );
+        // Every IR shares one decision table, so a decision id means the
+        // same whichever classifier gave it (counters, `explain`).
+        let effects: Arc<[Effect]> = b
+            .decisions
+            .iter()
+            .enumerate()
+            .map(|(i, d)| effect(d, b.failsafe.contains(&(i as u32))))
+            .collect();
+        let hosts = host_dirs
+            .into_iter()
+            .map(|(id, binding, kinds)| HostIr {
+                id,
+                binding,
+                kinds: kinds.map(|k| {
+                    k.map(|dirs| Ir {
+                        endpoints: vec![EndpointIr {
+                            name: "host-interface".into(),
+                            nets: all_addresses(),
+                        }],
+                        dirs,
+                        decisions: b.decisions.clone(),
+                    })
+                }),
+            })
+            .collect();
         let endpoints: Vec<EndpointIr> = eps.iter().map(|e| e.ir.clone()).collect();
         let pending = pending_dirs.map(|dirs| Ir {
             endpoints: endpoints.clone(),
@@ -384,7 +599,16 @@ impl PolicyCompiler {
                 table[*i as usize] = t.clone();
             }
         }
-        (ir, pending, table, referenced, report)
+        Built {
+            ir,
+            pending,
+            hosts,
+            to_host,
+            effects,
+            sets: table,
+            referenced,
+            report,
+        }
     }
 
     /// The set table index of IP set `id` (of kind `kind`), kept from the
@@ -592,6 +816,9 @@ struct IrBuilder<'m, 'c> {
     translations: HashMap<(Owner, Dir), Translation>,
     decisions: Vec<DecisionInfo>,
     report: PolicyReport,
+    /// Decisions of failsafe rules (for host IRs they let the packet go
+    /// on: see [`effect`]).
+    failsafe: HashSet<u32>,
 }
 
 impl IrBuilder<'_, '_> {
@@ -639,24 +866,17 @@ impl IrBuilder<'_, '_> {
             });
         }
         self.report.workload_endpoints = out.len();
-        let (mut no_addr, mut other_tiers) = (Vec::new(), Vec::new());
+        let mut no_addr = Vec::new();
         for (id, h) in &m.host_endpoints {
             let name = format!("host:{id}");
-            for (tiers, what) in [
-                (&h.forward_tiers, "forward"),
-                (&h.pre_dnat_tiers, "pre-DNAT"),
-                (&h.untracked_tiers, "untracked"),
-            ] {
-                if !tiers.is_empty() {
-                    other_tiers.push(format!("{name} ({what})"));
-                }
-            }
             let nets = nets(
                 &name,
                 &mut h.expected_ipv4_addrs.iter().chain(&h.expected_ipv6_addrs),
             );
             if nets.is_empty() {
-                no_addr.push(format!("{name} (interface {:?})", h.name));
+                if !h.tiers.is_empty() || !h.profile_ids.is_empty() {
+                    no_addr.push(format!("{name} (interface {:?})", h.name));
+                }
                 continue;
             }
             let steps = self.steps(&name, &h.tiers, &h.profile_ids, true);
@@ -670,8 +890,7 @@ impl IrBuilder<'_, '_> {
         for (list, feature, what) in [
             (&dups, "endpoint addresses", "address(es) listed by two endpoints (the first keeps it)"),
             (&bad, "endpoint addresses", "malformed endpoint address(es), not enforced"),
-            (&no_addr, "host endpoints", "host endpoint(s) without expected addresses are not enforced (sluice applies host endpoint policy by address)"),
-            (&other_tiers, "host endpoint tiers", "host endpoint(s) with forward, pre-DNAT or untracked tiers: only the normal tiers (traffic to and from the host) are enforced"),
+            (&no_addr, "host endpoints", "host endpoint(s) without expected addresses: their normal tiers and profiles are not enforced (sluice applies those by address; untracked, pre-DNAT and forward tiers are applied by interface)"),
         ] {
             if !list.is_empty() {
                 rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
@@ -767,6 +986,137 @@ impl IrBuilder<'_, '_> {
         }
         if has_staged {
             self.pending.insert(name.to_string(), pending);
+        }
+        out
+    }
+
+    /// Each host endpoint (in id order): its binding and, per kind
+    /// (untracked, pre-DNAT, forward), the two directions of the IR of its
+    /// tiers of that kind, if it has any (see the module docs).
+    #[allow(clippy::type_complexity)] // (id, binding, [kind → [dir → IR]]): used once, by the caller
+    fn host_kinds(&mut self) -> Vec<(String, Binding, [Option<[DirIr; 2]>; 3])> {
+        let m = self.m;
+        let mut out = Vec::new();
+        let (mut star_untracked, mut egress_only) = (Vec::new(), Vec::new());
+        for (id, h) in &m.host_endpoints {
+            let name = format!("host:{id}");
+            let binding = match h.name.as_str() {
+                "*" => Binding::All,
+                "" => Binding::Addresses(
+                    h.expected_ipv4_addrs
+                        .iter()
+                        .chain(&h.expected_ipv6_addrs)
+                        .filter_map(|a| ip_of(a))
+                        .collect(),
+                ),
+                n => Binding::Name(n.to_string()),
+            };
+            let mut kinds: [Option<[DirIr; 2]>; 3] = Default::default();
+            for (k, kind, tiers) in [
+                (0, HostKind::Untracked, &h.untracked_tiers),
+                (1, HostKind::PreDnat, &h.pre_dnat_tiers),
+                (2, HostKind::Forward, &h.forward_tiers),
+            ] {
+                if tiers.is_empty() {
+                    continue;
+                }
+                if kind == HostKind::Untracked && binding == Binding::All {
+                    star_untracked.push(name.clone());
+                    continue;
+                }
+                if kind != HostKind::Forward
+                    && tiers
+                        .iter()
+                        .any(|t| t.egress_policies.iter().any(|p| !is_staged(&p.kind)))
+                {
+                    egress_only.push(format!("{name} ({})", kind_name(kind)));
+                }
+                let steps = self.kind_steps(&name, tiers, kind);
+                let eps = [Ep {
+                    ir: EndpointIr {
+                        name: name.clone(),
+                        nets: all_addresses(),
+                    },
+                    steps,
+                }];
+                kinds[k] = Some([
+                    self.direction(&eps, Dir::Egress),
+                    self.direction(&eps, Dir::Ingress),
+                ]);
+            }
+            out.push((id.clone(), binding, kinds));
+        }
+        let judged_to_host = self.report.host_endpoints > 0
+            || (!m.workload_endpoints.is_empty()
+                && m.settings.endpoint_to_host != EndpointToHost::Accept);
+        let rep = &mut self.report.unsupported;
+        if judged_to_host {
+            rep.push(("datagrams to the host", "UDP and other datagrams to the host are not judged by host endpoint policy or DefaultEndpointToHostAction (sluice does not see the connections the host opens, so it cannot tell a reply from a new flow); TCP SYNs and ICMP requests are".to_string()));
+        }
+        for (list, feature, what) in [
+            (&star_untracked, "untracked policy on all interfaces", "host endpoint(s) with interface \"*\" and untracked tiers: ignored, as Felix ignores them"),
+            (&egress_only, "untracked or pre-DNAT egress", "host endpoint(s) with egress rules in untracked or pre-DNAT tiers: only their ingress rules are applied (untracked egress judges traffic the host sends, which leaves through the kernel, not sluice; pre-DNAT has no egress)"),
+        ] {
+            if !list.is_empty() {
+                rep.push((feature, format!("{} {what}: {}", list.len(), examples(list))));
+            }
+        }
+        out
+    }
+
+    /// What a host endpoint walks in each direction for one kind of its
+    /// tiers: untracked and pre-DNAT ingress only, after the failsafe
+    /// ports, each tier ending without a verdict; forward both ways, each
+    /// tier ending in its default action. Both directions fail closed
+    /// when anything named does not resolve.
+    fn kind_steps(
+        &mut self,
+        name: &str,
+        tiers: &[proto::TierInfo],
+        kind: HostKind,
+    ) -> [Vec<Step>; 2] {
+        let mut out: [Vec<Step>; 2] = Default::default();
+        let mut why: Option<String> = None;
+        for dir in [Dir::Egress, Dir::Ingress] {
+            if kind != HostKind::Forward && dir == Dir::Egress {
+                continue;
+            }
+            let steps = &mut out[dir.idx()];
+            if kind != HostKind::Forward {
+                steps.push(Step::Shared(Shared::Failsafe));
+            }
+            for t in tiers {
+                let ids = match dir {
+                    Dir::Ingress => &t.ingress_policies,
+                    Dir::Egress => &t.egress_policies,
+                };
+                let policies: Vec<PolicyId> = ids
+                    .iter()
+                    .filter(|i| !is_staged(&i.kind))
+                    .cloned()
+                    .collect();
+                if policies.is_empty() {
+                    continue;
+                }
+                for id in &policies {
+                    if let Err(e) = self.translated(Owner::Policy(id.clone()), dir) {
+                        why.get_or_insert(e);
+                    }
+                }
+                steps.push(Step::Tier(TierStep {
+                    name: t.name.clone(),
+                    pass: kind != HostKind::Forward
+                        || t.default_action.eq_ignore_ascii_case("pass"),
+                    policies,
+                }));
+            }
+        }
+        if let Some(reason) = why {
+            self.report
+                .fail_closed
+                .push((format!("{name} ({})", kind_name(kind)), reason.clone()));
+            let fail = Step::Shared(Shared::FailClosed(reason));
+            return [vec![fail.clone()], vec![fail]];
         }
         out
     }
@@ -1213,6 +1563,7 @@ impl IrBuilder<'_, '_> {
                         rule: i as u32,
                         action: Action::Allow,
                     });
+                    self.failsafe.insert(decision.0);
                     rules.push(IrRule {
                         decision,
                         action: RuleAction::Allow,
@@ -1481,6 +1832,53 @@ fn and_terms(a: &[Term], b: &[Term]) -> Vec<Term> {
     out
 }
 
+/// What a decision does in a host endpoint's untracked, pre-DNAT or
+/// forward tiers (`failsafe`: the decision of a failsafe rule, which lets
+/// the packet go on to the normal processing, as Felix's raw and mangle
+/// failsafe chains `ACCEPT` without the accept mark).
+fn effect(d: &DecisionInfo, failsafe: bool) -> Effect {
+    match d {
+        DecisionInfo::Rule {
+            action: Action::Allow,
+            ..
+        } if !failsafe => Effect::Accept,
+        DecisionInfo::Rule {
+            action: Action::Deny,
+            ..
+        }
+        | DecisionInfo::EndOfTier { .. }
+        | DecisionInfo::FailClosed { .. } => Effect::Deny,
+        _ => Effect::Continue,
+    }
+}
+
+fn kind_name(k: HostKind) -> &'static str {
+    match k {
+        HostKind::Untracked => "untracked",
+        HostKind::PreDnat => "pre-DNAT",
+        HostKind::Forward => "forward",
+    }
+}
+
+/// Every address: the one endpoint of a host IR, which the interface,
+/// not an address, selects.
+fn all_addresses() -> Vec<Cidr> {
+    ["0.0.0.0/0", "::/0"]
+        .into_iter()
+        .filter_map(|c| Cidr::parse(c).ok())
+        .collect()
+}
+
+/// An expected address (`10.0.0.1`, or with a prefix length) as the
+/// tables compare it.
+fn ip_of(a: &str) -> Option<(Family, u128)> {
+    let ip: IpAddr = a.split('/').next()?.trim().parse().ok()?;
+    Some(match ip {
+        IpAddr::V4(v) => (Family::V4, u128::from(u32::from(v))),
+        IpAddr::V6(v) => (Family::V6, u128::from(v)),
+    })
+}
+
 /// Up to three examples, for messages.
 fn examples(v: &[String]) -> String {
     let mut s = v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
@@ -1632,6 +2030,73 @@ mod tests {
         );
         pc.compile(&m);
         assert_eq!(pc.parsed_last, 0, "an unchanged set is not parsed again");
+    }
+
+    #[test]
+    fn host_endpoint_kinds_follow_ip_set_updates_without_a_compile() {
+        let mut m = FelixModel::default();
+        let pid = PolicyId {
+            name: "fwd".into(),
+            namespace: String::new(),
+            kind: "GlobalNetworkPolicy".into(),
+        };
+        m.policies
+            .insert(pid.clone(), Arc::new(allow_from_set("clients")));
+        let set = |members: &[&str]| {
+            Arc::new(IpSet {
+                kind: IpSetType::Net,
+                members: members.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        m.ip_sets.insert("clients".into(), set(&["10.0.0.1/32"]));
+        m.host_endpoints.insert(
+            "eth0".into(),
+            Arc::new(proto::HostEndpoint {
+                name: "eth0".into(),
+                forward_tiers: vec![proto::TierInfo {
+                    name: "default".into(),
+                    ingress_policies: vec![pid],
+                    egress_policies: vec![],
+                    default_action: "Deny".into(),
+                }],
+                ..Default::default()
+            }),
+        );
+        let key = |src: &str| {
+            FlowKey::new(
+                src.parse().unwrap(),
+                "10.9.9.9".parse().unwrap(),
+                6,
+                L4::Ports {
+                    sport: 1,
+                    dport: 80,
+                },
+            )
+        };
+        let effect = |c: &CompiledPolicy, src: &str| {
+            let k = c.host.endpoints[0].forward.as_ref().unwrap();
+            let v = k
+                .classifier
+                .classify(&key(src), &mut k.classifier.new_scratch());
+            k.effect(v.ingress.decided_by)
+        };
+        let mut pc = PolicyCompiler::default();
+        let c = pc.compile(&m);
+        assert!(
+            c.report.unsupported.is_empty(),
+            "{:?}",
+            c.report.unsupported
+        );
+        assert_eq!(c.host.endpoints[0].binding, Binding::Name("eth0".into()));
+        assert!(c.host.endpoints[0].untracked.is_none());
+        assert_eq!(effect(&c, "10.0.0.1"), Effect::Accept);
+        // End of tier: the tier's default action drops.
+        assert_eq!(effect(&c, "10.0.0.2"), Effect::Deny);
+        m.ip_sets
+            .insert("clients".into(), set(&["10.0.0.1/32", "10.0.0.2/32"]));
+        let c = pc.compile(&m);
+        assert_eq!(c.report.how, HowCompiled::SetsOnly { sets: 1 });
+        assert_eq!(effect(&c, "10.0.0.2"), Effect::Accept);
     }
 
     #[test]

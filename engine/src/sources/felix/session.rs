@@ -119,6 +119,18 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox over a channel holding up to `cap` messages, and the
+    /// channel's receiving end (what the session's writer drains; a test
+    /// reads it).
+    pub fn channel(cap: usize) -> (Outbox, Receiver<from_dataplane::Payload>) {
+        let (tx, rx) = channel::bounded(cap);
+        let out = Outbox {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (out, rx)
+    }
+
     /// Queues one message; false if it was dropped (queue full or session
     /// over).
     pub fn send(&self, p: from_dataplane::Payload) -> bool {
