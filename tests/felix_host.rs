@@ -21,7 +21,7 @@ use common::TempDir;
 use engine::pipeline::{Action, Batch, DropReason, Pipeline};
 use engine::sources::config::Config;
 use engine::sources::felix::proto::{self, PolicyId};
-use engine::sources::felix::{FelixModel, PolicyCompiler, Settings};
+use engine::sources::felix::{FelixModel, HowCompiled, PolicyCompiler, Settings};
 use engine::state::{CompiledInput, NodeState, PolicyInput};
 use engine::tables::conntrack::Conntrack;
 use policy_compiler::ir::{Decision, DecisionInfo};
@@ -625,4 +625,57 @@ fn normal_tiers_of_a_host_endpoint_judge_new_connections_to_its_address() {
     );
     assert_eq!(a, Action::Kernel);
     assert!(matches!(d, Some(DecisionInfo::Setting { .. })), "{d:?}");
+}
+
+/// The host endpoints' classifiers are compiled with the main one as one
+/// group of the engine cache: a change to one host policy builds only its
+/// segment (each compile used to leave only its own engines behind, so
+/// the next compile rebuilt the others).
+#[test]
+fn host_classifiers_and_the_main_one_keep_each_others_engines() {
+    let fwd = |port| proto::Policy {
+        inbound_rules: vec![tcp_rule("deny", port, None, None)],
+        outbound_rules: vec![tcp_rule("allow", 0, None, None)],
+        ..Default::default()
+    };
+    let heps = || {
+        vec![(
+            "eth1",
+            proto::HostEndpoint {
+                forward_tiers: vec![tier("fwd", true, true, "Deny")],
+                untracked_tiers: vec![tier("raw", true, false, "Deny")],
+                ..hep("eth1")
+            },
+        )]
+    };
+    let raw = proto::Policy {
+        inbound_rules: vec![tcp_rule("allow", 22, None, None)],
+        ..Default::default()
+    };
+    let m = model(
+        heps(),
+        vec![("fwd", fwd(8080)), ("raw", raw.clone())],
+        "DROP",
+        vec![],
+    );
+    let mut pc = PolicyCompiler::default();
+    let built = |how| match how {
+        HowCompiled::Full { segments_built, .. } => segments_built,
+        HowCompiled::SetsOnly { .. } => panic!("a full compile expected"),
+    };
+    let first = built(pc.compile(&m).report.how);
+    assert!(first >= 3, "main, forward and untracked segments: {first}");
+    // One host policy changed: its segments only.
+    let m3 = model(
+        heps(),
+        vec![("fwd", fwd(9090)), ("raw", raw)],
+        "DROP",
+        vec![],
+    );
+    let again = built(pc.compile(&m3).report.how);
+    assert_eq!(
+        again, 1,
+        "the changed forward ingress segment only (of {first})"
+    );
+    assert!(again >= 1 && again < first, "{again} of {first}");
 }

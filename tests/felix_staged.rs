@@ -203,7 +203,10 @@ fn staged_policies_are_counted_never_enforced() {
     let c = PolicyCompiler::default().compile(&m);
     assert!(c.classifier.staged().is_some(), "a pending classifier");
     assert!(
-        !c.report.unsupported.iter().any(|(f, _)| f.contains("staged")),
+        !c.report
+            .unsupported
+            .iter()
+            .any(|(f, _)| f.contains("staged")),
         "{:?}",
         c.report.unsupported
     );
