@@ -394,6 +394,11 @@ fn pre_dnat_judges_the_service_address_on_its_interface_only() {
         serde_json::json!({"tier": "default", "policy": "guard", "rule": 0}),
         "{e}"
     );
+    // The verdict is the pipeline's (the host rule's), the classifier's
+    // own beside it.
+    assert_eq!(e["policy"]["verdict"], "deny", "{e}");
+    assert_eq!(e["policy"]["classifier_verdict"], "allow", "{e}");
+    assert_eq!(e["verdict"]["action"], "drop", "{e}");
     let e = explain("eth1");
     assert_ne!(e["policy"]["decision"]["policy"], "guard", "{e}");
     // On eth0, what the pre-DNAT rule does not match goes on (no end of

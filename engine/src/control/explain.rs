@@ -428,6 +428,18 @@ fn render(
             if let Some(m) = pol.as_object_mut() {
                 m.insert("evaluated".into(), json!(true));
                 m.insert("decision".into(), t.policy.decision_info(*d).json());
+                // Something besides the endpoints' classifier decided (a
+                // host endpoint's tiers, `DefaultEndpointToHostAction`, an
+                // untracked or pre-DNAT accept): the verdict is what the
+                // pipeline did; the classifier's own stays beside it.
+                if crate::pipeline::stages::policy::deciding(&v) != *d {
+                    let denied = r.action == Action::Drop(crate::pipeline::DropReason::Policy);
+                    let own = m.insert(
+                        "verdict".into(),
+                        json!(if denied { "deny" } else { "allow" }),
+                    );
+                    m.insert("classifier_verdict".into(), own.unwrap_or(Value::Null));
+                }
                 // With staged policies: what they would make of it (the
                 // pending walk; never enforced).
                 if let Some(pc) = t.policy.staged() {
