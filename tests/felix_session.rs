@@ -9,7 +9,9 @@
 //! proxy ARP, no address on the node's side —, then its
 //! `WorkloadEndpointUpdate`: attached as a
 //! port, reachable as its policy allows, following a policy and an IP set
-//! change, its status back on fd 4), kills the shim in the middle of a
+//! change, its status back on fd 4), a host endpoint whose forward tier
+//! stops pings through the node until it is removed (its status on fd 4),
+//! kills the shim in the middle of a
 //! frame (the engine keeps forwarding), resyncs from new sessions, each
 //! replacing the last, with an established TCP connection to the pod
 //! still passing data after the resync, and removes the pod (detached,
@@ -108,6 +110,17 @@ impl Shim {
             }
             Some(from_dataplane::Payload::WorkloadEndpointStatusRemove(r)) => {
                 self.endpoint_status.push((r.id.unwrap().workload_id, None));
+                None
+            }
+            // Host endpoints as `host:ID`.
+            Some(from_dataplane::Payload::HostEndpointStatusUpdate(u)) => {
+                let id = format!("host:{}", u.id.unwrap().endpoint_id);
+                self.endpoint_status.push((id, u.status.map(|s| s.status)));
+                None
+            }
+            Some(from_dataplane::Payload::HostEndpointStatusRemove(r)) => {
+                let id = format!("host:{}", r.id.unwrap().endpoint_id);
+                self.endpoint_status.push((id, None));
                 None
             }
             p => p,
@@ -582,6 +595,55 @@ fn felix_sessions_through_the_shim() {
     let sp = &v["staged"]["policies"][0];
     assert_eq!(sp["policy"], "staged:no-7001", "{v:#}");
     assert!(sp["would_deny"].as_u64() >= Some(1), "{v:#}");
+    // A host endpoint on the client's side of the node (p0) whose forward
+    // tier denies ICMP in through it and allows the rest: the client's
+    // pings to the server stop, TCP to the pod goes on; Felix is told it
+    // is up; removed, the pings pass again and Felix is told.
+    let any = |action: &str, proto: Option<&str>| proto::Rule {
+        action: action.into(),
+        protocol: proto.map(|p| proto::Protocol {
+            number_or_name: Some(proto::protocol::NumberOrName::Name(p.into())),
+        }),
+        ..Default::default()
+    };
+    a.send(Payload::ActivePolicyUpdate(proto::ActivePolicyUpdate {
+        id: Some(pid("no-ping-in")),
+        policy: Some(proto::Policy {
+            inbound_rules: vec![any("deny", Some("icmp")), any("allow", None)],
+            outbound_rules: vec![any("allow", None)],
+            tier: "default".into(),
+            ..Default::default()
+        }),
+    }));
+    let hep_id = || {
+        Some(proto::HostEndpointId {
+            endpoint_id: "node-p0".into(),
+        })
+    };
+    a.send(Payload::HostEndpointUpdate(proto::HostEndpointUpdate {
+        id: hep_id(),
+        endpoint: Some(proto::HostEndpoint {
+            name: "p0".into(),
+            forward_tiers: vec![proto::TierInfo {
+                name: "default".into(),
+                ingress_policies: vec![pid("no-ping-in")],
+                egress_policies: vec![pid("no-ping-in")],
+                default_action: "Deny".into(),
+            }],
+            ..Default::default()
+        }),
+    }));
+    a.wait_endpoint("host:node-p0", Some("up"));
+    assert!(
+        !t.ping(&t.client, SERVER_IP, 1),
+        "the host endpoint's forward tier denies ICMP in through p0"
+    );
+    assert!(reaches(&t, &pod, 7001), "and allows the rest");
+    a.send(Payload::HostEndpointRemove(proto::HostEndpointRemove {
+        id: hep_id(),
+    }));
+    a.wait_endpoint("host:node-p0", None);
+    assert!(t.ping(&t.client, SERVER_IP, 2), "the host endpoint is gone");
     // A connection that must outlive the session.
     let mut long = connect(&t, &pod.ip, 7001).expect("the long-lived connection");
     assert!(echoes(&mut long, b"before"));
