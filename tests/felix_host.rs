@@ -684,3 +684,52 @@ fn host_classifiers_and_the_main_one_keep_each_others_engines() {
     );
     assert!(again >= 1 && again < first, "{again} of {first}");
 }
+
+/// Untracked policy meets packets before conntrack, so, as Felix's raw
+/// table does, the failsafe ports come first both ways: the inbound ones
+/// as destination ports and the outbound ones as source ports (replies to
+/// the host's own failsafe connections: BGP, etcd, the API server, DNS),
+/// which go on to conntrack; anything else the untracked deny drops.
+#[test]
+fn untracked_policy_lets_failsafe_ports_and_their_replies_go_on() {
+    let deny_all = proto::Policy {
+        inbound_rules: vec![tcp_rule("deny", 0, None, None)],
+        ..Default::default()
+    };
+    let m = model(
+        vec![(
+            "eth0",
+            proto::HostEndpoint {
+                untracked_tiers: vec![tier("deny-all", true, false, "Deny")],
+                ..hep("eth0")
+            },
+        )],
+        vec![("deny-all", deny_all)],
+        "DROP",
+        vec![],
+    );
+    let (mut p, ct) = pipeline(&m);
+    // A reply from the far end of an outbound failsafe port (TCP 179).
+    let (a, d) = send(
+        &mut p,
+        ETH0,
+        &tcp(FROM_ETH0, CLIENT, SERVER, 179, 40000, flags::SYN),
+    );
+    assert_eq!(a, Action::Forward(ETH1), "{d:?}");
+    assert_eq!(ct.len(), 1, "it goes on, tracked");
+    // An inbound failsafe port (TCP 22) as destination.
+    let (a, d) = send(
+        &mut p,
+        ETH0,
+        &tcp(FROM_ETH0, CLIENT, SERVER, 40001, 22, flags::SYN),
+    );
+    assert_eq!(a, Action::Forward(ETH1), "{d:?}");
+    // Anything else: the untracked deny.
+    let (a, d) = send(
+        &mut p,
+        ETH0,
+        &tcp(FROM_ETH0, CLIENT, SERVER, 40002, 5000, flags::SYN),
+    );
+    assert_eq!(a, Action::Drop(DropReason::Policy));
+    assert_eq!(rule_of(&d), ("default".into(), "deny-all".into(), 0));
+}

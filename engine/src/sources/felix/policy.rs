@@ -74,7 +74,9 @@
 //!   OUTPUT): ingress rules judge every packet arriving on the interface,
 //!   established or not, before conntrack, after the failsafe ports (whose
 //!   match lets the packet go on, tracked: the raw failsafe chains
-//!   `ACCEPT` without the mark). An allow leaves no connection and no NAT,
+//!   `ACCEPT` without the mark; as `failsafeInChain("raw")`, the inbound
+//!   ports as destination and the outbound ports as source, the replies to
+//!   the host's own failsafe connections). An allow leaves no connection and no NAT,
 //!   so a reply is judged again, by the untracked tiers of the interface
 //!   it arrives on. Egress rules (raw OUTPUT) judge only what the host
 //!   itself sends, which leaves through the kernel, not sluice: reported.
@@ -168,7 +170,7 @@ use policy_compiler::model::{Action, Cidr};
 use policy_compiler::ranges::{AddrSet, RangeSet};
 use policy_compiler::{Classifier, EngineCache, SetMatch};
 
-use super::model::{EndpointToHost, FelixModel, IpSet, ProtoPort, Settings};
+use super::model::{EndpointToHost, FelixModel, IpSet, Settings};
 use super::proto::{self, rule, IpSetType, PolicyId};
 use crate::tables::host::{Binding, Effect, HostEndpointPolicy, HostPolicy, KindPolicy, ToHost};
 use crate::wire::Family;
@@ -777,6 +779,11 @@ struct TierStep {
 enum Shared {
     /// The failsafe ports (host endpoints).
     Failsafe,
+    /// The failsafe ports as Felix's raw table has them (untracked
+    /// tiers, ingress): the inbound ports, and the replies to the
+    /// outbound ones (their port as the source), which would otherwise
+    /// meet untracked policy before conntrack.
+    FailsafeRaw,
     Profile(String),
     /// Deny everything, for this reason.
     FailClosed(String),
@@ -1082,8 +1089,10 @@ impl IrBuilder<'_, '_> {
                 continue;
             }
             let steps = &mut out[dir.idx()];
-            if kind != HostKind::Forward {
-                steps.push(Step::Shared(Shared::Failsafe));
+            match kind {
+                HostKind::Untracked => steps.push(Step::Shared(Shared::FailsafeRaw)),
+                HostKind::PreDnat => steps.push(Step::Shared(Shared::Failsafe)),
+                HostKind::Forward => {}
             }
             for t in tiers {
                 let ids = match dir {
@@ -1538,38 +1547,47 @@ impl IrBuilder<'_, '_> {
     /// The segment of a failsafe, profile or fail-closed step.
     fn shared_segment(&mut self, s: &Shared, dir: Dir, all: &RangeSet) -> Segment {
         match s {
-            Shared::Failsafe => {
+            Shared::Failsafe | Shared::FailsafeRaw => {
                 let (ports, key) = match dir {
                     Dir::Ingress => (&self.m.settings.failsafe_inbound, "failsafe-inbound"),
                     Dir::Egress => (&self.m.settings.failsafe_outbound, "failsafe-outbound"),
                 };
-                let ports: Vec<ProtoPort> = ports.clone();
+                // (ports, the policy name in decisions, the port is the
+                // source: replies).
+                let mut lists = vec![(ports.clone(), key, false)];
+                if matches!(s, Shared::FailsafeRaw) && dir == Dir::Ingress {
+                    let out = self.m.settings.failsafe_outbound.clone();
+                    lists.push((out, "failsafe-outbound-replies", true));
+                }
                 let mut rules = Vec::new();
-                for (i, p) in ports.iter().enumerate() {
-                    let mut t = with_port(Side::Dst, RangeSet::single(u128::from(p.port)));
-                    t.proto = RangeSet::single(u128::from(p.proto));
-                    if let Some(net) = p.net.and_then(|n| Cidr::parse(&n.to_string()).ok()) {
-                        // Inbound: from the net; outbound: to it.
-                        let a = AddrSet::from_cidrs([&net]);
-                        match dir {
-                            Dir::Ingress => t.src = a,
-                            Dir::Egress => t.dst = a,
+                for (ports, key, reply) in lists {
+                    for (i, p) in ports.iter().enumerate() {
+                        let side = if reply { Side::Src } else { Side::Dst };
+                        let mut t = with_port(side, RangeSet::single(u128::from(p.port)));
+                        t.proto = RangeSet::single(u128::from(p.proto));
+                        if let Some(net) = p.net.and_then(|n| Cidr::parse(&n.to_string()).ok()) {
+                            // Inbound and replies: from the net; outbound: to it.
+                            let a = AddrSet::from_cidrs([&net]);
+                            match dir {
+                                Dir::Ingress => t.src = a,
+                                Dir::Egress => t.dst = a,
+                            }
                         }
+                        let decision = self.decision(DecisionInfo::Rule {
+                            dir,
+                            tier: "failsafe".into(),
+                            policy: key.into(),
+                            rule: i as u32,
+                            action: Action::Allow,
+                        });
+                        self.failsafe.insert(decision.0);
+                        rules.push(IrRule {
+                            decision,
+                            action: RuleAction::Allow,
+                            classes: all.clone(),
+                            terms: vec![t],
+                        });
                     }
-                    let decision = self.decision(DecisionInfo::Rule {
-                        dir,
-                        tier: "failsafe".into(),
-                        policy: key.into(),
-                        rule: i as u32,
-                        action: Action::Allow,
-                    });
-                    self.failsafe.insert(decision.0);
-                    rules.push(IrRule {
-                        decision,
-                        action: RuleAction::Allow,
-                        classes: all.clone(),
-                        terms: vec![t],
-                    });
                 }
                 Segment {
                     kind: SegmentKind::Tier("failsafe".into()),
