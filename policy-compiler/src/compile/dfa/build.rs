@@ -156,11 +156,12 @@ impl Dfa {
     }
 
     /// `dfa` or, when that is better, the automata with the small
-    /// partitions merged into the biggest (see below).
+    /// partitions merged into the biggest, or else into one of their own
+    /// (see below).
     fn merge_small(
         dfa: Dfa,
         boxes: &[RBox],
-        mut groups: Vec<Vec<u32>>,
+        groups: Vec<Vec<u32>>,
         full: [u32; NFIELDS],
         widths: &[u8; NFIELDS],
         leaf_max: usize,
@@ -175,22 +176,49 @@ impl Dfa {
         let Some(big) = (0..groups.len()).max_by_key(|&i| groups[i].len()) else {
             return dfa;
         };
-        if groups.len() < 2 || !groups.iter().any(|g| g.len() <= few) {
+        let mut small: Vec<u32> = Vec::new();
+        let mut n_small = 0;
+        let mut kept: Vec<Vec<u32>> = Vec::new();
+        let mut big_at = 0;
+        for (i, g) in groups.into_iter().enumerate() {
+            if i != big && g.len() <= few {
+                small.extend_from_slice(&g);
+                n_small += 1;
+            } else {
+                if i == big {
+                    big_at = kept.len();
+                }
+                kept.push(g);
+            }
+        }
+        if n_small == 0 {
             return dfa;
         }
-        let mut merged = std::mem::take(&mut groups[big]);
-        groups.retain(|g| {
-            let keep = g.len() > few;
-            if !keep {
-                merged.extend_from_slice(g);
-            }
-            keep && !g.is_empty()
-        });
-        merged.sort_by_key(|&i| (boxes[i as usize].prio, i));
-        groups.push(merged);
+        small.sort_by_key(|&i| (boxes[i as usize].prio, i));
+        let by_prio = |mut g: Vec<u32>| {
+            g.sort_by_key(|&i| (boxes[i as usize].prio, i));
+            g
+        };
         let words = dfa.trans.len();
-        let budget = budget.min(words + words / 4);
-        Self::build_parts(boxes, &groups, full, widths, leaf_max, budget).unwrap_or(dfa)
+        let mut into_big = kept.clone();
+        into_big[big_at] = by_prio([kept[big_at].as_slice(), &small].concat());
+        let quarter = budget.min(words + words / 4);
+        if let Ok(d) = Self::build_parts(boxes, &into_big, full, widths, leaf_max, quarter) {
+            return d;
+        }
+        // Too big for that: two or more small partitions (a few rules wide
+        // in the source, a few wide in both) become one, so a key walks one
+        // automaton for them instead of one each, if the whole stays
+        // within a quarter more bytes (their merged states read more bytes,
+        // so the words alone may grow more than the blocks do).
+        if n_small < 2 {
+            return dfa;
+        }
+        kept.push(small);
+        match Self::build_parts(boxes, &kept, full, widths, leaf_max, budget) {
+            Ok(d) if d.memory() <= dfa.memory() + dfa.memory() / 4 => d,
+            _ => dfa,
+        }
     }
 
     /// One automaton per group of `boxes` (each in priority order), or
@@ -531,6 +559,68 @@ mod tests {
             rules.push(rule(any(32), any(32), RangeSet::single(u128::from(p) + 10)));
         }
         rules
+    }
+
+    /// Many rules narrow in the source, then a few wide in the source
+    /// (narrow destination) and a few wide in both: the few blow up the
+    /// narrow-source automaton, but fit together in one of their own.
+    fn two_small_partitions() -> Vec<[RangeSet; NFIELDS]> {
+        let any = |bits: u32| RangeSet::range(0, (1u128 << bits) - 1);
+        let net = |a: u32, len: u32| {
+            let lo = u128::from(a) & !((1u128 << (32 - len)) - 1);
+            RangeSet::range(lo, lo + (1u128 << (32 - len)) - 1)
+        };
+        let rule = |src: RangeSet, dst: RangeSet, dport: RangeSet| {
+            [
+                RangeSet::single(0),
+                src,
+                dst,
+                RangeSet::single(6),
+                any(17),
+                dport,
+            ]
+        };
+        let mut rules = Vec::new();
+        for i in 0..1500u32 {
+            let src = 0x0a00_0000 | i.wrapping_mul(0x9e37_79b9) >> 8 & 0x00ff_ff00;
+            let dst = 0xc0a8_0000 | (i % 200) << 8;
+            rules.push(rule(
+                net(src, 24),
+                net(dst, 24),
+                RangeSet::single(u128::from(i % 90) + 1),
+            ));
+        }
+        for i in 0..12u32 {
+            rules.push(rule(any(32), net(0xac10_0000 | i << 12, 20), any(17)));
+        }
+        for i in 0..12u32 {
+            let lo = u128::from(i) * 1000;
+            rules.push(rule(any(32), any(32), RangeSet::range(lo, lo + 499)));
+        }
+        rules
+    }
+
+    #[test]
+    fn small_partitions_too_big_for_the_biggest_become_one() {
+        let rules = two_small_partitions();
+        let er = erules(&rules);
+        let d = Dfa::try_build(&er, 0, &Config::default()).expect("builds");
+        // Narrow source | the 24 others in one automaton (three without
+        // the merge).
+        assert_eq!(d.stats().parts, 2, "{:?}", d.stats());
+        let keys: Vec<EKey<u32>> = (0..3000u32)
+            .map(|i| {
+                let r = &rules[i as usize * 7 % rules.len()];
+                let at = |f: usize, x: u32| {
+                    let (lo, hi) = r[f].ranges()[0];
+                    (lo as u32).wrapping_add(x % (hi - lo + 1).min(1 << 31) as u32)
+                };
+                EKey {
+                    f: [0, at(1, i * 31), at(2, i * 17), 6, i % 3000, at(5, i)],
+                }
+            })
+            .collect();
+        check(&rules, &keys, 0, &Config::default());
     }
 
     #[test]
