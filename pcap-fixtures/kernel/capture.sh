@@ -3,9 +3,13 @@
 # a router namespace with ip_forward and nftables dnat (two services) and
 # masquerade, between a client namespace ("outside", on the uplink) and a
 # backend namespace ("pods"). tcpdump records the router's input and output
-# on both interfaces (-Q in / -Q out, offloads off, static neighbours so
-# there is no ARP). sluice replays the inputs with the equivalent config
-# (sluice.yaml here) and must produce the outputs byte for byte.
+# on both interfaces (-Q in / -Q out, static neighbours so there is no
+# ARP). The veths keep the kernel's default offloads, as a pod's do, so
+# TCP/UDP checksums are recorded partial (the sum a device completes on the
+# wire): complete them (`wire::build::fix_checksums`, as
+# tests/kernel_reference.rs does) before replay and comparison. sluice
+# replays the inputs with the equivalent config (sluice.yaml here) and must
+# produce the outputs byte for byte.
 #
 # Usage: capture.sh OUTDIR [TAG]   (root; TAG keeps names unique, default $$)
 # Writes OUTDIR/{uplink,pods}-{in,out}.pcap. Removes everything it created,
@@ -49,10 +53,6 @@ rx ip link set "$UP" address 02:00:00:00:00:01 up
 rx ip link set "$PODS" address 02:00:00:00:00:02 up
 cx ip link set "$CE" address 02:00:00:00:00:fe up
 sx ip link set "$SE" address 02:00:00:01:00:05 up
-for x in "rx $UP" "rx $PODS" "cx $CE" "sx $SE"; do
-  set -- $x
-  $1 ethtool -K "$2" rx off tx off tso off gso off gro off >/dev/null 2>&1 || true
-done
 
 rx ip addr add 192.0.2.1/24 dev "$UP"
 rx ip addr add 10.1.0.1/16 dev "$PODS"
