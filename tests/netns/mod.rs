@@ -497,24 +497,15 @@ pub struct Pod {
 impl Pod {
     /// Pod `n` (1..=250) of `t`.
     pub fn new(t: &Topo, n: u32) -> Pod {
-        let p = Pod {
-            ns: format!("{}d{n}", t.router),
-            router: t.router.clone(),
-            ifname: format!("pd{n}"),
-            ip: format!("10.78.{n}.2"),
-            node_ip: format!("10.78.{n}.1"),
-            mac: format!("02:00:00:78:{:02x}:02", n),
-            subnet: format!("10.78.{n}.0/24"),
-        };
-        must(&["ip", "netns", "add", &p.ns]);
-        must(&["ip", "-n", &p.ns, "link", "set", "lo", "up"]);
-        must(&[
-            "ip", "link", "add", "eth0", "netns", &p.ns, "address", &p.mac, "type", "veth", "peer",
-            "name", &p.ifname, "netns", &p.router,
-        ]);
-        let cidr = format!("{}/24", p.ip);
-        must(&["ip", "-n", &p.ns, "addr", "add", &cidr, "dev", "eth0"]);
-        must(&["ip", "-n", &p.ns, "link", "set", "eth0", "up"]);
+        let p = Pod::veth(
+            t,
+            n,
+            &format!("pd{n}"),
+            &format!("10.78.{n}.1"),
+            &format!("10.78.{n}.0/24"),
+            &[],
+            24,
+        );
         must(&[
             "ip", "-n", &p.ns, "route", "add", "default", "via", &p.node_ip,
         ]);
@@ -535,39 +526,15 @@ impl Pod {
     /// routed out of another interface: here towards the server, as a
     /// node's default route would).
     pub fn calico(t: &Topo, n: u32) -> Pod {
-        let p = Pod {
-            ns: format!("{}d{n}", t.router),
-            router: t.router.clone(),
-            ifname: format!("cali{n}"),
-            ip: format!("10.78.{n}.2"),
-            node_ip: "169.254.1.1".into(),
-            mac: format!("02:00:00:78:{:02x}:02", n),
-            subnet: format!("10.78.{n}.2/32"),
-        };
-        must(&["ip", "netns", "add", &p.ns]);
-        must(&["ip", "-n", &p.ns, "link", "set", "lo", "up"]);
-        must(&[
-            "ip",
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &p.ns,
-            "address",
-            &p.mac,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &p.ifname,
-            "netns",
-            &p.router,
-            "address",
-            "ee:ee:ee:ee:ee:ee",
-        ]);
-        let cidr = format!("{}/32", p.ip);
-        must(&["ip", "-n", &p.ns, "addr", "add", &cidr, "dev", "eth0"]);
-        must(&["ip", "-n", &p.ns, "link", "set", "eth0", "up"]);
+        let p = Pod::veth(
+            t,
+            n,
+            &format!("cali{n}"),
+            "169.254.1.1",
+            &format!("10.78.{n}.2/32"),
+            &["address", "ee:ee:ee:ee:ee:ee"],
+            32,
+        );
         must(&[
             "ip",
             "-n",
@@ -611,6 +578,41 @@ impl Pod {
                 SERVER_IP,
             ])
             .output();
+        p
+    }
+
+    /// Pod `n`'s namespace and veth (the node's side `ifname`, with
+    /// `host_args` added to its `ip link add`), its address with prefix
+    /// length `len` on `eth0`, up; the rest is the caller's.
+    fn veth(
+        t: &Topo,
+        n: u32,
+        ifname: &str,
+        node_ip: &str,
+        subnet: &str,
+        host_args: &[&str],
+        len: u8,
+    ) -> Pod {
+        let p = Pod {
+            ns: format!("{}d{n}", t.router),
+            router: t.router.clone(),
+            ifname: ifname.into(),
+            ip: format!("10.78.{n}.2"),
+            node_ip: node_ip.into(),
+            mac: format!("02:00:00:78:{:02x}:02", n),
+            subnet: subnet.into(),
+        };
+        must(&["ip", "netns", "add", &p.ns]);
+        must(&["ip", "-n", &p.ns, "link", "set", "lo", "up"]);
+        let mut add = vec![
+            "ip", "link", "add", "eth0", "netns", &p.ns, "address", &p.mac, "type", "veth", "peer",
+            "name", &p.ifname, "netns", &p.router,
+        ];
+        add.extend_from_slice(host_args);
+        must(&add);
+        let cidr = format!("{}/{len}", p.ip);
+        must(&["ip", "-n", &p.ns, "addr", "add", &cidr, "dev", "eth0"]);
+        must(&["ip", "-n", &p.ns, "link", "set", "eth0", "up"]);
         p
     }
 
