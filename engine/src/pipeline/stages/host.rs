@@ -48,8 +48,7 @@ use policy_compiler::{Decision, FlowKey};
 
 use super::super::batch::{Action, Counters, DropReason, Slot};
 use super::super::meta::{Frames, Meta, Track};
-use super::super::steps::decide;
-use super::policy::{arrival_key, flow_key, PolicyScratch};
+use super::policy::{arrival_key, count_decision, flow_key, record, PolicyScratch};
 use crate::tables::host::{Effect, KindPolicy, ToHost};
 use crate::tables::Tables;
 use crate::wire::parse::tcp_flags;
@@ -63,21 +62,6 @@ fn judge(k: &KindPolicy, key: &FlowKey, ingress: bool, ps: &mut PolicyScratch) -
     let v = k.classifier.classify(key, &mut ps.scratch);
     let d = if ingress { v.ingress } else { v.egress };
     (k.effect(d.decided_by), d.decided_by.0)
-}
-
-/// Records a decision on a frame: hits, and a drop for a denial.
-#[inline]
-fn record(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: u32, allow: bool) {
-    if let Some(h) = c.policy_hits.get_mut(d as usize) {
-        *h += 1;
-    }
-    m.decision = d;
-    if allow {
-        c.policy_allowed += 1;
-    } else {
-        c.policy_denied += 1;
-        decide(s, m, Action::Drop(DropReason::Policy));
-    }
 }
 
 /// Raw PREROUTING: untracked tiers (see the module docs). Runs before the
@@ -277,14 +261,8 @@ pub(crate) fn input(
 /// [`record`] for a frame another stage already decided.
 #[inline]
 fn record_decided(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: Decision, allow: bool) {
-    if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
-        *h += 1;
-    }
-    m.decision = d.0;
-    if allow {
-        c.policy_allowed += 1;
-    } else {
-        c.policy_denied += 1;
+    count_decision(c, m, d.0, allow);
+    if !allow {
         s.action = Action::Drop(DropReason::Policy);
     }
 }

@@ -289,15 +289,29 @@ pub(crate) fn memo_denial(ps: &PolicyScratch, m: &Meta) -> Option<Memo> {
 /// Applies a verdict to a frame: what decided, the counters, the drop.
 #[inline]
 pub(crate) fn apply(v: &Verdict, s: &mut Slot<'_>, m: &mut Meta, c: &mut Counters) {
-    let d = deciding(v);
-    if let Some(h) = c.policy_hits.get_mut(d.0 as usize) {
+    record(c, s, m, deciding(v).0, v.allow);
+}
+
+/// Records decision `d` on a frame: counted, and a drop for a denial.
+#[inline]
+pub(crate) fn record(c: &mut Counters, s: &mut Slot<'_>, m: &mut Meta, d: u32, allow: bool) {
+    count_decision(c, m, d, allow);
+    if !allow {
+        decide(s, m, Action::Drop(DropReason::Policy));
+    }
+}
+
+/// Counts decision `d` (its hits, allowed or denied) and records it on
+/// the frame's meta (what `explain` and the conntrack entry show).
+#[inline]
+pub(crate) fn count_decision(c: &mut Counters, m: &mut Meta, d: u32, allow: bool) {
+    if let Some(h) = c.policy_hits.get_mut(d as usize) {
         *h += 1;
     }
-    m.decision = d.0;
-    if v.allow {
+    m.decision = d;
+    if allow {
         c.policy_allowed += 1;
     } else {
         c.policy_denied += 1;
-        decide(s, m, Action::Drop(DropReason::Policy));
     }
 }
