@@ -30,6 +30,7 @@ use engine::worker::replay::{self, Input, ReplayOptions};
 use serde::Serialize;
 
 use crate::packet::{self as pk, flags, Ip, Mac};
+use crate::suite::workload::write_pcap;
 
 /// Frames per connection.
 pub const FRAMES_PER_CONNECTION: u64 = 9;
@@ -182,16 +183,6 @@ pub fn write(w: &CpsWorkload, dir: &Path) -> Result<Written> {
         sink_pcap,
         connections: w.connections,
     })
-}
-
-fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) -> Result<()> {
-    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut out = engine::io::pcap::PcapWriter::new(std::io::BufWriter::new(f))?;
-    for (ts, frame) in frames {
-        out.write(*ts, frame)?;
-    }
-    out.finish()?;
-    Ok(())
 }
 
 /// The offline figure.

@@ -180,7 +180,8 @@ pub struct Prepared {
     pub fresh_state: bool,
 }
 
-fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) -> Result<()> {
+/// Writes `(timestamp ns, frame)`s as a pcap file.
+pub(crate) fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) -> Result<()> {
     let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = engine::io::pcap::PcapWriter::new(std::io::BufWriter::new(f))?;
     for (ts, frame) in frames {
