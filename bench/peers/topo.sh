@@ -18,6 +18,9 @@ case "${1:-}" in
     ip link add g0 netns $GEN address $G_MAC type veth peer name p0 netns $DUT address $P0_MAC
     ip link add k0 netns $SINK address $K_MAC type veth peer name p1 netns $DUT address $P1_MAC
     ip -n $GEN addr add 10.70.1.2/24 dev g0; ip -n $GEN link set g0 up
+    # gh0 stays down: the XDP generator is attached there so that its
+    # BPF_PROG_RUN calls cost microseconds (peer-gen tx --hold-interface).
+    ip -n $GEN link add gh0 type veth peer name gh1
     ip -n $SINK addr add 10.70.2.2/24 dev k0; ip -n $SINK link set k0 up
     ip -n $DUT addr add 10.70.1.1/24 dev p0; ip -n $DUT link set p0 up
     ip -n $DUT addr add 10.70.2.1/24 dev p1; ip -n $DUT link set p1 up

@@ -9,7 +9,7 @@
 use std::os::fd::AsFd;
 
 use aya::maps::{Array, MapData, PerCpuArray};
-use aya::programs::Xdp;
+use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use engine::io::bpf::BpfError;
 use engine::io::sys;
@@ -91,6 +91,24 @@ impl TrafficGen {
         )
         .map_err(map_err("gen_count"))?;
         Ok(TrafficGen { ebpf, count })
+    }
+
+    /// Attaches the generator, in driver mode, to `ifindex`: an interface
+    /// that stays down and never receives. `BPF_PROG_RUN` installs an XDP
+    /// program in the kernel's XDP dispatcher for the length of each call
+    /// and takes it out again, and each change waits for an RCU grace period
+    /// (`synchronize_rcu`, ~10 ms on this VM), so an unheld generator sends
+    /// in bursts with the core idle between calls. While the program is
+    /// attached somewhere the dispatcher only counts users: calls cost
+    /// microseconds, and the generator can pace in small calls.
+    pub fn hold(&mut self, ifindex: u32) -> Result<(), BpfError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut("sluice_trafficgen")
+            .ok_or(BpfError::Missing("program sluice_trafficgen"))?
+            .try_into()?;
+        prog.attach_to_if_index(ifindex, XdpMode::Driver)?;
+        Ok(())
     }
 
     /// Sends `count` copies of `frame` (which must be an Ethernet + IPv4 +

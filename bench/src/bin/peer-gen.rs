@@ -83,6 +83,12 @@ enum Cmd {
         /// setup cost, so pacing works in calls of this many frames.
         #[arg(long, default_value_t = 1024)]
         call: u32,
+        /// xdp engine: an interface (down, receiving nothing) to keep the
+        /// generator attached to, so that each BPF_PROG_RUN call does not
+        /// wait for an RCU grace period (see `TrafficGen::hold`). Without
+        /// it the generator sends in bursts and cannot pace.
+        #[arg(long)]
+        hold_interface: Option<String>,
     },
     /// Forward between two ports in XDP (the ceiling peer).
     XdpFwd {
@@ -142,6 +148,7 @@ fn main() -> Result<()> {
             rate,
             burst,
             call,
+            hold_interface,
         } => {
             enter(&netns)?;
             match engine.as_str() {
@@ -154,6 +161,7 @@ fn main() -> Result<()> {
                     size,
                     seconds,
                     Pace { rate, burst, call },
+                    hold_interface.as_deref(),
                 ),
                 "afxdp" => tx(
                     &interface, &dst_mac, &src_ip, &dst_ip, flows, size, seconds, queue, rate,
@@ -324,11 +332,17 @@ fn tx_xdp(
     size: usize,
     seconds: f64,
     pace: Pace,
+    hold: Option<&str>,
 ) -> Result<()> {
     let Pace { rate, burst, call } = pace;
     let frame = template(ifname, dst_mac, src_ip, dst_ip, size)?;
     let ifindex = sys::if_nametoindex(ifname)?;
     let mut gen = TrafficGen::load(ifindex, u32::from(flows.max(1)), 1024)?;
+    if let Some(h) = hold {
+        let hi = sys::if_nametoindex(h).with_context(|| format!("--hold-interface {h}"))?;
+        gen.hold(hi)
+            .with_context(|| format!("attaching the generator to {h} (--hold-interface)"))?;
+    }
     let t0 = Instant::now();
     let limit = Duration::from_secs_f64(seconds);
     if rate == 0 {

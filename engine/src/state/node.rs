@@ -110,6 +110,28 @@ pub struct WorkerSpec {
     pub batch: usize,
     /// Spin instead of sleeping in poll() when idle.
     pub busy_poll: bool,
+    /// The workers' nice value. On the live path the kernel's share of
+    /// receiving (the NAPI poll that runs the XDP program and, in copy mode,
+    /// copies each frame into the RX ring) runs on the worker's core too;
+    /// at equal priority the scheduler splits the core between them, and
+    /// under overload the kernel fills a ring the worker has no time to
+    /// drain: the frames are copied, then dropped (receive livelock, half
+    /// the loss-free rate delivered on veth). A worker above the kernel's
+    /// threads only leaves them the time it does not need, so overload is
+    /// shed where it costs least, before the kernel's receive work.
+    pub nice: i32,
+}
+
+impl WorkerSpec {
+    /// -20 for sleeping workers; 0 for spinning ones (`busy_poll`), which
+    /// would otherwise starve the kernel's receive work on their core.
+    pub fn default_nice(busy_poll: bool) -> i32 {
+        if busy_poll {
+            0
+        } else {
+            -20
+        }
+    }
 }
 
 /// A route: `prefix` (host bits clear) out of port `port`, through
@@ -217,6 +239,7 @@ impl NodeState {
                 cores: vec![0],
                 batch: 64,
                 busy_poll: false,
+                nice: WorkerSpec::default_nice(false),
             },
             routes: Vec::new(),
             neighbors: Vec::new(),

@@ -293,6 +293,21 @@ fn ifname(name: &str) -> Result<[u8; 16], SysError> {
     Ok(out)
 }
 
+// ---------------------------------------------------------------------------
+// Threads.
+
+/// Sets the calling thread's nice value (`setpriority(PRIO_PROCESS, tid)`:
+/// on Linux the nice value is per thread). Lowering it below 0 needs
+/// `CAP_SYS_NICE`.
+pub fn set_thread_nice(nice: i32) -> Result<(), SysError> {
+    // SAFETY: gettid(2) and setpriority(2) take no pointers.
+    let r = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    check("setpriority", r).map(|_| ())
+}
+
 /// The interface index of `name` in the current network namespace.
 pub fn if_nametoindex(name: &str) -> Result<u32, SysError> {
     let c = CString::new(name).map_err(|_| SysError {

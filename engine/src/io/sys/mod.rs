@@ -23,7 +23,7 @@ pub use abi::*;
 pub use calls::{
     bind_xdp, bpf_xdp_test_run, bpf_xdp_test_run_with, enter_netns, fs_magic, getsockopt,
     if_nametoindex, inherited_fd, interface_mac, interface_mtu, interface_rx_queues, kick_rx,
-    kick_tx, mount_bpffs, setsockopt, xsk_socket, Kick, PollSet,
+    kick_tx, mount_bpffs, set_thread_nice, setsockopt, xsk_socket, Kick, PollSet,
 };
 pub use error::SysError;
 pub use mmap::{page_size, Mmap};

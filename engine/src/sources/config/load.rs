@@ -90,6 +90,9 @@ impl Config {
         if w.batch == 0 || w.batch > MAX_BATCH {
             return Err(self.err("workers.batch", format!("must be 1..={MAX_BATCH}")));
         }
+        if let Some(n) = w.nice.filter(|n| !(-20..=19).contains(n)) {
+            return Err(self.err("workers.nice", format!("{n}: must be -20..=19")));
+        }
         if w.cores.is_empty() {
             return Err(self.err("workers.cores", "at least one core"));
         }
@@ -365,6 +368,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("workers.batch"), "{e}");
+        let e = load(&format!("{MIN}workers: {{nice: -21}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workers.nice") && e.contains("-20..=19"), "{e}");
+    }
+
+    #[test]
+    fn worker_nice_defaults_by_busy_poll() {
+        let nice = |y: &str| load(&format!("{MIN}{y}")).unwrap().state().workers.nice;
+        assert_eq!(nice(""), -20);
+        assert_eq!(nice("workers: {busy_poll: true}\n"), 0);
+        assert_eq!(nice("workers: {busy_poll: true, nice: -5}\n"), -5);
+        assert_eq!(nice("workers: {nice: 3}\n"), 3);
     }
 
     #[test]

@@ -183,6 +183,11 @@ pub struct WorkersConfig {
     /// Busy-poll (spin) instead of sleeping in poll() when idle.
     #[serde(default)]
     pub busy_poll: bool,
+    /// The workers' nice value (-20..=19). Default -20, or 0 with
+    /// `busy_poll` (a spinning worker at -20 would starve the kernel's
+    /// receive work on its core). See `WorkerSpec::nice`.
+    #[serde(default)]
+    pub nice: Option<i32>,
 }
 
 fn default_cores() -> Vec<usize> {
@@ -198,6 +203,7 @@ impl Default for WorkersConfig {
             cores: default_cores(),
             batch: default_batch(),
             busy_poll: false,
+            nice: None,
         }
     }
 }

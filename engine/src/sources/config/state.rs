@@ -34,6 +34,10 @@ impl Config {
                 cores: self.workers.cores.clone(),
                 batch: self.workers.batch,
                 busy_poll: self.workers.busy_poll,
+                nice: self
+                    .workers
+                    .nice
+                    .unwrap_or_else(|| WorkerSpec::default_nice(self.workers.busy_poll)),
             },
             routes: self
                 .routes

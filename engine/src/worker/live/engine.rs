@@ -172,6 +172,7 @@ impl LiveEngine {
                 stop: stop.clone(),
                 batch: state.workers.batch as u32,
                 busy_poll: state.workers.busy_poll,
+                nice: state.workers.nice,
                 idle_ms: opts.idle_ms,
                 epoch,
             };

@@ -68,6 +68,8 @@ pub(super) struct Worker {
     pub(super) stop: Arc<AtomicBool>,
     pub(super) batch: u32,
     pub(super) busy_poll: bool,
+    /// Nice value to take when the thread starts (`WorkerSpec::nice`).
+    pub(super) nice: i32,
     pub(super) idle_ms: i32,
     pub(super) epoch: Instant,
 }
@@ -308,6 +310,18 @@ impl Worker {
     pub(super) fn run(mut self) -> WorkerReport {
         if let Some(c) = self.core {
             core_affinity::set_for_current(c);
+        }
+        if self.nice != 0 {
+            if let Err(e) = sys::set_thread_nice(self.nice) {
+                // Not fatal: the worker runs, and overload may cost more.
+                let msg = format!(
+                    "worker {}: cannot take nice {} ({e}); under overload the kernel's \
+                     receive work on core {} competes with the worker as an equal",
+                    self.id, self.nice, self.core_num
+                );
+                tracing::warn!("{msg}");
+                eprintln!("sluice: warning: {msg}");
+            }
         }
         let mut local = Local::default();
         let mut held = Held::new();
