@@ -8,31 +8,46 @@
 #   testpmd  dpdk-testpmd --vdev net_af_xdp (io forward mode)
 #   kernel   Linux forwarding with an nftables ruleset equivalent to the policy
 # and prints, for each, the delivered rate at saturation (the generator
-# offering all it can: `peer-gen tx`, an XDP live-frames generator, ~2 Mpps
-# of 64-byte frames on this VM) in Mpps, and the ratios. Optionally
-# (SEARCH_STEPS > 0) also the highest loss-free rate by binary search on the
-# offered rate; the live-frames generator cannot pace (each kernel call costs
-# ~20 ms here), so trials use the paced AF_XDP copy-mode generator, whose
-# ceiling (0.1-0.3 Mpps on this VM) bounds the search. Topology:
-# bench/peers/topo.sh.
+# offering all it can: `peer-gen tx`, an XDP live-frames generator held on
+# a down veth so that each BPF_PROG_RUN call costs microseconds; ~10 Mpps
+# of 64-byte frames attempted on this VM) in Mpps, and the ratios. With
+# SEARCH_STEPS > 0 also the loss-free rates, found by bench/peers/search.py
+# in the manner of FD.io CSIT's MLRsearch (short trials narrow the interval,
+# then REPEAT full-length trials confirm it; bench/peers/trial.sh runs one
+# trial with the same generator, paced), and what the forwarder delivers
+# when offered OVERLOAD times its NDR. Topology: bench/peers/topo.sh.
+#
+# CPU budget: one core for everything the forwarder does, kernel and user
+# space: its worker (sluice, testpmd) and p0's receive work (threaded NAPI,
+# its thread pinned to DUT_CORE, the same for every forwarder); the
+# generator and the sink share the other core. What bounds the loss-free
+# rates on this rig (veth's 256-frame receive ring, the generator's cost
+# per call): tuning.md, "Loss-free rates".
 #
 # Usage (root): bench/peers/run.sh [ceiling] [sluice] [testpmd] [kernel]   (default: all)
 # (Connection setup rate, sluice vs the kernel's conntrack + nftables NAT, on
 # the same topology: bench/peers/cps.sh, or `sluice-bench cps`.)
 #
 # Each peer ends in one line `result PEER saturation MPPS offered MPPS ndr
-# MPPS pdr MPPS` (`-` where not measured, 0 when every trial lost more). A peer that does not start or
-# delivers nothing stops the script with `run.sh: error: PEER: why` on
-# stderr and exit status 1. Hugepages for testpmd are reserved and a
-# hugetlbfs mounted if missing, and put back on exit.
+# MPPS pdr MPPS overload K:PPS,...` (`-` where not measured, 0 when every
+# trial lost more). A peer that does not start or delivers nothing stops the
+# script with `run.sh: error: PEER: why` on stderr and exit status 1.
+# Hugepages for testpmd are reserved and a hugetlbfs mounted if missing, and
+# put back on exit.
 # Environment:
 #   SECONDS_RUN  saturation window per peer in seconds (default 10), after
 #                WARMUP seconds (default 2)
-#   SEARCH_STEPS binary-search trials for the loss-free rate (default 0: skip)
-#                between 0 and max(1.5 x saturation, SEARCH_MAX pps (1000000)):
-#                NDR (loss <= NDR_LOSS, 0.001) and PDR (<= PDR_LOSS, 0.005),
-#                every trial narrowing both; SEARCH_STEPS/2 more for the PDR
-#   TRIAL        seconds per trial (default 2)
+#   SEARCH_STEPS trial budget of the loss-free search (default 0: skip),
+#                which starts at max(1.5 x saturation, SEARCH_MAX pps
+#                (2000000)): NDR (loss <= NDR_LOSS, 0.001) and PDR (<=
+#                PDR_LOSS, 0.005); a search that runs out of budget or that
+#                the generator cannot pace reports lower bounds (`capped`)
+#   SHORT, TRIAL seconds of the search's narrowing trials (1) and of its
+#                confirming and overload trials (5)
+#   REPEAT       full-length passes that confirm a loss-free rate (2)
+#   WIDTH        relative width the search narrows to (0.02)
+#   OVERLOAD     factors of the NDR offered after the search (2,5)
+#   RATES        one TRIAL-long trial at each of these rates (pps), printed
 #   TESTPMD      the testpmd command (default dpdk-testpmd)
 #   FLOWS        UDP flows (source ports) from the generator (default 256)
 #   RULES        rules in the generated policy / ruleset (default 1000)
@@ -67,7 +82,11 @@ SECONDS_RUN=${SECONDS_RUN:-10}
 WARMUP=${WARMUP:-2}
 FLOWS=${FLOWS:-256}
 SEARCH_STEPS=${SEARCH_STEPS:-0}
-TRIAL=${TRIAL:-2}
+TRIAL=${TRIAL:-5}
+SHORT=${SHORT:-1}
+REPEAT=${REPEAT:-2}
+WIDTH=${WIDTH:-0.02}
+OVERLOAD=${OVERLOAD:-2,5}
 NDR_LOSS=${NDR_LOSS:-0.001}
 PDR_LOSS=${PDR_LOSS:-0.005}
 TESTPMD=${TESTPMD:-dpdk-testpmd}
@@ -131,7 +150,7 @@ POLICY=${SLUICE_POLICY:-$OUT/policy}
 gen() { # output file, extra args
   local out=$1; shift
   taskset -c "$GEN_CORE" $R/peer-gen tx --netns $GEN --interface g0 --dst-mac $P0_MAC \
-    --src-ip 10.70.1.2 --dst-ip 10.70.2.2 --flows "$FLOWS" "$@" > "$out"
+    --hold-interface gh0 --src-ip 10.70.1.2 --dst-ip 10.70.2.2 --flows "$FLOWS" "$@" > "$out"
 }
 
 jget() { python3 -c "import json,sys;print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
@@ -152,59 +171,40 @@ saturate() { # name: the DUT is running
     || die "$name: delivered nothing (the generator offered $(jget "$OUT/$name.gen.json" mpps) Mpps)"
 }
 
-trial() { # name rate_pps -> prints the loss ratio
-  local name=$1 rate=$2
-  taskset -c "$GEN_CORE" $R/peer-gen sink --netns $SINK --interface k0 \
-    --warmup 0 --seconds "$(python3 -c "print($TRIAL + 1.0)")" > "$OUT/$name.trial.sink.json" &
-  local sink=$!
-  sleep 0.3
-  gen "$OUT/$name.trial.gen.json" --seconds "$TRIAL" --rate "$rate" --engine afxdp \
-    || die "$name: the paced generator failed at $rate pps"
-  wait $sink || die "$name: the sink failed"
-  python3 -c "import json
-s=json.load(open('$OUT/$name.trial.sink.json'))['delivered']
-g=json.load(open('$OUT/$name.trial.gen.json'))
-print(max(0.0, 1 - s / g['sent']) if g['sent'] else 1.0, g['mpps'] * 1e6)"
-}
-
-search() { # name: highest offered rates with loss <= NDR_LOSS and <= PDR_LOSS
+search() { # name: loss-free rates by search.py (MLRsearch-like), then overload
   local name=$1
   # A forwarder can lose more at saturation than at its loss-free rate
-  # (receive livelock), so search up to at least SEARCH_MAX.
+  # (receive livelock), so the search starts at least at SEARCH_MAX.
   local top
-  top=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-1000000})))")
-  local nlo=0 nhi=$top plo=0 phi=$top step=0 pdr_steps=$(( SEARCH_STEPS + SEARCH_STEPS / 2 ))
-  while [ $step -lt $pdr_steps ]; do
-    local mid
-    # NDR first (its trials narrow the PDR too), then the PDR's own.
-    if [ $step -lt "$SEARCH_STEPS" ]; then mid=$(( (nlo + nhi) / 2 )); else mid=$(( (plo + phi) / 2 )); fi
-    step=$((step + 1))
-    local res loss sent_pps
-    res=$(trial "$name" "$mid"); loss=${res% *}; sent_pps=${res#* }
-    # The paced generator's own shortfall bounds the search: a trial it
-    # could not offer within 5% of the asked rate says nothing about the DUT.
-    if python3 -c "import sys; sys.exit(0 if $sent_pps < 0.95 * $mid else 1)"; then
-      printf "         trial %8d pps: generator offered only %.0f pps, search capped\n" "$mid" "$sent_pps" >&2
-      echo "$name" >> "$OUT/capped"
-      nhi=$mid; phi=$mid
-      continue
-    fi
-    if python3 -c "import sys; sys.exit(0 if $loss <= $NDR_LOSS else 1)"; then
-      [ $mid -le $nlo ] || nlo=$mid
-    elif [ $mid -lt $nhi ]; then nhi=$mid; fi
-    if python3 -c "import sys; sys.exit(0 if $loss <= $PDR_LOSS else 1)"; then
-      [ $mid -le $plo ] || plo=$mid
-    elif [ $mid -lt $phi ]; then phi=$mid; fi
-    [ $plo -ge $nlo ] || plo=$nlo
-    printf "         trial %8d pps: loss %.4f\n" "$mid" "$loss" >&2
-  done
-  echo "$nlo" > "$OUT/$name.ndr"
-  echo "$plo" > "$OUT/$name.pdr"
-  printf "%-8s NDR (loss <= %s): %.3f Mpps, PDR (loss <= %s): %.3f Mpps\n" "$name" \
-    "$NDR_LOSS" "$(python3 -c "print($nlo / 1e6)")" "$PDR_LOSS" "$(python3 -c "print($plo / 1e6)")" >&2
+  top=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-2000000})))")
+  local res
+  res=$(OUT=$OUT R=$R GEN_NS=$GEN GEN_SINK_NS=$SINK P0_MAC=$P0_MAC FLOWS=$FLOWS GEN_CORE=$GEN_CORE \
+    python3 bench/peers/search.py --name "$name" --top "$top" --ndr-loss "$NDR_LOSS" \
+      --pdr-loss "$PDR_LOSS" --short "$SHORT" --trial "$TRIAL" --repeat "$REPEAT" --width "$WIDTH" \
+      --max-trials "$SEARCH_STEPS" --overload "$OVERLOAD" --json "$OUT/$name.search.json") \
+    || die "$name: the loss-free search failed"
+  set -- $res
+  echo "$2" > "$OUT/$name.ndr"
+  echo "$4" > "$OUT/$name.pdr"
+  [ "$6" = 0 ] || echo "$name" >> "$OUT/capped"
+  echo "$8" > "$OUT/$name.overload"
+  printf "%-8s NDR (loss <= %s): %.3f Mpps, PDR (loss <= %s): %.3f Mpps, overload (x NDR: delivered pps) %s, %s trials\n" \
+    "$name" "$NDR_LOSS" "$(python3 -c "print($2 / 1e6)")" "$PDR_LOSS" "$(python3 -c "print($4 / 1e6)")" "$8" "${10}" >&2
 }
 
-measure() { saturate "$1"; [ "$SEARCH_STEPS" -gt 0 ] && search "$1" || true; }
+fixed_rates() { # name: one trial at each of RATES
+  local r
+  for r in $RATES; do
+    echo "         trial $r pps ${TRIAL}s: $(OUT=$OUT R=$R GEN_NS=$GEN GEN_SINK_NS=$SINK P0_MAC=$P0_MAC \
+      FLOWS=$FLOWS GEN_CORE=$GEN_CORE bench/peers/trial.sh "$1" "$r" "$TRIAL")" >&2
+  done
+}
+
+measure() {
+  saturate "$1"
+  [ -z "${RATES:-}" ] || fixed_rates "$1"
+  [ "$SEARCH_STEPS" -gt 0 ] && search "$1" || true
+}
 
 iperf_tcp() { # name: TCP throughput gen -> sink through the running DUT
   [ "${IPERF_SECONDS:-5}" -gt 0 ] || return 0
@@ -306,7 +306,8 @@ for p in "${PEERS[@]}"; do
   MPPS[$p]=$(jget "$OUT/$p.sink.json" mpps)
   NDR[$p]=$(mpps_of "$OUT/$p.ndr")
   PDR[$p]=$(mpps_of "$OUT/$p.pdr")
-  echo "result $p saturation ${MPPS[$p]} offered $(jget "$OUT/$p.gen.json" mpps) ndr ${NDR[$p]} pdr ${PDR[$p]}"
+  OVL=-; [ ! -f "$OUT/$p.overload" ] || OVL=$(cat "$OUT/$p.overload")
+  echo "result $p saturation ${MPPS[$p]} offered $(jget "$OUT/$p.gen.json" mpps) ndr ${NDR[$p]} pdr ${PDR[$p]} overload $OVL"
 done
 
 echo

@@ -350,18 +350,23 @@ fn tx_xdp(
             gen.run(&frame, ifindex, call.max(1), burst)?;
         }
     } else {
-        // Paced: catch up with rate * elapsed in calls of at most `call`
-        // frames (each call has a fixed setup cost in the kernel), flushed
-        // to the device every `burst` frames, spinning in between (the
-        // generator has its core to itself).
+        // Paced: catch up with rate * elapsed in calls of `burst` to
+        // `call` frames, flushed to the device every `burst` frames,
+        // spinning in between (the generator has its core to itself). Each
+        // call sets up and tears down a page pool and registers its memory
+        // model in the kernel; calls of one frame (what plain catching up
+        // gives at low rates) cost more than the frames and, with frames
+        // still in flight, exhaust the kernel's memory-model ids
+        // (BPF_PROG_TEST_RUN fails with ENOSPC).
         let mut sent = 0u64;
+        let min_call = u64::from(burst.clamp(1, call.max(1)));
         loop {
             let el = t0.elapsed();
             if el >= limit {
                 break;
             }
             let due = (rate as f64 * el.as_secs_f64()) as u64;
-            if due > sent {
+            if due >= sent + min_call {
                 let n = (due - sent).min(u64::from(call.max(1)));
                 gen.run(&frame, ifindex, n as u32, burst)?;
                 sent += n;

@@ -139,7 +139,7 @@ struct PeersArgs {
     seconds: u64,
     /// Trials of the loss-free search (NDR and PDR) per live peer (0:
     /// saturation only).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 30)]
     search_steps: u32,
     /// 2 MiB hugepages the DPDK peers need: reserved (and a hugetlbfs
     /// mounted) if missing, put back as they were at the end. 0: leave the
@@ -155,9 +155,13 @@ struct PeersArgs {
     skip_fib: bool,
     #[arg(long)]
     skip_live: bool,
-    /// Also write the ratios as JSON.
+    /// Also write the ratios and the live figures as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Directory for the plot of the live loss-free rate against the rule
+    /// count (live-ndr-vs-rules.svg/.png; needs two rule counts or more).
+    #[arg(long)]
+    plot_dir: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -459,21 +463,29 @@ fn peers_cmd(a: PeersArgs) -> Result<i32> {
     } else {
         None
     };
-    let (ratios, errors) = peers::run_all(&o);
+    let mut report = peers::run_all(&o);
     println!("\npeer ratios (sluice / peer, > 1 means sluice is faster):");
-    for r in &ratios {
+    for r in &report.ratios {
         println!("  {}", peers::line(r));
     }
-    for e in &errors {
+    if let Some(dir) = &a.plot_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        match plot::plot_live_rules(&report.live, dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("  plot: {}", f.display());
+                }
+            }
+            Err(e) => report.errors.push(format!("plot: {e:#}")),
+        }
+    }
+    for e in &report.errors {
         println!("  FAILED {e}");
     }
     if let Some(p) = a.json {
-        std::fs::write(
-            &p,
-            serde_json::to_string_pretty(&serde_json::json!({"ratios": ratios, "errors": errors}))?,
-        )?;
+        std::fs::write(&p, serde_json::to_string_pretty(&report)?)?;
     }
-    Ok(if errors.is_empty() { 0 } else { 1 })
+    Ok(if report.errors.is_empty() { 0 } else { 1 })
 }
 
 fn cps_offline(a: CpsOfflineArgs) -> Result<()> {

@@ -213,7 +213,7 @@ pub fn fib(o: &PeerOptions) -> Result<Vec<Ratio>> {
 }
 
 /// One forwarder's figures from run.sh (Mpps).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct LiveFigures {
     /// Delivered at saturation, and what the generator offered meanwhile.
     pub saturation: f64,
@@ -221,6 +221,17 @@ pub struct LiveFigures {
     /// Highest offered rate with loss <= 0.1% / 0.5% (when searched).
     pub ndr: Option<f64>,
     pub pdr: Option<f64>,
+    /// (k, delivered) when offered k times the NDR (when searched).
+    pub overload: Vec<(f64, f64)>,
+}
+
+/// One forwarder at one rule count, for the JSON and the plot.
+#[derive(Clone, Debug, Serialize)]
+pub struct LivePoint {
+    pub rules: usize,
+    pub peer: String,
+    #[serde(flatten)]
+    pub figures: LiveFigures,
 }
 
 /// The peers run.sh runs, as it names them, and how they are printed.
@@ -231,8 +242,8 @@ pub const LIVE_PEERS: [(&str, &str); 4] = [
     ("kernel", "kernel + nftables"),
 ];
 
-/// Parses run.sh's `result PEER saturation X offered Y ndr Z pdr W` line
-/// for `peer` (`-` for a figure not measured).
+/// Parses run.sh's `result PEER saturation X offered Y ndr Z pdr W
+/// overload K:PPS,...` line for `peer` (`-` for a figure not measured).
 pub fn parse_live(text: &str, peer: &str) -> Option<LiveFigures> {
     let line = text.lines().find(|l| {
         let mut it = l.split_whitespace();
@@ -248,23 +259,41 @@ pub fn parse_live(text: &str, peer: &str) -> Option<LiveFigures> {
         offered: get("offered")?,
         ndr: get("ndr"),
         pdr: get("pdr"),
+        overload: words
+            .iter()
+            .position(|w| *w == "overload")
+            .and_then(|i| words.get(i + 1))
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|kv| {
+                        let (k, pps) = kv.split_once(':')?;
+                        Some((k.parse().ok()?, pps.parse::<f64>().ok()? / 1e6))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
-/// Live forwarding at `rules` rules through run.sh: every peer must report
-/// a positive delivered rate (run.sh fails first, naming the peer, when one
-/// does not start or delivers nothing; this checks again).
-pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
+/// Live forwarding at `rules` rules through run.sh, for `peers` (names of
+/// [`LIVE_PEERS`]; sluice always): every peer must report a positive
+/// delivered rate (run.sh fails first, naming the peer, when one does not
+/// start or delivers nothing; this checks again).
+pub fn live(o: &PeerOptions, rules: usize, peers: &[&str]) -> Result<(Vec<Ratio>, Vec<LivePoint>)> {
     let script = super::workspace_root().join("bench/peers/run.sh");
     let mut c = Command::new(&script);
-    c.args(LIVE_PEERS.map(|(p, _)| p))
+    let peers: Vec<(&str, &str)> = LIVE_PEERS
+        .into_iter()
+        .filter(|(p, _)| *p == "sluice" || peers.contains(p))
+        .collect();
+    c.args(peers.iter().map(|(p, _)| p))
         .env("RULES", rules.to_string())
         .env("SECONDS_RUN", o.live_seconds.to_string())
         .env("SEARCH_STEPS", o.search_steps.to_string())
         .env("NFT_CT", &o.nft_ct);
     let text = output(c, "bench/peers/run.sh")?;
     let mut figs = Vec::new();
-    for (peer, name) in LIVE_PEERS {
+    for &(peer, name) in &peers {
         let f = parse_live(&text, peer)
             .with_context(|| format!("run.sh printed no figures for {name}:\n{text}"))?;
         if f.saturation.is_nan() || f.saturation <= 0.0 {
@@ -282,11 +311,42 @@ pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
         };
         figs.push((peer, name, f));
     }
-    let Some(&(_, _, sl)) = figs.iter().find(|(p, _, _)| *p == "sluice") else {
+    let Some((_, _, sl)) = figs.iter().find(|(p, _, _)| *p == "sluice").cloned() else {
         bail!("run.sh printed no figures for sluice");
     };
     let div = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
     let mut v = Vec::new();
+    // sluice against its own loss-free rate: what it keeps delivering when
+    // offered more than it can take (saturation, and k x its NDR).
+    if let Some(ndr) = sl.ndr {
+        let ks: Vec<String> = sl
+            .overload
+            .iter()
+            .map(|(k, d)| format!("at {k}x NDR {d:.3} ({:.2}x)", d / ndr))
+            .collect();
+        v.push(Ratio {
+            what: format!("live overload, {rules} rules"),
+            peer: "sluice's own NDR".into(),
+            ratio: sl.saturation / ndr,
+            ndr_ratio: None,
+            pdr_ratio: None,
+            detail: format!(
+                "Mpps: NDR {ndr:.3}; delivered at saturation {:.3} (offered {:.3}){}{}",
+                sl.saturation,
+                sl.offered,
+                if ks.is_empty() { "" } else { "; " },
+                ks.join(", ")
+            ),
+        });
+    }
+    let points = figs
+        .iter()
+        .map(|(p, _, f)| LivePoint {
+            rules,
+            peer: p.to_string(),
+            figures: f.clone(),
+        })
+        .collect();
     for (peer, name, f) in figs {
         if peer == "sluice" {
             continue;
@@ -318,13 +378,24 @@ pub fn live(o: &PeerOptions, rules: usize) -> Result<Vec<Ratio>> {
             ),
         });
     }
-    Ok(v)
+    Ok((v, points))
+}
+
+/// Everything one `peers` run measured.
+#[derive(Debug, Default, Serialize)]
+pub struct PeerReport {
+    pub ratios: Vec<Ratio>,
+    pub live: Vec<LivePoint>,
+    pub errors: Vec<String>,
 }
 
 /// Runs every step; a failing step is reported and the others still run.
-pub fn run_all(o: &PeerOptions) -> (Vec<Ratio>, Vec<String>) {
+/// The live runs: every peer at the first rule count, then sluice and the
+/// kernel (the two whose work depends on the rules) at the others.
+pub fn run_all(o: &PeerOptions) -> PeerReport {
     let mut ratios = Vec::new();
     let mut errors = Vec::new();
+    let mut points = Vec::new();
     let mut step = |name: &str, r: Result<Vec<Ratio>>| match r {
         Ok(v) => {
             for x in &v {
@@ -345,11 +416,26 @@ pub fn run_all(o: &PeerOptions) -> (Vec<Ratio>, Vec<String>) {
         eprintln!("==> FIB vs dpdk-test-fib");
         step("fib", fib(o));
     }
-    for &r in &o.live_rules {
-        eprintln!("==> live veth forwarding, {r} rules");
-        step("live", live(o, r));
+    for (i, &r) in o.live_rules.iter().enumerate() {
+        let peers: Vec<&str> = if i == 0 {
+            LIVE_PEERS.map(|(p, _)| p).to_vec()
+        } else {
+            vec!["kernel"]
+        };
+        eprintln!("==> live veth forwarding, {r} rules: {}", peers.join(", "));
+        step(
+            "live",
+            live(o, r, &peers).map(|(v, p)| {
+                points.extend(p);
+                v
+            }),
+        );
     }
-    (ratios, errors)
+    PeerReport {
+        ratios,
+        live: points,
+        errors,
+    }
 }
 
 /// One ratio for a person.
@@ -374,8 +460,8 @@ mod tests {
     #[test]
     fn live_result_lines() {
         let text = "sluice: rx 1 tx 1\n\
-                    result sluice saturation 0.149 offered 2.81 ndr 0.6 pdr 0.65\n\
-                    result kernel saturation 0.0 offered 2.0 ndr - pdr -\n";
+                    result sluice saturation 0.149 offered 2.81 ndr 0.6 pdr 0.65 overload 2:580000,5:550000\n\
+                    result kernel saturation 0.0 offered 2.0 ndr - pdr - overload -\n";
         let s = parse_live(text, "sluice").unwrap();
         assert_eq!(
             s,
@@ -383,11 +469,13 @@ mod tests {
                 saturation: 0.149,
                 offered: 2.81,
                 ndr: Some(0.6),
-                pdr: Some(0.65)
+                pdr: Some(0.65),
+                overload: vec![(2.0, 0.58), (5.0, 0.55)],
             }
         );
         let k = parse_live(text, "kernel").unwrap();
         assert_eq!((k.saturation, k.ndr, k.pdr), (0.0, None, None));
+        assert!(k.overload.is_empty());
         assert!(parse_live(text, "testpmd").is_none());
     }
 }

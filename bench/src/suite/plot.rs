@@ -313,3 +313,50 @@ pub fn plot_all(r: &Results, dir: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(files)
 }
+
+/// The live loss-free rate (NDR) against the policy's rule count, one line
+/// per forwarder measured at more than one rule count (sluice and the
+/// kernel), from `sluice-bench peers`; SVG and PNG into `dir`.
+pub fn plot_live_rules(points: &[super::peers::LivePoint], dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut rules: Vec<usize> = points.iter().map(|p| p.rules).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    if rules.len() < 2 {
+        bail!("the rules plot needs live runs at two rule counts or more");
+    }
+    let mut peers: Vec<&str> = Vec::new();
+    for p in points {
+        if !peers.contains(&p.peer.as_str())
+            && points.iter().filter(|q| q.peer == p.peer).count() > 1
+        {
+            peers.push(&p.peer);
+        }
+    }
+    let series = peers
+        .iter()
+        .map(|&peer| {
+            let ys = rules
+                .iter()
+                .map(|&r| {
+                    points
+                        .iter()
+                        .find(|p| p.peer == peer && p.rules == r)
+                        .and_then(|p| p.figures.ndr)
+                })
+                .collect();
+            (format!("{peer} NDR (loss <= 0.1%)"), ys)
+        })
+        .collect();
+    register_font()?;
+    let s = Sweep {
+        title: "live veth forwarding, 64-byte UDP, one core: loss-free Mpps vs rules".into(),
+        x_desc: "rules in the policy (nftables: the equivalent ruleset)",
+        categories: rules.iter().map(|&r| human(r)).collect(),
+        series,
+    };
+    let svg = dir.join("live-ndr-vs-rules.svg");
+    draw_sweep(SVGBackend::new(&svg, SIZE).into_drawing_area(), &s)?;
+    let png = dir.join("live-ndr-vs-rules.png");
+    draw_sweep(BitMapBackend::new(&png, SIZE).into_drawing_area(), &s)?;
+    Ok(vec![svg, png])
+}
