@@ -11,9 +11,9 @@ seconds): a rate that fails any of them becomes the upper bound and the
 search goes on below it with full-length trials. A reported NDR therefore
 passed REPEAT full-length trials, and a rate at most WIDTH above it failed.
 
-Then the overload trials: offered at each factor of OVERLOAD times the
-forwarder's own NDR, one full-length trial each, reporting what it
-delivered.
+Then the overload trials (outside the trial budget): offered at each
+factor of OVERLOAD times the forwarder's own NDR, one full-length trial
+each, reporting what it delivered.
 
 Each trial is `trial.sh NAME RATE SECONDS` (the paced XDP generator). A
 trial whose generator offered less than 95% of the asked rate counts at the
@@ -43,6 +43,7 @@ p.add_argument("--width", type=float, default=0.02)
 p.add_argument("--max-trials", type=int, default=30)
 p.add_argument("--overload", default="2,5")
 p.add_argument("--json", required=True)
+p.add_argument("--trial-cmd", help="the trial command (default: trial.sh beside this file)")
 a = p.parse_args()
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -53,10 +54,10 @@ class Capped(Exception):
     pass
 
 
-def trial(rate, secs):
-    if len(trials) >= a.max_trials:
+def trial(rate, secs, budget=True):
+    if budget and len(trials) >= a.max_trials:
         raise Capped("trial budget spent")
-    r = subprocess.run([os.path.join(here, "trial.sh"), a.name, str(int(rate)), str(secs)],
+    r = subprocess.run([a.trial_cmd or os.path.join(here, "trial.sh"), a.name, str(int(rate)), str(secs)],
                        stdout=subprocess.PIPE, text=True)
     if r.returncode != 0:
         sys.exit(f"search.py: error: {a.name}: trial at {int(rate)} pps failed (see above)")
@@ -130,15 +131,16 @@ try:
     # Phase 2: full-length trials confirm each lower bound.
     confirm(a.pdr_loss)
     confirm(a.ndr_loss)
-    # Overload: offered at multiples of the NDR.
-    ndr_now = bounds(a.ndr_loss)[0]
-    for k in [float(x) for x in a.overload.split(",") if x]:
-        if ndr_now <= 0:
-            break
-        overload[k] = trial(k * ndr_now, a.trial)["delivered"]
 except Capped as e:
     capped = True
     print(f"         search stopped: {e}; figures are lower bounds", file=sys.stderr)
+
+# Overload: offered at multiples of the NDR found (outside the budget).
+ndr_now = bounds(a.ndr_loss)[0]
+for k in [float(x) for x in a.overload.split(",") if x]:
+    if ndr_now <= 0:
+        break
+    overload[k] = trial(k * ndr_now, a.trial, budget=False)["delivered"]
 
 (ndr, ndr_hi), (pdr, pdr_hi) = bounds(a.ndr_loss), bounds(a.pdr_loss)
 if gen_cap() is not None and (ndr_hi is None or pdr_hi is None):

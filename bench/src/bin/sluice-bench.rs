@@ -127,8 +127,12 @@ struct PeersArgs {
     /// ClassBench folder.
     #[arg(long)]
     classbench: Option<PathBuf>,
-    #[arg(long, value_delimiter = ',', default_values_t = ["acl1_10k".to_string(), "fw1_10k".to_string(), "ipc1_10k".to_string()])]
+    /// ClassBench sets (default: every set with a trace).
+    #[arg(long, value_delimiter = ',')]
     sets: Vec<String>,
+    /// 100k-rule sets generated (seed 1) from these families' 10k templates.
+    #[arg(long, value_delimiter = ',', default_values_t = ["acl1".to_string(), "fw1".to_string(), "ipc1".to_string()])]
+    gen100k: Vec<String>,
     #[arg(long, default_value_t = 10_000)]
     fib_routes: usize,
     /// Rule counts of the live veth runs (needs root).
@@ -449,6 +453,7 @@ fn peers_cmd(a: PeersArgs) -> Result<i32> {
             .classbench
             .unwrap_or_else(|| bench::suite::workspace_root().join("../shared/classbench")),
         classbench_sets: a.sets,
+        gen100k: a.gen100k,
         fib_routes: a.fib_routes,
         live_rules: if a.skip_live { Vec::new() } else { a.rules },
         live_seconds: a.seconds,

@@ -32,7 +32,10 @@ pub struct PeerOptions {
     /// Directory of the release binaries (`classbench`, `fib-bench`).
     pub bin_dir: PathBuf,
     pub classbench_dir: PathBuf,
+    /// ClassBench sets (empty: every set with a trace).
     pub classbench_sets: Vec<String>,
+    /// Families whose 10k template `classbench` scales to 100k rules.
+    pub gen100k: Vec<String>,
     pub fib_routes: usize,
     /// Rule counts of the live runs (empty: skip them).
     pub live_rules: Vec<usize>,
@@ -107,27 +110,47 @@ fn exe(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Classifier vs dpdk-test-acl: parses `classbench`'s rows.
+/// Classifier vs dpdk-test-acl: parses `classbench`'s rows, one per
+/// ClassBench set (`classbench_sets`, or every set with a trace when empty)
+/// and one per generated 100k set (`gen100k` families); each must be there
+/// with a positive ratio.
 pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
     let mut c = locked(&exe(&o.bin_dir, "classbench")?);
     c.arg("--classbench").arg(&o.classbench_dir);
-    let traced = o.classbench_sets.iter().all(|s| {
-        o.classbench_dir
-            .join("traces")
-            .join(format!("{s}_trace"))
-            .is_file()
-    });
-    if traced {
-        c.arg("--sets").arg(o.classbench_sets.join(","));
-    } else {
-        // No traces shipped: classbench generates 100k-rule sets from the
-        // 10k templates, with traces.
-        let fams: Vec<&str> = o
-            .classbench_sets
-            .iter()
-            .map(|s| s.split('_').next().unwrap_or(s))
+    let traces = o.classbench_dir.join("traces");
+    let mut expect: Vec<String> = if o.classbench_sets.is_empty() {
+        let mut v: Vec<String> = std::fs::read_dir(&traces)
+            .with_context(|| format!("{}", traces.display()))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix("_trace"))
+                    .map(str::to_string)
+            })
             .collect();
-        c.arg("--gen100k").arg(fams.join(","));
+        v.sort();
+        v
+    } else {
+        for s in &o.classbench_sets {
+            if !traces.join(format!("{s}_trace")).is_file() {
+                bail!(
+                    "classbench set {s}: no trace {}/{s}_trace (its first matches are \
+                     what the comparison checks); for a 100k set use --gen100k",
+                    traces.display()
+                );
+            }
+        }
+        o.classbench_sets.clone()
+    };
+    c.arg("--sets").arg(if expect.is_empty() {
+        "none".to_string()
+    } else {
+        expect.join(",")
+    });
+    if !o.gen100k.is_empty() {
+        c.arg("--gen100k").arg(o.gen100k.join(","));
+        expect.extend(o.gen100k.iter().map(|f| format!("{f}_100k_s1")));
     }
     let text = output(c, "classbench")?;
     let mut v = Vec::new();
@@ -151,12 +174,18 @@ pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
             detail: format!("sluice {sl} Mpps, dpdk best {dp} Mpps (lookups, 1 core)"),
         });
     }
-    if v.len() != o.classbench_sets.len() {
+    let missing: Vec<&String> = expect
+        .iter()
+        .filter(|s| !v.iter().any(|r| r.what == format!("classifier {s}")))
+        .collect();
+    if !missing.is_empty() {
         bail!(
-            "classbench printed {} ratios for {} sets ({}):\n{text}",
-            v.len(),
-            o.classbench_sets.len(),
-            o.classbench_sets.join(", ")
+            "classbench printed no ratio for {}:\n{text}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(v)
