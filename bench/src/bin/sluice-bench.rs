@@ -305,6 +305,14 @@ fn run(a: RunArgs) -> Result<()> {
         host: Host::detect(),
         ..Results::default()
     };
+    // Each workload is prepared, probed and counted under callgrind first;
+    // then the timed runs go round the workloads `repeat` times, so each
+    // workload's repeats are spread over the whole suite and their spread
+    // includes the machine's drift over minutes, not only the jitter of
+    // back-to-back runs (two runs of one build moved medians by up to 12%
+    // while back-to-back repeats agreed within 2%).
+    let repeat = a.repeat.unwrap_or(suite.repeat).max(1);
+    let mut prepared_all = Vec::with_capacity(suite.workloads.len());
     for w in &suite.workloads {
         let t0 = Instant::now();
         let dir = work.join(&w.name);
@@ -332,18 +340,6 @@ fn run(a: RunArgs) -> Result<()> {
             runs: Vec::new(),
             instr: None,
         };
-        if !a.instr_only {
-            let loops = (target / frames.max(1)).max(3);
-            let repeat = a.repeat.unwrap_or(suite.repeat).max(1);
-            for n in 1..=nw {
-                let mut runs = Vec::with_capacity(repeat);
-                for _ in 0..repeat {
-                    let s = loaded.replay(n, loops, a.batch)?;
-                    runs.push(measure::run_of(&s, loops));
-                }
-                r.runs.extend(Run::of_repeats(runs));
-            }
-        }
         if !a.no_callgrind && suite.callgrind.contains(&w.name) {
             r.instr = Some(
                 measure::instructions(
@@ -355,7 +351,31 @@ fn run(a: RunArgs) -> Result<()> {
                 .with_context(|| format!("{}: callgrind", w.name))?,
             );
         }
-        eprintln!("{}", summary(&r, t0.elapsed().as_secs_f64()));
+        let loops = (target / frames.max(1)).max(3);
+        prepared_all.push((r, loaded, loops, t0.elapsed().as_secs_f64()));
+    }
+    // runs[workload][workers - 1]: the repeats.
+    let mut runs: Vec<Vec<Vec<Run>>> = prepared_all
+        .iter()
+        .map(|_| (0..nw).map(|_| Vec::with_capacity(repeat)).collect())
+        .collect();
+    if !a.instr_only {
+        for _ in 0..repeat {
+            for (i, (_, loaded, loops, secs)) in prepared_all.iter_mut().enumerate() {
+                let t0 = Instant::now();
+                for n in 1..=nw {
+                    let s = loaded.replay(n, *loops, a.batch)?;
+                    runs[i][n - 1].push(measure::run_of(&s, *loops));
+                }
+                *secs += t0.elapsed().as_secs_f64();
+            }
+        }
+    }
+    for ((mut r, _, _, secs), per_n) in prepared_all.into_iter().zip(runs) {
+        for rs in per_n {
+            r.runs.extend(Run::of_repeats(rs));
+        }
+        eprintln!("{}", summary(&r, secs));
         results.workloads.push(r);
     }
     results.seconds = started.elapsed().as_secs_f64();
