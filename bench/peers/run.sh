@@ -135,10 +135,14 @@ cargo build --release -q -p engine --bin sluice -p bench --bin peer-gen
 
 echo "==> topology" >&2
 bench/peers/topo.sh up
-# veth receives into NAPI when GRO is on (needed for the kernel peer to take
-# the generator's XDP frames) and threaded NAPI lets us put p0's receive
-# work on the DUT's core: each forwarder gets exactly one core for all of
-# its work (kernel and user space), the generator the other.
+# Threaded NAPI lets us put p0's receive work on the DUT's core: each
+# forwarder gets exactly one core for all of its work (kernel and user
+# space), the generator the other. A veth has NAPI only with an XDP program
+# attached or GRO on, and `threaded` can only be set (and the thread
+# pinned) once NAPI exists, before any forwarder attaches: so GRO is on for
+# p0 for every peer (the kernel peer also needs it to take the generator's
+# XDP frames). That is the one offload changed from the kernel's defaults;
+# checksum offloads stay as a pod's veth has them.
 ip netns exec $DUT ethtool -K p0 gro on >/dev/null
 ip netns exec $DUT sh -c 'echo 1 > /sys/class/net/p0/threaded'
 for pid in $(pgrep -f "napi/p0-"); do taskset -pc "$DUT_CORE" "$pid" >/dev/null; done
@@ -146,6 +150,9 @@ for pid in $(pgrep -f "napi/p0-"); do taskset -pc "$DUT_CORE" "$pid" >/dev/null;
 # The policy and its nftables twin, from one rule list.
 python3 bench/peers/gen-rules.py --rules "$RULES" --out "$OUT" --nft-ct "$NFT_CT" --nft-match "$NFT_MATCH"
 POLICY=${SLUICE_POLICY:-$OUT/policy}
+
+# What trial.sh (run by search.py and fixed_rates) needs.
+export OUT R FLOWS GEN_CORE P0_MAC GEN_NS=$GEN GEN_SINK_NS=$SINK
 
 gen() { # output file, extra args
   local out=$1; shift
@@ -178,8 +185,7 @@ search() { # name: loss-free rates by search.py (MLRsearch-like), then overload
   local top
   top=$(python3 -c "print(int(max(1.5 * $(jget "$OUT/$name.sink.json" mpps) * 1e6, ${SEARCH_MAX:-2000000})))")
   local res
-  res=$(OUT=$OUT R=$R GEN_NS=$GEN GEN_SINK_NS=$SINK P0_MAC=$P0_MAC FLOWS=$FLOWS GEN_CORE=$GEN_CORE \
-    python3 bench/peers/search.py --name "$name" --top "$top" --ndr-loss "$NDR_LOSS" \
+  res=$(python3 bench/peers/search.py --name "$name" --top "$top" --ndr-loss "$NDR_LOSS" \
       --pdr-loss "$PDR_LOSS" --short "$SHORT" --trial "$TRIAL" --repeat "$REPEAT" --width "$WIDTH" \
       --max-trials "$SEARCH_STEPS" --overload "$OVERLOAD" --json "$OUT/$name.search.json") \
     || die "$name: the loss-free search failed"
@@ -195,8 +201,7 @@ search() { # name: loss-free rates by search.py (MLRsearch-like), then overload
 fixed_rates() { # name: one trial at each of RATES
   local r
   for r in $RATES; do
-    echo "         trial $r pps ${TRIAL}s: $(OUT=$OUT R=$R GEN_NS=$GEN GEN_SINK_NS=$SINK P0_MAC=$P0_MAC \
-      FLOWS=$FLOWS GEN_CORE=$GEN_CORE bench/peers/trial.sh "$1" "$r" "$TRIAL")" >&2
+    echo "         trial $r pps ${TRIAL}s: $(bench/peers/trial.sh "$1" "$r" "$TRIAL")" >&2
   done
 }
 

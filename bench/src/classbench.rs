@@ -99,6 +99,25 @@ fn hex(s: &str) -> Result<u32> {
 }
 
 /// Parse a ClassBench filter file.
+/// The ClassBench sets under `root` that have a trace (`traces/NAME_trace`),
+/// sorted: what `classbench` runs by default and `sluice-bench peers`
+/// expects a ratio for.
+pub fn traced_sets(root: &Path) -> Result<Vec<String>> {
+    let traces = root.join("traces");
+    let mut v: Vec<String> = std::fs::read_dir(&traces)
+        .with_context(|| format!("{}", traces.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix("_trace"))
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
 pub fn read_filters(path: &Path) -> Result<Vec<Filter>> {
     let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut out = Vec::new();

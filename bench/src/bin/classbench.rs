@@ -434,17 +434,7 @@ fn run() -> Result<()> {
     if sets == ["none"] {
         sets.clear();
     } else if sets.is_empty() {
-        let mut v: Vec<String> = std::fs::read_dir(root.join("traces"))
-            .with_context(|| format!("{}/traces", root.display()))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .map(|s| s.trim_end_matches("_trace").to_string())
-            })
-            .collect();
-        v.sort();
-        sets = v;
+        sets = cb::traced_sets(&root)?;
     }
     println!(
         "engine {:?}, best of 5 runs (11 with dpdk-test-acl, interleaved with its runs) of {} passes over each trace, single core",

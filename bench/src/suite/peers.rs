@@ -119,18 +119,7 @@ pub fn acl(o: &PeerOptions) -> Result<Vec<Ratio>> {
     c.arg("--classbench").arg(&o.classbench_dir);
     let traces = o.classbench_dir.join("traces");
     let mut expect: Vec<String> = if o.classbench_sets.is_empty() {
-        let mut v: Vec<String> = std::fs::read_dir(&traces)
-            .with_context(|| format!("{}", traces.display()))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix("_trace"))
-                    .map(str::to_string)
-            })
-            .collect();
-        v.sort();
-        v
+        crate::classbench::traced_sets(&o.classbench_dir)?
     } else {
         for s in &o.classbench_sets {
             if !traces.join(format!("{s}_trace")).is_file() {
